@@ -1,0 +1,213 @@
+//! The event classes. Each `new` sets what the schema requires; the rest is filled by
+//! the producer.
+
+use super::*;
+
+ocsf_class! {
+    /// Process Activity (1007): a process launched, exited, was injected into, changed
+    /// identity.
+    pub struct ProcessActivity (
+        1007, 1, "Process Activity",
+        host_profile = [],
+        activities = { 1 => "Launch", 2 => "Terminate", 3 => "Open", 4 => "Inject", 5 => "Set User ID" }
+    ) {
+        /// The process launched, terminated, opened or injected into.
+        process: Process,
+        /// Exit status of a terminated process.
+        exit_code: Option<i32>,
+        /// How the process was launched.
+        launch_type_id: Option<i32>,
+        /// Launch type caption.
+        launch_type: Option<String>,
+        /// The module injected, for Inject.
+        module: Option<Module>,
+        /// Permissions requested, platform-specific (for example the new uid of a setuid).
+        requested_permissions: Option<i32>,
+    }
+}
+
+ocsf_class! {
+    /// File System Activity (1001): a file created, written, renamed, deleted, changed.
+    pub struct FileActivity (
+        1001, 1, "File System Activity",
+        host_profile = [],
+        activities = {
+            1 => "Create", 2 => "Read", 3 => "Update", 4 => "Delete", 5 => "Rename",
+            6 => "Set Attributes", 7 => "Set Security", 8 => "Get Attributes", 9 => "Get Security",
+            10 => "Encrypt", 11 => "Decrypt", 12 => "Mount", 13 => "Unmount", 14 => "Open"
+        }
+    ) {
+        /// The file acted on (the source of a rename).
+        file: File,
+        /// The file as it is after the activity (the target of a rename or link).
+        file_result: Option<File>,
+        /// The mode a file was created with.
+        create_mask: Option<String>,
+        /// The component that performed the activity.
+        component: Option<String>,
+    }
+}
+
+ocsf_class! {
+    /// Module Activity (1005): a shared object or kernel module loaded or unloaded.
+    pub struct ModuleActivity (
+        1005, 1, "Module Activity",
+        host_profile = [],
+        activities = { 1 => "Load", 2 => "Unload", 3 => "Invoke" }
+    ) {
+        /// The module.
+        module: Module,
+    }
+}
+
+ocsf_class! {
+    /// Network Activity (4001): a connection opened, accepted, refused, a socket listening.
+    pub struct NetworkActivity (
+        4001, 4, "Network Activity",
+        host_profile = [actor, device],
+        activities = {
+            1 => "Open", 2 => "Close", 3 => "Reset", 4 => "Fail", 5 => "Refuse",
+            6 => "Traffic", 7 => "Listen"
+        }
+    ) {
+        /// The initiator (the local side of a connect, the peer of an accept).
+        src_endpoint: Option<NetworkEndpoint>,
+        /// The responder.
+        dst_endpoint: Option<NetworkEndpoint>,
+        /// Protocol and direction.
+        connection_info: Option<NetworkConnectionInfo>,
+    }
+}
+
+ocsf_class! {
+    /// DNS Activity (4003): a DNS query or response.
+    pub struct DnsActivity (
+        4003, 4, "DNS Activity",
+        host_profile = [actor, device],
+        activities = { 1 => "Query", 2 => "Response", 6 => "Traffic" }
+    ) {
+        /// The question.
+        query: Option<DnsQuery>,
+        /// The answers, for a response.
+        answers: Vec<DnsAnswer>,
+        /// The client.
+        src_endpoint: Option<NetworkEndpoint>,
+        /// The server.
+        dst_endpoint: Option<NetworkEndpoint>,
+        /// Protocol and direction.
+        connection_info: Option<NetworkConnectionInfo>,
+        /// Response code id.
+        rcode_id: Option<i32>,
+        /// Response code caption.
+        rcode: Option<String>,
+    }
+}
+
+ocsf_class! {
+    /// Authentication (3002): a logon, logoff or account switch.
+    pub struct Authentication (
+        3002, 3, "Authentication",
+        host_profile = [device],
+        activities = {
+            1 => "Logon", 2 => "Logoff", 3 => "Authentication Ticket", 4 => "Service Ticket Request",
+            5 => "Service Ticket Renew", 6 => "Preauth", 7 => "Account Switch"
+        }
+    ) {
+        /// The user authenticated.
+        user: User,
+        /// Where the attempt came from.
+        src_endpoint: Option<NetworkEndpoint>,
+        /// Where it was made to.
+        dst_endpoint: Option<NetworkEndpoint>,
+        /// Logon type ([`logon_type`]).
+        logon_type_id: Option<i32>,
+        /// Logon type caption.
+        logon_type: Option<String>,
+        /// Whether the logon was remote.
+        is_remote: Option<bool>,
+        /// The service authenticated to (`sshd`, `sudo`).
+        service: Option<Service>,
+        /// The session created.
+        session: Option<Session>,
+    }
+}
+
+ocsf_class! {
+    /// Detection Finding (2004): a rule fired.
+    pub struct DetectionFinding (
+        2004, 2, "Detection Finding",
+        host_profile = [actor],
+        activities = { 1 => "Create", 2 => "Update", 3 => "Close" }
+    ) {
+        /// What was found, and by which rule.
+        finding_info: FindingInfo,
+        /// What it was found in.
+        evidences: Vec<Evidences>,
+        /// Confidence id.
+        confidence_id: Option<i32>,
+        /// Whether the finding is an alert.
+        is_alert: Option<bool>,
+    }
+}
+
+/// A fresh event's common part: time, severity, metadata for Vigil as producer.
+fn base_metadata(feature: &str) -> Metadata {
+    Metadata {
+        version: OCSF_VERSION.to_string(),
+        product: Product {
+            name: Some("Vigil".to_string()),
+            vendor_name: Some("Vigil".to_string()),
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            feature: Some(Feature {
+                name: Some(feature.to_string()),
+                ..Feature::default()
+            }),
+            ..Product::default()
+        },
+        ..Metadata::default()
+    }
+}
+
+macro_rules! class_new {
+    ($class:ident, $what:ident : $ty:ty) => {
+        impl $class {
+            /// A new event of this class: `activity_id`, time (ms since the epoch) and the
+            /// attribute the class requires; `feature` names the Vigil component
+            /// reporting it. Severity starts as Informational.
+            pub fn new(activity_id: i32, time: i64, feature: &str, $what: $ty) -> Self {
+                $class {
+                    activity_id,
+                    time,
+                    severity_id: severity::INFORMATIONAL,
+                    metadata: base_metadata(feature),
+                    $what,
+                    ..$class::default()
+                }
+            }
+        }
+    };
+    ($class:ident) => {
+        impl $class {
+            /// A new event of this class: `activity_id`, time (ms since the epoch);
+            /// `feature` names the Vigil component reporting it. Severity starts as
+            /// Informational.
+            pub fn new(activity_id: i32, time: i64, feature: &str) -> Self {
+                $class {
+                    activity_id,
+                    time,
+                    severity_id: severity::INFORMATIONAL,
+                    metadata: base_metadata(feature),
+                    ..$class::default()
+                }
+            }
+        }
+    };
+}
+
+class_new!(ProcessActivity, process: Process);
+class_new!(FileActivity, file: File);
+class_new!(ModuleActivity, module: Module);
+class_new!(NetworkActivity);
+class_new!(DnsActivity);
+class_new!(Authentication, user: User);
+class_new!(DetectionFinding, finding_info: FindingInfo);

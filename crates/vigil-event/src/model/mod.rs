@@ -1,0 +1,238 @@
+//! The OCSF 1.8 event classes Vigil speaks, and the objects they are made of.
+//!
+//! Each class is a plain struct declared once by a macro that derives both its JSON form
+//! and by-name field access from the same list of attributes. Construct events with the
+//! class's `new` function, fill what you know, then call [`OcsfClass::seal`] (done by
+//! [`OcsfEvent::from`]) to set the derived classification attributes: `type_uid`,
+//! captions and the profiles the event uses.
+
+#[macro_use]
+mod macros;
+mod classes;
+pub mod enums;
+mod objects;
+
+pub use classes::*;
+pub use enums::*;
+pub use objects::*;
+
+use crate::access::{Event, Fields};
+use crate::value::{FieldPath, Value};
+use serde::Serialize;
+
+/// The OCSF schema version Vigil writes.
+pub const OCSF_VERSION: &str = "1.8.0";
+
+/// Decides which attributes are left out of the JSON: absent options and empty lists.
+pub trait Omit {
+    /// True when the attribute should not be written.
+    fn omit(&self) -> bool;
+}
+
+impl<T> Omit for Option<T> {
+    fn omit(&self) -> bool {
+        self.is_none()
+    }
+}
+
+impl<T> Omit for Vec<T> {
+    fn omit(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+macro_rules! never_omit {
+    ($($t:ty),*) => {$(impl Omit for $t { fn omit(&self) -> bool { false } })*};
+}
+never_omit!(i32, i64, bool, String);
+
+/// What every OCSF event class struct knows about itself.
+pub trait OcsfClass: Event + Serialize {
+    /// `class_uid`.
+    const CLASS_UID: i32;
+    /// `category_uid`.
+    const CATEGORY_UID: i32;
+    /// `class_name`.
+    const CLASS_NAME: &'static str;
+
+    /// The event's `activity_id`.
+    fn activity_id(&self) -> i32;
+    /// Mutable access to `metadata`.
+    fn metadata_mut(&mut self) -> &mut Metadata;
+    /// Writes the classification attributes (ids and captions).
+    fn set_identity(&mut self, activity_name: String, type_uid: i64);
+    /// Whether the event carries an attribute that this class takes from the `host`
+    /// profile (`device` or `actor`, depending on the class).
+    fn uses_host_profile(&self) -> bool;
+    /// The caption of an `activity_id` of this class.
+    fn activity_name(activity_id: i32) -> &'static str;
+
+    /// Sets every derived attribute: class and category ids and names,
+    /// `type_uid = class_uid * 100 + activity_id`, captions of the id enums, the schema
+    /// version, and the profiles whose attributes the event uses.
+    fn seal(&mut self) {
+        let activity = self.activity_id();
+        let type_uid = i64::from(Self::CLASS_UID) * 100 + i64::from(activity);
+        self.set_identity(Self::activity_name(activity).to_string(), type_uid);
+        let host = self.uses_host_profile();
+        let metadata = self.metadata_mut();
+        metadata.version = OCSF_VERSION.to_string();
+        if host && !metadata.profiles.iter().any(|p| p == "host") {
+            metadata.profiles.push("host".to_string());
+        }
+    }
+}
+
+/// The caption of an OCSF category.
+pub fn category_name(category_uid: i32) -> &'static str {
+    match category_uid {
+        1 => "System Activity",
+        2 => "Findings",
+        3 => "Identity & Access Management",
+        4 => "Network Activity",
+        5 => "Discovery",
+        6 => "Application Activity",
+        7 => "Remediation",
+        _ => "Uncategorized",
+    }
+}
+
+/// Any event Vigil produces or reads back, tagged by its class.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum OcsfEvent {
+    /// Process Activity (1007).
+    Process(ProcessActivity),
+    /// File System Activity (1001).
+    File(FileActivity),
+    /// Module Activity (1005).
+    Module(ModuleActivity),
+    /// Network Activity (4001).
+    Network(NetworkActivity),
+    /// DNS Activity (4003).
+    Dns(DnsActivity),
+    /// Authentication (3002).
+    Authentication(Authentication),
+    /// Detection Finding (2004).
+    Finding(DetectionFinding),
+}
+
+/// Why a JSON document is not one of Vigil's OCSF events.
+#[derive(Debug)]
+pub enum ParseError {
+    /// Not JSON, or not the shape the class requires.
+    Json(serde_json::Error),
+    /// `class_uid` missing or not one Vigil models.
+    UnknownClass(Option<i64>),
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseError::Json(e) => write!(f, "invalid OCSF event: {e}"),
+            ParseError::UnknownClass(Some(c)) => write!(f, "unsupported OCSF class_uid {c}"),
+            ParseError::UnknownClass(None) => f.write_str("event has no integer class_uid"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ParseError::Json(e) => Some(e),
+            ParseError::UnknownClass(_) => None,
+        }
+    }
+}
+
+macro_rules! event_dispatch {
+    ($self:ident, $e:ident => $body:expr) => {
+        match $self {
+            OcsfEvent::Process($e) => $body,
+            OcsfEvent::File($e) => $body,
+            OcsfEvent::Module($e) => $body,
+            OcsfEvent::Network($e) => $body,
+            OcsfEvent::Dns($e) => $body,
+            OcsfEvent::Authentication($e) => $body,
+            OcsfEvent::Finding($e) => $body,
+        }
+    };
+}
+
+impl OcsfEvent {
+    /// Reads an event from JSON, choosing the class by `class_uid`.
+    pub fn from_json(value: serde_json::Value) -> Result<Self, ParseError> {
+        let class = value.get("class_uid").and_then(serde_json::Value::as_i64);
+        let ev = match class {
+            Some(c) if c == i64::from(ProcessActivity::CLASS_UID) => {
+                OcsfEvent::Process(serde_json::from_value(value).map_err(ParseError::Json)?)
+            }
+            Some(c) if c == i64::from(FileActivity::CLASS_UID) => {
+                OcsfEvent::File(serde_json::from_value(value).map_err(ParseError::Json)?)
+            }
+            Some(c) if c == i64::from(ModuleActivity::CLASS_UID) => {
+                OcsfEvent::Module(serde_json::from_value(value).map_err(ParseError::Json)?)
+            }
+            Some(c) if c == i64::from(NetworkActivity::CLASS_UID) => {
+                OcsfEvent::Network(serde_json::from_value(value).map_err(ParseError::Json)?)
+            }
+            Some(c) if c == i64::from(DnsActivity::CLASS_UID) => {
+                OcsfEvent::Dns(serde_json::from_value(value).map_err(ParseError::Json)?)
+            }
+            Some(c) if c == i64::from(Authentication::CLASS_UID) => {
+                OcsfEvent::Authentication(serde_json::from_value(value).map_err(ParseError::Json)?)
+            }
+            Some(c) if c == i64::from(DetectionFinding::CLASS_UID) => {
+                OcsfEvent::Finding(serde_json::from_value(value).map_err(ParseError::Json)?)
+            }
+            other => return Err(ParseError::UnknownClass(other)),
+        };
+        Ok(ev)
+    }
+
+    /// The event's `class_uid`.
+    pub fn class_uid(&self) -> i32 {
+        event_dispatch!(self, e => e.class_uid)
+    }
+
+    /// The event's time (ms since the epoch).
+    pub fn time(&self) -> i64 {
+        event_dispatch!(self, e => e.time)
+    }
+
+    /// The event as a JSON value.
+    pub fn to_json(&self) -> serde_json::Value {
+        // Serializing these plain structs cannot fail: every map key is a string.
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+macro_rules! from_class {
+    ($($class:ident => $variant:ident),*) => {$(
+        impl From<$class> for OcsfEvent {
+            /// Seals the event ([`OcsfClass::seal`]) and wraps it.
+            fn from(mut e: $class) -> Self {
+                e.seal();
+                OcsfEvent::$variant(e)
+            }
+        }
+    )*};
+}
+from_class!(
+    ProcessActivity => Process,
+    FileActivity => File,
+    ModuleActivity => Module,
+    NetworkActivity => Network,
+    DnsActivity => Dns,
+    Authentication => Authentication,
+    DetectionFinding => Finding
+);
+
+impl Event for OcsfEvent {
+    fn field(&self, path: &FieldPath) -> Option<Value<'_>> {
+        event_dispatch!(self, e => e.field_at(path, 0))
+    }
+    fn for_each_str<'a>(&'a self, f: &mut dyn FnMut(&'a str)) {
+        event_dispatch!(self, e => e.visit_strs(f))
+    }
+}
