@@ -70,7 +70,7 @@ impl Fields for bool {
 
 impl Fields for String {
     fn field_at<'a>(&'a self, path: &FieldPath, i: usize) -> Option<Value<'a>> {
-        (i == path.len()).then(|| Value::Str(Cow::Borrowed(self.as_str())))
+        (i == path.len()).then_some(Value::Str(Cow::Borrowed(self.as_str())))
     }
     fn visit_strs<'a>(&'a self, f: &mut dyn FnMut(&'a str)) {
         f(self)

@@ -10,6 +10,7 @@
 //! Invariant: this crate does no I/O and holds no global state.
 
 pub mod access;
+pub mod example;
 pub mod model;
 pub mod taxonomy;
 mod value;

@@ -1,1 +1,64 @@
-fn main() {}
+//! `vigil`: endpoint detection and response for Linux.
+//!
+//! Exit codes (also in `vigil --help`):
+//! * 0: success (for `hunt`: whether or not anything was found);
+//! * 1: a check failed (`ocsf validate` found invalid events, `rules check` bad rules);
+//! * 2: usage error (bad arguments);
+//! * 3: runtime error (input that could not be read at all, an I/O failure).
+
+mod cmd;
+mod logging;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit code for a check that found problems.
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit code for a runtime error.
+pub const EXIT_RUNTIME_ERROR: u8 = 3;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (hunt: whether or not anything was found)
+  1  a check failed (invalid events, invalid rules)
+  2  usage error
+  3  runtime error (unreadable input, I/O failure)";
+
+/// Vigil: endpoint detection and response for Linux.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about, after_help = EXIT_CODES, propagate_version = true)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Only errors in the log.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// OCSF events: write an example attack story, validate events against the schema.
+    #[command(subcommand)]
+    Ocsf(cmd::ocsf::OcsfCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.verbose, cli.quiet, cli.log_format);
+    let result = match cli.command {
+        Command::Ocsf(c) => cmd::ocsf::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::from(EXIT_RUNTIME_ERROR)
+        }
+    }
+}

@@ -97,24 +97,25 @@ pub fn category_name(category_uid: i32) -> &'static str {
     }
 }
 
-/// Any event Vigil produces or reads back, tagged by its class.
+/// Any event Vigil produces or reads back, tagged by its class (boxed: events are
+/// kilobytes and move through queues).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum OcsfEvent {
     /// Process Activity (1007).
-    Process(ProcessActivity),
+    Process(Box<ProcessActivity>),
     /// File System Activity (1001).
-    File(FileActivity),
+    File(Box<FileActivity>),
     /// Module Activity (1005).
-    Module(ModuleActivity),
+    Module(Box<ModuleActivity>),
     /// Network Activity (4001).
-    Network(NetworkActivity),
+    Network(Box<NetworkActivity>),
     /// DNS Activity (4003).
-    Dns(DnsActivity),
+    Dns(Box<DnsActivity>),
     /// Authentication (3002).
-    Authentication(Authentication),
+    Authentication(Box<Authentication>),
     /// Detection Finding (2004).
-    Finding(DetectionFinding),
+    Finding(Box<DetectionFinding>),
 }
 
 /// Why a JSON document is not one of Vigil's OCSF events.
@@ -213,7 +214,7 @@ macro_rules! from_class {
             /// Seals the event ([`OcsfClass::seal`]) and wraps it.
             fn from(mut e: $class) -> Self {
                 e.seal();
-                OcsfEvent::$variant(e)
+                OcsfEvent::$variant(Box::new(e))
             }
         }
     )*};
