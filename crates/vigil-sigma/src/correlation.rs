@@ -1,0 +1,567 @@
+//! Correlation rules: resolution at load time, and [`CorrelationState`], the bounded,
+//! time-expiring state fed with findings in event-time order.
+//!
+//! Semantics (per correlation rule and group-by key, over a sliding window of `timespan`
+//! ending at the newest event):
+//!
+//! * `event_count`: number of events; `value_count`: number of distinct values of
+//!   `field`; `value_sum` / `value_avg` / `value_percentile`: sum, mean or the given
+//!   percentile (nearest rank) of the numeric values of `field` (non-numeric values are
+//!   ignored);
+//! * `temporal`: number of distinct referenced rules seen; `temporal_ordered`: length of
+//!   the longest prefix of `rules` seen in that order. Both default to "all rules".
+//!
+//! The condition is tested each time an event enters a group; when it holds, a
+//! [`CorrelationFinding`] is emitted and the group's window is cleared (so one burst gives
+//! one finding). A correlation's own findings feed the correlations that refer to it
+//! (chaining). Conditions with only upper bounds (`lt`, `lte`) are therefore tested as
+//! events arrive, not when a window closes.
+//!
+//! Bounds: at most [`Limits::max_groups`] group-by keys per correlation (the group idle
+//! longest is dropped first) and [`Limits::max_events_per_group`] events per group (the
+//! oldest are dropped); groups whose newest event is older than the timespan are removed.
+
+use crate::engine::{Engine, Finding};
+use crate::error::{ErrorKind, RuleError};
+use crate::model::RuleMeta;
+use crate::parse::{Body, CorrelationType, Parsed, Range};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// A correlation after its references are resolved (indices into the parsed rules).
+#[derive(Debug, Clone)]
+pub(crate) struct RawDef {
+    parsed: usize,
+    refs: Vec<usize>,
+    ctype: CorrelationType,
+    timespan_ms: i64,
+    range: Range,
+    percentile: f64,
+    group_by: Vec<String>,
+    group_fields: Vec<Vec<String>>,
+    value_field: Vec<Option<String>>,
+}
+
+/// The fields a detection rule's findings must carry for the correlations using it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NeededFields {
+    pub fields: Vec<String>,
+}
+
+/// What [`resolve`] hands the engine builder.
+pub(crate) struct Resolved {
+    pub defs: Vec<RawDef>,
+    pub fields: HashMap<usize, NeededFields>,
+    pub silent: HashSet<usize>,
+}
+
+/// What a correlation refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ref {
+    /// A detection rule (metadata index).
+    Rule(u32),
+    /// Another correlation (index in the engine's correlations).
+    Corr(u32),
+}
+
+/// A correlation in the engine.
+#[derive(Debug, Clone)]
+pub(crate) struct CorrDef {
+    meta: u32,
+    refs: Vec<Ref>,
+    ctype: CorrelationType,
+    timespan_ms: i64,
+    range: Range,
+    percentile: f64,
+    group_by: Vec<String>,
+    group_fields: Vec<Vec<String>>,
+    value_field: Vec<Option<String>>,
+    silent: bool,
+}
+
+fn err(meta: &RuleMeta, msg: String) -> RuleError {
+    RuleError {
+        file: meta.source.clone(),
+        line: meta.line,
+        rule: Some(meta.title.clone()),
+        kind: ErrorKind::Reference(msg),
+    }
+}
+
+/// Resolves every correlation's references; marks failures in `ok` and `errors`.
+pub(crate) fn resolve(
+    parsed: &[Parsed],
+    by_ref: &HashMap<String, usize>,
+    ok: &mut [bool],
+    errors: &mut Vec<RuleError>,
+) -> Resolved {
+    // Referenced indices per correlation, failing unknown references.
+    let mut refs: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (ci, p) in parsed.iter().enumerate() {
+        let Body::Correlation(c) = &p.body else {
+            continue;
+        };
+        let mut list = Vec::new();
+        for r in &c.rules {
+            match by_ref.get(r) {
+                Some(&t) if matches!(parsed[t].body, Body::Filter(_)) => {
+                    errors.push(err(&p.meta, format!("correlation refers to filter `{r}`")));
+                    ok[ci] = false;
+                    break;
+                }
+                Some(&t) => list.push(t),
+                None => {
+                    errors.push(err(
+                        &p.meta,
+                        format!("correlation refers to unknown rule `{r}`"),
+                    ));
+                    ok[ci] = false;
+                    break;
+                }
+            }
+        }
+        refs.insert(ci, list);
+    }
+    // Cycles.
+    for (&ci, _) in refs.iter() {
+        if !ok[ci] {
+            continue;
+        }
+        let mut stack = vec![(ci, 0usize)];
+        let mut seen = HashSet::new();
+        let mut cyclic = false;
+        while let Some((n, depth)) = stack.pop() {
+            if depth > 64 {
+                cyclic = true;
+                break;
+            }
+            for &t in refs.get(&n).map(Vec::as_slice).unwrap_or(&[]) {
+                if t == ci {
+                    cyclic = true;
+                }
+                if matches!(parsed[t].body, Body::Correlation(_)) && seen.insert(t) {
+                    stack.push((t, depth + 1));
+                }
+            }
+        }
+        if cyclic {
+            ok[ci] = false;
+            errors.push(err(
+                &parsed[ci].meta,
+                "correlation refers to itself through a cycle".into(),
+            ));
+        }
+    }
+    // Correlations whose references failed fail too (until nothing changes).
+    loop {
+        let mut changed = false;
+        for (&ci, list) in &refs {
+            if ok[ci] {
+                if let Some(&bad) = list.iter().find(|&&t| !ok[t]) {
+                    ok[ci] = false;
+                    changed = true;
+                    errors.push(err(
+                        &parsed[ci].meta,
+                        format!(
+                            "correlation refers to `{}`, which failed to load",
+                            parsed[bad].meta.handle()
+                        ),
+                    ));
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut defs = Vec::new();
+    let mut fields: HashMap<usize, NeededFields> = HashMap::new();
+    let mut referenced = HashSet::new();
+    let mut generated = HashSet::new();
+    let mut cis: Vec<usize> = refs.keys().copied().filter(|&c| ok[c]).collect();
+    cis.sort_unstable();
+    for ci in cis {
+        let Body::Correlation(c) = &parsed[ci].body else {
+            continue;
+        };
+        let list = &refs[&ci];
+        let mut group_fields = Vec::new();
+        let mut value_field = Vec::new();
+        for (pos, &t) in list.iter().enumerate() {
+            let written = &c.rules[pos];
+            let tm = &parsed[t].meta;
+            let alias_for = |name: &str| -> String {
+                for (alias, per_rule) in &c.aliases {
+                    if alias == name {
+                        for (rname, field) in per_rule {
+                            if rname == written
+                                || Some(rname) == tm.name.as_ref()
+                                || Some(rname) == tm.id.as_ref()
+                            {
+                                return field.clone();
+                            }
+                        }
+                    }
+                }
+                name.to_string()
+            };
+            let gf: Vec<String> = c.group_by.iter().map(|g| alias_for(g)).collect();
+            let vf = c.field.as_deref().map(alias_for);
+            if matches!(parsed[t].body, Body::Detection(_)) {
+                let nf = fields.entry(t).or_default();
+                for f in gf.iter().chain(vf.iter()) {
+                    if !nf.fields.contains(f) {
+                        nf.fields.push(f.clone());
+                    }
+                }
+            }
+            group_fields.push(gf);
+            value_field.push(vf);
+            referenced.insert(t);
+            if c.generate {
+                generated.insert(t);
+            }
+        }
+        defs.push(RawDef {
+            parsed: ci,
+            refs: list.clone(),
+            ctype: c.ctype,
+            timespan_ms: c.timespan_ms,
+            range: c.range.clone(),
+            percentile: c.percentile,
+            group_by: c.group_by.clone(),
+            group_fields,
+            value_field,
+        });
+    }
+    let silent = referenced.difference(&generated).copied().collect();
+    Resolved {
+        defs,
+        fields,
+        silent,
+    }
+}
+
+/// Converts resolved definitions to engine indices.
+pub(crate) fn finish(defs: Vec<RawDef>, _det_of: &[u32], meta_of: &[u32]) -> Vec<CorrDef> {
+    let corr_index: HashMap<usize, u32> = defs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.parsed, i as u32))
+        .collect();
+    let referenced_corrs: HashSet<usize> = defs
+        .iter()
+        .flat_map(|d| d.refs.iter().copied())
+        .filter(|r| corr_index.contains_key(r))
+        .collect();
+    let generated_corrs: HashSet<usize> = HashSet::new();
+    defs.into_iter()
+        .map(|d| CorrDef {
+            meta: meta_of[d.parsed],
+            refs: d
+                .refs
+                .iter()
+                .map(|r| match corr_index.get(r) {
+                    Some(ci) => Ref::Corr(*ci),
+                    None => Ref::Rule(meta_of[*r]),
+                })
+                .collect(),
+            silent: referenced_corrs.contains(&d.parsed) && !generated_corrs.contains(&d.parsed),
+            ctype: d.ctype,
+            timespan_ms: d.timespan_ms,
+            range: d.range,
+            percentile: d.percentile,
+            group_by: d.group_by,
+            group_fields: d.group_fields,
+            value_field: d.value_field,
+        })
+        .collect()
+}
+
+/// Bounds on [`CorrelationState`]'s memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Group-by keys kept per correlation rule (default 100,000).
+    pub max_groups: usize,
+    /// Events kept per group (default 10,000).
+    pub max_events_per_group: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_groups: 100_000,
+            max_events_per_group: 10_000,
+        }
+    }
+}
+
+/// A correlation rule that fired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorrelationFinding<'r> {
+    /// The correlation rule.
+    pub rule: &'r RuleMeta,
+    /// Its index in [`Engine::rules`].
+    pub rule_index: usize,
+    /// The group-by fields and this group's values.
+    pub group: Vec<(String, Option<String>)>,
+    /// The callers' references of the events that made it (in time order).
+    pub events: Vec<u64>,
+    /// The measured value (count, distinct count, sum, average or percentile).
+    pub value: f64,
+    /// Time of the first and last event in the window (ms since the epoch).
+    pub first_ms: i64,
+    /// See `first_ms`.
+    pub last_ms: i64,
+    /// True when this correlation is itself only a base of another correlation.
+    pub silent: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    time: i64,
+    pos: usize,
+    value: Option<String>,
+    events: Vec<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    entries: VecDeque<Entry>,
+    last: i64,
+}
+
+/// Correlation state: feed it the findings of [`Engine::match_event`] in event-time order.
+pub struct CorrelationState<'r> {
+    engine: &'r Engine,
+    limits: Limits,
+    groups: Vec<HashMap<Vec<Option<String>>, Group>>,
+    /// Detection rule metadata index -> (correlation, position in its `rules`).
+    by_rule: HashMap<u32, Vec<(usize, usize)>>,
+    by_corr: HashMap<u32, Vec<(usize, usize)>>,
+    now: i64,
+    fed: u64,
+}
+
+impl<'r> CorrelationState<'r> {
+    /// Empty state for an engine's correlations.
+    pub fn new(engine: &'r Engine, limits: Limits) -> Self {
+        let mut by_rule: HashMap<u32, Vec<(usize, usize)>> = HashMap::new();
+        let mut by_corr: HashMap<u32, Vec<(usize, usize)>> = HashMap::new();
+        for (ci, c) in engine.corrs.iter().enumerate() {
+            for (pos, r) in c.refs.iter().enumerate() {
+                match r {
+                    Ref::Rule(m) => by_rule.entry(*m).or_default().push((ci, pos)),
+                    Ref::Corr(k) => by_corr.entry(*k).or_default().push((ci, pos)),
+                }
+            }
+        }
+        CorrelationState {
+            engine,
+            limits,
+            groups: engine.corrs.iter().map(|_| HashMap::new()).collect(),
+            by_rule,
+            by_corr,
+            now: i64::MIN,
+            fed: 0,
+        }
+    }
+
+    /// Whether any correlation uses the rule of this finding.
+    pub fn wants(&self, f: &Finding<'_>) -> bool {
+        self.by_rule.contains_key(&(f.rule_index as u32))
+    }
+
+    /// Number of group-by keys currently held, over all correlations.
+    pub fn group_count(&self) -> usize {
+        self.groups.iter().map(HashMap::len).sum()
+    }
+
+    /// Feeds one finding (the event is known to the caller as `event_ref`). Findings
+    /// without a time take the newest time seen. Returns the correlations that fired,
+    /// including chained ones.
+    pub fn feed(&mut self, f: &Finding<'_>, event_ref: u64) -> Vec<CorrelationFinding<'r>> {
+        let mut out = Vec::new();
+        let Some(targets) = self.by_rule.get(&(f.rule_index as u32)).cloned() else {
+            return out;
+        };
+        let time = f.time_ms.unwrap_or(self.now);
+        self.now = self.now.max(time);
+        self.fed += 1;
+        if self.fed % 4096 == 0 {
+            self.sweep();
+        }
+        let lookup = |name: &str| -> Option<String> {
+            f.fields
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, v)| v.clone())
+        };
+        for (ci, pos) in targets {
+            let def = &self.engine.corrs[ci];
+            let key: Vec<Option<String>> =
+                def.group_fields[pos].iter().map(|g| lookup(g)).collect();
+            let value = def.value_field[pos].as_deref().and_then(lookup);
+            self.push(ci, pos, key, value, time, vec![event_ref], &mut out);
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        ci: usize,
+        pos: usize,
+        key: Vec<Option<String>>,
+        value: Option<String>,
+        time: i64,
+        events: Vec<u64>,
+        out: &mut Vec<CorrelationFinding<'r>>,
+    ) {
+        let engine = self.engine;
+        let def = &engine.corrs[ci];
+        let groups = &mut self.groups[ci];
+        if !groups.contains_key(&key) && groups.len() >= self.limits.max_groups {
+            // Drop the group idle longest.
+            if let Some(oldest) = groups
+                .iter()
+                .min_by_key(|(_, g)| g.last)
+                .map(|(k, _)| k.clone())
+            {
+                groups.remove(&oldest);
+            }
+        }
+        let g = groups.entry(key.clone()).or_default();
+        let horizon = time.saturating_sub(def.timespan_ms);
+        while g.entries.front().is_some_and(|e| e.time < horizon) {
+            g.entries.pop_front();
+        }
+        // Keep time order even if a finding arrives slightly late.
+        let at = g.entries.partition_point(|e| e.time <= time);
+        g.entries.insert(
+            at,
+            Entry {
+                time,
+                pos,
+                value,
+                events,
+            },
+        );
+        while g.entries.len() > self.limits.max_events_per_group {
+            g.entries.pop_front();
+        }
+        g.last = g.last.max(time);
+        let measured = measure(def, &g.entries);
+        if !def.range.test(measured) {
+            return;
+        }
+        let entries: Vec<Entry> = g.entries.drain(..).collect();
+        let (first, last) = (
+            entries.first().map_or(time, |e| e.time),
+            entries.last().map_or(time, |e| e.time),
+        );
+        let events: Vec<u64> = entries
+            .iter()
+            .flat_map(|e| e.events.iter().copied())
+            .collect();
+        let group: Vec<(String, Option<String>)> = def
+            .group_by
+            .iter()
+            .cloned()
+            .zip(key.iter().cloned())
+            .collect();
+        let finding = CorrelationFinding {
+            rule: &engine.rules()[def.meta as usize],
+            rule_index: def.meta as usize,
+            group: group.clone(),
+            events: events.clone(),
+            value: measured,
+            first_ms: first,
+            last_ms: last,
+            silent: def.silent,
+        };
+        out.push(finding);
+        // Chaining: correlations referring to this one.
+        if let Some(targets) = self.by_corr.get(&(ci as u32)).cloned() {
+            for (cj, p) in targets {
+                let outer = &engine.corrs[cj];
+                let k: Vec<Option<String>> = outer.group_fields[p]
+                    .iter()
+                    .map(|g| {
+                        group
+                            .iter()
+                            .find(|(n, _)| n == g)
+                            .and_then(|(_, v)| v.clone())
+                    })
+                    .collect();
+                let v = outer.value_field[p].as_ref().and_then(|vf| {
+                    group
+                        .iter()
+                        .find(|(n, _)| n == vf)
+                        .and_then(|(_, v)| v.clone())
+                });
+                self.push(cj, p, k, v, last, events.clone(), out);
+            }
+        }
+    }
+
+    /// Removes every group whose newest event is older than its correlation's timespan.
+    pub fn sweep(&mut self) {
+        let now = self.now;
+        for (ci, groups) in self.groups.iter_mut().enumerate() {
+            let span = self.engine.corrs[ci].timespan_ms;
+            groups.retain(|_, g| g.last >= now.saturating_sub(span) && !g.entries.is_empty());
+        }
+    }
+}
+
+fn measure(def: &CorrDef, entries: &VecDeque<Entry>) -> f64 {
+    match def.ctype {
+        CorrelationType::EventCount => entries.len() as f64,
+        CorrelationType::ValueCount => {
+            let distinct: HashSet<&str> =
+                entries.iter().filter_map(|e| e.value.as_deref()).collect();
+            distinct.len() as f64
+        }
+        CorrelationType::Temporal => {
+            let distinct: HashSet<usize> = entries.iter().map(|e| e.pos).collect();
+            distinct.len() as f64
+        }
+        CorrelationType::TemporalOrdered => {
+            let mut next = 0usize;
+            for e in entries {
+                if e.pos == next {
+                    next += 1;
+                    if next == def.refs.len() {
+                        break;
+                    }
+                }
+            }
+            next as f64
+        }
+        CorrelationType::ValueSum
+        | CorrelationType::ValueAvg
+        | CorrelationType::ValuePercentile => {
+            let nums: Vec<f64> = entries
+                .iter()
+                .filter_map(|e| {
+                    e.value
+                        .as_deref()
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                })
+                .collect();
+            if nums.is_empty() {
+                return f64::NAN;
+            }
+            match def.ctype {
+                CorrelationType::ValueSum => nums.iter().sum(),
+                CorrelationType::ValueAvg => nums.iter().sum::<f64>() / nums.len() as f64,
+                _ => {
+                    let mut s = nums;
+                    s.sort_by(f64::total_cmp);
+                    let rank = ((def.percentile / 100.0) * s.len() as f64).ceil() as usize;
+                    s[rank.clamp(1, s.len()) - 1]
+                }
+            }
+        }
+    }
+}

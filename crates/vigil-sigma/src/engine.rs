@@ -1,0 +1,1290 @@
+//! Loading rules, building the [`Engine`], and matching events.
+
+use crate::compile::{self, BucketCompiler, CAtom, CTest, Expr, Group, RuleProg};
+use crate::cond::Cond;
+use crate::correlation::{self, CorrDef};
+use crate::error::{ConfigError, ErrorKind, RuleError};
+use crate::mapping::{WinSource, WindowsMap, WINDOWS_MAP};
+use crate::model::{LogSource, RuleKind, RuleMeta};
+use crate::parse::{self, Body, Detection, FilterAst, ParseCtx, Parsed};
+use crate::pattern::{self, Anchor};
+use crate::time;
+use crate::yaml;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use vigil_event::taxonomy::Taxonomy;
+use vigil_event::{Event, FieldPath, Value};
+
+/// Engine configuration: placeholders for `expand`, and optionally replacement mappings.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `%name%` -> values, for the `expand` modifier.
+    pub placeholders: HashMap<String, Vec<String>>,
+    /// A Windows mapping to use instead of the embedded `data/windows.yml`.
+    pub windows_map: Option<String>,
+    /// A Linux mapping (the `sigma-linux.map` format) instead of `vigil_event`'s.
+    pub linux_map: Option<String>,
+}
+
+/// Collects rules from many (name, text) pairs, recording every rule that fails, then
+/// builds an [`Engine`].
+pub struct Loader {
+    placeholders: HashMap<String, Vec<String>>,
+    win: WindowsMap,
+    linux: Taxonomy,
+    parsed: Vec<Parsed>,
+    errors: Vec<RuleError>,
+}
+
+/// What [`Loader::build`] returns.
+pub struct Built {
+    /// The engine, holding every rule that loaded.
+    pub engine: Engine,
+    /// Every rule that did not load, in load order: parse errors first, then references.
+    pub errors: Vec<RuleError>,
+    /// How many rule documents loaded (detections, correlations and filters).
+    pub loaded: usize,
+}
+
+impl Loader {
+    /// A loader with the embedded mappings and no placeholders.
+    pub fn new() -> Self {
+        // The embedded mappings are checked by this crate's tests.
+        match Self::with_config(Config::default()) {
+            Ok(l) => l,
+            Err(e) => unreachable!("embedded mapping invalid: {e}"),
+        }
+    }
+
+    /// A loader with the given configuration.
+    pub fn with_config(cfg: Config) -> Result<Self, ConfigError> {
+        let win = WindowsMap::parse(cfg.windows_map.as_deref().unwrap_or(WINDOWS_MAP))?;
+        let linux = match &cfg.linux_map {
+            Some(t) => Taxonomy::parse(t),
+            None => Taxonomy::linux(),
+        }
+        .map_err(|e| ConfigError {
+            source_name: "sigma-linux.map".into(),
+            line: e.line,
+            reason: e.reason,
+        })?;
+        Ok(Loader {
+            placeholders: cfg.placeholders,
+            win,
+            linux,
+            parsed: Vec::new(),
+            errors: Vec::new(),
+        })
+    }
+
+    /// Parses every YAML document of `text` (a rule file) loaded under `name`. Returns how
+    /// many documents parsed; each failure is recorded in [`Loader::errors`].
+    pub fn add(&mut self, name: &str, text: &str) -> usize {
+        let source: Arc<str> = Arc::from(name);
+        let docs = match yaml::parse_documents(text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.errors.push(RuleError {
+                    file: source,
+                    line: e.line,
+                    rule: None,
+                    kind: ErrorKind::Yaml(e.reason),
+                });
+                return 0;
+            }
+        };
+        let ctx = ParseCtx {
+            placeholders: &self.placeholders,
+        };
+        let mut ok = 0;
+        let mut global: Option<yaml::Node> = None;
+        for doc in docs {
+            let action = doc
+                .get("action")
+                .and_then(yaml::Node::as_str)
+                .map(str::to_string);
+            match action.as_deref() {
+                Some("global") => {
+                    global = Some(doc);
+                    continue;
+                }
+                Some("reset") => {
+                    global = None;
+                    continue;
+                }
+                _ => {}
+            }
+            let doc = match &global {
+                Some(g) => parse::merge_global(g, &doc),
+                None => doc,
+            };
+            match parse::parse_doc(&doc, &source, &ctx) {
+                Ok(p) => {
+                    ok += 1;
+                    self.parsed.push(p);
+                }
+                Err((rule, e)) => self.errors.push(RuleError {
+                    file: source.clone(),
+                    line: e.line,
+                    rule,
+                    kind: e.kind,
+                }),
+            }
+        }
+        ok
+    }
+
+    /// The failures so far.
+    pub fn errors(&self) -> &[RuleError] {
+        &self.errors
+    }
+
+    /// Resolves correlations and filters, compiles and indexes every rule.
+    pub fn build(self) -> Built {
+        build(self)
+    }
+}
+
+impl Default for Loader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A route: the rules of `bucket` read through `variant`'s field mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Route {
+    bucket: u32,
+    variant: u32,
+}
+
+#[derive(Debug, Clone)]
+struct WinRoute {
+    /// Variant for nested records; flat records use `variant + 1`.
+    route: Route,
+    provider: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct ChannelRoutes {
+    any: Vec<WinRoute>,
+    by_eid: HashMap<i64, Vec<WinRoute>>,
+}
+
+/// Per variant: local field -> slot, and the time slot.
+#[derive(Debug)]
+struct Variant {
+    slots: Box<[u32]>,
+    time: Option<u32>,
+}
+
+/// Rules that share a logsource, compiled together.
+struct Bucket {
+    logsource: LogSource,
+    progs: Vec<RuleProg>,
+    #[allow(dead_code)]
+    fields: Vec<String>,
+    variants: Vec<Variant>,
+    generic_variant: u32,
+    groups: Vec<Group>,
+    n_pids: u32,
+    /// pid -> local rule indices it may trigger.
+    triggers: Vec<Box<[u32]>>,
+    /// Local rule indices evaluated for every routed event.
+    always: Box<[u32]>,
+    needs_keywords: bool,
+}
+
+/// A detection rule in the engine.
+struct DetRule {
+    meta: u32,
+    silent: bool,
+}
+
+/// The compiled, indexed rule set. Immutable, `Send + Sync`: share it between threads and
+/// give each thread its own [`Scratch`].
+pub struct Engine {
+    metas: Vec<RuleMeta>,
+    dets: Vec<DetRule>,
+    buckets: Vec<Bucket>,
+    slots: Vec<Box<[FieldPath]>>,
+    win_routes: HashMap<String, ChannelRoutes>,
+    win_all: Vec<Route>,
+    ocsf_routes: HashMap<(i64, i64), Vec<Route>>,
+    ocsf_all: Vec<Route>,
+    all_events: Vec<Route>,
+    pub(crate) corrs: Vec<CorrDef>,
+    warnings: Vec<String>,
+    p_channel: [FieldPath; 2],
+    p_eid: [FieldPath; 3],
+    p_provider: [FieldPath; 2],
+    p_system: FieldPath,
+    p_class: FieldPath,
+    p_activity: FieldPath,
+}
+
+/// Which kind of event is being matched, which decides the logsource routing and field
+/// mapping.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// A Windows event record, nested (`evtx` JSON) or flat: routed by channel, provider
+    /// and EventID through the Windows mapping.
+    Windows,
+    /// One of Vigil's OCSF events (or its JSON): routed by `class_uid`/`activity_id`
+    /// through the Linux taxonomy.
+    Ocsf,
+    /// Any JSON whose logsource the user declared (see [`Engine::declare`]); fields are
+    /// read under their Sigma names.
+    Declared(&'a Declared),
+}
+
+/// The routes of a user-declared logsource, computed once by [`Engine::declare`].
+#[derive(Debug, Clone)]
+pub struct Declared {
+    routes: Vec<Route>,
+}
+
+impl Declared {
+    /// How many rule groups the declared logsource reaches.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+    /// Whether no rule applies to the declared logsource.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+/// One rule that matched one event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding<'r> {
+    /// The rule.
+    pub rule: &'r RuleMeta,
+    /// The rule's index in [`Engine::rules`].
+    pub rule_index: usize,
+    /// The search identifiers that held for this event, in rule order.
+    pub selections: Vec<&'r str>,
+    /// True when the rule is a base rule of a correlation that does not `generate`: the
+    /// finding is for [`crate::CorrelationState`] only and must not be reported.
+    pub silent: bool,
+    /// Event time (ms since the epoch), read when a correlation uses the rule.
+    pub time_ms: Option<i64>,
+    /// The event's values of the fields correlations group or aggregate by.
+    pub fields: Vec<(&'r str, Option<String>)>,
+}
+
+/// Per-thread matching state, reused across events so that matching an event that
+/// matches nothing allocates nothing.
+pub struct Scratch {
+    epoch: u32,
+    slot_epoch: Vec<u32>,
+    slot_pos: Vec<u32>,
+    vals: Vec<Option<Value<'static>>>,
+    hits: Vec<u64>,
+    hit_list: Vec<u32>,
+    rule_epoch: Vec<u32>,
+    cand: Vec<u32>,
+    routes: Vec<Route>,
+    lower: String,
+    num: String,
+}
+
+/// Empties a vector and gives back its allocation for values of another lifetime.
+fn recycle<'b>(mut v: Vec<Option<Value<'_>>>) -> Vec<Option<Value<'b>>> {
+    v.clear();
+    v.into_iter().map(|_| None).collect()
+}
+
+impl Engine {
+    /// Every loaded rule: detections, correlations and filters.
+    pub fn rules(&self) -> &[RuleMeta] {
+        &self.metas
+    }
+
+    /// Notes about rules that loaded but cannot see any event of a built-in source (a
+    /// logsource the Windows or Linux mapping does not know). They still apply to
+    /// [`Source::Declared`] events.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Number of detection rules.
+    pub fn detection_count(&self) -> usize {
+        self.dets.len()
+    }
+
+    /// Fresh per-thread state for [`Engine::match_event`].
+    pub fn scratch(&self) -> Scratch {
+        let max_pids = self.buckets.iter().map(|b| b.n_pids).max().unwrap_or(0) as usize;
+        Scratch {
+            epoch: 0,
+            slot_epoch: vec![0; self.slots.len()],
+            slot_pos: vec![0; self.slots.len()],
+            vals: Vec::with_capacity(64),
+            hits: vec![0; max_pids.div_ceil(64)],
+            hit_list: Vec::new(),
+            rule_epoch: vec![0; self.dets.len()],
+            cand: Vec::new(),
+            routes: Vec::new(),
+            lower: String::new(),
+            num: String::new(),
+        }
+    }
+
+    /// The routes for events of a declared logsource: every rule whose logsource the
+    /// declared one satisfies (each part the rule names is named the same).
+    pub fn declare(&self, logsource: &LogSource) -> Declared {
+        let routes = self
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.logsource.covers(logsource))
+            .map(|(i, b)| Route {
+                bucket: i as u32,
+                variant: b.generic_variant,
+            })
+            .collect();
+        Declared { routes }
+    }
+
+    /// Matches one event, appending a [`Finding`] per matching rule to `out` (in rule
+    /// load order). Allocates only for findings.
+    pub fn match_event<'r>(
+        &'r self,
+        scratch: &mut Scratch,
+        event: &dyn Event,
+        source: Source<'_>,
+        out: &mut Vec<Finding<'r>>,
+    ) {
+        let mut routes = std::mem::take(&mut scratch.routes);
+        routes.clear();
+        self.route(scratch, event, source, &mut routes);
+        if routes.is_empty() {
+            scratch.routes = routes;
+            return;
+        }
+        scratch.epoch = scratch.epoch.wrapping_add(1);
+        if scratch.epoch == 0 {
+            scratch.slot_epoch.iter_mut().for_each(|e| *e = 0);
+            scratch.rule_epoch.iter_mut().for_each(|e| *e = 0);
+            scratch.epoch = 1;
+        }
+        let mut ctx = Ctx {
+            engine: self,
+            event,
+            vals: recycle(std::mem::take(&mut scratch.vals)),
+            s: scratch,
+            variant: &[],
+        };
+        for r in &routes {
+            ctx.run_bucket(*r, out);
+        }
+        let Ctx { vals, .. } = ctx;
+        scratch.vals = recycle(vals);
+        scratch.routes = routes;
+    }
+
+    fn route(
+        &self,
+        s: &mut Scratch,
+        event: &dyn Event,
+        source: Source<'_>,
+        routes: &mut Vec<Route>,
+    ) {
+        routes.extend_from_slice(&self.all_events);
+        match source {
+            Source::Declared(d) => routes.extend_from_slice(&d.routes),
+            Source::Ocsf => {
+                routes.extend_from_slice(&self.ocsf_all);
+                let class = event.field(&self.p_class).and_then(|v| v.as_i64());
+                let act = event.field(&self.p_activity).and_then(|v| v.as_i64());
+                if let (Some(c), Some(a)) = (class, act) {
+                    if let Some(r) = self.ocsf_routes.get(&(c, a)) {
+                        routes.extend_from_slice(r);
+                    }
+                }
+            }
+            Source::Windows => {
+                let nested = event.field(&self.p_system).is_some();
+                let shape = u32::from(!nested);
+                for r in &self.win_all {
+                    routes.push(Route {
+                        bucket: r.bucket,
+                        variant: r.variant + shape,
+                    });
+                }
+                let (ch, eid, prov) = if nested {
+                    (&self.p_channel[0], &self.p_eid[..2], &self.p_provider[0])
+                } else {
+                    (&self.p_channel[1], &self.p_eid[2..], &self.p_provider[1])
+                };
+                let Some(channel) = event.field(ch) else {
+                    return;
+                };
+                let Some(channel) = channel.as_str() else {
+                    return;
+                };
+                s.lower.clear();
+                s.lower.extend(channel.chars().flat_map(char::to_lowercase));
+                let Some(cr) = self.win_routes.get(s.lower.as_str()) else {
+                    return;
+                };
+                let eid = eid
+                    .iter()
+                    .find_map(|p| event.field(p).and_then(|v| v.as_i64()));
+                let provider = if cr.any.iter().any(|r| r.provider.is_some())
+                    || cr.by_eid.values().flatten().any(|r| r.provider.is_some())
+                {
+                    event
+                        .field(prov)
+                        .and_then(|v| v.as_str().map(str::to_lowercase))
+                } else {
+                    None
+                };
+                let by_eid = eid.and_then(|e| cr.by_eid.get(&e));
+                for wr in cr.any.iter().chain(by_eid.into_iter().flatten()) {
+                    if let Some(p) = &wr.provider {
+                        if provider.as_deref() != Some(p.as_str()) {
+                            continue;
+                        }
+                    }
+                    let r = Route {
+                        bucket: wr.route.bucket,
+                        variant: wr.route.variant + shape,
+                    };
+                    if !routes.iter().any(|x| x.bucket == r.bucket) {
+                        routes.push(r);
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Ctx<'e, 'r, 's> {
+    engine: &'r Engine,
+    event: &'e dyn Event,
+    vals: Vec<Option<Value<'e>>>,
+    s: &'s mut Scratch,
+    variant: &'r [u32],
+}
+
+fn scalar_str<'v>(v: &'v Value<'_>, buf: &'v mut String) -> Option<&'v str> {
+    match v {
+        Value::Str(s) => Some(s),
+        Value::Int(i) => {
+            buf.clear();
+            let _ = write!(buf, "{i}");
+            Some(buf)
+        }
+        Value::Float(f) => {
+            buf.clear();
+            let _ = write!(buf, "{f}");
+            Some(buf)
+        }
+        Value::Bool(b) => Some(if *b { "true" } else { "false" }),
+        _ => None,
+    }
+}
+
+fn for_each_scalar<'v, 'a>(v: &'v Value<'a>, f: &mut dyn FnMut(&'v Value<'a>) -> bool) -> bool {
+    match v {
+        Value::List(items) => items.iter().any(|i| for_each_scalar(i, f)),
+        other => f(other),
+    }
+}
+
+fn folded<'h>(s: &'h str, cased: bool, buf: &'h mut String) -> &'h str {
+    if cased {
+        s
+    } else if s.is_ascii() {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            buf.clear();
+            buf.push_str(s);
+            buf.make_ascii_lowercase();
+            buf
+        } else {
+            s
+        }
+    } else {
+        buf.clear();
+        buf.push_str(&s.to_lowercase());
+        buf
+    }
+}
+
+fn anchor_match(hay: &str, needle: &str, anchor: Anchor) -> bool {
+    match anchor {
+        Anchor::Exact => hay == needle,
+        Anchor::Prefix => hay.starts_with(needle),
+        Anchor::Suffix => hay.ends_with(needle),
+        Anchor::Contains => hay.contains(needle),
+    }
+}
+
+impl<'e, 'r> Ctx<'e, 'r, '_> {
+    /// The position in `vals` of a local field's value, read once per event.
+    fn fetch(&mut self, local: u32) -> usize {
+        let slot = self.variant[local as usize] as usize;
+        if self.s.slot_epoch[slot] == self.s.epoch {
+            return self.s.slot_pos[slot] as usize;
+        }
+        let v = self.engine.slots[slot]
+            .iter()
+            .find_map(|p| self.event.field(p));
+        self.vals.push(v);
+        let pos = self.vals.len() - 1;
+        self.s.slot_epoch[slot] = self.s.epoch;
+        self.s.slot_pos[slot] = pos as u32;
+        pos
+    }
+
+    fn fetch_slot(&mut self, slot: u32) -> usize {
+        let slot = slot as usize;
+        if self.s.slot_epoch[slot] == self.s.epoch {
+            return self.s.slot_pos[slot] as usize;
+        }
+        let v = self.engine.slots[slot]
+            .iter()
+            .find_map(|p| self.event.field(p));
+        self.vals.push(v);
+        let pos = self.vals.len() - 1;
+        self.s.slot_epoch[slot] = self.s.epoch;
+        self.s.slot_pos[slot] = pos as u32;
+        pos
+    }
+
+    fn hit(&self, pid: u32) -> bool {
+        self.s.hits[(pid / 64) as usize] & (1u64 << (pid % 64)) != 0
+    }
+
+    fn set_hit(hits: &mut [u64], list: &mut Vec<u32>, pid: u32) {
+        let w = &mut hits[(pid / 64) as usize];
+        let bit = 1u64 << (pid % 64);
+        if *w & bit == 0 {
+            *w |= bit;
+            list.push(pid);
+        }
+    }
+
+    fn scan(g: &Group, hay: &str, hits: &mut [u64], list: &mut Vec<u32>, lower: &mut String) {
+        let hay = if !g.cased && !hay.is_ascii() {
+            lower.clear();
+            lower.push_str(&hay.to_lowercase());
+            lower.as_str()
+        } else {
+            hay
+        };
+        let len = hay.len();
+        for m in g.ac.find_overlapping_iter(hay) {
+            for (anchor, pid) in g.map[m.pattern().as_usize()].iter() {
+                let ok = match anchor {
+                    Anchor::Contains => true,
+                    Anchor::Prefix => m.start() == 0,
+                    Anchor::Suffix => m.end() == len,
+                    Anchor::Exact => m.start() == 0 && m.end() == len,
+                };
+                if ok {
+                    Self::set_hit(hits, list, *pid);
+                }
+            }
+        }
+    }
+
+    fn run_bucket(&mut self, route: Route, out: &mut Vec<Finding<'r>>) {
+        let engine = self.engine;
+        let b = &engine.buckets[route.bucket as usize];
+        self.variant = &b.variants[route.variant as usize].slots;
+        // Clear the hits of the previous bucket.
+        for pid in self.s.hit_list.drain(..) {
+            self.s.hits[(pid / 64) as usize] = 0;
+        }
+        // 1. Literal hits: one automaton pass per field.
+        for g in &b.groups {
+            match g.field {
+                Some(f) => {
+                    let pos = self.fetch(f);
+                    let Some(v) = &self.vals[pos] else { continue };
+                    let s = &mut *self.s;
+                    let (hits, list, lower, num) =
+                        (&mut s.hits, &mut s.hit_list, &mut s.lower, &mut s.num);
+                    for_each_scalar(v, &mut |sv| {
+                        if let Some(hay) = scalar_str(sv, num) {
+                            Self::scan(g, hay, hits, list, lower);
+                        }
+                        false
+                    });
+                }
+                None => {
+                    let s = &mut *self.s;
+                    let (hits, list, lower) = (&mut s.hits, &mut s.hit_list, &mut s.lower);
+                    self.event
+                        .for_each_str(&mut |hay| Self::scan(g, hay, hits, list, lower));
+                }
+            }
+        }
+        // 2. Candidate rules.
+        let epoch = self.s.epoch;
+        let mut cand = std::mem::take(&mut self.s.cand);
+        cand.clear();
+        for &pid in &self.s.hit_list {
+            for &r in b.triggers[pid as usize].iter() {
+                let det = b.progs[r as usize].det as usize;
+                if self.s.rule_epoch[det] != epoch {
+                    self.s.rule_epoch[det] = epoch;
+                    cand.push(r);
+                }
+            }
+        }
+        cand.extend_from_slice(&b.always);
+        cand.sort_unstable();
+        // 3. Evaluate.
+        for &r in &cand {
+            let prog = &b.progs[r as usize];
+            if self.cond(&prog.cond, prog) {
+                out.push(self.finding(prog, route));
+            }
+        }
+        self.s.cand = cand;
+    }
+
+    fn finding(&mut self, prog: &'r RuleProg, route: Route) -> Finding<'r> {
+        let engine = self.engine;
+        let det = &engine.dets[prog.det as usize];
+        let mut selections = Vec::new();
+        for (i, e) in prog.searches.iter().enumerate() {
+            if self.expr(e) {
+                selections.push(&*prog.names[i]);
+            }
+        }
+        let mut fields = Vec::with_capacity(prog.corr_fields.len());
+        for (name, local) in &prog.corr_fields {
+            let pos = self.fetch(*local);
+            let v = self.vals[pos].as_ref().and_then(|v| match v {
+                Value::Null | Value::Object => None,
+                other => Some(other.to_string()),
+            });
+            fields.push((&**name, v));
+        }
+        let time_ms = if prog.wants_time {
+            let b = &engine.buckets[route.bucket as usize];
+            b.variants[route.variant as usize].time.and_then(|slot| {
+                let pos = self.fetch_slot(slot);
+                self.vals[pos].as_ref().and_then(value_time)
+            })
+        } else {
+            None
+        };
+        Finding {
+            rule: &engine.metas[det.meta as usize],
+            rule_index: det.meta as usize,
+            selections,
+            silent: det.silent,
+            time_ms,
+            fields,
+        }
+    }
+
+    fn cond(&mut self, c: &Cond, prog: &RuleProg) -> bool {
+        match c {
+            Cond::Search(i) => self.expr(&prog.searches[*i]),
+            Cond::And(parts) => parts.iter().all(|p| self.cond(p, prog)),
+            Cond::Or(parts) => parts.iter().any(|p| self.cond(p, prog)),
+            Cond::Not(inner) => !self.cond(inner, prog),
+            Cond::AtLeast(n, idx) => {
+                let mut count = 0;
+                for i in idx {
+                    if self.expr(&prog.searches[*i]) {
+                        count += 1;
+                        if count >= *n {
+                            return true;
+                        }
+                    }
+                }
+                false
+            }
+            Cond::Const(b) => *b,
+        }
+    }
+
+    fn expr(&mut self, e: &Expr) -> bool {
+        match e {
+            Expr::And(parts) => parts.iter().all(|p| self.expr(p)),
+            Expr::Or(parts) => parts.iter().any(|p| self.expr(p)),
+            Expr::Test(t) => self.test(t),
+        }
+    }
+
+    fn test(&mut self, t: &CTest) -> bool {
+        let pos = t.field.map(|f| self.fetch(f));
+        if t.neq {
+            let present = pos.is_some_and(|p| self.vals[p].as_ref().is_some_and(|v| !v.is_null()));
+            if !present {
+                return false;
+            }
+        }
+        let res = if t.all {
+            t.atoms.iter().all(|a| self.atom(a, pos))
+        } else {
+            t.atoms.iter().any(|a| self.atom(a, pos))
+        };
+        res != t.neq
+    }
+
+    fn atom(&mut self, a: &CAtom, pos: Option<usize>) -> bool {
+        if let CAtom::Pat(pid) = a {
+            return self.hit(*pid);
+        }
+        if let CAtom::Glob { hint: Some(h), .. } = a {
+            if !self.hit(*h) {
+                return false;
+            }
+        }
+        let Some(pos) = pos else {
+            return self.keyword_atom(a);
+        };
+        if let CAtom::FieldRef {
+            other,
+            anchor,
+            cased,
+        } = a
+        {
+            let opos = self.fetch(*other);
+            let (Some(v), Some(o)) = (&self.vals[pos], &self.vals[opos]) else {
+                return false;
+            };
+            let mut b1 = String::new();
+            let mut b2 = String::new();
+            let mut f1 = String::new();
+            let mut f2 = String::new();
+            return for_each_scalar(o, &mut |os| {
+                let Some(os) = scalar_str(os, &mut b2) else {
+                    return false;
+                };
+                let needle = folded(os, *cased, &mut f2).to_string();
+                for_each_scalar(v, &mut |vs| {
+                    let Some(vs) = scalar_str(vs, &mut b1) else {
+                        return false;
+                    };
+                    anchor_match(folded(vs, *cased, &mut f1), &needle, *anchor)
+                })
+            });
+        }
+        let v = &self.vals[pos];
+        match a {
+            CAtom::Exists(b) => return v.is_some() == *b,
+            CAtom::Null => return v.as_ref().is_none_or(Value::is_null),
+            _ => {}
+        }
+        let Some(v) = v else { return false };
+        let s = &mut *self.s;
+        let (num, lower) = (&mut s.num, &mut s.lower);
+        match a {
+            CAtom::Empty => {
+                matches!(v, Value::Null) || for_each_scalar(v, &mut |x| x.as_str() == Some(""))
+            }
+            CAtom::AnyStr => for_each_scalar(v, &mut |x| matches!(x, Value::Str(_))),
+            CAtom::Glob { toks, cased, .. } => for_each_scalar(v, &mut |x| {
+                scalar_str(x, num)
+                    .is_some_and(|h| pattern::glob_match(toks, folded(h, *cased, lower)))
+            }),
+            CAtom::Re(re) => for_each_scalar(v, &mut |x| {
+                scalar_str(x, num).is_some_and(|h| re.is_match(h))
+            }),
+            CAtom::Num(c, n) => {
+                for_each_scalar(v, &mut |x| x.as_f64().is_some_and(|f| c.test(f, *n)))
+            }
+            CAtom::Bool(b) => for_each_scalar(v, &mut |x| match x {
+                Value::Bool(y) => y == b,
+                Value::Str(s) => s.eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+                _ => false,
+            }),
+            CAtom::Cidr(net) => for_each_scalar(v, &mut |x| {
+                x.as_str()
+                    .and_then(|s| s.trim().trim_matches(['[', ']']).parse::<IpAddr>().ok())
+                    .is_some_and(|ip| net.contains(ip))
+            }),
+            CAtom::Time(part, c, n) => for_each_scalar(v, &mut |x| {
+                value_time(x).is_some_and(|ms| c.test(time::part_of(ms, *part), *n))
+            }),
+            CAtom::Pat(_) | CAtom::Exists(_) | CAtom::Null | CAtom::FieldRef { .. } => false,
+        }
+    }
+
+    /// Non-literal keyword atoms: tested against every string of the event.
+    fn keyword_atom(&mut self, a: &CAtom) -> bool {
+        let mut found = false;
+        let s = &mut *self.s;
+        let lower = &mut s.lower;
+        match a {
+            CAtom::Glob { toks, cased, .. } => self.event.for_each_str(&mut |h| {
+                if !found {
+                    let mut buf = std::mem::take(lower);
+                    found = pattern::glob_match(toks, folded(h, *cased, &mut buf));
+                    *lower = buf;
+                }
+            }),
+            CAtom::Re(re) => self.event.for_each_str(&mut |h| {
+                if !found {
+                    found = re.is_match(h);
+                }
+            }),
+            CAtom::AnyStr => self.event.for_each_str(&mut |_| found = true),
+            CAtom::Empty => self.event.for_each_str(&mut |h| {
+                if h.is_empty() {
+                    found = true;
+                }
+            }),
+            _ => {}
+        }
+        found
+    }
+}
+
+/// The time of a value: an RFC 3339 string or an epoch number (s or ms).
+fn value_time(v: &Value<'_>) -> Option<i64> {
+    match v {
+        Value::Str(s) => time::parse_timestamp(s),
+        Value::Int(i) => Some(time::epoch_number(*i as f64)),
+        Value::Float(f) => Some(time::epoch_number(*f)),
+        Value::List(l) => l.first().and_then(value_time),
+        _ => None,
+    }
+}
+
+/// Variant keys, for building each bucket's field mapping once per source.
+#[derive(Debug, Clone, PartialEq)]
+enum VariantKey {
+    Win(Option<WinSource>, bool),
+    Ocsf(Option<String>),
+    Generic,
+}
+
+struct SlotTable {
+    slots: Vec<Box<[FieldPath]>>,
+    index: HashMap<Vec<String>, u32>,
+}
+
+impl SlotTable {
+    fn slot(&mut self, paths: Vec<String>) -> u32 {
+        if let Some(i) = self.index.get(&paths) {
+            return *i;
+        }
+        let i = self.slots.len() as u32;
+        self.slots
+            .push(paths.iter().map(|p| FieldPath::new(p)).collect());
+        self.index.insert(paths, i);
+        i
+    }
+}
+
+fn rule_err(meta: &RuleMeta, kind: ErrorKind) -> RuleError {
+    RuleError {
+        file: meta.source.clone(),
+        line: meta.line,
+        rule: Some(meta.title.clone()),
+        kind,
+    }
+}
+
+/// Appends a filter's detection to a rule's: `rule and (filter condition)`.
+fn merge_filter(d: &mut Detection, f: &FilterAst, title: &str) {
+    let offset = d.names.len();
+    for n in &f.detection.names {
+        d.names.push(format!("{title}:{n}"));
+    }
+    d.searches.extend(f.detection.searches.iter().cloned());
+    fn shift(c: &Cond, o: usize) -> Cond {
+        match c {
+            Cond::Search(i) => Cond::Search(i + o),
+            Cond::And(p) => Cond::And(p.iter().map(|x| shift(x, o)).collect()),
+            Cond::Or(p) => Cond::Or(p.iter().map(|x| shift(x, o)).collect()),
+            Cond::Not(x) => Cond::Not(Box::new(shift(x, o))),
+            Cond::AtLeast(n, idx) => Cond::AtLeast(*n, idx.iter().map(|i| i + o).collect()),
+            Cond::Const(b) => Cond::Const(*b),
+        }
+    }
+    let fc = shift(&f.detection.cond, offset);
+    let old = std::mem::replace(&mut d.cond, Cond::Const(true));
+    d.cond = Cond::And(vec![old, fc]);
+}
+
+fn build(loader: Loader) -> Built {
+    let Loader {
+        win,
+        linux,
+        parsed,
+        mut errors,
+        ..
+    } = loader;
+    // Index rules by id and name.
+    let mut by_ref: HashMap<String, usize> = HashMap::new();
+    for (i, p) in parsed.iter().enumerate() {
+        if let Some(id) = &p.meta.id {
+            by_ref.entry(id.clone()).or_insert(i);
+        }
+        if let Some(n) = &p.meta.name {
+            by_ref.entry(n.clone()).or_insert(i);
+        }
+    }
+    let mut ok = vec![true; parsed.len()];
+    // Filters: resolve targets.
+    let mut filters_of: Vec<Vec<usize>> = vec![Vec::new(); parsed.len()];
+    for (fi, p) in parsed.iter().enumerate() {
+        let Body::Filter(f) = &p.body else { continue };
+        if f.rules.is_empty() {
+            for (ti, t) in parsed.iter().enumerate() {
+                if matches!(t.body, Body::Detection(_))
+                    && p.meta.logsource.covers(&t.meta.logsource)
+                {
+                    filters_of[ti].push(fi);
+                }
+            }
+            continue;
+        }
+        let mut targets = Vec::new();
+        for r in &f.rules {
+            match by_ref.get(r) {
+                Some(&ti) if matches!(parsed[ti].body, Body::Detection(_)) => {
+                    if !p.meta.logsource.covers(&parsed[ti].meta.logsource) {
+                        errors.push(rule_err(
+                            &p.meta,
+                            ErrorKind::Reference(format!(
+                                "filter logsource {} does not cover rule `{r}` ({})",
+                                p.meta.logsource, parsed[ti].meta.logsource
+                            )),
+                        ));
+                        ok[fi] = false;
+                        break;
+                    }
+                    targets.push(ti);
+                }
+                Some(_) => {
+                    errors.push(rule_err(
+                        &p.meta,
+                        ErrorKind::Reference(format!(
+                            "filter target `{r}` is not a detection rule"
+                        )),
+                    ));
+                    ok[fi] = false;
+                    break;
+                }
+                None => {
+                    errors.push(rule_err(
+                        &p.meta,
+                        ErrorKind::Reference(format!("filter refers to unknown rule `{r}`")),
+                    ));
+                    ok[fi] = false;
+                    break;
+                }
+            }
+        }
+        if ok[fi] {
+            for t in targets {
+                filters_of[t].push(fi);
+            }
+        }
+    }
+    // Correlations.
+    let corr_result = correlation::resolve(&parsed, &by_ref, &mut ok, &mut errors);
+    // Metadata of everything loaded.
+    let mut metas = Vec::new();
+    let mut meta_of = vec![u32::MAX; parsed.len()];
+    for (i, p) in parsed.iter().enumerate() {
+        if ok[i] {
+            meta_of[i] = metas.len() as u32;
+            metas.push(p.meta.clone());
+        }
+    }
+    let loaded = metas.len();
+    // Group detection rules by logsource.
+    let mut bucket_of: HashMap<LogSource, usize> = HashMap::new();
+    let mut members: Vec<(LogSource, Vec<usize>)> = Vec::new();
+    for (i, p) in parsed.iter().enumerate() {
+        if ok[i] && matches!(p.body, Body::Detection(_)) {
+            let b = *bucket_of
+                .entry(p.meta.logsource.clone())
+                .or_insert_with(|| {
+                    members.push((p.meta.logsource.clone(), Vec::new()));
+                    members.len() - 1
+                });
+            members[b].1.push(i);
+        }
+    }
+    let mut slots = SlotTable {
+        slots: Vec::new(),
+        index: HashMap::new(),
+    };
+    let mut dets: Vec<DetRule> = Vec::new();
+    let mut det_of = vec![u32::MAX; parsed.len()];
+    let mut buckets = Vec::new();
+    let mut warnings = Vec::new();
+    let mut win_routes: HashMap<String, ChannelRoutes> = HashMap::new();
+    let mut win_all = Vec::new();
+    let mut ocsf_routes: HashMap<(i64, i64), Vec<Route>> = HashMap::new();
+    let mut ocsf_all = Vec::new();
+    let mut all_events = Vec::new();
+    for (ls, idxs) in members {
+        let bi = buckets.len() as u32;
+        let mut bc = BucketCompiler::new();
+        let mut progs = Vec::new();
+        for &pi in &idxs {
+            let Body::Detection(d) = &parsed[pi].body else {
+                continue;
+            };
+            let mut d = d.clone();
+            for &fi in &filters_of[pi] {
+                if let Body::Filter(f) = &parsed[fi].body {
+                    merge_filter(&mut d, f, &parsed[fi].meta.title);
+                }
+            }
+            let det_index = dets.len() as u32;
+            det_of[pi] = det_index;
+            let mut prog = bc.rule(det_index, &d);
+            if let Some(cf) = corr_result.fields.get(&pi) {
+                for f in &cf.fields {
+                    let local = bc.field(f);
+                    prog.corr_fields.push((Arc::from(f.as_str()), local));
+                }
+                prog.wants_time = true;
+            }
+            dets.push(DetRule {
+                meta: meta_of[pi],
+                silent: corr_result.silent.contains(&pi),
+            });
+            progs.push(prog);
+        }
+        let fields = bc.fields.clone();
+        let n_pids = bc.patterns.n_pids;
+        let groups = match bc.patterns.build() {
+            Ok(g) => g,
+            Err(e) => {
+                warnings.push(format!("automaton for {ls} failed: {e}"));
+                Vec::new()
+            }
+        };
+        // Triggers.
+        let mut triggers: Vec<Vec<u32>> = vec![Vec::new(); n_pids as usize];
+        let mut always = Vec::new();
+        for (li, prog) in progs.iter().enumerate() {
+            match compile::trigger(prog) {
+                Some(set) => {
+                    for p in set {
+                        triggers[p as usize].push(li as u32);
+                    }
+                }
+                None => always.push(li as u32),
+            }
+        }
+        let needs_keywords = groups.iter().any(|g| g.field.is_none());
+        // Variants and routes.
+        let mut variants: Vec<Variant> = Vec::new();
+        let mut keys: Vec<VariantKey> = Vec::new();
+        let mut variant = |key: VariantKey, slots: &mut SlotTable| -> u32 {
+            if let Some(i) = keys.iter().position(|k| *k == key) {
+                return i as u32;
+            }
+            let mut s = Vec::with_capacity(fields.len());
+            for f in &fields {
+                let paths = match &key {
+                    VariantKey::Win(src, nested) => win.paths(f, src.as_ref(), *nested),
+                    VariantKey::Ocsf(cat) => match cat
+                        .as_deref()
+                        .and_then(|c| linux.category(c))
+                        .and_then(|c| c.field(f))
+                    {
+                        Some(p) => vec![p.as_str().to_string()],
+                        None => vec![f.clone()],
+                    },
+                    VariantKey::Generic => vec![f.clone()],
+                };
+                s.push(slots.slot(paths));
+            }
+            let time = match &key {
+                VariantKey::Win(_, nested) => slots.slot(win.time_paths(*nested)),
+                VariantKey::Ocsf(_) => slots.slot(vec!["time".into()]),
+                VariantKey::Generic => slots.slot(
+                    [
+                        "@timestamp",
+                        "timestamp",
+                        "time",
+                        "TimeCreated",
+                        "UtcTime",
+                        "EventTime",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                ),
+            };
+            variants.push(Variant {
+                slots: s.into_boxed_slice(),
+                time: Some(time),
+            });
+            keys.push(key);
+            (variants.len() - 1) as u32
+        };
+        let generic_variant = variant(VariantKey::Generic, &mut slots);
+        let product = ls.product.as_deref();
+        let mut routed = false;
+        if ls == LogSource::default() {
+            all_events.push(Route {
+                bucket: bi,
+                variant: generic_variant,
+            });
+            routed = true;
+        }
+        // Windows.
+        if matches!(product, None | Some("windows")) && ls != LogSource::default() {
+            let cat_sources = ls.category.as_ref().map(|c| win.categories.get(c));
+            let svc_sources = ls.service.as_ref().map(|s| win.services.get(s));
+            let sources: Option<Vec<WinSource>> = match (cat_sources, svc_sources) {
+                (None, None) => None,
+                (Some(Some(c)), None) => Some(c.clone()),
+                (None, Some(Some(s))) => Some(s.clone()),
+                (Some(Some(c)), Some(Some(s))) => Some(
+                    c.iter()
+                        .filter(|src| {
+                            src.channels
+                                .iter()
+                                .any(|ch| s.iter().any(|ss| ss.channels.contains(ch)))
+                        })
+                        .cloned()
+                        .collect(),
+                ),
+                _ => Some(Vec::new()),
+            };
+            match sources {
+                None => {
+                    // product: windows only: every Windows record.
+                    let v = variant(VariantKey::Win(None, true), &mut slots);
+                    let v2 = variant(VariantKey::Win(None, false), &mut slots);
+                    debug_assert_eq!(v + 1, v2);
+                    win_all.push(Route {
+                        bucket: bi,
+                        variant: v,
+                    });
+                    routed = true;
+                }
+                Some(list) => {
+                    for src in list {
+                        let v = variant(VariantKey::Win(Some(src.clone()), true), &mut slots);
+                        let v2 = variant(VariantKey::Win(Some(src.clone()), false), &mut slots);
+                        debug_assert_eq!(v + 1, v2);
+                        let wr = WinRoute {
+                            route: Route {
+                                bucket: bi,
+                                variant: v,
+                            },
+                            provider: src.provider.clone(),
+                        };
+                        for ch in &src.channels {
+                            let cr = win_routes.entry(ch.clone()).or_default();
+                            if src.event_ids.is_empty() {
+                                cr.any.push(wr.clone());
+                            } else {
+                                for e in &src.event_ids {
+                                    cr.by_eid.entry(*e).or_default().push(wr.clone());
+                                }
+                            }
+                        }
+                        routed = true;
+                    }
+                }
+            }
+        }
+        // Linux (Vigil's OCSF events).
+        if matches!(product, None | Some("linux")) && ls != LogSource::default() {
+            match (&ls.category, &ls.service) {
+                (Some(c), None) => {
+                    if let Some(cat) = linux.category(c) {
+                        let v = variant(VariantKey::Ocsf(Some(c.clone())), &mut slots);
+                        for a in &cat.activity_ids {
+                            ocsf_routes
+                                .entry((i64::from(cat.class_uid), i64::from(*a)))
+                                .or_default()
+                                .push(Route {
+                                    bucket: bi,
+                                    variant: v,
+                                });
+                        }
+                        routed = true;
+                    }
+                }
+                (None, None) if product == Some("linux") => {
+                    let v = variant(VariantKey::Ocsf(None), &mut slots);
+                    ocsf_all.push(Route {
+                        bucket: bi,
+                        variant: v,
+                    });
+                    routed = true;
+                }
+                _ => {}
+            }
+        }
+        if !routed && matches!(product, Some("windows") | Some("linux")) {
+            warnings.push(format!(
+                "{} rule(s) with logsource {ls} match only declared events (the {} mapping has no such logsource)",
+                idxs.len(),
+                product.unwrap_or_default()
+            ));
+        }
+        drop(variant);
+        buckets.push(Bucket {
+            logsource: ls,
+            progs,
+            fields,
+            variants,
+            generic_variant,
+            groups,
+            n_pids,
+            triggers: triggers.into_iter().map(Vec::into_boxed_slice).collect(),
+            always: always.into_boxed_slice(),
+            needs_keywords,
+        });
+    }
+    let _ = buckets.iter().map(|b: &Bucket| b.needs_keywords).count();
+    let corrs = correlation::finish(corr_result.defs, &det_of, &meta_of);
+    Built {
+        engine: Engine {
+            metas,
+            dets,
+            buckets,
+            slots: slots.slots,
+            win_routes,
+            win_all,
+            ocsf_routes,
+            ocsf_all,
+            all_events,
+            corrs,
+            warnings,
+            p_channel: [
+                FieldPath::new(&format!("{}.Channel", win.system)),
+                FieldPath::new("Channel"),
+            ],
+            p_eid: [
+                FieldPath::new(&format!("{}.EventID.#text", win.system)),
+                FieldPath::new(&format!("{}.EventID", win.system)),
+                FieldPath::new("EventID"),
+            ],
+            p_provider: [
+                FieldPath::new(&format!("{}.Provider.#attributes.Name", win.system)),
+                FieldPath::new("Provider_Name"),
+            ],
+            p_system: FieldPath::new(&win.system),
+            p_class: FieldPath::new("class_uid"),
+            p_activity: FieldPath::new("activity_id"),
+        },
+        errors,
+        loaded,
+    }
+}
+
+impl Engine {
+    /// The kind of rule at a metadata index.
+    pub fn rule_kind(&self, index: usize) -> Option<RuleKind> {
+        self.metas.get(index).map(|m| m.kind)
+    }
+}

@@ -1,0 +1,79 @@
+//! Vigil's Sigma detection engine: the Sigma 2.1 specification, compiled and indexed.
+//!
+//! # Use
+//!
+//! ```
+//! use vigil_sigma::{Loader, Source};
+//!
+//! let mut loader = Loader::new();
+//! loader.add("whoami.yml", r#"
+//! title: Whoami
+//! id: 11111111-2222-3333-4444-555555555555
+//! level: low
+//! logsource: {product: windows, category: process_creation}
+//! detection:
+//!     selection:
+//!         Image|endswith: '\whoami.exe'
+//!     condition: selection
+//! "#);
+//! let built = loader.build();
+//! assert!(built.errors.is_empty());
+//! let engine = built.engine;
+//!
+//! let event = serde_json::json!({"Event": {
+//!     "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1},
+//!     "EventData": {"Image": "C:\\Windows\\System32\\WHOAMI.EXE"}}});
+//! let mut scratch = engine.scratch();
+//! let mut findings = Vec::new();
+//! engine.match_event(&mut scratch, &event, Source::Windows, &mut findings);
+//! assert_eq!(findings[0].rule.title, "Whoami");
+//! assert_eq!(findings[0].selections, ["selection"]);
+//! ```
+//!
+//! # Design
+//!
+//! * **Loading** ([`Loader`]): rule texts come in as (name, text) pairs (this crate does no
+//!   I/O). Each YAML document is parsed with line numbers; a bad rule becomes a
+//!   [`RuleError`] (`file:line: reason`) and loading goes on. Modifiers are applied at load
+//!   time: every value becomes a literal with an anchor (exact, prefix, suffix, contains),
+//!   a glob, a regular expression, a number, a CIDR network, a time part, ... Correlations
+//!   and filters are resolved by id or name when [`Loader::build`] runs.
+//! * **Routing** (data, not code): rules are grouped by logsource into buckets. Windows
+//!   records are routed by channel, provider and EventID through `data/windows.yml`, which
+//!   also renames fields per source (Security 4688 `NewProcessName` is `Image`) and knows
+//!   both the nested `evtx` JSON shape and flat records. Vigil's OCSF events are routed by
+//!   `class_uid`/`activity_id` through `vigil_event`'s Linux taxonomy, which also maps
+//!   field names. Any other JSON is matched under a logsource the caller declares
+//!   ([`Engine::declare`]). A rule never sees events of another logsource.
+//! * **Matching** ([`Engine::match_event`]): per bucket, all literals of one field (across
+//!   all rules) form one Aho-Corasick automaton; one pass over each field value sets the
+//!   hit bits of every literal. Each rule has a trigger set (literals one of which must hit
+//!   for it to match, derived from its condition); only rules whose trigger fired, and the
+//!   few without a trigger, are evaluated. Each field is read from the event once per
+//!   event, and nothing is allocated unless a rule matches.
+//! * **Correlations** ([`CorrelationState`]): kept apart from the immutable [`Engine`], so
+//!   detection can run on many threads and correlation afterwards, fed in time order.
+//!
+//! Semantics chosen where the specification leaves room are documented on the items:
+//! keywords match as substrings of any string value; `''` also matches a present `null`;
+//! `neq` requires the field to exist; base rules of a correlation are `silent` unless a
+//! correlation referring to them says `generate: true`.
+
+mod compile;
+mod cond;
+mod correlation;
+mod engine;
+mod error;
+mod mapping;
+mod model;
+mod parse;
+mod pattern;
+mod time;
+mod yaml;
+
+pub use correlation::{CorrelationFinding, CorrelationState, Limits};
+pub use engine::{Built, Config, Declared, Engine, Finding, Loader, Scratch, Source};
+pub use error::{ConfigError, ErrorKind, RuleError};
+pub use mapping::WINDOWS_MAP;
+pub use model::{Level, LogSource, RuleKind, RuleMeta};
+pub use parse::CorrelationType;
