@@ -17,8 +17,8 @@ pub(crate) struct WinSource {
     pub event_ids: Vec<i64>,
     /// Lowercased provider name, when the source also requires one.
     pub provider: Option<String>,
-    /// Sigma field -> the record's field name.
-    pub rename: Vec<(String, String)>,
+    /// Sigma field -> the record's names for it, tried in order.
+    pub rename: Vec<(String, Vec<String>)>,
 }
 
 /// The Windows mapping.
@@ -87,10 +87,10 @@ fn source(n: &Node) -> Result<WinSource, ConfigError> {
             return Err(err(r.line, "`rename` must be a mapping"));
         };
         for (k, v) in entries {
-            let (Some(k), Some(v)) = (k.as_scalar_str(), v.as_scalar_str()) else {
-                return Err(err(k.line, "`rename` entries must be scalars"));
+            let Some(k) = k.as_scalar_str() else {
+                return Err(err(k.line, "`rename` keys must be scalars"));
             };
-            rename.push((k, v));
+            rename.push((k, strings(v)?));
         }
     }
     Ok(WinSource {
@@ -169,9 +169,16 @@ impl WindowsMap {
 
     /// The record paths of a Sigma field in a source, nested or flat, tried in order.
     pub(crate) fn paths(&self, sigma: &str, src: Option<&WinSource>, nested: bool) -> Vec<String> {
-        let name = src
+        let names: Vec<&str> = src
             .and_then(|s| s.rename.iter().find(|(k, _)| k == sigma))
-            .map_or(sigma, |(_, v)| v.as_str());
+            .map_or(vec![sigma], |(_, v)| v.iter().map(String::as_str).collect());
+        names
+            .into_iter()
+            .flat_map(|n| self.paths_of(n, nested))
+            .collect()
+    }
+
+    fn paths_of(&self, name: &str, nested: bool) -> Vec<String> {
         if let Some((_, sys)) = self.system_fields.iter().find(|(k, _)| k == name) {
             return if nested {
                 sys.iter().map(|p| format!("{}.{p}", self.system)).collect()

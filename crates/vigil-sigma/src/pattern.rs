@@ -328,8 +328,10 @@ mod tests {
             parse_wildcards(r"a*b?c\*d\?e\\f\g"),
             vec![lit("a"), Tok::Star, lit("b"), Tok::One, lit(r"c*d?e\f\g")]
         );
+        // `\*` is an escaped star; a backslash before a wildcard is written `\\`.
+        assert_eq!(parse_wildcards(r"C:\Windows\*"), vec![lit(r"C:\Windows*")]);
         assert_eq!(
-            parse_wildcards(r"C:\Windows\*"),
+            parse_wildcards(r"C:\Windows\\*"),
             vec![lit(r"C:\Windows\"), Tok::Star]
         );
         assert_eq!(parse_wildcards(r"\\*"), vec![lit("\\"), Tok::Star]);
@@ -371,7 +373,7 @@ mod tests {
             }
         );
         let StrPat::Glob { toks, hint, .. } =
-            compile_str(parse_wildcards(r"c:\*\sys?em32\cmd.exe"), false)
+            compile_str(parse_wildcards(r"c:\\*\sys?em32\cmd.exe"), false)
         else {
             panic!("glob")
         };

@@ -46,3 +46,71 @@ fn sigmahq_rules_load() {
         );
     }
 }
+
+/// SigmaHQ's regression samples: the rule each `info.yml` names must fire on its event
+/// (the sample's JSON rendering of the EVTX record), routed as a Windows record.
+#[test]
+fn sigmahq_regression_samples_fire() {
+    let Some(data) = support::data_dir("regression") else {
+        return;
+    };
+    let sigma = data.join("sigma");
+    let mut loader = Loader::new();
+    for sub in ["rules", "rules-emerging-threats", "rules-threat-hunting"] {
+        for f in support::yaml_files(&sigma.join(sub)) {
+            let text = std::fs::read_to_string(&f).expect("read rule");
+            loader.add(&f.display().to_string(), &text);
+        }
+    }
+    let engine = loader.build().engine;
+    let mut scratch = engine.scratch();
+    let mut cases = 0;
+    let mut missed = Vec::new();
+    for info in support::yaml_files(&sigma.join("regression_data")) {
+        if info.file_name().is_none_or(|n| n != "info.yml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&info).expect("read info");
+        let Some(id) = text
+            .lines()
+            .skip_while(|l| !l.starts_with("rule_metadata"))
+            .find_map(|l| l.trim().strip_prefix("- id:"))
+            .map(|s| s.trim().to_string())
+        else {
+            continue;
+        };
+        let dir = info.parent().expect("dir");
+        let Some(json) = std::fs::read_dir(dir)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "json"))
+        else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&json).expect("read json");
+        cases += 1;
+        let mut out = Vec::new();
+        // A sample may hold several records, one JSON document after another.
+        for event in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {
+            let event = event.expect("json");
+            engine.match_event(&mut scratch, &event, vigil_sigma::Source::Windows, &mut out);
+        }
+        if !out
+            .iter()
+            .any(|f| f.rule.id.as_deref() == Some(id.as_str()))
+        {
+            missed.push(format!("{}: rule {id} did not fire", dir.display()));
+        }
+    }
+    for m in &missed {
+        eprintln!("MISSED {m}");
+    }
+    eprintln!("regression samples: {cases}, missed {}", missed.len());
+    assert!(cases > 150, "only {cases} regression cases found");
+    assert!(
+        missed.is_empty(),
+        "{} regression samples missed",
+        missed.len()
+    );
+}
