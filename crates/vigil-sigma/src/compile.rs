@@ -67,7 +67,42 @@ pub(crate) struct RuleProg {
     pub corr_fields: Vec<(Arc<str>, u32)>,
     /// Whether correlations need the event time.
     pub wants_time: bool,
+    /// Searches that appear un-negated in the condition (reported when they hold).
+    pub positive: Box<[bool]>,
 }
+
+/// Marks the searches that occur under an even number of `not`s.
+fn positive(c: &Cond, negated: bool, out: &mut [bool]) {
+    match c {
+        Cond::Search(i) => {
+            if !negated {
+                if let Some(p) = out.get_mut(*i) {
+                    *p = true;
+                }
+            }
+        }
+        Cond::And(parts) | Cond::Or(parts) => parts.iter().for_each(|p| positive(p, negated, out)),
+        Cond::Not(inner) => positive(inner, !negated, out),
+        Cond::AtLeast(_, idx) => {
+            if !negated {
+                for i in idx {
+                    if let Some(p) = out.get_mut(*i) {
+                        *p = true;
+                    }
+                }
+            }
+        }
+        Cond::Const(_) => {}
+    }
+}
+
+/// The (anchor, pid) pairs one automaton pattern answers.
+pub(crate) type AnchorPids = Box<[(Anchor, u32)]>;
+
+/// An automaton: which field (None: keywords), and whether case matters.
+type GroupKey = (Option<u32>, bool);
+/// An automaton's literals and what each answers.
+type GroupPatterns = (Vec<String>, Vec<AnchorPids>);
 
 /// Key of a literal in a bucket: which field (None: keywords), case, text.
 type LitKey = (Option<u32>, bool, String);
@@ -109,8 +144,7 @@ impl PatternTable {
 
     /// Builds one automaton group per (field, case).
     pub(crate) fn build(self) -> Result<Vec<Group>, String> {
-        let mut by_group: HashMap<(Option<u32>, bool), (Vec<String>, Vec<Box<[(Anchor, u32)]>>)> =
-            HashMap::new();
+        let mut by_group: HashMap<GroupKey, GroupPatterns> = HashMap::new();
         for (key, pids) in self.lit_keys.into_iter().zip(self.lit_pids) {
             let e = by_group.entry((key.0, key.1)).or_default();
             e.0.push(key.2);
@@ -144,7 +178,7 @@ pub(crate) struct Group {
     pub cased: bool,
     pub ac: AhoCorasick,
     /// Per automaton pattern: the (anchor, pid) pairs it answers.
-    pub map: Box<[Box<[(Anchor, u32)]>]>,
+    pub map: Box<[AnchorPids]>,
     #[allow(dead_code)]
     pub lens: Box<[u32]>,
 }
@@ -242,7 +276,10 @@ impl BucketCompiler {
 
     /// Compiles a detection (with any filters already merged in).
     pub(crate) fn rule(&mut self, det_index: u32, d: &Detection) -> RuleProg {
+        let mut pos = vec![false; d.names.len()];
+        positive(&d.cond, false, &mut pos);
         RuleProg {
+            positive: pos.into_boxed_slice(),
             det: det_index,
             names: d.names.iter().map(|n| Arc::from(n.as_str())).collect(),
             searches: d.searches.iter().map(|s| self.search(s)).collect(),

@@ -39,6 +39,7 @@ pub(crate) struct RawDef {
     group_by: Vec<String>,
     group_fields: Vec<Vec<String>>,
     value_field: Vec<Option<String>>,
+    generate: bool,
 }
 
 /// The fields a detection rule's findings must carry for the correlations using it.
@@ -231,6 +232,7 @@ pub(crate) fn resolve(
             group_by: c.group_by.clone(),
             group_fields,
             value_field,
+            generate: c.generate,
         });
     }
     let silent = referenced.difference(&generated).copied().collect();
@@ -253,7 +255,11 @@ pub(crate) fn finish(defs: Vec<RawDef>, _det_of: &[u32], meta_of: &[u32]) -> Vec
         .flat_map(|d| d.refs.iter().copied())
         .filter(|r| corr_index.contains_key(r))
         .collect();
-    let generated_corrs: HashSet<usize> = HashSet::new();
+    let generated_corrs: HashSet<usize> = defs
+        .iter()
+        .filter(|d| d.generate)
+        .flat_map(|d| d.refs.iter().copied())
+        .collect();
     defs.into_iter()
         .map(|d| CorrDef {
             meta: meta_of[d.parsed],
@@ -387,7 +393,7 @@ impl<'r> CorrelationState<'r> {
         let time = f.time_ms.unwrap_or(self.now);
         self.now = self.now.max(time);
         self.fed += 1;
-        if self.fed % 4096 == 0 {
+        if self.fed.is_multiple_of(4096) {
             self.sweep();
         }
         let lookup = |name: &str| -> Option<String> {

@@ -194,7 +194,6 @@ struct Bucket {
     triggers: Vec<Box<[u32]>>,
     /// Local rule indices evaluated for every routed event.
     always: Box<[u32]>,
-    needs_keywords: bool,
 }
 
 /// A detection rule in the engine.
@@ -378,8 +377,12 @@ impl Engine {
             s: scratch,
             variant: &[],
         };
+        let start = out.len();
         for r in &routes {
             ctx.run_bucket(*r, out);
+        }
+        if out.len() - start > 1 {
+            out[start..].sort_by_key(|f| f.rule_index);
         }
         let Ctx { vals, .. } = ctx;
         scratch.vals = recycle(vals);
@@ -655,7 +658,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         let det = &engine.dets[prog.det as usize];
         let mut selections = Vec::new();
         for (i, e) in prog.searches.iter().enumerate() {
-            if self.expr(e) {
+            if prog.positive[i] && self.expr(e) {
                 selections.push(&*prog.names[i]);
             }
         }
@@ -1078,7 +1081,6 @@ fn build(loader: Loader) -> Built {
                 None => always.push(li as u32),
             }
         }
-        let needs_keywords = groups.iter().any(|g| g.field.is_none());
         // Variants and routes.
         let mut variants: Vec<Variant> = Vec::new();
         let mut keys: Vec<VariantKey> = Vec::new();
@@ -1231,7 +1233,6 @@ fn build(loader: Loader) -> Built {
                 product.unwrap_or_default()
             ));
         }
-        drop(variant);
         buckets.push(Bucket {
             logsource: ls,
             progs,
@@ -1242,10 +1243,8 @@ fn build(loader: Loader) -> Built {
             n_pids,
             triggers: triggers.into_iter().map(Vec::into_boxed_slice).collect(),
             always: always.into_boxed_slice(),
-            needs_keywords,
         });
     }
-    let _ = buckets.iter().map(|b: &Bucket| b.needs_keywords).count();
     let corrs = correlation::finish(corr_result.defs, &det_of, &meta_of);
     Built {
         engine: Engine {

@@ -659,7 +659,7 @@ fn parse_field(
     }
     let mut atoms = Vec::new();
     for v in values {
-        value_atoms(v, &m, ctx, &mut atoms)?;
+        value_atoms(v, &m, ctx, field_opt.is_none(), &mut atoms)?;
     }
     Ok(FieldTest {
         field: field_opt,
@@ -673,6 +673,7 @@ fn value_atoms(
     v: &Node,
     m: &Mods,
     ctx: &ParseCtx<'_>,
+    keyword: bool,
     atoms: &mut Vec<Atom>,
 ) -> Result<(), LineError> {
     let line = v.line;
@@ -740,8 +741,13 @@ fn value_atoms(
         });
         return Ok(());
     }
-    let has_string_mods =
-        m.anchor.is_some() || m.base64 || m.base64offset || m.windash || m.expand || m.cased;
+    let has_string_mods = keyword
+        || m.anchor.is_some()
+        || m.base64
+        || m.base64offset
+        || m.windash
+        || m.expand
+        || m.cased;
     match &v.kind {
         Kind::Null => {
             if has_string_mods {
@@ -805,7 +811,12 @@ fn value_atoms(
             variants = enc;
         }
         for mut toks in variants {
-            match m.anchor.map(|a| a.0) {
+            // Keywords without a match-kind modifier are substring searches.
+            let anchor = match (m.anchor, keyword) {
+                (None, true) => Some(Anchor::Contains),
+                (a, _) => a.map(|a| a.0),
+            };
+            match anchor {
                 Some(Anchor::Contains) => {
                     toks.insert(0, Tok::Star);
                     toks.push(Tok::Star);
@@ -1047,6 +1058,7 @@ pub(crate) fn merge_global(global: &Node, doc: &Node) -> Node {
             Node {
                 line: doc.line,
                 kind: Kind::Map(out),
+                raw: None,
             }
         }
         _ => doc.clone(),

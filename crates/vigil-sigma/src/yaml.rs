@@ -12,6 +12,8 @@ pub(crate) struct Node {
     pub line: usize,
     /// The node itself.
     pub kind: Kind,
+    /// The source text of a plain scalar that was typed as null, bool or number.
+    pub raw: Option<Box<str>>,
 }
 
 /// The shape of a node. Plain scalars are typed (null, bool, int, float) the way YAML 1.2's
@@ -49,6 +51,9 @@ impl Node {
 
     /// Any scalar rendered as text (numbers and booleans as YAML wrote them, roughly).
     pub fn as_scalar_str(&self) -> Option<String> {
+        if let Some(r) = &self.raw {
+            return Some(r.to_string());
+        }
         match &self.kind {
             Kind::Str(s) => Some(s.clone()),
             Kind::Int(i) => Some(i.to_string()),
@@ -190,12 +195,16 @@ impl MarkedEventReceiver for Builder {
         }
         match ev {
             Event::Scalar(value, style, anchor, tag) => {
-                let kind = if style == TScalarStyle::Plain {
-                    resolve_plain(value, tag.as_ref())
+                let (kind, raw) = if style == TScalarStyle::Plain {
+                    let raw: Box<str> = value.as_str().into();
+                    match resolve_plain(value, tag.as_ref()) {
+                        Kind::Str(s) => (Kind::Str(s), None),
+                        other => (other, Some(raw)),
+                    }
                 } else {
-                    Kind::Str(value)
+                    (Kind::Str(value), None)
                 };
-                self.push_node(Node { line, kind }, anchor);
+                self.push_node(Node { line, kind, raw }, anchor);
             }
             Event::SequenceStart(anchor, _) => {
                 if self.stack.len() >= MAX_DEPTH {
@@ -217,6 +226,7 @@ impl MarkedEventReceiver for Builder {
                         Node {
                             line: l,
                             kind: Kind::Seq(items),
+                            raw: None,
                         },
                         anchor,
                     ),
@@ -224,6 +234,7 @@ impl MarkedEventReceiver for Builder {
                         Node {
                             line: l,
                             kind: Kind::Map(entries),
+                            raw: None,
                         },
                         anchor,
                     ),

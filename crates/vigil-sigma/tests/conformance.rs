@@ -1,0 +1,186 @@
+//! Conformance fixtures: `tests/conformance/**/*.case`. Each case is a YAML stream: the
+//! rules, then (after the last `---`) one document with `events` (each may carry a
+//! `_source`: `windows`, `ocsf`, or a logsource mapping; default `source` of the case,
+//! else `{product: test}`), optional `placeholders`, and `expect`: the golden findings,
+//! one string each:
+//!
+//! * `"<event>: <rule title> [<selection>, ...]"` (with ` (silent)` for silent findings),
+//! * `"corr <rule title> {<field>=<value>, ...} events=[<event>, ...] value=<n>"`.
+//!
+//! Run with `VIGIL_BLESS=1` to print what differs as ready-to-paste `expect` lines.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use vigil_sigma::{Config, CorrelationState, Limits, Loader, LogSource, Source};
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn to_json(y: &Yaml) -> serde_json::Value {
+    use serde_json::Value as J;
+    match y {
+        Yaml::Real(s) => s.parse::<f64>().map(J::from).unwrap_or(J::Null),
+        Yaml::Integer(i) => J::from(*i),
+        Yaml::String(s) => J::from(s.clone()),
+        Yaml::Boolean(b) => J::from(*b),
+        Yaml::Array(a) => J::Array(a.iter().map(to_json).collect()),
+        Yaml::Hash(h) => J::Object(
+            h.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Yaml::String(s) => s.clone(),
+                        Yaml::Integer(i) => i.to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+        _ => J::Null,
+    }
+}
+
+fn logsource(v: &serde_json::Value) -> LogSource {
+    let g = |k: &str| v.get(k).and_then(|x| x.as_str());
+    LogSource::new(g("product"), g("category"), g("service"))
+}
+
+fn cases(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("conformance dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            cases(&p, out);
+        } else if p.extension().is_some_and(|x| x == "case") {
+            out.push(p);
+        }
+    }
+}
+
+fn run_case(path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let split = text
+        .rfind("\n---\n")
+        .ok_or("no `---` before the expectations")?;
+    let (rules, spec) = (&text[..split], &text[split + 5..]);
+    let spec = YamlLoader::load_from_str(spec).map_err(|e| e.to_string())?;
+    let spec = to_json(spec.first().ok_or("empty expectations")?);
+    let mut cfg = Config::default();
+    if let Some(p) = spec.get("placeholders").and_then(|p| p.as_object()) {
+        for (k, v) in p {
+            let vals = v
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            cfg.placeholders.insert(k.clone(), vals);
+        }
+    }
+    let mut loader = Loader::with_config(cfg).map_err(|e| e.to_string())?;
+    loader.add(&path.display().to_string(), rules);
+    let built = loader.build();
+    let mut actual: Vec<String> = built
+        .errors
+        .iter()
+        .map(|e| format!("error line {}: {}", e.line, e.kind))
+        .collect();
+    let engine = built.engine;
+    let default_source = spec
+        .get("source")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({"product": "test"}));
+    let mut declared: HashMap<String, vigil_sigma::Declared> = HashMap::new();
+    let mut scratch = engine.scratch();
+    let mut corr = CorrelationState::new(&engine, Limits::default());
+    let events = spec
+        .get("events")
+        .and_then(|e| e.as_array())
+        .cloned()
+        .unwrap_or_default();
+    for (i, ev) in events.iter().enumerate() {
+        let mut ev = ev.clone();
+        let src = ev
+            .as_object_mut()
+            .and_then(|o| o.remove("_source"))
+            .unwrap_or_else(|| default_source.clone());
+        let mut findings = Vec::new();
+        match src.as_str() {
+            Some("windows") => {
+                engine.match_event(&mut scratch, &ev, Source::Windows, &mut findings)
+            }
+            Some("ocsf") => engine.match_event(&mut scratch, &ev, Source::Ocsf, &mut findings),
+            _ => {
+                let key = src.to_string();
+                let d = declared
+                    .entry(key)
+                    .or_insert_with(|| engine.declare(&logsource(&src)));
+                engine.match_event(&mut scratch, &ev, Source::Declared(d), &mut findings);
+            }
+        }
+        for f in &findings {
+            actual.push(format!(
+                "{i}: {} [{}]{}",
+                f.rule.title,
+                f.selections.join(", "),
+                if f.silent { " (silent)" } else { "" }
+            ));
+            for c in corr.feed(f, i as u64) {
+                let group: Vec<String> = c
+                    .group
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("null")))
+                    .collect();
+                actual.push(format!(
+                    "corr {} {{{}}} events={:?} value={}{}",
+                    c.rule.title,
+                    group.join(", "),
+                    c.events,
+                    c.value,
+                    if c.silent { " (silent)" } else { "" }
+                ));
+            }
+        }
+    }
+    let expected: Vec<String> = spec
+        .get("expect")
+        .and_then(|e| e.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if actual != expected {
+        let mut msg = format!("{}:\n  expected:\n", path.display());
+        for e in &expected {
+            msg.push_str(&format!("    - {e:?}\n"));
+        }
+        msg.push_str("  actual:\n");
+        for a in &actual {
+            msg.push_str(&format!("    - {a:?}\n"));
+        }
+        return Err(msg);
+    }
+    Ok(())
+}
+
+#[test]
+fn conformance_fixtures() {
+    let mut all = Vec::new();
+    cases(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance"),
+        &mut all,
+    );
+    all.sort();
+    assert!(all.len() >= 20, "only {} conformance cases", all.len());
+    let failures: Vec<String> = all.iter().filter_map(|c| run_case(c).err()).collect();
+    for f in &failures {
+        eprintln!("{f}");
+    }
+    eprintln!(
+        "conformance: {} cases, {} failed",
+        all.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty());
+}
