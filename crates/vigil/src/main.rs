@@ -46,6 +46,9 @@ enum Command {
     /// OCSF events: write an example attack story, validate events against the schema.
     #[command(subcommand)]
     Ocsf(cmd::ocsf::OcsfCommand),
+    /// Sigma rules: check that rules load.
+    #[command(subcommand)]
+    Rules(cmd::rules::RulesCommand),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
     logging::init(cli.verbose, cli.quiet, cli.log_format);
     let result = match cli.command {
         Command::Ocsf(c) => cmd::ocsf::run(c),
+        Command::Rules(c) => cmd::rules::run(c),
     };
     match result {
         Ok(code) => code,
