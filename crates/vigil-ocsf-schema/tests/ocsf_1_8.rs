@@ -59,15 +59,45 @@ fn finding() -> OcsfEvent {
     f.into()
 }
 
+/// The sensor's report of lost records: Event Log Activity, activity Other named `Drop`.
+fn sensor_drop() -> OcsfEvent {
+    let mut e = EventLogActivity::new(99, 1_700_000_200_000, "sensor");
+    e.activity_name = Some("Drop".into());
+    e.count = Some(12);
+    e.status_id = Some(status::FAILURE);
+    e.log_name = Some("vigil-sensor".into());
+    e.log_provider = Some("ebpf".into());
+    e.actor = Some(Actor {
+        process: Some(Process {
+            pid: Some(1),
+            ..Process::default()
+        }),
+        ..Actor::default()
+    });
+    e.device = Some(Device {
+        type_id: device_type::SERVER,
+        hostname: Some("h".into()),
+        ..Device::default()
+    });
+    let e = OcsfEvent::from(e);
+    assert_eq!(
+        e.to_json()["activity_name"],
+        "Drop",
+        "activity Other keeps its own name"
+    );
+    e
+}
+
 #[test]
 fn every_event_vigil_writes_is_valid_ocsf() {
     let Some(schema) = schema() else { return };
     assert_eq!(schema.version, "1.8.0");
     let mut events = attack_story(1_700_000_000_000);
     events.push(finding());
+    events.push(sensor_drop());
     let classes: std::collections::BTreeSet<i32> =
         events.iter().map(OcsfEvent::class_uid).collect();
-    assert_eq!(classes.len(), 7, "all seven classes covered: {classes:?}");
+    assert_eq!(classes.len(), 8, "all eight classes covered: {classes:?}");
     for e in &events {
         let json = e.to_json();
         let violations = schema.validate(&json);

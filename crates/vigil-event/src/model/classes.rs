@@ -61,6 +61,26 @@ ocsf_class! {
 }
 
 ocsf_class! {
+    /// Event Log Activity (1008): what happened to Vigil's own event stream: the sensor
+    /// started or stopped, or records were lost (activity Other, named `Drop`).
+    pub struct EventLogActivity (
+        1008, 1, "Event Log Activity",
+        host_profile = [],
+        activities = {
+            1 => "Clear", 2 => "Delete", 3 => "Export", 4 => "Archive", 5 => "Rotate",
+            6 => "Start", 7 => "Stop", 8 => "Restart", 9 => "Enable", 10 => "Disable"
+        }
+    ) {
+        /// The log: `vigil-sensor`.
+        log_name: Option<String>,
+        /// What feeds it: `ebpf` or `netlink+fanotify`.
+        log_provider: Option<String>,
+        /// Log type caption.
+        log_type: Option<String>,
+    }
+}
+
+ocsf_class! {
     /// Network Activity (4001): a connection opened, accepted, refused, a socket listening.
     pub struct NetworkActivity (
         4001, 4, "Network Activity",
@@ -208,6 +228,7 @@ class_new!(ProcessActivity, process: Process);
 class_new!(FileActivity, file: File);
 class_new!(ModuleActivity, module: Module);
 class_new!(NetworkActivity);
+class_new!(EventLogActivity);
 class_new!(DnsActivity);
 class_new!(Authentication, user: User);
 class_new!(DetectionFinding, finding_info: FindingInfo);

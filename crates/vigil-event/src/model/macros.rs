@@ -158,6 +158,9 @@ macro_rules! ocsf_class {
             fn activity_id(&self) -> i32 {
                 self.activity_id
             }
+            fn custom_activity_name(&self) -> Option<String> {
+                self.activity_name.clone()
+            }
             fn metadata_mut(&mut self) -> &mut crate::model::Metadata {
                 &mut self.metadata
             }

@@ -59,6 +59,8 @@ pub trait OcsfClass: Event + Serialize {
     fn activity_id(&self) -> i32;
     /// Mutable access to `metadata`.
     fn metadata_mut(&mut self) -> &mut Metadata;
+    /// The `activity_name` already set, if any.
+    fn custom_activity_name(&self) -> Option<String>;
     /// Writes the classification attributes (ids and captions).
     fn set_identity(&mut self, activity_name: String, type_uid: i64);
     /// Whether the event carries an attribute that this class takes from the `host`
@@ -73,7 +75,12 @@ pub trait OcsfClass: Event + Serialize {
     fn seal(&mut self) {
         let activity = self.activity_id();
         let type_uid = i64::from(Self::CLASS_UID) * 100 + i64::from(activity);
-        self.set_identity(Self::activity_name(activity).to_string(), type_uid);
+        // Activity 99 (Other) keeps the producer's own name for it, as OCSF asks.
+        let name = match (activity, self.custom_activity_name()) {
+            (99, Some(own)) => own,
+            _ => Self::activity_name(activity).to_string(),
+        };
+        self.set_identity(name, type_uid);
         let host = self.uses_host_profile();
         let metadata = self.metadata_mut();
         metadata.version = OCSF_VERSION.to_string();
@@ -114,6 +121,8 @@ pub enum OcsfEvent {
     Dns(Box<DnsActivity>),
     /// Authentication (3002).
     Authentication(Box<Authentication>),
+    /// Event Log Activity (1008).
+    EventLog(Box<EventLogActivity>),
     /// Detection Finding (2004).
     Finding(Box<DetectionFinding>),
 }
@@ -155,6 +164,7 @@ macro_rules! event_dispatch {
             OcsfEvent::Network($e) => $body,
             OcsfEvent::Dns($e) => $body,
             OcsfEvent::Authentication($e) => $body,
+            OcsfEvent::EventLog($e) => $body,
             OcsfEvent::Finding($e) => $body,
         }
     };
@@ -182,6 +192,9 @@ impl OcsfEvent {
             }
             Some(c) if c == i64::from(Authentication::CLASS_UID) => {
                 OcsfEvent::Authentication(serde_json::from_value(value).map_err(ParseError::Json)?)
+            }
+            Some(c) if c == i64::from(EventLogActivity::CLASS_UID) => {
+                OcsfEvent::EventLog(serde_json::from_value(value).map_err(ParseError::Json)?)
             }
             Some(c) if c == i64::from(DetectionFinding::CLASS_UID) => {
                 OcsfEvent::Finding(serde_json::from_value(value).map_err(ParseError::Json)?)
@@ -226,6 +239,7 @@ from_class!(
     NetworkActivity => Network,
     DnsActivity => Dns,
     Authentication => Authentication,
+    EventLogActivity => EventLog,
     DetectionFinding => Finding
 );
 
