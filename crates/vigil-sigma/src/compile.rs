@@ -99,11 +99,6 @@ fn positive(c: &Cond, negated: bool, out: &mut [bool]) {
 /// The (anchor, pid) pairs one automaton pattern answers.
 pub(crate) type AnchorPids = Box<[(Anchor, u32)]>;
 
-/// An automaton: which field (None: keywords), and whether case matters.
-type GroupKey = (Option<u32>, bool);
-/// An automaton's literals and what each answers.
-type GroupPatterns = (Vec<String>, Vec<AnchorPids>);
-
 /// Key of a literal in a bucket: which field (None: keywords), case, text.
 type LitKey = (Option<u32>, bool, String);
 
@@ -112,11 +107,8 @@ type LitKey = (Option<u32>, bool, String);
 pub(crate) struct PatternTable {
     /// (literal, anchor) -> pid
     pids: HashMap<(LitKey, Anchor), u32>,
-    /// literal -> (group key, index of the literal in its group)
-    lits: HashMap<LitKey, usize>,
-    /// Per literal: its anchors and pids.
-    lit_pids: Vec<Vec<(Anchor, u32)>>,
-    lit_keys: Vec<LitKey>,
+    /// (field, integer) -> pid, for numeric equality.
+    nums: HashMap<(u32, i64), u32>,
     pub n_pids: u32,
 }
 
@@ -128,59 +120,192 @@ impl PatternTable {
         }
         let pid = self.n_pids;
         self.n_pids += 1;
-        let li = match self.lits.get(&key) {
-            Some(i) => *i,
-            None => {
-                self.lit_pids.push(Vec::new());
-                self.lit_keys.push(key.clone());
-                self.lits.insert(key.clone(), self.lit_keys.len() - 1);
-                self.lit_keys.len() - 1
-            }
-        };
-        self.lit_pids[li].push((anchor, pid));
         self.pids.insert((key, anchor), pid);
         pid
     }
 
-    /// Builds one automaton group per (field, case).
+    fn num_pid(&mut self, field: u32, n: i64) -> u32 {
+        if let Some(p) = self.nums.get(&(field, n)) {
+            return *p;
+        }
+        let pid = self.n_pids;
+        self.n_pids += 1;
+        self.nums.insert((field, n), pid);
+        pid
+    }
+
+    /// Builds one literal index per field (and one for keywords).
     pub(crate) fn build(self) -> Result<Vec<Group>, String> {
-        let mut by_group: HashMap<GroupKey, GroupPatterns> = HashMap::new();
-        for (key, pids) in self.lit_keys.into_iter().zip(self.lit_pids) {
-            let e = by_group.entry((key.0, key.1)).or_default();
-            e.0.push(key.2);
-            e.1.push(pids.into_boxed_slice());
+        let mut by_field: HashMap<Option<u32>, GroupBuilder> = HashMap::new();
+        let mut entries: Vec<_> = self.pids.into_iter().collect();
+        entries.sort_by_key(|(_, pid)| *pid);
+        for (((field, cased, text), anchor), pid) in entries {
+            let g = by_field.entry(field).or_default();
+            if cased {
+                let i = *g.cased_idx.entry(text.clone()).or_insert_with(|| {
+                    g.cased.push((text.clone(), Vec::new()));
+                    g.cased.len() - 1
+                });
+                g.cased[i].1.push((anchor, pid));
+                continue;
+            }
+            match anchor {
+                Anchor::Exact => g.exact.entry(text).or_default().push(pid),
+                Anchor::Prefix => g.prefix.insert(text.bytes(), pid),
+                Anchor::Suffix => g.suffix.insert(text.bytes().rev(), pid),
+                Anchor::Contains => {
+                    let i = *g.contains_idx.entry(text.clone()).or_insert_with(|| {
+                        g.contains.push((text.clone(), Vec::new()));
+                        g.contains.len() - 1
+                    });
+                    g.contains[i].1.push(pid);
+                }
+            }
         }
-        let mut groups: Vec<Group> = Vec::new();
-        let mut keys: Vec<_> = by_group.into_iter().collect();
-        keys.sort_by_key(|(k, _)| (k.0.map_or(-1i64, i64::from), k.1));
-        for ((field, cased), (pats, map)) in keys {
-            let ac = AhoCorasickBuilder::new()
-                .match_kind(MatchKind::Standard)
-                .ascii_case_insensitive(!cased)
-                .build(&pats)
-                .map_err(|e| e.to_string())?;
-            groups.push(Group {
-                field,
-                cased,
-                ac,
-                map: map.into_boxed_slice(),
-                lens: pats.iter().map(|p| p.len() as u32).collect(),
-            });
+        for ((field, n), pid) in self.nums {
+            by_field
+                .entry(Some(field))
+                .or_default()
+                .nums
+                .entry(n)
+                .or_default()
+                .push(pid);
         }
-        Ok(groups)
+        let mut keys: Vec<_> = by_field.into_iter().collect();
+        keys.sort_by_key(|(k, _)| k.map_or(-1i64, i64::from));
+        keys.into_iter().map(|(field, g)| g.finish(field)).collect()
     }
 }
 
-/// One automaton: all literals of one field (or of the keywords) in one case mode.
+/// A byte trie of literals (reversed for suffixes), answering "which literals are a
+/// prefix of this text" in one walk that stops at the first missing edge.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Trie {
+    /// Per node: sorted edges (byte, child).
+    edges: Vec<Vec<(u8, u32)>>,
+    /// Per node: pids of the literals ending there.
+    pids: Vec<Vec<u32>>,
+}
+
+impl Trie {
+    fn insert(&mut self, bytes: impl IntoIterator<Item = u8>, pid: u32) {
+        if self.edges.is_empty() {
+            self.edges.push(Vec::new());
+            self.pids.push(Vec::new());
+        }
+        let mut node = 0usize;
+        for b in bytes {
+            node = match self.edges[node].binary_search_by_key(&b, |e| e.0) {
+                Ok(i) => self.edges[node][i].1 as usize,
+                Err(i) => {
+                    let child = self.edges.len();
+                    self.edges.push(Vec::new());
+                    self.pids.push(Vec::new());
+                    self.edges[node].insert(i, (b, child as u32));
+                    child
+                }
+            };
+        }
+        self.pids[node].push(pid);
+    }
+
+    /// Calls `hit` with the pids of every literal the walk over `bytes` passes.
+    pub(crate) fn walk(&self, bytes: impl Iterator<Item = u8>, hit: &mut impl FnMut(u32)) {
+        if self.edges.is_empty() {
+            return;
+        }
+        let mut node = 0usize;
+        for b in bytes {
+            match self.edges[node].binary_search_by_key(&b, |e| e.0) {
+                Ok(i) => node = self.edges[node][i].1 as usize,
+                Err(_) => return,
+            }
+            for p in &self.pids[node] {
+                hit(*p);
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.edges.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct GroupBuilder {
+    exact: HashMap<String, Vec<u32>>,
+    prefix: Trie,
+    suffix: Trie,
+    contains: Vec<(String, Vec<u32>)>,
+    contains_idx: HashMap<String, usize>,
+    cased: Vec<(String, Vec<(Anchor, u32)>)>,
+    cased_idx: HashMap<String, usize>,
+    nums: HashMap<i64, Vec<u32>>,
+}
+
+impl GroupBuilder {
+    fn finish(self, field: Option<u32>) -> Result<Group, String> {
+        let ac = |pats: Vec<&String>, ci: bool| {
+            AhoCorasickBuilder::new()
+                .match_kind(MatchKind::Standard)
+                .ascii_case_insensitive(ci)
+                .build(pats)
+                .map_err(|e| e.to_string())
+        };
+        let contains = if self.contains.is_empty() {
+            None
+        } else {
+            Some(ac(self.contains.iter().map(|c| &c.0).collect(), false)?)
+        };
+        let cased = if self.cased.is_empty() {
+            None
+        } else {
+            Some(ac(self.cased.iter().map(|c| &c.0).collect(), false)?)
+        };
+        Ok(Group {
+            field,
+            exact: self
+                .exact
+                .into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_slice()))
+                .collect(),
+            prefix: self.prefix,
+            suffix: self.suffix,
+            contains,
+            contains_pids: self
+                .contains
+                .into_iter()
+                .map(|c| c.1.into_boxed_slice())
+                .collect(),
+            cased,
+            cased_pids: self
+                .cased
+                .into_iter()
+                .map(|c| c.1.into_boxed_slice())
+                .collect(),
+            nums: self
+                .nums
+                .into_iter()
+                .map(|(k, v)| (k, v.into_boxed_slice()))
+                .collect(),
+        })
+    }
+}
+
+/// The literal index of one field (or of the keywords): exact values by hash, prefixes
+/// and suffixes by trie walks, substrings by one Aho-Corasick automaton, case-sensitive
+/// literals by another, integers by hash.
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
     pub field: Option<u32>,
-    pub cased: bool,
-    pub ac: AhoCorasick,
-    /// Per automaton pattern: the (anchor, pid) pairs it answers.
-    pub map: Box<[AnchorPids]>,
-    #[allow(dead_code)]
-    pub lens: Box<[u32]>,
+    pub exact: HashMap<Box<str>, Box<[u32]>>,
+    pub prefix: Trie,
+    pub suffix: Trie,
+    pub contains: Option<AhoCorasick>,
+    pub contains_pids: Box<[Box<[u32]>]>,
+    pub cased: Option<AhoCorasick>,
+    pub cased_pids: Box<[AnchorPids]>,
+    pub nums: HashMap<i64, Box<[u32]>>,
 }
 
 /// Compiles detections of one bucket: assigns local fields and pattern ids.
@@ -234,6 +359,9 @@ impl BucketCompiler {
                     .map(|h| self.patterns.pid(field, *cased, h, Anchor::Contains)),
             },
             Atom::Re(r) => CAtom::Re(r.clone()),
+            Atom::Num(Cmp::Eq, n) if field.is_some() && n.fract() == 0.0 && n.abs() < 9.0e15 => {
+                CAtom::Pat(self.patterns.num_pid(field.unwrap_or_default(), *n as i64))
+            }
             Atom::Num(c, n) => CAtom::Num(*c, *n),
             Atom::Bool(b) => CAtom::Bool(*b),
             Atom::Null => CAtom::Null,

@@ -184,7 +184,6 @@ struct Variant {
 struct Bucket {
     logsource: LogSource,
     progs: Vec<RuleProg>,
-    #[allow(dead_code)]
     fields: Vec<String>,
     variants: Vec<Variant>,
     generic_variant: u32,
@@ -572,27 +571,70 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         }
     }
 
+    /// Sets the hit bits of every literal of `g` that `hay` satisfies.
     fn scan(g: &Group, hay: &str, hits: &mut [u64], list: &mut Vec<u32>, lower: &mut String) {
-        let hay = if !g.cased && !hay.is_ascii() {
-            lower.clear();
-            lower.push_str(&hay.to_lowercase());
-            lower.as_str()
-        } else {
-            hay
-        };
-        let len = hay.len();
-        for m in g.ac.find_overlapping_iter(hay) {
-            for (anchor, pid) in g.map[m.pattern().as_usize()].iter() {
-                let ok = match anchor {
-                    Anchor::Contains => true,
-                    Anchor::Prefix => m.start() == 0,
-                    Anchor::Suffix => m.end() == len,
-                    Anchor::Exact => m.start() == 0 && m.end() == len,
-                };
-                if ok {
-                    Self::set_hit(hits, list, *pid);
+        if let Some(ac) = &g.cased {
+            let len = hay.len();
+            for m in ac.find_overlapping_iter(hay) {
+                for (anchor, pid) in g.cased_pids[m.pattern().as_usize()].iter() {
+                    let ok = match anchor {
+                        Anchor::Contains => true,
+                        Anchor::Prefix => m.start() == 0,
+                        Anchor::Suffix => m.end() == len,
+                        Anchor::Exact => m.start() == 0 && m.end() == len,
+                    };
+                    if ok {
+                        Self::set_hit(hits, list, *pid);
+                    }
                 }
             }
+        }
+        let folded = folded(hay, false, lower);
+        if !g.exact.is_empty() {
+            if let Some(pids) = g.exact.get(folded) {
+                for p in pids.iter() {
+                    Self::set_hit(hits, list, *p);
+                }
+            }
+        }
+        let mut hit = |p: u32| Self::set_hit(hits, list, p);
+        if !g.prefix.is_empty() {
+            g.prefix.walk(folded.bytes(), &mut hit);
+        }
+        if !g.suffix.is_empty() {
+            g.suffix.walk(folded.bytes().rev(), &mut hit);
+        }
+        if let Some(ac) = &g.contains {
+            for m in ac.find_overlapping_iter(folded) {
+                for p in g.contains_pids[m.pattern().as_usize()].iter() {
+                    hit(*p);
+                }
+            }
+        }
+    }
+
+    /// Scans one scalar: numbers against the integer index, everything as text.
+    fn scan_scalar(
+        g: &Group,
+        v: &Value<'_>,
+        hits: &mut [u64],
+        list: &mut Vec<u32>,
+        lower: &mut String,
+        num: &mut String,
+    ) {
+        if !g.nums.is_empty() {
+            if let Some(f) = v.as_f64() {
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    if let Some(pids) = g.nums.get(&(f as i64)) {
+                        for p in pids.iter() {
+                            Self::set_hit(hits, list, *p);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(hay) = scalar_str(v, num) {
+            Self::scan(g, hay, hits, list, lower);
         }
     }
 
@@ -614,17 +656,18 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                     let (hits, list, lower, num) =
                         (&mut s.hits, &mut s.hit_list, &mut s.lower, &mut s.num);
                     for_each_scalar(v, &mut |sv| {
-                        if let Some(hay) = scalar_str(sv, num) {
-                            Self::scan(g, hay, hits, list, lower);
-                        }
+                        Self::scan_scalar(g, sv, hits, list, lower, num);
                         false
                     });
                 }
                 None => {
                     let s = &mut *self.s;
                     let (hits, list, lower) = (&mut s.hits, &mut s.hit_list, &mut s.lower);
-                    self.event
-                        .for_each_str(&mut |hay| Self::scan(g, hay, hits, list, lower));
+                    self.event.for_each_str(&mut |hay| {
+                        let mut buf = std::mem::take(lower);
+                        Self::scan(g, hay, hits, list, &mut buf);
+                        *lower = buf;
+                    });
                 }
             }
         }
@@ -1282,6 +1325,25 @@ fn build(loader: Loader) -> Built {
 }
 
 impl Engine {
+    /// One line per rule group: logsource, rules, fields, automata, literals, rules
+    /// evaluated for every event (diagnostics for benchmarks).
+    pub fn describe(&self) -> Vec<String> {
+        self.buckets
+            .iter()
+            .map(|b| {
+                format!(
+                    "{}: rules {}, fields {}, automata {}, literals {}, always-evaluated {}",
+                    b.logsource,
+                    b.progs.len(),
+                    b.fields.len(),
+                    b.groups.len(),
+                    b.n_pids,
+                    b.always.len()
+                )
+            })
+            .collect()
+    }
+
     /// The kind of rule at a metadata index.
     pub fn rule_kind(&self, index: usize) -> Option<RuleKind> {
         self.metas.get(index).map(|m| m.kind)

@@ -68,6 +68,7 @@ mod mapping;
 mod model;
 mod parse;
 mod pattern;
+mod record;
 mod time;
 mod yaml;
 
@@ -77,3 +78,4 @@ pub use error::{ConfigError, ErrorKind, RuleError};
 pub use mapping::WINDOWS_MAP;
 pub use model::{Level, LogSource, RuleKind, RuleMeta};
 pub use parse::CorrelationType;
+pub use record::WinRecord;

@@ -1,0 +1,228 @@
+//! Throughput benchmark: load rule directories, match a file of JSON-lines events on one
+//! core, report load time, memory and events per second. See BENCHMARKS.md.
+//!
+//! ```text
+//! cargo run --release -p vigil-sigma --example bench -- \
+//!     --rules DIR [--rules DIR ...] --events FILE.jsonl \
+//!     [--source windows|ocsf|declared:PRODUCT/CATEGORY/SERVICE] [--flat] [--repeat N] \
+//!     [--findings OUT.tsv] [--write-flat OUT.jsonl]
+//! ```
+//!
+//! `--flat` turns nested `evtx` records into flat ones (System and EventData fields at top
+//! level, `EventID` unwrapped, `Provider_Name`) before matching, as other engines read
+//! them; `--write-flat` writes those flat events out. `--findings` writes one line per
+//! finding: event index, rule id (or title), `silent` for correlation-only base rules.
+
+use std::io::{BufRead, Write};
+use std::time::Instant;
+use vigil_sigma::{Loader, LogSource, Source};
+
+fn rss_kib(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    if dir.is_file() {
+        out.push(dir.to_path_buf());
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut v: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+    v.sort();
+    for p in v {
+        if p.is_dir() {
+            files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+            out.push(p);
+        }
+    }
+}
+
+/// Flattens an `evtx` JSON record: `Event.System` and `Event.EventData` (or the child of
+/// `Event.UserData`) fields at top level.
+fn flatten(ev: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    let mut out = Map::new();
+    let Some(e) = ev.get("Event") else {
+        return ev.clone();
+    };
+    if let Some(Value::Object(sys)) = e.get("System") {
+        for (k, v) in sys {
+            match (k.as_str(), v) {
+                ("EventID", Value::Object(o)) => {
+                    if let Some(t) = o.get("#text") {
+                        out.insert(k.clone(), t.clone());
+                    }
+                }
+                ("Provider", Value::Object(o)) => {
+                    if let Some(n) = o.get("#attributes").and_then(|a| a.get("Name")) {
+                        out.insert("Provider_Name".into(), n.clone());
+                    }
+                }
+                ("TimeCreated", Value::Object(o)) => {
+                    if let Some(t) = o.get("#attributes").and_then(|a| a.get("SystemTime")) {
+                        out.insert("TimeCreated".into(), t.clone());
+                    }
+                }
+                (_, Value::Object(_)) => {}
+                _ => {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    let mut data = |d: &Value| {
+        if let Value::Object(m) = d {
+            for (k, v) in m {
+                if k != "#attributes" {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    };
+    if let Some(d) = e.get("EventData") {
+        data(d);
+    }
+    if let Some(Value::Object(u)) = e.get("UserData") {
+        for v in u.values() {
+            data(v);
+        }
+    }
+    Value::Object(out)
+}
+
+fn main() {
+    let mut rules = Vec::new();
+    let mut events_path = None;
+    let mut source = "windows".to_string();
+    let mut flat = false;
+    let mut repeat = 5usize;
+    let mut findings_out = None;
+    let mut flat_out = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--rules" => rules.push(args.next().expect("--rules DIR")),
+            "--events" => events_path = Some(args.next().expect("--events FILE")),
+            "--source" => source = args.next().expect("--source KIND"),
+            "--flat" => flat = true,
+            "--repeat" => repeat = args.next().and_then(|n| n.parse().ok()).expect("N"),
+            "--findings" => findings_out = Some(args.next().expect("--findings OUT")),
+            "--write-flat" => flat_out = Some(args.next().expect("--write-flat OUT")),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let rss0 = rss_kib("VmRSS:");
+    let t0 = Instant::now();
+    let mut loader = Loader::new();
+    let mut n_files = 0;
+    for r in &rules {
+        let mut fs = Vec::new();
+        files(std::path::Path::new(r), &mut fs);
+        for f in fs {
+            n_files += 1;
+            let text = std::fs::read_to_string(&f).expect("read rule");
+            loader.add(&f.display().to_string(), &text);
+        }
+    }
+    let built = loader.build();
+    let load_s = t0.elapsed().as_secs_f64();
+    let rss1 = rss_kib("VmRSS:");
+    let engine = built.engine;
+    eprintln!(
+        "rules: {n_files} files, loaded {}, failed {}, detection rules {}; load {:.3} s, RSS +{:.1} MiB (peak {:.1} MiB)",
+        built.loaded,
+        built.errors.len(),
+        engine.detection_count(),
+        load_s,
+        (rss1.saturating_sub(rss0)) as f64 / 1024.0,
+        rss_kib("VmHWM:") as f64 / 1024.0
+    );
+    if std::env::var_os("BENCH_DESCRIBE").is_some() {
+        for l in engine.describe() {
+            eprintln!("  {l}");
+        }
+    }
+    let Some(events_path) = events_path else {
+        return;
+    };
+    let reader = std::io::BufReader::new(std::fs::File::open(&events_path).expect("events"));
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    for line in reader.lines() {
+        let line = line.expect("read");
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        events.push(if flat { flatten(&v) } else { v });
+    }
+    if let Some(out) = flat_out {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(out).expect("create"));
+        for e in &events {
+            serde_json::to_writer(&mut w, e).expect("write");
+            w.write_all(b"\n").expect("write");
+        }
+    }
+    let declared;
+    let src = match source.as_str() {
+        "windows" => Source::Windows,
+        "ocsf" => Source::Ocsf,
+        d => {
+            let parts: Vec<&str> = d.trim_start_matches("declared:").split('/').collect();
+            let get = |i: usize| parts.get(i).copied().filter(|s| !s.is_empty() && *s != "*");
+            declared = engine.declare(&LogSource::new(get(0), get(1), get(2)));
+            Source::Declared(&declared)
+        }
+    };
+    let mut scratch = engine.scratch();
+    let mut out = Vec::new();
+    let mut total_findings = 0usize;
+    let mut best = f64::MAX;
+    for round in 0..repeat.max(1) {
+        let t = Instant::now();
+        let mut n = 0usize;
+        for e in &events {
+            out.clear();
+            let rec = vigil_sigma::WinRecord::new(e);
+            engine.match_event(&mut scratch, &rec, src, &mut out);
+            n += out.len();
+        }
+        let s = t.elapsed().as_secs_f64();
+        best = best.min(s);
+        if round == 0 {
+            total_findings = n;
+        }
+    }
+    eprintln!(
+        "events: {}, findings: {total_findings}, best of {repeat}: {:.3} s = {:.0} events/s on one core",
+        events.len(),
+        best,
+        events.len() as f64 / best
+    );
+    if let Some(path) = findings_out {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+        for (i, e) in events.iter().enumerate() {
+            out.clear();
+            engine.match_event(&mut scratch, e, src, &mut out);
+            for f in &out {
+                writeln!(
+                    w,
+                    "{i}\t{}{}",
+                    f.rule.id.as_deref().unwrap_or(&f.rule.title),
+                    if f.silent { "\tsilent" } else { "" }
+                )
+                .expect("write");
+            }
+        }
+    }
+}
