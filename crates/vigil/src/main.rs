@@ -43,6 +43,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Hunt through EVTX and JSON logs with Sigma rules, offline.
+    Hunt(cmd::hunt::HuntArgs),
     /// OCSF events: write an example attack story, validate events against the schema.
     #[command(subcommand)]
     Ocsf(cmd::ocsf::OcsfCommand),
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose, cli.quiet, cli.log_format);
     let result = match cli.command {
+        Command::Hunt(a) => cmd::hunt::run(a, cli.quiet),
         Command::Ocsf(c) => cmd::ocsf::run(c),
         Command::Rules(c) => cmd::rules::run(c),
     };

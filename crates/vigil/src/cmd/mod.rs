@@ -1,4 +1,5 @@
 //! One module per subcommand.
 
+pub mod hunt;
 pub mod ocsf;
 pub mod rules;

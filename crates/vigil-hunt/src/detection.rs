@@ -1,0 +1,302 @@
+//! What a hunt finds, and how a finding becomes an OCSF Detection Finding.
+
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use vigil_event::model::{
+    analytic_type, severity, Analytic, Attack, DetectionFinding, Evidences, FindingInfo,
+    RelatedEvent, SubTechnique, Tactic, Technique,
+};
+use vigil_event::OcsfEvent;
+use vigil_sigma::{Level, RuleKind, RuleMeta};
+
+/// One event a finding was made from.
+#[derive(Debug, Clone)]
+pub struct EventRef {
+    /// The input file.
+    pub path: Arc<Path>,
+    /// The EVTX `EventRecordID`, the 1-based line of a JSON lines file, or the 1-based
+    /// index of the value in a `.json` file.
+    pub record: u64,
+    /// Event time (ms since the epoch), when the event has one.
+    pub time_ms: Option<i64>,
+    /// The event itself, all its fields.
+    pub event: Arc<Value>,
+}
+
+/// The correlation part of a correlation finding.
+#[derive(Debug, Clone)]
+pub struct Correlated {
+    /// The group-by fields and this group's values.
+    pub group: Vec<(String, Option<String>)>,
+    /// The measured value (count, distinct count, sum, ...).
+    pub value: f64,
+    /// Time of the first event of the window (ms since the epoch).
+    pub first_ms: i64,
+    /// Time of the last event of the window.
+    pub last_ms: i64,
+    /// How many events made it (`events` may hold fewer: see [`crate::HuntConfig`]).
+    pub event_count: usize,
+}
+
+/// A rule that fired: on one event, or (a correlation rule) on several.
+#[derive(Debug, Clone)]
+pub struct Detection<'r> {
+    /// The rule.
+    pub rule: &'r RuleMeta,
+    /// The rule's index in [`vigil_sigma::Engine::rules`].
+    pub rule_index: usize,
+    /// Event time (the last event's, for a correlation).
+    pub time_ms: Option<i64>,
+    /// The event(s): one for a detection rule, the window's events for a correlation.
+    pub events: Vec<EventRef>,
+    /// For correlation rules.
+    pub correlation: Option<Correlated>,
+}
+
+/// Rank of a level, 0 (informational) ..= 4 (critical); a rule without a level ranks as
+/// informational.
+pub fn level_rank(level: Option<Level>) -> usize {
+    match level {
+        None | Some(Level::Informational) => 0,
+        Some(Level::Low) => 1,
+        Some(Level::Medium) => 2,
+        Some(Level::High) => 3,
+        Some(Level::Critical) => 4,
+    }
+}
+
+/// Level names by rank.
+pub const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
+
+fn severity_of(level: Option<Level>) -> i32 {
+    match level {
+        None => severity::UNKNOWN,
+        Some(Level::Informational) => severity::INFORMATIONAL,
+        Some(Level::Low) => severity::LOW,
+        Some(Level::Medium) => severity::MEDIUM,
+        Some(Level::High) => severity::HIGH,
+        Some(Level::Critical) => severity::CRITICAL,
+    }
+}
+
+/// MITRE ATT&CK Enterprise tactics: Sigma tag suffix, name, id.
+const TACTICS: [(&str, &str, &str); 14] = [
+    ("reconnaissance", "Reconnaissance", "TA0043"),
+    ("resource_development", "Resource Development", "TA0042"),
+    ("initial_access", "Initial Access", "TA0001"),
+    ("execution", "Execution", "TA0002"),
+    ("persistence", "Persistence", "TA0003"),
+    ("privilege_escalation", "Privilege Escalation", "TA0004"),
+    ("defense_evasion", "Defense Evasion", "TA0005"),
+    ("credential_access", "Credential Access", "TA0006"),
+    ("discovery", "Discovery", "TA0007"),
+    ("lateral_movement", "Lateral Movement", "TA0008"),
+    ("collection", "Collection", "TA0009"),
+    ("command_and_control", "Command and Control", "TA0011"),
+    ("exfiltration", "Exfiltration", "TA0010"),
+    ("impact", "Impact", "TA0040"),
+];
+
+/// The tactic a tag names (`attack.defense-evasion`, `attack.defense_evasion`).
+fn tactic_of(tag: &str) -> Option<&'static (&'static str, &'static str, &'static str)> {
+    let t = tag.strip_prefix("attack.").unwrap_or(tag);
+    TACTICS.iter().find(|(s, _, _)| {
+        s.len() == t.len()
+            && s.bytes()
+                .zip(t.bytes())
+                .all(|(a, b)| a == b.to_ascii_lowercase() || (a == b'_' && b == b'-'))
+    })
+}
+
+/// The ATT&CK tactic names of a rule's tags (`attack.execution` -> `Execution`).
+pub fn tactics(rule: &RuleMeta) -> impl Iterator<Item = &'static str> + '_ {
+    rule.attack_tags()
+        .filter_map(|t| tactic_of(t).map(|(_, name, _)| *name))
+}
+
+/// `attacks[]` from a rule's `attack.*` tags: one entry per technique (with the rule's
+/// tactic when it names exactly one), else one per tactic.
+pub fn attacks(rule: &RuleMeta) -> Vec<Attack> {
+    let mut tactic_list = Vec::new();
+    let mut techniques = Vec::new();
+    for tag in rule.attack_tags() {
+        let t = tag.trim_start_matches("attack.");
+        if let Some((_, name, uid)) = tactic_of(t) {
+            tactic_list.push(Tactic {
+                name: Some((*name).to_string()),
+                uid: Some((*uid).to_string()),
+            });
+        } else if (t.starts_with('t') || t.starts_with('T'))
+            && t.len() >= 5
+            && t[1..5].bytes().all(|b| b.is_ascii_digit())
+        {
+            let uid = t.to_ascii_uppercase();
+            let (tech, sub) = match uid.split_once('.') {
+                Some((tech, _)) => (tech.to_string(), Some(uid.clone())),
+                None => (uid.clone(), None),
+            };
+            techniques.push((tech, sub));
+        }
+    }
+    let one_tactic = (tactic_list.len() == 1).then(|| tactic_list[0].clone());
+    if techniques.is_empty() {
+        return tactic_list
+            .into_iter()
+            .map(|t| Attack {
+                tactic: Some(t),
+                ..Attack::default()
+            })
+            .collect();
+    }
+    let mut out: Vec<Attack> = techniques
+        .into_iter()
+        .map(|(tech, sub)| Attack {
+            tactic: one_tactic.clone(),
+            technique: Some(Technique {
+                name: None,
+                uid: Some(tech),
+            }),
+            sub_technique: sub.map(|s| SubTechnique {
+                name: None,
+                uid: Some(s),
+            }),
+            ..Attack::default()
+        })
+        .collect();
+    if one_tactic.is_none() {
+        out.extend(tactic_list.into_iter().map(|t| Attack {
+            tactic: Some(t),
+            ..Attack::default()
+        }));
+    }
+    out
+}
+
+/// Where an event came from, as `file#record`.
+pub fn source_of(e: &EventRef) -> String {
+    format!("{}#{}", e.path.display(), e.record)
+}
+
+fn string_at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |v, k| v.get(k))
+}
+
+/// The Windows channel, EventID and computer of an event (nested `evtx` JSON or flat),
+/// when it has them.
+pub fn windows_system(v: &Value) -> (Option<String>, Option<String>, Option<String>) {
+    let system = string_at(v, &["Event", "System"]).unwrap_or(v);
+    let text = |x: Option<&Value>| -> Option<String> {
+        match x? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Object(o) => match o.get("#text")? {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    (
+        text(system.get("Channel")),
+        text(system.get("EventID")),
+        text(system.get("Computer")),
+    )
+}
+
+impl Detection<'_> {
+    /// The finding as an OCSF Detection Finding (class 2004), sealed.
+    ///
+    /// `finding_info.analytic.uid` is the Sigma rule id, `finding_info.title` its title,
+    /// `severity_id` its level, `finding_info.attacks[]` its ATT&CK tags; `time` is the
+    /// event time; `metadata.source` names the file and record; each event is an
+    /// `evidences[]` entry whose `data` is the whole event. A correlation finding adds an
+    /// evidence named `group_by` holding its group-by values, and one per event.
+    pub fn to_ocsf(&self, uid: u64, now_ms: i64) -> OcsfEvent {
+        let rule = self.rule;
+        let time = self.time_ms.unwrap_or(now_ms);
+        let mut sources: Vec<String> = Vec::new();
+        for e in &self.events {
+            let p = e.path.display().to_string();
+            if !sources.contains(&p) {
+                sources.push(p);
+            }
+        }
+        let info = FindingInfo {
+            uid: format!("{}-{uid}", rule.id.as_deref().unwrap_or("rule")),
+            title: Some(rule.title.clone()),
+            analytic: Some(Analytic {
+                type_id: analytic_type::RULE,
+                kind: Some(analytic_type::name(analytic_type::RULE).into()),
+                uid: rule.id.clone(),
+                name: Some(rule.title.clone()),
+                category: match rule.kind {
+                    RuleKind::Correlation => Some("correlation".into()),
+                    _ => Some(rule.logsource.to_string()),
+                },
+                ..Analytic::default()
+            }),
+            attacks: attacks(rule),
+            types: vec!["Sigma".into()],
+            created_time: Some(now_ms),
+            first_seen_time: self
+                .correlation
+                .as_ref()
+                .map(|c| c.first_ms)
+                .or(self.time_ms),
+            last_seen_time: self
+                .correlation
+                .as_ref()
+                .map(|c| c.last_ms)
+                .or(self.time_ms),
+            src_url: Some(format!("{}:{}", rule.source, rule.line)),
+            data_sources: sources,
+            related_events: self
+                .events
+                .iter()
+                .map(|e| RelatedEvent {
+                    uid: source_of(e),
+                    ..RelatedEvent::default()
+                })
+                .collect(),
+            related_events_count: self
+                .correlation
+                .as_ref()
+                .map(|c| i32::try_from(c.event_count).unwrap_or(i32::MAX)),
+            ..FindingInfo::default()
+        };
+        let mut f = DetectionFinding::new(1, time, "hunt", info);
+        f.severity_id = severity_of(rule.level);
+        f.is_alert = Some(true);
+        if let Some(first) = self.events.first() {
+            f.metadata.source = Some(source_of(first));
+            let (channel, eid, _) = windows_system(&first.event);
+            f.metadata.log_name = channel.or_else(|| Some(first.path.display().to_string()));
+            f.metadata.event_code = eid;
+        }
+        let mut evidences = Vec::with_capacity(self.events.len() + 1);
+        if let Some(c) = &self.correlation {
+            let group: serde_json::Map<String, Value> = c
+                .group
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().map_or(Value::Null, Value::String)))
+                .collect();
+            evidences.push(Evidences {
+                name: Some("group_by".into()),
+                data: Some(Value::Object(group)),
+                ..Evidences::default()
+            });
+        }
+        for e in &self.events {
+            evidences.push(Evidences {
+                name: Some(e.path.display().to_string()),
+                uid: Some(e.record.to_string()),
+                data: Some((*e.event).clone()),
+                ..Evidences::default()
+            });
+        }
+        f.evidences = evidences;
+        OcsfEvent::from(f)
+    }
+}

@@ -1,0 +1,828 @@
+//! The hunt itself: readers cut files into units of work, workers match them against the
+//! engine, and the calling thread collects the findings, writes them, and runs the
+//! correlations over event time at the end.
+
+use crate::detection::{level_rank, tactics, Correlated, Detection, EventRef};
+use crate::error::{HuntError, InputError, Location};
+use crate::input::{self, InputFile, Work, EVTX_CHUNK};
+use crate::time;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vigil_event::{Event, FieldPath};
+use vigil_sigma::{
+    CorrelationState, Declared, Engine, Finding, Level, Limits, LogSource, Scratch, Source,
+};
+
+/// How to hunt.
+#[derive(Debug, Clone)]
+pub struct HuntConfig {
+    /// Matching threads (at least 1). Reader threads come on top: one per two workers.
+    pub threads: usize,
+    /// Report only findings of rules at this level or above.
+    pub min_level: Option<Level>,
+    /// The logsource of JSON records that do not say what they are (not EVTX-shaped, not
+    /// OCSF): without one, only rules without a logsource see them.
+    pub logsource: Option<LogSource>,
+    /// The field holding the event time of JSON records (dotted path). Default: the first
+    /// present of `@timestamp`, `timestamp`, `time`, `UtcTime`, `TimeCreated`.
+    pub time_field: Option<String>,
+    /// Bound on the findings buffered for correlation rules (each holds its event): base
+    /// findings past it are counted in [`Report::correlation_dropped`], not correlated.
+    pub max_correlation_events: usize,
+    /// Errors kept in detail per file (the rest are counted).
+    pub max_errors_per_file: usize,
+}
+
+impl Default for HuntConfig {
+    fn default() -> Self {
+        HuntConfig {
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            min_level: None,
+            logsource: None,
+            time_field: None,
+            max_correlation_events: 200_000,
+            max_errors_per_file: 20,
+        }
+    }
+}
+
+/// Parses a `--logsource` declaration: `product=..,category=..,service=..` (any subset).
+pub fn parse_logsource(s: &str) -> Result<LogSource, HuntError> {
+    let (mut p, mut c, mut v) = (None, None, None);
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, val) = part
+            .split_once('=')
+            .ok_or_else(|| HuntError::LogSource(s.into()))?;
+        let val = Some(val.trim()).filter(|v| !v.is_empty());
+        match k.trim() {
+            "product" => p = val,
+            "category" => c = val,
+            "service" => v = val,
+            _ => return Err(HuntError::LogSource(s.into())),
+        }
+    }
+    if p.is_none() && c.is_none() && v.is_none() {
+        return Err(HuntError::LogSource(s.into()));
+    }
+    Ok(LogSource::new(p, c, v))
+}
+
+/// What a hunt reports as it goes, for a progress line.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Files finished.
+    pub files_done: usize,
+    /// Files in all.
+    pub files_total: usize,
+    /// Records matched so far.
+    pub records: u64,
+    /// Bytes of (decompressed) input so far.
+    pub bytes: u64,
+    /// Findings so far.
+    pub findings: u64,
+    /// Time since the hunt started.
+    pub elapsed: Duration,
+}
+
+/// Where findings go.
+pub trait Sink {
+    /// One finding, as it is made (in no particular order across files).
+    fn detection(&mut self, d: &Detection<'_>) -> std::io::Result<()>;
+    /// The hunt is over.
+    fn finish(&mut self, report: &Report) -> std::io::Result<()>;
+}
+
+/// Per-file outcome.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    /// The file.
+    pub path: Arc<Path>,
+    /// Records read from it.
+    pub records: u64,
+    /// Problems found in it.
+    pub errors: usize,
+    /// Whether reading it stopped early (unreadable, cut short).
+    pub fatal: bool,
+}
+
+/// Findings of one rule.
+#[derive(Debug, Clone)]
+pub struct RuleCount {
+    /// Rule title.
+    pub title: String,
+    /// Rule id.
+    pub id: Option<String>,
+    /// Level rank (see [`crate::LEVELS`]).
+    pub level: usize,
+    /// Findings.
+    pub count: u64,
+}
+
+/// What a hunt did and found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Every input file.
+    pub files: Vec<FileReport>,
+    /// Records matched.
+    pub records: u64,
+    /// Bytes of (decompressed) input.
+    pub bytes: u64,
+    /// Findings reported.
+    pub findings: u64,
+    /// Findings by level rank (informational ..= critical).
+    pub by_level: [u64; 5],
+    /// Findings by rule, most first.
+    pub by_rule: Vec<RuleCount>,
+    /// Findings by ATT&CK tactic, most first.
+    pub tactics: Vec<(String, u64)>,
+    /// Problems with the input, in detail (at most [`HuntConfig::max_errors_per_file`] per
+    /// file; [`FileReport::errors`] counts them all).
+    pub errors: Vec<InputError>,
+    /// JSON records with no logsource of their own while none was declared.
+    pub unrouted: u64,
+    /// Base findings of correlation rules not correlated (over the buffer bound).
+    pub correlation_dropped: u64,
+    /// Wall time of the hunt.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// Whether any input could be read at all: some file gave records or was read
+    /// through without a fatal error.
+    pub fn any_input_read(&self) -> bool {
+        self.files.iter().any(|f| f.records > 0 || !f.fatal)
+    }
+}
+
+/// A base finding of a correlation rule, waiting to be fed in time order.
+struct CorrInput<'r> {
+    finding: Finding<'r>,
+    event: EventRef,
+}
+
+/// What workers and readers tell the collecting thread.
+enum Msg<'r> {
+    Batch {
+        file: u32,
+        records: u64,
+        bytes: u64,
+        detections: Vec<Detection<'r>>,
+        corr: Vec<CorrInput<'r>>,
+        errors: Vec<InputError>,
+    },
+    Error(u32, InputError),
+    FileDone,
+    /// A worker's count of records with no logsource, sent when it ends.
+    Unrouted(u64),
+}
+
+/// Runs a hunt with `engine` over `files`, handing findings to `sink` and progress to
+/// `progress` (about four times a second). Input problems are in the report; only a
+/// failing sink or a crashed worker is an error.
+pub fn hunt(
+    engine: &Engine,
+    files: &[InputFile],
+    config: &HuntConfig,
+    sink: &mut dyn Sink,
+    progress: Option<&mut dyn FnMut(&Progress)>,
+) -> Result<Report, HuntError> {
+    let start = Instant::now();
+    let workers = config.threads.max(1);
+    let readers = workers.div_ceil(2).min(files.len().max(1));
+    let declared = config.logsource.as_ref().map(|l| engine.declare(l));
+    let undeclared = engine.declare(&LogSource::default());
+    let time_path = config.time_field.as_deref().map(FieldPath::new);
+    let ctx = MatchCtx {
+        engine,
+        declared: declared.as_ref(),
+        undeclared: &undeclared,
+        time_path: time_path.as_ref(),
+        min_rank: level_rank(config.min_level),
+    };
+    let stop = AtomicBool::new(false);
+    let next_file = AtomicUsize::new(0);
+    let (work_tx, work_rx) = sync_channel::<Work>(workers * 4);
+    let work_rx = Mutex::new(work_rx);
+    let (msg_tx, msg_rx) = sync_channel::<Msg<'_>>(workers * 4);
+
+    let mut collector = Collector::new(engine, files, config, start);
+    let result = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for _ in 0..readers {
+            let work_tx = work_tx.clone();
+            let msg_tx = msg_tx.clone();
+            let (stop, next_file) = (&stop, &next_file);
+            handles.push(s.spawn(move || reader(files, next_file, stop, &work_tx, &msg_tx)));
+        }
+        drop(work_tx);
+        for _ in 0..workers {
+            let msg_tx = msg_tx.clone();
+            let (work_rx, ctx, stop) = (&work_rx, &ctx, &stop);
+            handles.push(s.spawn(move || worker(ctx, files, work_rx, &msg_tx, stop)));
+        }
+        drop(msg_tx);
+        let r = collector.collect(&msg_rx, sink, progress);
+        if r.is_err() {
+            stop.store(true, Ordering::Relaxed);
+            // Let blocked threads finish.
+            while msg_rx.recv().is_ok() {}
+        }
+        for h in handles {
+            if let Err(p) = h.join() {
+                let what = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                return Err(HuntError::Worker(what));
+            }
+        }
+        r
+    });
+    result?;
+    collector.correlate(sink)?;
+    let mut report = collector.report();
+    report.elapsed = start.elapsed();
+    sink.finish(&report)?;
+    Ok(report)
+}
+
+fn reader(
+    files: &[InputFile],
+    next: &AtomicUsize,
+    stop: &AtomicBool,
+    work: &SyncSender<Work>,
+    msgs: &SyncSender<Msg<'_>>,
+) {
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(file) = files.get(i) else {
+            return;
+        };
+        let id = i as u32;
+        input::read_file(
+            id,
+            file,
+            &mut |w| !stop.load(Ordering::Relaxed) && work.send(w).is_ok(),
+            &mut |e| {
+                let _ = msgs.send(Msg::Error(id, e));
+            },
+        );
+        let _ = msgs.send(Msg::FileDone);
+    }
+}
+
+/// What every worker shares.
+struct MatchCtx<'e> {
+    engine: &'e Engine,
+    declared: Option<&'e Declared>,
+    undeclared: &'e Declared,
+    time_path: Option<&'e FieldPath>,
+    min_rank: usize,
+}
+
+/// Default time fields of JSON records, in order.
+const TIME_FIELDS: [&str; 5] = ["@timestamp", "timestamp", "time", "UtcTime", "TimeCreated"];
+
+/// How a JSON record is routed.
+enum Kind {
+    Windows,
+    Ocsf,
+    Other,
+}
+
+fn kind_of(v: &Value) -> Kind {
+    let Some(o) = v.as_object() else {
+        return Kind::Other;
+    };
+    if o.get("Event").is_some_and(|e| e.get("System").is_some()) {
+        return Kind::Windows;
+    }
+    if o.get("class_uid").is_some_and(Value::is_i64) && o.contains_key("activity_id") {
+        return Kind::Ocsf;
+    }
+    if o.contains_key("Channel") && o.contains_key("EventID") {
+        return Kind::Windows;
+    }
+    Kind::Other
+}
+
+struct WorkerState<'e> {
+    scratch: Scratch,
+    findings: Vec<Finding<'e>>,
+    corr: CorrelationState<'e>,
+    records: u64,
+    unrouted: u64,
+    detections: Vec<Detection<'e>>,
+    corr_inputs: Vec<CorrInput<'e>>,
+    errors: Vec<InputError>,
+}
+
+impl<'e> MatchCtx<'e> {
+    fn json_time(&self, v: &Value, kind: &Kind) -> Option<i64> {
+        if let Some(p) = self.time_path {
+            return v.field(p).and_then(|x| match x {
+                vigil_event::Value::Str(s) => time::parse_timestamp(&s),
+                vigil_event::Value::Int(i) => time::epoch_number(i as f64),
+                vigil_event::Value::Float(f) => time::epoch_number(f),
+                _ => None,
+            });
+        }
+        match kind {
+            Kind::Ocsf => v.get("time").and_then(time::value_time),
+            Kind::Windows => v
+                .get("Event")
+                .and_then(|e| e.get("System"))
+                .and_then(|s| s.get("TimeCreated"))
+                .and_then(time::value_time)
+                .or_else(|| {
+                    TIME_FIELDS
+                        .iter()
+                        .find_map(|k| v.get(*k))
+                        .and_then(time::value_time)
+                }),
+            Kind::Other => TIME_FIELDS
+                .iter()
+                .find_map(|k| v.get(*k))
+                .and_then(time::value_time),
+        }
+    }
+
+    /// Matches one event; keeps it only if some rule fired.
+    fn match_one(
+        &self,
+        st: &mut WorkerState<'e>,
+        event: Value,
+        evtx_time: Option<i64>,
+        path: &Arc<Path>,
+        record: u64,
+    ) {
+        st.records += 1;
+        let kind = if evtx_time.is_some() {
+            Kind::Windows
+        } else {
+            kind_of(&event)
+        };
+        let source = match kind {
+            Kind::Windows => Source::Windows,
+            Kind::Ocsf => Source::Ocsf,
+            Kind::Other => match self.declared {
+                Some(d) => Source::Declared(d),
+                None => {
+                    st.unrouted += 1;
+                    Source::Declared(self.undeclared)
+                }
+            },
+        };
+        st.findings.clear();
+        self.engine
+            .match_event(&mut st.scratch, &event, source, &mut st.findings);
+        if st.findings.is_empty() {
+            return;
+        }
+        let time_ms = evtx_time.or_else(|| self.json_time(&event, &kind));
+        let event_ref = EventRef {
+            path: path.clone(),
+            record,
+            time_ms,
+            event: Arc::new(event),
+        };
+        for f in st.findings.drain(..) {
+            if st.corr.wants(&f) {
+                let mut finding = f.clone();
+                finding.time_ms = time_ms;
+                st.corr_inputs.push(CorrInput {
+                    finding,
+                    event: event_ref.clone(),
+                });
+            }
+            if f.silent || level_rank(f.rule.level) < self.min_rank {
+                continue;
+            }
+            st.detections.push(Detection {
+                rule: f.rule,
+                rule_index: f.rule_index,
+                time_ms,
+                events: vec![event_ref.clone()],
+                correlation: None,
+            });
+        }
+    }
+}
+
+fn worker<'e>(
+    ctx: &MatchCtx<'e>,
+    files: &[InputFile],
+    work: &Mutex<Receiver<Work>>,
+    msgs: &SyncSender<Msg<'e>>,
+    stop: &AtomicBool,
+) {
+    let settings = Arc::new(evtx::ParserSettings::new().num_threads(1));
+    let mut st = WorkerState {
+        scratch: ctx.engine.scratch(),
+        findings: Vec::new(),
+        corr: CorrelationState::new(ctx.engine, Limits::default()),
+        records: 0,
+        unrouted: 0,
+        detections: Vec::new(),
+        corr_inputs: Vec::new(),
+        errors: Vec::new(),
+    };
+    loop {
+        let unit = {
+            let Ok(rx) = work.lock() else {
+                return;
+            };
+            rx.recv()
+        };
+        let Ok(unit) = unit else {
+            break;
+        };
+        if stop.load(Ordering::Relaxed) {
+            continue;
+        }
+        let bytes = unit.bytes();
+        let file = match &unit {
+            Work::Evtx { file, .. } | Work::Lines { file, .. } | Work::Values { file, .. } => *file,
+        };
+        let path = &files[file as usize].path;
+        match unit {
+            Work::Evtx {
+                number,
+                offset,
+                data,
+                ..
+            } => evtx_chunk(ctx, &mut st, &settings, path, number, offset, data),
+            Work::Lines {
+                first_line, data, ..
+            } => lines(ctx, &mut st, path, first_line, &data),
+            Work::Values { first, values, .. } => {
+                for (i, v) in values.into_iter().enumerate() {
+                    if v.is_object() {
+                        ctx.match_one(&mut st, v, None, path, first + i as u64);
+                    } else {
+                        st.errors.push(InputError {
+                            path: path.to_path_buf(),
+                            location: Location::Offset(first + i as u64),
+                            reason: format!("value {} is not a JSON object", first + i as u64),
+                            fatal: false,
+                        });
+                    }
+                }
+            }
+        }
+        let msg = Msg::Batch {
+            file,
+            records: std::mem::take(&mut st.records),
+            bytes,
+            detections: std::mem::take(&mut st.detections),
+            corr: std::mem::take(&mut st.corr_inputs),
+            errors: std::mem::take(&mut st.errors),
+        };
+        if msgs.send(msg).is_err() {
+            return;
+        }
+    }
+    let _ = msgs.send(Msg::Unrouted(st.unrouted));
+}
+
+fn lines<'e>(
+    ctx: &MatchCtx<'e>,
+    st: &mut WorkerState<'e>,
+    path: &Arc<Path>,
+    first: u64,
+    data: &[u8],
+) {
+    for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let n = first + i as u64;
+        match serde_json::from_slice::<Value>(line) {
+            Ok(v) if v.is_object() => ctx.match_one(st, v, None, path, n),
+            Ok(_) => st.errors.push(InputError {
+                path: path.to_path_buf(),
+                location: Location::Line(n),
+                reason: "not a JSON object".into(),
+                fatal: false,
+            }),
+            Err(e) => st.errors.push(InputError {
+                path: path.to_path_buf(),
+                location: Location::Line(n),
+                reason: format!("invalid JSON (column {}): {e}", e.column()),
+                fatal: false,
+            }),
+        }
+    }
+}
+
+fn evtx_chunk<'e>(
+    ctx: &MatchCtx<'e>,
+    st: &mut WorkerState<'e>,
+    settings: &Arc<evtx::ParserSettings>,
+    path: &Arc<Path>,
+    number: u64,
+    offset: u64,
+    mut data: Vec<u8>,
+) {
+    data.resize(EVTX_CHUNK, 0);
+    let err = |location: Location, reason: String| InputError {
+        path: path.to_path_buf(),
+        location,
+        reason,
+        fatal: false,
+    };
+    // The parser is not ours: a panic in it on hostile input is turned into an error
+    // about this chunk, and the hunt goes on.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut chunk_data = match evtx::EvtxChunkData::new(data, false) {
+            Ok(c) => c,
+            Err(e) => {
+                st.errors.push(err(
+                    Location::Offset(offset),
+                    format!("chunk {number}: {e}, chunk skipped"),
+                ));
+                return;
+            }
+        };
+        chunk_data.number = Some(number);
+        let mut chunk = match chunk_data.parse(settings.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                st.errors.push(err(
+                    Location::Offset(offset),
+                    format!("chunk {number}: {e}, chunk skipped"),
+                ));
+                return;
+            }
+        };
+        for record in chunk.iter() {
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    st.errors.push(err(
+                        Location::Offset(offset),
+                        format!("chunk {number}: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            let id = record.event_record_id;
+            let ts = record.timestamp.as_millisecond();
+            let rendered = match record.into_json_bytes() {
+                Ok(r) => r,
+                Err(e) => {
+                    st.errors.push(err(
+                        Location::Record { offset, record: id },
+                        format!("cannot render record: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            match serde_json::from_slice::<Value>(&rendered.data) {
+                Ok(v) => ctx.match_one(st, v, Some(ts), path, id),
+                Err(e) => st.errors.push(err(
+                    Location::Record { offset, record: id },
+                    format!("record rendered as invalid JSON: {e}"),
+                )),
+            }
+        }
+    }));
+    if outcome.is_err() {
+        st.errors.push(err(
+            Location::Offset(offset),
+            format!("chunk {number}: the EVTX parser failed on this chunk, chunk skipped"),
+        ));
+    }
+}
+
+/// The collecting side: counts, findings to the sink, correlation inputs.
+struct Collector<'e, 'f> {
+    engine: &'e Engine,
+    files: &'f [InputFile],
+    config: &'f HuntConfig,
+    start: Instant,
+    file_reports: Vec<FileReport>,
+    errors: Vec<InputError>,
+    records: u64,
+    bytes: u64,
+    findings: u64,
+    by_level: [u64; 5],
+    by_rule: HashMap<usize, u64>,
+    tactics: HashMap<&'static str, u64>,
+    unrouted: u64,
+    corr: Vec<CorrInput<'e>>,
+    corr_dropped: u64,
+    files_done: usize,
+}
+
+impl<'e, 'f> Collector<'e, 'f> {
+    fn new(
+        engine: &'e Engine,
+        files: &'f [InputFile],
+        config: &'f HuntConfig,
+        start: Instant,
+    ) -> Self {
+        Collector {
+            engine,
+            files,
+            config,
+            start,
+            file_reports: files
+                .iter()
+                .map(|f| FileReport {
+                    path: f.path.clone(),
+                    records: 0,
+                    errors: 0,
+                    fatal: false,
+                })
+                .collect(),
+            errors: Vec::new(),
+            records: 0,
+            bytes: 0,
+            findings: 0,
+            by_level: [0; 5],
+            by_rule: HashMap::new(),
+            tactics: HashMap::new(),
+            unrouted: 0,
+            corr: Vec::new(),
+            corr_dropped: 0,
+            files_done: 0,
+        }
+    }
+
+    fn error(&mut self, file: u32, e: InputError) {
+        let Some(fr) = self.file_reports.get_mut(file as usize) else {
+            return;
+        };
+        fr.errors += 1;
+        fr.fatal |= e.fatal;
+        if fr.errors <= self.config.max_errors_per_file {
+            self.errors.push(e);
+        }
+    }
+
+    fn emit(&mut self, d: &Detection<'e>, sink: &mut dyn Sink) -> Result<(), HuntError> {
+        if level_rank(d.rule.level) < level_rank(self.config.min_level) {
+            return Ok(());
+        }
+        self.findings += 1;
+        self.by_level[level_rank(d.rule.level)] += 1;
+        *self.by_rule.entry(d.rule_index).or_default() += 1;
+        for t in tactics(d.rule) {
+            *self.tactics.entry(t).or_default() += 1;
+        }
+        sink.detection(d)?;
+        Ok(())
+    }
+
+    fn collect(
+        &mut self,
+        rx: &Receiver<Msg<'e>>,
+        sink: &mut dyn Sink,
+        mut progress: Option<&mut dyn FnMut(&Progress)>,
+    ) -> Result<(), HuntError> {
+        let tick = Duration::from_millis(250);
+        let mut last = Instant::now();
+        loop {
+            let msg = match rx.recv_timeout(tick) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            match msg {
+                None => {}
+                Some(Msg::FileDone) => self.files_done += 1,
+                Some(Msg::Unrouted(n)) => self.unrouted += n,
+                Some(Msg::Error(file, e)) => self.error(file, e),
+                Some(Msg::Batch {
+                    file,
+                    records,
+                    bytes,
+                    detections,
+                    corr,
+                    errors,
+                }) => {
+                    self.records += records;
+                    self.bytes += bytes;
+                    if let Some(fr) = self.file_reports.get_mut(file as usize) {
+                        fr.records += records;
+                    }
+                    for e in errors {
+                        self.error(file, e);
+                    }
+                    for d in &detections {
+                        self.emit(d, sink)?;
+                    }
+                    for c in corr {
+                        if self.corr.len() < self.config.max_correlation_events {
+                            self.corr.push(c);
+                        } else {
+                            self.corr_dropped += 1;
+                        }
+                    }
+                }
+            }
+            if let Some(p) = progress.as_deref_mut() {
+                if last.elapsed() >= tick {
+                    last = Instant::now();
+                    p(&Progress {
+                        files_done: self.files_done,
+                        files_total: self.files.len(),
+                        records: self.records,
+                        bytes: self.bytes,
+                        findings: self.findings,
+                        elapsed: self.start.elapsed(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds the buffered base findings to the correlation state in event-time order.
+    fn correlate(&mut self, sink: &mut dyn Sink) -> Result<(), HuntError> {
+        if self.corr.is_empty() {
+            return Ok(());
+        }
+        let mut inputs = std::mem::take(&mut self.corr);
+        // Stable: events of one time keep file and record order.
+        inputs.sort_by(|a, b| {
+            (a.finding.time_ms, &a.event.path, a.event.record).cmp(&(
+                b.finding.time_ms,
+                &b.event.path,
+                b.event.record,
+            ))
+        });
+        let mut state = CorrelationState::new(self.engine, Limits::default());
+        for (i, input) in inputs.iter().enumerate() {
+            for cf in state.feed(&input.finding, i as u64) {
+                if cf.silent {
+                    continue;
+                }
+                let events: Vec<EventRef> = cf
+                    .events
+                    .iter()
+                    .filter_map(|r| inputs.get(*r as usize).map(|c| c.event.clone()))
+                    .collect();
+                let d = Detection {
+                    rule: cf.rule,
+                    rule_index: cf.rule_index,
+                    time_ms: Some(cf.last_ms),
+                    correlation: Some(Correlated {
+                        group: cf.group.clone(),
+                        value: cf.value,
+                        first_ms: cf.first_ms,
+                        last_ms: cf.last_ms,
+                        event_count: cf.events.len(),
+                    }),
+                    events,
+                };
+                self.emit(&d, sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> Report {
+        let mut by_rule: Vec<RuleCount> = self
+            .by_rule
+            .iter()
+            .filter_map(|(i, n)| {
+                let r = self.engine.rules().get(*i)?;
+                Some(RuleCount {
+                    title: r.title.clone(),
+                    id: r.id.clone(),
+                    level: level_rank(r.level),
+                    count: *n,
+                })
+            })
+            .collect();
+        by_rule.sort_by(|a, b| b.count.cmp(&a.count).then(a.title.cmp(&b.title)));
+        let mut tactics: Vec<(String, u64)> = self
+            .tactics
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), *v))
+            .collect();
+        tactics.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Report {
+            files: self.file_reports.clone(),
+            records: self.records,
+            bytes: self.bytes,
+            findings: self.findings,
+            by_level: self.by_level,
+            by_rule,
+            tactics,
+            errors: self.errors.clone(),
+            unrouted: self.unrouted,
+            correlation_dropped: self.corr_dropped,
+            elapsed: Duration::ZERO,
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! `vigil hunt`: offline threat hunting with Sigma rules over Windows event logs (EVTX) and
+//! JSON logs, fast and in bounded memory.
+//!
+//! # Use
+//!
+//! ```no_run
+//! use vigil_hunt::{discover, hunt, load_rules, HuntConfig, JsonlSink};
+//! # fn main() -> Result<(), vigil_hunt::HuntError> {
+//! let rules = load_rules(&["rules/windows".into()])?;
+//! let (files, skipped) = discover(&["logs".into()])?;
+//! let mut sink = JsonlSink::new(std::io::stdout().lock());
+//! let report = hunt(&rules.built.engine, &files, &HuntConfig::default(), &mut sink, None)?;
+//! eprintln!("{} findings, {} files with errors", report.findings,
+//!     report.files.iter().filter(|f| f.errors > 0).count() + skipped.len());
+//! # Ok(()) }
+//! ```
+//!
+//! # Design
+//!
+//! * **Inputs** ([`discover`]): files and directories (recursive); `.evtx`, `.json` (one
+//!   object, an array, or objects one after another), `.jsonl`/`.ndjson`, and the `.gz`
+//!   form of each. A file named explicitly is recognised by its content when its name says
+//!   nothing.
+//! * **Units of work**: reader threads cut each file into independent units: one 64 KiB
+//!   EVTX chunk, about 1 MiB of whole JSON lines, or 256 values of a `.json` file (parsed
+//!   as a stream, so a large array is never held whole). Units go through a bounded channel
+//!   to the matching threads, so small files and one huge file alike keep every core busy,
+//!   and memory is bounded by the channel capacity (a few units per thread), not by the
+//!   input size.
+//! * **Matching**: each worker renders EVTX records to JSON with the `evtx` crate and
+//!   matches them with the shared, immutable [`vigil_sigma::Engine`]. Routing follows what
+//!   an event is: EVTX records and EVTX-shaped JSON (`Event.System`, or flat `Channel` +
+//!   `EventID`) are Windows records; JSON with an integer `class_uid` and `activity_id`
+//!   is one of Vigil's OCSF events; any other JSON takes the logsource declared in
+//!   [`HuntConfig::logsource`]. An event is kept only when a rule fires on it.
+//! * **Correlations** run after detection, on event time: the base findings of
+//!   correlation rules (a small subset of all findings, each with its event) are buffered,
+//!   up to [`HuntConfig::max_correlation_events`], then sorted by event time and fed to
+//!   [`vigil_sigma::CorrelationState`], whose own state is bounded by its
+//!   [`vigil_sigma::Limits`].
+//! * **Errors**: a corrupt or truncated file is reported (file, offset or line, reason) in
+//!   [`Report::errors`] and everything else is still hunted; the records of a truncated
+//!   EVTX chunk that are whole are still matched. A panic of the EVTX parser on hostile
+//!   input is caught and reported as an error about that chunk.
+//! * **Output** ([`Sink`]): [`JsonlSink`] streams OCSF Detection Findings (class 2004);
+//!   [`CsvSink`] and [`TableSink`] keep one short row per finding and sort them by time.
+
+mod detection;
+mod error;
+mod hunt;
+mod input;
+mod output;
+mod rules;
+pub mod time;
+
+pub use detection::{attacks, level_rank, Correlated, Detection, EventRef, LEVELS};
+pub use error::{HuntError, InputError, Location};
+pub use hunt::{hunt, parse_logsource, FileReport, HuntConfig, Progress, Report, RuleCount, Sink};
+pub use input::{discover, format_of_name, Format, InputFile};
+pub use output::{now_ms, CsvSink, JsonlSink, TableSink};
+pub use rules::{load_rules, RuleSet};
+pub use vigil_sigma::{Engine, Level, LogSource};

@@ -1,0 +1,392 @@
+//! Output formats: OCSF JSON lines (streamed), a CSV timeline and a table for people (both
+//! sorted by event time), each a [`Sink`].
+
+use crate::detection::{level_rank, windows_system, Detection, LEVELS};
+use crate::hunt::{Report, Sink};
+use crate::time::format_ms;
+use serde_json::Value;
+use std::io::{self, Write};
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// One OCSF Detection Finding per line, written as findings are made.
+pub struct JsonlSink<W: Write> {
+    out: W,
+    next: u64,
+    now: i64,
+}
+
+impl<W: Write> JsonlSink<W> {
+    /// Writes to `out`.
+    pub fn new(out: W) -> Self {
+        JsonlSink {
+            out,
+            next: 1,
+            now: now_ms(),
+        }
+    }
+}
+
+impl<W: Write> Sink for JsonlSink<W> {
+    fn detection(&mut self, d: &Detection<'_>) -> io::Result<()> {
+        let event = d.to_ocsf(self.next, self.now);
+        self.next += 1;
+        serde_json::to_writer(&mut self.out, &event)?;
+        self.out.write_all(b"\n")
+    }
+    fn finish(&mut self, _: &Report) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// A finding as a timeline row.
+#[derive(Debug, Clone)]
+struct Row {
+    time: Option<i64>,
+    level: usize,
+    title: String,
+    id: String,
+    computer: String,
+    channel: String,
+    event_id: String,
+    file: String,
+    record: u64,
+    details: String,
+}
+
+const DETAILS_MAX: usize = 300;
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Object(o) => o.get("#text").and_then(scalar),
+        _ => None,
+    }
+}
+
+/// A short `key=value` rendering of the interesting part of an event.
+fn details(d: &Detection<'_>) -> String {
+    let mut s = String::new();
+    if let Some(c) = &d.correlation {
+        for (k, v) in &c.group {
+            push_kv(&mut s, k, v.as_deref().unwrap_or("null"));
+        }
+        push_kv(&mut s, "value", &c.value.to_string());
+        push_kv(&mut s, "events", &c.event_count.to_string());
+        return s;
+    }
+    let Some(e) = d.events.first() else {
+        return s;
+    };
+    let ev = &*e.event;
+    let data = ev
+        .get("Event")
+        .and_then(|x| x.get("EventData").or_else(|| x.get("UserData")))
+        .unwrap_or(ev);
+    if let Some(o) = data.as_object() {
+        for (k, v) in o {
+            if s.len() >= DETAILS_MAX {
+                break;
+            }
+            if k == "#attributes" || k == "Event" {
+                continue;
+            }
+            if let Some(v) = scalar(v) {
+                push_kv(&mut s, k, &v);
+            }
+        }
+    }
+    if s.len() > DETAILS_MAX {
+        let mut cut = DETAILS_MAX;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+fn push_kv(s: &mut String, k: &str, v: &str) {
+    if !s.is_empty() {
+        s.push_str(" ¦ ");
+    }
+    s.push_str(k);
+    s.push('=');
+    s.extend(v.chars().map(|c| if c.is_control() { ' ' } else { c }));
+}
+
+fn row(d: &Detection<'_>) -> Row {
+    let first = d.events.last();
+    let (channel, eid, computer) = first.map(|e| windows_system(&e.event)).unwrap_or_default();
+    Row {
+        time: d.time_ms,
+        level: level_rank(d.rule.level),
+        title: d.rule.title.clone(),
+        id: d.rule.id.clone().unwrap_or_default(),
+        computer: computer.unwrap_or_default(),
+        channel: channel.unwrap_or_default(),
+        event_id: eid.unwrap_or_default(),
+        file: first
+            .map(|e| e.path.display().to_string())
+            .unwrap_or_default(),
+        record: first.map_or(0, |e| e.record),
+        details: details(d),
+    }
+}
+
+fn sort_rows(rows: &mut [Row]) {
+    rows.sort_by(|a, b| {
+        (a.time, &a.file, a.record, &a.title).cmp(&(b.time, &b.file, b.record, &b.title))
+    });
+}
+
+/// A CSV timeline (RFC 4180 quoting), sorted by event time.
+pub struct CsvSink<W: Write> {
+    out: W,
+    rows: Vec<Row>,
+}
+
+impl<W: Write> CsvSink<W> {
+    /// Writes to `out` when the hunt ends.
+    pub fn new(out: W) -> Self {
+        CsvSink {
+            out,
+            rows: Vec::new(),
+        }
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+impl<W: Write> Sink for CsvSink<W> {
+    fn detection(&mut self, d: &Detection<'_>) -> io::Result<()> {
+        self.rows.push(row(d));
+        Ok(())
+    }
+    fn finish(&mut self, _: &Report) -> io::Result<()> {
+        sort_rows(&mut self.rows);
+        writeln!(
+            self.out,
+            "time,level,rule,rule_id,computer,channel,event_id,file,record,details"
+        )?;
+        for r in &self.rows {
+            let fields = [
+                r.time.map(format_ms).unwrap_or_default(),
+                LEVELS[r.level].to_string(),
+                r.title.clone(),
+                r.id.clone(),
+                r.computer.clone(),
+                r.channel.clone(),
+                r.event_id.clone(),
+                r.file.clone(),
+                r.record.to_string(),
+                r.details.clone(),
+            ];
+            let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+            writeln!(self.out, "{}", line.join(","))?;
+        }
+        self.out.flush()
+    }
+}
+
+/// An aligned table for people, sorted by event time, then a summary.
+pub struct TableSink<W: Write> {
+    out: W,
+    color: bool,
+    rows: Vec<Row>,
+}
+
+impl<W: Write> TableSink<W> {
+    /// Writes to `out` when the hunt ends; `color` adds ANSI colours by level.
+    pub fn new(out: W, color: bool) -> Self {
+        TableSink {
+            out,
+            color,
+            rows: Vec::new(),
+        }
+    }
+
+    fn paint(&self, level: usize, s: &str) -> String {
+        if !self.color {
+            return s.to_string();
+        }
+        let code = match level {
+            4 => "1;31",
+            3 => "31",
+            2 => "33",
+            1 => "32",
+            _ => "2",
+        };
+        format!("\x1b[{code}m{s}\x1b[0m")
+    }
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn file_name(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+impl<W: Write> Sink for TableSink<W> {
+    fn detection(&mut self, d: &Detection<'_>) -> io::Result<()> {
+        self.rows.push(row(d));
+        Ok(())
+    }
+
+    fn finish(&mut self, report: &Report) -> io::Result<()> {
+        sort_rows(&mut self.rows);
+        let cells: Vec<[String; 6]> = self
+            .rows
+            .iter()
+            .map(|r| {
+                [
+                    r.time.map(format_ms).unwrap_or_else(|| "-".into()),
+                    LEVELS[r.level].to_string(),
+                    clip(&r.title, 70),
+                    clip(&r.computer, 24),
+                    if r.event_id.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} {}", clip(&r.channel, 28), r.event_id)
+                    },
+                    format!("{}#{}", clip(file_name(&r.file), 40), r.record),
+                ]
+            })
+            .collect();
+        let head = [
+            "TIME",
+            "LEVEL",
+            "RULE",
+            "COMPUTER",
+            "CHANNEL EID",
+            "FILE#RECORD",
+        ];
+        let mut width: [usize; 6] = head.map(str::len);
+        for c in &cells {
+            for (w, s) in width.iter_mut().zip(c) {
+                *w = (*w).max(s.chars().count());
+            }
+        }
+        let line = |c: &[String; 6]| -> String {
+            let mut s = String::new();
+            for (i, (cell, w)) in c.iter().zip(width).enumerate() {
+                if i > 0 {
+                    s.push_str("  ");
+                }
+                s.push_str(cell);
+                if i + 1 < c.len() {
+                    s.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
+                }
+            }
+            s
+        };
+        if !cells.is_empty() {
+            let h = line(&head.map(String::from));
+            writeln!(
+                self.out,
+                "{}",
+                if self.color {
+                    format!("\x1b[1m{h}\x1b[0m")
+                } else {
+                    h
+                }
+            )?;
+            for (r, c) in self.rows.iter().zip(&cells) {
+                let text = line(c);
+                writeln!(self.out, "{}", self.paint(r.level, &text))?;
+            }
+            writeln!(self.out)?;
+        }
+        self.summary(report)?;
+        self.out.flush()
+    }
+}
+
+impl<W: Write> TableSink<W> {
+    fn summary(&mut self, r: &Report) -> io::Result<()> {
+        let mib = r.bytes as f64 / (1024.0 * 1024.0);
+        writeln!(
+            self.out,
+            "Summary: {} findings in {} records from {} files ({mib:.1} MiB) in {:.2} s",
+            r.findings,
+            r.records,
+            r.files.len(),
+            r.elapsed.as_secs_f64()
+        )?;
+        let levels: Vec<String> = (0..5)
+            .rev()
+            .map(|i| self.paint(i, &format!("{} {}", LEVELS[i], r.by_level[i])))
+            .collect();
+        writeln!(self.out, "  by level: {}", levels.join(", "))?;
+        if !r.by_rule.is_empty() {
+            writeln!(self.out, "  top rules:")?;
+            for rc in r.by_rule.iter().take(10) {
+                let text = format!("{:>8}  {:<13}  {}", rc.count, LEVELS[rc.level], rc.title);
+                writeln!(self.out, "    {}", self.paint(rc.level, &text))?;
+            }
+        }
+        if !r.tactics.is_empty() {
+            let t: Vec<String> = r.tactics.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            writeln!(self.out, "  ATT&CK tactics: {}", t.join(", "))?;
+        }
+        let bad: Vec<_> = r.files.iter().filter(|f| f.errors > 0).collect();
+        if !bad.is_empty() {
+            writeln!(self.out, "  files with errors: {}", bad.len())?;
+            for f in bad {
+                let first = r
+                    .errors
+                    .iter()
+                    .find(|e| e.path.as_path() == &*f.path)
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                writeln!(
+                    self.out,
+                    "    {} ({} error{}{}): {first}",
+                    f.path.display(),
+                    f.errors,
+                    if f.errors == 1 { "" } else { "s" },
+                    if f.fatal { ", not read to the end" } else { "" },
+                )?;
+            }
+        }
+        if r.unrouted > 0 {
+            writeln!(
+                self.out,
+                "  note: {} JSON records have no logsource of their own (not EVTX-shaped, not \
+                 OCSF); only rules without a logsource saw them: declare one with --logsource",
+                r.unrouted
+            )?;
+        }
+        if r.correlation_dropped > 0 {
+            writeln!(
+                self.out,
+                "  note: {} findings over the correlation buffer bound were not correlated",
+                r.correlation_dropped
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,80 @@
+//! Loading Sigma rules from files and directories.
+
+use crate::error::HuntError;
+use std::path::{Path, PathBuf};
+use vigil_sigma::{Built, Loader};
+
+/// Rules loaded for a hunt.
+pub struct RuleSet {
+    /// The engine and the rules that failed to load.
+    pub built: Built,
+    /// Rule files read.
+    pub files: usize,
+}
+
+fn is_rule_file(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yml") || e.eq_ignore_ascii_case("yaml"))
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), HuntError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| HuntError::Rules {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            collect(&p, out)?;
+        } else if is_rule_file(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Loads every rule file (`.yml`, `.yaml`) under `paths` (files, or directories walked
+/// recursively) and builds the engine. Rules that fail to load are in
+/// `built.errors`; it is an error only when a path cannot be read or nothing loads.
+pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, HuntError> {
+    let mut files = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| HuntError::Rules {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
+        if meta.is_dir() {
+            collect(p, &mut files)?;
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let names = || {
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if files.is_empty() {
+        return Err(HuntError::NoRules(names()));
+    }
+    let mut loader = Loader::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).map_err(|e| HuntError::Rules {
+            path: f.clone(),
+            reason: e.to_string(),
+        })?;
+        loader.add(&f.display().to_string(), &text);
+    }
+    let built = loader.build();
+    if built.loaded == 0 {
+        return Err(HuntError::NoRules(names()));
+    }
+    Ok(RuleSet {
+        built,
+        files: files.len(),
+    })
+}

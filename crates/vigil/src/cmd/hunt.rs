@@ -1,0 +1,236 @@
+//! `vigil hunt`: Sigma rules over EVTX and JSON logs, offline.
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vigil_hunt::{
+    CsvSink, HuntConfig, InputFile, JsonlSink, Level, LogSource, Progress, Sink, TableSink,
+};
+
+/// Exit code for a usage error (bad arguments, rules that cannot be read).
+const EXIT_USAGE: u8 = 2;
+/// Exit code when no input could be read at all.
+const EXIT_NO_INPUT: u8 = 3;
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned, coloured on a terminal, sorted by event time, then a summary.
+    Table,
+    /// One OCSF Detection Finding (class 2004) per line.
+    Jsonl,
+    /// A timeline sorted by event time.
+    Csv,
+}
+
+/// Minimum rule levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MinLevel {
+    /// Everything.
+    Informational,
+    /// Low and above.
+    Low,
+    /// Medium and above.
+    Medium,
+    /// High and above.
+    High,
+    /// Critical only.
+    Critical,
+}
+
+impl From<MinLevel> for Level {
+    fn from(l: MinLevel) -> Level {
+        match l {
+            MinLevel::Informational => Level::Informational,
+            MinLevel::Low => Level::Low,
+            MinLevel::Medium => Level::Medium,
+            MinLevel::High => Level::High,
+            MinLevel::Critical => Level::Critical,
+        }
+    }
+}
+
+/// `vigil hunt` arguments.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Inputs: .evtx, .json (an object, an array, or objects one after another), .jsonl and
+.ndjson (one object per line), and the .gz form of each; directories are searched
+recursively. EVTX records and EVTX-shaped JSON (Channel, EventID) and Vigil's OCSF
+events are routed to the rules of their logsource; other JSON takes --logsource.
+
+Exit codes: 0 whether or not anything was found; 2 usage error (bad arguments,
+unreadable rules); 3 no input could be read at all. Unreadable or corrupt files are
+reported on stderr (file, offset, reason) and the rest is still hunted.")]
+pub struct HuntArgs {
+    /// Log files or directories to hunt through.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Sigma rule files or directories (recursive); may be repeated. Default: the paths in
+    /// $VIGIL_RULES, separated by ':'.
+    #[arg(
+        short,
+        long,
+        required = true,
+        value_name = "DIR_OR_FILE",
+        env = "VIGIL_RULES",
+        value_delimiter = ':'
+    )]
+    rules: Vec<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Write findings to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Report only rules of this level or above.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    min_level: Option<MinLevel>,
+    /// The logsource of JSON records that do not say what they are, e.g.
+    /// `product=linux,service=auditd`.
+    #[arg(long, value_name = "product=..,category=..,service=..", value_parser = parse_logsource)]
+    logsource: Option<LogSource>,
+    /// The field holding the event time of JSON records (dotted path). Default: the first
+    /// present of @timestamp, timestamp, time, UtcTime, TimeCreated.
+    #[arg(long, value_name = "NAME")]
+    time_field: Option<String>,
+    /// Matching threads (default: one per CPU).
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+}
+
+fn parse_logsource(s: &str) -> Result<LogSource, String> {
+    vigil_hunt::parse_logsource(s).map_err(|e| e.to_string())
+}
+
+/// Runs `vigil hunt`; `quiet` (the global `-q`/`--quiet`) silences the progress line.
+pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let rules = match vigil_hunt::load_rules(&args.rules) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    let engine = &rules.built.engine;
+    tracing::info!(
+        files = rules.files,
+        loaded = rules.built.loaded,
+        failed = rules.built.errors.len(),
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "rules loaded"
+    );
+    for e in &rules.built.errors {
+        tracing::debug!("rule not loaded: {e}");
+    }
+    if let Some(e) = rules.built.errors.first() {
+        tracing::warn!(
+            "{} rule(s) did not load (first: {e}); -v lists them all",
+            rules.built.errors.len()
+        );
+    }
+
+    let mut files: Vec<InputFile> = Vec::new();
+    let mut unreadable = 0usize;
+    for p in &args.paths {
+        match vigil_hunt::discover(std::slice::from_ref(p)) {
+            Ok((found, skipped)) => {
+                files.extend(found);
+                for s in skipped {
+                    unreadable += 1;
+                    tracing::warn!("{s}");
+                }
+            }
+            Err(e) => {
+                unreadable += 1;
+                tracing::error!("{e}");
+            }
+        }
+    }
+    if files.is_empty() {
+        tracing::error!(
+            "no input could be read ({unreadable} path(s) unreadable or not logs Vigil reads)"
+        );
+        return Ok(ExitCode::from(EXIT_NO_INPUT));
+    }
+
+    let config = HuntConfig {
+        threads: args
+            .threads
+            .map(usize::from)
+            .unwrap_or_else(|| HuntConfig::default().threads),
+        min_level: args.min_level.map(Level::from),
+        logsource: args.logsource,
+        time_field: args.time_field,
+        ..HuntConfig::default()
+    };
+    let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
+    let out: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut sink: Box<dyn Sink> = match args.format {
+        OutputFormat::Table => Box::new(TableSink::new(out, to_terminal)),
+        OutputFormat::Jsonl => Box::new(JsonlSink::new(out)),
+        OutputFormat::Csv => Box::new(CsvSink::new(out)),
+    };
+    let show_progress = !quiet && std::io::stderr().is_terminal();
+    let mut shown = false;
+    let mut progress = |p: &Progress| {
+        let secs = p.elapsed.as_secs_f64().max(0.001);
+        eprint!(
+            "\r\x1b[2K{}/{} files  {} records  {:.1} MB/s  {} findings",
+            p.files_done,
+            p.files_total,
+            p.records,
+            p.bytes as f64 / 1e6 / secs,
+            p.findings
+        );
+        shown = true;
+    };
+    let report = vigil_hunt::hunt(
+        engine,
+        &files,
+        &config,
+        &mut *sink,
+        if show_progress {
+            Some(&mut progress)
+        } else {
+            None
+        },
+    );
+    if shown {
+        eprint!("\r\x1b[2K");
+    }
+    let report = report.context("hunt failed")?;
+    for e in &report.errors {
+        tracing::warn!("{e}");
+    }
+    for f in report
+        .files
+        .iter()
+        .filter(|f| f.errors > config.max_errors_per_file)
+    {
+        tracing::warn!(
+            "{}: {} more errors not shown",
+            f.path.display(),
+            f.errors - config.max_errors_per_file
+        );
+    }
+    tracing::info!(
+        files = report.files.len(),
+        records = report.records,
+        findings = report.findings,
+        seconds = format!("{:.2}", report.elapsed.as_secs_f64()),
+        "hunt done"
+    );
+    if !report.any_input_read() {
+        tracing::error!("no input could be read");
+        return Ok(ExitCode::from(EXIT_NO_INPUT));
+    }
+    Ok(ExitCode::SUCCESS)
+}
