@@ -274,6 +274,12 @@ fn read_evtx(
 ) -> ReadResult {
     let mut header = vec![0u8; EVTX_HEADER];
     let n = read_full(r, &mut header).map_err(|e| (Location::Offset(0), e.to_string()))?;
+    if n >= 8 && !header.starts_with(b"ElfFile\0") {
+        return Err((
+            Location::Offset(0),
+            "not an EVTX file (no ElfFile signature)".into(),
+        ));
+    }
     if n < EVTX_HEADER {
         return Err((
             Location::Offset(n as u64),

@@ -1,0 +1,308 @@
+//! JSON, JSON lines and gzip inputs, logsource routing and declaration, time fields,
+//! correlations over event time, and the OCSF shape of findings, on self-made fixtures.
+
+mod support;
+
+use support::{config, run, Scratch};
+use vigil_hunt::HuntConfig;
+
+const WHOAMI: &str = r#"
+title: Whoami Execution
+id: 00000000-0000-0000-0000-000000000001
+level: medium
+tags: [attack.discovery, attack.t1033]
+logsource: {product: windows, category: process_creation}
+detection:
+    selection:
+        Image|endswith: '\whoami.exe'
+    condition: selection
+"#;
+
+const SSH_FAIL: &str = r#"
+title: SSH Failed Password
+id: 00000000-0000-0000-0000-000000000002
+name: ssh_failed
+level: low
+logsource: {product: linux, service: sshd}
+detection:
+    selection:
+        message|contains: 'Failed password'
+    condition: selection
+"#;
+
+const SSH_BRUTE: &str = r#"
+title: SSH Brute Force
+id: 00000000-0000-0000-0000-000000000003
+level: high
+tags: [attack.credential-access, attack.t1110.001]
+correlation:
+    type: event_count
+    rules: [ssh_failed]
+    group-by: [src_ip]
+    timespan: 1m
+    condition:
+        gte: 3
+"#;
+
+fn sysmon(image: &str, time: &str) -> serde_json::Value {
+    serde_json::json!({"Event": {
+        "System": {
+            "Channel": "Microsoft-Windows-Sysmon/Operational",
+            "EventID": 1,
+            "Computer": "ws-01",
+            "TimeCreated": {"#attributes": {"SystemTime": time}}
+        },
+        "EventData": {"Image": image, "CommandLine": image}
+    }})
+}
+
+fn rules(s: &Scratch) -> Vec<std::path::PathBuf> {
+    s.write("rules/win/whoami.yml", WHOAMI.as_bytes());
+    s.write("rules/linux/ssh_fail.yml", SSH_FAIL.as_bytes());
+    s.write("rules/linux/ssh_brute.yml", SSH_BRUTE.as_bytes());
+    vec![s.path("rules")]
+}
+
+#[test]
+fn jsonl_json_array_object_and_gzip_forms_all_hunted() {
+    let s = Scratch::new("forms");
+    let rules = rules(&s);
+    let hit = sysmon(
+        r"C:\Windows\System32\whoami.exe",
+        "2024-05-01T10:00:00.000Z",
+    );
+    let miss = sysmon(r"C:\Windows\notepad.exe", "2024-05-01T10:00:01.000Z");
+    let lines = format!("{miss}\n{hit}\n\n{miss}\n");
+    s.write("in/a.jsonl", lines.as_bytes());
+    s.write("in/b.ndjson", lines.as_bytes());
+    s.write_gz("in/c.jsonl.gz", lines.as_bytes());
+    let array = serde_json::json!([miss, hit, miss]).to_string();
+    s.write("in/d.json", array.as_bytes());
+    s.write_gz("in/e.json.gz", array.as_bytes());
+    s.write("in/f.json", hit.to_string().as_bytes());
+    // Flat, EVTX-shaped JSON routes as a Windows record too.
+    let flat = serde_json::json!({"Channel": "Microsoft-Windows-Sysmon/Operational",
+        "EventID": "1", "Image": r"C:\Tools\WHOAMI.EXE", "UtcTime": "2024-05-01 10:00:02.000"});
+    s.write("in/nested/g.jsonl", format!("{flat}\n").as_bytes());
+    s.write("in/ignored.txt", b"not a log");
+    let (seen, report) = run(&rules, &[s.path("in")], &config());
+    let mut got: Vec<(String, u64)> = seen.iter().map(|x| (x.file.clone(), x.record)).collect();
+    got.sort();
+    let want: Vec<(String, u64)> = [
+        ("a.jsonl", 2),
+        ("b.ndjson", 2),
+        ("c.jsonl.gz", 2),
+        ("d.json", 2),
+        ("e.json.gz", 2),
+        ("f.json", 1),
+        ("g.jsonl", 1),
+    ]
+    .iter()
+    .map(|(f, r)| (f.to_string(), *r))
+    .collect();
+    assert_eq!(got, want);
+    assert!(seen
+        .iter()
+        .all(|x| x.rule == "00000000-0000-0000-0000-000000000001"));
+    assert_eq!(report.files.len(), 7);
+    assert_eq!(report.records, 3 * 3 + 3 + 3 + 1 + 1);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    // Event time from the record (nested TimeCreated, flat UtcTime).
+    let g = seen.iter().find(|x| x.file == "g.jsonl").expect("g");
+    assert_eq!(
+        g.time_ms,
+        vigil_hunt::time::parse_timestamp("2024-05-01T10:00:02Z")
+    );
+    let a = seen.iter().find(|x| x.file == "a.jsonl").expect("a");
+    assert_eq!(
+        a.time_ms,
+        vigil_hunt::time::parse_timestamp("2024-05-01T10:00:00Z")
+    );
+}
+
+#[test]
+fn bad_lines_are_reported_with_their_line_and_the_rest_is_hunted() {
+    let s = Scratch::new("badlines");
+    let rules = rules(&s);
+    let hit = sysmon(r"C:\whoami.exe", "2024-05-01T10:00:00Z");
+    let text = format!("{hit}\n{{\"broken\": \n[1,2]\n{hit}\n");
+    let f = s.write("bad.jsonl", text.as_bytes());
+    s.write("bad.json", b"[{\"a\": 1}, {\"b\": ");
+    let (seen, report) = run(&rules, &[f, s.path("bad.json")], &config());
+    assert_eq!(seen.iter().map(|x| x.record).collect::<Vec<_>>().len(), 2);
+    let msgs: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+    assert!(
+        msgs.iter().any(|m| m.ends_with(
+            "bad.jsonl:2: invalid JSON (column 1): EOF while parsing an object at line 2 column 0"
+        ) || m.contains("bad.jsonl:2: invalid JSON")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("bad.jsonl:3: not a JSON object")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("bad.json:1: invalid JSON")),
+        "{msgs:?}"
+    );
+    assert!(report.any_input_read());
+}
+
+#[test]
+fn other_json_takes_the_declared_logsource_only() {
+    let s = Scratch::new("logsource");
+    rules(&s);
+    // Without the correlation, whose base rule it would otherwise be (and so silent).
+    let rules = vec![s.path("rules/win"), s.path("rules/linux/ssh_fail.yml")];
+    let line = serde_json::json!({"message": "Failed password for root from 10.0.0.9", "src_ip": "10.0.0.9"});
+    let f = s.write("auth.jsonl", format!("{line}\n").as_bytes());
+    let (seen, report) = run(&rules, std::slice::from_ref(&f), &config());
+    assert!(seen.is_empty(), "{seen:?}");
+    assert_eq!(report.unrouted, 1);
+    let declared = HuntConfig {
+        logsource: Some(vigil_hunt::parse_logsource("product=linux,service=sshd").expect("ls")),
+        ..config()
+    };
+    let (seen, report) = run(&rules, std::slice::from_ref(&f), &declared);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].rule, "00000000-0000-0000-0000-000000000002");
+    assert_eq!(report.unrouted, 0);
+    // Another logsource reaches other rules only.
+    let other = HuntConfig {
+        logsource: Some(
+            vigil_hunt::parse_logsource("product=windows,category=process_creation").expect("ls"),
+        ),
+        ..config()
+    };
+    assert!(run(&rules, &[f], &other).0.is_empty());
+    assert!(vigil_hunt::parse_logsource("vendor=x").is_err());
+    assert!(vigil_hunt::parse_logsource("").is_err());
+}
+
+#[test]
+fn correlation_runs_on_event_time_across_files_and_out_of_order_lines() {
+    let s = Scratch::new("corr");
+    let rules = rules(&s);
+    let ev = |ip: &str, t: &str| serde_json::json!({"@timestamp": t, "message": format!("Failed password for root from {ip}"), "src_ip": ip});
+    // 10.0.0.1: three failures within 40 s, split over two files and out of order.
+    // 10.0.0.2: three failures 5 minutes apart: no finding.
+    let a = [
+        ev("10.0.0.1", "2024-05-01T10:00:40Z"),
+        ev("10.0.0.2", "2024-05-01T10:00:00Z"),
+        ev("10.0.0.1", "2024-05-01T10:00:00Z"),
+        ev("10.0.0.2", "2024-05-01T10:10:00Z"),
+    ];
+    let b = [
+        ev("10.0.0.1", "2024-05-01T10:00:20Z"),
+        ev("10.0.0.2", "2024-05-01T10:05:00Z"),
+    ];
+    let lines = |v: &[serde_json::Value]| v.iter().map(|x| format!("{x}\n")).collect::<String>();
+    s.write("logs/a.jsonl", lines(&a).as_bytes());
+    s.write_gz("logs/b.jsonl.gz", lines(&b).as_bytes());
+    let cfg = HuntConfig {
+        logsource: Some(vigil_hunt::parse_logsource("product=linux,service=sshd").expect("ls")),
+        ..config()
+    };
+    let (seen, _) = run(&rules, &[s.path("logs")], &cfg);
+    let brute: Vec<_> = seen
+        .iter()
+        .filter(|x| x.rule == "00000000-0000-0000-0000-000000000003")
+        .collect();
+    assert_eq!(brute.len(), 1, "{seen:#?}");
+    let c = brute[0];
+    assert_eq!(
+        c.group,
+        vec![("src_ip".to_string(), Some("10.0.0.1".to_string()))]
+    );
+    assert_eq!(c.events, 3);
+    assert_eq!(
+        c.time_ms,
+        vigil_hunt::time::parse_timestamp("2024-05-01T10:00:40Z")
+    );
+    // Base rules of a correlation are not reported themselves unless `generate: true`.
+    assert!(seen
+        .iter()
+        .all(|x| x.rule != "00000000-0000-0000-0000-000000000002"));
+    let ev = &c.ocsf["evidences"];
+    assert_eq!(ev[0]["name"], "group_by");
+    assert_eq!(ev[0]["data"]["src_ip"], "10.0.0.1");
+    assert_eq!(ev.as_array().map(Vec::len), Some(4));
+    assert_eq!(c.ocsf["finding_info"]["related_events_count"], 3);
+    // --time-field picks another field.
+    let shifted = serde_json::json!({"when": "2024-05-01T12:00:00Z", "@timestamp": "2024-05-01T10:00:00Z",
+        "message": "Failed password", "src_ip": "10.0.0.3"});
+    let f = s.write("when.jsonl", format!("{shifted}\n").as_bytes());
+    let cfg = HuntConfig {
+        time_field: Some("when".into()),
+        ..cfg
+    };
+    let rules2 = vec![s.path("rules/linux/ssh_fail.yml")];
+    let (seen, _) = run(&rules2, &[f], &cfg);
+    assert_eq!(
+        seen[0].time_ms,
+        vigil_hunt::time::parse_timestamp("2024-05-01T12:00:00Z")
+    );
+}
+
+#[test]
+fn min_level_filters_findings() {
+    let s = Scratch::new("minlevel");
+    let rules = rules(&s);
+    let hit = sysmon(r"C:\whoami.exe", "2024-05-01T10:00:00Z");
+    let f = s.write("x.jsonl", format!("{hit}\n").as_bytes());
+    let high = HuntConfig {
+        min_level: Some(vigil_hunt::Level::High),
+        ..config()
+    };
+    assert!(run(&rules, std::slice::from_ref(&f), &high).0.is_empty());
+    let medium = HuntConfig {
+        min_level: Some(vigil_hunt::Level::Medium),
+        ..config()
+    };
+    assert_eq!(run(&rules, &[f], &medium).0.len(), 1);
+}
+
+#[test]
+fn findings_are_valid_ocsf_detection_findings() {
+    let Some(schema_dir) = vigil_testdata::corpus("ocsf-schema") else {
+        return;
+    };
+    let schema = vigil_ocsf_schema::Schema::load(&schema_dir).expect("schema");
+    let s = Scratch::new("ocsf");
+    let rules = rules(&s);
+    let hit = sysmon(r"C:\whoami.exe", "2024-05-01T10:00:00Z");
+    s.write("x.jsonl", format!("{hit}\n").as_bytes());
+    let ev = |ip: &str, t: &str| serde_json::json!({"@timestamp": t, "message": "Failed password", "src_ip": ip});
+    let lines: String = ["10:00:00", "10:00:10", "10:00:20"]
+        .iter()
+        .map(|t| format!("{}\n", ev("10.0.0.1", &format!("2024-05-01T{t}Z"))))
+        .collect();
+    s.write("y.jsonl", lines.as_bytes());
+    let cfg = HuntConfig {
+        logsource: Some(vigil_hunt::parse_logsource("product=linux,service=sshd").expect("ls")),
+        ..config()
+    };
+    let (seen, _) = run(&rules, &[s.path("x.jsonl"), s.path("y.jsonl")], &cfg);
+    assert_eq!(seen.len(), 2);
+    for x in &seen {
+        let v = schema.validate(&x.ocsf);
+        assert!(v.is_empty(), "{v:?}\n{}", x.ocsf);
+        assert_eq!(x.ocsf["class_uid"], 2004);
+    }
+    let w = seen.iter().find(|x| x.file == "x.jsonl").expect("whoami");
+    let o = &w.ocsf;
+    assert_eq!(
+        o["finding_info"]["analytic"]["uid"],
+        "00000000-0000-0000-0000-000000000001"
+    );
+    assert_eq!(o["finding_info"]["title"], "Whoami Execution");
+    assert_eq!(o["severity_id"], 3);
+    assert_eq!(o["time"], 1_714_557_600_000i64);
+    assert_eq!(o["finding_info"]["attacks"][0]["technique"]["uid"], "T1033");
+    assert_eq!(o["finding_info"]["attacks"][0]["tactic"]["uid"], "TA0007");
+    assert!(o["metadata"]["source"]
+        .as_str()
+        .is_some_and(|s| s.ends_with("x.jsonl#1")));
+    assert_eq!(o["evidences"][0]["data"], hit);
+}

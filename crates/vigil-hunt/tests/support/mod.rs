@@ -1,0 +1,118 @@
+//! Shared test helpers: scratch directories, rule files, a sink that keeps findings.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use vigil_hunt::{Detection, HuntConfig, InputFile, Report, Sink};
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("vigil-hunt-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&p, bytes).expect("write");
+        p
+    }
+    pub fn write_gz(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).expect("gz");
+        self.write(name, &enc.finish().expect("gz"))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One finding as the tests look at it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    pub rule: String,
+    pub file: String,
+    pub record: u64,
+    pub time_ms: Option<i64>,
+    pub group: Vec<(String, Option<String>)>,
+    pub events: usize,
+    pub ocsf: serde_json::Value,
+}
+
+/// Keeps every finding.
+#[derive(Default)]
+pub struct Keep {
+    pub seen: Vec<Seen>,
+}
+
+impl Sink for Keep {
+    fn detection(&mut self, d: &Detection<'_>) -> std::io::Result<()> {
+        let first = d.events.first();
+        self.seen.push(Seen {
+            rule: d.rule.id.clone().unwrap_or_else(|| d.rule.title.clone()),
+            file: first
+                .and_then(|e| e.path.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            record: first.map_or(0, |e| e.record),
+            time_ms: d.time_ms,
+            group: d
+                .correlation
+                .as_ref()
+                .map(|c| c.group.clone())
+                .unwrap_or_default(),
+            events: d.events.len(),
+            ocsf: serde_json::to_value(d.to_ocsf(self.seen.len() as u64, 0)).expect("json"),
+        });
+        Ok(())
+    }
+    fn finish(&mut self, _: &Report) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Loads rules from `rule_paths` and hunts `inputs` with `config`.
+pub fn run(rule_paths: &[PathBuf], inputs: &[PathBuf], config: &HuntConfig) -> (Vec<Seen>, Report) {
+    let rules = vigil_hunt::load_rules(rule_paths).expect("rules");
+    for e in &rules.built.errors {
+        eprintln!("rule error: {e}");
+    }
+    let (files, skipped) = vigil_hunt::discover(inputs).expect("discover");
+    assert!(skipped.is_empty(), "{skipped:?}");
+    run_files(&rules.built.engine, &files, config)
+}
+
+pub fn run_files(
+    engine: &vigil_hunt::Engine,
+    files: &[InputFile],
+    config: &HuntConfig,
+) -> (Vec<Seen>, Report) {
+    let mut keep = Keep::default();
+    let report = vigil_hunt::hunt(engine, files, config, &mut keep, None).expect("hunt");
+    (keep.seen, report)
+}
+
+pub fn config() -> HuntConfig {
+    HuntConfig {
+        threads: 2,
+        ..HuntConfig::default()
+    }
+}
+
+pub fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
