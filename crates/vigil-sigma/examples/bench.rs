@@ -209,11 +209,70 @@ fn main() {
         best,
         events.len() as f64 / best
     );
+    // End to end, as a command-line tool runs: read each line, parse the JSON, match.
+    {
+        let text = std::fs::read_to_string(&events_path).expect("events");
+        let t = Instant::now();
+        let mut n = 0usize;
+        let mut count = 0usize;
+        for line in text.lines() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(line).expect("json");
+            let v = if flat { flatten(&v) } else { v };
+            out.clear();
+            engine.match_event(
+                &mut scratch,
+                &vigil_sigma::WinRecord::new(&v),
+                src,
+                &mut out,
+            );
+            n += out.len();
+            count += 1;
+        }
+        let s = t.elapsed().as_secs_f64();
+        eprintln!(
+            "end to end (parse JSON + match): {count} events, {n} findings, {:.3} s = {:.0} events/s on one core",
+            s,
+            count as f64 / s
+        );
+    }
+    if std::env::var_os("BENCH_PROFILE").is_some() {
+        let mut by: std::collections::HashMap<String, (usize, f64, usize)> = Default::default();
+        for e in &events {
+            let rec = vigil_sigma::WinRecord::new(e);
+            let t = Instant::now();
+            out.clear();
+            engine.match_event(&mut scratch, &rec, src, &mut out);
+            let dt = t.elapsed().as_secs_f64();
+            let sys = &e["Event"]["System"];
+            let eid = sys["EventID"]
+                .get("#text")
+                .unwrap_or(&sys["EventID"])
+                .to_string();
+            let key = format!("{} {}", sys["Channel"].as_str().unwrap_or("-"), eid);
+            let ent = by.entry(key).or_default();
+            ent.0 += 1;
+            ent.1 += dt;
+            ent.2 += e.to_string().len();
+        }
+        let mut v: Vec<_> = by.into_iter().collect();
+        v.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+        for (k, (n, t, bytes)) in v.iter().take(15) {
+            eprintln!(
+                "  {k}: {n} events, {:.1} ms, {:.1} us/event, {} bytes/event",
+                t * 1e3,
+                t * 1e6 / *n as f64,
+                bytes / n
+            );
+        }
+    }
     if let Some(path) = findings_out {
         let mut w = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
         for (i, e) in events.iter().enumerate() {
             out.clear();
-            engine.match_event(&mut scratch, e, src, &mut out);
+            engine.match_event(&mut scratch, &vigil_sigma::WinRecord::new(e), src, &mut out);
             for f in &out {
                 writeln!(
                     w,

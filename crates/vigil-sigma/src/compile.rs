@@ -255,7 +255,7 @@ impl GroupBuilder {
         let contains = if self.contains.is_empty() {
             None
         } else {
-            Some(ac(self.contains.iter().map(|c| &c.0).collect(), false)?)
+            Some(ac(self.contains.iter().map(|c| &c.0).collect(), true)?)
         };
         let cased = if self.cased.is_empty() {
             None

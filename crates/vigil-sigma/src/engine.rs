@@ -210,6 +210,7 @@ pub struct Engine {
     slots: Vec<Box<[FieldPath]>>,
     win_routes: HashMap<String, ChannelRoutes>,
     win_all: Vec<Route>,
+    win_all_eid: HashMap<i64, Vec<Route>>,
     ocsf_routes: HashMap<(i64, i64), Vec<Route>>,
     ocsf_all: Vec<Route>,
     all_events: Vec<Route>,
@@ -287,6 +288,9 @@ pub struct Scratch {
     routes: Vec<Route>,
     lower: String,
     num: String,
+    /// Every string of the current event, each followed by a NUL (for keywords).
+    kw: String,
+    kw_epoch: u32,
 }
 
 /// Empties a vector and gives back its allocation for values of another lifetime.
@@ -328,6 +332,8 @@ impl Engine {
             routes: Vec::new(),
             lower: String::new(),
             num: String::new(),
+            kw: String::new(),
+            kw_epoch: 0,
         }
     }
 
@@ -367,6 +373,7 @@ impl Engine {
         if scratch.epoch == 0 {
             scratch.slot_epoch.iter_mut().for_each(|e| *e = 0);
             scratch.rule_epoch.iter_mut().for_each(|e| *e = 0);
+            scratch.kw_epoch = 0;
             scratch.epoch = 1;
         }
         let mut ctx = Ctx {
@@ -411,17 +418,21 @@ impl Engine {
             Source::Windows => {
                 let nested = event.field(&self.p_system).is_some();
                 let shape = u32::from(!nested);
-                for r in &self.win_all {
-                    routes.push(Route {
-                        bucket: r.bucket,
-                        variant: r.variant + shape,
-                    });
-                }
                 let (ch, eid, prov) = if nested {
                     (&self.p_channel[0], &self.p_eid[..2], &self.p_provider[0])
                 } else {
                     (&self.p_channel[1], &self.p_eid[2..], &self.p_provider[1])
                 };
+                let eid = eid
+                    .iter()
+                    .find_map(|p| event.field(p).and_then(|v| v.as_i64()));
+                let all_eid = eid.and_then(|e| self.win_all_eid.get(&e));
+                for r in self.win_all.iter().chain(all_eid.into_iter().flatten()) {
+                    routes.push(Route {
+                        bucket: r.bucket,
+                        variant: r.variant + shape,
+                    });
+                }
                 let Some(channel) = event.field(ch) else {
                     return;
                 };
@@ -433,9 +444,6 @@ impl Engine {
                 let Some(cr) = self.win_routes.get(s.lower.as_str()) else {
                     return;
                 };
-                let eid = eid
-                    .iter()
-                    .find_map(|p| event.field(p).and_then(|v| v.as_i64()));
                 let provider = if cr.any.iter().any(|r| r.provider.is_some())
                     || cr.by_eid.values().flatten().any(|r| r.provider.is_some())
                 {
@@ -589,6 +597,19 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                 }
             }
         }
+        let anchored = !g.exact.is_empty() || !g.prefix.is_empty() || !g.suffix.is_empty();
+        let ascii = hay.is_ascii();
+        if !anchored && ascii {
+            // Substrings only: the automaton folds ASCII case itself.
+            if let Some(ac) = &g.contains {
+                for m in ac.find_overlapping_iter(hay) {
+                    for p in g.contains_pids[m.pattern().as_usize()].iter() {
+                        Self::set_hit(hits, list, *p);
+                    }
+                }
+            }
+            return;
+        }
         let folded = folded(hay, false, lower);
         if !g.exact.is_empty() {
             if let Some(pids) = g.exact.get(folded) {
@@ -608,6 +629,71 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
             for m in ac.find_overlapping_iter(folded) {
                 for p in g.contains_pids[m.pattern().as_usize()].iter() {
                     hit(*p);
+                }
+            }
+        }
+    }
+
+    /// Scans the NUL-joined strings of an event once (keyword literals).
+    fn scan_joined(
+        g: &Group,
+        joined: &str,
+        hits: &mut [u64],
+        list: &mut Vec<u32>,
+        lower: &mut String,
+    ) {
+        if !g.exact.is_empty() || !g.prefix.is_empty() || !g.suffix.is_empty() {
+            let mut buf = String::new();
+            for piece in joined.split('\0') {
+                let f = folded(piece, false, &mut buf);
+                if let Some(pids) = g.exact.get(f) {
+                    for p in pids.iter() {
+                        Self::set_hit(hits, list, *p);
+                    }
+                }
+                let mut hit = |p: u32| Self::set_hit(hits, list, p);
+                g.prefix.walk(f.bytes(), &mut hit);
+                g.suffix.walk(f.bytes().rev(), &mut hit);
+            }
+        }
+        let bytes = joined.as_bytes();
+        if let Some(ac) = &g.cased {
+            for m in ac.find_overlapping_iter(joined) {
+                let starts = m.start() == 0 || bytes[m.start() - 1] == 0;
+                let ends = m.end() == bytes.len() || bytes[m.end()] == 0;
+                for (anchor, pid) in g.cased_pids[m.pattern().as_usize()].iter() {
+                    let ok = match anchor {
+                        Anchor::Contains => true,
+                        Anchor::Prefix => starts,
+                        Anchor::Suffix => ends,
+                        Anchor::Exact => starts && ends,
+                    };
+                    if ok {
+                        Self::set_hit(hits, list, *pid);
+                    }
+                }
+            }
+        }
+        if let Some(ac) = &g.contains {
+            let hay = if joined.is_ascii() {
+                joined
+            } else {
+                lower.clear();
+                lower.push_str(&joined.to_lowercase());
+                lower.as_str()
+            };
+            // The prefiltered search finds the match that ends first, if any; every
+            // other match ends no earlier, so starts at most one pattern length before.
+            if let Some(first) = ac.find(hay) {
+                let from = first.end().saturating_sub(ac.max_pattern_len());
+                let input = aho_corasick::Input::new(hay).span(from..hay.len());
+                let mut state = aho_corasick::automaton::OverlappingState::start();
+                loop {
+                    ac.find_overlapping(input.clone(), &mut state);
+                    let Some(m) = state.get_match() else { break };
+                    for p in g.contains_pids[m.pattern().as_usize()].iter() {
+                        Self::set_hit(hits, list, *p);
+                    }
                 }
             }
         }
@@ -662,12 +748,16 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                 }
                 None => {
                     let s = &mut *self.s;
-                    let (hits, list, lower) = (&mut s.hits, &mut s.hit_list, &mut s.lower);
-                    self.event.for_each_str(&mut |hay| {
-                        let mut buf = std::mem::take(lower);
-                        Self::scan(g, hay, hits, list, &mut buf);
-                        *lower = buf;
-                    });
+                    if s.kw_epoch != s.epoch {
+                        let kw = &mut s.kw;
+                        kw.clear();
+                        self.event.for_each_str(&mut |h| {
+                            kw.push_str(h);
+                            kw.push('\0');
+                        });
+                        s.kw_epoch = s.epoch;
+                    }
+                    Self::scan_joined(g, &s.kw, &mut s.hits, &mut s.hit_list, &mut s.lower);
                 }
             }
         }
@@ -900,6 +990,67 @@ fn value_time(v: &Value<'_>) -> Option<i64> {
     }
 }
 
+/// A rule group: logsource, and the EventID its rules require (if split).
+type BucketKey = (LogSource, Option<i64>);
+
+/// Rules requiring more EventIDs than this are not split by EventID.
+const MAX_EID_SPLIT: usize = 16;
+
+/// The EventIDs one of which a detection requires (`EventID: 4625` or a list of them,
+/// in a search the condition cannot match without); `None` when it requires none.
+fn required_eids(d: &Detection) -> Option<Vec<i64>> {
+    use crate::parse::{Atom, Cmp, Search};
+    fn test_eids(t: &crate::parse::FieldTest) -> Option<Vec<i64>> {
+        if t.field.as_deref() != Some("EventID") || t.neq || (t.all && t.atoms.len() > 1) {
+            return None;
+        }
+        t.atoms
+            .iter()
+            .map(|a| match a {
+                Atom::Num(Cmp::Eq, n) if n.fract() == 0.0 => Some(*n as i64),
+                _ => None,
+            })
+            .collect()
+    }
+    fn search(s: &Search) -> Option<Vec<i64>> {
+        match s {
+            Search::And(tests) => tests.iter().filter_map(test_eids).min_by_key(Vec::len),
+            Search::Or(alts) => {
+                let mut out = Vec::new();
+                for a in alts {
+                    out.extend(search(a)?);
+                }
+                Some(out)
+            }
+        }
+    }
+    fn cond(c: &Cond, d: &Detection) -> Option<Vec<i64>> {
+        match c {
+            Cond::Search(i) => d.searches.get(*i).and_then(search),
+            Cond::And(parts) => parts.iter().filter_map(|p| cond(p, d)).min_by_key(Vec::len),
+            Cond::Or(parts) => {
+                let mut out = Vec::new();
+                for p in parts {
+                    out.extend(cond(p, d)?);
+                }
+                Some(out)
+            }
+            Cond::AtLeast(_, idx) => {
+                let mut out = Vec::new();
+                for i in idx {
+                    out.extend(d.searches.get(*i).and_then(search)?);
+                }
+                Some(out)
+            }
+            Cond::Not(_) | Cond::Const(_) => None,
+        }
+    }
+    let mut v = cond(&d.cond, d)?;
+    v.sort_unstable();
+    v.dedup();
+    Some(v)
+}
+
 /// Variant keys, for building each bucket's field mapping once per source.
 #[derive(Debug, Clone, PartialEq)]
 enum VariantKey {
@@ -1045,17 +1196,36 @@ fn build(loader: Loader) -> Built {
         }
     }
     let loaded = metas.len();
-    // Group detection rules by logsource.
-    let mut bucket_of: HashMap<LogSource, usize> = HashMap::new();
-    let mut members: Vec<(LogSource, Vec<usize>)> = Vec::new();
+    // Group detection rules by logsource, and within it by the EventIDs a rule requires
+    // (so that a Security 4625 record only meets the rules that can match 4625).
+    let mut dets: Vec<DetRule> = Vec::new();
+    let mut det_of = vec![u32::MAX; parsed.len()];
+    let mut bucket_of: HashMap<BucketKey, usize> = HashMap::new();
+    let mut members: Vec<(BucketKey, Vec<usize>)> = Vec::new();
     for (i, p) in parsed.iter().enumerate() {
-        if ok[i] && matches!(p.body, Body::Detection(_)) {
-            let b = *bucket_of
-                .entry(p.meta.logsource.clone())
-                .or_insert_with(|| {
-                    members.push((p.meta.logsource.clone(), Vec::new()));
-                    members.len() - 1
-                });
+        let Body::Detection(d) = &p.body else {
+            continue;
+        };
+        if !ok[i] {
+            continue;
+        }
+        det_of[i] = dets.len() as u32;
+        dets.push(DetRule {
+            meta: meta_of[i],
+            silent: corr_result.silent.contains(&i),
+        });
+        let eids = match required_eids(d) {
+            Some(set) if !set.is_empty() && set.len() <= MAX_EID_SPLIT => {
+                set.into_iter().map(Some).collect()
+            }
+            _ => vec![None],
+        };
+        for eid in eids {
+            let key = (p.meta.logsource.clone(), eid);
+            let b = *bucket_of.entry(key.clone()).or_insert_with(|| {
+                members.push((key, Vec::new()));
+                members.len() - 1
+            });
             members[b].1.push(i);
         }
     }
@@ -1063,16 +1233,16 @@ fn build(loader: Loader) -> Built {
         slots: Vec::new(),
         index: HashMap::new(),
     };
-    let mut dets: Vec<DetRule> = Vec::new();
-    let mut det_of = vec![u32::MAX; parsed.len()];
     let mut buckets = Vec::new();
+    let mut warned: std::collections::HashSet<LogSource> = Default::default();
     let mut warnings = Vec::new();
     let mut win_routes: HashMap<String, ChannelRoutes> = HashMap::new();
     let mut win_all = Vec::new();
+    let mut win_all_eid: HashMap<i64, Vec<Route>> = HashMap::new();
     let mut ocsf_routes: HashMap<(i64, i64), Vec<Route>> = HashMap::new();
     let mut ocsf_all = Vec::new();
     let mut all_events = Vec::new();
-    for (ls, idxs) in members {
+    for ((ls, split_eid), idxs) in members {
         let bi = buckets.len() as u32;
         let mut bc = BucketCompiler::new();
         let mut progs = Vec::new();
@@ -1086,9 +1256,7 @@ fn build(loader: Loader) -> Built {
                     merge_filter(&mut d, f, &parsed[fi].meta.title);
                 }
             }
-            let det_index = dets.len() as u32;
-            det_of[pi] = det_index;
-            let mut prog = bc.rule(det_index, &d);
+            let mut prog = bc.rule(det_of[pi], &d);
             if let Some(cf) = corr_result.fields.get(&pi) {
                 for f in &cf.fields {
                     let local = bc.field(f);
@@ -1096,10 +1264,6 @@ fn build(loader: Loader) -> Built {
                 }
                 prog.wants_time = true;
             }
-            dets.push(DetRule {
-                meta: meta_of[pi],
-                silent: corr_result.silent.contains(&pi),
-            });
             progs.push(prog);
         }
         let fields = bc.fields.clone();
@@ -1207,10 +1371,14 @@ fn build(loader: Loader) -> Built {
                     let v = variant(VariantKey::Win(None, true), &mut slots);
                     let v2 = variant(VariantKey::Win(None, false), &mut slots);
                     debug_assert_eq!(v + 1, v2);
-                    win_all.push(Route {
+                    let r = Route {
                         bucket: bi,
                         variant: v,
-                    });
+                    };
+                    match split_eid {
+                        Some(e) => win_all_eid.entry(e).or_default().push(r),
+                        None => win_all.push(r),
+                    }
                     routed = true;
                 }
                 Some(list) => {
@@ -1227,7 +1395,11 @@ fn build(loader: Loader) -> Built {
                         };
                         for ch in &src.channels {
                             let cr = win_routes.entry(ch.clone()).or_default();
-                            if src.event_ids.is_empty() {
+                            if let Some(e) = split_eid {
+                                if src.event_ids.is_empty() || src.event_ids.contains(&e) {
+                                    cr.by_eid.entry(e).or_default().push(wr.clone());
+                                }
+                            } else if src.event_ids.is_empty() {
                                 cr.any.push(wr.clone());
                             } else {
                                 for e in &src.event_ids {
@@ -1269,10 +1441,19 @@ fn build(loader: Loader) -> Built {
                 _ => {}
             }
         }
-        if !routed && matches!(product, Some("windows") | Some("linux")) {
+        if !routed
+            && matches!(product, Some("windows") | Some("linux"))
+            && warned.insert(ls.clone())
+        {
+            let n = parsed
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| {
+                    ok[*i] && matches!(p.body, Body::Detection(_)) && p.meta.logsource == ls
+                })
+                .count();
             warnings.push(format!(
-                "{} rule(s) with logsource {ls} match only declared events (the {} mapping has no such logsource)",
-                idxs.len(),
+                "{n} rule(s) with logsource {ls} match only declared events (the {} mapping has no such logsource)",
                 product.unwrap_or_default()
             ));
         }
@@ -1297,6 +1478,7 @@ fn build(loader: Loader) -> Built {
             slots: slots.slots,
             win_routes,
             win_all,
+            win_all_eid,
             ocsf_routes,
             ocsf_all,
             all_events,

@@ -180,8 +180,14 @@ impl WindowsMap {
 
     fn paths_of(&self, name: &str, nested: bool) -> Vec<String> {
         if let Some((_, sys)) = self.system_fields.iter().find(|(k, _)| k == name) {
+            // The record's own data first (an event about another channel names it in
+            // its data), then the system element.
             return if nested {
-                sys.iter().map(|p| format!("{}.{p}", self.system)).collect()
+                self.event_data
+                    .iter()
+                    .map(|prefix| format!("{prefix}.{name}"))
+                    .chain(sys.iter().map(|p| format!("{}.{p}", self.system)))
+                    .collect()
             } else {
                 let mut v = vec![name.to_string()];
                 v.extend(sys.iter().filter(|p| *p != name).cloned());
@@ -234,7 +240,12 @@ mod tests {
         );
         assert_eq!(
             m.paths("EventID", None, true),
-            vec!["Event.System.EventID.#text", "Event.System.EventID"]
+            vec![
+                "Event.EventData.EventID",
+                "Event.UserData.EventID",
+                "Event.System.EventID.#text",
+                "Event.System.EventID"
+            ]
         );
         assert_eq!(
             m.paths("EventID", None, false),

@@ -41,13 +41,26 @@ fn lookup<'a>(m: Option<&'a Map<String, J>>, path: &FieldPath) -> Option<Value<'
     child.field_at(path, 3)
 }
 
+/// UserData holds one wrapper element named after the event (`LogFileCleared`, ...):
+/// a field is looked up in it when it is not directly under UserData.
+fn user_lookup<'a>(m: Option<&'a Map<String, J>>, path: &FieldPath) -> Option<Value<'a>> {
+    if let Some(v) = lookup(m, path) {
+        return Some(v);
+    }
+    let key = path.part(2)?;
+    m?.values()
+        .filter_map(J::as_object)
+        .find_map(|w| w.get(key))
+        .and_then(|child| child.field_at(path, 3))
+}
+
 impl Event for WinRecord<'_> {
     fn field(&self, path: &FieldPath) -> Option<Value<'_>> {
         if path.len() >= 3 && path.part(0) == Some("Event") {
             match path.part(1) {
                 Some("EventData") if self.data.is_some() => return lookup(self.data, path),
                 Some("System") if self.system.is_some() => return lookup(self.system, path),
-                Some("UserData") if self.user.is_some() => return lookup(self.user, path),
+                Some("UserData") if self.user.is_some() => return user_lookup(self.user, path),
                 Some("EventData" | "UserData") => return None,
                 _ => {}
             }
@@ -70,6 +83,11 @@ mod tests {
             "System": {"EventID": {"#text": 4688}, "Channel": "Security"},
             "EventData": {"NewProcessName": "C:\\x.exe", "List": ["a", "b"]}}});
         let r = WinRecord::new(&v);
+        let u = serde_json::json!({"Event": {"System": {"Channel": "System"},
+            "UserData": {"LogFileCleared": {"Channel": "Security"}}}});
+        let ur = WinRecord::new(&u);
+        let ch = ur.field(&FieldPath::new("Event.UserData.Channel"));
+        assert_eq!(ch.as_ref().and_then(Value::as_str), Some("Security"));
         for p in [
             "Event.System.EventID.#text",
             "Event.System.EventID",
@@ -78,6 +96,7 @@ mod tests {
             "Event.EventData.List",
             "Event.EventData.Nope",
             "Event.UserData.X",
+            "Event.UserData.LogFileCleared",
             "Event.System",
             "Nope",
         ] {
