@@ -49,6 +49,9 @@ fn num(s: &str) -> Option<i64> {
 /// when it carries no offset.
 pub(crate) fn parse_timestamp(s: &str) -> Option<i64> {
     let s = s.trim();
+    if !s.is_ascii() {
+        return None;
+    }
     let b = s.as_bytes();
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
@@ -156,6 +159,9 @@ mod tests {
             Some(1_776_403_493_092)
         );
         assert_eq!(parse_timestamp("nope"), None);
+        assert_eq!(parse_timestamp("2024-01-1\u{e9}T00:00"), None);
+        assert_eq!(parse_timestamp("2024-01-01T0"), None);
+        assert_eq!(parse_timestamp("2024-01-01T00:00:0"), None);
         let t = 1_709_210_096_789;
         assert_eq!(part_of(t, TimePart::Hour), 12);
         assert_eq!(part_of(t, TimePart::Minute), 34);
