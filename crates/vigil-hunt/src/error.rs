@@ -76,6 +76,9 @@ pub enum HuntError {
     /// The output could not be written.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    /// The temporary files of the correlation buffer could not be written or read.
+    #[error("correlation buffer: {0}")]
+    Spill(std::io::Error),
     /// A worker thread panicked (a bug: reported, not hidden).
     #[error("a hunt worker failed: {0}")]
     Worker(String),

@@ -2,7 +2,8 @@
 //! engine, and the calling thread collects the findings, writes them, and runs the
 //! correlations over event time at the end.
 
-use crate::detection::{level_rank, tactics, Correlated, Detection, EventRef};
+use crate::correlate::{CorrBuffer, CorrInput};
+use crate::detection::{level_rank, tactics, Detection, EventRef};
 use crate::error::{HuntError, InputError, Location};
 use crate::input::{self, InputFile, Work, EVTX_CHUNK};
 use crate::time;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use vigil_event::{Event, FieldPath};
 use vigil_sigma::{
     CorrelationState, Declared, Engine, Finding, Level, Limits, LogSource, Scratch, Source,
+    WinRecord,
 };
 
 /// How to hunt.
@@ -31,9 +33,11 @@ pub struct HuntConfig {
     /// The field holding the event time of JSON records (dotted path). Default: the first
     /// present of `@timestamp`, `timestamp`, `time`, `UtcTime`, `TimeCreated`.
     pub time_field: Option<String>,
-    /// Bound on the findings buffered for correlation rules (each holds its event): base
-    /// findings past it are counted in [`Report::correlation_dropped`], not correlated.
-    pub max_correlation_events: usize,
+    /// Bytes of base findings of correlation rules kept in memory before they are sorted
+    /// and spilled to a temporary file (see the `correlate` module docs).
+    pub correlation_buffer: usize,
+    /// Bytes of recent events kept to attach to correlation findings.
+    pub correlation_events: usize,
     /// Errors kept in detail per file (the rest are counted).
     pub max_errors_per_file: usize,
 }
@@ -45,7 +49,8 @@ impl Default for HuntConfig {
             min_level: None,
             logsource: None,
             time_field: None,
-            max_correlation_events: 200_000,
+            correlation_buffer: 16 << 20,
+            correlation_events: 8 << 20,
             max_errors_per_file: 20,
         }
     }
@@ -145,8 +150,8 @@ pub struct Report {
     pub errors: Vec<InputError>,
     /// JSON records with no logsource of their own while none was declared.
     pub unrouted: u64,
-    /// Base findings of correlation rules not correlated (over the buffer bound).
-    pub correlation_dropped: u64,
+    /// Base findings of correlation rules that went through a temporary file.
+    pub correlation_spilled: u64,
     /// Wall time of the hunt.
     pub elapsed: Duration,
 }
@@ -159,12 +164,6 @@ impl Report {
     }
 }
 
-/// A base finding of a correlation rule, waiting to be fed in time order.
-struct CorrInput<'r> {
-    finding: Finding<'r>,
-    event: EventRef,
-}
-
 /// What workers and readers tell the collecting thread.
 enum Msg<'r> {
     Batch {
@@ -172,7 +171,7 @@ enum Msg<'r> {
         records: u64,
         bytes: u64,
         detections: Vec<Detection<'r>>,
-        corr: Vec<CorrInput<'r>>,
+        corr: Vec<CorrInput>,
         errors: Vec<InputError>,
     },
     Error(u32, InputError),
@@ -313,13 +312,15 @@ fn kind_of(v: &Value) -> Kind {
 }
 
 struct WorkerState<'e> {
+    /// The file of the unit being matched.
+    file: u32,
     scratch: Scratch,
     findings: Vec<Finding<'e>>,
     corr: CorrelationState<'e>,
     records: u64,
     unrouted: u64,
     detections: Vec<Detection<'e>>,
-    corr_inputs: Vec<CorrInput<'e>>,
+    corr_inputs: Vec<CorrInput>,
     errors: Vec<InputError>,
 }
 
@@ -380,8 +381,15 @@ impl<'e> MatchCtx<'e> {
             },
         };
         st.findings.clear();
-        self.engine
-            .match_event(&mut st.scratch, &event, source, &mut st.findings);
+        if let Kind::Windows = kind {
+            // Locates System and EventData once, so each field is one map lookup.
+            let record = WinRecord::new(&event);
+            self.engine
+                .match_event(&mut st.scratch, &record, source, &mut st.findings);
+        } else {
+            self.engine
+                .match_event(&mut st.scratch, &event, source, &mut st.findings);
+        }
         if st.findings.is_empty() {
             return;
         }
@@ -394,11 +402,17 @@ impl<'e> MatchCtx<'e> {
         };
         for f in st.findings.drain(..) {
             if st.corr.wants(&f) {
-                let mut finding = f.clone();
-                finding.time_ms = time_ms;
                 st.corr_inputs.push(CorrInput {
-                    finding,
-                    event: event_ref.clone(),
+                    time: time_ms,
+                    file: st.file,
+                    record,
+                    rule: f.rule_index as u32,
+                    fields: f
+                        .fields
+                        .iter()
+                        .map(|(k, v)| ((*k).to_string(), v.clone()))
+                        .collect(),
+                    event: event_ref.event.to_string().into_boxed_str(),
                 });
             }
             if f.silent || level_rank(f.rule.level) < self.min_rank {
@@ -424,6 +438,7 @@ fn worker<'e>(
 ) {
     let settings = Arc::new(evtx::ParserSettings::new().num_threads(1));
     let mut st = WorkerState {
+        file: 0,
         scratch: ctx.engine.scratch(),
         findings: Vec::new(),
         corr: CorrelationState::new(ctx.engine, Limits::default()),
@@ -451,6 +466,7 @@ fn worker<'e>(
             Work::Evtx { file, .. } | Work::Lines { file, .. } | Work::Values { file, .. } => *file,
         };
         let path = &files[file as usize].path;
+        st.file = file;
         match unit {
             Work::Evtx {
                 number,
@@ -617,9 +633,9 @@ struct Collector<'e, 'f> {
     by_rule: HashMap<usize, u64>,
     tactics: HashMap<&'static str, u64>,
     unrouted: u64,
-    corr: Vec<CorrInput<'e>>,
-    corr_dropped: u64,
+    corr: CorrBuffer,
     files_done: usize,
+    corr_spilled: u64,
 }
 
 impl<'e, 'f> Collector<'e, 'f> {
@@ -651,9 +667,9 @@ impl<'e, 'f> Collector<'e, 'f> {
             by_rule: HashMap::new(),
             tactics: HashMap::new(),
             unrouted: 0,
-            corr: Vec::new(),
-            corr_dropped: 0,
+            corr: CorrBuffer::new(config.correlation_buffer),
             files_done: 0,
+            corr_spilled: 0,
         }
     }
 
@@ -721,11 +737,7 @@ impl<'e, 'f> Collector<'e, 'f> {
                         self.emit(d, sink)?;
                     }
                     for c in corr {
-                        if self.corr.len() < self.config.max_correlation_events {
-                            self.corr.push(c);
-                        } else {
-                            self.corr_dropped += 1;
-                        }
+                        self.corr.push(c).map_err(HuntError::Spill)?;
                     }
                 }
             }
@@ -746,48 +758,28 @@ impl<'e, 'f> Collector<'e, 'f> {
         Ok(())
     }
 
-    /// Feeds the buffered base findings to the correlation state in event-time order.
+    /// Feeds the base findings to the correlations in event-time order.
     fn correlate(&mut self, sink: &mut dyn Sink) -> Result<(), HuntError> {
         if self.corr.is_empty() {
             return Ok(());
         }
-        let mut inputs = std::mem::take(&mut self.corr);
-        // Stable: events of one time keep file and record order.
-        inputs.sort_by(|a, b| {
-            (a.finding.time_ms, &a.event.path, a.event.record).cmp(&(
-                b.finding.time_ms,
-                &b.event.path,
-                b.event.record,
-            ))
+        let mut corr = std::mem::replace(&mut self.corr, CorrBuffer::new(1));
+        let mut failed = None;
+        let engine = self.engine;
+        let files = self.files;
+        let window = self.config.correlation_events;
+        let r = corr.correlate(engine, files, window, &mut |d| {
+            self.emit(&d, sink).map_err(|e| {
+                let msg = e.to_string();
+                failed = Some(e);
+                std::io::Error::other(msg)
+            })
         });
-        let mut state = CorrelationState::new(self.engine, Limits::default());
-        for (i, input) in inputs.iter().enumerate() {
-            for cf in state.feed(&input.finding, i as u64) {
-                if cf.silent {
-                    continue;
-                }
-                let events: Vec<EventRef> = cf
-                    .events
-                    .iter()
-                    .filter_map(|r| inputs.get(*r as usize).map(|c| c.event.clone()))
-                    .collect();
-                let d = Detection {
-                    rule: cf.rule,
-                    rule_index: cf.rule_index,
-                    time_ms: Some(cf.last_ms),
-                    correlation: Some(Correlated {
-                        group: cf.group.clone(),
-                        value: cf.value,
-                        first_ms: cf.first_ms,
-                        last_ms: cf.last_ms,
-                        event_count: cf.events.len(),
-                    }),
-                    events,
-                };
-                self.emit(&d, sink)?;
-            }
+        self.corr_spilled = corr.spilled;
+        if let Some(e) = failed {
+            return Err(e);
         }
-        Ok(())
+        r.map_err(HuntError::Spill)
     }
 
     fn report(&self) -> Report {
@@ -821,7 +813,7 @@ impl<'e, 'f> Collector<'e, 'f> {
             tactics,
             errors: self.errors.clone(),
             unrouted: self.unrouted,
-            correlation_dropped: self.corr_dropped,
+            correlation_spilled: self.corr_spilled,
             elapsed: Duration::ZERO,
         }
     }

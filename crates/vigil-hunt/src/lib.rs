@@ -34,10 +34,11 @@
 //!   is one of Vigil's OCSF events; any other JSON takes the logsource declared in
 //!   [`HuntConfig::logsource`]. An event is kept only when a rule fires on it.
 //! * **Correlations** run after detection, on event time: the base findings of
-//!   correlation rules (a small subset of all findings, each with its event) are buffered,
-//!   up to [`HuntConfig::max_correlation_events`], then sorted by event time and fed to
+//!   correlation rules (a small subset of all findings) are buffered in memory up to
+//!   [`HuntConfig::correlation_buffer`] bytes, then spilled to sorted temporary files; at
+//!   the end they are merged in event-time order and fed to
 //!   [`vigil_sigma::CorrelationState`], whose own state is bounded by its
-//!   [`vigil_sigma::Limits`].
+//!   [`vigil_sigma::Limits`]. Memory stays bounded and nothing is dropped.
 //! * **Errors**: a corrupt or truncated file is reported (file, offset or line, reason) in
 //!   [`Report::errors`] and everything else is still hunted; the records of a truncated
 //!   EVTX chunk that are whole are still matched. A panic of the EVTX parser on hostile
@@ -45,6 +46,7 @@
 //! * **Output** ([`Sink`]): [`JsonlSink`] streams OCSF Detection Findings (class 2004);
 //!   [`CsvSink`] and [`TableSink`] keep one short row per finding and sort them by time.
 
+mod correlate;
 mod detection;
 mod error;
 mod hunt;
@@ -58,5 +60,5 @@ pub use error::{HuntError, InputError, Location};
 pub use hunt::{hunt, parse_logsource, FileReport, HuntConfig, Progress, Report, RuleCount, Sink};
 pub use input::{discover, format_of_name, Format, InputFile};
 pub use output::{now_ms, CsvSink, JsonlSink, TableSink};
-pub use rules::{load_rules, RuleSet};
+pub use rules::{load_rules, RuleSet, RuleTiming};
 pub use vigil_sigma::{Engine, Level, LogSource};

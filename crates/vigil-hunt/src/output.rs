@@ -380,13 +380,7 @@ impl<W: Write> TableSink<W> {
                 r.unrouted
             )?;
         }
-        if r.correlation_dropped > 0 {
-            writeln!(
-                self.out,
-                "  note: {} findings over the correlation buffer bound were not correlated",
-                r.correlation_dropped
-            )?;
-        }
+
         Ok(())
     }
 }

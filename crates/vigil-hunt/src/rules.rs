@@ -10,6 +10,19 @@ pub struct RuleSet {
     pub built: Built,
     /// Rule files read.
     pub files: usize,
+    /// Where the loading time went.
+    pub timing: RuleTiming,
+}
+
+/// Time spent loading rules, by phase.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleTiming {
+    /// Reading rule files.
+    pub read: std::time::Duration,
+    /// Parsing them ([`vigil_sigma::Loader::add`]).
+    pub parse: std::time::Duration,
+    /// Compiling and indexing ([`vigil_sigma::Loader::build`]).
+    pub build: std::time::Duration,
 }
 
 fn is_rule_file(p: &Path) -> bool {
@@ -61,20 +74,31 @@ pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, HuntError> {
     if files.is_empty() {
         return Err(HuntError::NoRules(names()));
     }
+    let started = std::time::Instant::now();
     let mut loader = Loader::new();
+    let mut read = std::time::Duration::ZERO;
     for f in &files {
+        let t = std::time::Instant::now();
         let text = std::fs::read_to_string(f).map_err(|e| HuntError::Rules {
             path: f.clone(),
             reason: e.to_string(),
         })?;
+        read += t.elapsed();
         loader.add(&f.display().to_string(), &text);
     }
+    let parsed = started.elapsed();
     let built = loader.build();
+    let timing = RuleTiming {
+        read,
+        parse: parsed.saturating_sub(read),
+        build: started.elapsed().saturating_sub(parsed),
+    };
     if built.loaded == 0 {
         return Err(HuntError::NoRules(names()));
     }
     Ok(RuleSet {
         built,
         files: files.len(),
+        timing,
     })
 }

@@ -229,6 +229,25 @@ fn correlation_runs_on_event_time_across_files_and_out_of_order_lines() {
     assert_eq!(ev[0]["data"]["src_ip"], "10.0.0.1");
     assert_eq!(ev.as_array().map(Vec::len), Some(4));
     assert_eq!(c.ocsf["finding_info"]["related_events_count"], 3);
+    // With a buffer of one byte every base finding goes through a temporary run file: the
+    // merge gives the same finding; with a one-byte event window only the newest event is
+    // attached, and the count still says three.
+    let tiny = HuntConfig {
+        correlation_buffer: 1,
+        correlation_events: 1,
+        ..cfg.clone()
+    };
+    let (seen2, report2) = run(&rules, &[s.path("logs")], &tiny);
+    assert_eq!(report2.correlation_spilled, 6);
+    let c2: Vec<_> = seen2
+        .iter()
+        .filter(|x| x.rule == "00000000-0000-0000-0000-000000000003")
+        .collect();
+    assert_eq!(c2.len(), 1);
+    assert_eq!(c2[0].group, c.group);
+    assert_eq!(c2[0].time_ms, c.time_ms);
+    assert_eq!(c2[0].events, 1);
+    assert_eq!(c2[0].ocsf["finding_info"]["related_events_count"], 3);
     // --time-field picks another field.
     let shifted = serde_json::json!({"when": "2024-05-01T12:00:00Z", "@timestamp": "2024-05-01T10:00:00Z",
         "message": "Failed password", "src_ip": "10.0.0.3"});

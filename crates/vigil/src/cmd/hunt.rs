@@ -122,6 +122,12 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
         "rules loaded"
     );
+    tracing::debug!(
+        read = format!("{:.3}", rules.timing.read.as_secs_f64()),
+        parse = format!("{:.3}", rules.timing.parse.as_secs_f64()),
+        build = format!("{:.3}", rules.timing.build.as_secs_f64()),
+        "rule loading time (s)"
+    );
     for e in &rules.built.errors {
         tracing::debug!("rule not loaded: {e}");
     }
