@@ -291,6 +291,15 @@ pub struct Scratch {
     /// Every string of the current event, each followed by a NUL (for keywords).
     kw: String,
     kw_epoch: u32,
+    evaluated: u64,
+}
+
+impl Scratch {
+    /// How many rule conditions this scratch has evaluated so far (rules the literal
+    /// index did not rule out), for diagnostics.
+    pub fn rules_evaluated(&self) -> u64 {
+        self.evaluated
+    }
 }
 
 /// Empties a vector and gives back its allocation for values of another lifetime.
@@ -334,6 +343,7 @@ impl Engine {
             num: String::new(),
             kw: String::new(),
             kw_epoch: 0,
+            evaluated: 0,
         }
     }
 
@@ -777,6 +787,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         cand.extend_from_slice(&b.always);
         cand.sort_unstable();
         // 3. Evaluate.
+        self.s.evaluated += cand.len() as u64;
         for &r in &cand {
             let prog = &b.progs[r as usize];
             if self.cond(&prog.cond, prog) {
