@@ -2,7 +2,7 @@
 //! engine, and the calling thread collects the findings, writes them, and runs the
 //! correlations over event time at the end.
 
-use crate::correlate::{CorrBuffer, CorrInput};
+use crate::correlate::{correlate, CorrBuffer, CorrInput};
 use crate::detection::{level_rank, tactics, Detection, EventRef};
 use crate::error::{HuntError, InputError, Location};
 use crate::input::{self, InputFile, Work, EVTX_CHUNK};
@@ -768,7 +768,7 @@ impl<'e, 'f> Collector<'e, 'f> {
         let engine = self.engine;
         let files = self.files;
         let window = self.config.correlation_events;
-        let r = corr.correlate(engine, files, window, &mut |d| {
+        let r = correlate(&mut corr, engine, files, window, &mut |d| {
             self.emit(&d, sink).map_err(|e| {
                 let msg = e.to_string();
                 failed = Some(e);

@@ -53,12 +53,13 @@ mod hunt;
 mod input;
 mod output;
 mod rules;
+mod sort;
 pub mod time;
 
 pub use detection::{attacks, level_rank, Correlated, Detection, EventRef, LEVELS};
 pub use error::{HuntError, InputError, Location};
 pub use hunt::{hunt, parse_logsource, FileReport, HuntConfig, Progress, Report, RuleCount, Sink};
 pub use input::{discover, format_of_name, Format, InputFile};
-pub use output::{now_ms, CsvSink, JsonlSink, TableSink};
+pub use output::{now_ms, CsvSink, JsonlSink, TableSink, ROW_BUFFER};
 pub use rules::{load_rules, RuleSet, RuleTiming};
 pub use vigil_sigma::{Engine, Level, LogSource};

@@ -3,7 +3,9 @@
 
 use crate::detection::{level_rank, windows_system, Detection, LEVELS};
 use crate::hunt::{Report, Sink};
+use crate::sort::{ExternalSort, Sortable};
 use crate::time::format_ms;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::{self, Write};
 
@@ -46,7 +48,7 @@ impl<W: Write> Sink for JsonlSink<W> {
 }
 
 /// A finding as a timeline row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Row {
     time: Option<i64>,
     level: usize,
@@ -143,24 +145,44 @@ fn row(d: &Detection<'_>) -> Row {
     }
 }
 
-fn sort_rows(rows: &mut [Row]) {
-    rows.sort_by(|a, b| {
-        (a.time, &a.file, a.record, &a.title).cmp(&(b.time, &b.file, b.record, &b.title))
-    });
+impl Sortable for Row {
+    type Key = (Option<i64>, String, u64, String);
+    fn key(&self) -> Self::Key {
+        (
+            self.time,
+            self.file.clone(),
+            self.record,
+            self.title.clone(),
+        )
+    }
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.title.len()
+            + self.id.len()
+            + self.computer.len()
+            + self.channel.len()
+            + self.event_id.len()
+            + self.file.len()
+            + self.details.len()
+    }
 }
+
+/// Bytes of timeline rows kept in memory before they are sorted into a temporary file.
+pub const ROW_BUFFER: usize = 4 << 20;
 
 /// A CSV timeline (RFC 4180 quoting), sorted by event time.
 pub struct CsvSink<W: Write> {
     out: W,
-    rows: Vec<Row>,
+    rows: ExternalSort<Row>,
 }
 
 impl<W: Write> CsvSink<W> {
-    /// Writes to `out` when the hunt ends.
+    /// Writes to `out` when the hunt ends. Rows past [`ROW_BUFFER`] bytes are sorted
+    /// through temporary files, so memory does not grow with the number of findings.
     pub fn new(out: W) -> Self {
         CsvSink {
             out,
-            rows: Vec::new(),
+            rows: ExternalSort::new(ROW_BUFFER),
         }
     }
 }
@@ -175,16 +197,15 @@ fn csv_field(s: &str) -> String {
 
 impl<W: Write> Sink for CsvSink<W> {
     fn detection(&mut self, d: &Detection<'_>) -> io::Result<()> {
-        self.rows.push(row(d));
-        Ok(())
+        self.rows.push(row(d))
     }
     fn finish(&mut self, _: &Report) -> io::Result<()> {
-        sort_rows(&mut self.rows);
         writeln!(
             self.out,
             "time,level,rule,rule_id,computer,channel,event_id,file,record,details"
         )?;
-        for r in &self.rows {
+        for r in self.rows.sorted()? {
+            let r = r?;
             let fields = [
                 r.time.map(format_ms).unwrap_or_default(),
                 LEVELS[r.level].to_string(),
@@ -208,7 +229,8 @@ impl<W: Write> Sink for CsvSink<W> {
 pub struct TableSink<W: Write> {
     out: W,
     color: bool,
-    rows: Vec<Row>,
+    rows: ExternalSort<Row>,
+    width: [usize; 6],
 }
 
 impl<W: Write> TableSink<W> {
@@ -217,7 +239,8 @@ impl<W: Write> TableSink<W> {
         TableSink {
             out,
             color,
-            rows: Vec::new(),
+            rows: ExternalSort::new(ROW_BUFFER),
+            width: HEAD.map(str::len),
         }
     }
 
@@ -250,73 +273,70 @@ fn file_name(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
+const HEAD: [&str; 6] = [
+    "TIME",
+    "LEVEL",
+    "RULE",
+    "COMPUTER",
+    "CHANNEL EID",
+    "FILE#RECORD",
+];
+
+fn cells(r: &Row) -> [String; 6] {
+    [
+        r.time.map(format_ms).unwrap_or_else(|| "-".into()),
+        LEVELS[r.level].to_string(),
+        clip(&r.title, 70),
+        clip(&r.computer, 24),
+        if r.event_id.is_empty() {
+            String::new()
+        } else {
+            format!("{} {}", clip(&r.channel, 28), r.event_id)
+        },
+        format!("{}#{}", clip(file_name(&r.file), 40), r.record),
+    ]
+}
+
+fn aligned(c: &[String; 6], width: &[usize; 6]) -> String {
+    let mut s = String::new();
+    for (i, (cell, w)) in c.iter().zip(width).enumerate() {
+        if i > 0 {
+            s.push_str("  ");
+        }
+        s.push_str(cell);
+        if i + 1 < c.len() {
+            s.extend(std::iter::repeat_n(
+                ' ',
+                w.saturating_sub(cell.chars().count()),
+            ));
+        }
+    }
+    s
+}
+
 impl<W: Write> Sink for TableSink<W> {
     fn detection(&mut self, d: &Detection<'_>) -> io::Result<()> {
-        self.rows.push(row(d));
-        Ok(())
+        let r = row(d);
+        for (w, c) in self.width.iter_mut().zip(cells(&r)) {
+            *w = (*w).max(c.chars().count());
+        }
+        self.rows.push(r)
     }
 
     fn finish(&mut self, report: &Report) -> io::Result<()> {
-        sort_rows(&mut self.rows);
-        let cells: Vec<[String; 6]> = self
-            .rows
-            .iter()
-            .map(|r| {
-                [
-                    r.time.map(format_ms).unwrap_or_else(|| "-".into()),
-                    LEVELS[r.level].to_string(),
-                    clip(&r.title, 70),
-                    clip(&r.computer, 24),
-                    if r.event_id.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{} {}", clip(&r.channel, 28), r.event_id)
-                    },
-                    format!("{}#{}", clip(file_name(&r.file), 40), r.record),
-                ]
-            })
-            .collect();
-        let head = [
-            "TIME",
-            "LEVEL",
-            "RULE",
-            "COMPUTER",
-            "CHANNEL EID",
-            "FILE#RECORD",
-        ];
-        let mut width: [usize; 6] = head.map(str::len);
-        for c in &cells {
-            for (w, s) in width.iter_mut().zip(c) {
-                *w = (*w).max(s.chars().count());
-            }
-        }
-        let line = |c: &[String; 6]| -> String {
-            let mut s = String::new();
-            for (i, (cell, w)) in c.iter().zip(width).enumerate() {
-                if i > 0 {
-                    s.push_str("  ");
-                }
-                s.push_str(cell);
-                if i + 1 < c.len() {
-                    s.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
-                }
-            }
-            s
-        };
-        if !cells.is_empty() {
-            let h = line(&head.map(String::from));
-            writeln!(
-                self.out,
-                "{}",
-                if self.color {
-                    format!("\x1b[1m{h}\x1b[0m")
-                } else {
-                    h
-                }
-            )?;
-            for (r, c) in self.rows.iter().zip(&cells) {
-                let text = line(c);
-                writeln!(self.out, "{}", self.paint(r.level, &text))?;
+        if !self.rows.is_empty() {
+            let h = aligned(&HEAD.map(String::from), &self.width);
+            let h = if self.color {
+                format!("\x1b[1m{h}\x1b[0m")
+            } else {
+                h
+            };
+            writeln!(self.out, "{h}")?;
+            for r in self.rows.sorted()? {
+                let r = r?;
+                let text = aligned(&cells(&r), &self.width);
+                let line = self.paint(r.level, &text);
+                writeln!(self.out, "{line}")?;
             }
             writeln!(self.out)?;
         }
