@@ -183,8 +183,14 @@ fn main() {
             loader.add(&f.display().to_string(), &text);
         }
     }
+    let parse_s = t0.elapsed().as_secs_f64();
     let built = loader.build();
     let load_s = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "load phases: read + parse {:.3} s, compile + index {:.3} s",
+        parse_s,
+        load_s - parse_s
+    );
     let rss1 = rss_kib("VmRSS:");
     let engine = built.engine;
     eprintln!(
