@@ -516,6 +516,11 @@ fn lines<'e>(
 ) {
     for (i, line) in data.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = if first == 1 && i == 0 {
+            line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
+        } else {
+            line
+        };
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }

@@ -219,8 +219,12 @@ impl Work {
 /// Opens a file for reading, decompressing gzip on the fly. The counter tracks bytes read
 /// from disk (compressed), for progress.
 fn open(file: &InputFile) -> io::Result<Box<dyn Read + Send>> {
-    let f = File::open(&file.path)?;
-    if file.gzip {
+    let mut f = File::open(&file.path)?;
+    // Gzip by content too: a compressed file whose name does not say so.
+    let mut magic = [0u8; 2];
+    let n = read_full(&mut f, &mut magic)?;
+    io::Seek::seek(&mut f, io::SeekFrom::Start(0))?;
+    if file.gzip || (n == 2 && magic == [0x1f, 0x8b]) {
         Ok(Box::new(MultiGzDecoder::new(BufReader::with_capacity(
             1 << 16,
             f,
@@ -432,6 +436,11 @@ fn read_json(id: u32, r: Box<dyn Read + Send>, send: &mut dyn FnMut(Work) -> boo
             .map_err(|e| (Location::Offset(0), format!("read error: {e}")))?;
         if buf.is_empty() {
             return Ok(());
+        }
+        let bom = usize::from(buf.starts_with(b"\xEF\xBB\xBF")) * 3;
+        if bom > 0 {
+            io::BufRead::consume(&mut r, bom);
+            continue;
         }
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
             Some(i) => {

@@ -85,6 +85,11 @@ fn jsonl_json_array_object_and_gzip_forms_all_hunted() {
         "EventID": "1", "Image": r"C:\Tools\WHOAMI.EXE", "UtcTime": "2024-05-01 10:00:02.000"});
     s.write("in/nested/g.jsonl", format!("{flat}\n").as_bytes());
     s.write("in/ignored.txt", b"not a log");
+    // A byte-order mark, and gzip content under a plain name.
+    s.write("in/h.jsonl", format!("\u{feff}{hit}\n").as_bytes());
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, array.as_bytes()).expect("gz");
+    s.write("in/i.json", &enc.finish().expect("gz"));
     let (seen, report) = run(&rules, &[s.path("in")], &config());
     let mut got: Vec<(String, u64)> = seen.iter().map(|x| (x.file.clone(), x.record)).collect();
     got.sort();
@@ -96,6 +101,8 @@ fn jsonl_json_array_object_and_gzip_forms_all_hunted() {
         ("e.json.gz", 2),
         ("f.json", 1),
         ("g.jsonl", 1),
+        ("h.jsonl", 1),
+        ("i.json", 2),
     ]
     .iter()
     .map(|(f, r)| (f.to_string(), *r))
@@ -104,8 +111,8 @@ fn jsonl_json_array_object_and_gzip_forms_all_hunted() {
     assert!(seen
         .iter()
         .all(|x| x.rule == "00000000-0000-0000-0000-000000000001"));
-    assert_eq!(report.files.len(), 7);
-    assert_eq!(report.records, 3 * 3 + 3 + 3 + 1 + 1);
+    assert_eq!(report.files.len(), 9);
+    assert_eq!(report.records, 3 * 3 + 3 + 3 + 1 + 1 + 1 + 3);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     // Event time from the record (nested TimeCreated, flat UtcTime).
     let g = seen.iter().find(|x| x.file == "g.jsonl").expect("g");
