@@ -62,7 +62,10 @@ events are routed to the rules of their logsource; other JSON takes --logsource.
 
 Exit codes: 0 whether or not anything was found; 2 usage error (bad arguments,
 unreadable rules); 3 no input could be read at all. Unreadable or corrupt files are
-reported on stderr (file, offset, reason) and the rest is still hunted.")]
+reported on stderr (file, offset, reason) and the rest is still hunted.
+
+A progress line (files, records, MB/s, findings) is shown on stderr when it is a
+terminal; -q/--quiet hides it.")]
 pub struct HuntArgs {
     /// Log files or directories to hunt through.
     #[arg(required = true, value_name = "PATH")]
