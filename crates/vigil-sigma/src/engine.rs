@@ -685,17 +685,26 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
             }
         }
         if let Some(ac) = &g.contains {
-            let hay = if joined.is_ascii() {
-                joined
+            // The keyword automaton is case-sensitive over folded text.
+            lower.clear();
+            if joined.is_ascii() {
+                lower.push_str(joined);
+                lower.make_ascii_lowercase();
             } else {
-                lower.clear();
                 lower.push_str(&joined.to_lowercase());
-                lower.as_str()
+            }
+            let hay = lower.as_str();
+            // Find where the first match can start, if there is any match: the SIMD
+            // prefilter gives the leftmost match (every match starts there or later);
+            // else the automaton's first match by end (every match ends no earlier, so
+            // starts at most one pattern length before).
+            let from = match &g.packed {
+                Some(p) => p.find(hay).map(|m| m.start()),
+                None => ac
+                    .find(hay)
+                    .map(|m| m.end().saturating_sub(ac.max_pattern_len())),
             };
-            // The prefiltered search finds the match that ends first, if any; every
-            // other match ends no earlier, so starts at most one pattern length before.
-            if let Some(first) = ac.find(hay) {
-                let from = first.end().saturating_sub(ac.max_pattern_len());
+            if let Some(from) = from {
                 let input = aho_corasick::Input::new(hay).span(from..hay.len());
                 let mut state = aho_corasick::automaton::OverlappingState::start();
                 loop {
