@@ -214,6 +214,40 @@ impl Detection<'_> {
     /// `evidences[]` entry whose `data` is the whole event. A correlation finding adds an
     /// evidence named `group_by` holding its group-by values, and one per event.
     pub fn to_ocsf(&self, uid: u64, now_ms: i64) -> OcsfEvent {
+        self.build_ocsf(uid, now_ms, true)
+    }
+
+    /// Writes [`Detection::to_ocsf`] as one line of JSON, without copying the events: the
+    /// finding is serialized with `null` in each evidence's `data`, and each `null` is
+    /// replaced by its event as it is written. (`"data":null}` cannot occur inside a JSON
+    /// string, where its quotes would be escaped, so only the evidences match.)
+    pub fn write_ocsf(
+        &self,
+        uid: u64,
+        now_ms: i64,
+        buf: &mut Vec<u8>,
+        out: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        const HOLE: &[u8] = b"\"data\":null}";
+        buf.clear();
+        serde_json::to_writer(&mut *buf, &self.build_ocsf(uid, now_ms, false))?;
+        let mut rest = &buf[..];
+        let mut events = self.events.iter();
+        while let Some(at) = rest.windows(HOLE.len()).position(|w| w == HOLE) {
+            let head = at + HOLE.len() - "null}".len();
+            out.write_all(&rest[..head])?;
+            match events.next() {
+                Some(e) => serde_json::to_writer(&mut *out, &*e.event)?,
+                None => out.write_all(b"null")?,
+            }
+            out.write_all(b"}")?;
+            rest = &rest[at + HOLE.len()..];
+        }
+        out.write_all(rest)?;
+        out.write_all(b"\n")
+    }
+
+    fn build_ocsf(&self, uid: u64, now_ms: i64, with_events: bool) -> OcsfEvent {
         let rule = self.rule;
         let time = self.time_ms.unwrap_or(now_ms);
         let mut sources: Vec<String> = Vec::new();
@@ -292,7 +326,11 @@ impl Detection<'_> {
             evidences.push(Evidences {
                 name: Some(e.path.display().to_string()),
                 uid: Some(e.record.to_string()),
-                data: Some((*e.event).clone()),
+                data: Some(if with_events {
+                    (*e.event).clone()
+                } else {
+                    Value::Null
+                }),
                 ..Evidences::default()
             });
         }

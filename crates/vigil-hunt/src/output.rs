@@ -22,6 +22,7 @@ pub struct JsonlSink<W: Write> {
     out: W,
     next: u64,
     now: i64,
+    buf: Vec<u8>,
 }
 
 impl<W: Write> JsonlSink<W> {
@@ -31,16 +32,16 @@ impl<W: Write> JsonlSink<W> {
             out,
             next: 1,
             now: now_ms(),
+            buf: Vec::new(),
         }
     }
 }
 
 impl<W: Write> Sink for JsonlSink<W> {
     fn detection(&mut self, d: &Detection<'_>) -> io::Result<()> {
-        let event = d.to_ocsf(self.next, self.now);
+        d.write_ocsf(self.next, self.now, &mut self.buf, &mut self.out)?;
         self.next += 1;
-        serde_json::to_writer(&mut self.out, &event)?;
-        self.out.write_all(b"\n")
+        Ok(())
     }
     fn finish(&mut self, _: &Report) -> io::Result<()> {
         self.out.flush()

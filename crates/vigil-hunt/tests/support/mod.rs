@@ -74,7 +74,18 @@ impl Sink for Keep {
                 .map(|c| c.group.clone())
                 .unwrap_or_default(),
             events: d.events.len(),
-            ocsf: serde_json::to_value(d.to_ocsf(self.seen.len() as u64, 0)).expect("json"),
+            ocsf: {
+                let built =
+                    serde_json::to_value(d.to_ocsf(self.seen.len() as u64, 0)).expect("json");
+                // The streaming writer gives the same JSON.
+                let mut line = Vec::new();
+                d.write_ocsf(self.seen.len() as u64, 0, &mut Vec::new(), &mut line)
+                    .expect("write");
+                let streamed: serde_json::Value = serde_json::from_slice(&line).expect("line");
+                assert_eq!(streamed, built);
+                assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
+                built
+            },
         });
         Ok(())
     }
