@@ -255,13 +255,8 @@ impl GroupBuilder {
         let contains = if self.contains.is_empty() {
             None
         } else {
-            // Keyword text is folded as a whole before the scan, so its automaton can
-            // be case-sensitive (and use the fast literal prefilters); field values are
-            // scanned as they are with ASCII case folding in the automaton.
-            Some(ac(
-                self.contains.iter().map(|c| &c.0).collect(),
-                field.is_some(),
-            )?)
+            // Text is folded before the scan, so the automaton is case-sensitive.
+            Some(ac(self.contains.iter().map(|c| &c.0).collect(), false)?)
         };
         // Keyword literals (folded, case-sensitive) get a SIMD prefilter when few: most
         // events contain none of them, and it says so much faster than the automaton.

@@ -607,19 +607,6 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                 }
             }
         }
-        let anchored = !g.exact.is_empty() || !g.prefix.is_empty() || !g.suffix.is_empty();
-        let ascii = hay.is_ascii();
-        if !anchored && ascii {
-            // Substrings only: the automaton folds ASCII case itself.
-            if let Some(ac) = &g.contains {
-                for m in ac.find_overlapping_iter(hay) {
-                    for p in g.contains_pids[m.pattern().as_usize()].iter() {
-                        Self::set_hit(hits, list, *p);
-                    }
-                }
-            }
-            return;
-        }
         let folded = folded(hay, false, lower);
         if !g.exact.is_empty() {
             if let Some(pids) = g.exact.get(folded) {
@@ -636,11 +623,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
             g.suffix.walk(folded.bytes().rev(), &mut hit);
         }
         if let Some(ac) = &g.contains {
-            for m in ac.find_overlapping_iter(folded) {
-                for p in g.contains_pids[m.pattern().as_usize()].iter() {
-                    hit(*p);
-                }
-            }
+            contains_scan(ac, g.packed.as_ref(), &g.contains_pids, folded, &mut hit);
         }
     }
 
@@ -694,27 +677,9 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                 lower.push_str(&joined.to_lowercase());
             }
             let hay = lower.as_str();
-            // Find where the first match can start, if there is any match: the SIMD
-            // prefilter gives the leftmost match (every match starts there or later);
-            // else the automaton's first match by end (every match ends no earlier, so
-            // starts at most one pattern length before).
-            let from = match &g.packed {
-                Some(p) => p.find(hay).map(|m| m.start()),
-                None => ac
-                    .find(hay)
-                    .map(|m| m.end().saturating_sub(ac.max_pattern_len())),
-            };
-            if let Some(from) = from {
-                let input = aho_corasick::Input::new(hay).span(from..hay.len());
-                let mut state = aho_corasick::automaton::OverlappingState::start();
-                loop {
-                    ac.find_overlapping(input.clone(), &mut state);
-                    let Some(m) = state.get_match() else { break };
-                    for p in g.contains_pids[m.pattern().as_usize()].iter() {
-                        Self::set_hit(hits, list, *p);
-                    }
-                }
-            }
+            contains_scan(ac, g.packed.as_ref(), &g.contains_pids, hay, &mut |p| {
+                Self::set_hit(hits, list, p)
+            });
         }
     }
 
@@ -996,6 +961,34 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
             _ => {}
         }
         found
+    }
+}
+
+/// Calls `hit` with the pids of every substring literal found in `hay` (folded text).
+/// With a SIMD prefilter, the scan starts at the leftmost match it finds (every match
+/// starts there or later) and is skipped when it finds none.
+fn contains_scan(
+    ac: &aho_corasick::AhoCorasick,
+    packed: Option<&aho_corasick::packed::Searcher>,
+    pids: &[Box<[u32]>],
+    hay: &str,
+    hit: &mut impl FnMut(u32),
+) {
+    let from = match packed {
+        Some(p) => match p.find(hay) {
+            Some(m) => m.start(),
+            None => return,
+        },
+        None => 0,
+    };
+    let input = aho_corasick::Input::new(hay).span(from..hay.len());
+    let mut state = aho_corasick::automaton::OverlappingState::start();
+    loop {
+        ac.find_overlapping(input.clone(), &mut state);
+        let Some(m) = state.get_match() else { break };
+        for p in pids[m.pattern().as_usize()].iter() {
+            hit(*p);
+        }
     }
 }
 
