@@ -79,3 +79,16 @@ pub use mapping::WINDOWS_MAP;
 pub use model::{Level, LogSource, RuleKind, RuleMeta};
 pub use parse::CorrelationType;
 pub use record::WinRecord;
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn engine_is_shareable_and_scratch_movable() {
+        send_sync::<crate::Engine>();
+        send::<crate::Scratch>();
+        send::<crate::CorrelationState<'static>>();
+    }
+}
