@@ -43,6 +43,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the eBPF sensor and write what it sees as OCSF events (needs root).
+    Agent(cmd::agent::AgentArgs),
     /// Hunt through EVTX and JSON logs with Sigma rules, offline.
     Hunt(cmd::hunt::HuntArgs),
     /// OCSF events: write an example attack story, validate events against the schema.
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose, cli.quiet, cli.log_format);
     let result = match cli.command {
+        Command::Agent(a) => cmd::agent::run(a),
         Command::Hunt(a) => cmd::hunt::run(a, cli.quiet),
         Command::Ocsf(c) => cmd::ocsf::run(c),
         Command::Rules(c) => cmd::rules::run(c),

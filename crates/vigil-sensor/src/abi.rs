@@ -1,0 +1,462 @@
+//! The records the eBPF programs write, mirrored from `bpf/vigil.h`, and their decoding.
+//!
+//! The `#[repr(C)]` structs below exist to pin the layout: their sizes are asserted
+//! against the C side's, and fields are read at `offset_of!` positions from the ring
+//! buffer's bytes, so decoding needs no `unsafe` and a short or garbled record is an
+//! error, not undefined behaviour.
+
+use std::mem::{offset_of, size_of};
+
+/// `VIGIL_ARGV_LEN`: bytes of argv kept per exec.
+pub const ARGV_LEN: usize = 4096;
+/// `VIGIL_PATH_LEN`: bytes of an executable's or working directory's path.
+pub const PATH_LEN: usize = 2048;
+/// `VIGIL_FILENAME_LEN`: bytes of the name given to execve.
+pub const FILENAME_LEN: usize = 512;
+
+const KIND_EXEC: u32 = 1;
+const KIND_FORK: u32 = 2;
+const KIND_EXIT: u32 = 3;
+/// `VIGIL_KIND_MAX`: size of the drop-counter array.
+pub const KIND_MAX: u32 = 16;
+
+/// argv was longer than [`ARGV_LEN`].
+pub const EXEC_ARGV_TRUNCATED: u32 = 1 << 0;
+/// The executable's path was deeper or longer than the kernel walks.
+pub const EXEC_EXE_TRUNCATED: u32 = 1 << 1;
+/// The working directory's path was deeper or longer than the kernel walks.
+pub const EXEC_CWD_TRUNCATED: u32 = 1 << 2;
+/// argv could not be read from the new image's memory.
+pub const EXEC_ARGV_FAULT: u32 = 1 << 3;
+/// The executable has no links (deleted, or a memfd): fileless execution.
+pub const EXEC_EXE_UNLINKED: u32 = 1 << 4;
+
+#[repr(C)]
+#[allow(
+    dead_code,
+    reason = "layout mirror of the C ABI, read through offset_of!"
+)]
+struct Header {
+    kind: u32,
+    size: u32,
+    ktime: u64,
+    pid: u32,
+    tid: u32,
+    ppid: u32,
+    pad: u32,
+    start_boottime: u64,
+    parent_start_boottime: u64,
+    cgroup_id: u64,
+    comm: [u8; 16],
+}
+
+#[repr(C)]
+#[allow(
+    dead_code,
+    reason = "layout mirror of the C ABI, read through offset_of!"
+)]
+struct Creds {
+    uid: u32,
+    gid: u32,
+    euid: u32,
+    egid: u32,
+    suid: u32,
+    sgid: u32,
+    fsuid: u32,
+    fsgid: u32,
+    loginuid: u32,
+    sessionid: u32,
+    cap_effective: u64,
+    cap_permitted: u64,
+    cap_inheritable: u64,
+}
+
+#[repr(C)]
+#[allow(
+    dead_code,
+    reason = "layout mirror of the C ABI, read through offset_of!"
+)]
+struct Exec {
+    h: Header,
+    creds: Creds,
+    exe_ino: u64,
+    exe_mtime_sec: u64,
+    exe_mtime_nsec: u32,
+    exe_dev: u32,
+    exe_nlink: u32,
+    flags: u32,
+    old_pid: u32,
+    pad2: u32,
+    exe_len: u16,
+    cwd_len: u16,
+    filename_len: u16,
+    argv_len: u16,
+    tty: [u8; 16],
+    exe: [u8; PATH_LEN],
+    cwd: [u8; PATH_LEN],
+    filename: [u8; FILENAME_LEN],
+    argv: [u8; ARGV_LEN],
+}
+
+#[repr(C)]
+#[allow(
+    dead_code,
+    reason = "layout mirror of the C ABI, read through offset_of!"
+)]
+struct Fork {
+    h: Header,
+    creds: Creds,
+}
+
+#[repr(C)]
+#[allow(
+    dead_code,
+    reason = "layout mirror of the C ABI, read through offset_of!"
+)]
+struct Exit {
+    h: Header,
+    exit_code: u32,
+    pad: u32,
+}
+
+// The same sizes bpf/vigil.h asserts.
+const _: () = assert!(size_of::<Header>() == 72);
+const _: () = assert!(size_of::<Creds>() == 64);
+const _: () = assert!(size_of::<Exec>() == 8904);
+const _: () = assert!(size_of::<Fork>() == 136);
+const _: () = assert!(size_of::<Exit>() == 80);
+
+/// Fields every record has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawHeader {
+    /// When, in ns since boot (CLOCK_BOOTTIME).
+    pub ktime: u64,
+    /// The process (tgid).
+    pub pid: u32,
+    /// The thread that caused the event.
+    pub tid: u32,
+    /// The real parent (tgid).
+    pub ppid: u32,
+    /// The process's start, ns since boot.
+    pub start_boottime: u64,
+    /// The parent's start, ns since boot.
+    pub parent_start_boottime: u64,
+    /// The cgroup (v2) id.
+    pub cgroup_id: u64,
+    /// The thread's comm.
+    pub comm: String,
+}
+
+/// Credentials of a process.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RawCreds {
+    /// Real uid.
+    pub uid: u32,
+    /// Real gid.
+    pub gid: u32,
+    /// Effective uid.
+    pub euid: u32,
+    /// Effective gid.
+    pub egid: u32,
+    /// Saved uid.
+    pub suid: u32,
+    /// Saved gid.
+    pub sgid: u32,
+    /// Filesystem uid.
+    pub fsuid: u32,
+    /// Filesystem gid.
+    pub fsgid: u32,
+    /// Audit login uid (`u32::MAX`: unset).
+    pub loginuid: u32,
+    /// Audit session id (`u32::MAX`: unset).
+    pub sessionid: u32,
+    /// Effective capabilities.
+    pub cap_effective: u64,
+    /// Permitted capabilities.
+    pub cap_permitted: u64,
+    /// Inheritable capabilities.
+    pub cap_inheritable: u64,
+}
+
+/// A decoded exec record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawExec {
+    /// Common fields.
+    pub header: RawHeader,
+    /// Credentials after the exec.
+    pub creds: RawCreds,
+    /// Inode of the executable.
+    pub exe_ino: u64,
+    /// Kernel device number (`s_dev`) of the executable's filesystem.
+    pub exe_dev: u32,
+    /// Modification time of the executable (seconds since the epoch).
+    pub exe_mtime_sec: u64,
+    /// Nanoseconds part of the modification time.
+    pub exe_mtime_nsec: u32,
+    /// Link count of the executable (0: deleted or memfd).
+    pub exe_nlink: u32,
+    /// `EXEC_*` flags.
+    pub flags: u32,
+    /// The thread id that called execve (differs from pid when a thread execs).
+    pub old_pid: u32,
+    /// Path of the executable, from the kernel's dentries.
+    pub exe: String,
+    /// Working directory.
+    pub cwd: String,
+    /// The file name given to execve.
+    pub filename: String,
+    /// Controlling terminal name (empty: none).
+    pub tty: String,
+    /// Arguments.
+    pub argv: Vec<String>,
+}
+
+/// A decoded fork record: `header.pid` is the child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFork {
+    /// Common fields (`pid`: the child, `ppid`: the parent).
+    pub header: RawHeader,
+    /// The child's credentials.
+    pub creds: RawCreds,
+}
+
+/// A decoded exit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawExit {
+    /// Common fields.
+    pub header: RawHeader,
+    /// Wait status: `(code << 8) | signal`.
+    pub exit_code: u32,
+}
+
+/// Any record from the ring buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A successful exec.
+    Exec(Box<RawExec>),
+    /// A new process.
+    Fork(RawFork),
+    /// A process exited.
+    Exit(RawExit),
+}
+
+/// Why a ring buffer record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer bytes than the record's kind needs.
+    #[error("record of kind {kind} is {len} bytes, needs at least {need}")]
+    Short {
+        /// The record kind.
+        kind: u32,
+        /// Bytes received.
+        len: usize,
+        /// Bytes needed.
+        need: usize,
+    },
+    /// A kind this version does not know.
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+}
+
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn u16(&self, off: usize) -> u16 {
+        let mut b = [0u8; 2];
+        b.copy_from_slice(&self.0[off..off + 2]);
+        u16::from_ne_bytes(b)
+    }
+    fn u32(&self, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.0[off..off + 4]);
+        u32::from_ne_bytes(b)
+    }
+    fn u64(&self, off: usize) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[off..off + 8]);
+        u64::from_ne_bytes(b)
+    }
+    /// A NUL-terminated string in a fixed field.
+    fn cstr(&self, off: usize, cap: usize) -> String {
+        let field = &self.0[off..off + cap];
+        let end = field.iter().position(|&c| c == 0).unwrap_or(cap);
+        String::from_utf8_lossy(&field[..end]).into_owned()
+    }
+    /// `len` bytes (clamped to `cap`) of NUL-separated strings.
+    fn strings(&self, off: usize, len: usize, cap: usize) -> Vec<String> {
+        let len = len.min(cap);
+        let field = &self.0[off..off + len];
+        let field = field.strip_suffix(&[0]).unwrap_or(field);
+        if field.is_empty() {
+            return Vec::new();
+        }
+        field
+            .split(|&c| c == 0)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    }
+}
+
+fn header(b: &Bytes<'_>) -> RawHeader {
+    RawHeader {
+        ktime: b.u64(offset_of!(Header, ktime)),
+        pid: b.u32(offset_of!(Header, pid)),
+        tid: b.u32(offset_of!(Header, tid)),
+        ppid: b.u32(offset_of!(Header, ppid)),
+        start_boottime: b.u64(offset_of!(Header, start_boottime)),
+        parent_start_boottime: b.u64(offset_of!(Header, parent_start_boottime)),
+        cgroup_id: b.u64(offset_of!(Header, cgroup_id)),
+        comm: b.cstr(offset_of!(Header, comm), 16),
+    }
+}
+
+fn creds(b: &Bytes<'_>, base: usize) -> RawCreds {
+    let at = |off: usize| base + off;
+    RawCreds {
+        uid: b.u32(at(offset_of!(Creds, uid))),
+        gid: b.u32(at(offset_of!(Creds, gid))),
+        euid: b.u32(at(offset_of!(Creds, euid))),
+        egid: b.u32(at(offset_of!(Creds, egid))),
+        suid: b.u32(at(offset_of!(Creds, suid))),
+        sgid: b.u32(at(offset_of!(Creds, sgid))),
+        fsuid: b.u32(at(offset_of!(Creds, fsuid))),
+        fsgid: b.u32(at(offset_of!(Creds, fsgid))),
+        loginuid: b.u32(at(offset_of!(Creds, loginuid))),
+        sessionid: b.u32(at(offset_of!(Creds, sessionid))),
+        cap_effective: b.u64(at(offset_of!(Creds, cap_effective))),
+        cap_permitted: b.u64(at(offset_of!(Creds, cap_permitted))),
+        cap_inheritable: b.u64(at(offset_of!(Creds, cap_inheritable))),
+    }
+}
+
+/// Joins path components written leaf first (`true\0bin\0usr\0`) into `/usr/bin/true`.
+fn leaf_first_path(components: Vec<String>) -> String {
+    if components.is_empty() {
+        return "/".to_string();
+    }
+    let mut path = String::new();
+    for c in components.iter().rev() {
+        if c == "/" || c.is_empty() {
+            continue;
+        }
+        path.push('/');
+        path.push_str(c);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
+}
+
+/// Decodes one ring buffer record.
+pub fn decode(data: &[u8]) -> Result<Record, DecodeError> {
+    let short = |kind, need| DecodeError::Short {
+        kind,
+        len: data.len(),
+        need,
+    };
+    if data.len() < size_of::<Header>() {
+        return Err(short(0, size_of::<Header>()));
+    }
+    let b = Bytes(data);
+    let kind = b.u32(offset_of!(Header, kind));
+    match kind {
+        KIND_EXEC => {
+            let fixed = offset_of!(Exec, argv);
+            if data.len() < fixed {
+                return Err(short(kind, fixed));
+            }
+            let argv_len = usize::from(b.u16(offset_of!(Exec, argv_len)));
+            if data.len() < fixed + argv_len.min(ARGV_LEN) {
+                return Err(short(kind, fixed + argv_len));
+            }
+            Ok(Record::Exec(Box::new(RawExec {
+                header: header(&b),
+                creds: creds(&b, offset_of!(Exec, creds)),
+                exe_ino: b.u64(offset_of!(Exec, exe_ino)),
+                exe_dev: b.u32(offset_of!(Exec, exe_dev)),
+                exe_mtime_sec: b.u64(offset_of!(Exec, exe_mtime_sec)),
+                exe_mtime_nsec: b.u32(offset_of!(Exec, exe_mtime_nsec)),
+                exe_nlink: b.u32(offset_of!(Exec, exe_nlink)),
+                flags: b.u32(offset_of!(Exec, flags)),
+                old_pid: b.u32(offset_of!(Exec, old_pid)),
+                exe: leaf_first_path(b.strings(
+                    offset_of!(Exec, exe),
+                    usize::from(b.u16(offset_of!(Exec, exe_len))),
+                    PATH_LEN,
+                )),
+                cwd: leaf_first_path(b.strings(
+                    offset_of!(Exec, cwd),
+                    usize::from(b.u16(offset_of!(Exec, cwd_len))),
+                    PATH_LEN,
+                )),
+                filename: b.cstr(offset_of!(Exec, filename), FILENAME_LEN),
+                tty: b.cstr(offset_of!(Exec, tty), 16),
+                argv: b.strings(offset_of!(Exec, argv), argv_len, ARGV_LEN),
+            })))
+        }
+        KIND_FORK => {
+            if data.len() < size_of::<Fork>() {
+                return Err(short(kind, size_of::<Fork>()));
+            }
+            Ok(Record::Fork(RawFork {
+                header: header(&b),
+                creds: creds(&b, offset_of!(Fork, creds)),
+            }))
+        }
+        KIND_EXIT => {
+            if data.len() < size_of::<Exit>() {
+                return Err(short(kind, size_of::<Exit>()));
+            }
+            Ok(Record::Exit(RawExit {
+                header: header(&b),
+                exit_code: b.u32(offset_of!(Exit, exit_code)),
+            }))
+        }
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_rebuilt_root_first() {
+        let c = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        assert_eq!(leaf_first_path(c(&["true", "bin", "usr"])), "/usr/bin/true");
+        assert_eq!(leaf_first_path(c(&[])), "/");
+        assert_eq!(leaf_first_path(c(&["memfd:x"])), "/memfd:x");
+    }
+
+    #[test]
+    fn short_and_unknown_records_are_errors_not_panics() {
+        assert!(matches!(decode(&[]), Err(DecodeError::Short { .. })));
+        let mut rec = vec![0u8; size_of::<Header>()];
+        rec[0] = 1; // exec, but only a header's worth of bytes
+        assert!(matches!(
+            decode(&rec),
+            Err(DecodeError::Short { kind: 1, .. })
+        ));
+        rec[0] = 9;
+        assert_eq!(decode(&rec), Err(DecodeError::UnknownKind(9)));
+        rec[0] = 3;
+        assert!(matches!(
+            decode(&rec),
+            Err(DecodeError::Short { kind: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn exec_with_garbage_lengths_is_clamped() {
+        let mut rec = vec![0xffu8; offset_of!(Exec, argv) + 10];
+        rec[..4].copy_from_slice(&KIND_EXEC.to_ne_bytes());
+        let off = offset_of!(Exec, argv_len);
+        rec[off..off + 2].copy_from_slice(&5u16.to_ne_bytes());
+        let Ok(Record::Exec(e)) = decode(&rec) else {
+            panic!("decodes")
+        };
+        assert_eq!(e.argv.len(), 1);
+        assert!(e.exe.chars().count() <= PATH_LEN + 1, "clamped to the slot");
+    }
+}

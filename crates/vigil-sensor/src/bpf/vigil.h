@@ -1,0 +1,106 @@
+/* The ABI between Vigil's eBPF programs and user space: every record the kernel side
+ * writes to the ring buffer. Mirrored by src/abi.rs (#[repr(C)]); both sides assert the
+ * sizes, so a change on one side that is not made on the other fails the build. */
+#ifndef VIGIL_H
+#define VIGIL_H
+
+#define VIGIL_COMM_LEN 16
+#define VIGIL_TTY_LEN 16
+/* Bytes of argv kept per exec (NUL-separated, as in the process's memory). */
+#define VIGIL_ARGV_LEN 4096
+/* Bytes of an executable's or cwd's path, as NUL-separated components, leaf first. */
+#define VIGIL_PATH_LEN 2048
+/* Bytes of the file name given to execve. */
+#define VIGIL_FILENAME_LEN 512
+/* Path components walked at most (deeper paths are marked truncated). */
+#define VIGIL_PATH_DEPTH 32
+/* Bytes of one path component read at most (NAME_MAX + NUL). */
+#define VIGIL_NAME_LEN 256
+
+enum vigil_kind {
+	VIGIL_EXEC = 1,
+	VIGIL_FORK = 2,
+	VIGIL_EXIT = 3,
+	VIGIL_KIND_MAX = 16,
+};
+
+/* Flags in vigil_exec.flags. */
+#define VIGIL_EXEC_ARGV_TRUNCATED (1u << 0)
+#define VIGIL_EXEC_EXE_TRUNCATED (1u << 1)
+#define VIGIL_EXEC_CWD_TRUNCATED (1u << 2)
+#define VIGIL_EXEC_ARGV_FAULT (1u << 3)
+#define VIGIL_EXEC_EXE_UNLINKED (1u << 4)
+
+/* Common to every record. */
+struct vigil_header {
+	__u32 kind;	     /* enum vigil_kind */
+	__u32 size;	     /* bytes of the whole record, this header included */
+	__u64 ktime;	     /* bpf_ktime_get_boot_ns() at the event */
+	__u32 pid;	     /* tgid of the process the event is about */
+	__u32 tid;	     /* thread that caused it */
+	__u32 ppid;	     /* tgid of its real parent */
+	__u32 pad;
+	__u64 start_boottime; /* its start, ns since boot (as /proc/PID/stat) */
+	__u64 parent_start_boottime;
+	__u64 cgroup_id;
+	char comm[VIGIL_COMM_LEN];
+};
+
+struct vigil_creds {
+	__u32 uid, gid, euid, egid, suid, sgid, fsuid, fsgid;
+	__u32 loginuid, sessionid;
+	__u64 cap_effective, cap_permitted, cap_inheritable;
+};
+
+/* A successful execve/execveat. Variable-length data follows in fixed slots; only the
+ * bytes up to the end of argv (header.size) are sent. */
+struct vigil_exec {
+	struct vigil_header h;
+	struct vigil_creds creds;
+	__u64 exe_ino;
+	__u64 exe_mtime_sec;
+	__u32 exe_mtime_nsec;
+	__u32 exe_dev;
+	__u32 exe_nlink;
+	__u32 flags;
+	__u32 old_pid;
+	__u32 pad2;
+	__u16 exe_len;	     /* bytes used in exe[] */
+	__u16 cwd_len;	     /* bytes used in cwd[] */
+	__u16 filename_len;  /* bytes used in filename[] */
+	__u16 argv_len;	     /* bytes used in argv[] */
+	char tty[VIGIL_TTY_LEN];
+	char exe[VIGIL_PATH_LEN];
+	char cwd[VIGIL_PATH_LEN];
+	char filename[VIGIL_FILENAME_LEN];
+	char argv[VIGIL_ARGV_LEN];
+};
+
+/* A new process (not a thread): h.pid is the child, h.ppid its parent. */
+struct vigil_fork {
+	struct vigil_header h;
+	struct vigil_creds creds;
+};
+
+/* A process (its thread group leader) exited. */
+struct vigil_exit {
+	struct vigil_header h;
+	__u32 exit_code; /* as wait(2) reports it: (code << 8) | signal */
+	__u32 pad;
+};
+
+/* Index of the agent's settings in the `vigil_cfg` array map. */
+struct vigil_config {
+	__u32 agent_tgid; /* events of this process are not reported */
+	__u32 pad;
+};
+
+#ifndef __cplusplus
+_Static_assert(sizeof(struct vigil_header) == 72, "vigil_header ABI");
+_Static_assert(sizeof(struct vigil_creds) == 64, "vigil_creds ABI");
+_Static_assert(sizeof(struct vigil_exec) == 72 + 64 + 48 + 16 + 2048 * 2 + 512 + 4096, "vigil_exec ABI");
+_Static_assert(sizeof(struct vigil_fork) == 136, "vigil_fork ABI");
+_Static_assert(sizeof(struct vigil_exit) == 80, "vigil_exit ABI");
+#endif
+
+#endif

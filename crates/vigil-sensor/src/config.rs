@@ -1,0 +1,70 @@
+//! The sensor's settings, as the `[sensor]` table of the agent's TOML config file.
+
+use serde::Deserialize;
+
+/// Sensor settings. Every field has a default; unknown fields are an error.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensorConfig {
+    /// Size of the kernel-to-user ring buffer in MiB (a power of two, 1 to 1024). A
+    /// larger buffer absorbs longer bursts before records are lost.
+    pub ring_buffer_mib: u32,
+    /// Commands (`comm`, at most 15 bytes) whose events are dropped in the kernel, before
+    /// they cost anything (for example noisy monitoring daemons).
+    pub exclude_comms: Vec<String>,
+    /// Executable path prefixes whose exec events are not reported (user space).
+    pub exclude_exe_prefixes: Vec<String>,
+    /// Ancestors carried in each event's lineage (`process.parent_process` chain and
+    /// `process.ancestry`).
+    pub lineage_depth: usize,
+    /// Processes kept in the process table at most.
+    pub process_table_max: usize,
+    /// Seconds an exited process stays in the table for late events and lineage.
+    pub process_linger_secs: u64,
+    /// Executables whose SHA-256 is cached at most.
+    pub hash_cache_max: usize,
+    /// Whether to hash executables (SHA-256, cached by device, inode and mtime).
+    pub hash_executables: bool,
+    /// Milliseconds between reads of the kernel's loss counters.
+    pub loss_check_ms: u64,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        SensorConfig {
+            ring_buffer_mib: 16,
+            exclude_comms: Vec::new(),
+            exclude_exe_prefixes: Vec::new(),
+            lineage_depth: 8,
+            process_table_max: 65_536,
+            process_linger_secs: 30,
+            hash_cache_max: 4096,
+            hash_executables: true,
+            loss_check_ms: 1000,
+        }
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The ring buffer size is not a power of two in range.
+    #[error("sensor.ring_buffer_mib = {0}: must be a power of two from 1 to 1024")]
+    RingBuffer(u32),
+    /// A comm longer than the kernel keeps.
+    #[error("sensor.exclude_comms: `{0}` is longer than 15 bytes, the kernel's comm length")]
+    CommTooLong(String),
+}
+
+impl SensorConfig {
+    /// Checks the settings that types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=1024).contains(&self.ring_buffer_mib) || !self.ring_buffer_mib.is_power_of_two() {
+            return Err(ConfigError::RingBuffer(self.ring_buffer_mib));
+        }
+        if let Some(c) = self.exclude_comms.iter().find(|c| c.len() > 15) {
+            return Err(ConfigError::CommTooLong(c.clone()));
+        }
+        Ok(())
+    }
+}

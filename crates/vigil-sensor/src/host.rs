@@ -1,0 +1,106 @@
+//! Facts about the host: identity for `device`, and the clock that turns the kernel's
+//! boot-relative times into wall-clock times.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+use vigil_event::model::{device_type, os_type, Device, Os};
+
+/// Clock ticks per second of `/proc/PID/stat` start times (USER_HZ, 100 on Linux).
+pub const USER_HZ: u64 = 100;
+
+/// What the sensor knows of its host.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Host name.
+    pub hostname: String,
+    /// `/proc/sys/kernel/random/boot_id`.
+    pub boot_id: String,
+    /// `/etc/machine-id`, when present.
+    pub machine_id: Option<String>,
+    /// Kernel release.
+    pub kernel_release: String,
+    /// `PRETTY_NAME` of `/etc/os-release`.
+    pub os_name: String,
+    /// Wall-clock time of boot, ns since the epoch.
+    pub boot_epoch_ns: u64,
+}
+
+fn read_trim(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Host {
+    /// Reads the host's identity from /proc and /etc.
+    pub fn detect() -> Host {
+        let os_name = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+            .unwrap_or_else(|| "Linux".to_string());
+        // Seconds since boot (CLOCK_BOOTTIME, 10 ms resolution).
+        let uptime_ns = read_trim("/proc/uptime")
+            .and_then(|s| {
+                s.split_whitespace()
+                    .next()
+                    .and_then(|u| u.parse::<f64>().ok())
+            })
+            .map_or(0, |secs| (secs * 1e9) as u64);
+        Host {
+            hostname: read_trim("/proc/sys/kernel/hostname").unwrap_or_else(|| "localhost".into()),
+            boot_id: read_trim("/proc/sys/kernel/random/boot_id").unwrap_or_default(),
+            machine_id: read_trim("/etc/machine-id"),
+            kernel_release: read_trim("/proc/sys/kernel/osrelease").unwrap_or_default(),
+            os_name,
+            boot_epoch_ns: now_ns().saturating_sub(uptime_ns),
+        }
+    }
+
+    /// Milliseconds since the epoch of a boot-relative time in ns.
+    pub fn epoch_ms(&self, boot_ns: u64) -> i64 {
+        i64::try_from((self.boot_epoch_ns + boot_ns) / 1_000_000).unwrap_or(i64::MAX)
+    }
+
+    /// Vigil's stable process uid: boot id, pid and start time (in clock ticks, as
+    /// `/proc/PID/stat` gives it, so processes seen at start and later agree). Unique
+    /// across pid reuse and reboots.
+    pub fn process_uid(&self, pid: u32, start_ticks: u64) -> String {
+        format!("{}-{pid}-{start_ticks}", self.boot_id)
+    }
+
+    /// The OCSF `device` for this host.
+    pub fn device(&self) -> Device {
+        Device {
+            type_id: device_type::SERVER,
+            kind: Some(device_type::name(device_type::SERVER).into()),
+            hostname: Some(self.hostname.clone()),
+            uid: self.machine_id.clone(),
+            boot_uid: Some(self.boot_id.clone()),
+            boot_time: Some(i64::try_from(self.boot_epoch_ns / 1_000_000).unwrap_or(0)),
+            os: Some(Os {
+                name: self.os_name.clone(),
+                type_id: os_type::LINUX,
+                kind: Some(os_type::name(os_type::LINUX).into()),
+                kernel_release: Some(self.kernel_release.clone()),
+                ..Os::default()
+            }),
+            ..Device::default()
+        }
+    }
+}
+
+/// Start time in clock ticks from ns since boot.
+pub fn ticks(boot_ns: u64) -> u64 {
+    boot_ns / (1_000_000_000 / USER_HZ)
+}

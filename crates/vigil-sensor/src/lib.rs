@@ -1,0 +1,26 @@
+//! Vigil's Linux sensor.
+//!
+//! eBPF programs written in C (`src/bpf/`, one probe per file under `probes/`) attach
+//! to BTF-enabled tracepoints (`tp_btf`): no kprobes. They are compiled with clang
+//! against CO-RE relocations at build time (`build.rs`) and loaded with libbpf-rs.
+//! They write fixed-layout records ([`abi`]) to one ring buffer; records that do not
+//! fit are counted per CPU and per kind in the kernel, and user space reports every loss
+//! as an event. [`Converter`] turns records into OCSF events with process lineage from a
+//! [`proc::ProcTable`] seeded from /proc.
+//!
+//! What it sees today: process exec (path, argv, cwd, credentials and capabilities,
+//! tty, session, cgroup, the executable's device, inode and mtime and its SHA-256),
+//! fork and exit (code or signal). The agent's own process and configured commands are
+//! filtered out in the kernel.
+
+pub mod abi;
+pub mod config;
+pub mod hash;
+pub mod host;
+pub mod ocsf;
+pub mod proc;
+mod sensor;
+
+pub use config::{ConfigError, SensorConfig};
+pub use ocsf::Converter;
+pub use sensor::{Features, Sensor, SensorError, Stats};

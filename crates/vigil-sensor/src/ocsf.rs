@@ -1,0 +1,451 @@
+//! Turns decoded kernel records into OCSF events, with lineage from the process table.
+
+use crate::abi::{self, RawCreds, RawExec, RawExit, RawFork, RawHeader, Record};
+use crate::config::SensorConfig;
+use crate::hash::{user_dev, FileKey, HashCache};
+use crate::host::{ticks, Host};
+use crate::proc::{join_argv, Limits, ProcInfo, ProcTable};
+use serde_json::{json, Map, Value as Json};
+use std::collections::HashMap;
+use std::time::Duration;
+use vigil_event::model::*;
+use vigil_event::OcsfEvent;
+
+/// OCSF `launch_type_id` values (Process Activity).
+mod launch_type {
+    pub const FORK: i32 = 2;
+    pub const EXEC: i32 = 3;
+    pub fn name(id: i32) -> &'static str {
+        match id {
+            2 => "Fork",
+            3 => "Exec",
+            _ => "Unknown",
+        }
+    }
+}
+
+/// The feature name in `metadata.product.feature`.
+const FEATURE: &str = "sensor";
+
+/// Converts records to events; owns the process table and the hash cache.
+#[derive(Debug)]
+pub struct Converter {
+    host: Host,
+    device: Device,
+    table: ProcTable,
+    hashes: HashCache,
+    users: HashMap<u32, Option<String>>,
+    config: SensorConfig,
+    passwd: HashMap<u32, String>,
+}
+
+fn file_of(path: &str) -> File {
+    let (parent, name) = match path.rsplit_once('/') {
+        Some(("", name)) => ("/", name),
+        Some((parent, name)) => (parent, name),
+        None => ("", path),
+    };
+    File {
+        name: name.to_string(),
+        type_id: file_type::REGULAR,
+        kind: Some(file_type::name(file_type::REGULAR).into()),
+        path: Some(path.to_string()),
+        parent_folder: (!parent.is_empty()).then(|| parent.to_string()),
+        ..File::default()
+    }
+}
+
+fn read_passwd() -> HashMap<u32, String> {
+    let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let uid = f.nth(1)?.parse().ok()?;
+            Some((uid, name.to_string()))
+        })
+        .collect()
+}
+
+fn creds_xattributes(c: &RawCreds) -> Map<String, Json> {
+    let mut m = Map::new();
+    for (k, v) in [
+        ("euid", c.euid),
+        ("egid", c.egid),
+        ("suid", c.suid),
+        ("sgid", c.sgid),
+        ("fsuid", c.fsuid),
+        ("fsgid", c.fsgid),
+        ("gid", c.gid),
+    ] {
+        m.insert(k.into(), json!(v));
+    }
+    if c.loginuid != u32::MAX {
+        m.insert("loginuid".into(), json!(c.loginuid));
+    }
+    m.insert(
+        "cap_effective".into(),
+        json!(format!("{:#018x}", c.cap_effective)),
+    );
+    m.insert(
+        "cap_permitted".into(),
+        json!(format!("{:#018x}", c.cap_permitted)),
+    );
+    m.insert(
+        "cap_inheritable".into(),
+        json!(format!("{:#018x}", c.cap_inheritable)),
+    );
+    m
+}
+
+impl Converter {
+    /// A converter for this host, with the table seeded from /proc.
+    pub fn new(host: Host, config: SensorConfig) -> Self {
+        let mut table = ProcTable::new(Limits {
+            max_entries: config.process_table_max,
+            linger: Duration::from_secs(config.process_linger_secs),
+        });
+        let seeded = table.seed();
+        tracing::debug!(seeded, "process table seeded from /proc");
+        Converter {
+            device: host.device(),
+            host,
+            table,
+            hashes: HashCache::new(config.hash_cache_max),
+            users: HashMap::new(),
+            passwd: read_passwd(),
+            config,
+        }
+    }
+
+    /// The host this converter describes.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The process table.
+    pub fn table(&self) -> &ProcTable {
+        &self.table
+    }
+
+    fn user(&mut self, uid: u32) -> User {
+        let name = self
+            .users
+            .entry(uid)
+            .or_insert_with(|| self.passwd.get(&uid).cloned())
+            .clone();
+        let ty = if uid == 0 {
+            user_type::ADMIN
+        } else {
+            user_type::USER
+        };
+        User {
+            name,
+            uid: Some(uid.to_string()),
+            type_id: Some(ty),
+            kind: Some(user_type::name(ty).into()),
+            ..User::default()
+        }
+    }
+
+    /// A process object for a table entry, without parents.
+    fn process_from_table(&mut self, p: &ProcInfo) -> Process {
+        let name = p.exe.rsplit('/').next().map(String::from);
+        Process {
+            pid: i32::try_from(p.pid).ok(),
+            uid: Some(self.host.process_uid(p.pid, p.start_ticks)),
+            name,
+            cmd_line: Some(p.cmdline.clone()),
+            file: (!p.exe.is_empty()).then(|| file_of(&p.exe)),
+            user: (p.uid != u32::MAX).then(|| self.user(p.uid)),
+            created_time: Some(
+                self.host
+                    .epoch_ms(p.start_ticks * (1_000_000_000 / crate::host::USER_HZ)),
+            ),
+            ..Process::default()
+        }
+    }
+
+    /// The parent chain of `pid` as nested `parent_process` objects, and the flat
+    /// `ancestry` list, nearest first.
+    fn lineage(&mut self, pid: u32) -> (Option<Box<Process>>, Vec<ProcessEntity>) {
+        let chain: Vec<ProcInfo> = self
+            .table
+            .ancestors(pid, self.config.lineage_depth)
+            .into_iter()
+            .cloned()
+            .collect();
+        let ancestry = chain
+            .iter()
+            .map(|p| ProcessEntity {
+                pid: i32::try_from(p.pid).ok(),
+                uid: Some(self.host.process_uid(p.pid, p.start_ticks)),
+                name: p.exe.rsplit('/').next().map(String::from),
+                path: (!p.exe.is_empty()).then(|| p.exe.clone()),
+                cmd_line: Some(p.cmdline.clone()),
+                created_time: Some(
+                    self.host
+                        .epoch_ms(p.start_ticks * (1_000_000_000 / crate::host::USER_HZ)),
+                ),
+            })
+            .collect();
+        let mut parent: Option<Box<Process>> = None;
+        for p in chain.iter().rev() {
+            let mut obj = self.process_from_table(p);
+            obj.parent_process = parent.take();
+            parent = Some(Box::new(obj));
+        }
+        (parent, ancestry)
+    }
+
+    fn header_time(&self, h: &RawHeader) -> i64 {
+        self.host.epoch_ms(h.ktime)
+    }
+
+    /// Converts one record; `None` for records that are filtered out.
+    pub fn convert(&mut self, record: Record) -> Option<OcsfEvent> {
+        match record {
+            Record::Exec(e) => self.exec(*e),
+            Record::Fork(f) => Some(self.fork(f)),
+            Record::Exit(x) => Some(self.exit(x)),
+        }
+    }
+
+    fn exec(&mut self, e: RawExec) -> Option<OcsfEvent> {
+        let h = &e.header;
+        let start_ticks = ticks(h.start_boottime);
+        let cmdline = join_argv(&e.argv);
+        // The table learns of the exec even when the event itself is excluded.
+        self.table.upsert(ProcInfo {
+            pid: h.pid,
+            ppid: h.ppid,
+            start_ticks,
+            exe: e.exe.clone(),
+            cmdline: cmdline.clone(),
+            uid: e.creds.uid,
+            exited: None,
+        });
+        if self
+            .config
+            .exclude_exe_prefixes
+            .iter()
+            .any(|p| e.exe.starts_with(p.as_str()))
+        {
+            return None;
+        }
+        let mut exe = file_of(&e.exe);
+        exe.uid = Some(format!("{}:{}", user_dev(e.exe_dev), e.exe_ino));
+        if e.exe_mtime_sec != 0 {
+            exe.modified_time =
+                i64::try_from(e.exe_mtime_sec * 1000 + u64::from(e.exe_mtime_nsec) / 1_000_000)
+                    .ok();
+        }
+        if e.flags & abi::EXEC_EXE_UNLINKED != 0 {
+            exe.is_deleted = Some(true);
+        }
+        if self.config.hash_executables {
+            let key = FileKey {
+                dev: user_dev(e.exe_dev),
+                ino: e.exe_ino,
+                mtime_sec: e.exe_mtime_sec,
+                mtime_nsec: e.exe_mtime_nsec,
+            };
+            let proc_exe = format!("/proc/{}/exe", h.pid);
+            if let Some(sha) = self.hashes.sha256(key, &[&proc_exe, &e.exe]) {
+                exe.hashes = vec![Fingerprint {
+                    algorithm_id: hash_algorithm::SHA256,
+                    algorithm: Some(hash_algorithm::name(hash_algorithm::SHA256).into()),
+                    value: sha,
+                }];
+            }
+        }
+        let mut xattr = creds_xattributes(&e.creds);
+        xattr.insert("filename".into(), json!(e.filename));
+        xattr.insert("cgroup_id".into(), json!(h.cgroup_id));
+        let mut flags = Vec::new();
+        for (bit, name) in [
+            (abi::EXEC_ARGV_TRUNCATED, "argv_truncated"),
+            (abi::EXEC_EXE_TRUNCATED, "exe_path_truncated"),
+            (abi::EXEC_CWD_TRUNCATED, "cwd_truncated"),
+            (abi::EXEC_ARGV_FAULT, "argv_unreadable"),
+            (abi::EXEC_EXE_UNLINKED, "fileless"),
+        ] {
+            if e.flags & bit != 0 {
+                flags.push(name);
+            }
+        }
+        if !flags.is_empty() {
+            xattr.insert("flags".into(), json!(flags));
+        }
+        let (parent, ancestry) = self.lineage(h.pid);
+        let process = Process {
+            pid: i32::try_from(h.pid).ok(),
+            tid: i32::try_from(e.old_pid).ok(),
+            uid: Some(self.host.process_uid(h.pid, start_ticks)),
+            name: Some(h.comm.clone()),
+            cmd_line: Some(cmdline),
+            file: Some(exe),
+            parent_process: parent.clone(),
+            ancestry,
+            user: Some(self.user(e.creds.uid)),
+            working_directory: Some(e.cwd.clone()),
+            created_time: Some(self.host.epoch_ms(h.start_boottime)),
+            session: Some(Session {
+                uid: (e.creds.sessionid != u32::MAX).then(|| e.creds.sessionid.to_string()),
+                terminal: (!e.tty.is_empty()).then(|| e.tty.clone()),
+                ..Session::default()
+            })
+            .filter(|s| s.uid.is_some() || s.terminal.is_some()),
+            xattributes: Some(xattr),
+            ..Process::default()
+        };
+        let mut ev = ProcessActivity::new(1, self.header_time(h), FEATURE, process);
+        ev.launch_type_id = Some(launch_type::EXEC);
+        ev.launch_type = Some(launch_type::name(launch_type::EXEC).into());
+        ev.actor = Some(Actor {
+            process: Some(parent.map_or_else(
+                || Process {
+                    pid: i32::try_from(h.ppid).ok(),
+                    ..Process::default()
+                },
+                |p| *p,
+            )),
+            ..Actor::default()
+        });
+        ev.device = Some(self.device.clone());
+        Some(ev.into())
+    }
+
+    fn fork(&mut self, f: RawFork) -> OcsfEvent {
+        let h = &f.header;
+        let start_ticks = ticks(h.start_boottime);
+        let (exe, cmdline) = self
+            .table
+            .get(h.ppid)
+            .map(|p| (p.exe.clone(), p.cmdline.clone()))
+            .unwrap_or_default();
+        self.table.upsert(ProcInfo {
+            pid: h.pid,
+            ppid: h.ppid,
+            start_ticks,
+            exe,
+            cmdline,
+            uid: f.creds.uid,
+            exited: None,
+        });
+        let child_info = self.table.get(h.pid).cloned();
+        let mut child = match child_info {
+            Some(info) => self.process_from_table(&info),
+            None => Process::default(),
+        };
+        let (parent, ancestry) = self.lineage(h.pid);
+        child.name = Some(h.comm.clone());
+        child.created_time = Some(self.host.epoch_ms(h.start_boottime));
+        child.parent_process = parent.clone();
+        child.ancestry = ancestry;
+        child.xattributes = Some(creds_xattributes(&f.creds));
+        let mut ev = ProcessActivity::new(1, self.header_time(h), FEATURE, child);
+        ev.launch_type_id = Some(launch_type::FORK);
+        ev.launch_type = Some(launch_type::name(launch_type::FORK).into());
+        ev.actor = Some(Actor {
+            process: Some(parent.map_or_else(
+                || Process {
+                    pid: i32::try_from(h.ppid).ok(),
+                    ..Process::default()
+                },
+                |p| *p,
+            )),
+            ..Actor::default()
+        });
+        ev.device = Some(self.device.clone());
+        ev.into()
+    }
+
+    fn exit(&mut self, x: RawExit) -> OcsfEvent {
+        let h = &x.header;
+        let start_ticks = ticks(h.start_boottime);
+        let info = self
+            .table
+            .get(h.pid)
+            .filter(|p| p.start_ticks == start_ticks)
+            .cloned();
+        let mut process = match &info {
+            Some(p) => self.process_from_table(p),
+            None => Process {
+                pid: i32::try_from(h.pid).ok(),
+                uid: Some(self.host.process_uid(h.pid, start_ticks)),
+                ..Process::default()
+            },
+        };
+        let (parent, ancestry) = self.lineage(h.pid);
+        process.name = Some(h.comm.clone());
+        process.parent_process = parent;
+        process.ancestry = ancestry;
+        let time = self.header_time(h);
+        process.terminated_time = Some(time);
+        self.table.exited(h.pid, start_ticks);
+        let status = x.exit_code;
+        let signal = status & 0x7f;
+        let code = (status >> 8) & 0xff;
+        let mut ev = ProcessActivity::new(2, time, FEATURE, process.clone());
+        if signal == 0 {
+            ev.exit_code = i32::try_from(code).ok();
+        } else {
+            ev.status_detail = Some(format!("killed by signal {signal}"));
+            let mut xattr = Map::new();
+            xattr.insert("signal".into(), json!(signal));
+            if status & 0x80 != 0 {
+                xattr.insert("core_dumped".into(), json!(true));
+            }
+            ev.process.xattributes = Some(xattr);
+        }
+        ev.actor = Some(Actor {
+            process: Some(process),
+            ..Actor::default()
+        });
+        ev.device = Some(self.device.clone());
+        ev.into()
+    }
+
+    /// An Event Log Activity about the sensor itself: start (6), stop (7), or lost
+    /// records (99, `Drop`, with the count).
+    pub fn sensor_event(
+        &self,
+        activity_id: i32,
+        provider: &str,
+        detail: String,
+        count: Option<u64>,
+    ) -> OcsfEvent {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(0))
+            .unwrap_or(0);
+        let mut ev = EventLogActivity::new(activity_id, now, FEATURE);
+        if activity_id == 99 {
+            ev.activity_name = Some("Drop".into());
+            ev.severity_id = severity::HIGH;
+            ev.status_id = Some(status::FAILURE);
+        } else {
+            ev.status_id = Some(status::SUCCESS);
+        }
+        ev.count = count.and_then(|c| i32::try_from(c).ok());
+        ev.log_name = Some("vigil-sensor".into());
+        ev.log_provider = Some(provider.to_string());
+        ev.status_detail = Some(detail);
+        ev.actor = Some(Actor {
+            process: Some(Process {
+                pid: i32::try_from(std::process::id()).ok(),
+                name: Some("vigil".into()),
+                ..Process::default()
+            }),
+            ..Actor::default()
+        });
+        ev.device = Some(self.device.clone());
+        ev.into()
+    }
+
+    /// Periodic housekeeping.
+    pub fn sweep(&mut self) {
+        self.table.sweep();
+    }
+}

@@ -1,0 +1,376 @@
+//! Loading the eBPF programs, attaching them, and reading the ring buffer.
+
+use crate::abi::{self, DecodeError, Record};
+use crate::config::{ConfigError, SensorConfig};
+use crate::host::Host;
+use crate::ocsf::Converter;
+use libbpf_rs::{
+    Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, RingBuffer, RingBufferBuilder,
+};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use vigil_event::OcsfEvent;
+
+static SENSOR_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vigil.bpf.o"));
+static PROBE_FENTRY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_fentry.bpf.o"));
+static PROBE_LSM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_lsm.bpf.o"));
+
+/// Why the sensor could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    /// Loading eBPF needs root (CAP_BPF and CAP_PERFMON).
+    #[error("the eBPF sensor needs root (CAP_BPF and CAP_PERFMON); running as uid {0}")]
+    NotRoot(u32),
+    /// The kernel has no BTF, so CO-RE programs cannot be relocated.
+    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux); the eBPF sensor cannot load")]
+    NoBtf,
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// libbpf refused the object or a program.
+    #[error("cannot {what}")]
+    Bpf {
+        /// What was being done.
+        what: String,
+        /// libbpf's error.
+        source: libbpf_rs::Error,
+    },
+}
+
+fn bpf_err(what: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> SensorError {
+    let what = what.into();
+    move |source| SensorError::Bpf { what, source }
+}
+
+/// Optional attach types, probed at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// fentry/fexit programs load.
+    pub fentry: bool,
+    /// BPF-LSM programs load (needs `lsm=...,bpf` on the kernel command line).
+    pub lsm: bool,
+}
+
+/// Counters of what the sensor has done.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records read from the ring buffer.
+    pub received: u64,
+    /// Records the kernel could not queue, per kind (index: record kind).
+    pub lost_by_kind: Vec<u64>,
+    /// Records that could not be decoded.
+    pub malformed: u64,
+    /// Events handed to the sink.
+    pub emitted: u64,
+}
+
+impl Stats {
+    /// All records lost in the kernel.
+    pub fn lost(&self) -> u64 {
+        self.lost_by_kind.iter().sum()
+    }
+}
+
+fn euid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).and_then(|u| u.parse().ok()))
+        })
+        .unwrap_or(u32::MAX)
+}
+
+fn libbpf_log(level: PrintLevel, msg: String) {
+    let msg = msg.trim_end();
+    match level {
+        PrintLevel::Warn => tracing::debug!(target: "libbpf", "{msg}"),
+        PrintLevel::Info => tracing::trace!(target: "libbpf", "{msg}"),
+        PrintLevel::Debug => tracing::trace!(target: "libbpf", "{msg}"),
+    }
+}
+
+fn probe(obj: &[u8]) -> bool {
+    ObjectBuilder::default()
+        .open_memory(obj)
+        .and_then(|o| o.load())
+        .is_ok()
+}
+
+/// The running sensor.
+pub struct Sensor {
+    ring: RingBuffer<'static>,
+    queue: Rc<RefCell<VecDeque<Result<Record, DecodeError>>>>,
+    _links: Vec<Link>,
+    object: Object,
+    converter: Converter,
+    features: Features,
+    stats: Stats,
+    config: SensorConfig,
+    last_loss_check: Instant,
+    lost_reported: u64,
+}
+
+impl std::fmt::Debug for Sensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sensor")
+            .field("features", &self.features)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sensor {
+    /// Loads and attaches the eBPF programs and seeds the process table.
+    pub fn start(config: SensorConfig) -> Result<Sensor, SensorError> {
+        config.validate()?;
+        let uid = euid();
+        if uid != 0 {
+            return Err(SensorError::NotRoot(uid));
+        }
+        if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return Err(SensorError::NoBtf);
+        }
+        libbpf_rs::set_print(Some((PrintLevel::Debug, libbpf_log)));
+        let features = Features {
+            fentry: probe(PROBE_FENTRY),
+            lsm: probe(PROBE_LSM),
+        };
+        tracing::info!(
+            fentry = features.fentry,
+            bpf_lsm = features.lsm,
+            "optional eBPF attach types (base: tp_btf tracepoints)"
+        );
+
+        let mut open = ObjectBuilder::default()
+            .open_memory(SENSOR_OBJ)
+            .map_err(bpf_err("open the sensor object"))?;
+        for mut map in open.maps_mut() {
+            if map.name() == "vigil_events" {
+                map.set_max_entries(config.ring_buffer_mib * 1024 * 1024)
+                    .map_err(bpf_err("size the ring buffer"))?;
+            }
+        }
+        let object = open.load().map_err(bpf_err("load the sensor programs"))?;
+
+        let find = |name: &str| object.maps().find(|m| m.name() == name);
+        let cfg_map = find("vigil_cfg").ok_or_else(|| missing_map("vigil_cfg"))?;
+        let mut cfg = [0u8; 8];
+        cfg[..4].copy_from_slice(&std::process::id().to_ne_bytes());
+        cfg_map
+            .update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY)
+            .map_err(bpf_err("configure the sensor"))?;
+        let comm_map = find("vigil_comm_filter").ok_or_else(|| missing_map("vigil_comm_filter"))?;
+        for comm in &config.exclude_comms {
+            let mut key = [0u8; 16];
+            key[..comm.len()].copy_from_slice(comm.as_bytes());
+            comm_map
+                .update(&key, &[1u8], MapFlags::ANY)
+                .map_err(bpf_err(format!("exclude comm `{comm}`")))?;
+        }
+
+        let mut links = Vec::new();
+        for prog in object.progs_mut() {
+            let name = prog.name().to_string_lossy().into_owned();
+            links.push(prog.attach().map_err(bpf_err(format!("attach {name}")))?);
+            tracing::debug!(program = %name, section = %prog.section().to_string_lossy(), "attached");
+        }
+
+        let queue: Rc<RefCell<VecDeque<Result<Record, DecodeError>>>> = Rc::default();
+        let sink = Rc::clone(&queue);
+        let events = find("vigil_events").ok_or_else(|| missing_map("vigil_events"))?;
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(&events, move |data: &[u8]| {
+                sink.borrow_mut().push_back(abi::decode(data));
+                0
+            })
+            .map_err(bpf_err("open the ring buffer"))?;
+        let ring = builder.build().map_err(bpf_err("open the ring buffer"))?;
+
+        let converter = Converter::new(Host::detect(), config.clone());
+        tracing::info!(
+            programs = links.len(),
+            ring_buffer_mib = config.ring_buffer_mib,
+            processes = converter.table().len(),
+            "eBPF sensor running"
+        );
+        Ok(Sensor {
+            ring,
+            queue,
+            _links: links,
+            object,
+            converter,
+            features,
+            stats: Stats {
+                lost_by_kind: vec![0; abi::KIND_MAX as usize],
+                ..Stats::default()
+            },
+            config,
+            last_loss_check: Instant::now(),
+            lost_reported: 0,
+        })
+    }
+
+    /// Optional attach types this kernel accepts.
+    pub fn features(&self) -> Features {
+        self.features
+    }
+
+    /// Counters so far (kernel loss counters as of the last check).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The `Start` event that opens an agent's output.
+    pub fn start_event(&self) -> OcsfEvent {
+        let f = self.features;
+        self.converter.sensor_event(
+            6,
+            "ebpf",
+            format!(
+                "eBPF sensor started: tp_btf tracepoints; fentry {}, BPF-LSM {}",
+                if f.fentry { "available" } else { "unavailable" },
+                if f.lsm { "available" } else { "unavailable" }
+            ),
+            None,
+        )
+    }
+
+    /// The `Stop` event that closes an agent's output.
+    pub fn stop_event(&self) -> OcsfEvent {
+        let s = &self.stats;
+        self.converter.sensor_event(
+            7,
+            "ebpf",
+            format!(
+                "eBPF sensor stopped: {} records received, {} lost, {} malformed",
+                s.received,
+                s.lost(),
+                s.malformed
+            ),
+            Some(s.lost()),
+        )
+    }
+
+    /// Waits up to `timeout` for records and hands each resulting event to `sink`.
+    /// Returns the number of events emitted.
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        sink: &mut dyn FnMut(OcsfEvent),
+    ) -> Result<usize, SensorError> {
+        match self.ring.poll(timeout) {
+            Ok(()) => {}
+            // A signal (the agent's stop request) interrupted the wait: not an error.
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
+            Err(e) => return Err(bpf_err("read the ring buffer")(e)),
+        }
+        self.drain(sink)
+    }
+
+    /// Hands every queued record to `sink` without waiting, then checks the loss
+    /// counters when due.
+    pub fn drain(&mut self, sink: &mut dyn FnMut(OcsfEvent)) -> Result<usize, SensorError> {
+        self.ring
+            .consume()
+            .map_err(bpf_err("read the ring buffer"))?;
+        let mut emitted = 0;
+        loop {
+            let next = self.queue.borrow_mut().pop_front();
+            let Some(item) = next else { break };
+            self.stats.received += 1;
+            match item {
+                Ok(record) => {
+                    if let Some(ev) = self.converter.convert(record) {
+                        sink(ev);
+                        emitted += 1;
+                    }
+                }
+                Err(e) => {
+                    self.stats.malformed += 1;
+                    tracing::warn!("malformed sensor record: {e}");
+                }
+            }
+        }
+        if self.last_loss_check.elapsed() >= Duration::from_millis(self.config.loss_check_ms) {
+            emitted += self.check_loss(sink)?;
+            self.converter.sweep();
+        }
+        self.stats.emitted += emitted as u64;
+        Ok(emitted)
+    }
+
+    /// Reads the kernel's per-CPU loss counters now; emits a `Drop` event for records
+    /// lost since the last report.
+    pub fn check_loss(&mut self, sink: &mut dyn FnMut(OcsfEvent)) -> Result<usize, SensorError> {
+        self.last_loss_check = Instant::now();
+        let drops = self
+            .object
+            .maps()
+            .find(|m| m.name() == "vigil_drops")
+            .ok_or_else(|| missing_map("vigil_drops"))?;
+        for kind in 0..abi::KIND_MAX {
+            let per_cpu = drops
+                .lookup_percpu(&kind.to_ne_bytes(), MapFlags::ANY)
+                .map_err(bpf_err("read loss counters"))?
+                .unwrap_or_default();
+            let total: u64 = per_cpu
+                .iter()
+                .filter_map(|v| {
+                    v.get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_ne_bytes)
+                })
+                .sum();
+            self.stats.lost_by_kind[kind as usize] = total;
+        }
+        let lost = self.stats.lost();
+        if lost > self.lost_reported {
+            let new = lost - self.lost_reported;
+            self.lost_reported = lost;
+            tracing::warn!(
+                lost = new,
+                total = lost,
+                "sensor records lost: the ring buffer was full"
+            );
+            sink(self.converter.sensor_event(
+                99,
+                "ebpf",
+                format!("{new} sensor records lost (ring buffer full); {lost} in all"),
+                Some(new),
+            ));
+            return Ok(1);
+        }
+        Ok(0)
+    }
+
+    /// Runs until `stop` is set: polls, converts, hands events to `sink`; at the end
+    /// drains what is left and checks the loss counters a last time.
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        sink: &mut dyn FnMut(OcsfEvent),
+    ) -> Result<(), SensorError> {
+        while !stop.load(Ordering::Relaxed) {
+            self.poll(Duration::from_millis(100), sink)?;
+        }
+        self.drain(sink)?;
+        self.check_loss(sink)?;
+        Ok(())
+    }
+}
+
+fn missing_map(name: &str) -> SensorError {
+    SensorError::Bpf {
+        what: format!("find map {name} in the sensor object"),
+        source: libbpf_rs::Error::from(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            name.to_string(),
+        )),
+    }
+}

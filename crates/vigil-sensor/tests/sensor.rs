@@ -1,0 +1,364 @@
+//! The sensor for real: load the eBPF programs, cause activity with known properties,
+//! and check the exact events. Needs root; with `CI=true` not being root fails the run.
+
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use vigil_sensor::{Sensor, SensorConfig};
+
+/// One sensor at a time: the burst test must not starve the others.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn root_or_skip() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1))
+        .unwrap_or("");
+    if euid == "0" {
+        return true;
+    }
+    assert!(
+        !vigil_testdata::in_ci(),
+        "sensor tests need root, and CI=true runs as root"
+    );
+    eprintln!("SKIP: sensor tests need root");
+    false
+}
+
+/// Polls until `done` says the events so far are enough, or `limit` passes.
+fn collect(
+    sensor: &mut Sensor,
+    limit: Duration,
+    mut done: impl FnMut(&[Value]) -> bool,
+) -> Vec<Value> {
+    let mut events = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        sensor
+            .poll(Duration::from_millis(50), &mut |e| events.push(e.to_json()))
+            .expect("poll");
+        if done(&events) {
+            break;
+        }
+    }
+    events
+}
+
+fn sha256_of(path: &str) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn exec_events(events: &[Value], ppid: u32) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| {
+            e["class_uid"] == 1007
+                && e["launch_type"] == "Exec"
+                && e["actor"]["process"]["pid"] == ppid
+        })
+        .collect()
+}
+
+fn exit_of(events: &[Value], pid: u32) -> Option<&Value> {
+    events
+        .iter()
+        .find(|e| e["class_uid"] == 1007 && e["activity_id"] == 2 && e["process"]["pid"] == pid)
+}
+
+fn nonce() -> String {
+    format!(
+        "vigil-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    )
+}
+
+#[test]
+fn exec_with_argv_cwd_user_hash_and_parent_then_exit_code() {
+    if !root_or_skip() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    let dir = std::env::temp_dir().join(nonce());
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let marker = nonce();
+    // sh forks and execs echo (a known binary, known argv, known cwd), then exits 3.
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "/bin/echo {marker} 'two words' > /dev/null; exit 3"
+        ))
+        .current_dir(&dir)
+        .spawn()
+        .expect("spawn sh");
+    let sh_pid = child.id();
+    let status = child.wait().expect("wait sh");
+    assert_eq!(status.code(), Some(3));
+
+    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
+        exit_of(ev, sh_pid).is_some()
+    });
+    let execs = exec_events(&events, sh_pid);
+    let echo = execs
+        .iter()
+        .find(|e| {
+            e["process"]["cmd_line"]
+                .as_str()
+                .is_some_and(|c| c.contains(&marker))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no exec of echo under sh {sh_pid} in {} events",
+                events.len()
+            )
+        });
+    let p = &echo["process"];
+    assert_eq!(p["cmd_line"], format!("/bin/echo {marker} two words"));
+    let real_echo = std::fs::canonicalize("/bin/echo").expect("echo exists");
+    assert_eq!(p["file"]["path"], real_echo.to_string_lossy().as_ref());
+    assert_eq!(p["file"]["hashes"][0]["algorithm"], "SHA-256");
+    assert_eq!(p["file"]["hashes"][0]["value"], sha256_of("/bin/echo"));
+    assert_eq!(p["working_directory"], dir.to_string_lossy().as_ref());
+    assert_eq!(p["user"]["uid"], "0");
+    assert_eq!(p["user"]["name"], "root");
+    assert_eq!(p["xattributes"]["filename"], "/bin/echo");
+    // The parent is the shell, its parent this test process.
+    assert_eq!(p["parent_process"]["pid"], sh_pid);
+    assert!(p["parent_process"]["cmd_line"]
+        .as_str()
+        .is_some_and(|c| c.contains(&marker)));
+    assert_eq!(
+        p["parent_process"]["parent_process"]["pid"],
+        std::process::id()
+    );
+    assert_eq!(p["ancestry"][0]["pid"], sh_pid);
+    assert_eq!(p["ancestry"][1]["pid"], std::process::id());
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+    let uid_prefix = format!("{}-{}-", boot_id.trim(), p["pid"]);
+    assert!(
+        p["uid"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&uid_prefix)),
+        "{} / {uid_prefix}",
+        p["uid"]
+    );
+
+    let echo_pid = p["pid"].as_u64().expect("pid") as u32;
+    let echo_exit = exit_of(&events, echo_pid).expect("echo exits");
+    assert_eq!(echo_exit["exit_code"], 0);
+    assert_eq!(
+        echo_exit["process"]["uid"], p["uid"],
+        "the stable uid is the same at exec and exit"
+    );
+    let sh_exit = exit_of(&events, sh_pid).expect("sh exits");
+    assert_eq!(sh_exit["exit_code"], 3);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn killed_by_signal_and_fork() {
+    if !root_or_skip() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    // sh forks a subshell (no exec) that kills itself with SIGKILL.
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("(kill -9 $(exec sh -c 'echo $PPID')) ; true")
+        .spawn()
+        .expect("spawn");
+    let sh_pid = child.id();
+    child.wait().expect("wait");
+    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
+        exit_of(ev, sh_pid).is_some()
+    });
+    let forks: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["launch_type"] == "Fork" && e["actor"]["process"]["pid"] == sh_pid)
+        .collect();
+    assert!(!forks.is_empty(), "sh forked a subshell");
+    let sub_pid = forks[0]["process"]["pid"].as_u64().expect("pid") as u32;
+    assert_eq!(
+        forks[0]["process"]["file"]["path"],
+        std::fs::canonicalize("/bin/sh")
+            .expect("sh")
+            .to_string_lossy()
+            .as_ref()
+    );
+    let killed = exit_of(&events, sub_pid).expect("subshell exit");
+    assert_eq!(killed["process"]["xattributes"]["signal"], 9);
+    assert_eq!(killed["status_detail"], "killed by signal 9");
+    assert!(killed.get("exit_code").is_none());
+}
+
+#[test]
+fn comm_filter_drops_in_kernel_and_memfd_exec_is_flagged_fileless() {
+    if !root_or_skip() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(nonce());
+    std::fs::create_dir_all(&dir).expect("dir");
+    let quiet = dir.join("vigilquiet");
+    let loud = dir.join("vigilloud");
+    for p in [&quiet, &loud] {
+        std::fs::copy("/bin/true", p).expect("copy");
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let config = SensorConfig {
+        exclude_comms: vec!["vigilquiet".into()],
+        ..SensorConfig::default()
+    };
+    let mut sensor = Sensor::start(config).expect("sensor starts");
+    let q = Command::new(&quiet).status().expect("run quiet");
+    let l = Command::new(&loud).status().expect("run loud");
+    assert!(q.success() && l.success());
+    // Fileless: copy /bin/true into a memfd (memfd_create is syscall 319 on x86_64) and
+    // exec it through /proc/self/fd. perl-base is part of every Debian system.
+    let memfd = Command::new("perl")
+        .arg("-e")
+        .arg(
+            r#"my $fd = syscall(319, my $n = "vigilmemfd", 0); die "memfd_create: $!" if $fd < 0;
+               open(my $src, "<:raw", "/bin/true") or die; open(my $dst, ">&=", $fd) or die;
+               my $data = do { local $/; <$src> }; syswrite($dst, $data) == length($data) or die;
+               exec {"/proc/self/fd/$fd"} "vigilmemfd-argv0", "x" or die "exec: $!";"#,
+        )
+        .status()
+        .expect("perl");
+    assert!(memfd.success(), "memfd exec ran");
+    let loud_path = loud.to_string_lossy().into_owned();
+    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
+        ev.iter()
+            .any(|e| e["process"]["file"]["path"] == loud_path.as_str() && e["activity_id"] == 2)
+    });
+    let paths: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["process"]["file"]["path"].as_str())
+        .collect();
+    let fileless = events
+        .iter()
+        .find(|e| e["launch_type"] == "Exec" && e["process"]["cmd_line"] == "vigilmemfd-argv0 x")
+        .expect("the memfd exec is reported");
+    let f = &fileless["process"]["file"];
+    assert_eq!(f["path"], "/memfd:vigilmemfd");
+    assert_eq!(f["is_deleted"], true);
+    assert_eq!(
+        fileless["process"]["xattributes"]["flags"],
+        serde_json::json!(["fileless"])
+    );
+    assert!(fileless["process"]["xattributes"]["filename"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("/proc/self/fd/")));
+    assert!(paths.contains(&loud_path.as_str()), "loud is reported");
+    assert!(
+        !paths.iter().any(|p| p.ends_with("vigilquiet")),
+        "quiet is filtered in the kernel"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn every_event_is_valid_ocsf() {
+    if !root_or_skip() {
+        return;
+    }
+    let Some(schema_dir) = vigil_testdata::corpus("ocsf-schema") else {
+        return;
+    };
+    let schema = vigil_ocsf_schema::Schema::load(&schema_dir).expect("schema");
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    let mut events = vec![sensor.start_event().to_json()];
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("/bin/true; (exit 2); kill -TERM $$")
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    child.wait().expect("wait");
+    events.extend(collect(&mut sensor, Duration::from_secs(10), |ev| {
+        exit_of(ev, pid).is_some()
+    }));
+    events.push(sensor.stop_event().to_json());
+    assert!(events.len() >= 5);
+    for e in &events {
+        let v = schema.validate(e);
+        assert!(v.is_empty(), "invalid event: {v:?}\n{e:#}");
+    }
+}
+
+#[test]
+fn burst_of_execs_received_plus_lost_equals_generated() {
+    if !root_or_skip() {
+        return;
+    }
+    const N: usize = 20_000;
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    // A loop in one shell: N fork+exec of /bin/true, as fast as the machine goes.
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "i=0; while [ $i -lt {N} ]; do /bin/true; i=$((i+1)); done"
+        ))
+        .spawn()
+        .expect("spawn");
+    let sh_pid = child.id();
+    let mut execs = 0usize;
+    let mut lost_reported = 0u64;
+    let mut sh_exited = false;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        sensor
+            .poll(Duration::from_millis(50), &mut |e| {
+                let j = e.to_json();
+                if j["launch_type"] == "Exec" && j["actor"]["process"]["pid"] == sh_pid {
+                    execs += 1;
+                }
+                if j["class_uid"] == 1008 && j["activity_name"] == "Drop" {
+                    lost_reported += j["count"].as_u64().unwrap_or(0);
+                }
+                if j["activity_id"] == 2 && j["class_uid"] == 1007 && j["process"]["pid"] == sh_pid
+                {
+                    sh_exited = true;
+                }
+            })
+            .expect("poll");
+        if sh_exited {
+            break;
+        }
+    }
+    assert!(child.wait().expect("wait").success());
+    sensor
+        .check_loss(&mut |e| {
+            let j = e.to_json();
+            lost_reported += j["count"].as_u64().unwrap_or(0);
+        })
+        .expect("loss check");
+    let lost_total = sensor.stats().lost();
+    assert_eq!(
+        lost_reported, lost_total,
+        "every loss is reported as an event"
+    );
+    // Losses are counted for the whole system; the execs lost can only be among them.
+    assert!(execs <= N);
+    assert!(
+        execs as u64 + lost_total >= N as u64,
+        "received {execs} + lost {lost_total} < generated {N}: events vanished without being counted"
+    );
+    eprintln!("burst: {N} execs generated, {execs} received, {lost_total} lost (all kinds)");
+}
