@@ -24,7 +24,12 @@ pub(crate) enum CAtom {
     Empty,
     /// Any string value (`contains: ''`).
     AnyStr,
-    Re(regex::Regex),
+    /// A regular expression; `hint` are the hit bits of literals one of which every match
+    /// contains.
+    Re {
+        re: regex::Regex,
+        hint: Option<Box<[u32]>>,
+    },
     Num(Cmp, f64),
     Bool(bool),
     Null,
@@ -373,7 +378,15 @@ impl BucketCompiler {
                     .filter(|h| !h.is_empty())
                     .map(|h| self.patterns.pid(field, *cased, h, Anchor::Contains)),
             },
-            Atom::Re(r) => CAtom::Re(r.clone()),
+            Atom::Re(r, hints) => CAtom::Re {
+                re: r.clone(),
+                hint: (!hints.is_empty()).then(|| {
+                    hints
+                        .iter()
+                        .map(|h| self.patterns.pid(field, false, h, Anchor::Contains))
+                        .collect()
+                }),
+            },
             Atom::Num(Cmp::Eq, n) if field.is_some() && n.fract() == 0.0 && n.abs() < 9.0e15 => {
                 CAtom::Pat(self.patterns.num_pid(field.unwrap_or_default(), *n as i64))
             }
@@ -452,6 +465,7 @@ pub(crate) fn trigger(prog: &RuleProg) -> Option<Vec<u32>> {
         match a {
             CAtom::Pat(p) => Some(vec![*p]),
             CAtom::Glob { hint: Some(h), .. } => Some(vec![*h]),
+            CAtom::Re { hint: Some(h), .. } => Some(h.to_vec()),
             _ => None,
         }
     }

@@ -863,6 +863,11 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                 return false;
             }
         }
+        if let CAtom::Re { hint: Some(h), .. } = a {
+            if !h.iter().any(|p| self.hit(*p)) {
+                return false;
+            }
+        }
         let Some(pos) = pos else {
             return self.keyword_atom(a);
         };
@@ -911,7 +916,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                 scalar_str(x, num)
                     .is_some_and(|h| pattern::glob_match(toks, folded(h, *cased, lower)))
             }),
-            CAtom::Re(re) => for_each_scalar(v, &mut |x| {
+            CAtom::Re { re, .. } => for_each_scalar(v, &mut |x| {
                 scalar_str(x, num).is_some_and(|h| re.is_match(h))
             }),
             CAtom::Num(c, n) => {
@@ -947,7 +952,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                     *lower = buf;
                 }
             }),
-            CAtom::Re(re) => self.event.for_each_str(&mut |h| {
+            CAtom::Re { re, .. } => self.event.for_each_str(&mut |h| {
                 if !found {
                     found = re.is_match(h);
                 }

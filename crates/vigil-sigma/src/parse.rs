@@ -86,8 +86,8 @@ impl IpNet {
 pub(crate) enum Atom {
     /// A string test.
     Str(StrPat),
-    /// `re`.
-    Re(regex::Regex),
+    /// `re`, with literals one of which every match contains (when they can be known).
+    Re(regex::Regex, Vec<String>),
     /// A number: plain YAML numbers (`Eq`) and `lt`/`lte`/`gt`/`gte`.
     Num(Cmp, f64),
     /// A plain YAML boolean.
@@ -729,7 +729,8 @@ fn value_atoms(
                 let last = msg.lines().last().unwrap_or("").trim().to_string();
                 LineError::value(line, format!("invalid regular expression `{s}`: {last}"))
             })?;
-        atoms.push(Atom::Re(re));
+        let hints = regex_hints(&s, m.re_i, m.re_m, m.re_s);
+        atoms.push(Atom::Re(re, hints));
         return Ok(());
     }
     if m.fieldref {
@@ -829,6 +830,48 @@ fn value_atoms(
         }
     }
     Ok(())
+}
+
+/// Most literals a regular expression's hint may have.
+const MAX_REGEX_HINTS: usize = 64;
+
+/// Literals one of which starts every match of the regular expression (so a text without
+/// any of them cannot match), lowercased; empty when none can be given.
+fn regex_hints(pattern: &str, i: bool, m: bool, s: bool) -> Vec<String> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let Ok(hir) = regex_syntax::ParserBuilder::new()
+        .case_insensitive(i)
+        .multi_line(m)
+        .dot_matches_new_line(s)
+        .build()
+        .parse(pattern)
+    else {
+        return Vec::new();
+    };
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let Some(lits) = seq.literals() else {
+        return Vec::new();
+    };
+    if lits.is_empty() || lits.len() > MAX_REGEX_HINTS * 4 {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for l in lits {
+        let Ok(text) = std::str::from_utf8(l.as_bytes()) else {
+            return Vec::new();
+        };
+        if text.is_empty() {
+            return Vec::new();
+        }
+        let f = pattern::fold(text);
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    if out.len() > MAX_REGEX_HINTS {
+        return Vec::new();
+    }
+    out
 }
 
 fn parse_timespan(s: &str) -> Option<i64> {
@@ -1082,6 +1125,26 @@ mod tests {
             .expect("net")
             .contains("1.2.3.4".parse().expect("ip")));
         assert!(IpNet::parse("1.2.3.4/33").is_none());
+    }
+
+    #[test]
+    fn regex_hints_are_necessary_literals() {
+        assert_eq!(
+            regex_hints(r"^cmd\.exe /c", false, false, false),
+            vec!["cmd.exe /c"]
+        );
+        let mut h = regex_hints(r"(?:foo|Bar)baz\d", false, false, false);
+        h.sort();
+        assert_eq!(h, vec!["barbaz", "foobaz"]);
+        assert_eq!(regex_hints("FOO", true, false, false), vec!["foo"]);
+        assert!(regex_hints(r"\s+x", false, false, false).is_empty());
+        assert!(
+            regex_hints("a*b", false, false, false).is_empty()
+                || !regex_hints("a*b", false, false, false)
+                    .iter()
+                    .any(String::is_empty)
+        );
+        assert!(regex_hints("(", false, false, false).is_empty());
     }
 
     #[test]
