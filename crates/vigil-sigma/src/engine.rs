@@ -216,6 +216,8 @@ pub struct Engine {
     all_events: Vec<Route>,
     pub(crate) corrs: Vec<CorrDef>,
     warnings: Vec<String>,
+    /// Words of hit bits the largest rule group needs.
+    max_pid_words: usize,
     p_channel: [FieldPath; 2],
     p_eid: [FieldPath; 3],
     p_provider: [FieldPath; 2],
@@ -275,7 +277,8 @@ pub struct Finding<'r> {
 }
 
 /// Per-thread matching state, reused across events so that matching an event that
-/// matches nothing allocates nothing.
+/// matches nothing allocates nothing. Made by [`Engine::scratch`]; given to another
+/// engine, it is rebuilt for that engine.
 pub struct Scratch {
     epoch: u32,
     slot_epoch: Vec<u32>,
@@ -328,13 +331,12 @@ impl Engine {
 
     /// Fresh per-thread state for [`Engine::match_event`].
     pub fn scratch(&self) -> Scratch {
-        let max_pids = self.buckets.iter().map(|b| b.n_pids).max().unwrap_or(0) as usize;
         Scratch {
             epoch: 0,
             slot_epoch: vec![0; self.slots.len()],
             slot_pos: vec![0; self.slots.len()],
             vals: Vec::with_capacity(64),
-            hits: vec![0; max_pids.div_ceil(64)],
+            hits: vec![0; self.max_pid_words],
             hit_list: Vec::new(),
             rule_epoch: vec![0; self.dets.len()],
             cand: Vec::new(),
@@ -372,6 +374,13 @@ impl Engine {
         source: Source<'_>,
         out: &mut Vec<Finding<'r>>,
     ) {
+        if scratch.slot_epoch.len() != self.slots.len()
+            || scratch.rule_epoch.len() != self.dets.len()
+            || scratch.hits.len() < self.max_pid_words
+        {
+            // A scratch made by another engine: start afresh rather than misread it.
+            *scratch = self.scratch();
+        }
         let mut routes = std::mem::take(&mut scratch.routes);
         routes.clear();
         self.route(scratch, event, source, &mut routes);
@@ -1487,6 +1496,12 @@ fn build(loader: Loader) -> Built {
             always: always.into_boxed_slice(),
         });
     }
+    let max_pid_words = buckets
+        .iter()
+        .map(|b: &Bucket| b.n_pids as usize)
+        .max()
+        .unwrap_or(0)
+        .div_ceil(64);
     let corrs = correlation::finish(corr_result.defs, &det_of, &meta_of);
     Built {
         engine: Engine {
@@ -1502,6 +1517,7 @@ fn build(loader: Loader) -> Built {
             all_events,
             corrs,
             warnings,
+            max_pid_words,
             p_channel: [
                 FieldPath::new(&format!("{}.Channel", win.system)),
                 FieldPath::new("Channel"),

@@ -230,3 +230,31 @@ fn random_rules_never_panic() {
         "the generator should produce both"
     );
 }
+
+/// A scratch from one engine given to another is rebuilt, not misread.
+#[test]
+fn scratch_from_another_engine_is_rebuilt() {
+    let mut small = Loader::new();
+    small.add(
+        "a.yml",
+        "title: A\nlogsource: {product: test}\ndetection:\n  s:\n    X: 1\n  condition: s\n",
+    );
+    let small = small.build().engine;
+    let mut big = Loader::new();
+    for i in 0..50 {
+        big.add(
+            &format!("r{i}.yml"),
+            &format!(
+                "title: R{i}\nlogsource: {{product: test}}\ndetection:\n  s:\n    F{i}|contains: 'v{i}'\n  condition: s\n"
+            ),
+        );
+    }
+    let big = big.build().engine;
+    let mut scratch = small.scratch();
+    let d = big.declare(&LogSource::new(Some("test"), None, None));
+    let mut out = Vec::new();
+    let ev = serde_json::json!({"F7": "xv7x"});
+    big.match_event(&mut scratch, &ev, Source::Declared(&d), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].rule.title, "R7");
+}
