@@ -17,6 +17,32 @@ pub const FILENAME_LEN: usize = 512;
 const KIND_EXEC: u32 = 1;
 const KIND_FORK: u32 = 2;
 const KIND_EXIT: u32 = 3;
+const KIND_SYSCALL: u32 = 4;
+
+/// Syscall numbers of the target architecture, from `bpf/syscalls.h`.
+pub mod nr {
+    include!(concat!(env!("OUT_DIR"), "/syscalls.rs"));
+}
+
+/// `VIGIL_STR_LEN`: bytes of a string argument of a syscall record.
+pub const STR_LEN: usize = 2048;
+/// `VIGIL_ADDR_LEN`: bytes of a user socket address.
+pub const ADDR_LEN: usize = 128;
+/// `VIGIL_DATA_LEN`: bytes of payload kept.
+pub const DATA_LEN: usize = 512;
+
+/// `str0` is a kernel path walk (leaf first), not a user string.
+pub const SYS_STR0_COMPONENTS: u32 = 1 << 0;
+/// `str0`'s path was deeper or longer than the kernel walks.
+pub const SYS_STR0_TRUNCATED: u32 = 1 << 1;
+/// `sock` holds the socket's state.
+pub const SYS_SOCK: u32 = 1 << 2;
+/// The open created the file.
+pub const SYS_FILE_CREATED: u32 = 1 << 3;
+/// The payload was longer than [`DATA_LEN`].
+pub const SYS_DATA_TRUNCATED: u32 = 1 << 4;
+/// `base` holds the directory relative path arguments start from.
+pub const SYS_BASE: u32 = 1 << 5;
 /// `VIGIL_KIND_MAX`: size of the drop-counter array.
 pub const KIND_MAX: u32 = 16;
 
@@ -119,12 +145,55 @@ struct Exit {
     pad: u32,
 }
 
+#[repr(C)]
+#[allow(
+    dead_code,
+    reason = "layout mirror of the C ABI, read through offset_of!"
+)]
+struct Sock {
+    family: u16,
+    protocol: u16,
+    kind: u16,
+    lport: u16,
+    rport: u16,
+    pad: [u16; 3],
+    laddr: [u8; 16],
+    raddr: [u8; 16],
+}
+
+#[repr(C)]
+#[allow(
+    dead_code,
+    reason = "layout mirror of the C ABI, read through offset_of!"
+)]
+struct Syscall {
+    h: Header,
+    nr: u32,
+    flags: u32,
+    ret: i64,
+    args: [u64; 6],
+    str0_len: u16,
+    str1_len: u16,
+    addr_len: u16,
+    data_len: u16,
+    base_len: u16,
+    pad: [u16; 3],
+    sock: Sock,
+    str0: [u8; STR_LEN],
+    str1: [u8; STR_LEN],
+    base: [u8; STR_LEN],
+    addr: [u8; ADDR_LEN],
+    data: [u8; DATA_LEN],
+}
+
 // The same sizes bpf/vigil.h asserts.
 const _: () = assert!(size_of::<Header>() == 72);
 const _: () = assert!(size_of::<Creds>() == 64);
 const _: () = assert!(size_of::<Exec>() == 8904);
 const _: () = assert!(size_of::<Fork>() == 136);
 const _: () = assert!(size_of::<Exit>() == 80);
+const _: () = assert!(size_of::<Sock>() == 48);
+const _: () = assert!(size_of::<Syscall>() == 6984);
 
 /// Fields every record has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +298,52 @@ pub struct RawExit {
     pub exit_code: u32,
 }
 
+/// A socket's state as the kernel had it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RawSock {
+    /// Address family (2: IPv4, 10: IPv6).
+    pub family: u16,
+    /// IP protocol (6: TCP, 17: UDP).
+    pub protocol: u16,
+    /// Socket type (1: stream, 2: datagram).
+    pub kind: u16,
+    /// Local port.
+    pub lport: u16,
+    /// Remote port.
+    pub rport: u16,
+    /// Local address (4 or 16 bytes used).
+    pub laddr: [u8; 16],
+    /// Remote address.
+    pub raddr: [u8; 16],
+}
+
+/// A decoded syscall record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSyscall {
+    /// Common fields.
+    pub header: RawHeader,
+    /// Syscall number (see [`nr`]).
+    pub nr: i64,
+    /// `SYS_*` flags.
+    pub flags: u32,
+    /// Return value (negative: -errno).
+    pub ret: i64,
+    /// Raw arguments.
+    pub args: [u64; 6],
+    /// First string: a path (resolved by the kernel when `SYS_STR0_COMPONENTS`), a name.
+    pub str0: String,
+    /// Second string: the target of a rename or link, a mount source.
+    pub str1: String,
+    /// The user's socket address, raw.
+    pub addr: Vec<u8>,
+    /// The payload kept (a DNS message), or a mount's filesystem type.
+    pub data: Vec<u8>,
+    /// The socket, when `SYS_SOCK`.
+    pub sock: Option<RawSock>,
+    /// The directory relative paths start from (the cwd or a dirfd's), when `SYS_BASE`.
+    pub base: Option<String>,
+}
+
 /// Any record from the ring buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -238,6 +353,8 @@ pub enum Record {
     Fork(RawFork),
     /// A process exited.
     Exit(RawExit),
+    /// A watched syscall returned.
+    Syscall(Box<RawSyscall>),
 }
 
 /// Why a ring buffer record could not be decoded.
@@ -412,6 +529,62 @@ pub fn decode(data: &[u8]) -> Result<Record, DecodeError> {
                 header: header(&b),
                 exit_code: b.u32(offset_of!(Exit, exit_code)),
             }))
+        }
+        KIND_SYSCALL => {
+            if data.len() < size_of::<Syscall>() {
+                return Err(short(kind, size_of::<Syscall>()));
+            }
+            let flags = b.u32(offset_of!(Syscall, flags));
+            let len = |off: usize| usize::from(b.u16(off));
+            let str0_off = offset_of!(Syscall, str0);
+            let str0_len = len(offset_of!(Syscall, str0_len)).min(STR_LEN);
+            let str0 = if flags & SYS_STR0_COMPONENTS != 0 {
+                leaf_first_path(b.strings(str0_off, str0_len, STR_LEN))
+            } else {
+                b.cstr(str0_off, STR_LEN)
+            };
+            let sock_off = offset_of!(Syscall, sock);
+            let sock = (flags & SYS_SOCK != 0).then(|| {
+                let mut laddr = [0u8; 16];
+                let mut raddr = [0u8; 16];
+                laddr.copy_from_slice(&data[sock_off + offset_of!(Sock, laddr)..][..16]);
+                raddr.copy_from_slice(&data[sock_off + offset_of!(Sock, raddr)..][..16]);
+                RawSock {
+                    family: b.u16(sock_off + offset_of!(Sock, family)),
+                    protocol: b.u16(sock_off + offset_of!(Sock, protocol)),
+                    kind: b.u16(sock_off + offset_of!(Sock, kind)),
+                    lport: b.u16(sock_off + offset_of!(Sock, lport)),
+                    rport: b.u16(sock_off + offset_of!(Sock, rport)),
+                    laddr,
+                    raddr,
+                }
+            });
+            let args_off = offset_of!(Syscall, args);
+            let mut args = [0u64; 6];
+            for (i, a) in args.iter_mut().enumerate() {
+                *a = b.u64(args_off + 8 * i);
+            }
+            let addr_len = len(offset_of!(Syscall, addr_len)).min(ADDR_LEN);
+            let data_len = len(offset_of!(Syscall, data_len)).min(DATA_LEN);
+            Ok(Record::Syscall(Box::new(RawSyscall {
+                header: header(&b),
+                nr: i64::from(b.u32(offset_of!(Syscall, nr))),
+                flags,
+                ret: b.u64(offset_of!(Syscall, ret)) as i64,
+                args,
+                str0,
+                str1: b.cstr(offset_of!(Syscall, str1), STR_LEN),
+                addr: data[offset_of!(Syscall, addr)..][..addr_len].to_vec(),
+                data: data[offset_of!(Syscall, data)..][..data_len].to_vec(),
+                sock,
+                base: (flags & SYS_BASE != 0).then(|| {
+                    leaf_first_path(b.strings(
+                        offset_of!(Syscall, base),
+                        len(offset_of!(Syscall, base_len)),
+                        STR_LEN,
+                    ))
+                }),
+            })))
         }
         other => Err(DecodeError::UnknownKind(other)),
     }

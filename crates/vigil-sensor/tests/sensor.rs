@@ -362,3 +362,208 @@ fn burst_of_execs_received_plus_lost_equals_generated() {
     );
     eprintln!("burst: {N} execs generated, {execs} received, {lost_total} lost (all kinds)");
 }
+
+/// Runs `script` with perl (perl-base is on every Debian system) and waits for it.
+fn perl(script: &str, args: &[&str]) -> u32 {
+    let mut child = Command::new("perl")
+        .arg("-e")
+        .arg(script)
+        .args(args)
+        .spawn()
+        .expect("perl");
+    let pid = child.id();
+    assert!(
+        child.wait().expect("wait").success(),
+        "perl script failed: {script}"
+    );
+    pid
+}
+
+fn by_actor(events: &[Value], pid: u32, class: u32) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["class_uid"] == class && e["actor"]["process"]["pid"] == pid)
+        .collect()
+}
+
+#[test]
+fn file_create_write_rename_setuid_chmod_link_and_delete() {
+    if !root_or_skip() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    let dir = std::env::temp_dir().join(nonce());
+    std::fs::create_dir_all(&dir).expect("dir");
+    let d = dir.to_string_lossy().into_owned();
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        // Relative paths on purpose: the sensor resolves them against the cwd.
+        .arg(
+            "echo one > new.txt; echo two >> new.txt; mv new.txt moved.txt; chmod 4755 moved.txt; \
+              ln -s moved.txt sym; ln moved.txt hard; rm moved.txt sym hard; exit 0",
+        )
+        .current_dir(&dir)
+        .spawn()
+        .expect("spawn");
+    let sh = child.id();
+    child.wait().expect("wait");
+    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
+        exit_of(ev, sh).is_some()
+    });
+    let files: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["class_uid"] == 1001
+                && e["file"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with(&d))
+        })
+        .collect();
+    let find = |activity: u32, name: &str| {
+        files
+            .iter()
+            .find(|e| e["activity_id"] == activity && e["file"]["name"] == name)
+            .copied()
+            .unwrap_or_else(|| panic!("no activity {activity} on {name} in {files:#?}"))
+    };
+    let created = find(1, "new.txt");
+    assert_eq!(created["file"]["path"], format!("{d}/new.txt"));
+    assert_eq!(
+        created["actor"]["process"]["pid"], sh,
+        "the shell's redirection created it"
+    );
+    let reopened = find(14, "new.txt");
+    assert!(reopened["file"]["xattributes"]["open_flags"].is_string());
+    let renamed = find(5, "new.txt");
+    assert_eq!(renamed["file_result"]["path"], format!("{d}/moved.txt"));
+    assert!(renamed["actor"]["process"]["cmd_line"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("mv ")));
+    let chmod = find(6, "moved.txt");
+    assert_eq!(chmod["file"]["attributes"], 0o4755);
+    assert_eq!(chmod["file"]["xattributes"]["setuid"], true);
+    let sym = find(1, "sym");
+    assert_eq!(sym["file"]["type"], "Symbolic Link");
+    assert_eq!(sym["file"]["xattributes"]["link_target"], "moved.txt");
+    let hard = find(1, "hard");
+    assert_eq!(hard["file"]["xattributes"]["link_type"], "hardlink");
+    assert_eq!(
+        hard["file"]["xattributes"]["link_target"],
+        format!("{d}/moved.txt")
+    );
+    for name in ["moved.txt", "sym", "hard"] {
+        assert_eq!(find(4, name)["file"]["path"], format!("{d}/{name}"));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn tcp_listen_accept_connect_and_a_dns_query_over_loopback() {
+    if !root_or_skip() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    // One perl process: listen on a loopback port, connect to it, accept, then send a
+    // DNS query for vigil-test.example (type A) to 127.0.0.1:53 over UDP.
+    let pid = perl(
+        r#"use IO::Socket::INET;
+           my $l = IO::Socket::INET->new(Listen => 5, LocalAddr => "127.0.0.1", LocalPort => 0, Proto => "tcp") or die "listen: $!";
+           my $port = $l->sockport;
+           my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $port, Proto => "tcp") or die "connect: $!";
+           my $a = $l->accept or die "accept: $!";
+           my $q = pack("nnnnnn", 0xbeef, 0x0100, 1, 0, 0, 0)
+                 . join("", map { chr(length $_) . $_ } split /\./, "vigil-test.example") . "\0" . pack("nn", 1, 1);
+           my $u = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => 53, Proto => "udp") or die "udp: $!";
+           $u->send($q) or die "send: $!";
+           print STDERR "port $port\n";"#,
+        &[],
+    );
+    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
+        exit_of(ev, pid).is_some()
+    });
+    let net = by_actor(&events, pid, 4001);
+    let listen = net.iter().find(|e| e["activity_id"] == 7).expect("listen");
+    let port = listen["src_endpoint"]["port"].clone();
+    assert_eq!(listen["src_endpoint"]["ip"], "127.0.0.1");
+    assert_eq!(listen["connection_info"]["protocol_name"], "tcp");
+    let connect = net
+        .iter()
+        .find(|e| {
+            e["activity_id"] == 1
+                && e["connection_info"]["direction"] == "Local"
+                && e["dst_endpoint"]["port"] == port
+        })
+        .expect("connect");
+    assert_eq!(connect["dst_endpoint"]["ip"], "127.0.0.1");
+    let client_port = connect["src_endpoint"]["port"].clone();
+    let accept = net
+        .iter()
+        .find(|e| {
+            e["activity_id"] == 1
+                && e["dst_endpoint"]["port"] == port
+                && e["src_endpoint"]["port"] == client_port
+        })
+        .expect("accept, with the client as source");
+    assert_eq!(
+        accept["connection_info"]["protocol_ver"],
+        "Internet Protocol version 4 (IPv4)"
+    );
+    let dns = by_actor(&events, pid, 4003);
+    assert_eq!(dns.len(), 1, "{dns:#?}");
+    let q = &dns[0]["query"];
+    assert_eq!(q["hostname"], "vigil-test.example");
+    assert_eq!(q["type"], "A");
+    assert_eq!(q["class"], "IN");
+    assert_eq!(q["packet_uid"], 0xbeef);
+    assert_eq!(dns[0]["dst_endpoint"]["port"], 53);
+    assert_eq!(dns[0]["dst_endpoint"]["ip"], "127.0.0.1");
+    assert_eq!(dns[0]["connection_info"]["protocol_name"], "udp");
+}
+
+#[test]
+fn ptrace_attach_setuid_and_memfd_create() {
+    if !root_or_skip() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    let mut target = Command::new("/bin/sleep").arg("30").spawn().expect("sleep");
+    let tpid = target.id();
+    // PTRACE_ATTACH (16) the sleeper, then drop root with setuid(65534), then
+    // memfd_create: syscalls 101, 105 and 319 on x86_64.
+    let pid = perl(
+        r#"my $t = $ARGV[0] + 0;
+           syscall(101, 16, $t, 0, 0) == 0 or die "ptrace: $!";
+           waitpid($t, 0);
+           syscall(101, 17, $t, 0, 0);
+           syscall(319, my $n = "vigil-memfd-test", 0) >= 0 or die "memfd: $!";
+           syscall(105, 65534) == 0 or die "setuid: $!";"#,
+        &[&tpid.to_string()],
+    );
+    let _ = target.kill();
+    let _ = target.wait();
+    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
+        exit_of(ev, pid).is_some()
+    });
+    let procs = by_actor(&events, pid, 1007);
+    let attach = procs
+        .iter()
+        .find(|e| e["activity_id"] == 3 && e["unmapped"]["ptrace_request"] == "PTRACE_ATTACH")
+        .expect("ptrace attach");
+    assert_eq!(attach["process"]["pid"], tpid);
+    assert_eq!(attach["process"]["cmd_line"], "/bin/sleep 30");
+    assert_eq!(attach["status"], "Success");
+    let setuid = procs
+        .iter()
+        .find(|e| e["activity_id"] == 5)
+        .expect("setuid");
+    assert_eq!(setuid["unmapped"]["syscall"], "setuid");
+    assert_eq!(setuid["unmapped"]["ids"], serde_json::json!([65534]));
+    let memfd = by_actor(&events, pid, 1001)
+        .into_iter()
+        .find(|e| e["file"]["name"] == "memfd:vigil-memfd-test")
+        .expect("memfd_create");
+    assert_eq!(memfd["activity_id"], 1);
+}

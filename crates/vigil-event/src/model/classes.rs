@@ -21,6 +21,10 @@ ocsf_class! {
         launch_type: Option<String>,
         /// The module injected, for Inject.
         module: Option<Module>,
+        /// How code was injected, for Inject.
+        injection_type_id: Option<i32>,
+        /// Injection type caption (for Other: the mechanism, e.g. `process_vm_writev`).
+        injection_type: Option<String>,
         /// Permissions requested, platform-specific (for example the new uid of a setuid).
         requested_permissions: Option<i32>,
     }

@@ -48,6 +48,14 @@ struct {
 	__type(value, struct vigil_exec);
 } vigil_exec_scratch SEC(".maps");
 
+/* Scratch space for building a syscall record. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vigil_syscall);
+} vigil_sys_scratch SEC(".maps");
+
 static __always_inline void count_drop(__u32 kind)
 {
 	__u64 *n = bpf_map_lookup_elem(&vigil_drops, &kind);
@@ -129,7 +137,7 @@ struct walk_ctx {
 	struct vfsmount *vfsmnt;
 	struct mount *mnt;
 	__u32 off;
-	__u32 slot; /* 0: exec record's exe[], 1: its cwd[] */
+	__u32 slot; /* 0: exec record's exe[], 1: its cwd[], 2: syscall record's str0[], 3: its base[] */
 	bool truncated;
 	bool done;
 };
@@ -162,10 +170,18 @@ static long walk_step(__u32 i, void *arg)
 		return 1;
 	}
 	__u32 zero = 0;
-	struct vigil_exec *e = bpf_map_lookup_elem(&vigil_exec_scratch, &zero);
-	if (!e)
-		return 1;
-	char *buf = w->slot ? e->cwd : e->exe;
+	char *buf;
+	if (w->slot >= 2) {
+		struct vigil_syscall *r = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
+		if (!r)
+			return 1;
+		buf = w->slot == 2 ? r->str0 : r->base;
+	} else {
+		struct vigil_exec *e = bpf_map_lookup_elem(&vigil_exec_scratch, &zero);
+		if (!e)
+			return 1;
+		buf = w->slot ? e->cwd : e->exe;
+	}
 	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
 	long n = bpf_probe_read_kernel_str(&buf[off & (VIGIL_PATH_LEN - 1)], VIGIL_NAME_LEN, name);
 	if (n <= 0) {
@@ -182,7 +198,7 @@ static long walk_step(__u32 i, void *arg)
 }
 
 /* Writes the path of (dentry, vfsmount) into the exec scratch record's exe[] (slot 0)
- * or cwd[] (slot 1) as NUL-terminated components, leaf first, crossing mount points up
+ * or cwd[] (slot 1), or the syscall scratch record's str0[] (slot 2), as NUL-terminated components, leaf first, crossing mount points up
  * to the root. Returns the bytes used; sets *truncated when the path was deeper or
  * longer than the slot. */
 static __always_inline __u16 walk_path(__u32 slot, struct dentry *dentry, struct vfsmount *vfsmnt,

@@ -3,3 +3,4 @@
 #include "probes/exec.bpf.h"
 #include "probes/fork.bpf.h"
 #include "probes/exit.bpf.h"
+#include "probes/syscalls.bpf.h"

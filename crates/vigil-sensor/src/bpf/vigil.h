@@ -21,6 +21,7 @@ enum vigil_kind {
 	VIGIL_EXEC = 1,
 	VIGIL_FORK = 2,
 	VIGIL_EXIT = 3,
+	VIGIL_SYSCALL = 4,
 	VIGIL_KIND_MAX = 16,
 };
 
@@ -89,6 +90,52 @@ struct vigil_exit {
 	__u32 pad;
 };
 
+/* Bytes of a path or string argument of a syscall record. */
+#define VIGIL_STR_LEN 2048
+/* Bytes of a user-supplied socket address. */
+#define VIGIL_ADDR_LEN 128
+/* Bytes of payload kept (a DNS message). */
+#define VIGIL_DATA_LEN 512
+
+/* Flags in vigil_syscall.flags. */
+#define VIGIL_SYS_STR0_COMPONENTS (1u << 0) /* str0 is a kernel path walk, leaf first */
+#define VIGIL_SYS_STR0_TRUNCATED (1u << 1)
+#define VIGIL_SYS_SOCK (1u << 2)	  /* sock holds the socket's state */
+#define VIGIL_SYS_FILE_CREATED (1u << 3)  /* the open created the file */
+#define VIGIL_SYS_DATA_TRUNCATED (1u << 4)
+#define VIGIL_SYS_BASE (1u << 5)	  /* base holds the directory relative paths start from */
+
+/* A socket's state, read from the kernel. Addresses in network byte order. */
+struct vigil_sock {
+	__u16 family;
+	__u16 protocol;
+	__u16 type;
+	__u16 lport; /* host byte order */
+	__u16 rport; /* host byte order */
+	__u16 pad[3];
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
+/* A security-relevant syscall, reported at its exit with its arguments, result and
+ * what it referred to. */
+struct vigil_syscall {
+	struct vigil_header h;
+	__u32 nr;     /* syscall number (of this architecture) */
+	__u32 flags;  /* VIGIL_SYS_* */
+	__s64 ret;
+	__u64 args[6];
+	__u16 str0_len, str1_len, addr_len, data_len;
+	__u16 base_len;
+	__u16 pad[3];
+	struct vigil_sock sock;
+	char str0[VIGIL_STR_LEN];
+	char str1[VIGIL_STR_LEN];
+	char base[VIGIL_STR_LEN];
+	__u8 addr[VIGIL_ADDR_LEN];
+	__u8 data[VIGIL_DATA_LEN];
+};
+
 /* Index of the agent's settings in the `vigil_cfg` array map. */
 struct vigil_config {
 	__u32 agent_tgid; /* events of this process are not reported */
@@ -101,6 +148,8 @@ _Static_assert(sizeof(struct vigil_creds) == 64, "vigil_creds ABI");
 _Static_assert(sizeof(struct vigil_exec) == 72 + 64 + 48 + 16 + 2048 * 2 + 512 + 4096, "vigil_exec ABI");
 _Static_assert(sizeof(struct vigil_fork) == 136, "vigil_fork ABI");
 _Static_assert(sizeof(struct vigil_exit) == 80, "vigil_exit ABI");
+_Static_assert(sizeof(struct vigil_sock) == 48, "vigil_sock ABI");
+_Static_assert(sizeof(struct vigil_syscall) == 72 + 16 + 48 + 16 + 48 + 2048 * 3 + 128 + 512, "vigil_syscall ABI");
 #endif
 
 #endif

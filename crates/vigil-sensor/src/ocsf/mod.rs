@@ -1,5 +1,8 @@
 //! Turns decoded kernel records into OCSF events, with lineage from the process table.
 
+mod dns;
+mod syscall;
+
 use crate::abi::{self, RawCreds, RawExec, RawExit, RawFork, RawHeader, Record};
 use crate::config::SensorConfig;
 use crate::hash::{user_dev, FileKey, HashCache};
@@ -25,7 +28,7 @@ mod launch_type {
 }
 
 /// The feature name in `metadata.product.feature`.
-const FEATURE: &str = "sensor";
+pub(crate) const FEATURE: &str = "sensor";
 
 /// Converts records to events; owns the process table and the hash cache.
 #[derive(Debug)]
@@ -39,7 +42,7 @@ pub struct Converter {
     passwd: HashMap<u32, String>,
 }
 
-fn file_of(path: &str) -> File {
+pub(crate) fn file_of(path: &str) -> File {
     let (parent, name) = match path.rsplit_once('/') {
         Some(("", name)) => ("/", name),
         Some((parent, name)) => (parent, name),
@@ -198,6 +201,56 @@ impl Converter {
         (parent, ancestry)
     }
 
+    /// The actor of an event caused by process `pid`: the process from the table (read
+    /// from /proc if the table missed it), with its lineage.
+    fn actor_for(&mut self, h: &RawHeader) -> Actor {
+        let start_ticks = ticks(h.start_boottime);
+        let known = self
+            .table
+            .get(h.pid)
+            .filter(|p| p.start_ticks == start_ticks)
+            .cloned();
+        let info = known.or_else(|| {
+            let p = crate::proc::read_proc(h.pid).filter(|p| p.start_ticks == start_ticks)?;
+            self.table.upsert(p.clone());
+            Some(p)
+        });
+        let mut process = match &info {
+            Some(p) => self.process_from_table(p),
+            None => Process {
+                pid: i32::try_from(h.pid).ok(),
+                uid: Some(self.host.process_uid(h.pid, start_ticks)),
+                ..Process::default()
+            },
+        };
+        process.name = Some(h.comm.clone());
+        process.tid = i32::try_from(h.tid).ok();
+        let (parent, ancestry) = self.lineage(h.pid);
+        process.parent_process = parent;
+        process.ancestry = ancestry;
+        Actor {
+            user: process.user.clone(),
+            process: Some(process),
+            ..Actor::default()
+        }
+    }
+
+    /// A process object for a pid that is the target of an action (ptrace, injection).
+    fn target_process(&mut self, pid: u32) -> Process {
+        let info = self
+            .table
+            .get(pid)
+            .cloned()
+            .or_else(|| crate::proc::read_proc(pid));
+        match info {
+            Some(p) => self.process_from_table(&p),
+            None => Process {
+                pid: i32::try_from(pid).ok(),
+                ..Process::default()
+            },
+        }
+    }
+
     fn header_time(&self, h: &RawHeader) -> i64 {
         self.host.epoch_ms(h.ktime)
     }
@@ -208,6 +261,7 @@ impl Converter {
             Record::Exec(e) => self.exec(*e),
             Record::Fork(f) => Some(self.fork(f)),
             Record::Exit(x) => Some(self.exit(x)),
+            Record::Syscall(s) => self.syscall(*s),
         }
     }
 
