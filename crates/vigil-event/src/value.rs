@@ -139,11 +139,13 @@ impl FieldPath {
     }
 
     /// The name as written.
+    #[inline]
     pub fn as_str(&self) -> &str {
         &self.full
     }
 
     /// Number of dotted parts.
+    #[inline]
     pub fn len(&self) -> usize {
         self.starts.len()
     }
@@ -154,6 +156,7 @@ impl FieldPath {
     }
 
     /// Part `i`, if there is one.
+    #[inline]
     pub fn part(&self, i: usize) -> Option<&str> {
         let start = *self.starts.get(i)? as usize;
         let end = match self.starts.get(i + 1) {
@@ -164,6 +167,7 @@ impl FieldPath {
     }
 
     /// Parts `i..` joined by dots, as one key.
+    #[inline]
     pub fn rest(&self, i: usize) -> Option<&str> {
         let start = *self.starts.get(i)? as usize;
         self.full.get(start..)
