@@ -52,6 +52,17 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), HuntError> {
 /// recursively) and builds the engine. Rules that fail to load are in
 /// `built.errors`; it is an error only when a path cannot be read or nothing loads.
 pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, HuntError> {
+    // Loading allocates (and frees) much more than the engine keeps. Done on a thread of
+    // its own, that memory is left in an allocator arena that the first hunt thread then
+    // takes over, instead of staying with the calling thread and unused.
+    std::thread::scope(|s| {
+        s.spawn(|| load_rules_here(paths))
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+fn load_rules_here(paths: &[PathBuf]) -> Result<RuleSet, HuntError> {
     let mut files = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| HuntError::Rules {
