@@ -140,9 +140,9 @@ fn exec_with_argv_cwd_user_hash_and_parent_then_exit_code() {
     assert!(p["parent_process"]["cmd_line"]
         .as_str()
         .is_some_and(|c| c.contains(&marker)));
-    assert_eq!(
-        p["parent_process"]["parent_process"]["pid"],
-        std::process::id()
+    assert!(
+        p["parent_process"].get("parent_process").is_none(),
+        "one level: the rest is in ancestry"
     );
     assert_eq!(p["ancestry"][0]["pid"], sh_pid);
     assert_eq!(p["ancestry"][1]["pid"], std::process::id());

@@ -169,8 +169,10 @@ impl Converter {
         }
     }
 
-    /// The parent chain of `pid` as nested `parent_process` objects, and the flat
-    /// `ancestry` list, nearest first.
+    /// The lineage of `pid`: its parent as `parent_process` (one level, no deeper: the
+    /// rest is in `ancestry`), and the flat `ancestry` list, nearest first, up to
+    /// `lineage_depth` ancestors (pid, uid, name, path, start; the command line for the
+    /// parent only, which `parent_process` carries).
     fn lineage(&mut self, pid: u32) -> (Option<Box<Process>>, Vec<ProcessEntity>) {
         let chain: Vec<ProcInfo> = self
             .table
@@ -185,19 +187,14 @@ impl Converter {
                 uid: Some(self.host.process_uid(p.pid, p.start_ticks)),
                 name: p.exe.rsplit('/').next().map(String::from),
                 path: (!p.exe.is_empty()).then(|| p.exe.clone()),
-                cmd_line: Some(p.cmdline.clone()),
+                cmd_line: None,
                 created_time: Some(
                     self.host
                         .epoch_ms(p.start_ticks * (1_000_000_000 / crate::host::USER_HZ)),
                 ),
             })
             .collect();
-        let mut parent: Option<Box<Process>> = None;
-        for p in chain.iter().rev() {
-            let mut obj = self.process_from_table(p);
-            obj.parent_process = parent.take();
-            parent = Some(Box::new(obj));
-        }
+        let parent = chain.first().map(|p| Box::new(self.process_from_table(p)));
         (parent, ancestry)
     }
 

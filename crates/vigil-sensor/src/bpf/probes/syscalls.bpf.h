@@ -21,6 +21,7 @@
 #define FMODE_CREATED 0x100000
 #define S_IFMT 0170000
 #define S_IFSOCK 0140000
+#define S_IFREG 0100000
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_UDP 17
@@ -305,7 +306,10 @@ static __always_inline int try_sys_exit(long ret)
 
 	if (is_open(nr)) {
 		struct file *f = fd_file(task, ret);
-		if (f && (BPF_CORE_READ(f, f_mode) & FMODE_CREATED))
+		/* Only regular files: writes to /dev/null, ttys and pipes are noise. */
+		if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFREG)
+			return 0;
+		if (BPF_CORE_READ(f, f_mode) & FMODE_CREATED)
 			r->flags |= VIGIL_SYS_FILE_CREATED;
 		file_path(r, f);
 	} else if (nr == NR_rename || nr == NR_symlink || nr == NR_link) {
