@@ -12,8 +12,9 @@ fn worker(rate: u64, start: Instant, end: Instant) -> u64 {
     let mut children: Vec<Child> = Vec::new();
     let mut n: u64 = 0;
     while Instant::now() < end {
-        if rate > 0 {
-            let due = start + Duration::from_nanos(n * 1_000_000_000 / rate);
+        // Rate 0: unpaced.
+        if let Some(offset) = (n * 1_000_000_000).checked_div(rate) {
+            let due = start + Duration::from_nanos(offset);
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
