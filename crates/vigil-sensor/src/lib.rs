@@ -15,6 +15,7 @@
 
 pub mod abi;
 pub mod config;
+pub mod container;
 pub mod hash;
 pub mod host;
 pub mod ocsf;

@@ -37,6 +37,7 @@ pub struct Converter {
     device: Device,
     table: ProcTable,
     hashes: HashCache,
+    cgroups: crate::container::CgroupCache,
     users: HashMap<u32, Option<String>>,
     config: SensorConfig,
     passwd: HashMap<u32, String>,
@@ -115,6 +116,7 @@ impl Converter {
             host,
             table,
             hashes: HashCache::new(config.hash_cache_max),
+            cgroups: crate::container::CgroupCache::default(),
             users: HashMap::new(),
             passwd: read_passwd(),
             config,
@@ -313,6 +315,13 @@ impl Converter {
         let mut xattr = creds_xattributes(&e.creds);
         xattr.insert("filename".into(), json!(e.filename));
         xattr.insert("cgroup_id".into(), json!(h.cgroup_id));
+        let (cgroup, container) = match self.cgroups.lookup(h.cgroup_id, h.pid) {
+            Some((path, container)) => (Some(path.clone()), container.clone()),
+            None => (None, None),
+        };
+        if let Some(path) = cgroup {
+            xattr.insert("cgroup".into(), json!(path));
+        }
         let mut flags = Vec::new();
         for (bit, name) in [
             (abi::EXEC_ARGV_TRUNCATED, "argv_truncated"),
@@ -350,7 +359,13 @@ impl Converter {
             xattributes: Some(xattr),
             ..Process::default()
         };
+        let in_container = container.is_some();
+        let mut process = process;
+        process.container = container;
         let mut ev = ProcessActivity::new(1, self.header_time(h), FEATURE, process);
+        if in_container {
+            ev.metadata.profiles.push("container".into());
+        }
         ev.launch_type_id = Some(launch_type::EXEC);
         ev.launch_type = Some(launch_type::name(launch_type::EXEC).into());
         ev.actor = Some(Actor {
