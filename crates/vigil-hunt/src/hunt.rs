@@ -49,8 +49,8 @@ impl Default for HuntConfig {
             min_level: None,
             logsource: None,
             time_field: None,
-            correlation_buffer: 16 << 20,
-            correlation_events: 8 << 20,
+            correlation_buffer: 4 << 20,
+            correlation_events: 4 << 20,
             max_errors_per_file: 20,
         }
     }
@@ -205,9 +205,9 @@ pub fn hunt(
     };
     let stop = AtomicBool::new(false);
     let next_file = AtomicUsize::new(0);
-    let (work_tx, work_rx) = sync_channel::<Work>(workers * 4);
+    let (work_tx, work_rx) = sync_channel::<Work>(workers * 2);
     let work_rx = Mutex::new(work_rx);
-    let (msg_tx, msg_rx) = sync_channel::<Msg<'_>>(workers * 4);
+    let (msg_tx, msg_rx) = sync_channel::<Msg<'_>>(workers * 2);
 
     let mut collector = Collector::new(engine, files, config, start);
     let result = std::thread::scope(|s| {

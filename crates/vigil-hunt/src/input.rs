@@ -179,7 +179,7 @@ pub(crate) const EVTX_HEADER: usize = 4096;
 /// Size of an EVTX chunk.
 pub(crate) const EVTX_CHUNK: usize = 65536;
 /// Target size of a block of JSON lines handed to a worker.
-const LINES_BLOCK: usize = 1 << 20;
+const LINES_BLOCK: usize = 256 << 10;
 /// JSON values per batch read from a `.json` file.
 const VALUES_BATCH: usize = 256;
 
