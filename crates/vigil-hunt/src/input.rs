@@ -117,7 +117,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<(Vec<InputFile>, Vec<InputError>), 
             reason: e.to_string(),
         })?;
         if meta.is_dir() {
-            walk(p, &mut files, &mut skipped);
+            walk(p, &mut files, &mut skipped, &mut Vec::new());
             continue;
         }
         let format = match format_of_name(p) {
@@ -142,7 +142,28 @@ pub fn discover(paths: &[PathBuf]) -> Result<(Vec<InputFile>, Vec<InputError>), 
     Ok((files, skipped))
 }
 
-fn walk(dir: &Path, files: &mut Vec<InputFile>, errors: &mut Vec<InputError>) {
+fn walk(
+    dir: &Path,
+    files: &mut Vec<InputFile>,
+    errors: &mut Vec<InputError>,
+    open: &mut Vec<PathBuf>,
+) {
+    // Symbolic links are followed; a link back to a directory being walked is not.
+    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if open.contains(&real) {
+        return;
+    }
+    open.push(real);
+    walk_entries(dir, files, errors, open);
+    open.pop();
+}
+
+fn walk_entries(
+    dir: &Path,
+    files: &mut Vec<InputFile>,
+    errors: &mut Vec<InputError>,
+    open: &mut Vec<PathBuf>,
+) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -162,7 +183,7 @@ fn walk(dir: &Path, files: &mut Vec<InputFile>, errors: &mut Vec<InputError>) {
             continue;
         };
         if meta.is_dir() {
-            walk(&p, files, errors);
+            walk(&p, files, errors, open);
         } else if let Some((format, gzip)) = format_of_name(&p) {
             files.push(InputFile {
                 path: Arc::from(p.as_path()),

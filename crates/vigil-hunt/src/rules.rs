@@ -31,7 +31,23 @@ fn is_rule_file(p: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("yml") || e.eq_ignore_ascii_case("yaml"))
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), HuntError> {
+fn collect(dir: &Path, out: &mut Vec<PathBuf>, open: &mut Vec<PathBuf>) -> Result<(), HuntError> {
+    // Symbolic links are followed; a link back to a directory being walked is not.
+    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if open.contains(&real) {
+        return Ok(());
+    }
+    open.push(real);
+    let r = collect_entries(dir, out, open);
+    open.pop();
+    r
+}
+
+fn collect_entries(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    open: &mut Vec<PathBuf>,
+) -> Result<(), HuntError> {
     let entries = std::fs::read_dir(dir).map_err(|e| HuntError::Rules {
         path: dir.to_path_buf(),
         reason: e.to_string(),
@@ -40,7 +56,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), HuntError> {
     paths.sort();
     for p in paths {
         if p.is_dir() {
-            collect(&p, out)?;
+            collect(&p, out, open)?;
         } else if is_rule_file(&p) {
             out.push(p);
         }
@@ -70,7 +86,7 @@ fn load_rules_here(paths: &[PathBuf]) -> Result<RuleSet, HuntError> {
             reason: e.to_string(),
         })?;
         if meta.is_dir() {
-            collect(p, &mut files)?;
+            collect(p, &mut files, &mut Vec::new())?;
         } else {
             files.push(p.clone());
         }

@@ -85,6 +85,9 @@ fn jsonl_json_array_object_and_gzip_forms_all_hunted() {
         "EventID": "1", "Image": r"C:\Tools\WHOAMI.EXE", "UtcTime": "2024-05-01 10:00:02.000"});
     s.write("in/nested/g.jsonl", format!("{flat}\n").as_bytes());
     s.write("in/ignored.txt", b"not a log");
+    // A symbolic link back up the tree is not followed around.
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(s.path("in"), s.path("in/nested/loop")).expect("symlink");
     // A byte-order mark, and gzip content under a plain name.
     s.write("in/h.jsonl", format!("\u{feff}{hit}\n").as_bytes());
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use std::cell::Cell;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,6 +104,33 @@ pub struct HuntArgs {
     threads: Option<u16>,
 }
 
+/// Erases the progress line, if one is shown.
+fn clear_progress(shown: &Cell<bool>) {
+    if shown.replace(false) {
+        eprint!("\r\x1b[2K");
+    }
+}
+
+/// A sink that erases the progress line before output reaches the terminal it shares.
+struct ClearProgress<'a> {
+    inner: Box<dyn Sink>,
+    shown: &'a Cell<bool>,
+    to_terminal: bool,
+}
+
+impl Sink for ClearProgress<'_> {
+    fn detection(&mut self, d: &vigil_hunt::Detection<'_>) -> std::io::Result<()> {
+        if self.to_terminal {
+            clear_progress(self.shown);
+        }
+        self.inner.detection(d)
+    }
+    fn finish(&mut self, report: &vigil_hunt::Report) -> std::io::Result<()> {
+        clear_progress(self.shown);
+        self.inner.finish(report)
+    }
+}
+
 fn parse_logsource(s: &str) -> Result<LogSource, String> {
     vigil_hunt::parse_logsource(s).map_err(|e| e.to_string())
 }
@@ -182,13 +210,18 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
         )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
-    let mut sink: Box<dyn Sink> = match args.format {
+    let inner: Box<dyn Sink> = match args.format {
         OutputFormat::Table => Box::new(TableSink::new(out, to_terminal)),
         OutputFormat::Jsonl => Box::new(JsonlSink::new(out)),
         OutputFormat::Csv => Box::new(CsvSink::new(out)),
     };
     let show_progress = !quiet && std::io::stderr().is_terminal();
-    let mut shown = false;
+    let shown = Cell::new(false);
+    let mut sink = ClearProgress {
+        inner,
+        shown: &shown,
+        to_terminal,
+    };
     let mut progress = |p: &Progress| {
         let secs = p.elapsed.as_secs_f64().max(0.001);
         eprint!(
@@ -199,22 +232,20 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
             p.bytes as f64 / 1e6 / secs,
             p.findings
         );
-        shown = true;
+        shown.set(true);
     };
     let report = vigil_hunt::hunt(
         engine,
         &files,
         &config,
-        &mut *sink,
+        &mut sink,
         if show_progress {
             Some(&mut progress)
         } else {
             None
         },
     );
-    if shown {
-        eprint!("\r\x1b[2K");
-    }
+    clear_progress(&shown);
     let report = report.context("hunt failed")?;
     for e in &report.errors {
         tracing::warn!("{e}");
