@@ -2,10 +2,26 @@
 
 use serde::Deserialize;
 
+/// Which sensor to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// eBPF where the kernel allows it, else the fallback (and the agent says why).
+    #[default]
+    Auto,
+    /// eBPF only: fail when it cannot load.
+    Ebpf,
+    /// The fallback only: netlink proc connector for processes, fanotify for files.
+    Fallback,
+}
+
 /// Sensor settings. Every field has a default; unknown fields are an error.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SensorConfig {
+    /// `auto` (eBPF, else the fallback), `ebpf` or `fallback` (netlink proc connector and
+    /// fanotify: processes and written files only, no lineage from the kernel).
+    pub mode: Mode,
     /// Size of the kernel-to-user ring buffer in MiB (a power of two, 1 to 1024). A
     /// larger buffer absorbs longer bursts before records are lost.
     pub ring_buffer_mib: u32,
@@ -32,6 +48,7 @@ pub struct SensorConfig {
 impl Default for SensorConfig {
     fn default() -> Self {
         SensorConfig {
+            mode: Mode::Auto,
             ring_buffer_mib: 16,
             exclude_comms: Vec::new(),
             exclude_exe_prefixes: Vec::new(),

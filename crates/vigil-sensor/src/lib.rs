@@ -10,18 +10,26 @@
 //!
 //! What it sees today: process exec (path, argv, cwd, credentials and capabilities,
 //! tty, session, cgroup, the executable's device, inode and mtime and its SHA-256),
-//! fork and exit (code or signal). The agent's own process and configured commands are
-//! filtered out in the kernel.
+//! fork and exit (code or signal); file, network, DNS, ptrace, injection, memfd,
+//! identity, BPF and module events from syscalls. The agent's own process and configured
+//! commands are filtered out in the kernel.
+//!
+//! Without eBPF, [`Fallback`] reads the netlink proc connector and fanotify; [`Source`]
+//! picks one by [`Mode`].
 
 pub mod abi;
 pub mod config;
 pub mod container;
+mod fallback;
 pub mod hash;
 pub mod host;
 pub mod ocsf;
 pub mod proc;
 mod sensor;
+mod source;
 
-pub use config::{ConfigError, SensorConfig};
+pub use config::{ConfigError, Mode, SensorConfig};
+pub use fallback::Fallback;
 pub use ocsf::Converter;
 pub use sensor::{Features, Sensor, SensorError, Stats};
+pub use source::Source;

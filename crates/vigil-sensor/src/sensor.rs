@@ -21,8 +21,9 @@ static PROBE_LSM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_lsm.bp
 /// Why the sensor could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum SensorError {
-    /// Loading eBPF needs root (CAP_BPF and CAP_PERFMON).
-    #[error("the eBPF sensor needs root (CAP_BPF and CAP_PERFMON); running as uid {0}")]
+    /// The sensor needs root (eBPF: CAP_BPF and CAP_PERFMON; fallback: CAP_NET_ADMIN and
+    /// CAP_SYS_ADMIN).
+    #[error("the sensor needs root (CAP_BPF and CAP_PERFMON for eBPF, CAP_NET_ADMIN and CAP_SYS_ADMIN for the fallback); running as uid {0}")]
     NotRoot(u32),
     /// The kernel has no BTF, so CO-RE programs cannot be relocated.
     #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux); the eBPF sensor cannot load")]
@@ -30,6 +31,14 @@ pub enum SensorError {
     /// A setting is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The fallback sensor could not open or read its kernel interfaces.
+    #[error("fallback sensor: cannot {what}")]
+    Fallback {
+        /// What was being done.
+        what: String,
+        /// The system error.
+        source: std::io::Error,
+    },
     /// libbpf refused the object or a program.
     #[error("cannot {what}")]
     Bpf {
@@ -74,7 +83,8 @@ impl Stats {
     }
 }
 
-fn euid() -> u32 {
+/// The effective uid of this process.
+pub(crate) fn euid() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

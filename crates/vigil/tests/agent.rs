@@ -162,6 +162,7 @@ fn shipped_config_is_the_default_and_loads() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/agent.toml");
     let text = std::fs::read_to_string(&path).expect("config/agent.toml");
     for field in [
+        "mode",
         "ring_buffer_mib",
         "exclude_comms",
         "exclude_exe_prefixes",
@@ -203,7 +204,7 @@ fn without_root_it_says_so() {
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("needs root (CAP_BPF and CAP_PERFMON); running as uid 65534"),
+        err.contains("the sensor needs root (CAP_BPF") && err.contains("running as uid 65534"),
         "{err}"
     );
 }

@@ -510,6 +510,18 @@ impl Converter {
         ev.into()
     }
 
+    /// A file closed after being written (the fallback sensor's fanotify event).
+    pub fn file_closed_after_write(&mut self, h: &RawHeader, path: &str) -> OcsfEvent {
+        let mut file = file_of(path);
+        let mut x = Map::new();
+        x.insert("close_write".into(), json!(true));
+        file.xattributes = Some(x);
+        let mut ev = FileActivity::new(3, self.header_time(h), FEATURE, file);
+        ev.actor = Some(self.actor_for(h));
+        ev.device = Some(self.device.clone());
+        ev.into()
+    }
+
     /// Periodic housekeeping.
     pub fn sweep(&mut self) {
         self.table.sweep();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use vigil_sensor::{Sensor, SensorConfig};
+use vigil_sensor::{SensorConfig, Source};
 
 /// `vigil agent` arguments.
 #[derive(Debug, Args)]
@@ -84,7 +84,8 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         Box::new(BufWriter::new(f))
     };
     let mut w = EventWriter { out, error: None };
-    let mut sensor = Sensor::start(config.sensor).context("cannot start the eBPF sensor")?;
+    let mut sensor = Source::start(config.sensor).context("cannot start the sensor")?;
+    tracing::info!(mode = sensor.mode_name(), "agent running");
     w.write(sensor.start_event());
     while !stop.load(Ordering::Relaxed) {
         let n = sensor

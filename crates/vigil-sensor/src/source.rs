@@ -1,0 +1,91 @@
+//! The sensor the agent runs: eBPF where the kernel allows it, else the fallback.
+
+use crate::config::{Mode, SensorConfig};
+use crate::fallback::Fallback;
+use crate::sensor::{Sensor, SensorError, Stats};
+use std::time::Duration;
+use vigil_event::OcsfEvent;
+
+/// A running sensor of either kind.
+#[derive(Debug)]
+pub enum Source {
+    /// The eBPF sensor.
+    Ebpf(Box<Sensor>),
+    /// The netlink proc connector and fanotify.
+    Fallback(Box<Fallback>),
+}
+
+macro_rules! both {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Source::Ebpf($s) => $e,
+            Source::Fallback($s) => $e,
+        }
+    };
+}
+
+impl Source {
+    /// Starts the sensor `config.mode` asks for. In `auto` mode a kernel that refuses
+    /// eBPF (no BTF, a program that does not load or attach) gets the fallback, and the
+    /// log says why.
+    pub fn start(config: SensorConfig) -> Result<Source, SensorError> {
+        config.validate()?;
+        let uid = crate::sensor::euid();
+        if uid != 0 {
+            return Err(SensorError::NotRoot(uid));
+        }
+        match config.mode {
+            Mode::Ebpf => Ok(Source::Ebpf(Box::new(Sensor::start(config)?))),
+            Mode::Fallback => Ok(Source::Fallback(Box::new(Fallback::start(config)?))),
+            Mode::Auto => match Sensor::start(config.clone()) {
+                Ok(s) => Ok(Source::Ebpf(Box::new(s))),
+                Err(e) => {
+                    tracing::warn!("eBPF sensor unavailable ({e}); running the fallback sensor");
+                    Ok(Source::Fallback(Box::new(Fallback::start(config)?)))
+                }
+            },
+        }
+    }
+
+    /// `ebpf` or `netlink+fanotify`.
+    pub fn mode_name(&self) -> &'static str {
+        match self {
+            Source::Ebpf(_) => "ebpf",
+            Source::Fallback(_) => "netlink+fanotify",
+        }
+    }
+
+    /// Waits up to `timeout` and hands events to `sink`.
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        sink: &mut dyn FnMut(OcsfEvent),
+    ) -> Result<usize, SensorError> {
+        both!(self, s => s.poll(timeout, sink))
+    }
+
+    /// Hands pending events to `sink` without waiting.
+    pub fn drain(&mut self, sink: &mut dyn FnMut(OcsfEvent)) -> Result<usize, SensorError> {
+        both!(self, s => s.drain(sink))
+    }
+
+    /// Reports losses since the last report.
+    pub fn check_loss(&mut self, sink: &mut dyn FnMut(OcsfEvent)) -> Result<usize, SensorError> {
+        both!(self, s => s.check_loss(sink))
+    }
+
+    /// The `Start` event.
+    pub fn start_event(&self) -> OcsfEvent {
+        both!(self, s => s.start_event())
+    }
+
+    /// The `Stop` event.
+    pub fn stop_event(&self) -> OcsfEvent {
+        both!(self, s => s.stop_event())
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &Stats {
+        both!(self, s => s.stats())
+    }
+}
