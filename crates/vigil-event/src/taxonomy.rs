@@ -21,6 +21,10 @@ pub struct Category {
     pub activity_ids: Vec<i32>,
     /// Sigma field name to OCSF attribute path, in file order.
     pub fields: Vec<(String, FieldPath)>,
+    /// Events of the class and activity that still do not belong: those whose field
+    /// has this integer value (`unless launch_type_id=2`: a fork is not a
+    /// `process_creation`).
+    pub unless: Vec<(FieldPath, i64)>,
 }
 
 impl Category {
@@ -37,9 +41,18 @@ impl Category {
             .map(|(_, p)| p)
     }
 
-    /// Whether an event of this class and activity belongs to the category.
+    /// Whether an event of this class and activity belongs to the category (before the
+    /// `unless` conditions, which [`Category::admits`] checks).
     pub fn covers(&self, class_uid: i32, activity_id: i32) -> bool {
         self.class_uid == class_uid && self.activity_ids.contains(&activity_id)
+    }
+
+    /// Whether an event of a covered class and activity passes the `unless` conditions.
+    pub fn admits(&self, event: &dyn crate::Event) -> bool {
+        !self
+            .unless
+            .iter()
+            .any(|(path, value)| event.field(path).and_then(|v| v.as_i64()) == Some(*value))
     }
 }
 
@@ -86,9 +99,28 @@ impl Taxonomy {
             }
             let words: Vec<&str> = content.split_whitespace().collect();
             if words[0] == "category" {
-                let [_, name, class, acts @ ..] = words.as_slice() else {
+                let (head, unless_words) = match words.iter().position(|w| *w == "unless") {
+                    Some(i) => (&words[..i], &words[i + 1..]),
+                    None => (&words[..], &[][..]),
+                };
+                let [_, name, class, acts @ ..] = head else {
                     return Err(err("`category` needs a name and a class_uid".into()));
                 };
+                if words.contains(&"unless") && unless_words.is_empty() {
+                    return Err(err("`unless` needs FIELD=INTEGER conditions".into()));
+                }
+                let unless = unless_words
+                    .iter()
+                    .map(|w| {
+                        let (f, v) = w
+                            .split_once('=')
+                            .ok_or_else(|| err(format!("`{w}` is not FIELD=INTEGER")))?;
+                        let v = v
+                            .parse::<i64>()
+                            .map_err(|_| err(format!("`{v}` in `{w}` is not an integer")))?;
+                        Ok((FieldPath::new(f), v))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 if acts.is_empty() {
                     return Err(err(format!("category `{name}` names no activity_id")));
                 }
@@ -110,6 +142,7 @@ impl Taxonomy {
                     class_uid,
                     activity_ids,
                     fields: Vec::new(),
+                    unless,
                 });
                 continue;
             }
@@ -183,6 +216,10 @@ mod tests {
         assert!(e.reason.contains("3 words"), "{e}");
         let e = Taxonomy::parse("category a x 1\n").unwrap_err();
         assert!(e.reason.contains("not a number"));
+        let e = Taxonomy::parse("category a 1007 1 unless launch_type_id\n").unwrap_err();
+        assert!(e.reason.contains("FIELD=INTEGER"), "{e}");
+        let e = Taxonomy::parse("category a 1007 1 unless\n").unwrap_err();
+        assert!(e.reason.contains("needs FIELD=INTEGER"), "{e}");
         let e = Taxonomy::parse("category a 1\n").unwrap_err();
         assert!(
             e.reason.contains("needs a name") || e.reason.contains("no activity"),

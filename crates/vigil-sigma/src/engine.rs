@@ -211,7 +211,11 @@ pub struct Engine {
     win_routes: HashMap<String, ChannelRoutes>,
     win_all: Vec<Route>,
     win_all_eid: HashMap<i64, Vec<Route>>,
-    ocsf_routes: HashMap<(i64, i64), Vec<Route>>,
+    /// OCSF routes by (class_uid, activity_id), each with the index of its category's
+    /// `unless` conditions in `ocsf_unless`.
+    ocsf_routes: HashMap<(i64, i64), Vec<(Route, usize)>>,
+    /// The taxonomy categories' `unless` conditions (empty for most).
+    ocsf_unless: Vec<Vec<(FieldPath, i64)>>,
     ocsf_all: Vec<Route>,
     all_events: Vec<Route>,
     pub(crate) corrs: Vec<CorrDef>,
@@ -430,7 +434,14 @@ impl Engine {
                 let act = event.field(&self.p_activity).and_then(|v| v.as_i64());
                 if let (Some(c), Some(a)) = (class, act) {
                     if let Some(r) = self.ocsf_routes.get(&(c, a)) {
-                        routes.extend_from_slice(r);
+                        for (route, ci) in r {
+                            let excluded = self.ocsf_unless[*ci].iter().any(|(path, value)| {
+                                event.field(path).and_then(|v| v.as_i64()) == Some(*value)
+                            });
+                            if !excluded {
+                                routes.push(*route);
+                            }
+                        }
                     }
                 }
             }
@@ -1266,7 +1277,9 @@ fn build(loader: Loader) -> Built {
     let mut win_routes: HashMap<String, ChannelRoutes> = HashMap::new();
     let mut win_all = Vec::new();
     let mut win_all_eid: HashMap<i64, Vec<Route>> = HashMap::new();
-    let mut ocsf_routes: HashMap<(i64, i64), Vec<Route>> = HashMap::new();
+    let mut ocsf_routes: HashMap<(i64, i64), Vec<(Route, usize)>> = HashMap::new();
+    let ocsf_unless: Vec<Vec<(FieldPath, i64)>> =
+        linux.categories.iter().map(|c| c.unless.clone()).collect();
     let mut ocsf_all = Vec::new();
     let mut all_events = Vec::new();
     for ((ls, split_eid), idxs) in members {
@@ -1443,16 +1456,20 @@ fn build(loader: Loader) -> Built {
         if matches!(product, None | Some("linux")) && ls != LogSource::default() {
             match (&ls.category, &ls.service) {
                 (Some(c), None) => {
-                    if let Some(cat) = linux.category(c) {
+                    if let Some(ci) = linux.categories.iter().position(|k| &k.name == c) {
+                        let cat = &linux.categories[ci];
                         let v = variant(VariantKey::Ocsf(Some(c.clone())), &mut slots);
                         for a in &cat.activity_ids {
                             ocsf_routes
                                 .entry((i64::from(cat.class_uid), i64::from(*a)))
                                 .or_default()
-                                .push(Route {
-                                    bucket: bi,
-                                    variant: v,
-                                });
+                                .push((
+                                    Route {
+                                        bucket: bi,
+                                        variant: v,
+                                    },
+                                    ci,
+                                ));
                         }
                         routed = true;
                     }
@@ -1513,6 +1530,7 @@ fn build(loader: Loader) -> Built {
             win_all,
             win_all_eid,
             ocsf_routes,
+            ocsf_unless,
             ocsf_all,
             all_events,
             corrs,
