@@ -131,6 +131,7 @@ pub(crate) fn correlate<'e>(
                     event_count: cf.events.len(),
                 }),
                 events,
+                rendered: None,
             })?;
         }
     }

@@ -52,6 +52,9 @@ pub struct Detection<'r> {
     pub events: Vec<EventRef>,
     /// For correlation rules.
     pub correlation: Option<Correlated>,
+    /// The finding already written as one line of OCSF JSON (see
+    /// [`crate::HuntConfig::render_jsonl`]), so that sinks only copy bytes.
+    pub rendered: Option<Vec<u8>>,
 }
 
 /// Rank of a level, 0 (informational) ..= 4 (critical); a rule without a level ranks as
@@ -213,8 +216,29 @@ impl Detection<'_> {
     /// event time; `metadata.source` names the file and record; each event is an
     /// `evidences[]` entry whose `data` is the whole event. A correlation finding adds an
     /// evidence named `group_by` holding its group-by values, and one per event.
-    pub fn to_ocsf(&self, uid: u64, now_ms: i64) -> OcsfEvent {
-        self.build_ocsf(uid, now_ms, true)
+    pub fn to_ocsf(&self, now_ms: i64) -> OcsfEvent {
+        self.build_ocsf(now_ms, true)
+    }
+
+    /// The finding's `finding_info.uid`, the same every time the same input is hunted: the
+    /// rule and the event (`file#record`), or for a correlation the rule, the window's last
+    /// time and the group's values.
+    pub fn uid(&self) -> String {
+        let rule = self.rule.id.as_deref().unwrap_or(&self.rule.title);
+        match &self.correlation {
+            None => match self.events.first() {
+                Some(e) => format!("{rule}@{}", source_of(e)),
+                None => rule.to_string(),
+            },
+            Some(c) => {
+                let mut s = format!("{rule}@{}", c.last_ms);
+                for (_, v) in &c.group {
+                    s.push('/');
+                    s.push_str(v.as_deref().unwrap_or(""));
+                }
+                s
+            }
+        }
     }
 
     /// Writes [`Detection::to_ocsf`] as one line of JSON, without copying the events: the
@@ -223,14 +247,13 @@ impl Detection<'_> {
     /// string, where its quotes would be escaped, so only the evidences match.)
     pub fn write_ocsf(
         &self,
-        uid: u64,
         now_ms: i64,
         buf: &mut Vec<u8>,
         out: &mut dyn std::io::Write,
     ) -> std::io::Result<()> {
         const HOLE: &[u8] = b"\"data\":null}";
         buf.clear();
-        serde_json::to_writer(&mut *buf, &self.build_ocsf(uid, now_ms, false))?;
+        serde_json::to_writer(&mut *buf, &self.build_ocsf(now_ms, false))?;
         let mut rest = &buf[..];
         let mut events = self.events.iter();
         while let Some(at) = rest.windows(HOLE.len()).position(|w| w == HOLE) {
@@ -247,7 +270,7 @@ impl Detection<'_> {
         out.write_all(b"\n")
     }
 
-    fn build_ocsf(&self, uid: u64, now_ms: i64, with_events: bool) -> OcsfEvent {
+    fn build_ocsf(&self, now_ms: i64, with_events: bool) -> OcsfEvent {
         let rule = self.rule;
         let time = self.time_ms.unwrap_or(now_ms);
         let mut sources: Vec<String> = Vec::new();
@@ -258,7 +281,7 @@ impl Detection<'_> {
             }
         }
         let info = FindingInfo {
-            uid: format!("{}-{uid}", rule.id.as_deref().unwrap_or("rule")),
+            uid: self.uid(),
             title: Some(rule.title.clone()),
             analytic: Some(Analytic {
                 type_id: analytic_type::RULE,

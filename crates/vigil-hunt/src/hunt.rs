@@ -40,6 +40,11 @@ pub struct HuntConfig {
     pub correlation_events: usize,
     /// Errors kept in detail per file (the rest are counted).
     pub max_errors_per_file: usize,
+    /// Have the matching threads write each finding as its OCSF JSON line
+    /// ([`Detection::rendered`]), in parallel, for a JSON lines sink.
+    pub render_jsonl: bool,
+    /// `finding_info.created_time` of the findings (ms since the epoch; default: now).
+    pub now_ms: i64,
 }
 
 impl Default for HuntConfig {
@@ -52,6 +57,8 @@ impl Default for HuntConfig {
             correlation_buffer: 4 << 20,
             correlation_events: 4 << 20,
             max_errors_per_file: 20,
+            render_jsonl: false,
+            now_ms: crate::output::now_ms(),
         }
     }
 }
@@ -202,6 +209,7 @@ pub fn hunt(
         undeclared: &undeclared,
         time_path: time_path.as_ref(),
         min_rank: level_rank(config.min_level),
+        render: config.render_jsonl.then_some(config.now_ms),
     };
     let stop = AtomicBool::new(false);
     let next_file = AtomicUsize::new(0);
@@ -283,6 +291,7 @@ struct MatchCtx<'e> {
     undeclared: &'e Declared,
     time_path: Option<&'e FieldPath>,
     min_rank: usize,
+    render: Option<i64>,
 }
 
 /// Default time fields of JSON records, in order.
@@ -322,6 +331,7 @@ struct WorkerState<'e> {
     detections: Vec<Detection<'e>>,
     corr_inputs: Vec<CorrInput>,
     errors: Vec<InputError>,
+    render_buf: Vec<u8>,
 }
 
 impl<'e> MatchCtx<'e> {
@@ -418,13 +428,22 @@ impl<'e> MatchCtx<'e> {
             if f.silent || level_rank(f.rule.level) < self.min_rank {
                 continue;
             }
-            st.detections.push(Detection {
+            let mut d = Detection {
                 rule: f.rule,
                 rule_index: f.rule_index,
                 time_ms,
                 events: vec![event_ref.clone()],
                 correlation: None,
-            });
+                rendered: None,
+            };
+            if let Some(now) = self.render {
+                let mut line = Vec::with_capacity(4096);
+                // Writing to memory cannot fail; if it did, the sink renders it again.
+                if d.write_ocsf(now, &mut st.render_buf, &mut line).is_ok() {
+                    d.rendered = Some(line);
+                }
+            }
+            st.detections.push(d);
         }
     }
 }
@@ -447,6 +466,7 @@ fn worker<'e>(
         detections: Vec::new(),
         corr_inputs: Vec::new(),
         errors: Vec::new(),
+        render_buf: Vec::new(),
     };
     loop {
         let unit = {

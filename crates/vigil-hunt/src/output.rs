@@ -20,7 +20,6 @@ pub fn now_ms() -> i64 {
 /// One OCSF Detection Finding per line, written as findings are made.
 pub struct JsonlSink<W: Write> {
     out: W,
-    next: u64,
     now: i64,
     buf: Vec<u8>,
 }
@@ -30,7 +29,6 @@ impl<W: Write> JsonlSink<W> {
     pub fn new(out: W) -> Self {
         JsonlSink {
             out,
-            next: 1,
             now: now_ms(),
             buf: Vec::new(),
         }
@@ -39,9 +37,10 @@ impl<W: Write> JsonlSink<W> {
 
 impl<W: Write> Sink for JsonlSink<W> {
     fn detection(&mut self, d: &Detection<'_>) -> io::Result<()> {
-        d.write_ocsf(self.next, self.now, &mut self.buf, &mut self.out)?;
-        self.next += 1;
-        Ok(())
+        match &d.rendered {
+            Some(line) => self.out.write_all(line),
+            None => d.write_ocsf(self.now, &mut self.buf, &mut self.out),
+        }
     }
     fn finish(&mut self, _: &Report) -> io::Result<()> {
         self.out.flush()

@@ -75,14 +75,17 @@ impl Sink for Keep {
                 .unwrap_or_default(),
             events: d.events.len(),
             ocsf: {
-                let built =
-                    serde_json::to_value(d.to_ocsf(self.seen.len() as u64, 0)).expect("json");
+                let built = serde_json::to_value(d.to_ocsf(0)).expect("json");
                 // The streaming writer gives the same JSON.
                 let mut line = Vec::new();
-                d.write_ocsf(self.seen.len() as u64, 0, &mut Vec::new(), &mut line)
-                    .expect("write");
+                d.write_ocsf(0, &mut Vec::new(), &mut line).expect("write");
                 let streamed: serde_json::Value = serde_json::from_slice(&line).expect("line");
                 assert_eq!(streamed, built);
+                // So does the line the matching threads rendered.
+                if let Some(r) = &d.rendered {
+                    let rendered: serde_json::Value = serde_json::from_slice(r).expect("rendered");
+                    assert_eq!(rendered, built);
+                }
                 assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
                 built
             },
@@ -118,6 +121,8 @@ pub fn run_files(
 pub fn config() -> HuntConfig {
     HuntConfig {
         threads: 2,
+        render_jsonl: true,
+        now_ms: 0,
         ..HuntConfig::default()
     }
 }

@@ -201,6 +201,8 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
         min_level: args.min_level.map(Level::from),
         logsource: args.logsource,
         time_field: args.time_field,
+        // JSON lines are written by the matching threads, in parallel.
+        render_jsonl: args.format == OutputFormat::Jsonl,
         ..HuntConfig::default()
     };
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
