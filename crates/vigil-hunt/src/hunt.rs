@@ -5,7 +5,7 @@
 use crate::correlate::{correlate, CorrBuffer, CorrInput};
 use crate::detection::{level_rank, tactics, Detection, EventRef};
 use crate::error::{HuntError, InputError, Location};
-use crate::input::{self, InputFile, Work, EVTX_CHUNK};
+use crate::input::{self, InputFile, Pool, Work, EVTX_CHUNK};
 use crate::time;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -41,7 +41,8 @@ pub struct HuntConfig {
     /// Errors kept in detail per file (the rest are counted).
     pub max_errors_per_file: usize,
     /// Have the matching threads write each finding as its OCSF JSON line
-    /// ([`Detection::rendered`]), in parallel, for a JSON lines sink.
+    /// ([`Detection::rendered`]), in parallel, for a JSON lines sink. The sink then gets
+    /// single-event findings with `events` empty (the events are in the lines).
     pub render_jsonl: bool,
     /// `finding_info.created_time` of the findings (ms since the epoch; default: now).
     pub now_ms: i64,
@@ -213,9 +214,10 @@ pub fn hunt(
     };
     let stop = AtomicBool::new(false);
     let next_file = AtomicUsize::new(0);
-    let (work_tx, work_rx) = sync_channel::<Work>(workers * 2);
+    let (work_tx, work_rx) = sync_channel::<Work>(workers * 8);
     let work_rx = Mutex::new(work_rx);
     let (msg_tx, msg_rx) = sync_channel::<Msg<'_>>(workers * 2);
+    let pool = Pool::default();
 
     let mut collector = Collector::new(engine, files, config, start);
     let result = std::thread::scope(|s| {
@@ -223,14 +225,14 @@ pub fn hunt(
         for _ in 0..readers {
             let work_tx = work_tx.clone();
             let msg_tx = msg_tx.clone();
-            let (stop, next_file) = (&stop, &next_file);
-            handles.push(s.spawn(move || reader(files, next_file, stop, &work_tx, &msg_tx)));
+            let (stop, next_file, pool) = (&stop, &next_file, &pool);
+            handles.push(s.spawn(move || reader(files, next_file, stop, pool, &work_tx, &msg_tx)));
         }
         drop(work_tx);
         for _ in 0..workers {
             let msg_tx = msg_tx.clone();
-            let (work_rx, ctx, stop) = (&work_rx, &ctx, &stop);
-            handles.push(s.spawn(move || worker(ctx, files, work_rx, &msg_tx, stop)));
+            let (work_rx, ctx, stop, pool) = (&work_rx, &ctx, &stop, &pool);
+            handles.push(s.spawn(move || worker(ctx, files, pool, work_rx, &msg_tx, stop)));
         }
         drop(msg_tx);
         let r = collector.collect(&msg_rx, sink, progress);
@@ -263,6 +265,7 @@ fn reader(
     files: &[InputFile],
     next: &AtomicUsize,
     stop: &AtomicBool,
+    pool: &Pool,
     work: &SyncSender<Work>,
     msgs: &SyncSender<Msg<'_>>,
 ) {
@@ -275,6 +278,7 @@ fn reader(
         input::read_file(
             id,
             file,
+            pool,
             &mut |w| !stop.load(Ordering::Relaxed) && work.send(w).is_ok(),
             &mut |e| {
                 let _ = msgs.send(Msg::Error(id, e));
@@ -441,6 +445,9 @@ impl<'e> MatchCtx<'e> {
                 // Writing to memory cannot fail; if it did, the sink renders it again.
                 if d.write_ocsf(now, &mut st.render_buf, &mut line).is_ok() {
                     d.rendered = Some(line);
+                    // The event is in the line; freeing it here, on the thread that
+                    // made it, is cheaper than on the collecting thread.
+                    d.events.clear();
                 }
             }
             st.detections.push(d);
@@ -451,6 +458,7 @@ impl<'e> MatchCtx<'e> {
 fn worker<'e>(
     ctx: &MatchCtx<'e>,
     files: &[InputFile],
+    pool: &Pool,
     work: &Mutex<Receiver<Work>>,
     msgs: &SyncSender<Msg<'e>>,
     stop: &AtomicBool,
@@ -493,7 +501,11 @@ fn worker<'e>(
                 offset,
                 data,
                 ..
-            } => evtx_chunk(ctx, &mut st, &settings, path, number, offset, data),
+            } => {
+                if let Some(buf) = evtx_chunk(ctx, &mut st, &settings, path, number, offset, data) {
+                    pool.put(buf);
+                }
+            }
             Work::Lines {
                 first_line, data, ..
             } => lines(ctx, &mut st, path, first_line, &data),
@@ -571,7 +583,7 @@ fn evtx_chunk<'e>(
     number: u64,
     offset: u64,
     mut data: Vec<u8>,
-) {
+) -> Option<Vec<u8>> {
     data.resize(EVTX_CHUNK, 0);
     let err = |location: Location, reason: String| InputError {
         path: path.to_path_buf(),
@@ -589,10 +601,42 @@ fn evtx_chunk<'e>(
                     Location::Offset(offset),
                     format!("chunk {number}: {e}, chunk skipped"),
                 ));
-                return;
+                return None;
             }
         };
         chunk_data.number = Some(number);
+        records(ctx, st, settings, path, number, offset, &mut chunk_data);
+        Some(std::mem::take(&mut chunk_data.data))
+    }));
+    match outcome {
+        Ok(buf) => buf,
+        Err(_) => {
+            st.errors.push(err(
+                Location::Offset(offset),
+                format!("chunk {number}: the EVTX parser failed on this chunk, chunk skipped"),
+            ));
+            None
+        }
+    }
+}
+
+/// Matches the records of one chunk.
+fn records<'e>(
+    ctx: &MatchCtx<'e>,
+    st: &mut WorkerState<'e>,
+    settings: &Arc<evtx::ParserSettings>,
+    path: &Arc<Path>,
+    number: u64,
+    offset: u64,
+    chunk_data: &mut evtx::EvtxChunkData,
+) {
+    let err = |location: Location, reason: String| InputError {
+        path: path.to_path_buf(),
+        location,
+        reason,
+        fatal: false,
+    };
+    {
         let mut chunk = match chunk_data.parse(settings.clone()) {
             Ok(c) => c,
             Err(e) => {
@@ -634,12 +678,6 @@ fn evtx_chunk<'e>(
                 )),
             }
         }
-    }));
-    if outcome.is_err() {
-        st.errors.push(err(
-            Location::Offset(offset),
-            format!("chunk {number}: the EVTX parser failed on this chunk, chunk skipped"),
-        ));
     }
 }
 

@@ -204,6 +204,38 @@ const LINES_BLOCK: usize = 256 << 10;
 /// JSON values per batch read from a `.json` file.
 const VALUES_BATCH: usize = 256;
 
+/// Chunk buffers handed back by the matching threads for the readers to fill again, so
+/// that each 64 KiB chunk does not cost an allocation and a free on two threads.
+#[derive(Default)]
+pub(crate) struct Pool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl Pool {
+    /// Buffers kept at most.
+    const MAX: usize = 64;
+
+    /// A zeroed buffer of `len` bytes.
+    pub(crate) fn get(&self, len: usize) -> Vec<u8> {
+        let mut v = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default();
+        v.clear();
+        v.resize(len, 0);
+        v
+    }
+
+    /// Gives a buffer back.
+    pub(crate) fn put(&self, v: Vec<u8>) {
+        if let Ok(mut p) = self.0.lock() {
+            if p.len() < Self::MAX {
+                p.push(v);
+            }
+        }
+    }
+}
+
 /// A unit of work for a matching thread.
 pub(crate) enum Work {
     /// One EVTX chunk (64 KiB; zero-padded when the file was cut short inside it).
@@ -261,6 +293,7 @@ fn open(file: &InputFile) -> io::Result<Box<dyn Read + Send>> {
 pub(crate) fn read_file(
     id: u32,
     file: &InputFile,
+    pool: &Pool,
     send: &mut dyn FnMut(Work) -> bool,
     error: &mut dyn FnMut(InputError),
 ) {
@@ -278,7 +311,7 @@ pub(crate) fn read_file(
         }
     };
     let result = match file.format {
-        Format::Evtx => read_evtx(id, &mut *r, send, &mut |loc, reason, fatal| {
+        Format::Evtx => read_evtx(id, &mut *r, pool, send, &mut |loc, reason, fatal| {
             error(err(loc, reason, fatal))
         }),
         Format::JsonLines => read_lines(id, &mut *r, send),
@@ -294,6 +327,7 @@ type ReadResult = Result<(), (Location, String)>;
 fn read_evtx(
     id: u32,
     r: &mut dyn Read,
+    pool: &Pool,
     send: &mut dyn FnMut(Work) -> bool,
     error: &mut dyn FnMut(Location, String, bool),
 ) -> ReadResult {
@@ -317,7 +351,7 @@ fn read_evtx(
     let mut number = 0u64;
     loop {
         let offset = EVTX_HEADER as u64 + number * EVTX_CHUNK as u64;
-        let mut data = vec![0u8; EVTX_CHUNK];
+        let mut data = pool.get(EVTX_CHUNK);
         let n = read_full(r, &mut data).map_err(|e| (Location::Offset(offset), e.to_string()))?;
         if n == 0 {
             return Ok(());

@@ -69,7 +69,19 @@ fn sigmahq_regression_set_fires_every_rule() {
             size: 0,
         })
         .collect();
-    let (seen, report) = run_files(&rules.built.engine, &files, &config());
+    // Findings rendered by the matching threads, as `vigil hunt -f jsonl` has them.
+    let rendering = vigil_hunt::HuntConfig {
+        render_jsonl: true,
+        ..config()
+    };
+    let (seen, report) = run_files(&rules.built.engine, &files, &rendering);
+    let (plain, _) = run_files(&rules.built.engine, &files, &config());
+    let key = |s: &support::Seen| (s.file.clone(), s.record, s.rule.clone());
+    let mut a: Vec<_> = seen.iter().map(|s| (key(s), s.ocsf.clone())).collect();
+    let mut b: Vec<_> = plain.iter().map(|s| (key(s), s.ocsf.clone())).collect();
+    a.sort_by(|x, y| x.0.cmp(&y.0));
+    b.sort_by(|x, y| x.0.cmp(&y.0));
+    assert!(a == b, "rendered lines differ from the sink's");
     let mut fired: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for s in &seen {
         fired

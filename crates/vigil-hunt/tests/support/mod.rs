@@ -59,7 +59,31 @@ pub struct Keep {
 
 impl Sink for Keep {
     fn detection(&mut self, d: &Detection<'_>) -> std::io::Result<()> {
+        if let Some(r) = &d.rendered {
+            // Rendered by the matching threads: the line is all there is.
+            let ocsf: serde_json::Value = serde_json::from_slice(r).expect("rendered");
+            assert_eq!(r.iter().filter(|b| **b == b'\n').count(), 1);
+            let source = ocsf["metadata"]["source"].as_str().unwrap_or_default();
+            let (path, record) = source.rsplit_once('#').unwrap_or_default();
+            self.seen.push(Seen {
+                rule: d.rule.id.clone().unwrap_or_else(|| d.rule.title.clone()),
+                file: file_name(Path::new(path)),
+                record: record.parse().unwrap_or(0),
+                time_ms: d.time_ms,
+                group: Vec::new(),
+                events: 1,
+                ocsf,
+            });
+            return Ok(());
+        }
         let first = d.events.first();
+        let built = serde_json::to_value(d.to_ocsf(0)).expect("json");
+        // The streaming writer gives the same JSON.
+        let mut line = Vec::new();
+        d.write_ocsf(0, &mut Vec::new(), &mut line).expect("write");
+        let streamed: serde_json::Value = serde_json::from_slice(&line).expect("line");
+        assert_eq!(streamed, built);
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
         self.seen.push(Seen {
             rule: d.rule.id.clone().unwrap_or_else(|| d.rule.title.clone()),
             file: first
@@ -74,21 +98,7 @@ impl Sink for Keep {
                 .map(|c| c.group.clone())
                 .unwrap_or_default(),
             events: d.events.len(),
-            ocsf: {
-                let built = serde_json::to_value(d.to_ocsf(0)).expect("json");
-                // The streaming writer gives the same JSON.
-                let mut line = Vec::new();
-                d.write_ocsf(0, &mut Vec::new(), &mut line).expect("write");
-                let streamed: serde_json::Value = serde_json::from_slice(&line).expect("line");
-                assert_eq!(streamed, built);
-                // So does the line the matching threads rendered.
-                if let Some(r) = &d.rendered {
-                    let rendered: serde_json::Value = serde_json::from_slice(r).expect("rendered");
-                    assert_eq!(rendered, built);
-                }
-                assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
-                built
-            },
+            ocsf: built,
         });
         Ok(())
     }
@@ -121,7 +131,6 @@ pub fn run_files(
 pub fn config() -> HuntConfig {
     HuntConfig {
         threads: 2,
-        render_jsonl: true,
         now_ms: 0,
         ..HuntConfig::default()
     }
