@@ -367,7 +367,7 @@ impl Sensor {
         sink: &mut dyn FnMut(OcsfEvent),
     ) -> Result<(), SensorError> {
         while !stop.load(Ordering::Relaxed) {
-            self.poll(Duration::from_millis(100), sink)?;
+            self.poll(Duration::from_millis(25), sink)?;
         }
         self.drain(sink)?;
         self.check_loss(sink)?;

@@ -56,6 +56,16 @@ struct {
 	__type(value, struct vigil_syscall);
 } vigil_sys_scratch SEC(".maps");
 
+/* Wake the reader only once this much is waiting: batching wakeups saves a context
+ * switch per record. User space polls with a short timeout for the rest. */
+#define VIGIL_WAKEUP_BYTES (256 * 1024)
+
+static __always_inline __u64 wakeup_flag(void)
+{
+	return bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA) >= VIGIL_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+											: BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void count_drop(__u32 kind)
 {
 	__u64 *n = bpf_map_lookup_elem(&vigil_drops, &kind);

@@ -77,19 +77,21 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("cannot handle signals")?;
     }
     let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
-        Box::new(BufWriter::new(std::io::stdout().lock()))
+        Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock()))
     } else {
         let f = std::fs::File::create(&args.output)
             .with_context(|| format!("cannot create {}", args.output.display()))?;
-        Box::new(BufWriter::new(f))
+        Box::new(BufWriter::with_capacity(1 << 20, f))
     };
     let mut w = EventWriter { out, error: None };
     let mut sensor = Source::start(config.sensor).context("cannot start the sensor")?;
     tracing::info!(mode = sensor.mode_name(), "agent running");
     w.write(sensor.start_event());
+    // The kernel wakes the reader only when 256 KiB wait: the poll timeout bounds how long
+    // a quiet host's events wait (25 ms).
     while !stop.load(Ordering::Relaxed) {
         let n = sensor
-            .poll(std::time::Duration::from_millis(100), &mut |ev| w.write(ev))
+            .poll(std::time::Duration::from_millis(25), &mut |ev| w.write(ev))
             .context("sensor failed")?;
         if n > 0 {
             w.flush()?;

@@ -14,7 +14,7 @@ static __always_inline int try_exit(struct task_struct *task)
 	fill_header(&e->h, VIGIL_EXIT, sizeof(*e), task);
 	e->exit_code = BPF_CORE_READ(task, exit_code);
 	e->pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flag());
 	return 0;
 }
 

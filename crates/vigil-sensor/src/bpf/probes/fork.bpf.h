@@ -16,7 +16,7 @@ static __always_inline int try_fork(struct task_struct *parent, struct task_stru
 	e->h.ppid = BPF_CORE_READ(parent, tgid);
 	e->h.parent_start_boottime = task_start(parent);
 	fill_creds(&e->creds, child);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flag());
 	return 0;
 }
 

@@ -363,7 +363,7 @@ static __always_inline int try_sys_exit(long ret)
 		r->str0_len = n > 0 ? n : 0;
 	}
 	fill_header(&r->h, VIGIL_SYSCALL, sizeof(*r), task);
-	if (bpf_ringbuf_output(&vigil_events, r, sizeof(*r), 0) != 0)
+	if (bpf_ringbuf_output(&vigil_events, r, sizeof(*r), wakeup_flag()) != 0)
 		count_drop(VIGIL_SYSCALL);
 	return 0;
 }
