@@ -155,7 +155,12 @@ impl Converter {
 
     /// A process object for a table entry, without parents.
     fn process_from_table(&mut self, p: &ProcInfo) -> Process {
-        let name = p.exe.rsplit('/').next().map(String::from);
+        let name = p
+            .exe
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+            .map(String::from);
         Process {
             pid: i32::try_from(p.pid).ok(),
             uid: Some(self.host.process_uid(p.pid, p.start_ticks)),
@@ -187,7 +192,12 @@ impl Converter {
             .map(|p| ProcessEntity {
                 pid: i32::try_from(p.pid).ok(),
                 uid: Some(self.host.process_uid(p.pid, p.start_ticks)),
-                name: p.exe.rsplit('/').next().map(String::from),
+                name: p
+                    .exe
+                    .rsplit('/')
+                    .next()
+                    .filter(|n| !n.is_empty())
+                    .map(String::from),
                 path: (!p.exe.is_empty()).then(|| p.exe.clone()),
                 cmd_line: None,
                 created_time: Some(
