@@ -52,8 +52,8 @@ pub struct Detection<'r> {
     pub events: Vec<EventRef>,
     /// For correlation rules.
     pub correlation: Option<Correlated>,
-    /// The finding already written as one line of OCSF JSON (see
-    /// [`crate::HuntConfig::render_jsonl`]), so that sinks only copy bytes.
+    /// The finding already rendered for the sink by a matching thread (see
+    /// [`crate::HuntConfig::render`]): its OCSF JSON line, or its timeline row.
     pub rendered: Option<Vec<u8>>,
 }
 

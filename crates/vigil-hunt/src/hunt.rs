@@ -40,10 +40,10 @@ pub struct HuntConfig {
     pub correlation_events: usize,
     /// Errors kept in detail per file (the rest are counted).
     pub max_errors_per_file: usize,
-    /// Have the matching threads write each finding as its OCSF JSON line
-    /// ([`Detection::rendered`]), in parallel, for a JSON lines sink. The sink then gets
-    /// single-event findings with `events` empty (the events are in the lines).
-    pub render_jsonl: bool,
+    /// Have the matching threads prepare each finding for the sink, in parallel
+    /// ([`Detection::rendered`]). The sink then gets single-event findings with `events`
+    /// empty: what it needs of them is in the rendering.
+    pub render: Render,
     /// `finding_info.created_time` of the findings (ms since the epoch; default: now).
     pub now_ms: i64,
 }
@@ -58,10 +58,21 @@ impl Default for HuntConfig {
             correlation_buffer: 4 << 20,
             correlation_events: 4 << 20,
             max_errors_per_file: 20,
-            render_jsonl: false,
+            render: Render::None,
             now_ms: crate::output::now_ms(),
         }
     }
+}
+
+/// What the matching threads prepare of each finding for the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Render {
+    /// Nothing: the sink gets the findings with their events.
+    None,
+    /// The OCSF JSON line, for [`crate::JsonlSink`].
+    Jsonl,
+    /// The timeline row, for [`crate::TableSink`] and [`crate::CsvSink`].
+    Timeline,
 }
 
 /// Parses a `--logsource` declaration: `product=..,category=..,service=..` (any subset).
@@ -210,7 +221,8 @@ pub fn hunt(
         undeclared: &undeclared,
         time_path: time_path.as_ref(),
         min_rank: level_rank(config.min_level),
-        render: config.render_jsonl.then_some(config.now_ms),
+        render: config.render,
+        now_ms: config.now_ms,
     };
     let stop = AtomicBool::new(false);
     let next_file = AtomicUsize::new(0);
@@ -295,7 +307,8 @@ struct MatchCtx<'e> {
     undeclared: &'e Declared,
     time_path: Option<&'e FieldPath>,
     min_rank: usize,
-    render: Option<i64>,
+    render: Render,
+    now_ms: i64,
 }
 
 /// Default time fields of JSON records, in order.
@@ -440,15 +453,22 @@ impl<'e> MatchCtx<'e> {
                 correlation: None,
                 rendered: None,
             };
-            if let Some(now) = self.render {
-                let mut line = Vec::with_capacity(4096);
-                // Writing to memory cannot fail; if it did, the sink renders it again.
-                if d.write_ocsf(now, &mut st.render_buf, &mut line).is_ok() {
-                    d.rendered = Some(line);
-                    // The event is in the line; freeing it here, on the thread that
-                    // made it, is cheaper than on the collecting thread.
-                    d.events.clear();
+            let rendered = match self.render {
+                Render::None => None,
+                Render::Jsonl => {
+                    let mut line = Vec::with_capacity(4096);
+                    // Writing to memory cannot fail; if it did, the sink renders it.
+                    d.write_ocsf(self.now_ms, &mut st.render_buf, &mut line)
+                        .is_ok()
+                        .then_some(line)
                 }
+                Render::Timeline => crate::output::row_bytes(&d),
+            };
+            if rendered.is_some() {
+                d.rendered = rendered;
+                // What the sink needs of the event is rendered; freeing the event here, on
+                // the thread that made it, is cheaper than on the collecting thread.
+                d.events.clear();
             }
             st.detections.push(d);
         }

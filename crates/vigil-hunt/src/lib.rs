@@ -58,7 +58,9 @@ pub mod time;
 
 pub use detection::{attacks, level_rank, Correlated, Detection, EventRef, LEVELS};
 pub use error::{HuntError, InputError, Location};
-pub use hunt::{hunt, parse_logsource, FileReport, HuntConfig, Progress, Report, RuleCount, Sink};
+pub use hunt::{
+    hunt, parse_logsource, FileReport, HuntConfig, Progress, Render, Report, RuleCount, Sink,
+};
 pub use input::{discover, format_of_name, Format, InputFile};
 pub use output::{now_ms, CsvSink, JsonlSink, TableSink, ROW_BUFFER};
 pub use rules::{load_rules, RuleSet, RuleTiming};

@@ -126,6 +126,19 @@ fn push_kv(s: &mut String, k: &str, v: &str) {
     s.extend(v.chars().map(|c| if c.is_control() { ' ' } else { c }));
 }
 
+/// The timeline row of a finding, serialized, for [`crate::Render::Timeline`].
+pub(crate) fn row_bytes(d: &Detection<'_>) -> Option<Vec<u8>> {
+    serde_json::to_vec(&row(d)).ok()
+}
+
+/// The timeline row of a finding: prepared by a matching thread, or made here.
+fn row_of(d: &Detection<'_>) -> io::Result<Row> {
+    match &d.rendered {
+        Some(bytes) => serde_json::from_slice(bytes).map_err(io::Error::other),
+        None => Ok(row(d)),
+    }
+}
+
 fn row(d: &Detection<'_>) -> Row {
     let first = d.events.last();
     let (channel, eid, computer) = first.map(|e| windows_system(&e.event)).unwrap_or_default();
@@ -197,7 +210,7 @@ fn csv_field(s: &str) -> String {
 
 impl<W: Write> Sink for CsvSink<W> {
     fn detection(&mut self, d: &Detection<'_>) -> io::Result<()> {
-        self.rows.push(row(d))
+        self.rows.push(row_of(d)?)
     }
     fn finish(&mut self, _: &Report) -> io::Result<()> {
         writeln!(
@@ -316,7 +329,7 @@ fn aligned(c: &[String; 6], width: &[usize; 6]) -> String {
 
 impl<W: Write> Sink for TableSink<W> {
     fn detection(&mut self, d: &Detection<'_>) -> io::Result<()> {
-        let r = row(d);
+        let r = row_of(d)?;
         for (w, c) in self.width.iter_mut().zip(cells(&r)) {
             *w = (*w).max(c.chars().count());
         }

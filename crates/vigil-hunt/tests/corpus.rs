@@ -71,7 +71,7 @@ fn sigmahq_regression_set_fires_every_rule() {
         .collect();
     // Findings rendered by the matching threads, as `vigil hunt -f jsonl` has them.
     let rendering = vigil_hunt::HuntConfig {
-        render_jsonl: true,
+        render: vigil_hunt::Render::Jsonl,
         ..config()
     };
     let (seen, report) = run_files(&rules.built.engine, &files, &rendering);

@@ -7,7 +7,7 @@ use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vigil_hunt::{
-    CsvSink, HuntConfig, InputFile, JsonlSink, Level, LogSource, Progress, Sink, TableSink,
+    CsvSink, HuntConfig, InputFile, JsonlSink, Level, LogSource, Progress, Render, Sink, TableSink,
 };
 
 /// Exit code for a usage error (bad arguments, rules that cannot be read).
@@ -201,8 +201,11 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
         min_level: args.min_level.map(Level::from),
         logsource: args.logsource,
         time_field: args.time_field,
-        // JSON lines are written by the matching threads, in parallel.
-        render_jsonl: args.format == OutputFormat::Jsonl,
+        // Findings are rendered by the matching threads, in parallel.
+        render: match args.format {
+            OutputFormat::Jsonl => Render::Jsonl,
+            OutputFormat::Table | OutputFormat::Csv => Render::Timeline,
+        },
         ..HuntConfig::default()
     };
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
