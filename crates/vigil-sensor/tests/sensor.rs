@@ -433,6 +433,11 @@ fn file_create_write_rename_setuid_chmod_link_and_delete() {
         created["actor"]["process"]["pid"], sh,
         "the shell's redirection created it"
     );
+    let closed = find(3, "new.txt");
+    assert_eq!(
+        closed["file"]["xattributes"]["close_write"], true,
+        "close after write"
+    );
     let reopened = find(14, "new.txt");
     assert!(reopened["file"]["xattributes"]["open_flags"].is_string());
     let renamed = find(5, "new.txt");

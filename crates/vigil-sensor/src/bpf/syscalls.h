@@ -4,6 +4,7 @@
 
 #if defined(__TARGET_ARCH_x86)
 #define NR_open 2
+#define NR_close 3
 #define NR_creat 85
 #define NR_rename 82
 #define NR_unlink 87
@@ -49,6 +50,7 @@
 #elif defined(__TARGET_ARCH_arm64)
 /* arm64 has only the *at forms. */
 #define NR_open -1
+#define NR_close 57
 #define NR_creat -1
 #define NR_rename -1
 #define NR_unlink -1

@@ -169,6 +169,10 @@ impl Converter {
             x.insert("path_truncated".into(), json!(true));
         }
         // Files.
+        if n == nr::CLOSE {
+            x.insert("close_write".into(), json!(true));
+            return Some(self.file_event(&s, 3, file_of(&s.str0), x));
+        }
         if n == nr::OPEN || n == nr::OPENAT || n == nr::CREAT || n == nr::OPENAT2 {
             let created = s.flags & abi::SYS_FILE_CREATED != 0;
             let flags = if n == nr::OPEN {

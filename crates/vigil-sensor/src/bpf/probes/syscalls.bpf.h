@@ -19,6 +19,7 @@
 #define O_CREAT 0100
 #define O_TRUNC 01000
 #define FMODE_CREATED 0x100000
+#define FMODE_WRITE 0x2
 #define S_IFMT 0170000
 #define S_IFSOCK 0140000
 #define S_IFREG 0100000
@@ -41,6 +42,15 @@ struct {
 	__type(key, __u64);
 	__type(value, struct sys_args);
 } vigil_sys_inflight SEC(".maps");
+
+/* Files open for writing, by (tgid << 32 | fd), to report their close. LRU: a process
+ * that never closes cannot fill it for the others. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} vigil_write_fds SEC(".maps");
 
 static __always_inline bool is_open(long nr)
 {
@@ -92,8 +102,12 @@ static __always_inline bool boring(long nr, __u64 *a)
 	return (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)) == 0;
 }
 
+static __always_inline int try_close(struct pt_regs *regs);
+
 static __always_inline int try_sys_enter(struct pt_regs *regs, long nr)
 {
+	if (nr == NR_close)
+		return try_close(regs);
 	if (!is_watched(nr))
 		return 0;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
@@ -309,6 +323,11 @@ static __always_inline int try_sys_exit(long ret)
 		/* Only regular files: writes to /dev/null, ttys and pipes are noise. */
 		if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFREG)
 			return 0;
+		if (BPF_CORE_READ(f, f_mode) & FMODE_WRITE) {
+			__u64 wkey = (key & 0xffffffff00000000ULL) | (__u32)ret;
+			__u8 one = 1;
+			bpf_map_update_elem(&vigil_write_fds, &wkey, &one, BPF_ANY);
+		}
 		if (BPF_CORE_READ(f, f_mode) & FMODE_CREATED)
 			r->flags |= VIGIL_SYS_FILE_CREATED;
 		file_path(r, f);
@@ -362,6 +381,35 @@ static __always_inline int try_sys_exit(long ret)
 		long n = bpf_probe_read_user_str(r->str0, 16, __builtin_preserve_access_index(&attr->prog_name));
 		r->str0_len = n > 0 ? n : 0;
 	}
+	fill_header(&r->h, VIGIL_SYSCALL, sizeof(*r), task);
+	if (bpf_ringbuf_output(&vigil_events, r, sizeof(*r), wakeup_flag()) != 0)
+		count_drop(VIGIL_SYSCALL);
+	return 0;
+}
+
+/* close(2) of a file opened for writing: reported at entry, while the fd still names
+ * the file. (Files closed implicitly at exit are not reported.) */
+static __always_inline int try_close(struct pt_regs *regs)
+{
+	__u64 fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	__u64 wkey = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (__u32)fd;
+	if (!bpf_map_lookup_elem(&vigil_write_fds, &wkey))
+		return 0;
+	bpf_map_delete_elem(&vigil_write_fds, &wkey);
+	__u32 zero = 0;
+	struct vigil_syscall *r = bpf_map_lookup_elem(&vigil_sys_scratch, &zero);
+	if (!r)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+	r->nr = NR_close;
+	r->flags = 0;
+	r->ret = 0;
+	for (int i = 0; i < 6; i++)
+		r->args[i] = 0;
+	r->args[0] = fd;
+	r->str0_len = r->str1_len = r->addr_len = r->data_len = r->base_len = 0;
+	__builtin_memset(&r->sock, 0, sizeof(r->sock));
+	file_path(r, fd_file(task, fd));
 	fill_header(&r->h, VIGIL_SYSCALL, sizeof(*r), task);
 	if (bpf_ringbuf_output(&vigil_events, r, sizeof(*r), wakeup_flag()) != 0)
 		count_drop(VIGIL_SYSCALL);
