@@ -572,3 +572,48 @@ fn ptrace_attach_setuid_and_memfd_create() {
         .expect("memfd_create");
     assert_eq!(memfd["activity_id"], 1);
 }
+
+#[test]
+fn ipv6_connect_and_a_mount() {
+    if !root_or_skip() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    let pid = perl(
+        r#"use IO::Socket::IP;
+           my $l = IO::Socket::IP->new(Listen => 1, LocalHost => "::1", LocalPort => 0, Proto => "tcp") or die "listen: $@";
+           my $c = IO::Socket::IP->new(PeerHost => "::1", PeerPort => $l->sockport, Proto => "tcp") or die "connect: $@";"#,
+        &[],
+    );
+    let dir = std::env::temp_dir().join(nonce());
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut m = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "vigil-test-tmpfs"])
+        .arg(&dir)
+        .spawn()
+        .expect("mount");
+    let mount_pid = m.id();
+    assert!(m.wait().expect("wait").success(), "mount");
+    let umount = Command::new("umount").arg(&dir).status().expect("umount");
+    assert!(umount.success());
+    let d = dir.to_string_lossy().into_owned();
+    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
+        exit_of(ev, pid).is_some() && exit_of(ev, mount_pid).is_some()
+    });
+    let connect = by_actor(&events, pid, 4001)
+        .into_iter()
+        .find(|e| e["activity_id"] == 1 && e["dst_endpoint"]["ip"] == "::1")
+        .expect("IPv6 connect");
+    assert_eq!(connect["src_endpoint"]["ip"], "::1");
+    assert_eq!(connect["connection_info"]["protocol_ver_id"], 6);
+    let mount = by_actor(&events, mount_pid, 1001)
+        .into_iter()
+        .find(|e| e["activity_id"] == 12)
+        .expect("mount event");
+    assert_eq!(mount["file"]["path"], d.as_str());
+    assert_eq!(mount["file"]["xattributes"]["fstype"], "tmpfs");
+    assert_eq!(mount["file"]["xattributes"]["source"], "vigil-test-tmpfs");
+    assert_eq!(mount["status"], "Success");
+    let _ = std::fs::remove_dir_all(dir);
+}
