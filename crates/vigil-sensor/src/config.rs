@@ -49,7 +49,7 @@ impl Default for SensorConfig {
     fn default() -> Self {
         SensorConfig {
             mode: Mode::Auto,
-            ring_buffer_mib: 16,
+            ring_buffer_mib: 8,
             exclude_comms: Vec::new(),
             exclude_exe_prefixes: Vec::new(),
             lineage_depth: 8,

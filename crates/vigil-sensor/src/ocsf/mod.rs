@@ -27,6 +27,22 @@ mod launch_type {
     }
 }
 
+/// Bytes of an ancestor's command line kept in `ancestry` (the parent's is whole in
+/// `parent_process`).
+pub const ANCESTRY_CMDLINE_MAX: usize = 256;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
 /// The feature name in `metadata.product.feature`.
 pub(crate) const FEATURE: &str = "sensor";
 
@@ -178,8 +194,8 @@ impl Converter {
 
     /// The lineage of `pid`: its parent as `parent_process` (one level, no deeper: the
     /// rest is in `ancestry`), and the flat `ancestry` list, nearest first, up to
-    /// `lineage_depth` ancestors (pid, uid, name, path, start; the command line for the
-    /// parent only, which `parent_process` carries).
+    /// `lineage_depth` ancestors (pid, uid, name, path, start, and the command line cut
+    /// at [`ANCESTRY_CMDLINE_MAX`] bytes).
     fn lineage(&mut self, pid: u32) -> (Option<Box<Process>>, Vec<ProcessEntity>) {
         let chain: Vec<ProcInfo> = self
             .table
@@ -199,7 +215,7 @@ impl Converter {
                     .filter(|n| !n.is_empty())
                     .map(String::from),
                 path: (!p.exe.is_empty()).then(|| p.exe.clone()),
-                cmd_line: None,
+                cmd_line: Some(truncate(&p.cmdline, ANCESTRY_CMDLINE_MAX)),
                 created_time: Some(
                     self.host
                         .epoch_ms(p.start_ticks * (1_000_000_000 / crate::host::USER_HZ)),
