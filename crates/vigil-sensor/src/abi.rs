@@ -216,6 +216,23 @@ pub struct RawHeader {
     pub comm: String,
 }
 
+impl RawHeader {
+    /// A header that knows only the process and the time (what a source without the
+    /// kernel's view, like the fallback sensor, has once a process is gone).
+    pub fn bare(pid: u32, ppid: u32, ktime: u64) -> Self {
+        RawHeader {
+            ktime,
+            pid,
+            tid: pid,
+            ppid,
+            start_boottime: 0,
+            parent_start_boottime: 0,
+            cgroup_id: 0,
+            comm: String::new(),
+        }
+    }
+}
+
 /// Credentials of a process.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RawCreds {

@@ -476,16 +476,7 @@ impl Fallback {
             ProcEvent::Exec { pid } if pid != self.me => {
                 Record::Exec(Box::new(exec_from_proc(pid, &host).unwrap_or_else(|| {
                     RawExec {
-                        header: RawHeader {
-                            ktime: now_boot_ns(&host),
-                            pid,
-                            tid: pid,
-                            ppid: 0,
-                            start_boottime: 0,
-                            parent_start_boottime: 0,
-                            cgroup_id: 0,
-                            comm: String::new(),
-                        },
+                        header: RawHeader::bare(pid, 0, now_boot_ns(&host)),
                         creds: RawCreds::default(),
                         exe_ino: 0,
                         exe_dev: 0,
@@ -503,16 +494,11 @@ impl Fallback {
                 })))
             }
             ProcEvent::Fork { parent, child } if parent != self.me => {
-                let header = header_from_proc(child, &host).unwrap_or(RawHeader {
-                    ktime: now_boot_ns(&host),
-                    pid: child,
-                    tid: child,
-                    ppid: parent,
-                    start_boottime: 0,
-                    parent_start_boottime: 0,
-                    cgroup_id: 0,
-                    comm: String::new(),
-                });
+                let header = header_from_proc(child, &host).unwrap_or(RawHeader::bare(
+                    child,
+                    parent,
+                    now_boot_ns(&host),
+                ));
                 Record::Fork(RawFork {
                     header,
                     creds: creds_from_proc(child),
@@ -589,16 +575,8 @@ impl Fallback {
 
     fn file_written(&mut self, pid: u32, path: &str) -> OcsfEvent {
         let host = self.converter.host().clone();
-        let header = header_from_proc(pid, &host).unwrap_or(RawHeader {
-            ktime: now_boot_ns(&host),
-            pid,
-            tid: pid,
-            ppid: 0,
-            start_boottime: 0,
-            parent_start_boottime: 0,
-            cgroup_id: 0,
-            comm: String::new(),
-        });
+        let header =
+            header_from_proc(pid, &host).unwrap_or(RawHeader::bare(pid, 0, now_boot_ns(&host)));
         self.converter.file_closed_after_write(&header, path)
     }
 

@@ -1,51 +1,13 @@
 //! The fallback sensor for real (netlink proc connector + fanotify), as the agent runs
 //! it on kernels that refuse eBPF. Needs root; with `CI=true` not being root fails.
 
-use serde_json::Value;
+mod support;
+
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::{collect, exit_of};
 use vigil_sensor::{Mode, SensorConfig, Source};
-
-fn root_or_skip() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().nth(1))
-        == Some("0");
-    if !root {
-        assert!(
-            !vigil_testdata::in_ci(),
-            "fallback tests need root, and CI=true runs as root"
-        );
-        eprintln!("SKIP: fallback tests need root");
-    }
-    root
-}
-
-fn collect(
-    source: &mut Source,
-    limit: Duration,
-    mut done: impl FnMut(&[Value]) -> bool,
-) -> Vec<Value> {
-    let mut events = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        source
-            .poll(Duration::from_millis(50), &mut |e| events.push(e.to_json()))
-            .expect("poll");
-        if done(&events) {
-            break;
-        }
-    }
-    events
-}
-
-fn exit_of(events: &[Value], pid: u32) -> Option<&Value> {
-    events
-        .iter()
-        .find(|e| e["class_uid"] == 1007 && e["activity_id"] == 2 && e["process"]["pid"] == pid)
-}
+use vigil_testdata::root_or_skip;
 
 #[test]
 fn fallback_sees_exec_fork_exit_and_written_files() {

@@ -6,47 +6,22 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use vigil_sensor::{Sensor, SensorConfig};
+mod support;
+
+use support::{collect, exit_of};
+use vigil_sensor::{Mode, SensorConfig, Source};
+use vigil_testdata::root_or_skip;
+
+/// The eBPF sensor, never the fallback.
+fn ebpf() -> SensorConfig {
+    SensorConfig {
+        mode: Mode::Ebpf,
+        ..SensorConfig::default()
+    }
+}
 
 /// One sensor at a time: the burst test must not starve the others.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn root_or_skip() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().nth(1))
-        .unwrap_or("");
-    if euid == "0" {
-        return true;
-    }
-    assert!(
-        !vigil_testdata::in_ci(),
-        "sensor tests need root, and CI=true runs as root"
-    );
-    eprintln!("SKIP: sensor tests need root");
-    false
-}
-
-/// Polls until `done` says the events so far are enough, or `limit` passes.
-fn collect(
-    sensor: &mut Sensor,
-    limit: Duration,
-    mut done: impl FnMut(&[Value]) -> bool,
-) -> Vec<Value> {
-    let mut events = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        sensor
-            .poll(Duration::from_millis(50), &mut |e| events.push(e.to_json()))
-            .expect("poll");
-        if done(&events) {
-            break;
-        }
-    }
-    events
-}
 
 fn sha256_of(path: &str) -> String {
     let out = Command::new("sha256sum")
@@ -71,12 +46,6 @@ fn exec_events(events: &[Value], ppid: u32) -> Vec<&Value> {
         .collect()
 }
 
-fn exit_of(events: &[Value], pid: u32) -> Option<&Value> {
-    events
-        .iter()
-        .find(|e| e["class_uid"] == 1007 && e["activity_id"] == 2 && e["process"]["pid"] == pid)
-}
-
 fn nonce() -> String {
     format!(
         "vigil-{}-{}",
@@ -91,7 +60,7 @@ fn exec_with_argv_cwd_user_hash_and_parent_then_exit_code() {
         return;
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    let mut sensor = Source::start(ebpf()).expect("sensor starts");
     let dir = std::env::temp_dir().join(nonce());
     std::fs::create_dir_all(&dir).expect("temp dir");
     let marker = nonce();
@@ -174,7 +143,7 @@ fn killed_by_signal_and_fork() {
         return;
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    let mut sensor = Source::start(ebpf()).expect("sensor starts");
     // sh forks a subshell (no exec) that kills itself with SIGKILL.
     let mut child = Command::new("/bin/sh")
         .arg("-c")
@@ -221,9 +190,9 @@ fn comm_filter_drops_in_kernel_and_memfd_exec_is_flagged_fileless() {
     }
     let config = SensorConfig {
         exclude_comms: vec!["vigilquiet".into()],
-        ..SensorConfig::default()
+        ..ebpf()
     };
-    let mut sensor = Sensor::start(config).expect("sensor starts");
+    let mut sensor = Source::start(config).expect("sensor starts");
     let q = Command::new(&quiet).status().expect("run quiet");
     let l = Command::new(&loud).status().expect("run loud");
     assert!(q.success() && l.success());
@@ -281,7 +250,7 @@ fn every_event_is_valid_ocsf() {
     };
     let schema = vigil_ocsf_schema::Schema::load(&schema_dir).expect("schema");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    let mut sensor = Source::start(ebpf()).expect("sensor starts");
     let mut events = vec![sensor.start_event().to_json()];
     let mut child = Command::new("/bin/sh")
         .arg("-c")
@@ -308,7 +277,7 @@ fn burst_of_execs_received_plus_lost_equals_generated() {
     }
     const N: usize = 20_000;
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    let mut sensor = Source::start(ebpf()).expect("sensor starts");
     // A loop in one shell: N fork+exec of /bin/true, as fast as the machine goes.
     let mut child = Command::new("/bin/sh")
         .arg("-c")
@@ -392,7 +361,7 @@ fn file_create_write_rename_setuid_chmod_link_and_delete() {
         return;
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    let mut sensor = Source::start(ebpf()).expect("sensor starts");
     let dir = std::env::temp_dir().join(nonce());
     std::fs::create_dir_all(&dir).expect("dir");
     let d = dir.to_string_lossy().into_owned();
@@ -469,7 +438,7 @@ fn tcp_listen_accept_connect_and_a_dns_query_over_loopback() {
         return;
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    let mut sensor = Source::start(ebpf()).expect("sensor starts");
     // One perl process: listen on a loopback port, connect to it, accept, then send a
     // DNS query for vigil-test.example (type A) to 127.0.0.1:53 over UDP.
     let pid = perl(
@@ -533,7 +502,7 @@ fn ptrace_attach_setuid_and_memfd_create() {
         return;
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    let mut sensor = Source::start(ebpf()).expect("sensor starts");
     let mut target = Command::new("/bin/sleep").arg("30").spawn().expect("sleep");
     let tpid = target.id();
     // PTRACE_ATTACH (16) the sleeper, then drop root with setuid(65534), then
@@ -579,7 +548,7 @@ fn ipv6_connect_and_a_mount() {
         return;
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Sensor::start(SensorConfig::default()).expect("sensor starts");
+    let mut sensor = Source::start(ebpf()).expect("sensor starts");
     let pid = perl(
         r#"use IO::Socket::IP;
            my $l = IO::Socket::IP->new(Listen => 1, LocalHost => "::1", LocalPort => 0, Proto => "tcp") or die "listen: $@";

@@ -51,3 +51,22 @@ macro_rules! corpus_or_skip {
         }
     };
 }
+
+/// Whether this test runs as root (the sensor tests load eBPF programs). When not, it
+/// prints that it skips; with `CI=true` (which runs as root) it fails instead.
+///
+/// # Panics
+/// When not root and `CI=true`.
+pub fn root_or_skip() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1))
+        == Some("0");
+    if !root {
+        assert!(!in_ci(), "this test needs root, and CI=true runs as root");
+        eprintln!("SKIP: this test needs root");
+    }
+    root
+}

@@ -6,23 +6,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().nth(1))
-        == Some("0");
-    if !root {
-        assert!(
-            !vigil_testdata::in_ci(),
-            "agent tests need root, and CI=true runs as root"
-        );
-        eprintln!("SKIP: agent tests need root");
-    }
-    root
-}
-
 /// The complete lines written so far (a line still being written is left out).
 fn lines(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -82,7 +65,7 @@ fn tmp(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn streams_events_and_flushes_everything_on_sigterm_and_sigint() {
-    if !is_root() {
+    if !vigil_testdata::root_or_skip() {
         return;
     }
     for sig in ["-TERM", "-INT"] {
@@ -186,7 +169,7 @@ fn shipped_config_is_the_default_and_loads() {
 
 #[test]
 fn without_root_it_says_so() {
-    if !is_root() {
+    if !vigil_testdata::root_or_skip() {
         return;
     }
     // Drop to nobody with util-linux's setpriv (part of every Debian system).

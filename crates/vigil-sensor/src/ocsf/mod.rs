@@ -75,6 +75,21 @@ pub(crate) fn file_of(path: &str) -> File {
     }
 }
 
+/// The actor of a launch: the parent process, or just its pid when the table missed it.
+fn launcher(parent: Option<Box<Process>>, ppid: u32) -> Actor {
+    let process = parent.map_or_else(
+        || Process {
+            pid: i32::try_from(ppid).ok(),
+            ..Process::default()
+        },
+        |p| *p,
+    );
+    Actor {
+        process: Some(process),
+        ..Actor::default()
+    }
+}
+
 fn read_passwd() -> HashMap<u32, String> {
     let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     text.lines()
@@ -394,16 +409,7 @@ impl Converter {
         }
         ev.launch_type_id = Some(launch_type::EXEC);
         ev.launch_type = Some(launch_type::name(launch_type::EXEC).into());
-        ev.actor = Some(Actor {
-            process: Some(parent.map_or_else(
-                || Process {
-                    pid: i32::try_from(h.ppid).ok(),
-                    ..Process::default()
-                },
-                |p| *p,
-            )),
-            ..Actor::default()
-        });
+        ev.actor = Some(launcher(parent, h.ppid));
         ev.device = Some(self.device.clone());
         Some(ev.into())
     }
@@ -439,16 +445,7 @@ impl Converter {
         let mut ev = ProcessActivity::new(1, self.header_time(h), FEATURE, child);
         ev.launch_type_id = Some(launch_type::FORK);
         ev.launch_type = Some(launch_type::name(launch_type::FORK).into());
-        ev.actor = Some(Actor {
-            process: Some(parent.map_or_else(
-                || Process {
-                    pid: i32::try_from(h.ppid).ok(),
-                    ..Process::default()
-                },
-                |p| *p,
-            )),
-            ..Actor::default()
-        });
+        ev.actor = Some(launcher(parent, h.ppid));
         ev.device = Some(self.device.clone());
         ev.into()
     }
