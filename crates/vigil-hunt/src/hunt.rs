@@ -498,9 +498,10 @@ fn worker<'e>(
     };
     loop {
         let unit = {
-            let Ok(rx) = work.lock() else {
-                return;
-            };
+            // Poisoning is no reason to stop: the receiver itself is consistent.
+            let rx = work
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             rx.recv()
         };
         let Ok(unit) = unit else {
@@ -515,7 +516,14 @@ fn worker<'e>(
         };
         let path = &files[file as usize].path;
         st.file = file;
-        match unit {
+        let location = match &unit {
+            Work::Evtx { offset, .. } => Location::Offset(*offset),
+            Work::Lines { first_line, .. } => Location::Line(*first_line),
+            Work::Values { first, .. } => Location::Offset(*first),
+        };
+        // A panic here is a bug in Vigil: it is reported against this part of the input,
+        // and the hunt goes on (a dead worker could stall the readers).
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match unit {
             Work::Evtx {
                 number,
                 offset,
@@ -543,6 +551,20 @@ fn worker<'e>(
                     }
                 }
             }
+        }));
+        if let Err(p) = outcome {
+            let what = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            st.scratch = ctx.engine.scratch();
+            st.errors.push(InputError {
+                path: path.to_path_buf(),
+                location,
+                reason: format!("internal error while hunting this part (please report): {what}"),
+                fatal: false,
+            });
         }
         let msg = Msg::Batch {
             file,
