@@ -251,11 +251,13 @@ pub(crate) enum Work {
         first_line: u64,
         data: Vec<u8>,
     },
-    /// JSON values of a `.json` file; `first` is the 1-based index of the first.
+    /// JSON values of a `.json` file; `first` is the 1-based index of the first; `bytes`
+    /// how much of the (decompressed) file they took.
     Values {
         file: u32,
         first: u64,
         values: Vec<Value>,
+        bytes: u64,
     },
 }
 
@@ -264,13 +266,26 @@ impl Work {
     pub(crate) fn bytes(&self) -> u64 {
         match self {
             Work::Evtx { data, .. } | Work::Lines { data, .. } => data.len() as u64,
-            Work::Values { .. } => 0,
+            Work::Values { bytes, .. } => *bytes,
         }
     }
 }
 
-/// Opens a file for reading, decompressing gzip on the fly. The counter tracks bytes read
-/// from disk (compressed), for progress.
+/// Counts the bytes read through it, for progress.
+struct Counting<R> {
+    inner: R,
+    n: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n.set(self.n.get() + k as u64);
+        Ok(k)
+    }
+}
+
+/// Opens a file for reading, decompressing gzip on the fly.
 fn open(file: &InputFile) -> io::Result<Box<dyn Read + Send>> {
     let mut f = File::open(&file.path)?;
     // Gzip by content too: a compressed file whose name does not say so.
@@ -484,6 +499,12 @@ impl<'de> Visitor<'de> for ArraySeed<'_> {
 }
 
 fn read_json(id: u32, r: Box<dyn Read + Send>, send: &mut dyn FnMut(Work) -> bool) -> ReadResult {
+    let count = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let mut counted = 0u64;
+    let r = Counting {
+        inner: r,
+        n: count.clone(),
+    };
     let mut r = BufReader::with_capacity(1 << 16, r);
     // Is the top level an array? Peek at the first non-blank byte.
     let first = loop {
@@ -519,10 +540,13 @@ fn read_json(id: u32, r: Box<dyn Read + Send>, send: &mut dyn FnMut(Work) -> boo
         let values = std::mem::replace(batch, Vec::with_capacity(VALUES_BATCH));
         let first = *next;
         *next += values.len() as u64;
+        let bytes = count.get() - counted;
+        counted = count.get();
         send(Work::Values {
             file: id,
             first,
             values,
+            bytes,
         })
     };
     let json_err = |e: serde_json::Error, what: &str| {
