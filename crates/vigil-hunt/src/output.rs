@@ -89,6 +89,19 @@ fn details(d: &Detection<'_>) -> String {
         return s;
     };
     let ev = &*e.event;
+    if ev.get("class_uid").is_some() {
+        // An OCSF event: what an analyst looks at first.
+        for path in OCSF_DETAILS {
+            if let Some(v) = path
+                .split('.')
+                .try_fold(ev, |v, k| v.get(k))
+                .and_then(scalar)
+            {
+                push_kv(&mut s, path, &v);
+            }
+        }
+        return clip_details(s);
+    }
     let data = ev
         .get("Event")
         .and_then(|x| x.get("EventData").or_else(|| x.get("UserData")))
@@ -106,6 +119,24 @@ fn details(d: &Detection<'_>) -> String {
             }
         }
     }
+    clip_details(s)
+}
+
+/// The OCSF attributes shown in a finding's details, when the event has them.
+const OCSF_DETAILS: [&str; 10] = [
+    "process.cmd_line",
+    "process.file.path",
+    "process.parent_process.file.path",
+    "file.path",
+    "module.file.path",
+    "query.hostname",
+    "dst_endpoint.ip",
+    "dst_endpoint.port",
+    "src_endpoint.ip",
+    "user.name",
+];
+
+fn clip_details(mut s: String) -> String {
     if s.len() > DETAILS_MAX {
         let mut cut = DETAILS_MAX;
         while !s.is_char_boundary(cut) {
@@ -141,7 +172,18 @@ fn row_of(d: &Detection<'_>) -> io::Result<Row> {
 
 fn row(d: &Detection<'_>) -> Row {
     let first = d.events.last();
-    let (channel, eid, computer) = first.map(|e| windows_system(&e.event)).unwrap_or_default();
+    let (mut channel, mut eid, mut computer) =
+        first.map(|e| windows_system(&e.event)).unwrap_or_default();
+    if let Some(ev) = first
+        .map(|e| &*e.event)
+        .filter(|v| v.get("class_uid").is_some())
+    {
+        // One of Vigil's OCSF events: its class, activity and host.
+        let text = |p: &[&str]| p.iter().try_fold(ev, |v, k| v.get(k)).and_then(scalar);
+        channel = channel.or_else(|| text(&["class_name"]));
+        eid = eid.or_else(|| text(&["activity_name"]));
+        computer = computer.or_else(|| text(&["device", "hostname"]));
+    }
     Row {
         time: d.time_ms,
         level: level_rank(d.rule.level),
