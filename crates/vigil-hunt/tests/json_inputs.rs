@@ -335,3 +335,32 @@ fn findings_are_valid_ocsf_detection_findings() {
         .is_some_and(|s| s.ends_with("x.jsonl#1")));
     assert_eq!(o["evidences"][0]["data"], hit);
 }
+
+#[test]
+fn a_large_file_is_split_across_workers_with_exact_line_numbers() {
+    let s = Scratch::new("large");
+    let rules = rules(&s);
+    // ~6 MiB of lines (many blocks), a hit every 997 lines, some long lines and CRLFs.
+    let mut text = String::new();
+    let mut want = Vec::new();
+    for n in 1..=30_000u64 {
+        let image = if n % 997 == 0 {
+            want.push(n);
+            r"C:\Windows\System32\whoami.exe".to_string()
+        } else {
+            format!(r"C:\Windows\{}.exe", "x".repeat((n % 300) as usize))
+        };
+        text.push_str(&sysmon(&image, "2024-05-01T10:00:00Z").to_string());
+        text.push_str(if n % 7 == 0 { "\r\n" } else { "\n" });
+    }
+    let f = s.write("big.jsonl", text.as_bytes());
+    let g = s.write_gz("big.jsonl.gz", text.as_bytes());
+    for path in [f, g] {
+        let (seen, report) = run(&rules, std::slice::from_ref(&path), &config());
+        let mut got: Vec<u64> = seen.iter().map(|x| x.record).collect();
+        got.sort_unstable();
+        assert_eq!(got, want, "{}", path.display());
+        assert_eq!(report.records, 30_000);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+    }
+}
