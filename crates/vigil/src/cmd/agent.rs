@@ -87,6 +87,8 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     let mut sensor = Source::start(config.sensor).context("cannot start the sensor")?;
     tracing::info!(mode = sensor.mode_name(), "agent running");
     w.write(sensor.start_event());
+    // Readers see at once that the agent runs, even on a quiet host.
+    w.flush()?;
     // The kernel wakes the reader only when 256 KiB wait: the poll timeout bounds how long
     // a quiet host's events wait (25 ms).
     while !stop.load(Ordering::Relaxed) {
