@@ -43,7 +43,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the sensor (eBPF, else the netlink/fanotify fallback) and write what it sees as OCSF events (needs root).
+    /// Run the sensor (eBPF or its fallback), write OCSF events (root).
     Agent(cmd::agent::AgentArgs),
     /// Hunt through EVTX and JSON logs with Sigma rules, offline.
     Hunt(cmd::hunt::HuntArgs),
