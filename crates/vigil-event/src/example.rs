@@ -400,6 +400,34 @@ mod tests {
     }
 
     #[test]
+    fn keyword_search_skips_lineage_context() {
+        let story = attack_story(0);
+        // The crontab write by sudo, whose parent is the reverse shell.
+        let cron = story
+            .iter()
+            .find(|e| {
+                e.field(&FieldPath::new("file.path"))
+                    .is_some_and(|v| v.as_str() == Some("/var/spool/cron/crontabs/root"))
+            })
+            .expect("cron write");
+        let parent_cmd = cron
+            .field(&FieldPath::new("actor.process.parent_process.cmd_line"))
+            .and_then(|v| v.as_str().map(String::from))
+            .expect("lineage is still there by path");
+        assert!(parent_cmd.contains("/dev/tcp/"));
+        let mut strings = Vec::new();
+        cron.for_each_str(&mut |s| strings.push(s.to_string()));
+        assert!(
+            strings.iter().any(|s| s.contains("crontab")),
+            "the event's own strings"
+        );
+        assert!(
+            !strings.iter().any(|s| s.contains("/dev/tcp/")),
+            "not its ancestors'"
+        );
+    }
+
+    #[test]
     fn json_round_trip_keeps_every_event() {
         for e in attack_story(1_000) {
             let json = e.to_json();

@@ -15,6 +15,6 @@ pub mod model;
 pub mod taxonomy;
 mod value;
 
-pub use access::{Event, Fields};
+pub use access::{Event, Fields, OcsfJson};
 pub use model::{OcsfClass, OcsfEvent};
 pub use value::{FieldPath, Value};

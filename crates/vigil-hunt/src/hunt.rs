@@ -413,6 +413,11 @@ impl<'e> MatchCtx<'e> {
             let record = WinRecord::new(&event);
             self.engine
                 .match_event(&mut st.scratch, &record, source, &mut st.findings);
+        } else if let Kind::Ocsf = kind {
+            // Keyword rules see the event's own strings, not its lineage context.
+            let ocsf = vigil_event::OcsfJson(&event);
+            self.engine
+                .match_event(&mut st.scratch, &ocsf, source, &mut st.findings);
         } else {
             self.engine
                 .match_event(&mut st.scratch, &event, source, &mut st.findings);

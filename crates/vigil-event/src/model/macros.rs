@@ -57,7 +57,11 @@ macro_rules! ocsf_object {
             }
 
             fn visit_strs<'a>(&'a self, f: &mut dyn FnMut(&'a str)) {
-                $( crate::access::Fields::visit_strs(&self.$field, f); )*
+                $(
+                    if !crate::model::is_lineage(ocsf_key!($field $(, $key)?)) {
+                        crate::access::Fields::visit_strs(&self.$field, f);
+                    }
+                )*
             }
         }
     };
