@@ -13,6 +13,7 @@ pub mod access;
 pub mod example;
 pub mod model;
 pub mod taxonomy;
+pub mod time;
 mod value;
 
 pub use access::{Event, Fields, OcsfJson};

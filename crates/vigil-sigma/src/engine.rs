@@ -1021,8 +1021,8 @@ fn contains_scan(
 fn value_time(v: &Value<'_>) -> Option<i64> {
     match v {
         Value::Str(s) => time::parse_timestamp(s),
-        Value::Int(i) => Some(time::epoch_number(*i as f64)),
-        Value::Float(f) => Some(time::epoch_number(*f)),
+        Value::Int(i) => time::epoch_number(*i as f64),
+        Value::Float(f) => time::epoch_number(*f),
         Value::List(l) => l.first().and_then(value_time),
         _ => None,
     }
