@@ -35,9 +35,11 @@ struct sys_args {
 	__u32 pad;
 };
 
-/* Arguments of watched syscalls in flight, per thread. */
+/* Arguments of watched syscalls in flight, per thread. LRU: a thread that dies inside
+ * a syscall (another thread's exit_group) leaves its entry behind, and a plain hash
+ * would fill with those until new entries failed. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct sys_args);
