@@ -83,7 +83,11 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot create {}", args.output.display()))?;
         Box::new(BufWriter::with_capacity(1 << 20, f))
     };
-    let mut w = EventWriter { out, error: None };
+    let mut w = EventWriter {
+        out,
+        error: None,
+        line: Vec::with_capacity(16 * 1024),
+    };
     let mut sensor = Source::start(config.sensor).context("cannot start the sensor")?;
     tracing::info!(mode = sensor.mode_name(), "agent running");
     w.write(sensor.start_event());
@@ -121,6 +125,9 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
 struct EventWriter {
     out: Box<dyn Write>,
     error: Option<std::io::Error>,
+    /// One event's line, serialized here first: one write per event instead of one per
+    /// JSON token through the output's dynamic writer.
+    line: Vec<u8>,
 }
 
 impl EventWriter {
@@ -128,9 +135,13 @@ impl EventWriter {
         if self.error.is_some() {
             return;
         }
-        let r = serde_json::to_writer(&mut self.out, &ev)
+        self.line.clear();
+        let r = serde_json::to_writer(&mut self.line, &ev)
             .map_err(std::io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"));
+            .and_then(|()| {
+                self.line.push(b'\n');
+                self.out.write_all(&self.line)
+            });
         if let Err(e) = r {
             self.error = Some(e);
         }
