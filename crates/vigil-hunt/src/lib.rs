@@ -71,5 +71,5 @@ pub use hunt::{
 };
 pub use input::{discover, format_of_name, Format, InputFile};
 pub use output::{now_ms, CsvSink, JsonlSink, TableSink, ROW_BUFFER};
-pub use rules::{load_rules, RuleSet, RuleTiming};
+pub use rules::{load_rules, load_rules_with, RuleSet, RuleTiming};
 pub use vigil_sigma::{Engine, Level, LogSource};

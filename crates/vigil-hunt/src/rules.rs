@@ -68,17 +68,25 @@ fn collect_entries(
 /// recursively) and builds the engine. Rules that fail to load are in
 /// `built.errors`; it is an error only when a path cannot be read or nothing loads.
 pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, HuntError> {
+    load_rules_with(paths, vigil_sigma::Config::default())
+}
+
+/// [`load_rules`] with an engine configuration (placeholder values for `expand`).
+pub fn load_rules_with(
+    paths: &[PathBuf],
+    config: vigil_sigma::Config,
+) -> Result<RuleSet, HuntError> {
     // Loading allocates (and frees) much more than the engine keeps. Done on a thread of
     // its own, that memory is left in an allocator arena that the first hunt thread then
     // takes over, instead of staying with the calling thread and unused.
     std::thread::scope(|s| {
-        s.spawn(|| load_rules_here(paths))
+        s.spawn(|| load_rules_here(paths, config))
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
 }
 
-fn load_rules_here(paths: &[PathBuf]) -> Result<RuleSet, HuntError> {
+fn load_rules_here(paths: &[PathBuf], config: vigil_sigma::Config) -> Result<RuleSet, HuntError> {
     let mut files = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| HuntError::Rules {
@@ -102,7 +110,10 @@ fn load_rules_here(paths: &[PathBuf]) -> Result<RuleSet, HuntError> {
         return Err(HuntError::NoRules(names()));
     }
     let started = std::time::Instant::now();
-    let mut loader = Loader::new();
+    let mut loader = Loader::with_config(config).map_err(|e| HuntError::Rules {
+        path: PathBuf::from(&e.source_name),
+        reason: e.to_string(),
+    })?;
     let mut read = std::time::Duration::ZERO;
     for f in &files {
         let t = std::time::Instant::now();

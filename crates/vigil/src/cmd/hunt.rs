@@ -82,6 +82,10 @@ pub struct HuntArgs {
         value_delimiter = ':'
     )]
     rules: Vec<PathBuf>,
+    /// Values of an `expand` placeholder: `NAME=VALUE[,VALUE...]` (`%NAME%` in rules);
+    /// may be repeated.
+    #[arg(long = "placeholder", value_name = "NAME=VALUES", value_parser = crate::cmd::rules::parse_placeholder)]
+    placeholders: Vec<(String, Vec<String>)>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     format: OutputFormat,
@@ -138,7 +142,8 @@ fn parse_logsource(s: &str) -> Result<LogSource, String> {
 /// Runs `vigil hunt`; `quiet` (the global `-q`/`--quiet`) silences the progress line.
 pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
     let started = std::time::Instant::now();
-    let rules = match vigil_hunt::load_rules(&args.rules) {
+    let config = crate::cmd::rules::engine_config(args.placeholders.clone());
+    let rules = match vigil_hunt::load_rules_with(&args.rules, config) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{e}");

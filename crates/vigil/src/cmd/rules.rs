@@ -1,6 +1,6 @@
 //! `vigil rules`: Sigma rules from the command line.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,13 +15,44 @@ pub enum RulesCommand {
         /// Rule files, or directories searched recursively for `*.yml` / `*.yaml`.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Values of an `expand` placeholder: `NAME=VALUE[,VALUE...]` (`%NAME%` in rules);
+        /// may be repeated.
+        #[arg(long = "placeholder", value_name = "NAME=VALUES", value_parser = parse_placeholder)]
+        placeholders: Vec<(String, Vec<String>)>,
     },
+}
+
+/// Parses `NAME=VALUE[,VALUE...]` (the name with or without its `%` signs).
+pub fn parse_placeholder(s: &str) -> Result<(String, Vec<String>), String> {
+    let (name, values) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE[,VALUE...]"))?;
+    let name = name.trim().trim_matches('%');
+    if name.is_empty() {
+        return Err(format!("`{s}` names no placeholder"));
+    }
+    Ok((
+        name.to_string(),
+        values.split(',').map(|v| v.to_string()).collect(),
+    ))
+}
+
+/// The rule engine's configuration for these placeholders.
+pub fn engine_config(placeholders: Vec<(String, Vec<String>)>) -> vigil_sigma::Config {
+    let mut config = vigil_sigma::Config::default();
+    for (name, values) in placeholders {
+        config.placeholders.entry(name).or_default().extend(values);
+    }
+    config
 }
 
 /// Runs a `vigil rules` subcommand.
 pub fn run(cmd: RulesCommand) -> Result<ExitCode> {
     match cmd {
-        RulesCommand::Check { paths } => check(&paths),
+        RulesCommand::Check {
+            paths,
+            placeholders,
+        } => check(&paths, engine_config(placeholders)),
     }
 }
 
@@ -50,13 +81,14 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>, unreadable: &mut Vec<String>) 
     }
 }
 
-fn check(paths: &[PathBuf]) -> Result<ExitCode> {
+fn check(paths: &[PathBuf], config: vigil_sigma::Config) -> Result<ExitCode> {
     let mut files = Vec::new();
     let mut io_failures = Vec::new();
     for p in paths {
         collect(p, &mut files, &mut io_failures);
     }
-    let mut loader = vigil_sigma::Loader::new();
+    let mut loader =
+        vigil_sigma::Loader::with_config(config).context("invalid rule engine configuration")?;
     for f in &files {
         match std::fs::read_to_string(f) {
             Ok(text) => {
