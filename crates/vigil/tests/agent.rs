@@ -112,27 +112,23 @@ fn streams_events_and_flushes_everything_on_sigterm_and_sigint() {
 #[test]
 fn config_errors_name_file_and_line() {
     let cfg = tmp("bad.toml");
-    std::fs::write(&cfg, "[sensor]\nring_buffer_mib = 16\nbogus = 1\n").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["agent", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(3));
-    let err = String::from_utf8_lossy(&out.stderr);
+    // Runs the agent on `config`; it must refuse with exit code 3. Returns stderr.
+    let refused = |config: &str| {
+        std::fs::write(&cfg, config).expect("write");
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["agent", "--config"])
+            .arg(&cfg)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(3));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused("[sensor]\nring_buffer_mib = 16\nbogus = 1\n");
     assert!(
         err.contains(&format!("{}:3: unknown field `bogus`", cfg.display())),
         "{err}"
     );
-
-    std::fs::write(&cfg, "[sensor]\nring_buffer_mib = 3\n").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["agent", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(3));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused("[sensor]\nring_buffer_mib = 3\n");
     assert!(
         err.contains("ring_buffer_mib = 3: must be a power of two"),
         "{err}"

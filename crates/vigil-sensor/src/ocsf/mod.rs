@@ -241,9 +241,10 @@ impl Converter {
         (parent, ancestry)
     }
 
-    /// The actor of an event caused by process `pid`: the process from the table (read
-    /// from /proc if the table missed it), with its lineage.
-    fn actor_for(&mut self, h: &RawHeader) -> Actor {
+    /// The process a record is about, with its lineage: from the table when it knows
+    /// this process (same pid and start time), else from /proc when `read_proc` (and the
+    /// process is still there), else just its pid and stable uid.
+    fn subject(&mut self, h: &RawHeader, read_proc: bool) -> Process {
         let start_ticks = ticks(h.start_boottime);
         let known = self
             .table
@@ -251,6 +252,9 @@ impl Converter {
             .filter(|p| p.start_ticks == start_ticks)
             .cloned();
         let info = known.or_else(|| {
+            if !read_proc {
+                return None;
+            }
             let p = crate::proc::read_proc(h.pid).filter(|p| p.start_ticks == start_ticks)?;
             self.table.upsert(p.clone());
             Some(p)
@@ -268,6 +272,13 @@ impl Converter {
         let (parent, ancestry) = self.lineage(h.pid);
         process.parent_process = parent;
         process.ancestry = ancestry;
+        process
+    }
+
+    /// The actor of an event caused by the record's process (read from /proc if the
+    /// table missed it).
+    fn actor_for(&mut self, h: &RawHeader) -> Actor {
+        let process = self.subject(h, true);
         Actor {
             user: process.user.clone(),
             process: Some(process),
@@ -453,23 +464,8 @@ impl Converter {
     fn exit(&mut self, x: RawExit) -> OcsfEvent {
         let h = &x.header;
         let start_ticks = ticks(h.start_boottime);
-        let info = self
-            .table
-            .get(h.pid)
-            .filter(|p| p.start_ticks == start_ticks)
-            .cloned();
-        let mut process = match &info {
-            Some(p) => self.process_from_table(p),
-            None => Process {
-                pid: i32::try_from(h.pid).ok(),
-                uid: Some(self.host.process_uid(h.pid, start_ticks)),
-                ..Process::default()
-            },
-        };
-        let (parent, ancestry) = self.lineage(h.pid);
-        process.name = Some(h.comm.clone());
-        process.parent_process = parent;
-        process.ancestry = ancestry;
+        // The process is gone: what the table knows is all there is.
+        let mut process = self.subject(h, false);
         let time = self.header_time(h);
         process.terminated_time = Some(time);
         self.table.exited(h.pid, start_ticks);
