@@ -567,20 +567,10 @@ fn anchor_match(hay: &str, needle: &str, anchor: Anchor) -> bool {
 impl<'e, 'r> Ctx<'e, 'r, '_> {
     /// The position in `vals` of a local field's value, read once per event.
     fn fetch(&mut self, local: u32) -> usize {
-        let slot = self.variant[local as usize] as usize;
-        if self.s.slot_epoch[slot] == self.s.epoch {
-            return self.s.slot_pos[slot] as usize;
-        }
-        let v = self.engine.slots[slot]
-            .iter()
-            .find_map(|p| self.event.field(p));
-        self.vals.push(v);
-        let pos = self.vals.len() - 1;
-        self.s.slot_epoch[slot] = self.s.epoch;
-        self.s.slot_pos[slot] = pos as u32;
-        pos
+        self.fetch_slot(self.variant[local as usize])
     }
 
+    /// The position in `vals` of a slot's value, read once per event.
     fn fetch_slot(&mut self, slot: u32) -> usize {
         let slot = slot as usize;
         if self.s.slot_epoch[slot] == self.s.epoch {
