@@ -6,24 +6,8 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use support::{config, run_files};
+use support::{config, run_files, walk};
 use vigil_hunt::{Format, InputFile};
-
-fn walk(root: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
-        .expect("dir")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            walk(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
 
 fn sigmahq(sigma: &Path) -> vigil_hunt::RuleSet {
     let paths: Vec<PathBuf> = ["rules", "rules-emerging-threats", "rules-threat-hunting"]

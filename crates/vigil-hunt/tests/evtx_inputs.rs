@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use support::{config, run, Scratch};
+use support::{config, run, walk, Scratch};
 use vigil_hunt::Location;
 
 /// Counts every Security or Sysmon record by its EventID being present.
@@ -18,22 +17,6 @@ detection:
         EventID|gte: 0
     condition: selection
 "#;
-
-fn evtx_files(root: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
-        .expect("dir")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            evtx_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "evtx") {
-            out.push(p);
-        }
-    }
-}
 
 /// A deterministic pseudo-random sequence (no dependency for a test).
 struct Lcg(u64);
@@ -51,7 +34,8 @@ impl Lcg {
 fn corrupt_and_truncated_files_are_reported_and_the_rest_is_hunted() {
     let corpus = vigil_testdata::corpus_or_skip!("evtx");
     let mut all = Vec::new();
-    evtx_files(&corpus, &mut all);
+    walk(&corpus, &mut all);
+    all.retain(|p| p.extension().is_some_and(|e| e == "evtx"));
     // A Sysmon log of at least three chunks.
     let src = all
         .iter()
