@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
-use vigil_sigma::{CorrelationState, Engine, Finding, Limits};
+use vigil_sigma::{CorrelationFinding, CorrelationState, Engine, Finding, Limits};
 
 /// A base finding of a correlation rule, waiting to be fed in time order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,39 +101,54 @@ pub(crate) fn correlate<'e>(
                 base += 1;
             }
         }
-        for cf in fired {
-            if cf.silent {
-                continue;
-            }
-            let events: Vec<EventRef> = cf
-                .events
-                .iter()
-                .filter_map(|r| {
-                    let c = recent.get(usize::try_from(r.checked_sub(base)?).ok()?)?;
-                    let f = files.get(c.file as usize)?;
-                    Some(EventRef {
-                        path: f.path.clone(),
-                        record: c.record,
-                        time_ms: c.time,
-                        event: Arc::new(serde_json::from_str(&c.event).ok()?),
-                    })
-                })
-                .collect();
-            emit(Detection {
-                rule: cf.rule,
-                rule_index: cf.rule_index,
-                time_ms: Some(cf.last_ms),
-                correlation: Some(Correlated {
-                    group: cf.group.clone(),
-                    value: cf.value,
-                    first_ms: cf.first_ms,
-                    last_ms: cf.last_ms,
-                    event_count: cf.events.len(),
-                }),
-                events,
-                rendered: None,
-            })?;
+        report(fired, &recent, base, files, emit)?;
+    }
+    // End of input: windows still open (conditions judged when they close) close now.
+    report(state.finish(), &recent, base, files, emit)?;
+    Ok(())
+}
+
+/// Emits the correlations that fired (silent ones only feed others); their events are
+/// taken from `recent`, whose first element has reference `base`.
+fn report<'e>(
+    fired: Vec<CorrelationFinding<'e>>,
+    recent: &VecDeque<CorrInput>,
+    base: u64,
+    files: &[InputFile],
+    emit: &mut dyn FnMut(Detection<'e>) -> io::Result<()>,
+) -> io::Result<()> {
+    for cf in fired {
+        if cf.silent {
+            continue;
         }
+        let events: Vec<EventRef> = cf
+            .events
+            .iter()
+            .filter_map(|r| {
+                let c = recent.get(usize::try_from(r.checked_sub(base)?).ok()?)?;
+                let f = files.get(c.file as usize)?;
+                Some(EventRef {
+                    path: f.path.clone(),
+                    record: c.record,
+                    time_ms: c.time,
+                    event: Arc::new(serde_json::from_str(&c.event).ok()?),
+                })
+            })
+            .collect();
+        emit(Detection {
+            rule: cf.rule,
+            rule_index: cf.rule_index,
+            time_ms: Some(cf.last_ms),
+            correlation: Some(Correlated {
+                group: cf.group.clone(),
+                value: cf.value,
+                first_ms: cf.first_ms,
+                last_ms: cf.last_ms,
+                event_count: cf.events.len(),
+            }),
+            events,
+            rendered: None,
+        })?;
     }
     Ok(())
 }

@@ -275,6 +275,54 @@ fn correlation_runs_on_event_time_across_files_and_out_of_order_lines() {
 }
 
 #[test]
+fn upper_bound_correlation_is_judged_when_its_window_closes() {
+    let s = Scratch::new("corr_lt");
+    s.write("rules/ssh_fail.yml", SSH_FAIL.as_bytes());
+    s.write(
+        "rules/few.yml",
+        br#"
+title: Few SSH failures
+id: 00000000-0000-0000-0000-000000000004
+level: low
+correlation:
+    type: event_count
+    rules: [ssh_failed]
+    group-by: [src_ip]
+    timespan: 1m
+    condition:
+        lt: 2
+"#,
+    );
+    let ev = |ip: &str, t: &str| serde_json::json!({"@timestamp": t, "message": "Failed password", "src_ip": ip});
+    // 10.0.0.1 fails twice within its first minute: not "few"; its failure at 10:05 opens
+    // a window that the end of input closes: "few". 10.0.0.2 fails once; its window closes
+    // when 10.0.0.1's failure at 10:05 passes its end. 10.0.0.3 fails once at the end.
+    let lines: String = [
+        ev("10.0.0.1", "2024-05-01T10:00:00Z"),
+        ev("10.0.0.2", "2024-05-01T10:00:10Z"),
+        ev("10.0.0.1", "2024-05-01T10:00:50Z"),
+        ev("10.0.0.1", "2024-05-01T10:05:00Z"),
+        ev("10.0.0.3", "2024-05-01T10:05:01Z"),
+    ]
+    .iter()
+    .map(|x| format!("{x}\n"))
+    .collect();
+    let f = s.write("logs/a.jsonl", lines.as_bytes());
+    let cfg = HuntConfig {
+        logsource: Some(vigil_hunt::parse_logsource("product=linux,service=sshd").expect("ls")),
+        ..config()
+    };
+    let (seen, _) = run(&[s.path("rules")], &[f], &cfg);
+    let mut few: Vec<_> = seen
+        .iter()
+        .filter(|x| x.rule == "00000000-0000-0000-0000-000000000004")
+        .map(|x| x.group[0].1.clone().unwrap_or_default())
+        .collect();
+    few.sort();
+    assert_eq!(few, ["10.0.0.1", "10.0.0.2", "10.0.0.3"], "{seen:#?}");
+}
+
+#[test]
 fn min_level_filters_findings() {
     let s = Scratch::new("minlevel");
     let rules = rules(&s);

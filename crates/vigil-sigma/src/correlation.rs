@@ -1,8 +1,7 @@
 //! Correlation rules: resolution at load time, and [`CorrelationState`], the bounded,
 //! time-expiring state fed with findings in event-time order.
 //!
-//! Semantics (per correlation rule and group-by key, over a sliding window of `timespan`
-//! ending at the newest event):
+//! Semantics (per correlation rule and group-by key):
 //!
 //! * `event_count`: number of events; `value_count`: number of distinct values of
 //!   `field`; `value_sum` / `value_avg` / `value_percentile`: sum, mean or the given
@@ -11,21 +10,34 @@
 //! * `temporal`: number of distinct referenced rules seen; `temporal_ordered`: length of
 //!   the longest prefix of `rules` seen in that order. Both default to "all rules".
 //!
-//! The condition is tested each time an event enters a group; when it holds, a
-//! [`CorrelationFinding`] is emitted and the group's window is cleared (so one burst gives
-//! one finding). A correlation's own findings feed the correlations that refer to it
-//! (chaining). Conditions with only upper bounds (`lt`, `lte`) are therefore tested as
-//! events arrive, not when a window closes.
+//! When a condition is judged depends on its bounds:
+//!
+//! * Without an upper bound (`gt`, `gte`, `eq`, `neq`): over a sliding window of
+//!   `timespan` ending at the newest event, the condition is tested each time an event
+//!   enters a group; when it holds, a [`CorrelationFinding`] is emitted and the group's
+//!   window is cleared (so one burst gives one finding).
+//! * With an upper bound (`lt`, `lte`, alone or with lower bounds): a group's window opens
+//!   with its first event and closes `timespan` later; the condition is judged once, when
+//!   the window closes, over all the window's events. So a group that stays below the
+//!   bound for the whole window fires, and one that reaches it within the window does not.
+//!   Windows close as event time passes their end: when a later finding is fed, when the
+//!   caller calls [`CorrelationState::advance`], and at [`CorrelationState::finish`] (end
+//!   of input).
+//!
+//! A correlation's own findings feed the correlations that refer to it (chaining), at the
+//! time of the last event that made them.
 //!
 //! Bounds: at most [`Limits::max_groups`] group-by keys per correlation (the group idle
-//! longest is dropped first) and [`Limits::max_events_per_group`] events per group (the
-//! oldest are dropped); groups whose newest event is older than the timespan are removed.
+//! longest is dropped first, with its open window) and [`Limits::max_events_per_group`]
+//! events per group (the oldest are dropped); groups whose newest event is older than the
+//! timespan are removed.
 
 use crate::engine::{Engine, Finding};
 use crate::error::{ErrorKind, RuleError};
 use crate::model::RuleMeta;
-use crate::parse::{Body, CorrelationType, Parsed, Range};
-use std::collections::{HashMap, HashSet, VecDeque};
+use crate::parse::{Body, Cmp, CorrelationType, Parsed, Range};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 /// A correlation after its references are resolved (indices into the parsed rules).
 #[derive(Debug, Clone)]
@@ -334,6 +346,22 @@ struct Entry {
 struct Group {
     entries: VecDeque<Entry>,
     last: i64,
+    /// Start of the open window of a correlation judged when its window closes.
+    opened: Option<i64>,
+}
+
+/// An open window of a correlation judged at its close: (close time, correlation, start,
+/// group key). Ordered by close time.
+type Pending = Reverse<(i64, usize, i64, Vec<Option<String>>)>;
+
+impl CorrDef {
+    /// Whether the condition has an upper bound, so is judged when the window closes.
+    fn judged_at_close(&self) -> bool {
+        self.range
+            .bounds
+            .iter()
+            .any(|(c, _)| matches!(c, Cmp::Lt | Cmp::Lte))
+    }
 }
 
 /// Correlation state: feed it the findings of [`Engine::match_event`] in event-time order.
@@ -344,6 +372,8 @@ pub struct CorrelationState<'r> {
     /// Detection rule metadata index -> (correlation, position in its `rules`).
     by_rule: HashMap<u32, Vec<(usize, usize)>>,
     by_corr: HashMap<u32, Vec<(usize, usize)>>,
+    /// Open windows of correlations judged at close, soonest close first.
+    pending: BinaryHeap<Pending>,
     now: i64,
     fed: u64,
 }
@@ -367,6 +397,7 @@ impl<'r> CorrelationState<'r> {
             groups: engine.corrs.iter().map(|_| HashMap::new()).collect(),
             by_rule,
             by_corr,
+            pending: BinaryHeap::new(),
             now: i64::MIN,
             fed: 0,
         }
@@ -384,14 +415,15 @@ impl<'r> CorrelationState<'r> {
 
     /// Feeds one finding (the event is known to the caller as `event_ref`). Findings
     /// without a time take the newest time seen. Returns the correlations that fired,
-    /// including chained ones.
+    /// including chained ones, and those whose windows the finding's time closed (see
+    /// [`CorrelationState::advance`]).
     pub fn feed(&mut self, f: &Finding<'_>, event_ref: u64) -> Vec<CorrelationFinding<'r>> {
         let mut out = Vec::new();
         let Some(targets) = self.by_rule.get(&(f.rule_index as u32)).cloned() else {
             return out;
         };
         let time = f.time_ms.unwrap_or(self.now);
-        self.now = self.now.max(time);
+        self.close_until(time, &mut out);
         self.fed += 1;
         if self.fed.is_multiple_of(4096) {
             self.sweep();
@@ -410,6 +442,61 @@ impl<'r> CorrelationState<'r> {
             self.push(ci, pos, key, value, time, vec![event_ref], &mut out);
         }
         out
+    }
+
+    /// Event time has reached `now` (ms since the epoch): closes every window that ended
+    /// before it and returns the correlations that fired there (conditions with `lt` or
+    /// `lte`). Time never goes back: an earlier `now` does nothing.
+    pub fn advance(&mut self, now: i64) -> Vec<CorrelationFinding<'r>> {
+        let mut out = Vec::new();
+        self.close_until(now, &mut out);
+        out
+    }
+
+    /// End of input: closes every open window and returns the correlations that fired
+    /// there. The state stays usable; later findings open new windows.
+    pub fn finish(&mut self) -> Vec<CorrelationFinding<'r>> {
+        let mut out = Vec::new();
+        while let Some(Reverse((_, ci, start, key))) = self.pending.pop() {
+            self.close(ci, start, key, &mut out);
+        }
+        out
+    }
+
+    fn close_until(&mut self, now: i64, out: &mut Vec<CorrelationFinding<'r>>) {
+        self.now = self.now.max(now);
+        // A window [start, start + timespan] closes once time is past its end.
+        while let Some(Reverse((end, ..))) = self.pending.peek() {
+            if *end >= self.now {
+                break;
+            }
+            if let Some(Reverse((_, ci, start, key))) = self.pending.pop() {
+                self.close(ci, start, key, out);
+            }
+        }
+    }
+
+    /// Judges the window of `key` in correlation `ci` opened at `start`, if it is still open.
+    fn close(
+        &mut self,
+        ci: usize,
+        start: i64,
+        key: Vec<Option<String>>,
+        out: &mut Vec<CorrelationFinding<'r>>,
+    ) {
+        let def = &self.engine.corrs[ci];
+        let Some(g) = self.groups[ci].get_mut(&key) else {
+            return; // dropped (group limit)
+        };
+        if g.opened != Some(start) {
+            return;
+        }
+        g.opened = None;
+        let measured = measure(def, &g.entries);
+        let entries: Vec<Entry> = g.entries.drain(..).collect();
+        if def.range.test(measured) {
+            self.fire(ci, key, entries, measured, out);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -437,9 +524,12 @@ impl<'r> CorrelationState<'r> {
             }
         }
         let g = groups.entry(key.clone()).or_default();
-        let horizon = time.saturating_sub(def.timespan_ms);
-        while g.entries.front().is_some_and(|e| e.time < horizon) {
-            g.entries.pop_front();
+        let at_close = def.judged_at_close();
+        if !at_close {
+            let horizon = time.saturating_sub(def.timespan_ms);
+            while g.entries.front().is_some_and(|e| e.time < horizon) {
+                g.entries.pop_front();
+            }
         }
         // Keep time order even if a finding arrives slightly late.
         let at = g.entries.partition_point(|e| e.time <= time);
@@ -456,15 +546,38 @@ impl<'r> CorrelationState<'r> {
             g.entries.pop_front();
         }
         g.last = g.last.max(time);
+        if at_close {
+            if g.opened.is_none() {
+                g.opened = Some(time);
+                let end = time.saturating_add(def.timespan_ms);
+                self.pending.push(Reverse((end, ci, time, key)));
+            }
+            return;
+        }
         let measured = measure(def, &g.entries);
         if !def.range.test(measured) {
             return;
         }
         let entries: Vec<Entry> = g.entries.drain(..).collect();
-        let (first, last) = (
-            entries.first().map_or(time, |e| e.time),
-            entries.last().map_or(time, |e| e.time),
-        );
+        self.fire(ci, key, entries, measured, out);
+    }
+
+    /// Emits the finding of correlation `ci` for a group's window, then feeds it to the
+    /// correlations referring to `ci`.
+    fn fire(
+        &mut self,
+        ci: usize,
+        key: Vec<Option<String>>,
+        entries: Vec<Entry>,
+        measured: f64,
+        out: &mut Vec<CorrelationFinding<'r>>,
+    ) {
+        let engine = self.engine;
+        let def = &engine.corrs[ci];
+        let (first, last) = match (entries.first(), entries.last()) {
+            (Some(f), Some(l)) => (f.time, l.time),
+            _ => (self.now, self.now),
+        };
         let events: Vec<u64> = entries
             .iter()
             .flat_map(|e| e.events.iter().copied())
@@ -569,5 +682,45 @@ fn measure(def: &CorrDef, entries: &VecDeque<Entry>) -> f64 {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Loader, LogSource, Source};
+
+    #[test]
+    fn advance_closes_windows_after_their_end_only() {
+        let mut loader = Loader::new();
+        loader.add(
+            "t.yml",
+            "title: Beat\nname: beat\nlogsource: {product: test}\ndetection:\n  s:\n    EventID: 1\n  condition: s\n---\ntitle: Quiet\ncorrelation:\n  type: event_count\n  rules: [beat]\n  group-by: [Host]\n  timespan: 10s\n  condition:\n    lte: 1\n",
+        );
+        let built = loader.build();
+        assert!(built.errors.is_empty(), "{:?}", built.errors);
+        let engine = built.engine;
+        let declared = engine.declare(&LogSource::new(Some("test"), None, None));
+        let mut scratch = engine.scratch();
+        let mut findings = Vec::new();
+        let ev = serde_json::json!({"EventID": 1, "Host": "h", "time": 1_000});
+        engine.match_event(
+            &mut scratch,
+            &ev,
+            Source::Declared(&declared),
+            &mut findings,
+        );
+        let t = findings[0].time_ms.expect("time");
+        let mut state = CorrelationState::new(&engine, Limits::default());
+        assert!(state.feed(&findings[0], 7).is_empty());
+        // The window is [t, t + 10 s]: still open at its end, closed just after.
+        assert!(state.advance(t + 10_000).is_empty());
+        let fired = state.advance(t + 10_001);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].events, [7]);
+        assert_eq!(fired[0].value, 1.0);
+        // Closed once: neither advancing again nor finishing fires it again.
+        assert!(state.advance(t + 20_000).is_empty());
+        assert!(state.finish().is_empty());
     }
 }

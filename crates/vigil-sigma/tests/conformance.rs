@@ -5,7 +5,9 @@
 //! one string each:
 //!
 //! * `"<event>: <rule title> [<selection>, ...]"` (with ` (silent)` for silent findings),
-//! * `"corr <rule title> {<field>=<value>, ...} events=[<event>, ...] value=<n>"`.
+//! * `"corr <rule title> {<field>=<value>, ...} events=[<event>, ...] value=<n>"`, after
+//!   the event whose finding made it fire or closed its window; windows still open after
+//!   the last event are closed (`CorrelationState::finish`) and their findings come last.
 //!
 //! Run with `VIGIL_BLESS=1` to print what differs as ready-to-paste `expect` lines.
 
@@ -52,6 +54,22 @@ fn cases(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(p);
         }
     }
+}
+
+fn corr_line(c: &vigil_sigma::CorrelationFinding<'_>) -> String {
+    let group: Vec<String> = c
+        .group
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("null")))
+        .collect();
+    format!(
+        "corr {} {{{}}} events={:?} value={}{}",
+        c.rule.title,
+        group.join(", "),
+        c.events,
+        c.value,
+        if c.silent { " (silent)" } else { "" }
+    )
 }
 
 fn run_case(path: &Path) -> Result<(), String> {
@@ -125,21 +143,12 @@ fn run_case(path: &Path) -> Result<(), String> {
                 if f.silent { " (silent)" } else { "" }
             ));
             for c in corr.feed(f, i as u64) {
-                let group: Vec<String> = c
-                    .group
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("null")))
-                    .collect();
-                actual.push(format!(
-                    "corr {} {{{}}} events={:?} value={}{}",
-                    c.rule.title,
-                    group.join(", "),
-                    c.events,
-                    c.value,
-                    if c.silent { " (silent)" } else { "" }
-                ));
+                actual.push(corr_line(&c));
             }
         }
+    }
+    for c in corr.finish() {
+        actual.push(corr_line(&c));
     }
     let expected: Vec<String> = spec
         .get("expect")
