@@ -85,14 +85,14 @@ fn process(
     }];
     let mut ancestry = Vec::new();
     if let Some(p) = parent {
-        ancestry.push(ProcessEntity {
+        ancestry.push(Shared::new(ProcessEntity {
             pid: p.pid,
             uid: p.uid.clone(),
             name: p.name.clone(),
             path: p.file.as_ref().and_then(|f| f.path.clone()),
             cmd_line: p.cmd_line.clone(),
             created_time: p.created_time,
-        });
+        }));
         ancestry.extend(p.ancestry.iter().cloned());
     }
     Process {
@@ -101,16 +101,16 @@ fn process(
         name: exe.rsplit('/').next().map(String::from),
         cmd_line: Some(cmd.into()),
         file: Some(exe_file),
+        // The parent without its own lineage: the rest of the chain is in `ancestry`.
         parent_process: parent.map(|p| {
-            let mut p = p.clone();
-            // Keep lineage bounded: the parent's own parent, no deeper.
-            if let Some(gp) = p.parent_process.as_mut() {
-                gp.parent_process = None;
-            }
-            Box::new(p)
+            Shared::new(Process {
+                parent_process: None,
+                ancestry: Vec::new(),
+                ..p.clone()
+            })
         }),
         ancestry,
-        user: Some(owner.clone()),
+        user: Some(Shared::new(owner.clone())),
         working_directory: Some("/home/deploy".into()),
         created_time: Some(start),
         session: Some(Session {
@@ -125,7 +125,7 @@ fn process(
 
 fn actor(p: &Process) -> Actor {
     Actor {
-        process: Some(p.clone()),
+        process: Some(Shared::new(p.clone())),
         user: p.user.clone(),
         ..Actor::default()
     }
@@ -154,7 +154,7 @@ fn tcp_outbound() -> NetworkConnectionInfo {
 /// The story's events, in time order, starting at `start` (ms since the epoch).
 pub fn attack_story(start: i64) -> Vec<OcsfEvent> {
     let feature = "example";
-    let dev = device(start - 86_400_000);
+    let dev = Shared::new(device(start - 86_400_000));
     let deploy = user("deploy", 1001);
     let root = user("root", 0);
     let t = std::cell::Cell::new(start);

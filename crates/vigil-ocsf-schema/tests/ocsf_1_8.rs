@@ -68,17 +68,17 @@ fn sensor_drop() -> OcsfEvent {
     e.log_name = Some("vigil-sensor".into());
     e.log_provider = Some("ebpf".into());
     e.actor = Some(Actor {
-        process: Some(Process {
+        process: Some(Shared::new(Process {
             pid: Some(1),
             ..Process::default()
-        }),
+        })),
         ..Actor::default()
     });
-    e.device = Some(Device {
+    e.device = Some(Shared::new(Device {
         type_id: device_type::SERVER,
         hostname: Some("h".into()),
         ..Device::default()
-    });
+    }));
     let e = OcsfEvent::from(e);
     assert_eq!(
         e.to_json()["activity_name"],

@@ -2,8 +2,10 @@
 //! at start and kept current from exec, fork and exit records, so each event can carry
 //! its process's lineage even when the process is already gone.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use vigil_event::model::{Process, ProcessEntity, Shared};
 
 /// What the table keeps per process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,37 @@ pub struct ProcInfo {
     pub uid: u32,
     /// When the process exited, if it has.
     pub exited: Option<Instant>,
+    /// This process as events show it, built once per process image.
+    pub views: Views,
+}
+
+/// The forms in which events show a process of the table (as a parent, an ancestor),
+/// built on first use and shared by every later event: an exec or fork replaces the
+/// table entry, and with it these.
+#[derive(Default, Clone)]
+pub struct Views {
+    /// Without lineage: `parent_process`, an actor.
+    pub brief: OnceCell<Shared<Process>>,
+    /// An `ancestry` element.
+    pub entity: OnceCell<Shared<ProcessEntity>>,
+}
+
+impl PartialEq for Views {
+    /// Views are caches derived from the entry: they never make two entries differ.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Views {}
+
+impl std::fmt::Debug for Views {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Views")
+            .field("brief", &self.brief.get().is_some())
+            .field("entity", &self.entity.get().is_some())
+            .finish()
+    }
 }
 
 /// Bounds of the table.
@@ -91,6 +124,7 @@ pub fn read_proc(pid: u32) -> Option<ProcInfo> {
         cmdline: join_argv(&args),
         uid,
         exited: None,
+        views: Views::default(),
     })
 }
 
@@ -144,7 +178,7 @@ impl ProcTable {
 
     /// The ancestors of `pid`, nearest first, at most `depth` of them.
     pub fn ancestors(&self, pid: u32, depth: usize) -> Vec<&ProcInfo> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(depth.min(16));
         let mut cur = self.procs.get(&pid).map(|p| p.ppid);
         while let Some(ppid) = cur {
             if out.len() >= depth || ppid == 0 {
@@ -239,6 +273,7 @@ mod tests {
                 cmdline: String::new(),
                 uid: 0,
                 exited: None,
+                views: Views::default(),
             });
         }
         t.exited(3, 3);
@@ -250,6 +285,7 @@ mod tests {
             cmdline: String::new(),
             uid: 0,
             exited: None,
+            views: Views::default(),
         });
         assert_eq!(t.len(), 3);
         assert!(t.get(3).is_none(), "the exited process went first");

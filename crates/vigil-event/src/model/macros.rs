@@ -130,7 +130,7 @@ macro_rules! ocsf_class {
                 /// Where the event comes from and how it was made.
                 metadata: crate::model::Metadata,
                 /// The host the event happened on.
-                device: Option<crate::model::Device>,
+                device: Option<crate::model::Shared<crate::model::Device>>,
                 /// Who performed the activity.
                 actor: Option<crate::model::Actor>,
                 /// Observables for indexing and pivoting.

@@ -11,10 +11,12 @@ mod macros;
 mod classes;
 pub mod enums;
 mod objects;
+mod shared;
 
 pub use classes::*;
 pub use enums::*;
 pub use objects::*;
+pub use shared::Shared;
 
 use crate::access::{Event, Fields};
 use crate::value::{FieldPath, Value};

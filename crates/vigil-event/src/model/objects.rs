@@ -1,6 +1,7 @@
 //! The OCSF objects Vigil's events are made of (a subset of each object's attributes:
 //! those Vigil fills; the schema allows more).
 
+use super::Shared;
 use serde_json::{Map, Value as Json};
 
 ocsf_object! {
@@ -256,12 +257,12 @@ ocsf_object! {
         cmd_line: Option<String>,
         /// The executable.
         file: Option<File>,
-        /// The parent process (itself with a parent, to a bounded depth).
-        parent_process: Option<Box<Process>>,
-        /// The ancestors, nearest first.
-        ancestry: Vec<ProcessEntity>,
+        /// The parent process (without its own lineage: that is `ancestry`).
+        parent_process: Option<Shared<Process>>,
+        /// The ancestors, nearest first (the first is the parent).
+        ancestry: Vec<Shared<ProcessEntity>>,
         /// The user the process runs as.
-        user: Option<User>,
+        user: Option<Shared<User>>,
         /// Working directory.
         working_directory: Option<String>,
         /// Start time (ms since the epoch).
@@ -287,9 +288,9 @@ ocsf_object! {
     /// `actor`: who performed an activity.
     pub struct Actor {
         /// The acting process.
-        process: Option<Process>,
+        process: Option<Shared<Process>>,
         /// The acting user.
-        user: Option<User>,
+        user: Option<Shared<User>>,
         /// The acting session.
         session: Option<Session>,
         /// The application name.

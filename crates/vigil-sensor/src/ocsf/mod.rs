@@ -7,7 +7,7 @@ use crate::abi::{self, RawCreds, RawExec, RawExit, RawFork, RawHeader, Record};
 use crate::config::SensorConfig;
 use crate::hash::{user_dev, FileKey, HashCache};
 use crate::host::{ticks, Host};
-use crate::proc::{join_argv, Limits, ProcInfo, ProcTable};
+use crate::proc::{join_argv, Limits, ProcInfo, ProcTable, Views};
 use serde_json::{json, Map, Value as Json};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -43,6 +43,9 @@ fn truncate(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
+/// Users kept in the converter's cache at most (it starts over when full).
+const USERS_MAX: usize = 4096;
+
 /// The feature name in `metadata.product.feature`.
 pub(crate) const FEATURE: &str = "sensor";
 
@@ -50,11 +53,11 @@ pub(crate) const FEATURE: &str = "sensor";
 #[derive(Debug)]
 pub struct Converter {
     host: Host,
-    device: Device,
+    device: Shared<Device>,
     table: ProcTable,
     hashes: HashCache,
     cgroups: crate::container::CgroupCache,
-    users: HashMap<u32, Option<String>>,
+    users: HashMap<u32, Shared<User>>,
     config: SensorConfig,
     passwd: HashMap<u32, String>,
 }
@@ -76,14 +79,13 @@ pub(crate) fn file_of(path: &str) -> File {
 }
 
 /// The actor of a launch: the parent process, or just its pid when the table missed it.
-fn launcher(parent: Option<Box<Process>>, ppid: u32) -> Actor {
-    let process = parent.map_or_else(
-        || Process {
+fn launcher(parent: Option<Shared<Process>>, ppid: u32) -> Actor {
+    let process = parent.unwrap_or_else(|| {
+        Shared::new(Process {
             pid: i32::try_from(ppid).ok(),
             ..Process::default()
-        },
-        |p| *p,
-    );
+        })
+    });
     Actor {
         process: Some(process),
         ..Actor::default()
@@ -143,7 +145,7 @@ impl Converter {
         let seeded = table.seed();
         tracing::debug!(seeded, "process table seeded from /proc");
         Converter {
-            device: host.device(),
+            device: Shared::new(host.device()),
             host,
             table,
             hashes: HashCache::new(config.hash_cache_max),
@@ -164,24 +166,28 @@ impl Converter {
         &self.table
     }
 
-    fn user(&mut self, uid: u32) -> User {
-        let name = self
-            .users
-            .entry(uid)
-            .or_insert_with(|| self.passwd.get(&uid).cloned())
-            .clone();
+    /// The user `uid`, built once and shared.
+    fn user(&mut self, uid: u32) -> Shared<User> {
+        if let Some(u) = self.users.get(&uid) {
+            return u.clone();
+        }
+        if self.users.len() >= USERS_MAX {
+            self.users.clear();
+        }
         let ty = if uid == 0 {
             user_type::ADMIN
         } else {
             user_type::USER
         };
-        User {
-            name,
+        let user = Shared::new(User {
+            name: self.passwd.get(&uid).cloned(),
             uid: Some(uid.to_string()),
             type_id: Some(ty),
             kind: Some(user_type::name(ty).into()),
             ..User::default()
-        }
+        });
+        self.users.insert(uid, user.clone());
+        user
     }
 
     /// A process object for a table entry, without parents.
@@ -207,20 +213,28 @@ impl Converter {
         }
     }
 
-    /// The lineage of `pid`: its parent as `parent_process` (one level, no deeper: the
-    /// rest is in `ancestry`), and the flat `ancestry` list, nearest first, up to
-    /// `lineage_depth` ancestors (pid, uid, name, path, start, and the command line cut
-    /// at [`ANCESTRY_CMDLINE_MAX`] bytes).
-    fn lineage(&mut self, pid: u32) -> (Option<Box<Process>>, Vec<ProcessEntity>) {
-        let chain: Vec<ProcInfo> = self
-            .table
-            .ancestors(pid, self.config.lineage_depth)
-            .into_iter()
-            .cloned()
-            .collect();
-        let ancestry = chain
-            .iter()
-            .map(|p| ProcessEntity {
+    /// The table's process `pid` without lineage (as a parent or an actor), built once
+    /// per process image ([`Views`]).
+    fn brief(&mut self, pid: u32) -> Option<Shared<Process>> {
+        let p = self.table.get(pid)?;
+        if let Some(b) = p.views.brief.get() {
+            return Some(b.clone());
+        }
+        let p = p.clone();
+        let built = Shared::new(self.process_from_table(&p));
+        if let Some(entry) = self.table.get(pid) {
+            let _ = entry.views.brief.set(built.clone());
+        }
+        Some(built)
+    }
+
+    /// The table's process `pid` as an `ancestry` element (pid, uid, name, path, start,
+    /// and the command line cut at [`ANCESTRY_CMDLINE_MAX`] bytes), built once per
+    /// process image.
+    fn entity(&self, pid: u32) -> Option<Shared<ProcessEntity>> {
+        let p = self.table.get(pid)?;
+        let view = p.views.entity.get_or_init(|| {
+            Shared::new(ProcessEntity {
                 pid: i32::try_from(p.pid).ok(),
                 uid: Some(self.host.process_uid(p.pid, p.start_ticks)),
                 name: p
@@ -236,8 +250,20 @@ impl Converter {
                         .epoch_ms(p.start_ticks * (1_000_000_000 / crate::host::USER_HZ)),
                 ),
             })
-            .collect();
-        let parent = chain.first().map(|p| Box::new(self.process_from_table(p)));
+        });
+        Some(view.clone())
+    }
+
+    /// The lineage of `pid`: its parent as `parent_process` (without its own lineage),
+    /// and the flat `ancestry` list, nearest first, up to `lineage_depth` ancestors.
+    fn lineage(&mut self, pid: u32) -> (Option<Shared<Process>>, Vec<Shared<ProcessEntity>>) {
+        let chain = self.table.ancestors(pid, self.config.lineage_depth);
+        let ancestry: Vec<Shared<ProcessEntity>> =
+            chain.iter().filter_map(|p| self.entity(p.pid)).collect();
+        let parent = ancestry
+            .first()
+            .and_then(|a| a.pid)
+            .and_then(|ppid| self.brief(ppid.unsigned_abs()));
         (parent, ancestry)
     }
 
@@ -246,21 +272,20 @@ impl Converter {
     /// process is still there), else just its pid and stable uid.
     fn subject(&mut self, h: &RawHeader, read_proc: bool) -> Process {
         let start_ticks = ticks(h.start_boottime);
-        let known = self
+        let mut known = self
             .table
             .get(h.pid)
-            .filter(|p| p.start_ticks == start_ticks)
-            .cloned();
-        let info = known.or_else(|| {
-            if !read_proc {
-                return None;
+            .is_some_and(|p| p.start_ticks == start_ticks);
+        if !known && read_proc {
+            if let Some(p) = crate::proc::read_proc(h.pid).filter(|p| p.start_ticks == start_ticks)
+            {
+                self.table.upsert(p);
+                known = true;
             }
-            let p = crate::proc::read_proc(h.pid).filter(|p| p.start_ticks == start_ticks)?;
-            self.table.upsert(p.clone());
-            Some(p)
-        });
-        let mut process = match &info {
-            Some(p) => self.process_from_table(p),
+        }
+        let brief = if known { self.brief(h.pid) } else { None };
+        let mut process = match brief {
+            Some(b) => (*b).clone(),
             None => Process {
                 pid: i32::try_from(h.pid).ok(),
                 uid: Some(self.host.process_uid(h.pid, start_ticks)),
@@ -281,7 +306,7 @@ impl Converter {
         let process = self.subject(h, true);
         Actor {
             user: process.user.clone(),
-            process: Some(process),
+            process: Some(Shared::new(process)),
             ..Actor::default()
         }
     }
@@ -329,6 +354,7 @@ impl Converter {
             cmdline: cmdline.clone(),
             uid: e.creds.uid,
             exited: None,
+            views: Views::default(),
         });
         if self
             .config
@@ -441,12 +467,11 @@ impl Converter {
             cmdline,
             uid: f.creds.uid,
             exited: None,
+            views: Views::default(),
         });
-        let child_info = self.table.get(h.pid).cloned();
-        let mut child = match child_info {
-            Some(info) => self.process_from_table(&info),
-            None => Process::default(),
-        };
+        let mut child = self
+            .brief(h.pid)
+            .map_or_else(Process::default, |b| (*b).clone());
         let (parent, ancestry) = self.lineage(h.pid);
         child.name = Some(h.comm.clone());
         child.created_time = Some(self.host.epoch_ms(h.start_boottime));
@@ -468,11 +493,27 @@ impl Converter {
         let mut process = self.subject(h, false);
         let time = self.header_time(h);
         process.terminated_time = Some(time);
+        // The actor is the exiting process itself, without the lineage `process` has.
+        let known = self
+            .table
+            .get(h.pid)
+            .is_some_and(|p| p.start_ticks == start_ticks);
+        let actor = known
+            .then(|| self.brief(h.pid))
+            .flatten()
+            .unwrap_or_else(|| {
+                Shared::new(Process {
+                    pid: process.pid,
+                    uid: process.uid.clone(),
+                    name: process.name.clone(),
+                    ..Process::default()
+                })
+            });
         self.table.exited(h.pid, start_ticks);
         let status = x.exit_code;
         let signal = status & 0x7f;
         let code = (status >> 8) & 0xff;
-        let mut ev = ProcessActivity::new(2, time, FEATURE, process.clone());
+        let mut ev = ProcessActivity::new(2, time, FEATURE, process);
         if signal == 0 {
             ev.exit_code = i32::try_from(code).ok();
         } else {
@@ -485,7 +526,8 @@ impl Converter {
             ev.process.xattributes = Some(xattr);
         }
         ev.actor = Some(Actor {
-            process: Some(process),
+            user: actor.user.clone(),
+            process: Some(actor),
             ..Actor::default()
         });
         ev.device = Some(self.device.clone());
@@ -518,11 +560,11 @@ impl Converter {
         ev.log_provider = Some(provider.to_string());
         ev.status_detail = Some(detail);
         ev.actor = Some(Actor {
-            process: Some(Process {
+            process: Some(Shared::new(Process {
                 pid: i32::try_from(std::process::id()).ok(),
                 name: Some("vigil".into()),
                 ..Process::default()
-            }),
+            })),
             ..Actor::default()
         });
         ev.device = Some(self.device.clone());

@@ -465,7 +465,11 @@ impl Converter {
                 x.insert("ids".into(), json!(ids));
             }
             let actor = self.actor_for(&s.header);
-            let target = actor.process.clone().unwrap_or_default();
+            let target = actor
+                .process
+                .as_ref()
+                .map(|p| (**p).clone())
+                .unwrap_or_default();
             let activity = if name == "capset" { 99 } else { 5 };
             let mut ev =
                 ProcessActivity::new(activity, self.header_time(&s.header), FEATURE, target);
