@@ -43,6 +43,11 @@ pub struct SensorConfig {
     pub hash_executables: bool,
     /// Milliseconds between reads of the kernel's loss counters.
     pub loss_check_ms: u64,
+    /// Fork coalescing: a fork whose child execs before doing anything else is reported
+    /// once, by the exec's event with launch type `Spawn`; a fork is held back at most
+    /// this many milliseconds for that, then reported as `Fork` (so is one whose child
+    /// first does anything else). 0 reports every fork and every exec on its own.
+    pub coalesce_fork_ms: u64,
 }
 
 impl Default for SensorConfig {
@@ -58,6 +63,7 @@ impl Default for SensorConfig {
             hash_cache_max: 4096,
             hash_executables: true,
             loss_check_ms: 1000,
+            coalesce_fork_ms: 100,
         }
     }
 }

@@ -446,9 +446,8 @@ impl Fallback {
                     let events = std::mem::take(&mut self.events);
                     for ev in &events {
                         self.stats.received += 1;
-                        if let Some(out) = self.process_event(*ev) {
-                            sink(out);
-                            emitted += 1;
+                        if let Some(record) = self.record_of(*ev) {
+                            emitted += self.converter.convert(record, sink);
                         }
                     }
                     self.events = events;
@@ -462,6 +461,7 @@ impl Fallback {
             }
         }
         emitted += self.drain_files(sink)?;
+        emitted += self.converter.expire_forks(false, sink);
         if self.last_loss_check.elapsed() >= self.loss_check {
             emitted += self.check_loss(sink)?;
             self.converter.sweep();
@@ -470,7 +470,18 @@ impl Fallback {
         Ok(emitted)
     }
 
-    fn process_event(&mut self, ev: ProcEvent) -> Option<OcsfEvent> {
+    /// At stop: hands every pending event to `sink`, reports the forks still held back,
+    /// and checks for losses a last time.
+    pub fn finish(&mut self, sink: &mut dyn FnMut(OcsfEvent)) -> Result<usize, SensorError> {
+        let drained = self.drain(sink)?;
+        let more = self.converter.expire_forks(true, sink) + self.check_loss(sink)?;
+        self.stats.emitted += more as u64;
+        Ok(drained + more)
+    }
+
+    /// The sensor record for a proc connector event (`None` for the agent's own and for
+    /// kinds Vigil does not report).
+    fn record_of(&mut self, ev: ProcEvent) -> Option<Record> {
         let host = self.converter.host().clone();
         let record = match ev {
             ProcEvent::Exec { pid } if pid != self.me => {
@@ -526,7 +537,7 @@ impl Fallback {
             }
             _ => return None,
         };
-        self.converter.convert(record)
+        Some(record)
     }
 
     fn drain_files(&mut self, sink: &mut dyn FnMut(OcsfEvent)) -> Result<usize, SensorError> {
@@ -565,8 +576,9 @@ impl Fallback {
         }
         self.stats.received += received;
         self.lost += overflows;
-        let n = written.len();
+        let mut n = written.len();
         for (pid, path) in written {
+            n += self.converter.release_fork(pid, sink);
             let out = self.file_written(pid, &path);
             sink(out);
         }

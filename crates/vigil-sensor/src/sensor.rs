@@ -295,18 +295,14 @@ impl Sensor {
             let Some(item) = next else { break };
             self.stats.received += 1;
             match item {
-                Ok(record) => {
-                    if let Some(ev) = self.converter.convert(record) {
-                        sink(ev);
-                        emitted += 1;
-                    }
-                }
+                Ok(record) => emitted += self.converter.convert(record, sink),
                 Err(e) => {
                     self.stats.malformed += 1;
                     tracing::warn!("malformed sensor record: {e}");
                 }
             }
         }
+        emitted += self.converter.expire_forks(false, sink);
         if self.last_loss_check.elapsed() >= Duration::from_millis(self.config.loss_check_ms) {
             emitted += self.check_loss(sink)?;
             self.converter.sweep();
@@ -369,9 +365,17 @@ impl Sensor {
         while !stop.load(Ordering::Relaxed) {
             self.poll(Duration::from_millis(25), sink)?;
         }
-        self.drain(sink)?;
-        self.check_loss(sink)?;
+        self.finish(sink)?;
         Ok(())
+    }
+
+    /// At stop: hands every queued record to `sink`, reports the forks still held back,
+    /// and checks the loss counters a last time.
+    pub fn finish(&mut self, sink: &mut dyn FnMut(OcsfEvent)) -> Result<usize, SensorError> {
+        let drained = self.drain(sink)?;
+        let more = self.converter.expire_forks(true, sink) + self.check_loss(sink)?;
+        self.stats.emitted += more as u64;
+        Ok(drained + more)
     }
 }
 

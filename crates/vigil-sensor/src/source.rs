@@ -69,6 +69,12 @@ impl Source {
         both!(self, s => s.drain(sink))
     }
 
+    /// At stop: hands every pending event to `sink`, reports the forks still held back
+    /// (fork coalescing), and reports losses a last time.
+    pub fn finish(&mut self, sink: &mut dyn FnMut(OcsfEvent)) -> Result<usize, SensorError> {
+        both!(self, s => s.finish(sink))
+    }
+
     /// Reports losses since the last report.
     pub fn check_loss(&mut self, sink: &mut dyn FnMut(OcsfEvent)) -> Result<usize, SensorError> {
         both!(self, s => s.check_loss(sink))

@@ -35,14 +35,15 @@ fn sha256_of(path: &str) -> String {
         .to_string()
 }
 
+/// Whether an event reports an exec: on its own (`Exec`) or with its fork (`Spawn`).
+fn is_exec(e: &Value) -> bool {
+    e["class_uid"] == 1007 && (e["launch_type"] == "Exec" || e["launch_type"] == "Spawn")
+}
+
 fn exec_events(events: &[Value], ppid: u32) -> Vec<&Value> {
     events
         .iter()
-        .filter(|e| {
-            e["class_uid"] == 1007
-                && e["launch_type"] == "Exec"
-                && e["actor"]["process"]["pid"] == ppid
-        })
+        .filter(|e| is_exec(e) && e["actor"]["process"]["pid"] == ppid)
         .collect()
 }
 
@@ -135,6 +136,103 @@ fn exec_with_argv_cwd_user_hash_and_parent_then_exit_code() {
     let sh_exit = exit_of(&events, sh_pid).expect("sh exits");
     assert_eq!(sh_exit["exit_code"], 3);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Runs `sh -c "/bin/true MARKER; (exit 5)"` under a sensor with this fork coalescing
+/// setting: the events, the exec of true, and the subshell's pid (a fork without exec).
+fn fork_exec_and_bare_fork(coalesce_fork_ms: u64) -> (Vec<Value>, Value, u32) {
+    let mut sensor = Source::start(SensorConfig {
+        coalesce_fork_ms,
+        ..ebpf()
+    })
+    .expect("sensor starts");
+    let marker = nonce();
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("/bin/true {marker}; (exit 5); exit 0"))
+        .spawn()
+        .expect("spawn");
+    let sh_pid = child.id();
+    child.wait().expect("wait");
+    let mut events = collect(&mut sensor, Duration::from_secs(10), |ev| {
+        exit_of(ev, sh_pid).is_some()
+    });
+    // Stopping reports what is still held back.
+    sensor
+        .finish(&mut |e| events.push(e.to_json()))
+        .expect("finish");
+    let truth = events
+        .iter()
+        .find(|e| is_exec(e) && e["process"]["cmd_line"] == format!("/bin/true {marker}"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no exec of true in {} events", events.len()));
+    let subshell = events
+        .iter()
+        .find(|e| {
+            e["class_uid"] == 1007
+                && e["activity_id"] == 2
+                && e["exit_code"] == 5
+                && e["process"]["parent_process"]["pid"] == sh_pid
+        })
+        .and_then(|e| e["process"]["pid"].as_u64())
+        .expect("the subshell exits 5") as u32;
+    (events, truth, subshell)
+}
+
+fn position(events: &[Value], what: impl Fn(&Value) -> bool) -> Option<usize> {
+    events.iter().position(what)
+}
+
+#[test]
+fn fork_then_exec_is_one_spawn_event_and_a_bare_fork_stays_a_fork() {
+    if !root_or_skip() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (events, truth, subshell) = fork_exec_and_bare_fork(100);
+    assert_eq!(truth["launch_type"], "Spawn");
+    assert_eq!(truth["launch_type_id"], 1);
+    let pid = truth["process"]["pid"].clone();
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["launch_type"] == "Fork" && e["process"]["pid"] == pid),
+        "the fork of the exec'd child is not reported apart"
+    );
+    assert!(
+        truth["process"]["created_time"].as_i64() <= truth["time"].as_i64(),
+        "the process started (forked) before its exec"
+    );
+    // The subshell never execs: its fork is reported, as a Fork, before its exit.
+    let fork = position(&events, |e| {
+        e["launch_type"] == "Fork" && e["process"]["pid"] == subshell
+    })
+    .expect("the subshell's fork is reported");
+    let exit = position(&events, |e| {
+        e["activity_id"] == 2 && e["process"]["pid"] == subshell
+    })
+    .expect("exit");
+    assert!(fork < exit, "fork before exit");
+}
+
+#[test]
+fn without_coalescing_every_fork_and_exec_is_reported_apart() {
+    if !root_or_skip() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (events, truth, subshell) = fork_exec_and_bare_fork(0);
+    assert_eq!(truth["launch_type"], "Exec");
+    let pid = truth["process"]["pid"].clone();
+    let fork = position(&events, |e| {
+        e["launch_type"] == "Fork" && e["process"]["pid"] == pid
+    })
+    .expect("the fork of true's process");
+    let exec = position(&events, |e| *e == truth).expect("exec");
+    assert!(fork < exec);
+    assert!(events
+        .iter()
+        .any(|e| e["launch_type"] == "Fork" && e["process"]["pid"] == subshell));
 }
 
 #[test]
@@ -295,7 +393,7 @@ fn burst_of_execs_received_plus_lost_equals_generated() {
         sensor
             .poll(Duration::from_millis(50), &mut |e| {
                 let j = e.to_json();
-                if j["launch_type"] == "Exec" && j["actor"]["process"]["pid"] == sh_pid {
+                if is_exec(&j) && j["actor"]["process"]["pid"] == sh_pid {
                     execs += 1;
                 }
                 if j["class_uid"] == 1008 && j["activity_name"] == "Drop" {

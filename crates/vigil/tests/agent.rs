@@ -94,7 +94,7 @@ fn streams_events_and_flushes_everything_on_sigterm_and_sigint() {
         let echo = events
             .iter()
             .find(|e| {
-                e["launch_type"] == "Exec"
+                e["launch_type"] == "Spawn"
                     && e["process"]["cmd_line"] == format!("/bin/echo {marker}")
             })
             .unwrap_or_else(|| panic!("exec of echo not in {} events", events.len()));
@@ -151,6 +151,7 @@ fn shipped_config_is_the_default_and_loads() {
         "hash_cache_max",
         "hash_executables",
         "loss_check_ms",
+        "coalesce_fork_ms",
     ] {
         let documented = text
             .lines()

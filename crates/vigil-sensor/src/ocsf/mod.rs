@@ -10,16 +10,19 @@ use crate::host::{ticks, Host};
 use crate::proc::{join_argv, Limits, ProcInfo, ProcTable, Views};
 use serde_json::{json, Map, Value as Json};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use vigil_event::model::*;
 use vigil_event::OcsfEvent;
 
 /// OCSF `launch_type_id` values (Process Activity).
 mod launch_type {
+    /// Both steps of Unix process creation in one event (a fork whose child execs).
+    pub const SPAWN: i32 = 1;
     pub const FORK: i32 = 2;
     pub const EXEC: i32 = 3;
     pub fn name(id: i32) -> &'static str {
         match id {
+            1 => "Spawn",
             2 => "Fork",
             3 => "Exec",
             _ => "Unknown",
@@ -43,6 +46,10 @@ fn truncate(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
+/// Forks held back at most (see [`Converter::convert`]); past this a fork is reported at
+/// once.
+const PENDING_FORKS_MAX: usize = 16_384;
+
 /// Users kept in the converter's cache at most (it starts over when full).
 const USERS_MAX: usize = 4096;
 
@@ -60,6 +67,8 @@ pub struct Converter {
     users: HashMap<u32, Shared<User>>,
     config: SensorConfig,
     passwd: HashMap<u32, String>,
+    /// Forks not reported yet, by child pid, with when they arrived.
+    pending_forks: HashMap<u32, (RawFork, Instant)>,
 }
 
 pub(crate) fn file_of(path: &str) -> File {
@@ -152,6 +161,7 @@ impl Converter {
             cgroups: crate::container::CgroupCache::default(),
             users: HashMap::new(),
             passwd: read_passwd(),
+            pending_forks: HashMap::new(),
             config,
         }
     }
@@ -331,17 +341,98 @@ impl Converter {
         self.host.epoch_ms(h.ktime)
     }
 
-    /// Converts one record; `None` for records that are filtered out.
-    pub fn convert(&mut self, record: Record) -> Option<OcsfEvent> {
+    /// Converts one record and hands the events it makes to `sink` (none for a record
+    /// that is filtered out or held back); returns how many.
+    ///
+    /// Fork coalescing (`coalesce_fork_ms` > 0): a fork is held back until its child
+    /// does something. If that is an exec, the two are reported once, as the exec's
+    /// event with launch type `Spawn` (OCSF: both steps of Unix process creation in one
+    /// event; the process's `created_time` is the fork's). If it is anything else (an
+    /// exit, a syscall), the fork is reported first, as `Fork`. A fork whose child does
+    /// nothing for `coalesce_fork_ms` is reported by [`Converter::expire_forks`]. The
+    /// process table learns of every fork at once, so lineage never waits.
+    pub fn convert(&mut self, record: Record, sink: &mut dyn FnMut(OcsfEvent)) -> usize {
+        let pid = match &record {
+            Record::Exec(e) => e.header.pid,
+            Record::Fork(f) => f.header.pid,
+            Record::Exit(x) => x.header.pid,
+            Record::Syscall(s) => s.header.pid,
+        };
+        let held = self.pending_forks.remove(&pid).map(|(f, _)| f);
+        let mut n = 0;
+        let mut emit = |ev: OcsfEvent| {
+            sink(ev);
+            n += 1;
+        };
+        let spawned = match (held, &record) {
+            (Some(_), Record::Exec(_)) => true,
+            (Some(fork), _) => {
+                emit(self.fork_event(fork));
+                false
+            }
+            (None, _) => false,
+        };
         match record {
-            Record::Exec(e) => self.exec(*e),
-            Record::Fork(f) => Some(self.fork(f)),
-            Record::Exit(x) => Some(self.exit(x)),
-            Record::Syscall(s) => self.syscall(*s),
+            Record::Exec(e) => {
+                if let Some(ev) = self.exec(*e, spawned) {
+                    emit(ev);
+                }
+            }
+            Record::Fork(f) => {
+                self.track_fork(&f);
+                if self.config.coalesce_fork_ms == 0
+                    || self.pending_forks.len() >= PENDING_FORKS_MAX
+                {
+                    emit(self.fork_event(f));
+                } else {
+                    self.pending_forks.insert(pid, (f, Instant::now()));
+                }
+            }
+            Record::Exit(x) => emit(self.exit(x)),
+            Record::Syscall(s) => {
+                if let Some(ev) = self.syscall(*s) {
+                    emit(ev);
+                }
+            }
+        }
+        n
+    }
+
+    /// Reports the fork of `pid` if it is held back (the process is about to be seen
+    /// doing something other than an exec); returns how many events (0 or 1).
+    pub fn release_fork(&mut self, pid: u32, sink: &mut dyn FnMut(OcsfEvent)) -> usize {
+        match self.pending_forks.remove(&pid) {
+            Some((fork, _)) => {
+                sink(self.fork_event(fork));
+                1
+            }
+            None => 0,
         }
     }
 
-    fn exec(&mut self, e: RawExec) -> Option<OcsfEvent> {
+    /// Reports the held-back forks whose child did nothing for `coalesce_fork_ms` (all
+    /// of them when `all`, as when the sensor stops), oldest first; returns how many.
+    pub fn expire_forks(&mut self, all: bool, sink: &mut dyn FnMut(OcsfEvent)) -> usize {
+        if self.pending_forks.is_empty() {
+            return 0;
+        }
+        let hold = Duration::from_millis(self.config.coalesce_fork_ms);
+        let mut due: Vec<u32> = self
+            .pending_forks
+            .iter()
+            .filter(|(_, (_, since))| all || since.elapsed() >= hold)
+            .map(|(&pid, _)| pid)
+            .collect();
+        due.sort_by_key(|pid| self.pending_forks[pid].0.header.ktime);
+        for pid in &due {
+            if let Some((fork, _)) = self.pending_forks.remove(pid) {
+                sink(self.fork_event(fork));
+            }
+        }
+        due.len()
+    }
+
+    fn exec(&mut self, e: RawExec, spawned: bool) -> Option<OcsfEvent> {
         let h = &e.header;
         let start_ticks = ticks(h.start_boottime);
         let cmdline = join_argv(&e.argv);
@@ -444,14 +535,20 @@ impl Converter {
         if in_container {
             ev.metadata.profiles.push("container".into());
         }
-        ev.launch_type_id = Some(launch_type::EXEC);
-        ev.launch_type = Some(launch_type::name(launch_type::EXEC).into());
+        let launch = if spawned {
+            launch_type::SPAWN
+        } else {
+            launch_type::EXEC
+        };
+        ev.launch_type_id = Some(launch);
+        ev.launch_type = Some(launch_type::name(launch).into());
         ev.actor = Some(launcher(parent, h.ppid));
         ev.device = Some(self.device.clone());
         Some(ev.into())
     }
 
-    fn fork(&mut self, f: RawFork) -> OcsfEvent {
+    /// The table learns of a new process: a copy of its parent's image.
+    fn track_fork(&mut self, f: &RawFork) {
         let h = &f.header;
         let start_ticks = ticks(h.start_boottime);
         let (exe, cmdline) = self
@@ -469,9 +566,24 @@ impl Converter {
             exited: None,
             views: Views::default(),
         });
-        let mut child = self
-            .brief(h.pid)
-            .map_or_else(Process::default, |b| (*b).clone());
+    }
+
+    /// The `Fork` event of a fork the table already knows ([`Converter::track_fork`]).
+    fn fork_event(&mut self, f: RawFork) -> OcsfEvent {
+        let h = &f.header;
+        let start_ticks = ticks(h.start_boottime);
+        let known = self
+            .table
+            .get(h.pid)
+            .is_some_and(|p| p.start_ticks == start_ticks);
+        let mut child = match known.then(|| self.brief(h.pid)).flatten() {
+            Some(b) => (*b).clone(),
+            None => Process {
+                pid: i32::try_from(h.pid).ok(),
+                uid: Some(self.host.process_uid(h.pid, start_ticks)),
+                ..Process::default()
+            },
+        };
         let (parent, ancestry) = self.lineage(h.pid);
         child.name = Some(h.comm.clone());
         child.created_time = Some(self.host.epoch_ms(h.start_boottime));

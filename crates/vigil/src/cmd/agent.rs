@@ -104,10 +104,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         }
     }
     sensor
-        .drain(&mut |ev| w.write(ev))
-        .context("sensor failed")?;
-    sensor
-        .check_loss(&mut |ev| w.write(ev))
+        .finish(&mut |ev| w.write(ev))
         .context("sensor failed")?;
     w.write(sensor.stop_event());
     w.flush()?;
