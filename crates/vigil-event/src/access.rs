@@ -79,6 +79,15 @@ impl Fields for String {
     }
 }
 
+impl Fields for Cow<'static, str> {
+    fn field_at<'a>(&'a self, path: &FieldPath, i: usize) -> Option<Value<'a>> {
+        (i == path.len()).then_some(Value::Str(Cow::Borrowed(&**self)))
+    }
+    fn visit_strs<'a>(&'a self, f: &mut dyn FnMut(&'a str)) {
+        f(self)
+    }
+}
+
 impl<T: Fields> Fields for Option<T> {
     fn field_at<'a>(&'a self, path: &FieldPath, i: usize) -> Option<Value<'a>> {
         self.as_ref()?.field_at(path, i)

@@ -177,8 +177,30 @@ ocsf_class! {
 /// A fresh event's common part: time, severity, metadata for Vigil as producer.
 fn base_metadata(feature: &str) -> Metadata {
     Metadata {
-        version: OCSF_VERSION.to_string(),
-        product: Product {
+        version: Text::Borrowed(OCSF_VERSION),
+        product: product(feature),
+        ..Metadata::default()
+    }
+}
+
+/// Vigil as the product reporting through `feature`: built once per feature and thread,
+/// shared by every event.
+fn product(feature: &str) -> Shared<Product> {
+    thread_local! {
+        static PRODUCTS: std::cell::RefCell<Vec<Shared<Product>>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    PRODUCTS.with_borrow_mut(|cache| {
+        let known = cache.iter().find(|p| {
+            p.feature
+                .as_ref()
+                .and_then(|f| f.name.as_deref())
+                .is_some_and(|n| n == feature)
+        });
+        if let Some(p) = known {
+            return p.clone();
+        }
+        let p = Shared::new(Product {
             name: Some("Vigil".to_string()),
             vendor_name: Some("Vigil".to_string()),
             version: Some(env!("CARGO_PKG_VERSION").to_string()),
@@ -187,9 +209,13 @@ fn base_metadata(feature: &str) -> Metadata {
                 ..Feature::default()
             }),
             ..Product::default()
-        },
-        ..Metadata::default()
-    }
+        });
+        // Features are a handful of names; a caller making up new ones is not cached.
+        if cache.len() < 16 {
+            cache.push(p.clone());
+        }
+        p
+    })
 }
 
 macro_rules! class_new {

@@ -90,23 +90,23 @@ macro_rules! ocsf_class {
                 /// The normalized activity id (the class's `activity_id` enum).
                 activity_id: i32,
                 /// The activity's caption.
-                activity_name: Option<String>,
+                activity_name: Option<crate::model::Text>,
                 /// The OCSF category (`class_uid / 1000`).
                 category_uid: i32,
                 /// The category's caption.
-                category_name: Option<String>,
+                category_name: Option<crate::model::Text>,
                 /// The OCSF class id.
                 class_uid: i32,
                 /// The class's caption.
-                class_name: Option<String>,
+                class_name: Option<crate::model::Text>,
                 /// `class_uid * 100 + activity_id`.
                 type_uid: i64,
                 /// `"<class name>: <activity name>"`.
-                type_name: Option<String>,
+                type_name: Option<crate::model::Text>,
                 /// The normalized severity ([`severity`](crate::model::severity)).
                 severity_id: i32,
                 /// The severity's caption.
-                severity: Option<String>,
+                severity: Option<crate::model::Text>,
                 /// When the event happened, in milliseconds since the Unix epoch.
                 time: i64,
                 /// Minutes east of UTC of the event's source, when known.
@@ -122,7 +122,7 @@ macro_rules! ocsf_class {
                 /// The outcome ([`status`](crate::model::status)).
                 status_id: Option<i32>,
                 /// The outcome's caption.
-                status: Option<String>,
+                status: Option<crate::model::Text>,
                 /// The source's own status code (errno, exit status, ...).
                 status_code: Option<String>,
                 /// The source's explanation of the status.
@@ -162,23 +162,25 @@ macro_rules! ocsf_class {
             fn activity_id(&self) -> i32 {
                 self.activity_id
             }
-            fn custom_activity_name(&self) -> Option<String> {
+            fn custom_activity_name(&self) -> Option<crate::model::Text> {
                 self.activity_name.clone()
             }
             fn metadata_mut(&mut self) -> &mut crate::model::Metadata {
                 &mut self.metadata
             }
-            fn set_identity(&mut self, activity_name: String, type_uid: i64) {
+            fn set_identity(&mut self, activity_name: crate::model::Text, type_uid: i64) {
+                use std::borrow::Cow;
                 self.class_uid = Self::CLASS_UID;
-                self.class_name = Some(Self::CLASS_NAME.to_string());
+                self.class_name = Some(Cow::Borrowed(Self::CLASS_NAME));
                 self.category_uid = Self::CATEGORY_UID;
-                self.category_name = Some(crate::model::category_name(Self::CATEGORY_UID).to_string());
-                self.type_name = Some(format!("{}: {}", Self::CLASS_NAME, activity_name));
+                self.category_name =
+                    Some(Cow::Borrowed(crate::model::category_name(Self::CATEGORY_UID)));
+                self.type_name = Some(Cow::Owned(format!("{}: {}", Self::CLASS_NAME, activity_name)));
                 self.activity_name = Some(activity_name);
                 self.type_uid = type_uid;
-                self.severity = Some(crate::model::severity::name(self.severity_id).to_string());
+                self.severity = Some(Cow::Borrowed(crate::model::severity::name(self.severity_id)));
                 if let Some(s) = self.status_id {
-                    self.status = Some(crate::model::status::name(s).to_string());
+                    self.status = Some(Cow::Borrowed(crate::model::status::name(s)));
                 }
             }
             fn uses_host_profile(&self) -> bool {

@@ -22,6 +22,9 @@ use crate::access::{Event, Fields};
 use crate::value::{FieldPath, Value};
 use serde::Serialize;
 
+/// A caption or other text that is usually a constant: no allocation when it is.
+pub type Text = std::borrow::Cow<'static, str>;
+
 /// The OCSF schema version Vigil writes.
 pub const OCSF_VERSION: &str = "1.8.0";
 
@@ -46,7 +49,7 @@ impl<T> Omit for Vec<T> {
 macro_rules! never_omit {
     ($($t:ty),*) => {$(impl Omit for $t { fn omit(&self) -> bool { false } })*};
 }
-never_omit!(i32, i64, bool, String);
+never_omit!(i32, i64, bool, String, Text);
 
 /// What every OCSF event class struct knows about itself.
 pub trait OcsfClass: Event + Serialize {
@@ -62,9 +65,9 @@ pub trait OcsfClass: Event + Serialize {
     /// Mutable access to `metadata`.
     fn metadata_mut(&mut self) -> &mut Metadata;
     /// The `activity_name` already set, if any.
-    fn custom_activity_name(&self) -> Option<String>;
+    fn custom_activity_name(&self) -> Option<Text>;
     /// Writes the classification attributes (ids and captions).
-    fn set_identity(&mut self, activity_name: String, type_uid: i64);
+    fn set_identity(&mut self, activity_name: Text, type_uid: i64);
     /// Whether the event carries an attribute that this class takes from the `host`
     /// profile (`device` or `actor`, depending on the class).
     fn uses_host_profile(&self) -> bool;
@@ -80,12 +83,12 @@ pub trait OcsfClass: Event + Serialize {
         // Activity 99 (Other) keeps the producer's own name for it, as OCSF asks.
         let name = match (activity, self.custom_activity_name()) {
             (99, Some(own)) => own,
-            _ => Self::activity_name(activity).to_string(),
+            _ => Text::Borrowed(Self::activity_name(activity)),
         };
         self.set_identity(name, type_uid);
         let host = self.uses_host_profile();
         let metadata = self.metadata_mut();
-        metadata.version = OCSF_VERSION.to_string();
+        metadata.version = Text::Borrowed(OCSF_VERSION);
         if host && !metadata.profiles.iter().any(|p| p == "host") {
             metadata.profiles.push("host".to_string());
         }

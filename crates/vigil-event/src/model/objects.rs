@@ -36,9 +36,9 @@ ocsf_object! {
     /// `metadata`: how the event came to be.
     pub struct Metadata {
         /// The OCSF schema version the event conforms to.
-        version: String,
+        version: super::Text,
         /// The reporting product.
-        product: Product,
+        product: Shared<Product>,
         /// The event's unique id.
         uid: Option<String>,
         /// Profiles the event uses (`host`, `container`, `security_control`, ...).

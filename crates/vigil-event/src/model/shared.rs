@@ -11,6 +11,7 @@ use crate::access::Fields;
 use crate::value::{FieldPath, Value};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// An immutable, reference-counted part of an event whose JSON form is computed once.
@@ -22,6 +23,8 @@ pub struct Shared<T>(Arc<Inner<T>>);
 
 struct Inner<T> {
     value: T,
+    /// Set once written: the second writing renders and caches the JSON.
+    written: AtomicBool,
     json: OnceLock<Option<Box<RawValue>>>,
 }
 
@@ -30,6 +33,7 @@ impl<T> Shared<T> {
     pub fn new(value: T) -> Self {
         Shared(Arc::new(Inner {
             value,
+            written: AtomicBool::new(false),
             json: OnceLock::new(),
         }))
     }
@@ -79,9 +83,9 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Shared<T> {
 
 impl<T: Serialize> Serialize for Shared<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // A value only one event holds is written directly: caching it would cost a copy
-        // and save nothing.
-        if Arc::strong_count(&self.0) == 1 && self.0.json.get().is_none() {
+        // The first writing is direct: many values (an exiting process as its own actor)
+        // are written once, and caching them would cost a copy and save nothing.
+        if self.0.json.get().is_none() && !self.0.written.swap(true, Ordering::Relaxed) {
             return self.0.value.serialize(s);
         }
         let json = self
@@ -140,9 +144,12 @@ mod tests {
         };
         let shared = Shared::new(plain.clone());
         let want = serde_json::to_string(&plain).unwrap();
-        // First (renders and caches), second (from the cache), and through to_value.
-        assert_eq!(serde_json::to_string(&shared).unwrap(), want);
-        assert_eq!(serde_json::to_string(&shared).unwrap(), want);
+        // First (direct), second (renders and caches), third (from the cache), and
+        // through to_value.
+        for _ in 0..3 {
+            assert_eq!(serde_json::to_string(&shared).unwrap(), want);
+        }
+        assert!(shared.0.json.get().is_some_and(Option::is_some), "cached");
         assert_eq!(
             serde_json::to_value(&shared).unwrap(),
             serde_json::to_value(&plain).unwrap()
