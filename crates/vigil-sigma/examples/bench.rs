@@ -15,7 +15,8 @@
 
 use std::io::{BufRead, Write};
 use std::time::Instant;
-use vigil_sigma::{JsonEvent, Loader, LogSource, Source};
+use vigil_event::Event;
+use vigil_sigma::{JsonBuffers, JsonEvent, Loader, LogSource, Source};
 
 fn rss_kib(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -149,7 +150,7 @@ fn ocsf_bench(engine: &vigil_sigma::Engine, copies: usize, out: Option<&str>, re
 fn best_of(repeat: usize, mut f: impl FnMut() -> usize) -> (f64, usize) {
     let mut best = f64::MAX;
     let mut n = 0;
-    for _ in 0..repeat.max(1) {
+    for _ in 0..repeat {
         let t = Instant::now();
         n = f();
         best = best.min(t.elapsed().as_secs_f64());
@@ -258,7 +259,9 @@ fn main() {
     let mut out = Vec::new();
     let mut total_findings = 0usize;
     let mut best = f64::MAX;
-    for round in 0..repeat.max(1) {
+    // BENCH_JSON_ONLY: only the `JsonEvent` runs (`e2e`: only end to end), for profiling.
+    let json_only = std::env::var_os("BENCH_JSON_ONLY").is_some() && !flat;
+    for round in 0..if json_only { 0 } else { repeat.max(1) } {
         let t = Instant::now();
         let mut n = 0usize;
         for e in &events {
@@ -281,7 +284,7 @@ fn main() {
         scratch.rules_evaluated() as f64 / (events.len() * repeat.max(1)) as f64
     );
     // End to end, as a command-line tool runs: read each line, parse the JSON, match.
-    {
+    if !json_only {
         let text = std::fs::read_to_string(&events_path).expect("events");
         let t = Instant::now();
         let mut n = 0usize;
@@ -313,11 +316,14 @@ fn main() {
     let text = std::fs::read_to_string(&events_path).expect("events");
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if !flat {
+        let time_path = vigil_event::FieldPath::new("TimeCreated");
+        let mut buffers = JsonBuffers::default();
         let parsed: Vec<JsonEvent<'_>> = lines
             .iter()
             .map(|l| JsonEvent::parse(l).expect("json"))
             .collect();
-        let (best, n) = best_of(repeat, || {
+        let e2e_only = std::env::var_os("BENCH_JSON_ONLY").is_some_and(|v| v == "e2e");
+        let (best, n) = best_of(if e2e_only { 0 } else { repeat.max(1) }, || {
             let mut n = 0;
             for e in &parsed {
                 out.clear();
@@ -331,13 +337,28 @@ fn main() {
             parsed.len(),
             parsed.len() as f64 / best
         );
-        let (best, n) = best_of(repeat, || {
+        let (best, _) = best_of(if e2e_only { 0 } else { repeat.max(1) }, || {
             let mut n = 0;
             for l in &lines {
-                let e = JsonEvent::parse(l).expect("json");
+                let e = JsonEvent::parse_with(l, &mut buffers).expect("json");
+                n += usize::from(e.field(&time_path).is_some());
+                e.recycle(&mut buffers);
+            }
+            n
+        });
+        eprintln!(
+            "JsonEvent, parse only: {:.3} s = {:.0} events/s on one core",
+            best,
+            lines.len() as f64 / best
+        );
+        let (best, n) = best_of(repeat.max(1), || {
+            let mut n = 0;
+            for l in &lines {
+                let e = JsonEvent::parse_with(l, &mut buffers).expect("json");
                 out.clear();
                 engine.match_event(&mut scratch, &e, src, &mut out);
                 n += out.len();
+                e.recycle(&mut buffers);
             }
             n
         });

@@ -550,7 +550,7 @@ fn folded<'h>(s: &'h str, cased: bool, buf: &'h mut String) -> &'h str {
         }
     } else {
         buf.clear();
-        buf.push_str(&s.to_lowercase());
+        pattern::fold_into(s, buf);
         buf
     }
 }
@@ -684,7 +684,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                 lower.push_str(joined);
                 lower.make_ascii_lowercase();
             } else {
-                lower.push_str(&joined.to_lowercase());
+                pattern::fold_into(joined, lower);
             }
             let hay = lower.as_str();
             contains_scan(ac, g.packed.as_ref(), &g.contains_pids, hay, &mut |p| {

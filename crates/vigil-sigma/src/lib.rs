@@ -76,7 +76,7 @@ mod yaml;
 pub use correlation::{CorrelationFinding, CorrelationState, Limits};
 pub use engine::{Built, Config, Declared, Engine, Finding, Loader, Scratch, Source};
 pub use error::{ConfigError, ErrorKind, RuleError};
-pub use json::{JsonError, JsonEvent};
+pub use json::{JsonBuffers, JsonError, JsonEvent};
 pub use mapping::WINDOWS_MAP;
 pub use model::{Level, LogSource, RuleKind, RuleMeta};
 pub use parse::CorrelationType;

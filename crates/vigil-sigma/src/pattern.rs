@@ -219,6 +219,31 @@ pub(crate) fn fold(s: &str) -> String {
     }
 }
 
+/// Appends the lowercase of `s` to `out`, as `str::to_lowercase` gives it: ASCII runs a
+/// word at a time, other characters one by one (a capital sigma, whose lowercase depends
+/// on its neighbours, sends the whole text through `str::to_lowercase`).
+pub(crate) fn fold_into(s: &str, out: &mut String) {
+    if s.contains('Σ') {
+        out.push_str(&s.to_lowercase());
+        return;
+    }
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
+        let start = out.len();
+        out.push_str(&rest[..n]);
+        out.as_mut_str()[start..].make_ascii_lowercase();
+        rest = &rest[n..];
+        if let Some(c) = rest.chars().next() {
+            out.extend(c.to_lowercase());
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+}
+
 /// Builds the pattern of a token list once the match kind has added its wildcards.
 pub(crate) fn compile_str(mut toks: Vec<Tok>, cased: bool) -> StrPat {
     if !cased {
@@ -317,6 +342,23 @@ pub(crate) fn glob_match(toks: &[Tok], hay: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fold_into_is_to_lowercase() {
+        for s in [
+            "",
+            "PLAIN ascii",
+            "Microsoft® Windows® Operating System",
+            "ÀÉÎÕÜ straße İstanbul",
+            "ΟΔΥΣΣΕΥΣ Σ ΣΑ aΣ",
+            "ǅ ῼ K Å ﬃ",
+            "mixed\0NUL\0ÉTÉ",
+        ] {
+            let mut out = String::from("kept:");
+            fold_into(s, &mut out);
+            assert_eq!(out, format!("kept:{}", s.to_lowercase()), "{s}");
+        }
+    }
 
     fn lit(s: &str) -> Tok {
         Tok::Lit(s.into())
