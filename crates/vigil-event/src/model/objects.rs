@@ -279,9 +279,88 @@ ocsf_object! {
         namespace_pid: Option<i32>,
         /// Integrity level (Windows).
         integrity: Option<String>,
-        /// Extended attributes: Linux credentials and capabilities.
-        xattributes: Option<Map<String, Json>>,
+        /// Extended attributes: Linux credentials and capabilities, how it was started or
+        /// ended.
+        xattributes: Option<ProcessXattributes>,
     }
+}
+
+ocsf_object! {
+    /// The `xattributes` Vigil writes for a Linux process: what OCSF's process object has
+    /// no attribute for.
+    pub struct ProcessXattributes {
+        /// Group id.
+        gid: Option<u32>,
+        /// Effective user id.
+        euid: Option<u32>,
+        /// Effective group id.
+        egid: Option<u32>,
+        /// Saved user id.
+        suid: Option<u32>,
+        /// Saved group id.
+        sgid: Option<u32>,
+        /// Filesystem user id.
+        fsuid: Option<u32>,
+        /// Filesystem group id.
+        fsgid: Option<u32>,
+        /// Login (audit) user id, when set.
+        loginuid: Option<u32>,
+        /// Effective capabilities.
+        cap_effective: Option<Caps>,
+        /// Permitted capabilities.
+        cap_permitted: Option<Caps>,
+        /// Inheritable capabilities.
+        cap_inheritable: Option<Caps>,
+        /// The file name the exec was asked for (e.g. `/proc/self/fd/3`).
+        filename: Option<String>,
+        /// The cgroup's kernel id.
+        cgroup_id: Option<u64>,
+        /// The cgroup's path.
+        cgroup: Option<String>,
+        /// What is unusual about the exec (`argv_truncated`, `fileless`, ...).
+        flags: Vec<super::Text>,
+        /// The signal that ended the process.
+        signal: Option<i32>,
+        /// Whether it dumped core.
+        core_dumped: Option<bool>,
+    }
+}
+
+/// A Linux capability set, written as hex text (`0x000001ffffffffff`) as `/proc` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caps(pub u64);
+
+impl std::fmt::Display for Caps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#018x}", self.0)
+    }
+}
+
+impl serde::Serialize for Caps {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Caps {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let digits = text.strip_prefix("0x").unwrap_or(&text);
+        u64::from_str_radix(digits, 16)
+            .map(Caps)
+            .map_err(|_| serde::de::Error::custom(format!("not a capability set: {text}")))
+    }
+}
+
+impl crate::access::Fields for Caps {
+    fn field_at<'a>(
+        &'a self,
+        path: &crate::value::FieldPath,
+        i: usize,
+    ) -> Option<crate::value::Value<'a>> {
+        (i == path.len()).then(|| crate::value::Value::Str(self.to_string().into()))
+    }
+    fn visit_strs<'a>(&'a self, _f: &mut dyn FnMut(&'a str)) {}
 }
 
 ocsf_object! {

@@ -8,7 +8,7 @@ use crate::config::SensorConfig;
 use crate::hash::{user_dev, FileKey, HashCache};
 use crate::host::{ticks, Host};
 use crate::proc::{join_argv, Limits, ProcInfo, ProcTable, Views};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Map};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use vigil_event::model::*;
@@ -113,35 +113,21 @@ fn read_passwd() -> HashMap<u32, String> {
         .collect()
 }
 
-fn creds_xattributes(c: &RawCreds) -> Map<String, Json> {
-    let mut m = Map::new();
-    for (k, v) in [
-        ("euid", c.euid),
-        ("egid", c.egid),
-        ("suid", c.suid),
-        ("sgid", c.sgid),
-        ("fsuid", c.fsuid),
-        ("fsgid", c.fsgid),
-        ("gid", c.gid),
-    ] {
-        m.insert(k.into(), json!(v));
+fn creds_xattributes(c: &RawCreds) -> ProcessXattributes {
+    ProcessXattributes {
+        gid: Some(c.gid),
+        euid: Some(c.euid),
+        egid: Some(c.egid),
+        suid: Some(c.suid),
+        sgid: Some(c.sgid),
+        fsuid: Some(c.fsuid),
+        fsgid: Some(c.fsgid),
+        loginuid: (c.loginuid != u32::MAX).then_some(c.loginuid),
+        cap_effective: Some(Caps(c.cap_effective)),
+        cap_permitted: Some(Caps(c.cap_permitted)),
+        cap_inheritable: Some(Caps(c.cap_inheritable)),
+        ..ProcessXattributes::default()
     }
-    if c.loginuid != u32::MAX {
-        m.insert("loginuid".into(), json!(c.loginuid));
-    }
-    m.insert(
-        "cap_effective".into(),
-        json!(format!("{:#018x}", c.cap_effective)),
-    );
-    m.insert(
-        "cap_permitted".into(),
-        json!(format!("{:#018x}", c.cap_permitted)),
-    );
-    m.insert(
-        "cap_inheritable".into(),
-        json!(format!("{:#018x}", c.cap_inheritable)),
-    );
-    m
 }
 
 impl Converter {
@@ -482,16 +468,13 @@ impl Converter {
             }
         }
         let mut xattr = creds_xattributes(&e.creds);
-        xattr.insert("filename".into(), json!(e.filename));
-        xattr.insert("cgroup_id".into(), json!(h.cgroup_id));
+        xattr.filename = Some(e.filename);
+        xattr.cgroup_id = Some(h.cgroup_id);
         let (cgroup, container) = match self.cgroups.lookup(h.cgroup_id, h.pid) {
             Some((path, container)) => (Some(path.clone()), container.clone()),
             None => (None, None),
         };
-        if let Some(path) = cgroup {
-            xattr.insert("cgroup".into(), json!(path));
-        }
-        let mut flags = Vec::new();
+        xattr.cgroup = cgroup;
         for (bit, name) in [
             (abi::EXEC_ARGV_TRUNCATED, "argv_truncated"),
             (abi::EXEC_EXE_TRUNCATED, "exe_path_truncated"),
@@ -500,11 +483,8 @@ impl Converter {
             (abi::EXEC_EXE_UNLINKED, "fileless"),
         ] {
             if e.flags & bit != 0 {
-                flags.push(name);
+                xattr.flags.push(Text::Borrowed(name));
             }
-        }
-        if !flags.is_empty() {
-            xattr.insert("flags".into(), json!(flags));
         }
         let (parent, ancestry) = self.lineage(h.pid);
         let process = Process {
@@ -630,12 +610,11 @@ impl Converter {
             ev.exit_code = i32::try_from(code).ok();
         } else {
             ev.status_detail = Some(format!("killed by signal {signal}"));
-            let mut xattr = Map::new();
-            xattr.insert("signal".into(), json!(signal));
-            if status & 0x80 != 0 {
-                xattr.insert("core_dumped".into(), json!(true));
-            }
-            ev.process.xattributes = Some(xattr);
+            ev.process.xattributes = Some(ProcessXattributes {
+                signal: i32::try_from(signal).ok(),
+                core_dumped: (status & 0x80 != 0).then_some(true),
+                ..ProcessXattributes::default()
+            });
         }
         ev.actor = Some(Actor {
             user: actor.user.clone(),
