@@ -2,6 +2,7 @@
 //! multi-pattern automaton per field and bucket, and the pattern table that builds them.
 
 use crate::cond::Cond;
+use crate::fxhash::FxMap;
 use crate::parse::{Atom, Cmp, Detection, FieldTest, IpNet, Search};
 use crate::pattern::{Anchor, StrPat, Tok};
 use crate::time::TimePart;
@@ -326,7 +327,7 @@ impl GroupBuilder {
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
     pub field: Option<u32>,
-    pub exact: HashMap<Box<str>, Box<[u32]>>,
+    pub exact: FxMap<Box<str>, Box<[u32]>>,
     pub prefix: Trie,
     pub suffix: Trie,
     pub contains: Option<AhoCorasick>,
@@ -335,7 +336,7 @@ pub(crate) struct Group {
     pub contains_pids: Box<[Box<[u32]>]>,
     pub cased: Option<AhoCorasick>,
     pub cased_pids: Box<[AnchorPids]>,
-    pub nums: HashMap<i64, Box<[u32]>>,
+    pub nums: FxMap<i64, Box<[u32]>>,
 }
 
 /// Compiles detections of one bucket: assigns local fields and pattern ids.

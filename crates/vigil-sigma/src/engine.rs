@@ -4,6 +4,7 @@ use crate::compile::{self, BucketCompiler, CAtom, CTest, Expr, Group, RuleProg};
 use crate::cond::Cond;
 use crate::correlation::{self, CorrDef};
 use crate::error::{ConfigError, ErrorKind, RuleError};
+use crate::fxhash::FxMap;
 use crate::mapping::{WinSource, WindowsMap, WINDOWS_MAP};
 use crate::model::{LogSource, RuleKind, RuleMeta};
 use crate::parse::{self, Body, Detection, FilterAst, ParseCtx, Parsed};
@@ -170,7 +171,7 @@ struct WinRoute {
 #[derive(Debug, Default)]
 struct ChannelRoutes {
     any: Vec<WinRoute>,
-    by_eid: HashMap<i64, Vec<WinRoute>>,
+    by_eid: FxMap<i64, Vec<WinRoute>>,
 }
 
 /// Per variant: local field -> slot, and the time slot.
@@ -208,12 +209,12 @@ pub struct Engine {
     dets: Vec<DetRule>,
     buckets: Vec<Bucket>,
     slots: Vec<Box<[FieldPath]>>,
-    win_routes: HashMap<String, ChannelRoutes>,
+    win_routes: FxMap<String, ChannelRoutes>,
     win_all: Vec<Route>,
-    win_all_eid: HashMap<i64, Vec<Route>>,
+    win_all_eid: FxMap<i64, Vec<Route>>,
     /// OCSF routes by (class_uid, activity_id), each with the index of its category's
     /// `unless` conditions in `ocsf_unless`.
-    ocsf_routes: HashMap<(i64, i64), Vec<(Route, usize)>>,
+    ocsf_routes: FxMap<(i64, i64), Vec<(Route, usize)>>,
     /// The taxonomy categories' `unless` conditions (empty for most).
     ocsf_unless: Vec<Vec<(FieldPath, i64)>>,
     ocsf_all: Vec<Route>,
@@ -470,7 +471,12 @@ impl Engine {
                     return;
                 };
                 s.lower.clear();
-                s.lower.extend(channel.chars().flat_map(char::to_lowercase));
+                if channel.is_ascii() {
+                    s.lower.push_str(channel);
+                    s.lower.make_ascii_lowercase();
+                } else {
+                    s.lower.extend(channel.chars().flat_map(char::to_lowercase));
+                }
                 let Some(cr) = self.win_routes.get(s.lower.as_str()) else {
                     return;
                 };
@@ -1264,10 +1270,10 @@ fn build(loader: Loader) -> Built {
     let mut buckets = Vec::new();
     let mut warned: std::collections::HashSet<LogSource> = Default::default();
     let mut warnings = Vec::new();
-    let mut win_routes: HashMap<String, ChannelRoutes> = HashMap::new();
+    let mut win_routes: FxMap<String, ChannelRoutes> = FxMap::default();
     let mut win_all = Vec::new();
-    let mut win_all_eid: HashMap<i64, Vec<Route>> = HashMap::new();
-    let mut ocsf_routes: HashMap<(i64, i64), Vec<(Route, usize)>> = HashMap::new();
+    let mut win_all_eid: FxMap<i64, Vec<Route>> = FxMap::default();
+    let mut ocsf_routes: FxMap<(i64, i64), Vec<(Route, usize)>> = FxMap::default();
     let ocsf_unless: Vec<Vec<(FieldPath, i64)>> =
         linux.categories.iter().map(|c| c.unless.clone()).collect();
     let mut ocsf_all = Vec::new();

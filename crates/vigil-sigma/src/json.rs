@@ -9,7 +9,9 @@
 //! value, flat keys holding dots (`{"winlog.event_data.Image": ..}`), integers that fit
 //! in an `i64` as integers and other numbers as floats.
 
+use crate::fxhash::FxBuild;
 use std::borrow::Cow;
+use std::hash::{BuildHasher, Hasher};
 use vigil_event::{Event, FieldPath, Value};
 
 /// Containers nested deeper than this are refused (as `serde_json` does past 128).
@@ -90,21 +92,13 @@ pub struct JsonError {
     pub reason: &'static str,
 }
 
-/// The hash of a member's key in its object (FxHash-like, over 8-byte words).
+/// The hash of a member's key in its object.
 fn member_hash(object: usize, key: &str) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = (object as u64).wrapping_mul(K);
-    let mut chunks = key.as_bytes().chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-    }
-    let rest = chunks.remainder();
-    let mut w = [0u8; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    h = (h.rotate_left(5) ^ u64::from_le_bytes(w) ^ (key.len() as u64)).wrapping_mul(K);
-    h ^ (h >> 29)
+    let mut h = FxBuild.build_hasher();
+    h.write_usize(object);
+    h.write(key.as_bytes());
+    h.write_usize(key.len());
+    h.finish()
 }
 
 /// The high bit of each byte of `w` that is `"`, `\\` or a control character (below

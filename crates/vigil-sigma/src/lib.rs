@@ -64,6 +64,7 @@ mod cond;
 mod correlation;
 mod engine;
 mod error;
+mod fxhash;
 mod json;
 mod mapping;
 mod model;
