@@ -262,3 +262,21 @@ class_new!(EventLogActivity);
 class_new!(DnsActivity);
 class_new!(Authentication, user: User);
 class_new!(DetectionFinding, finding_info: FindingInfo);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_name_joins_class_and_activity_also_for_a_custom_activity() {
+        let launch = OcsfEvent::from(ProcessActivity::new(1, 0, "t", Process::default()));
+        assert_eq!(launch.to_json()["type_name"], "Process Activity: Launch");
+        let mut drop = EventLogActivity::new(99, 0, "t");
+        drop.activity_name = Some("Drop".into());
+        let drop = OcsfEvent::from(drop).to_json();
+        assert_eq!(drop["type_name"], "Event Log Activity: Drop");
+        assert_eq!(drop["type_uid"], 100_899);
+        let unknown = OcsfEvent::from(EventLogActivity::new(42, 0, "t")).to_json();
+        assert_eq!(unknown["type_name"], "Event Log Activity: Other");
+    }
+}

@@ -175,7 +175,12 @@ macro_rules! ocsf_class {
                 self.category_uid = Self::CATEGORY_UID;
                 self.category_name =
                     Some(Cow::Borrowed(crate::model::category_name(Self::CATEGORY_UID)));
-                self.type_name = Some(Cow::Owned(format!("{}: {}", Self::CLASS_NAME, activity_name)));
+                // The usual names are constants, joined at compile time.
+                self.type_name = Some(match self.activity_id {
+                    $( $act_id if activity_name == $act_name =>
+                        Cow::Borrowed(concat!($class_name, ": ", $act_name)), )*
+                    _ => Cow::Owned(format!("{}: {}", Self::CLASS_NAME, activity_name)),
+                });
                 self.activity_name = Some(activity_name);
                 self.type_uid = type_uid;
                 self.severity = Some(Cow::Borrowed(crate::model::severity::name(self.severity_id)));
