@@ -11,6 +11,8 @@ use std::mem::{offset_of, size_of};
 pub const ARGV_LEN: usize = 4096;
 /// `VIGIL_PATH_LEN`: bytes of an executable's or working directory's path.
 pub const PATH_LEN: usize = 2048;
+/// `VIGIL_OPEN_FDS_WORDS`: words of the open-descriptor bitmap of an exec record.
+pub const OPEN_FDS_WORDS: usize = 4;
 /// `VIGIL_FILENAME_LEN`: bytes of the name given to execve.
 pub const FILENAME_LEN: usize = 512;
 
@@ -112,7 +114,8 @@ struct Exec {
     exe_nlink: u32,
     flags: u32,
     old_pid: u32,
-    pad2: u32,
+    open_fds_max: u32,
+    open_fds: [u64; OPEN_FDS_WORDS],
     exe_len: u16,
     cwd_len: u16,
     filename_len: u16,
@@ -189,7 +192,7 @@ struct Syscall {
 // The same sizes bpf/vigil.h asserts.
 const _: () = assert!(size_of::<Header>() == 72);
 const _: () = assert!(size_of::<Creds>() == 64);
-const _: () = assert!(size_of::<Exec>() == 8904);
+const _: () = assert!(size_of::<Exec>() == 8936);
 const _: () = assert!(size_of::<Fork>() == 136);
 const _: () = assert!(size_of::<Exit>() == 80);
 const _: () = assert!(size_of::<Sock>() == 48);
@@ -264,6 +267,19 @@ pub struct RawCreds {
     pub cap_inheritable: u64,
 }
 
+impl RawExec {
+    /// Whether `fd` is still open after the exec: `None` when the record does not say
+    /// (a descriptor past `open_fds_max`).
+    pub fn fd_open(&self, fd: i32) -> Option<bool> {
+        let fd = u32::try_from(fd).ok()?;
+        if fd >= self.open_fds_max {
+            return None;
+        }
+        let word = self.open_fds.get(usize::try_from(fd / 64).ok()?)?;
+        Some(word & (1 << (fd % 64)) != 0)
+    }
+}
+
 /// A decoded exec record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawExec {
@@ -285,6 +301,10 @@ pub struct RawExec {
     pub flags: u32,
     /// The thread id that called execve (differs from pid when a thread execs).
     pub old_pid: u32,
+    /// How many descriptors `open_fds` covers (0, 64, ... 256).
+    pub open_fds_max: u32,
+    /// After the exec, bit `fd % 64` of word `fd / 64` is set when `fd` is open.
+    pub open_fds: [u64; OPEN_FDS_WORDS],
     /// Path of the executable, from the kernel's dentries.
     pub exe: String,
     /// Working directory.
@@ -514,6 +534,8 @@ pub fn decode(data: &[u8]) -> Result<Record, DecodeError> {
                 exe_nlink: b.u32(offset_of!(Exec, exe_nlink)),
                 flags: b.u32(offset_of!(Exec, flags)),
                 old_pid: b.u32(offset_of!(Exec, old_pid)),
+                open_fds_max: b.u32(offset_of!(Exec, open_fds_max)),
+                open_fds: std::array::from_fn(|i| b.u64(offset_of!(Exec, open_fds) + 8 * i)),
                 exe: leaf_first_path(b.strings(
                     offset_of!(Exec, exe),
                     usize::from(b.u16(offset_of!(Exec, exe_len))),

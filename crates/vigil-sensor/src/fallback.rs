@@ -275,6 +275,8 @@ fn exec_from_proc(pid: u32, host: &Host) -> Option<RawExec> {
             .map_or(1, |m| u32::try_from(m.nlink()).unwrap_or(1)),
         flags,
         old_pid: pid,
+        open_fds_max: 0,
+        open_fds: [0; abi::OPEN_FDS_WORDS],
         exe: exe.trim_end_matches(" (deleted)").to_string(),
         cwd: std::fs::read_link(format!("{base}/cwd"))
             .map(|p| p.to_string_lossy().into_owned())
@@ -496,6 +498,8 @@ impl Fallback {
                         exe_nlink: 1,
                         flags: abi::EXEC_ARGV_FAULT,
                         old_pid: pid,
+                        open_fds_max: 0,
+                        open_fds: [0; abi::OPEN_FDS_WORDS],
                         exe: String::new(),
                         cwd: String::new(),
                         filename: String::new(),

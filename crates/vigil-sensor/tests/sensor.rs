@@ -446,6 +446,55 @@ fn perl(script: &str, args: &[&str]) -> u32 {
     pid
 }
 
+/// A file written and never closed by the process is reported closed when the process
+/// exits; one opened close-on-exec, when it execs.
+#[test]
+fn files_left_open_are_reported_closed_at_exit_and_at_exec() {
+    if !root_or_skip() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sensor = Source::start(ebpf()).expect("sensor starts");
+    let dir = std::env::temp_dir().join(nonce());
+    std::fs::create_dir_all(&dir).expect("dir");
+    let kept = dir.join("kept-open.txt").to_string_lossy().into_owned();
+    let cloexec = dir.join("cloexec.txt").to_string_lossy().into_owned();
+    // One process: writes `kept` on fd 3 (inherited across the exec) and `cloexec`
+    // (closed by the exec), closes neither, execs /bin/true, which exits.
+    let pid = perl(
+        r#"use Fcntl; open(my $k, ">", $ARGV[0]) or die; syswrite($k, "x") or die;
+           fcntl($k, F_SETFD, 0) or die;
+           sysopen(my $c, $ARGV[1], O_WRONLY|O_CREAT|O_CLOEXEC) or die; syswrite($c, "y") or die;
+           exec "/bin/true" or die;"#,
+        &[&kept, &cloexec],
+    );
+    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
+        exit_of(ev, pid).is_some()
+    });
+    let close_of = |path: &str| {
+        events
+            .iter()
+            .find(|e| e["class_uid"] == 1001 && e["activity_id"] == 3 && e["file"]["path"] == path)
+            .unwrap_or_else(|| panic!("no close of {path}"))
+    };
+    let at_exec = close_of(&cloexec);
+    assert_eq!(at_exec["file"]["xattributes"]["closed_by"], "exec");
+    assert_eq!(at_exec["actor"]["process"]["pid"], pid);
+    assert!(at_exec["actor"]["process"]["cmd_line"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("perl")));
+    let at_exit = close_of(&kept);
+    assert_eq!(at_exit["file"]["xattributes"]["closed_by"], "exit");
+    assert_eq!(at_exit["file"]["xattributes"]["close_write"], true);
+    assert_eq!(at_exit["actor"]["process"]["file"]["path"], "/usr/bin/true");
+    let exit = position(&events, |e| {
+        e["class_uid"] == 1007 && e["activity_id"] == 2 && e["process"]["pid"] == pid
+    });
+    let closed = position(&events, |e| *e == *at_exit);
+    assert!(closed < exit, "closed, then exited");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn by_actor(events: &[Value], pid: u32, class: u32) -> Vec<&Value> {
     events
         .iter()

@@ -6,6 +6,8 @@
 
 #define VIGIL_COMM_LEN 16
 #define VIGIL_TTY_LEN 16
+/* Words of the open-descriptor bitmap an exec record carries (the first 256 fds). */
+#define VIGIL_OPEN_FDS_WORDS 4
 /* Bytes of argv kept per exec (NUL-separated, as in the process's memory). */
 #define VIGIL_ARGV_LEN 4096
 /* Bytes of an executable's or cwd's path, as NUL-separated components, leaf first. */
@@ -65,7 +67,8 @@ struct vigil_exec {
 	__u32 exe_nlink;
 	__u32 flags;
 	__u32 old_pid;
-	__u32 pad2;
+	__u32 open_fds_max;  /* descriptors open_fds[] covers (0 to 64 * VIGIL_OPEN_FDS_WORDS) */
+	__u64 open_fds[VIGIL_OPEN_FDS_WORDS]; /* after the exec: which descriptors are open */
 	__u16 exe_len;	     /* bytes used in exe[] */
 	__u16 cwd_len;	     /* bytes used in cwd[] */
 	__u16 filename_len;  /* bytes used in filename[] */
@@ -145,7 +148,7 @@ struct vigil_config {
 #ifndef __cplusplus
 _Static_assert(sizeof(struct vigil_header) == 72, "vigil_header ABI");
 _Static_assert(sizeof(struct vigil_creds) == 64, "vigil_creds ABI");
-_Static_assert(sizeof(struct vigil_exec) == 72 + 64 + 48 + 16 + 2048 * 2 + 512 + 4096, "vigil_exec ABI");
+_Static_assert(sizeof(struct vigil_exec) == 72 + 64 + 48 + 32 + 16 + 2048 * 2 + 512 + 4096, "vigil_exec ABI");
 _Static_assert(sizeof(struct vigil_fork) == 136, "vigil_fork ABI");
 _Static_assert(sizeof(struct vigil_exit) == 80, "vigil_exit ABI");
 _Static_assert(sizeof(struct vigil_sock) == 48, "vigil_sock ABI");

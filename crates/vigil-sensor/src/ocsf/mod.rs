@@ -1,6 +1,7 @@
 //! Turns decoded kernel records into OCSF events, with lineage from the process table.
 
 mod dns;
+mod open_writes;
 mod syscall;
 
 use crate::abi::{self, RawCreds, RawExec, RawExit, RawFork, RawHeader, Record};
@@ -69,6 +70,8 @@ pub struct Converter {
     passwd: HashMap<u32, String>,
     /// Forks not reported yet, by child pid, with when they arrived.
     pending_forks: HashMap<u32, (RawFork, Instant)>,
+    /// Files open for writing, to report the closes of exit and exec.
+    open_writes: open_writes::OpenWrites,
 }
 
 pub(crate) fn file_of(path: &str) -> File {
@@ -148,6 +151,7 @@ impl Converter {
             users: HashMap::new(),
             passwd: read_passwd(),
             pending_forks: HashMap::new(),
+            open_writes: open_writes::OpenWrites::new(config.process_table_max),
             config,
         }
     }
@@ -360,6 +364,12 @@ impl Converter {
         };
         match record {
             Record::Exec(e) => {
+                let closed = self
+                    .open_writes
+                    .take_closed(pid, |w| e.fd_open(w.fd).map_or(w.cloexec, |open| !open));
+                for w in closed {
+                    emit(self.implicit_close(&e.header, w, "exec"));
+                }
                 if let Some(ev) = self.exec(*e, spawned) {
                     emit(ev);
                 }
@@ -374,7 +384,12 @@ impl Converter {
                     self.pending_forks.insert(pid, (f, Instant::now()));
                 }
             }
-            Record::Exit(x) => emit(self.exit(x)),
+            Record::Exit(x) => {
+                for w in self.open_writes.take_all(pid) {
+                    emit(self.implicit_close(&x.header, w, "exit"));
+                }
+                emit(self.exit(x));
+            }
             Record::Syscall(s) => {
                 if let Some(ev) = self.syscall(*s) {
                     emit(ev);
@@ -382,6 +397,21 @@ impl Converter {
             }
         }
         n
+    }
+
+    /// The close of a file open for writing that the process closed by exiting or
+    /// exec'ing (`closed_by`), not by `close(2)`.
+    fn implicit_close(
+        &mut self,
+        h: &RawHeader,
+        w: open_writes::OpenWrite,
+        closed_by: &'static str,
+    ) -> OcsfEvent {
+        let mut x = Map::new();
+        x.insert("close_write".into(), json!(true));
+        x.insert("closed_by".into(), json!(closed_by));
+        x.insert("fd".into(), json!(w.fd));
+        self.file_event(h, 3, file_of(&w.path), x)
     }
 
     /// Reports the fork of `pid` if it is held back (the process is about to be seen

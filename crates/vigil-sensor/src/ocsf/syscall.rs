@@ -1,8 +1,9 @@
 //! Syscall records to OCSF: file, network, DNS, process-access, identity and
 //! kernel-extension events.
 
+use super::open_writes::O_CLOEXEC;
 use super::{dns, file_of, Converter, FEATURE};
-use crate::abi::{self, nr, RawSock, RawSyscall};
+use crate::abi::{self, nr, RawHeader, RawSock, RawSyscall};
 use serde_json::{json, Map, Value as Json};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use vigil_event::model::*;
@@ -128,9 +129,9 @@ impl Converter {
         }
     }
 
-    fn file_event(
+    pub(super) fn file_event(
         &mut self,
-        s: &RawSyscall,
+        h: &RawHeader,
         activity: i32,
         mut file: File,
         xattr: Map<String, Json>,
@@ -138,8 +139,8 @@ impl Converter {
         if !xattr.is_empty() {
             file.xattributes = Some(xattr);
         }
-        let mut ev = FileActivity::new(activity, self.header_time(&s.header), FEATURE, file);
-        ev.actor = Some(self.actor_for(&s.header));
+        let mut ev = FileActivity::new(activity, self.header_time(h), FEATURE, file);
+        ev.actor = Some(self.actor_for(h));
         ev.device = Some(self.device.clone());
         ev.into()
     }
@@ -170,8 +171,9 @@ impl Converter {
         }
         // Files.
         if n == nr::CLOSE {
+            self.open_writes.closed(s.header.pid, a[0] as i32);
             x.insert("close_write".into(), json!(true));
-            return Some(self.file_event(&s, 3, file_of(&s.str0), x));
+            return Some(self.file_event(&s.header, 3, file_of(&s.str0), x));
         }
         if n == nr::OPEN || n == nr::OPENAT || n == nr::CREAT || n == nr::OPENAT2 {
             let created = s.flags & abi::SYS_FILE_CREATED != 0;
@@ -185,8 +187,12 @@ impl Converter {
             if flags != 0 {
                 x.insert("open_flags".into(), json!(format!("{flags:#o}")));
             }
+            if let Ok(fd) = i32::try_from(s.ret) {
+                self.open_writes
+                    .opened(s.header.pid, fd, &s.str0, flags & O_CLOEXEC != 0);
+            }
             let activity = if created { 1 } else { 14 };
-            return Some(self.file_event(&s, activity, file_of(&s.str0), x));
+            return Some(self.file_event(&s.header, activity, file_of(&s.str0), x));
         }
         if n == nr::RENAME || n == nr::RENAMEAT || n == nr::RENAMEAT2 {
             let (old_dir, new_dir) = if n == nr::RENAME {
@@ -200,7 +206,7 @@ impl Converter {
             let mut ev_x = x;
             file.xattributes = None;
             ev_x.remove("path_truncated");
-            let mut out = self.file_event(&s, 5, file, ev_x);
+            let mut out = self.file_event(&s.header, 5, file, ev_x);
             if let OcsfEvent::File(f) = &mut out {
                 f.file_result = Some(new);
             }
@@ -213,7 +219,7 @@ impl Converter {
                 file.type_id = file_type::FOLDER;
                 file.kind = Some(file_type::name(file_type::FOLDER).into());
             }
-            return Some(self.file_event(&s, 4, file, x));
+            return Some(self.file_event(&s.header, 4, file, x));
         }
         if n == nr::CHMOD || n == nr::FCHMOD || n == nr::FCHMODAT || n == nr::FCHMODAT2 {
             let (file, mode) = if n == nr::FCHMOD {
@@ -236,7 +242,7 @@ impl Converter {
             if mode & 0o2000 != 0 {
                 x.insert("setgid".into(), json!(true));
             }
-            return Some(self.file_event(&s, 6, file, x));
+            return Some(self.file_event(&s.header, 6, file, x));
         }
         if n == nr::CHOWN || n == nr::LCHOWN || n == nr::FCHOWN || n == nr::FCHOWNAT {
             let (file, uid, gid) = if n == nr::FCHOWN {
@@ -260,7 +266,7 @@ impl Converter {
             if gid as u32 != u32::MAX {
                 x.insert("gid".into(), json!(gid as u32));
             }
-            return Some(self.file_event(&s, 7, file, x));
+            return Some(self.file_event(&s.header, 7, file, x));
         }
         if n == nr::SYMLINK || n == nr::SYMLINKAT || n == nr::LINK || n == nr::LINKAT {
             let symlink = n == nr::SYMLINK || n == nr::SYMLINKAT;
@@ -288,14 +294,14 @@ impl Converter {
                 json!(if symlink { "symlink" } else { "hardlink" }),
             );
             x.insert("link_target".into(), json!(target));
-            return Some(self.file_event(&s, 1, link, x));
+            return Some(self.file_event(&s.header, 1, link, x));
         }
         if n == nr::MEMFD_CREATE {
             let name = format!("memfd:{}", s.str0);
             let mut file = file_of(&name);
             file.parent_folder = None;
             x.insert("memfd_flags".into(), json!(a[1]));
-            return Some(self.file_event(&s, 1, file, x));
+            return Some(self.file_event(&s.header, 1, file, x));
         }
         if n == nr::MOUNT {
             let mut target = self.user_file(&s, None, None, &s.str0, &mut x);
@@ -306,7 +312,7 @@ impl Converter {
                 .into_owned();
             x.insert("fstype".into(), json!(fstype));
             x.insert("flags".into(), json!(a[3]));
-            let mut out = self.file_event(&s, 12, target, x);
+            let mut out = self.file_event(&s.header, 12, target, x);
             set_status(&mut out, s.ret);
             return Some(out);
         }

@@ -1,5 +1,24 @@
 /* Process exec: tp_btf/sched_process_exec, after the new image is in place. */
 
+/* Which of the first 64 * VIGIL_OPEN_FDS_WORDS descriptors are open now (the exec has
+ * closed the close-on-exec ones), so user space knows which files the exec closed. */
+static __always_inline void open_fds(struct vigil_exec *e, struct task_struct *task)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	unsigned long *bits = BPF_CORE_READ(fdt, open_fds);
+	if (max > 64 * VIGIL_OPEN_FDS_WORDS)
+		max = 64 * VIGIL_OPEN_FDS_WORDS;
+	e->open_fds_max = 0;
+	for (int i = 0; i < VIGIL_OPEN_FDS_WORDS; i++) {
+		e->open_fds[i] = 0;
+		/* The bitmap is max_fds bits long: read no word past it. */
+		if ((i + 1) * 64 <= max && bits &&
+		    bpf_probe_read_kernel(&e->open_fds[i], 8, &bits[i]) == 0)
+			e->open_fds_max = (i + 1) * 64;
+	}
+}
+
 static __always_inline int try_exec(struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
 	if (is_filtered(task))
@@ -10,8 +29,8 @@ static __always_inline int try_exec(struct task_struct *task, pid_t old_pid, str
 		return 0;
 	e->flags = 0;
 	e->old_pid = old_pid;
-	e->pad2 = 0;
 	fill_creds(&e->creds, task);
+	open_fds(e, task);
 
 	/* The executable, from the file actually executed (not the name asked for). */
 	struct file *file = BPF_CORE_READ(bprm, file);

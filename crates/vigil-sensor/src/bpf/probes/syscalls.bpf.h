@@ -390,7 +390,8 @@ static __always_inline int try_sys_exit(long ret)
 }
 
 /* close(2) of a file opened for writing: reported at entry, while the fd still names
- * the file. (Files closed implicitly at exit are not reported.) */
+ * the file. (The closes done by exit and by exec, for close-on-exec files, are reported
+ * by user space from the open records.) */
 static __always_inline int try_close(struct pt_regs *regs)
 {
 	__u64 fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
