@@ -47,6 +47,23 @@ fn exec_events(events: &[Value], ppid: u32) -> Vec<&Value> {
         .collect()
 }
 
+/// Root, one sensor at a time, and a running sensor with `config`; `None` (the test is
+/// skipped, and says so) without root.
+fn sensor_with(config: SensorConfig) -> Option<(std::sync::MutexGuard<'static, ()>, Source)> {
+    if !root_or_skip() {
+        return None;
+    }
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    Some((guard, Source::start(config).expect("sensor starts")))
+}
+
+/// A new, empty directory of this test's own.
+fn temp_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(nonce());
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 fn nonce() -> String {
     format!(
         "vigil-{}-{}",
@@ -57,13 +74,10 @@ fn nonce() -> String {
 
 #[test]
 fn exec_with_argv_cwd_user_hash_and_parent_then_exit_code() {
-    if !root_or_skip() {
+    let Some((_g, mut sensor)) = sensor_with(ebpf()) else {
         return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Source::start(ebpf()).expect("sensor starts");
-    let dir = std::env::temp_dir().join(nonce());
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    };
+    let dir = temp_dir();
     let marker = nonce();
     // sh forks and execs echo (a known binary, known argv, known cwd), then exits 3.
     let mut child = Command::new("/bin/sh")
@@ -138,14 +152,9 @@ fn exec_with_argv_cwd_user_hash_and_parent_then_exit_code() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Runs `sh -c "/bin/true MARKER; (exit 5)"` under a sensor with this fork coalescing
-/// setting: the events, the exec of true, and the subshell's pid (a fork without exec).
-fn fork_exec_and_bare_fork(coalesce_fork_ms: u64) -> (Vec<Value>, Value, u32) {
-    let mut sensor = Source::start(SensorConfig {
-        coalesce_fork_ms,
-        ..ebpf()
-    })
-    .expect("sensor starts");
+/// Runs `sh -c "/bin/true MARKER; (exit 5)"` under `sensor`: the events, the exec of
+/// true, and the subshell's pid (a fork without exec).
+fn fork_exec_and_bare_fork(mut sensor: Source) -> (Vec<Value>, Value, u32) {
     let marker = nonce();
     let mut child = Command::new("/bin/sh")
         .arg("-c")
@@ -185,11 +194,13 @@ fn position(events: &[Value], what: impl Fn(&Value) -> bool) -> Option<usize> {
 
 #[test]
 fn fork_then_exec_is_one_spawn_event_and_a_bare_fork_stays_a_fork() {
-    if !root_or_skip() {
+    let Some((_g, sensor)) = sensor_with(SensorConfig {
+        coalesce_fork_ms: 100,
+        ..ebpf()
+    }) else {
         return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (events, truth, subshell) = fork_exec_and_bare_fork(100);
+    };
+    let (events, truth, subshell) = fork_exec_and_bare_fork(sensor);
     assert_eq!(truth["launch_type"], "Spawn");
     assert_eq!(truth["launch_type_id"], 1);
     let pid = truth["process"]["pid"].clone();
@@ -217,11 +228,13 @@ fn fork_then_exec_is_one_spawn_event_and_a_bare_fork_stays_a_fork() {
 
 #[test]
 fn without_coalescing_every_fork_and_exec_is_reported_apart() {
-    if !root_or_skip() {
+    let Some((_g, sensor)) = sensor_with(SensorConfig {
+        coalesce_fork_ms: 0,
+        ..ebpf()
+    }) else {
         return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (events, truth, subshell) = fork_exec_and_bare_fork(0);
+    };
+    let (events, truth, subshell) = fork_exec_and_bare_fork(sensor);
     assert_eq!(truth["launch_type"], "Exec");
     let pid = truth["process"]["pid"].clone();
     let fork = position(&events, |e| {
@@ -237,11 +250,9 @@ fn without_coalescing_every_fork_and_exec_is_reported_apart() {
 
 #[test]
 fn killed_by_signal_and_fork() {
-    if !root_or_skip() {
+    let Some((_g, mut sensor)) = sensor_with(ebpf()) else {
         return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Source::start(ebpf()).expect("sensor starts");
+    };
     // sh forks a subshell (no exec) that kills itself with SIGKILL.
     let mut child = Command::new("/bin/sh")
         .arg("-c")
@@ -274,23 +285,19 @@ fn killed_by_signal_and_fork() {
 
 #[test]
 fn comm_filter_drops_in_kernel_and_memfd_exec_is_flagged_fileless() {
-    if !root_or_skip() {
+    let Some((_g, mut sensor)) = sensor_with(SensorConfig {
+        exclude_comms: vec!["vigilquiet".into()],
+        ..ebpf()
+    }) else {
         return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(nonce());
-    std::fs::create_dir_all(&dir).expect("dir");
+    };
+    let dir = temp_dir();
     let quiet = dir.join("vigilquiet");
     let loud = dir.join("vigilloud");
     for p in [&quiet, &loud] {
         std::fs::copy("/bin/true", p).expect("copy");
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
-    let config = SensorConfig {
-        exclude_comms: vec!["vigilquiet".into()],
-        ..ebpf()
-    };
-    let mut sensor = Source::start(config).expect("sensor starts");
     let q = Command::new(&quiet).status().expect("run quiet");
     let l = Command::new(&loud).status().expect("run loud");
     assert!(q.success() && l.success());
@@ -370,12 +377,10 @@ fn every_event_is_valid_ocsf() {
 
 #[test]
 fn burst_of_execs_received_plus_lost_equals_generated() {
-    if !root_or_skip() {
-        return;
-    }
     const N: usize = 20_000;
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Source::start(ebpf()).expect("sensor starts");
+    let Some((_g, mut sensor)) = sensor_with(ebpf()) else {
+        return;
+    };
     // A loop in one shell: N fork+exec of /bin/true, as fast as the machine goes.
     let mut child = Command::new("/bin/sh")
         .arg("-c")
@@ -450,13 +455,10 @@ fn perl(script: &str, args: &[&str]) -> u32 {
 /// exits; one opened close-on-exec, when it execs.
 #[test]
 fn files_left_open_are_reported_closed_at_exit_and_at_exec() {
-    if !root_or_skip() {
+    let Some((_g, mut sensor)) = sensor_with(ebpf()) else {
         return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Source::start(ebpf()).expect("sensor starts");
-    let dir = std::env::temp_dir().join(nonce());
-    std::fs::create_dir_all(&dir).expect("dir");
+    };
+    let dir = temp_dir();
     let kept = dir.join("kept-open.txt").to_string_lossy().into_owned();
     let cloexec = dir.join("cloexec.txt").to_string_lossy().into_owned();
     // One process: writes `kept` on fd 3 (inherited across the exec) and `cloexec`
@@ -504,13 +506,10 @@ fn by_actor(events: &[Value], pid: u32, class: u32) -> Vec<&Value> {
 
 #[test]
 fn file_create_write_rename_setuid_chmod_link_and_delete() {
-    if !root_or_skip() {
+    let Some((_g, mut sensor)) = sensor_with(ebpf()) else {
         return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Source::start(ebpf()).expect("sensor starts");
-    let dir = std::env::temp_dir().join(nonce());
-    std::fs::create_dir_all(&dir).expect("dir");
+    };
+    let dir = temp_dir();
     let d = dir.to_string_lossy().into_owned();
     let mut child = Command::new("/bin/sh")
         .arg("-c")
@@ -581,11 +580,9 @@ fn file_create_write_rename_setuid_chmod_link_and_delete() {
 
 #[test]
 fn tcp_listen_accept_connect_and_a_dns_query_over_loopback() {
-    if !root_or_skip() {
+    let Some((_g, mut sensor)) = sensor_with(ebpf()) else {
         return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Source::start(ebpf()).expect("sensor starts");
+    };
     // One perl process: listen on a loopback port, connect to it, accept, then send a
     // DNS query for vigil-test.example (type A) to 127.0.0.1:53 over UDP.
     let pid = perl(
@@ -645,11 +642,9 @@ fn tcp_listen_accept_connect_and_a_dns_query_over_loopback() {
 
 #[test]
 fn ptrace_attach_setuid_and_memfd_create() {
-    if !root_or_skip() {
+    let Some((_g, mut sensor)) = sensor_with(ebpf()) else {
         return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Source::start(ebpf()).expect("sensor starts");
+    };
     let mut target = Command::new("/bin/sleep").arg("30").spawn().expect("sleep");
     let tpid = target.id();
     // PTRACE_ATTACH (16) the sleeper, then drop root with setuid(65534), then
@@ -691,19 +686,16 @@ fn ptrace_attach_setuid_and_memfd_create() {
 
 #[test]
 fn ipv6_connect_and_a_mount() {
-    if !root_or_skip() {
+    let Some((_g, mut sensor)) = sensor_with(ebpf()) else {
         return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Source::start(ebpf()).expect("sensor starts");
+    };
     let pid = perl(
         r#"use IO::Socket::IP;
            my $l = IO::Socket::IP->new(Listen => 1, LocalHost => "::1", LocalPort => 0, Proto => "tcp") or die "listen: $@";
            my $c = IO::Socket::IP->new(PeerHost => "::1", PeerPort => $l->sockport, Proto => "tcp") or die "connect: $@";"#,
         &[],
     );
-    let dir = std::env::temp_dir().join(nonce());
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = temp_dir();
     let mut m = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=1m", "vigil-test-tmpfs"])
         .arg(&dir)
