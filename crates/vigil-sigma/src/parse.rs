@@ -835,10 +835,35 @@ fn value_atoms(
 /// Most literals a regular expression's hint may have.
 const MAX_REGEX_HINTS: usize = 64;
 
-/// Literals one of which starts every match of the regular expression (so a text without
-/// any of them cannot match), lowercased; empty when none can be given.
+/// Literals one of which every match of the regular expression contains (so a text
+/// without any of them cannot match), lowercased; empty when none can be given. Every
+/// part a match must contain (the whole expression, each element of a concatenation and
+/// the rest of the concatenation from it, the body of a repetition of at least one) gives
+/// a candidate set, the literals one of which starts each of its matches; the set whose shortest literal is longest is taken (fewest
+/// literals on a tie), so `\.exe\s+.*werfaultsecure\.exe` is hinted by
+/// `werfaultsecure.exe`, not by `.exe`. A case-insensitive word is cut where its case
+/// variants become too many for the extractor.
 fn regex_hints(pattern: &str, i: bool, m: bool, s: bool) -> Vec<String> {
-    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    use regex_syntax::hir::{Hir, HirKind};
+    fn candidates(hir: &Hir, out: &mut Vec<Vec<String>>) {
+        if let Some(set) = prefix_literals(hir) {
+            out.push(set);
+        }
+        match hir.kind() {
+            HirKind::Concat(parts) => {
+                // What a match must contain from each element on.
+                for k in 1..parts.len() {
+                    if let Some(set) = prefix_literals(&Hir::concat(parts[k..].to_vec())) {
+                        out.push(set);
+                    }
+                }
+                parts.iter().for_each(|p| candidates(p, out));
+            }
+            HirKind::Capture(c) => candidates(&c.sub, out),
+            HirKind::Repetition(r) if r.min >= 1 => candidates(&r.sub, out),
+            _ => {}
+        }
+    }
     let Ok(hir) = regex_syntax::ParserBuilder::new()
         .case_insensitive(i)
         .multi_line(m)
@@ -848,30 +873,39 @@ fn regex_hints(pattern: &str, i: bool, m: bool, s: bool) -> Vec<String> {
     else {
         return Vec::new();
     };
-    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
-    let Some(lits) = seq.literals() else {
-        return Vec::new();
-    };
+    let mut sets = Vec::new();
+    candidates(&hir, &mut sets);
+    let shortest = |set: &Vec<String>| set.iter().map(String::len).min().unwrap_or(0);
+    sets.into_iter()
+        .max_by(|a, b| {
+            shortest(a)
+                .cmp(&shortest(b))
+                .then_with(|| b.len().cmp(&a.len()))
+        })
+        .unwrap_or_default()
+}
+
+/// The literals one of which starts every match of `hir`, lowercased; `None` when they
+/// cannot be given (none, too many, or an empty one).
+fn prefix_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
+    let lits = seq.literals()?;
     if lits.is_empty() || lits.len() > MAX_REGEX_HINTS * 4 {
-        return Vec::new();
+        return None;
     }
     let mut out: Vec<String> = Vec::new();
     for l in lits {
-        let Ok(text) = std::str::from_utf8(l.as_bytes()) else {
-            return Vec::new();
-        };
+        let text = std::str::from_utf8(l.as_bytes()).ok()?;
         if text.is_empty() {
-            return Vec::new();
+            return None;
         }
         let f = pattern::fold(text);
         if !out.contains(&f) {
             out.push(f);
         }
     }
-    if out.len() > MAX_REGEX_HINTS {
-        return Vec::new();
-    }
-    out
+    (out.len() <= MAX_REGEX_HINTS).then_some(out)
 }
 
 fn parse_timespan(s: &str) -> Option<i64> {
@@ -1137,7 +1171,8 @@ mod tests {
         h.sort();
         assert_eq!(h, vec!["barbaz", "foobaz"]);
         assert_eq!(regex_hints("FOO", true, false, false), vec!["foo"]);
-        assert!(regex_hints(r"\s+x", false, false, false).is_empty());
+        assert_eq!(regex_hints(r"\s+x", false, false, false), vec!["x"]);
+        assert!(regex_hints(r"\s+\d", false, false, false).is_empty());
         assert!(
             regex_hints("a*b", false, false, false).is_empty()
                 || !regex_hints("a*b", false, false, false)
@@ -1145,6 +1180,25 @@ mod tests {
                     .any(String::is_empty)
         );
         assert!(regex_hints("(", false, false, false).is_empty());
+        // The longest necessary literal, wherever it stands (case-insensitive words are
+        // cut where their case variants become too many).
+        let h = regex_hints(
+            r#"(?i)\.exe["']?\s+[^"]{0,64}werfaultsecure\.exe["']?\s+\d{2,10}"#,
+            false,
+            false,
+            false,
+        );
+        assert!(
+            h.len() == 1 && h[0].len() >= 8 && "werfaultsecure.exe".contains(h[0].as_str()),
+            "{h:?}"
+        );
+        assert_eq!(
+            regex_hints(r"\.exe\s+.*werfaultsecure\.exe", false, false, false),
+            vec!["werfaultsecure.exe"]
+        );
+        assert_eq!(regex_hints(r"\d+(abc)+x", false, false, false), vec!["abc"]);
+        // Optional parts give nothing: `(abc)?` need not occur.
+        assert_eq!(regex_hints(r"x(abcdef)?", false, false, false), vec!["x"]);
     }
 
     #[test]
