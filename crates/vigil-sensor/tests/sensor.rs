@@ -451,6 +451,55 @@ fn perl(script: &str, args: &[&str]) -> u32 {
     pid
 }
 
+/// Regression: the record header took the start time of the thread, not of its process,
+/// so a thread's events named another process identity and lost their lineage.
+#[test]
+fn events_of_a_thread_are_attributed_to_its_process() {
+    let Some((_g, mut sensor)) = sensor_with(ebpf()) else {
+        return;
+    };
+    let dir = temp_dir();
+    let path = dir.join("from-a-thread.txt");
+    let path_s = path.to_string_lossy().into_owned();
+    let child = Command::new(env!("CARGO_BIN_EXE_vigil-sensor-thread-writer"))
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("thread writer");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("thread writer runs");
+    assert!(out.status.success());
+    let tid: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("the writer prints its thread's id");
+    assert_ne!(tid, pid, "written by another thread than the main one");
+    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
+        exit_of(ev, pid).is_some()
+    });
+    let write = events
+        .iter()
+        .find(|e| e["class_uid"] == 1001 && e["file"]["path"] == path_s.as_str())
+        .expect("the thread's write is reported");
+    let launch = events
+        .iter()
+        .find(|e| is_exec(e) && e["process"]["pid"] == pid)
+        .expect("the writer's launch");
+    let actor = &write["actor"]["process"];
+    assert_eq!(actor["pid"], pid);
+    assert_eq!(actor["tid"], tid);
+    assert_eq!(
+        actor["uid"], launch["process"]["uid"],
+        "the thread's event names its process, as the launch did"
+    );
+    assert_eq!(
+        actor["file"]["path"], launch["process"]["file"]["path"],
+        "known to the process table, not a bare pid"
+    );
+    assert_eq!(actor["parent_process"]["pid"], std::process::id());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A file written and never closed by the process is reported closed when the process
 /// exits; one opened close-on-exec, when it execs.
 #[test]

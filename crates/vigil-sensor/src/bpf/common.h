@@ -97,7 +97,11 @@ static __always_inline __u64 task_start(struct task_struct *t)
 static __always_inline void fill_header(struct vigil_header *h, __u32 kind, __u32 size,
 					struct task_struct *task)
 {
-	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+	/* The process is its thread group leader: a thread's own start time would give
+	 * each thread another process identity. Likewise the parent process is the leader
+	 * of whichever of its threads forked. */
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	struct task_struct *parent = BPF_CORE_READ(leader, real_parent, group_leader);
 	h->kind = kind;
 	h->size = size;
 	h->ktime = bpf_ktime_get_boot_ns();
@@ -105,7 +109,7 @@ static __always_inline void fill_header(struct vigil_header *h, __u32 kind, __u3
 	h->tid = BPF_CORE_READ(task, pid);
 	h->ppid = BPF_CORE_READ(parent, tgid);
 	h->pad = 0;
-	h->start_boottime = task_start(task);
+	h->start_boottime = task_start(leader);
 	h->parent_start_boottime = task_start(parent);
 	h->cgroup_id = bpf_get_current_cgroup_id();
 	BPF_CORE_READ_STR_INTO(&h->comm, task, comm);
