@@ -299,6 +299,9 @@ pub struct Scratch {
     /// Every string of the current event, each followed by a NUL (for keywords).
     kw: String,
     kw_epoch: u32,
+    /// The same, lowercased (for keyword substrings).
+    kw_lower: String,
+    kw_lower_epoch: u32,
     evaluated: u64,
 }
 
@@ -350,6 +353,8 @@ impl Engine {
             num: String::new(),
             kw: String::new(),
             kw_epoch: 0,
+            kw_lower: String::new(),
+            kw_lower_epoch: 0,
             evaluated: 0,
         }
     }
@@ -398,6 +403,7 @@ impl Engine {
             scratch.slot_epoch.iter_mut().for_each(|e| *e = 0);
             scratch.rule_epoch.iter_mut().for_each(|e| *e = 0);
             scratch.kw_epoch = 0;
+            scratch.kw_lower_epoch = 0;
             scratch.epoch = 1;
         }
         let mut ctx = Ctx {
@@ -643,14 +649,9 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         }
     }
 
-    /// Scans the NUL-joined strings of an event once (keyword literals).
-    fn scan_joined(
-        g: &Group,
-        joined: &str,
-        hits: &mut [u64],
-        list: &mut Vec<u32>,
-        lower: &mut String,
-    ) {
+    /// Scans the NUL-joined strings of an event once (keyword literals): `joined` as they
+    /// are (for anchored and case-sensitive literals), `lower` lowercased (substrings).
+    fn scan_joined(g: &Group, joined: &str, lower: &str, hits: &mut [u64], list: &mut Vec<u32>) {
         if !g.exact.is_empty() || !g.prefix.is_empty() || !g.suffix.is_empty() {
             let mut buf = String::new();
             for piece in joined.split('\0') {
@@ -685,15 +686,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         }
         if let Some(ac) = &g.contains {
             // The keyword automaton is case-sensitive over folded text.
-            lower.clear();
-            if joined.is_ascii() {
-                lower.push_str(joined);
-                lower.make_ascii_lowercase();
-            } else {
-                pattern::fold_into(joined, lower);
-            }
-            let hay = lower.as_str();
-            contains_scan(ac, g.packed.as_ref(), &g.contains_pids, hay, &mut |p| {
+            contains_scan(ac, g.packed.as_ref(), &g.contains_pids, lower, &mut |p| {
                 Self::set_hit(hits, list, p)
             });
         }
@@ -747,8 +740,14 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                     });
                 }
                 None => {
+                    // The event's strings joined, as they are and lowercased, each made
+                    // once per event and only if a keyword literal needs it.
                     let s = &mut *self.s;
-                    if s.kw_epoch != s.epoch {
+                    let raw = !g.exact.is_empty()
+                        || !g.prefix.is_empty()
+                        || !g.suffix.is_empty()
+                        || g.cased.is_some();
+                    if raw && s.kw_epoch != s.epoch {
                         let kw = &mut s.kw;
                         kw.clear();
                         self.event.for_each_str(&mut |h| {
@@ -757,7 +756,22 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                         });
                         s.kw_epoch = s.epoch;
                     }
-                    Self::scan_joined(g, &s.kw, &mut s.hits, &mut s.hit_list, &mut s.lower);
+                    if g.contains.is_some() && s.kw_lower_epoch != s.epoch {
+                        let lower = &mut s.kw_lower;
+                        lower.clear();
+                        self.event.for_each_str(&mut |h| {
+                            if h.is_ascii() {
+                                let start = lower.len();
+                                lower.push_str(h);
+                                lower.as_mut_str()[start..].make_ascii_lowercase();
+                            } else {
+                                pattern::fold_into(h, lower);
+                            }
+                            lower.push('\0');
+                        });
+                        s.kw_lower_epoch = s.epoch;
+                    }
+                    Self::scan_joined(g, &s.kw, &s.kw_lower, &mut s.hits, &mut s.hit_list);
                 }
             }
         }
