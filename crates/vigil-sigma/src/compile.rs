@@ -48,7 +48,9 @@ pub(crate) enum CAtom {
 #[derive(Debug, Clone)]
 pub(crate) struct CTest {
     pub field: Option<u32>,
+    /// The literal atoms first (`CAtom::Pat`, whose pids `pats` lists), then the others.
     pub atoms: Box<[CAtom]>,
+    pub pats: Box<[u32]>,
     pub all: bool,
     pub neq: bool,
 }
@@ -421,10 +423,20 @@ impl BucketCompiler {
 
     fn test(&mut self, t: &FieldTest) -> CTest {
         let field = t.field.as_deref().map(|f| self.field(f));
-        let atoms = t.atoms.iter().map(|a| self.atom(field, a)).collect();
+        let mut atoms: Vec<CAtom> = t.atoms.iter().map(|a| self.atom(field, a)).collect();
+        // Any and all do not depend on the order: literals, mere bit tests, go first.
+        atoms.sort_by_key(|a| !matches!(a, CAtom::Pat(_)));
+        let pats = atoms
+            .iter()
+            .map_while(|a| match a {
+                CAtom::Pat(p) => Some(*p),
+                _ => None,
+            })
+            .collect();
         CTest {
             field,
-            atoms,
+            atoms: atoms.into_boxed_slice(),
+            pats,
             all: t.all,
             neq: t.neq,
         }

@@ -869,6 +869,15 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
     }
 
     fn test(&mut self, t: &CTest) -> bool {
+        let rest = &t.atoms[t.pats.len()..];
+        if !t.neq && rest.is_empty() {
+            // Literals only: their hit bits answer, the value itself is not needed.
+            return if t.all {
+                t.pats.iter().all(|p| self.hit(*p))
+            } else {
+                t.pats.iter().any(|p| self.hit(*p))
+            };
+        }
         let pos = t.field.map(|f| self.fetch(f));
         if t.neq {
             let present = pos.is_some_and(|p| self.vals[p].as_ref().is_some_and(|v| !v.is_null()));
@@ -877,9 +886,9 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
             }
         }
         let res = if t.all {
-            t.atoms.iter().all(|a| self.atom(a, pos))
+            t.pats.iter().all(|p| self.hit(*p)) && rest.iter().all(|a| self.atom(a, pos))
         } else {
-            t.atoms.iter().any(|a| self.atom(a, pos))
+            t.pats.iter().any(|p| self.hit(*p)) || rest.iter().any(|a| self.atom(a, pos))
         };
         res != t.neq
     }
