@@ -341,6 +341,17 @@ pub(crate) struct Group {
     pub nums: FxMap<i64, Box<[u32]>>,
 }
 
+impl Group {
+    /// Whether any string literal is indexed (else only integers are).
+    pub(crate) fn has_strings(&self) -> bool {
+        self.cased.is_some()
+            || self.contains.is_some()
+            || !self.exact.is_empty()
+            || !self.prefix.is_empty()
+            || !self.suffix.is_empty()
+    }
+}
+
 /// Compiles detections of one bucket: assigns local fields and pattern ids.
 pub(crate) struct BucketCompiler {
     pub fields: Vec<String>,

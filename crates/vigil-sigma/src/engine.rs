@@ -712,6 +712,9 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                 }
             }
         }
+        if !g.has_strings() {
+            return;
+        }
         if let Some(hay) = scalar_str(v, num) {
             Self::scan(g, hay, hits, list, lower);
         }
