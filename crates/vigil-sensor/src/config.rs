@@ -30,6 +30,10 @@ pub struct SensorConfig {
     pub exclude_comms: Vec<String>,
     /// Executable path prefixes whose exec events are not reported (user space).
     pub exclude_exe_prefixes: Vec<String>,
+    /// File path prefixes whose file events are not reported (user space, before the
+    /// event is built): noisy directories such as a build tree or a database's files. A
+    /// rename is reported unless both its paths are excluded.
+    pub exclude_file_prefixes: Vec<String>,
     /// Ancestors carried in each event's lineage (`process.parent_process` chain and
     /// `process.ancestry`).
     pub lineage_depth: usize,
@@ -57,6 +61,7 @@ impl Default for SensorConfig {
             ring_buffer_mib: 8,
             exclude_comms: Vec::new(),
             exclude_exe_prefixes: Vec::new(),
+            exclude_file_prefixes: Vec::new(),
             lineage_depth: 8,
             process_table_max: 65_536,
             process_linger_secs: 30,

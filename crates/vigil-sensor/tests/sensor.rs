@@ -451,6 +451,57 @@ fn perl(script: &str, args: &[&str]) -> u32 {
     pid
 }
 
+#[test]
+fn excluded_file_paths_are_not_reported_unless_a_rename_leaves_them() {
+    let dir = temp_dir();
+    let noisy = dir.join("noisy");
+    std::fs::create_dir_all(&noisy).expect("noisy dir");
+    let Some((_g, mut sensor)) = sensor_with(SensorConfig {
+        exclude_file_prefixes: vec![format!("{}/", noisy.display())],
+        ..ebpf()
+    }) else {
+        return;
+    };
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(
+            "echo a > noisy/a.txt; echo b > noisy/b.txt; echo k > kept.txt; mv noisy/b.txt out.txt",
+        )
+        .current_dir(&dir)
+        .spawn()
+        .expect("spawn");
+    let sh = child.id();
+    child.wait().expect("wait");
+    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
+        exit_of(ev, sh).is_some()
+    });
+    let d = dir.to_string_lossy().into_owned();
+    let paths: Vec<(u64, String)> = events
+        .iter()
+        .filter(|e| e["class_uid"] == 1001)
+        .filter_map(|e| {
+            let p = e["file"]["path"].as_str()?;
+            p.starts_with(&d).then(|| {
+                (
+                    e["activity_id"].as_u64().unwrap_or(0),
+                    p[d.len()..].to_string(),
+                )
+            })
+        })
+        .collect();
+    assert!(paths.contains(&(1, "/kept.txt".into())), "{paths:?}");
+    let noisy_seen: Vec<&(u64, String)> = paths
+        .iter()
+        .filter(|(_, p)| p.starts_with("/noisy/"))
+        .collect();
+    assert_eq!(
+        noisy_seen,
+        [&(5, "/noisy/b.txt".to_string())],
+        "only the rename out of the excluded directory"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Regression: the record header took the start time of the thread, not of its process,
 /// so a thread's events named another process identity and lost their lineage.
 #[test]

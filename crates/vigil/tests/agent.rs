@@ -145,6 +145,7 @@ fn shipped_config_is_the_default_and_loads() {
         "ring_buffer_mib",
         "exclude_comms",
         "exclude_exe_prefixes",
+        "exclude_file_prefixes",
         "lineage_depth",
         "process_table_max",
         "process_linger_secs",

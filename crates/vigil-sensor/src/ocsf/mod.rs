@@ -72,6 +72,8 @@ pub struct Converter {
     pending_forks: HashMap<u32, (RawFork, Instant)>,
     /// Files open for writing, to report the closes of exit and exec.
     open_writes: open_writes::OpenWrites,
+    /// `exclude_file_prefixes`, shared with the event filter of [`Converter::convert`].
+    file_excludes: std::sync::Arc<[String]>,
 }
 
 pub(crate) fn file_of(path: &str) -> File {
@@ -88,6 +90,19 @@ pub(crate) fn file_of(path: &str) -> File {
         parent_folder: (!parent.is_empty()).then(|| parent.to_string()),
         ..File::default()
     }
+}
+
+/// Whether a file event is only about excluded paths (a rename: both of them).
+fn file_excluded(ev: &OcsfEvent, prefixes: &[String]) -> bool {
+    let OcsfEvent::File(f) = ev else {
+        return false;
+    };
+    let excluded = |file: &File| {
+        file.path
+            .as_deref()
+            .is_some_and(|p| prefixes.iter().any(|x| p.starts_with(x.as_str())))
+    };
+    excluded(&f.file) && f.file_result.as_ref().is_none_or(excluded)
 }
 
 /// The actor of a launch: the parent process, or just its pid when the table missed it.
@@ -152,6 +167,7 @@ impl Converter {
             passwd: read_passwd(),
             pending_forks: HashMap::new(),
             open_writes: open_writes::OpenWrites::new(config.process_table_max),
+            file_excludes: config.exclude_file_prefixes.clone().into(),
             config,
         }
     }
@@ -350,7 +366,11 @@ impl Converter {
         };
         let held = self.pending_forks.remove(&pid).map(|(f, _)| f);
         let mut n = 0;
+        let excluded = std::sync::Arc::clone(&self.file_excludes);
         let mut emit = |ev: OcsfEvent| {
+            if !excluded.is_empty() && file_excluded(&ev, &excluded) {
+                return;
+            }
             sink(ev);
             n += 1;
         };
