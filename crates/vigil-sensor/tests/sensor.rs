@@ -47,6 +47,23 @@ fn exec_events(events: &[Value], ppid: u32) -> Vec<&Value> {
         .collect()
 }
 
+/// Runs `sh -c script` in `dir` and collects the sensor's events until the shell's
+/// exit: the shell's pid and the events.
+fn run_sh(sensor: &mut Source, dir: &std::path::Path, script: &str) -> (u32, Vec<Value>) {
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .spawn()
+        .expect("spawn sh");
+    let sh = child.id();
+    child.wait().expect("wait");
+    let events = collect(sensor, Duration::from_secs(10), |ev| {
+        exit_of(ev, sh).is_some()
+    });
+    (sh, events)
+}
+
 /// Root, one sensor at a time, and a running sensor with `config`; `None` (the test is
 /// skipped, and says so) without root.
 fn sensor_with(config: SensorConfig) -> Option<(std::sync::MutexGuard<'static, ()>, Source)> {
@@ -462,19 +479,11 @@ fn excluded_file_paths_are_not_reported_unless_a_rename_leaves_them() {
     }) else {
         return;
     };
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(
-            "echo a > noisy/a.txt; echo b > noisy/b.txt; echo k > kept.txt; mv noisy/b.txt out.txt",
-        )
-        .current_dir(&dir)
-        .spawn()
-        .expect("spawn");
-    let sh = child.id();
-    child.wait().expect("wait");
-    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
-        exit_of(ev, sh).is_some()
-    });
+    let (_, events) = run_sh(
+        &mut sensor,
+        &dir,
+        "echo a > noisy/a.txt; echo b > noisy/b.txt; echo k > kept.txt; mv noisy/b.txt out.txt",
+    );
     let d = dir.to_string_lossy().into_owned();
     let paths: Vec<(u64, String)> = events
         .iter()
@@ -611,21 +620,13 @@ fn file_create_write_rename_setuid_chmod_link_and_delete() {
     };
     let dir = temp_dir();
     let d = dir.to_string_lossy().into_owned();
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        // Relative paths on purpose: the sensor resolves them against the cwd.
-        .arg(
-            "echo one > new.txt; echo two >> new.txt; mv new.txt moved.txt; chmod 4755 moved.txt; \
-              ln -s moved.txt sym; ln moved.txt hard; rm moved.txt sym hard; exit 0",
-        )
-        .current_dir(&dir)
-        .spawn()
-        .expect("spawn");
-    let sh = child.id();
-    child.wait().expect("wait");
-    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
-        exit_of(ev, sh).is_some()
-    });
+    // Relative paths on purpose: the sensor resolves them against the cwd.
+    let (sh, events) = run_sh(
+        &mut sensor,
+        &dir,
+        "echo one > new.txt; echo two >> new.txt; mv new.txt moved.txt; chmod 4755 moved.txt; \
+          ln -s moved.txt sym; ln moved.txt hard; rm moved.txt sym hard; exit 0",
+    );
     let files: Vec<&Value> = events
         .iter()
         .filter(|e| {
