@@ -48,6 +48,17 @@ pub const SYS_BASE: u32 = 1 << 5;
 /// `VIGIL_KIND_MAX`: size of the drop-counter array.
 pub const KIND_MAX: u32 = 16;
 
+/// The name of a record kind, for loss counters.
+pub fn kind_name(kind: u32) -> &'static str {
+    match kind {
+        KIND_EXEC => "exec",
+        KIND_FORK => "fork",
+        KIND_EXIT => "exit",
+        KIND_SYSCALL => "syscall",
+        _ => "other",
+    }
+}
+
 /// argv was longer than [`ARGV_LEN`].
 pub const EXEC_ARGV_TRUNCATED: u32 = 1 << 0;
 /// The executable's path was deeper or longer than the kernel walks.

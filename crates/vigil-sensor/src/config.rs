@@ -47,6 +47,9 @@ pub struct SensorConfig {
     pub hash_executables: bool,
     /// Milliseconds between reads of the kernel's loss counters.
     pub loss_check_ms: u64,
+    /// Seconds between the sensor's `Statistics` events (records received, lost by kind,
+    /// malformed, events written, processes tracked): its health as a metric. 0: none.
+    pub stats_interval_secs: u64,
     /// Fork coalescing: a fork whose child execs before doing anything else is reported
     /// once, by the exec's event with launch type `Spawn`; a fork is held back at most
     /// this many milliseconds for that, then reported as `Fork` (so is one whose child
@@ -68,6 +71,7 @@ impl Default for SensorConfig {
             hash_cache_max: 4096,
             hash_executables: true,
             loss_check_ms: 1000,
+            stats_interval_secs: 60,
             coalesce_fork_ms: 100,
         }
     }

@@ -11,7 +11,7 @@ use crate::abi::{self, RawCreds, RawExec, RawExit, RawFork, RawHeader, Record};
 use crate::config::SensorConfig;
 use crate::host::{Host, USER_HZ};
 use crate::ocsf::Converter;
-use crate::sensor::{SensorError, Stats};
+use crate::sensor::{SensorError, Stats, StatsReport};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
 use std::io::{Read, Write};
@@ -298,6 +298,7 @@ pub struct Fallback {
     lost_reported: u64,
     last_loss_check: Instant,
     loss_check: Duration,
+    report: StatsReport,
     buf: Vec<u8>,
     events: Vec<ProcEvent>,
     me: u32,
@@ -360,6 +361,7 @@ impl Fallback {
             }
         };
         let loss_check = Duration::from_millis(config.loss_check_ms);
+        let config_stats_secs = config.stats_interval_secs;
         let converter = Converter::new(Host::detect(), config);
         tracing::info!(
             files = fanotify.is_some(),
@@ -375,6 +377,7 @@ impl Fallback {
             lost_reported: 0,
             last_loss_check: Instant::now(),
             loss_check,
+            report: StatsReport::every(config_stats_secs),
             buf: vec![0u8; 64 * 1024],
             events: Vec::new(),
             me: std::process::id(),
@@ -467,6 +470,15 @@ impl Fallback {
         if self.last_loss_check.elapsed() >= self.loss_check {
             emitted += self.check_loss(sink)?;
             self.converter.sweep();
+        }
+        // The kernel's queues lose whole messages, of no known kind.
+        self.stats.lost_by_kind = vec![self.lost];
+        if let Some(ev) = self
+            .report
+            .due(&self.converter, "netlink+fanotify", &self.stats)
+        {
+            sink(ev);
+            emitted += 1;
         }
         self.stats.emitted += emitted as u64;
         Ok(emitted)

@@ -83,6 +83,43 @@ impl Stats {
     }
 }
 
+/// When the sensor's next `Statistics` event is due.
+#[derive(Debug)]
+pub(crate) struct StatsReport {
+    interval: Option<Duration>,
+    last: Instant,
+    lost_at_last: u64,
+}
+
+impl StatsReport {
+    /// Every `secs` seconds; never for 0.
+    pub(crate) fn every(secs: u64) -> Self {
+        StatsReport {
+            interval: (secs > 0).then(|| Duration::from_secs(secs)),
+            last: Instant::now(),
+            lost_at_last: 0,
+        }
+    }
+
+    /// The `Statistics` event, when one is due.
+    pub(crate) fn due(
+        &mut self,
+        converter: &Converter,
+        provider: &str,
+        stats: &Stats,
+    ) -> Option<OcsfEvent> {
+        let interval = self.interval?;
+        if self.last.elapsed() < interval {
+            return None;
+        }
+        self.last = Instant::now();
+        let lost = stats.lost();
+        let since = lost.saturating_sub(self.lost_at_last);
+        self.lost_at_last = lost;
+        Some(converter.stats_event(provider, stats, since))
+    }
+}
+
 /// The effective uid of this process.
 pub(crate) fn euid() -> u32 {
     std::fs::read_to_string("/proc/self/status")
@@ -123,6 +160,7 @@ pub struct Sensor {
     config: SensorConfig,
     last_loss_check: Instant,
     lost_reported: u64,
+    report: StatsReport,
 }
 
 impl std::fmt::Debug for Sensor {
@@ -220,6 +258,7 @@ impl Sensor {
                 lost_by_kind: vec![0; abi::KIND_MAX as usize],
                 ..Stats::default()
             },
+            report: StatsReport::every(config.stats_interval_secs),
             config,
             last_loss_check: Instant::now(),
             lost_reported: 0,
@@ -306,6 +345,10 @@ impl Sensor {
         if self.last_loss_check.elapsed() >= Duration::from_millis(self.config.loss_check_ms) {
             emitted += self.check_loss(sink)?;
             self.converter.sweep();
+        }
+        if let Some(ev) = self.report.due(&self.converter, "ebpf", &self.stats) {
+            sink(ev);
+            emitted += 1;
         }
         self.stats.emitted += emitted as u64;
         Ok(emitted)

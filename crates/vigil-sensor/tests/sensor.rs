@@ -363,33 +363,61 @@ fn comm_filter_drops_in_kernel_and_memfd_exec_is_flagged_fileless() {
 }
 
 #[test]
-fn every_event_is_valid_ocsf() {
-    if !root_or_skip() {
-        return;
-    }
+fn every_event_is_valid_ocsf_and_statistics_are_reported() {
     let Some(schema_dir) = vigil_testdata::corpus("ocsf-schema") else {
         return;
     };
     let schema = vigil_ocsf_schema::Schema::load(&schema_dir).expect("schema");
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sensor = Source::start(ebpf()).expect("sensor starts");
+    let Some((_g, mut sensor)) = sensor_with(SensorConfig {
+        stats_interval_secs: 1,
+        ..ebpf()
+    }) else {
+        return;
+    };
     let mut events = vec![sensor.start_event().to_json()];
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg("/bin/true; (exit 2); kill -TERM $$")
-        .spawn()
-        .expect("spawn");
-    let pid = child.id();
-    child.wait().expect("wait");
-    events.extend(collect(&mut sensor, Duration::from_secs(10), |ev| {
-        exit_of(ev, pid).is_some()
-    }));
+    let dir = temp_dir();
+    let (pid, more) = run_sh(
+        &mut sensor,
+        &dir,
+        "/bin/true; echo x > f; (exit 2); kill -TERM $$",
+    );
+    events.extend(more);
+    let is_stats = |e: &Value| e["class_uid"] == 1008 && e["activity_name"] == "Statistics";
+    if !events.iter().any(is_stats) {
+        events.extend(collect(&mut sensor, Duration::from_secs(3), |ev| {
+            ev.iter().any(is_stats)
+        }));
+    }
     events.push(sensor.stop_event().to_json());
-    assert!(events.len() >= 5);
+    assert!(exit_of(&events, pid).is_some());
+    assert!(events.len() >= 6);
     for e in &events {
         let v = schema.validate(e);
         assert!(v.is_empty(), "invalid event: {v:?}\n{e:#}");
     }
+    // The sensor's health, as a metric: counters that add up.
+    let stats = events
+        .iter()
+        .find(|e| is_stats(e))
+        .expect("a Statistics event");
+    assert_eq!(stats["activity_id"], 99);
+    let m = &stats["unmapped"];
+    assert!(m["received"].as_u64() >= Some(4), "{m}");
+    assert!(m["emitted"].as_u64() >= Some(1), "{m}");
+    assert!(m["processes"].as_u64() > Some(1), "{m}");
+    let by_kind: u64 = m["lost_by_kind"]
+        .as_object()
+        .expect("lost_by_kind")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(m["lost"].as_u64(), Some(by_kind));
+    assert_eq!(
+        stats["count"].as_u64(),
+        m["lost"].as_u64(),
+        "the first report"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

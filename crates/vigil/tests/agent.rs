@@ -152,6 +152,7 @@ fn shipped_config_is_the_default_and_loads() {
         "hash_cache_max",
         "hash_executables",
         "loss_check_ms",
+        "stats_interval_secs",
         "coalesce_fork_ms",
     ] {
         let documented = text

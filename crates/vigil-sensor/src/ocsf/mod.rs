@@ -712,6 +712,61 @@ impl Converter {
         ev.into()
     }
 
+    /// The sensor's `Statistics` event (Event Log Activity, activity Other): its counters
+    /// so far, in `unmapped`, and the records lost since the previous one in `count`.
+    pub fn stats_event(
+        &self,
+        provider: &str,
+        stats: &crate::sensor::Stats,
+        lost_since: u64,
+    ) -> OcsfEvent {
+        let mut ev = self.sensor_event(
+            99,
+            provider,
+            format!(
+                "{} records received, {} lost ({lost_since} since the last report), {} malformed; \
+                 {} events written; {} processes tracked",
+                stats.received,
+                stats.lost(),
+                stats.malformed,
+                stats.emitted,
+                self.table.len()
+            ),
+            Some(lost_since),
+        );
+        if let OcsfEvent::EventLog(e) = &mut ev {
+            e.activity_name = Some("Statistics".into());
+            e.type_name = Some("Event Log Activity: Statistics".into());
+            e.severity_id = if lost_since > 0 {
+                severity::MEDIUM
+            } else {
+                severity::INFORMATIONAL
+            };
+            e.severity = Some(severity::name(e.severity_id).into());
+            e.status_id = Some(status::SUCCESS);
+            e.status = Some(status::name(status::SUCCESS).into());
+            let lost_by_kind: Map<String, serde_json::Value> = stats
+                .lost_by_kind
+                .iter()
+                .enumerate()
+                .filter(|(_, &n)| n > 0)
+                .map(|(k, &n)| {
+                    let kind = u32::try_from(k).unwrap_or(u32::MAX);
+                    (abi::kind_name(kind).to_string(), json!(n))
+                })
+                .collect();
+            let mut m = Map::new();
+            m.insert("received".into(), json!(stats.received));
+            m.insert("lost".into(), json!(stats.lost()));
+            m.insert("lost_by_kind".into(), json!(lost_by_kind));
+            m.insert("malformed".into(), json!(stats.malformed));
+            m.insert("emitted".into(), json!(stats.emitted));
+            m.insert("processes".into(), json!(self.table.len()));
+            e.unmapped = Some(m);
+        }
+        ev
+    }
+
     /// A file closed after being written (the fallback sensor's fanotify event).
     pub fn file_closed_after_write(&mut self, h: &RawHeader, path: &str) -> OcsfEvent {
         let mut file = file_of(path);
