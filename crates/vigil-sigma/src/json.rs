@@ -4,7 +4,8 @@
 //! building a `serde_json::Value` (no map per object, no allocation per string). Buffers
 //! can be reused from one record to the next ([`JsonBuffers`]).
 //!
-//! Field access answers like `serde_json::Value`'s (see `vigil_event::access`): objects
+//! Field access answers like `serde_json::Value`'s, and like [`crate::WinRecord`]'s on
+//! Windows records in the `evtx` shape (see `vigil_event::access`): objects
 //! by key (a repeated key: the last one counts), arrays by collecting each element's
 //! value, flat keys holding dots (`{"winlog.event_data.Image": ..}`), integers that fit
 //! in an `i64` as integers and other numbers as floats.
@@ -302,7 +303,23 @@ impl<'a> JsonEvent<'a> {
 
 impl Event for JsonEvent<'_> {
     fn field(&self, path: &FieldPath) -> Option<Value<'_>> {
-        self.at(0, path, 0)
+        if let Some(v) = self.at(0, path, 0) {
+            return Some(v);
+        }
+        // The `evtx` shape, as `WinRecord` reads it: `UserData` holds one element named
+        // after the event (`LogFileCleared`, ...), in which `Event.UserData.X` is found.
+        if path.len() >= 3 && path.part(0) == Some("Event") && path.part(1) == Some("UserData") {
+            let event = self.member(0, "Event")?;
+            let user = self.member(event, "UserData")?;
+            if self.nodes[user].kind == Kind::Object {
+                let key = path.part(2)?;
+                return self
+                    .children(user)
+                    .filter(|&w| self.nodes[w].kind == Kind::Object)
+                    .find_map(|w| self.at(self.member(w, key)?, path, 3));
+            }
+        }
+        None
     }
 
     fn for_each_str<'b>(&'b self, f: &mut dyn FnMut(&'b str)) {
@@ -677,6 +694,27 @@ mod tests {
             }
             assert_eq!(strs(&ours), expected, "{d}");
         }
+    }
+
+    #[test]
+    fn evtx_user_data_as_win_record_reads_it() {
+        let text = r#"{"Event":{"System":{"Channel":"System","EventID":104},
+            "UserData":{"LogFileCleared":{"Channel":"Security","SubjectUserName":"bob"}}}}"#;
+        let ours = JsonEvent::parse(text).expect("json");
+        let json: serde_json::Value = serde_json::from_str(text).expect("serde");
+        let theirs = crate::WinRecord::new(&json);
+        for p in [
+            "Event.UserData.Channel",
+            "Event.UserData.SubjectUserName",
+            "Event.UserData.LogFileCleared.Channel",
+            "Event.UserData.Nope",
+            "Event.System.Channel",
+        ] {
+            let path = FieldPath::new(p);
+            assert_eq!(ours.field(&path), theirs.field(&path), "{p}");
+        }
+        let ch = ours.field(&FieldPath::new("Event.UserData.Channel"));
+        assert_eq!(ch.as_ref().and_then(Value::as_str), Some("Security"));
     }
 
     #[test]
