@@ -12,9 +12,10 @@ static __always_inline int try_fork(struct task_struct *parent, struct task_stru
 		return 0;
 	}
 	fill_header(&e->h, VIGIL_FORK, sizeof(*e), child);
-	/* The child may not be linked to its parent yet: name the parent explicitly. */
+	/* The child may not be linked to its parent yet: name the parent explicitly (its
+	 * process: the leader of the thread that forked). */
 	e->h.ppid = BPF_CORE_READ(parent, tgid);
-	e->h.parent_start_boottime = task_start(parent);
+	e->h.parent_start_boottime = task_start(BPF_CORE_READ(parent, group_leader));
 	fill_creds(&e->creds, child);
 	bpf_ringbuf_submit(e, wakeup_flag());
 	return 0;
