@@ -1,6 +1,8 @@
 //! Bounded random testing of the parser, compiler and matcher (runs on stable, in CI):
 //! mutated rule texts and random conditions and modifier chains must load or fail with a
 //! `RuleError`, never panic; whatever loads must match random events without panicking.
+//! Random and mutated JSON texts must be accepted or refused by `JsonEvent` as by
+//! `serde_json`, and read alike.
 //!
 //! `VIGIL_FUZZ_ITERS` sets the number of iterations (default 2000); `VIGIL_FUZZ_SEED` the
 //! seed (default fixed, so failures reproduce).
@@ -179,12 +181,17 @@ fn seeds() -> Vec<String> {
     out
 }
 
-#[test]
-fn random_rules_never_panic() {
-    let iters: usize = std::env::var("VIGIL_FUZZ_ITERS")
+/// `VIGIL_FUZZ_ITERS`, default 2000.
+fn iterations() -> usize {
+    std::env::var("VIGIL_FUZZ_ITERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(2000)
+}
+
+#[test]
+fn random_rules_never_panic() {
+    let iters = iterations();
     let seed: u64 = std::env::var("VIGIL_FUZZ_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -257,4 +264,172 @@ fn scratch_from_another_engine_is_rebuilt() {
     big.match_event(&mut scratch, &ev, Source::Declared(&d), &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].rule.title, "R7");
+}
+
+/// A random JSON text (objects with distinct keys), with escapes, non-ASCII text,
+/// whitespace and numbers both parsers read exactly.
+fn random_json(rng: &mut Rng, depth: usize, out: &mut String) {
+    const KEYS: &[&str] = &[
+        "a",
+        "b",
+        "Image",
+        "Event",
+        "System",
+        "Event.System",
+        "x.y",
+        "k",
+    ];
+    const STRS: &[&str] = &[
+        "",
+        "plain",
+        "C:\\\\Windows\\\\cmd.exe",
+        "quote \\\" inside",
+        "\\u00e9t\\u00E9",
+        "\\ud83d\\ude00 emoji",
+        "tab\\tnew\\nline\\/slash\\b\\f\\r",
+        "Ünïcödé Σ",
+        "0x10",
+        "4688",
+    ];
+    let ws = |rng: &mut Rng, out: &mut String| {
+        if rng.below(4) == 0 {
+            out.push_str(rng.pick(&[" ", "\n", "\t", "\r\n  "]));
+        }
+    };
+    ws(rng, out);
+    match if depth == 0 {
+        rng.below(5)
+    } else {
+        rng.below(7)
+    } {
+        0 => out.push_str(rng.pick(&["null", "true", "false"])),
+        1 => {
+            let n = rng.next() as i64 >> rng.below(64);
+            out.push_str(&n.to_string());
+        }
+        2 => {
+            // Quarters and powers of ten: exact in binary or read alike by both parsers.
+            let q = (rng.next() % 4000) as f64 / 4.0 - 500.0;
+            out.push_str(rng.pick(&["", "-"]));
+            out.push_str(&format!("{}", q.abs()));
+            if q.fract() == 0.0 && rng.below(2) == 0 {
+                out.push_str(rng.pick(&[".0", "e2", "E-1", "e+0"]));
+            }
+        }
+        3 | 4 => {
+            out.push('"');
+            out.push_str(rng.pick(STRS));
+            out.push('"');
+        }
+        5 => {
+            out.push('[');
+            for i in 0..rng.below(4) {
+                if i > 0 {
+                    out.push(',');
+                }
+                random_json(rng, depth - 1, out);
+            }
+            ws(rng, out);
+            out.push(']');
+        }
+        _ => {
+            out.push('{');
+            let mut used = Vec::new();
+            for _ in 0..rng.below(5) {
+                let k = rng.pick(KEYS);
+                if used.contains(&k) {
+                    continue;
+                }
+                if !used.is_empty() {
+                    out.push(',');
+                }
+                used.push(k);
+                ws(rng, out);
+                out.push_str(&format!("\"{k}\":"));
+                random_json(rng, depth - 1, out);
+            }
+            ws(rng, out);
+            out.push('}');
+        }
+    }
+    ws(rng, out);
+}
+
+/// Equal values, floats within a relative 1e-12 (the parsers may round the last bit of
+/// long numbers differently).
+fn same(a: &vigil_event::Value<'_>, b: &vigil_event::Value<'_>) -> bool {
+    use vigil_event::Value as V;
+    match (a, b) {
+        (V::Float(x), V::Float(y)) => x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs()),
+        (V::List(x), V::List(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
+        _ => a == b,
+    }
+}
+
+#[test]
+fn random_json_reads_as_serde_json_does() {
+    use vigil_event::{Event, FieldPath};
+    let iters = iterations();
+    let mut rng = Rng(0x15_0E_7E_57 | 1);
+    let paths: Vec<FieldPath> = [
+        "a",
+        "b",
+        "Image",
+        "k",
+        "a.b",
+        "a.Image",
+        "b.a.k",
+        "Event.System",
+        "Event.System.k",
+        "x.y",
+        "a.x.y",
+        "Event",
+        "a.b.k",
+        "",
+    ]
+    .iter()
+    .map(|p| FieldPath::new(p))
+    .collect();
+    let strs = |e: &dyn Event| {
+        let mut v: Vec<String> = Vec::new();
+        e.for_each_str(&mut |s| v.push(s.to_string()));
+        v.sort();
+        v
+    };
+    let mut parsed = 0;
+    for i in 0..iters {
+        let mut text = String::new();
+        random_json(&mut rng, 3, &mut text);
+        let mutated = i % 2 == 1;
+        if mutated {
+            text = mutate(&text, &mut rng);
+        }
+        let theirs = serde_json::from_str::<serde_json::Value>(&text);
+        let ours = vigil_sigma::JsonEvent::parse(&text);
+        assert_eq!(
+            theirs.is_ok(),
+            ours.is_ok(),
+            "{text:?}: serde_json {:?}, JsonEvent {:?}",
+            theirs.as_ref().err(),
+            ours.as_ref().err()
+        );
+        let (Ok(theirs), Ok(ours)) = (theirs, ours) else {
+            continue;
+        };
+        parsed += 1;
+        for p in &paths {
+            let (a, b) = (ours.field(p), theirs.field(p));
+            let ok = match (&a, &b) {
+                (Some(x), Some(y)) => same(x, y),
+                (None, None) => true,
+                _ => false,
+            };
+            assert!(ok, "{text:?} at {p:?}: JsonEvent {a:?}, serde_json {b:?}");
+        }
+        // Mutation may repeat a key, whose overwritten value serde_json drops.
+        if !mutated {
+            assert_eq!(strs(&ours), strs(&theirs), "{text:?}");
+        }
+    }
+    assert!(parsed > iters / 2, "only {parsed} of {iters} texts parsed");
 }
