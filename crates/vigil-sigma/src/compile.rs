@@ -118,26 +118,32 @@ pub(crate) struct PatternTable {
     /// (field, integer) -> pid, for numeric equality.
     nums: HashMap<(u32, i64), u32>,
     pub n_pids: u32,
+    /// Per pid: (length of the literal, how many atoms use it).
+    pub stats: Vec<(u32, u32)>,
 }
 
 impl PatternTable {
     fn pid(&mut self, field: Option<u32>, cased: bool, text: &str, anchor: Anchor) -> u32 {
         let key: LitKey = (field, cased, text.to_string());
         if let Some(p) = self.pids.get(&(key.clone(), anchor)) {
+            self.stats[*p as usize].1 += 1;
             return *p;
         }
         let pid = self.n_pids;
         self.n_pids += 1;
         self.pids.insert((key, anchor), pid);
+        self.stats.push((text.len() as u32, 1));
         pid
     }
 
     fn num_pid(&mut self, field: u32, n: i64) -> u32 {
         if let Some(p) = self.nums.get(&(field, n)) {
+            self.stats[*p as usize].1 += 1;
             return *p;
         }
         let pid = self.n_pids;
         self.n_pids += 1;
+        self.stats.push((n.to_string().len() as u32, 1));
         self.nums.insert((field, n), pid);
         pid
     }
@@ -482,9 +488,30 @@ impl BucketCompiler {
 
 /// A set of pattern ids at least one of which must hit for the rule to match; `None` when
 /// no such set exists (the rule is then evaluated for every routed event).
-pub(crate) fn trigger(prog: &RuleProg) -> Option<Vec<u32>> {
-    fn smallest(sets: impl Iterator<Item = Option<Vec<u32>>>) -> Option<Vec<u32>> {
-        sets.flatten().min_by_key(Vec::len)
+pub(crate) fn trigger(prog: &RuleProg, stats: &[(u32, u32)]) -> Option<Vec<u32>> {
+    Trigger { stats }.cond(&prog.cond, &prog.searches)
+}
+
+/// Chooses trigger sets: of the sets one of which a conjunction needs, the one most likely
+/// to be absent from an event. A literal many rules use is likely common in events too,
+/// and a short one more so: a set costs the sum of its literals' uses / length².
+struct Trigger<'a> {
+    /// Per pid: (literal length, uses).
+    stats: &'a [(u32, u32)],
+}
+
+impl Trigger<'_> {
+    fn cost(&self, set: &[u32]) -> f64 {
+        set.iter()
+            .map(|p| {
+                let (len, uses) = self.stats.get(*p as usize).copied().unwrap_or((1, 1));
+                f64::from(uses) / f64::from(len.max(1)).powi(2)
+            })
+            .sum()
+    }
+    fn cheapest(&self, sets: impl Iterator<Item = Option<Vec<u32>>>) -> Option<Vec<u32>> {
+        sets.flatten()
+            .min_by(|a, b| self.cost(a).total_cmp(&self.cost(b)))
     }
     fn union(sets: impl Iterator<Item = Option<Vec<u32>>>) -> Option<Vec<u32>> {
         let mut out = Vec::new();
@@ -503,25 +530,62 @@ pub(crate) fn trigger(prog: &RuleProg) -> Option<Vec<u32>> {
             _ => None,
         }
     }
-    fn expr(e: &Expr) -> Option<Vec<u32>> {
+    fn expr(&self, e: &Expr) -> Option<Vec<u32>> {
         match e {
-            Expr::And(parts) => smallest(parts.iter().map(expr)),
-            Expr::Or(parts) => union(parts.iter().map(expr)),
+            Expr::And(parts) => self.cheapest(parts.iter().map(|p| self.expr(p))),
+            Expr::Or(parts) => Self::union(parts.iter().map(|p| self.expr(p))),
             Expr::Test(t) if t.neq => None,
-            Expr::Test(t) if t.all => smallest(t.atoms.iter().map(atom)),
-            Expr::Test(t) => union(t.atoms.iter().map(atom)),
+            Expr::Test(t) if t.all => self.cheapest(t.atoms.iter().map(Self::atom)),
+            Expr::Test(t) => Self::union(t.atoms.iter().map(Self::atom)),
         }
     }
-    fn cond(c: &Cond, s: &[Expr]) -> Option<Vec<u32>> {
+    fn cond(&self, c: &Cond, s: &[Expr]) -> Option<Vec<u32>> {
         match c {
-            Cond::Search(i) => s.get(*i).and_then(expr),
-            Cond::And(parts) => smallest(parts.iter().map(|p| cond(p, s))),
-            Cond::Or(parts) => union(parts.iter().map(|p| cond(p, s))),
+            Cond::Search(i) => s.get(*i).and_then(|e| self.expr(e)),
+            Cond::And(parts) => self.cheapest(parts.iter().map(|p| self.cond(p, s))),
+            Cond::Or(parts) => Self::union(parts.iter().map(|p| self.cond(p, s))),
             Cond::Not(_) => None,
-            Cond::AtLeast(_, idx) => union(idx.iter().map(|i| s.get(*i).and_then(expr))),
+            Cond::AtLeast(_, idx) => {
+                Self::union(idx.iter().map(|i| s.get(*i).and_then(|e| self.expr(e))))
+            }
             Cond::Const(false) => Some(Vec::new()),
             Cond::Const(true) => None,
         }
     }
-    cond(&prog.cond, &prog.searches)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Loader, LogSource, Source};
+
+    /// Three rules need `Image|endswith: '\cmd.exe'` (a literal many rules share) and each a
+    /// long command-line literal of its own: their trigger sets are the command-line
+    /// literals, so a cmd.exe event without them evaluates no rule.
+    #[test]
+    fn triggers_prefer_rare_literals() {
+        let mut loader = Loader::new();
+        for i in 0..3 {
+            loader.add(
+                &format!("r{i}.yml"),
+                &format!(
+                    "title: R{i}\nlogsource: {{product: test}}\ndetection:\n  s:\n    Image|endswith: '\\cmd.exe'\n    CommandLine|contains: 'some long argument {i}'\n  condition: s\n"
+                ),
+            );
+        }
+        let built = loader.build();
+        assert!(built.errors.is_empty(), "{:?}", built.errors);
+        let engine = built.engine;
+        let declared = engine.declare(&LogSource::new(Some("test"), None, None));
+        let mut scratch = engine.scratch();
+        let mut out = Vec::new();
+        let ev = serde_json::json!({"Image": "C:\\Windows\\cmd.exe", "CommandLine": "cmd /c dir"});
+        engine.match_event(&mut scratch, &ev, Source::Declared(&declared), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(scratch.rules_evaluated(), 0);
+        let ev = serde_json::json!({"Image": "C:\\Windows\\cmd.exe",
+            "CommandLine": "cmd /c x some long argument 1"});
+        engine.match_event(&mut scratch, &ev, Source::Declared(&declared), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(scratch.rules_evaluated(), 1);
+    }
 }

@@ -1330,6 +1330,7 @@ fn build(loader: Loader) -> Built {
         }
         let fields = bc.fields.clone();
         let n_pids = bc.patterns.n_pids;
+        let pid_stats = bc.patterns.stats.clone();
         let groups = match bc.patterns.build() {
             Ok(g) => g,
             Err(e) => {
@@ -1341,7 +1342,7 @@ fn build(loader: Loader) -> Built {
         let mut triggers: Vec<Vec<u32>> = vec![Vec::new(); n_pids as usize];
         let mut always = Vec::new();
         for (li, prog) in progs.iter().enumerate() {
-            match compile::trigger(prog) {
+            match compile::trigger(prog, &pid_stats) {
                 Some(set) => {
                     for p in set {
                         triggers[p as usize].push(li as u32);
