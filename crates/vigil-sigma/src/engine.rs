@@ -486,19 +486,17 @@ impl Engine {
                 let Some(cr) = self.win_routes.get(s.lower.as_str()) else {
                     return;
                 };
-                let provider = if cr.any.iter().any(|r| r.provider.is_some())
-                    || cr.by_eid.values().flatten().any(|r| r.provider.is_some())
-                {
-                    event
-                        .field(prov)
-                        .and_then(|v| v.as_str().map(str::to_lowercase))
-                } else {
-                    None
-                };
+                // The provider, read (once) only if a route of this record names one.
+                let mut provider: Option<Option<String>> = None;
                 let by_eid = eid.and_then(|e| cr.by_eid.get(&e));
                 for wr in cr.any.iter().chain(by_eid.into_iter().flatten()) {
                     if let Some(p) = &wr.provider {
-                        if provider.as_deref() != Some(p.as_str()) {
+                        let have = provider.get_or_insert_with(|| {
+                            event
+                                .field(prov)
+                                .and_then(|v| v.as_str().map(str::to_lowercase))
+                        });
+                        if have.as_deref() != Some(p.as_str()) {
                             continue;
                         }
                     }
