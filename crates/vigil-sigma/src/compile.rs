@@ -191,8 +191,8 @@ impl PatternTable {
     }
 }
 
-/// A byte trie of literals (reversed for suffixes), answering "which literals are a
-/// prefix of this text" in one walk that stops at the first missing edge.
+/// A byte trie of literals (reversed for suffixes), built by inserting them, then frozen
+/// into a [`FlatTrie`].
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Trie {
     /// Per node: sorted edges (byte, child).
@@ -223,25 +223,66 @@ impl Trie {
         self.pids[node].push(pid);
     }
 
+    /// The trie in three flat arrays.
+    fn freeze(self) -> FlatTrie {
+        let mut t = FlatTrie::default();
+        for (edges, pids) in self.edges.into_iter().zip(self.pids) {
+            t.nodes.push([
+                t.labels.len() as u32,
+                edges.len() as u32,
+                t.pids.len() as u32,
+                pids.len() as u32,
+            ]);
+            for (b, child) in edges {
+                t.labels.push(b);
+                t.children.push(child);
+            }
+            t.pids.extend(pids);
+        }
+        t
+    }
+}
+
+/// A frozen [`Trie`], answering "which literals are a prefix of this text" in one walk
+/// that stops at the first missing edge.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FlatTrie {
+    /// Per node: first edge, edge count, first pid, pid count.
+    nodes: Vec<[u32; 4]>,
+    /// Edge labels, sorted within each node, and the child each leads to.
+    labels: Vec<u8>,
+    children: Vec<u32>,
+    pids: Vec<u32>,
+}
+
+impl FlatTrie {
     /// Calls `hit` with the pids of every literal the walk over `bytes` passes.
     pub(crate) fn walk(&self, bytes: impl Iterator<Item = u8>, hit: &mut impl FnMut(u32)) {
-        if self.edges.is_empty() {
+        let Some(mut node) = self.nodes.first() else {
             return;
-        }
-        let mut node = 0usize;
+        };
         for b in bytes {
-            match self.edges[node].binary_search_by_key(&b, |e| e.0) {
-                Ok(i) => node = self.edges[node][i].1 as usize,
-                Err(_) => return,
-            }
-            for p in &self.pids[node] {
-                hit(*p);
+            let [first, count, _, _] = *node;
+            let (first, count) = (first as usize, count as usize);
+            let Some(labels) = self.labels.get(first..first + count) else {
+                return;
+            };
+            let Ok(i) = labels.binary_search(&b) else {
+                return;
+            };
+            let Some(next) = self.nodes.get(self.children[first + i] as usize) else {
+                return;
+            };
+            node = next;
+            let (p, n) = (node[2] as usize, node[3] as usize);
+            for pid in self.pids.get(p..p + n).unwrap_or_default() {
+                hit(*pid);
             }
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.edges.is_empty()
+        self.nodes.is_empty()
     }
 }
 
@@ -305,8 +346,8 @@ impl GroupBuilder {
                 .into_iter()
                 .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_slice()))
                 .collect(),
-            prefix: self.prefix,
-            suffix: self.suffix,
+            prefix: self.prefix.freeze(),
+            suffix: self.suffix.freeze(),
             contains,
             packed,
             contains_pids: self
@@ -336,8 +377,8 @@ impl GroupBuilder {
 pub(crate) struct Group {
     pub field: Option<u32>,
     pub exact: FxMap<Box<str>, Box<[u32]>>,
-    pub prefix: Trie,
-    pub suffix: Trie,
+    pub prefix: FlatTrie,
+    pub suffix: FlatTrie,
     pub contains: Option<AhoCorasick>,
     /// A prefilter for `contains` (keyword groups with few literals).
     pub packed: Option<aho_corasick::packed::Searcher>,
