@@ -53,15 +53,15 @@ struct Node {
     end: u32,
 }
 
-/// A member in [`JsonEvent`]'s table; `node == EMPTY` for a free slot.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A member in [`JsonEvent`]'s table; a slot of an earlier event (another `epoch`) is
+/// free, so the table is reused without clearing it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Slot {
     hash: u64,
     object: u32,
     node: u32,
+    epoch: u32,
 }
-
-const EMPTY: u32 = u32::MAX;
 
 /// The allocations of a [`JsonEvent`], kept to parse the next record without allocating:
 /// see [`JsonEvent::parse_with`] and [`JsonEvent::recycle`].
@@ -69,6 +69,7 @@ const EMPTY: u32 = u32::MAX;
 pub struct JsonBuffers {
     nodes: Vec<Node>,
     table: Vec<Slot>,
+    epoch: u32,
     unescaped: String,
 }
 
@@ -79,6 +80,8 @@ pub struct JsonEvent<'a> {
     nodes: Vec<Node>,
     /// Every object member by (object, key): open addressing, a power of two long.
     table: Vec<Slot>,
+    /// The epoch of this event's slots in `table`.
+    epoch: u32,
     /// The strings that held escapes, unescaped.
     unescaped: String,
 }
@@ -156,6 +159,7 @@ impl<'a> JsonEvent<'a> {
             text,
             nodes: p.nodes,
             table: std::mem::take(&mut buffers.table),
+            epoch: buffers.epoch,
             unescaped: p.unescaped,
         };
         ev.index();
@@ -166,6 +170,7 @@ impl<'a> JsonEvent<'a> {
     pub fn recycle(self, buffers: &mut JsonBuffers) {
         buffers.nodes = self.nodes;
         buffers.table = self.table;
+        buffers.epoch = self.epoch;
         buffers.unescaped = self.unescaped;
     }
 
@@ -182,16 +187,14 @@ impl<'a> JsonEvent<'a> {
     /// Fills the member table (a repeated key: the last one stays).
     fn index(&mut self) {
         let size = (self.nodes.len() * 2).next_power_of_two().max(8);
-        self.table.clear();
-        self.table.resize(
-            size,
-            Slot {
-                hash: 0,
-                object: 0,
-                node: EMPTY,
-            },
-        );
-        let mask = size - 1;
+        if self.table.len() < size || self.epoch == u32::MAX {
+            self.table.clear();
+            self.table.resize(size, Slot::default());
+            self.epoch = 0;
+        }
+        self.epoch += 1;
+        let epoch = self.epoch;
+        let mask = self.table.len() - 1;
         for j in 0..self.nodes.len() {
             if self.nodes[j].kind != Kind::Object {
                 continue;
@@ -204,11 +207,12 @@ impl<'a> JsonEvent<'a> {
                 let mut at = hash as usize & mask;
                 loop {
                     let slot = self.table[at];
-                    if slot.node == EMPTY {
+                    if slot.epoch != epoch {
                         self.table[at] = Slot {
                             hash,
                             object: j as u32,
                             node: c as u32,
+                            epoch,
                         };
                         break;
                     }
@@ -257,7 +261,7 @@ impl<'a> JsonEvent<'a> {
         let mut at = hash as usize & mask;
         loop {
             let slot = self.table[at];
-            if slot.node == EMPTY {
+            if slot.epoch != self.epoch {
                 return None;
             }
             if slot.hash == hash
