@@ -39,7 +39,8 @@ pub struct SensorConfig {
     pub lineage_depth: usize,
     /// Processes kept in the process table at most.
     pub process_table_max: usize,
-    /// Seconds an exited process stays in the table for late events and lineage.
+    /// Seconds an exited process stays in the table for late events; one whose children
+    /// still run stays until they exit, for their lineage.
     pub process_linger_secs: u64,
     /// Executables whose SHA-256 is cached at most.
     pub hash_cache_max: usize,
@@ -67,7 +68,7 @@ impl Default for SensorConfig {
             exclude_file_prefixes: Vec::new(),
             lineage_depth: 8,
             process_table_max: 65_536,
-            process_linger_secs: 30,
+            process_linger_secs: 10,
             hash_cache_max: 4096,
             hash_executables: true,
             loss_check_ms: 1000,

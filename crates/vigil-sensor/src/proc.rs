@@ -24,6 +24,9 @@ pub struct ProcInfo {
     pub uid: u32,
     /// When the process exited, if it has.
     pub exited: Option<Instant>,
+    /// Its children still running: an exited process stays in the table while it has
+    /// any, for their lineage.
+    pub live_children: u32,
     /// This process as events show it, built once per process image.
     pub views: Views,
 }
@@ -62,7 +65,8 @@ impl std::fmt::Debug for Views {
 pub struct Limits {
     /// Processes kept at most; past this the oldest exited ones go first.
     pub max_entries: usize,
-    /// How long an exited process stays for late events and its children's lineage.
+    /// How long an exited process stays for late events (longer while it has children
+    /// running, for their lineage).
     pub linger: Duration,
 }
 
@@ -70,7 +74,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_entries: 65_536,
-            linger: Duration::from_secs(30),
+            linger: Duration::from_secs(10),
         }
     }
 }
@@ -124,6 +128,7 @@ pub fn read_proc(pid: u32) -> Option<ProcInfo> {
         cmdline: join_argv(&args),
         uid,
         exited: None,
+        live_children: 0,
         views: Views::default(),
     })
 }
@@ -153,6 +158,12 @@ impl ProcTable {
                 }
             }
         }
+        let parents: Vec<u32> = self.procs.values().map(|p| p.ppid).collect();
+        for ppid in parents {
+            if let Some(parent) = self.procs.get_mut(&ppid) {
+                parent.live_children += 1;
+            }
+        }
         self.procs.len()
     }
 
@@ -161,19 +172,50 @@ impl ProcTable {
         self.procs.get(&pid)
     }
 
-    /// Records a process (a fork or an exec); replaces an older process of the same pid.
-    pub fn upsert(&mut self, info: ProcInfo) {
+    /// Records a process's new image (an exec) or a process read from /proc; replaces an
+    /// older process of the same pid. An exec keeps the count of live children.
+    pub fn upsert(&mut self, mut info: ProcInfo) {
+        if let Some(old) = self.procs.get(&info.pid) {
+            if old.start_ticks == info.start_ticks {
+                info.live_children = old.live_children;
+            }
+        }
         self.procs.insert(info.pid, info);
         self.evict();
     }
 
-    /// Marks a process exited (it stays for [`Limits::linger`]).
-    pub fn exited(&mut self, pid: u32, start_ticks: u64) {
-        if let Some(p) = self.procs.get_mut(&pid) {
-            if p.start_ticks == start_ticks {
-                p.exited = Some(Instant::now());
-            }
+    /// Records a new process (a fork): its parent has one more live child.
+    pub fn forked(&mut self, info: ProcInfo) {
+        if let Some(parent) = self.procs.get_mut(&info.ppid) {
+            parent.live_children += 1;
         }
+        self.upsert(info);
+    }
+
+    /// Marks a process exited (it stays for [`Limits::linger`], for late events and its
+    /// children's lineage) and drops its views: most exited processes are never named
+    /// again, and at thousands of exits a second their views would be most of the
+    /// table's memory. A child's event builds them again if it needs them.
+    pub fn exited(&mut self, pid: u32, start_ticks: u64) {
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        if p.start_ticks != start_ticks || p.exited.is_some() {
+            return;
+        }
+        p.exited = Some(Instant::now());
+        p.views = Views::default();
+        let ppid = p.ppid;
+        if let Some(parent) = self.procs.get_mut(&ppid) {
+            parent.live_children = parent.live_children.saturating_sub(1);
+        }
+    }
+
+    /// Whether an entry stays: a running process, a recently exited one, or one whose
+    /// children still run.
+    fn keep(p: &ProcInfo, linger: Duration) -> bool {
+        p.exited
+            .is_none_or(|t| p.live_children > 0 || t.elapsed() < linger)
     }
 
     /// The ancestors of `pid`, nearest first, at most `depth` of them.
@@ -209,29 +251,35 @@ impl ProcTable {
     fn evict(&mut self) {
         let linger = self.limits.linger;
         if self.procs.len() > self.limits.max_entries {
-            self.procs
-                .retain(|_, p| p.exited.is_none_or(|t| t.elapsed() < linger));
+            self.procs.retain(|_, p| Self::keep(p, linger));
         }
         if self.procs.len() > self.limits.max_entries {
-            // Still over: drop exited processes first, then the oldest.
-            let mut by_age: Vec<(bool, u64, u32)> = self
+            // Still over: drop exited processes first (childless ones first), then the
+            // oldest.
+            let mut by_age: Vec<(bool, bool, u64, u32)> = self
                 .procs
                 .values()
-                .map(|p| (p.exited.is_none(), p.start_ticks, p.pid))
+                .map(|p| {
+                    (
+                        p.exited.is_none(),
+                        p.live_children > 0,
+                        p.start_ticks,
+                        p.pid,
+                    )
+                })
                 .collect();
             by_age.sort_unstable();
             let excess = self.procs.len() - self.limits.max_entries;
-            for (_, _, pid) in by_age.into_iter().take(excess) {
+            for (_, _, _, pid) in by_age.into_iter().take(excess) {
                 self.procs.remove(&pid);
             }
         }
     }
 
-    /// Drops exited processes older than the linger time.
+    /// Drops exited processes older than the linger time that have no children running.
     pub fn sweep(&mut self) {
         let linger = self.limits.linger;
-        self.procs
-            .retain(|_, p| p.exited.is_none_or(|t| t.elapsed() < linger));
+        self.procs.retain(|_, p| Self::keep(p, linger));
     }
 }
 
@@ -258,6 +306,41 @@ mod tests {
         assert_eq!(chain[0].pid, info.ppid);
     }
 
+    fn proc_info(pid: u32, ppid: u32, exe: &str) -> ProcInfo {
+        ProcInfo {
+            pid,
+            ppid,
+            start_ticks: u64::from(pid),
+            exe: exe.into(),
+            cmdline: String::new(),
+            uid: 0,
+            exited: None,
+            live_children: 0,
+            views: Views::default(),
+        }
+    }
+
+    #[test]
+    fn an_exited_parent_stays_while_its_children_run() {
+        let mut t = ProcTable::new(Limits {
+            max_entries: 100,
+            linger: Duration::ZERO,
+        });
+        t.upsert(proc_info(10, 1, "/bin/sh"));
+        t.forked(proc_info(11, 10, "/bin/sh"));
+        // The child execs: still the same process, still a live child.
+        t.upsert(proc_info(11, 10, "/usr/sbin/daemon"));
+        t.exited(10, 10);
+        t.sweep();
+        assert!(t.get(10).is_some(), "kept for its child's lineage");
+        assert_eq!(t.ancestors(11, 8)[0].exe, "/bin/sh");
+        t.exited(11, 11);
+        // Exiting twice (a late duplicate) does not count twice.
+        t.exited(11, 11);
+        t.sweep();
+        assert!(t.get(10).is_none() && t.get(11).is_none(), "both gone");
+    }
+
     #[test]
     fn bounded_and_exited_go_first() {
         let mut t = ProcTable::new(Limits {
@@ -273,6 +356,7 @@ mod tests {
                 cmdline: String::new(),
                 uid: 0,
                 exited: None,
+                live_children: 0,
                 views: Views::default(),
             });
         }
@@ -285,6 +369,7 @@ mod tests {
             cmdline: String::new(),
             uid: 0,
             exited: None,
+            live_children: 0,
             views: Views::default(),
         });
         assert_eq!(t.len(), 3);

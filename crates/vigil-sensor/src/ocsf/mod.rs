@@ -481,6 +481,7 @@ impl Converter {
             cmdline: cmdline.clone(),
             uid: e.creds.uid,
             exited: None,
+            live_children: 0,
             views: Views::default(),
         });
         if self
@@ -586,7 +587,7 @@ impl Converter {
             .get(h.ppid)
             .map(|p| (p.exe.clone(), p.cmdline.clone()))
             .unwrap_or_default();
-        self.table.upsert(ProcInfo {
+        self.table.forked(ProcInfo {
             pid: h.pid,
             ppid: h.ppid,
             start_ticks,
@@ -595,6 +596,7 @@ impl Converter {
             uid: f.creds.uid,
             exited: None,
             views: Views::default(),
+            live_children: 0,
         });
     }
 
