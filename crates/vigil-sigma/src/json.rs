@@ -8,7 +8,9 @@
 //! Windows records in the `evtx` shape (see `vigil_event::access`): objects
 //! by key (a repeated key: the last one counts), arrays by collecting each element's
 //! value, flat keys holding dots (`{"winlog.event_data.Image": ..}`), integers that fit
-//! in an `i64` as integers and other numbers as floats.
+//! in an `i64` as integers and other numbers as floats. Keyword searches
+//! (`Event::for_each_str`) see every string of the text, a repeated key's earlier values
+//! too (`serde_json::Value` keeps only the last).
 
 use crate::fxhash::FxBuild;
 use std::borrow::Cow;
