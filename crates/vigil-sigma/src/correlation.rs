@@ -12,14 +12,16 @@
 //!
 //! When a condition is judged depends on its bounds:
 //!
-//! * Without an upper bound (`gt`, `gte`, `eq`, `neq`): over a sliding window of
-//!   `timespan` ending at the newest event, the condition is tested each time an event
-//!   enters a group; when it holds, a [`CorrelationFinding`] is emitted and the group's
-//!   window is cleared (so one burst gives one finding).
-//! * With an upper bound (`lt`, `lte`, alone or with lower bounds): a group's window opens
-//!   with its first event and closes `timespan` later; the condition is judged once, when
-//!   the window closes, over all the window's events. So a group that stays below the
-//!   bound for the whole window fires, and one that reaches it within the window does not.
+//! * With lower bounds only (`gt`, `gte`): over a sliding window of `timespan` ending at
+//!   the newest event, the condition is tested each time an event enters a group; when it
+//!   holds, a [`CorrelationFinding`] is emitted and the group's window is cleared (so one
+//!   burst gives one finding).
+//! * With an upper bound or an (in)equality (`lt`, `lte`, `eq`, `neq`, alone or with other
+//!   bounds): a group's window opens with its first event and closes `timespan` later; the
+//!   condition is judged once, when the window closes, over all the window's events. So a
+//!   group that stays below the bound for the whole window fires, and one that reaches it
+//!   within the window does not; `eq: 3` fires for a window of exactly 3 events, not for
+//!   one that reaches 3 and goes on to 5.
 //!   Windows close as event time passes their end: when a later finding is fed, when the
 //!   caller calls [`CorrelationState::advance`], and at [`CorrelationState::finish`] (end
 //!   of input).
@@ -355,12 +357,15 @@ struct Group {
 type Pending = Reverse<(i64, usize, i64, Vec<Option<String>>)>;
 
 impl CorrDef {
-    /// Whether the condition has an upper bound, so is judged when the window closes.
+    /// Whether the condition has an upper bound or tests for (in)equality, so is judged
+    /// when the window closes: within the window the measure can still grow past it.
     fn judged_at_close(&self) -> bool {
-        self.range
-            .bounds
-            .iter()
-            .any(|(c, _)| matches!(c, Cmp::Lt | Cmp::Lte))
+        !self.range.neq.is_empty()
+            || self
+                .range
+                .bounds
+                .iter()
+                .any(|(c, _)| matches!(c, Cmp::Lt | Cmp::Lte | Cmp::Eq))
     }
 }
 
@@ -445,8 +450,8 @@ impl<'r> CorrelationState<'r> {
     }
 
     /// Event time has reached `now` (ms since the epoch): closes every window that ended
-    /// before it and returns the correlations that fired there (conditions with `lt` or
-    /// `lte`). Time never goes back: an earlier `now` does nothing.
+    /// before it and returns the correlations that fired there (conditions with `lt`,
+    /// `lte`, `eq` or `neq`). Time never goes back: an earlier `now` does nothing.
     pub fn advance(&mut self, now: i64) -> Vec<CorrelationFinding<'r>> {
         let mut out = Vec::new();
         self.close_until(now, &mut out);
