@@ -37,6 +37,7 @@ pub struct Loader {
     linux: Taxonomy,
     parsed: Vec<Parsed>,
     errors: Vec<RuleError>,
+    warnings: Vec<RuleError>,
 }
 
 /// What [`Loader::build`] returns.
@@ -47,6 +48,9 @@ pub struct Built {
     pub errors: Vec<RuleError>,
     /// How many rule documents loaded (detections, correlations and filters).
     pub loaded: usize,
+    /// What is worth knowing about rules that loaded (a placeholder without values), in
+    /// load order.
+    pub warnings: Vec<RuleError>,
 }
 
 impl Loader {
@@ -77,6 +81,7 @@ impl Loader {
             linux,
             parsed: Vec::new(),
             errors: Vec::new(),
+            warnings: Vec::new(),
         })
     }
 
@@ -98,6 +103,7 @@ impl Loader {
         };
         let ctx = ParseCtx {
             placeholders: &self.placeholders,
+            warnings: std::cell::RefCell::new(Vec::new()),
         };
         let mut ok = 0;
         let mut global: Option<yaml::Node> = None;
@@ -121,7 +127,19 @@ impl Loader {
                 Some(g) => parse::merge_global(g, &doc),
                 None => doc,
             };
-            match parse::parse_doc(&doc, &source, &ctx) {
+            let parsed = parse::parse_doc(&doc, &source, &ctx);
+            let rule = parsed.as_ref().ok().map(|p| p.meta.title.clone());
+            for (line, message) in ctx.warnings.take() {
+                if parsed.is_ok() {
+                    self.warnings.push(RuleError {
+                        file: source.clone(),
+                        line,
+                        rule: rule.clone(),
+                        kind: ErrorKind::Warning(message),
+                    });
+                }
+            }
+            match parsed {
                 Ok(p) => {
                     ok += 1;
                     self.parsed.push(p);
@@ -1172,6 +1190,7 @@ fn build(loader: Loader) -> Built {
         linux,
         parsed,
         mut errors,
+        warnings: rule_warnings,
         ..
     } = loader;
     // Index rules by id and name.
@@ -1576,6 +1595,7 @@ fn build(loader: Loader) -> Built {
         },
         errors,
         loaded,
+        warnings: rule_warnings,
     }
 }
 

@@ -28,6 +28,11 @@ pub enum ErrorKind {
     /// A construct this engine deliberately does not support (named in the message).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Not an error: something to know about a rule that loaded (in [`Built::warnings`]).
+    ///
+    /// [`Built::warnings`]: crate::Built::warnings
+    #[error("warning: {0}")]
+    Warning(String),
 }
 
 /// One rule that failed to load: where, and why.

@@ -206,9 +206,12 @@ pub(crate) struct Parsed {
     pub body: Body,
 }
 
-/// What the parser needs from the engine configuration.
+/// What the parser needs from the engine configuration, and what it has to say that is
+/// not an error.
 pub(crate) struct ParseCtx<'a> {
     pub placeholders: &'a HashMap<String, Vec<String>>,
+    /// Warnings (line, message) about the document being parsed.
+    pub warnings: std::cell::RefCell<Vec<(usize, String)>>,
 }
 
 fn scalar_string(n: &Node, what: &str) -> Result<String, LineError> {
@@ -594,12 +597,23 @@ fn expand(s: &str, ctx: &ParseCtx<'_>, line: usize) -> Result<Vec<String>, LineE
         let after = &rest[start + 1..];
         let Some(end) = after.find('%') else { break };
         let name = &after[..end];
-        let values = ctx.placeholders.get(name).ok_or_else(|| {
-            LineError::value(
-                line,
-                format!("placeholder `%{name}%` is not defined in the engine configuration"),
-            )
-        })?;
+        // A placeholder without values stands for itself: its text, `%name%`, which no
+        // event holds, so a selection on it matches nothing (and a filter on it excludes
+        // nothing: the rule still fires). The rule loads, with a warning.
+        let unset = [format!("%{name}%")];
+        let values: &[String] = match ctx.placeholders.get(name) {
+            Some(v) => v,
+            None => {
+                ctx.warnings.borrow_mut().push((
+                    line,
+                    format!(
+                        "placeholder `%{name}%` has no values (give them with --placeholder \
+                         {name}=VALUE,...): it matches nothing"
+                    ),
+                ));
+                &unset
+            }
+        };
         let prefix = &rest[..start];
         let mut next = Vec::new();
         for o in &out {

@@ -5,6 +5,8 @@
 //! one string each:
 //!
 //! * `"<event>: <rule title> [<selection>, ...]"` (with ` (silent)` for silent findings),
+//! * `"error line <n>: <reason>"` for a rule that does not load, `"warning line <n>: ..."`
+//!   for one that loads with a warning (both before the findings),
 //! * `"corr <rule title> {<field>=<value>, ...} events=[<event>, ...] value=<n>"`, after
 //!   the event whose finding made it fire or closed its window; windows still open after
 //!   the last event are closed (`CorrelationState::finish`) and their findings come last.
@@ -100,7 +102,11 @@ fn run_case(path: &Path) -> Result<(), String> {
     let mut actual: Vec<String> = built
         .errors
         .iter()
-        .map(|e| format!("error line {}: {}", e.line, e.kind))
+        .chain(&built.warnings)
+        .map(|e| match &e.kind {
+            vigil_sigma::ErrorKind::Warning(w) => format!("warning line {}: {w}", e.line),
+            kind => format!("error line {}: {kind}", e.line),
+        })
         .collect();
     let engine = built.engine;
     let default_source = spec

@@ -1,6 +1,6 @@
 //! `--placeholder NAME=VALUES` gives `expand` placeholders their values, for
-//! `vigil rules check` and `vigil hunt` alike; without it such a rule fails to load,
-//! named with file and line.
+//! `vigil rules check` and `vigil hunt` alike; without it such a rule loads with a warning
+//! naming file and line, and its placeholder matches nothing.
 
 use std::process::Command;
 
@@ -25,14 +25,16 @@ fn placeholders_load_expand_rules_and_make_them_match() {
     let rule = rule.to_string_lossy().into_owned();
 
     let without = vigil(&["rules", "check", &rule]);
-    assert_eq!(without.status.code(), Some(1));
+    assert_eq!(without.status.code(), Some(0));
     let out = String::from_utf8_lossy(&without.stdout);
     assert!(
         out.contains(&format!(
-            "{rule}:7: placeholder `%admin_tools%` is not defined"
+            "{rule}:7: warning: placeholder `%admin_tools%` has no values (give them with \
+             --placeholder admin_tools=VALUE,...): it matches nothing"
         )),
         "{out}"
     );
+    assert!(out.contains("loaded 1, failed 0"), "{out}");
 
     let with = vigil(&[
         "rules",
@@ -58,6 +60,11 @@ fn placeholders_load_expand_rules_and_make_them_match() {
     assert!(vigil(&["ocsf", "example", "--output", &events])
         .status
         .success());
+    // Without its values the rule loads, says so, and finds nothing.
+    let unset = vigil(&["hunt", &events, "--rules", &rule, "-f", "jsonl"]);
+    assert!(unset.status.success());
+    assert!(String::from_utf8_lossy(&unset.stderr).contains("`%admin_tools%` has no values"));
+    assert_eq!(String::from_utf8_lossy(&unset.stdout).lines().count(), 0);
     let hunt = vigil(&[
         "-q",
         "hunt",

@@ -173,6 +173,9 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
             rules.built.errors.len()
         );
     }
+    for w in &rules.built.warnings {
+        tracing::warn!("{w}");
+    }
 
     let mut files: Vec<InputFile> = Vec::new();
     let mut unreadable = 0usize;

@@ -110,6 +110,10 @@ fn check(paths: &[PathBuf], config: vigil_sigma::Config) -> Result<ExitCode> {
     for e in &built.errors {
         writeln!(out, "{e}")?;
     }
+    // Rules that loaded, with something to know (a placeholder without values).
+    for w in &built.warnings {
+        writeln!(out, "{w}")?;
+    }
     writeln!(out, "loaded {}, failed {failed}", built.loaded)?;
     out.flush()?;
     Ok(if failed > 0 {
