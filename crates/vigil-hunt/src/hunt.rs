@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil_event::{Event, FieldPath};
 use vigil_sigma::{
-    CorrelationState, Declared, Engine, Finding, Level, Limits, LogSource, Scratch, Source,
-    WinRecord,
+    CorrelationState, Declared, Engine, Finding, JsonBuffers, JsonEvent, Level, Limits, LogSource,
+    Scratch, Source, WinRecord,
 };
 
 /// How to hunt.
@@ -349,6 +349,8 @@ struct WorkerState<'e> {
     corr_inputs: Vec<CorrInput>,
     errors: Vec<InputError>,
     render_buf: Vec<u8>,
+    /// Reused by the one-pass parser of rendered EVTX records.
+    json: JsonBuffers,
 }
 
 impl<'e> MatchCtx<'e> {
@@ -426,6 +428,47 @@ impl<'e> MatchCtx<'e> {
             return;
         }
         let time_ms = evtx_time.or_else(|| self.json_time(&event, &kind));
+        self.keep_findings(st, event, time_ms, path, record);
+    }
+
+    /// Matches one rendered EVTX record (JSON text in the `evtx` shape): parsed once
+    /// into a borrowed table for matching, and into a `serde_json::Value` only when a
+    /// rule fired (most records match nothing).
+    fn match_evtx(
+        &self,
+        st: &mut WorkerState<'e>,
+        text: &[u8],
+        time_ms: i64,
+        path: &Arc<Path>,
+        record: u64,
+    ) -> Result<(), String> {
+        let text = std::str::from_utf8(text).map_err(|e| e.to_string())?;
+        let mut json = std::mem::take(&mut st.json);
+        let event = JsonEvent::parse_with(text, &mut json).map_err(|e| e.to_string())?;
+        st.records += 1;
+        st.findings.clear();
+        self.engine
+            .match_event(&mut st.scratch, &event, Source::Windows, &mut st.findings);
+        event.recycle(&mut json);
+        st.json = json;
+        if st.findings.is_empty() {
+            return Ok(());
+        }
+        let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        self.keep_findings(st, value, Some(time_ms), path, record);
+        Ok(())
+    }
+
+    /// What becomes of the findings in `st.findings` on `event`: detections to report,
+    /// inputs to correlations.
+    fn keep_findings(
+        &self,
+        st: &mut WorkerState<'e>,
+        event: Value,
+        time_ms: Option<i64>,
+        path: &Arc<Path>,
+        record: u64,
+    ) {
         let event_ref = EventRef {
             path: path.clone(),
             record,
@@ -500,6 +543,7 @@ fn worker<'e>(
         corr_inputs: Vec::new(),
         errors: Vec::new(),
         render_buf: Vec::new(),
+        json: JsonBuffers::default(),
     };
     loop {
         let unit = {
@@ -717,12 +761,11 @@ fn records<'e>(
                     continue;
                 }
             };
-            match serde_json::from_slice::<Value>(&rendered.data) {
-                Ok(v) => ctx.match_one(st, v, Some(ts), path, id),
-                Err(e) => st.errors.push(err(
+            if let Err(e) = ctx.match_evtx(st, &rendered.data, ts, path, id) {
+                st.errors.push(err(
                     Location::Record { offset, record: id },
                     format!("record rendered as invalid JSON: {e}"),
-                )),
+                ));
             }
         }
     }
