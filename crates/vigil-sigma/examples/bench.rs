@@ -335,7 +335,7 @@ fn main() {
             let mut n = 0;
             for e in &parsed {
                 out.clear();
-                engine.match_json(&mut scratch, e, src, &mut out);
+                engine.match_event(&mut scratch, e, src, &mut out);
                 n += out.len();
             }
             n
@@ -369,7 +369,7 @@ fn main() {
             for l in &lines {
                 let e = JsonEvent::parse_with(l, &mut buffers).expect("json");
                 out.clear();
-                engine.match_json(&mut scratch, &e, src, &mut out);
+                engine.match_event(&mut scratch, &e, src, &mut out);
                 n += out.len();
                 e.recycle(&mut buffers);
             }
@@ -428,7 +428,7 @@ fn main() {
                     &mut check,
                 );
                 let j = JsonEvent::parse(lines[i]).expect("json");
-                engine.match_json(&mut scratch, &j, src, &mut out);
+                engine.match_event(&mut scratch, &j, src, &mut out);
                 assert_eq!(
                     out, check,
                     "event {i}: JsonEvent and serde_json::Value disagree"

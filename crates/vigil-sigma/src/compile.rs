@@ -155,9 +155,6 @@ impl PatternTable {
         entries.sort_by_key(|(_, pid)| *pid);
         for (((field, cased, text), anchor), pid) in entries {
             let g = by_field.entry(field).or_default();
-            if field.is_none() {
-                g.keyword_texts.push(text.clone());
-            }
             if cased {
                 let i = *g.cased_idx.entry(text.clone()).or_insert_with(|| {
                     g.cased.push((text.clone(), Vec::new()));
@@ -302,8 +299,6 @@ struct GroupBuilder {
     cased: Vec<(String, Vec<(Anchor, u32)>)>,
     cased_idx: HashMap<String, usize>,
     nums: HashMap<i64, Vec<u32>>,
-    /// Keyword groups: the text of every literal.
-    keyword_texts: Vec<String>,
 }
 
 impl GroupBuilder {
@@ -339,11 +334,6 @@ impl GroupBuilder {
         } else {
             None
         };
-        let raw = if field.is_none() {
-            raw_prefilter(&self.keyword_texts)
-        } else {
-            None
-        };
         let cased = if self.cased.is_empty() {
             None
         } else {
@@ -360,7 +350,6 @@ impl GroupBuilder {
             suffix: self.suffix.freeze(),
             contains,
             packed,
-            raw,
             contains_pids: self
                 .contains
                 .into_iter()
@@ -381,33 +370,6 @@ impl GroupBuilder {
     }
 }
 
-/// For a keyword group of up to 64 literals, a SIMD searcher that finds each literal (of
-/// any anchor, cased or not) as JSON text writes it, in lowercase: `\` and `"` escaped.
-/// A string value holding a literal (in any ASCII case) puts it so in the lowercased
-/// JSON text of its event as long as that text is ASCII and has no `\u` or `\/` escapes
-/// (checked per event): so a text in which it finds nothing has no keyword hits. `None`
-/// when a literal is empty, not ASCII or holds control characters (which JSON may write
-/// in several ways).
-fn raw_prefilter(texts: &[String]) -> Option<aho_corasick::packed::Searcher> {
-    if texts.is_empty()
-        || texts.len() > 64
-        || texts
-            .iter()
-            .any(|t| t.is_empty() || !t.is_ascii() || t.bytes().any(|b| b < 0x20 || b == 0x7f))
-    {
-        return None;
-    }
-    let mut b = aho_corasick::packed::Config::new().builder();
-    for t in texts {
-        b.add(
-            t.to_ascii_lowercase()
-                .replace('\\', "\\\\")
-                .replace('"', "\\\""),
-        );
-    }
-    b.build()
-}
-
 /// The literal index of one field (or of the keywords): exact values by hash, prefixes
 /// and suffixes by trie walks, substrings by one Aho-Corasick automaton, case-sensitive
 /// literals by another, integers by hash.
@@ -420,9 +382,6 @@ pub(crate) struct Group {
     pub contains: Option<AhoCorasick>,
     /// A prefilter for `contains` (keyword groups with few literals).
     pub packed: Option<aho_corasick::packed::Searcher>,
-    /// Keyword groups with few literals: a prefilter over the event's JSON text,
-    /// lowercased (see [`raw_prefilter`]).
-    pub raw: Option<aho_corasick::packed::Searcher>,
     pub contains_pids: Box<[Box<[u32]>]>,
     pub cased: Option<AhoCorasick>,
     pub cased_pids: Box<[AnchorPids]>,

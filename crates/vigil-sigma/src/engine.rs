@@ -5,7 +5,6 @@ use crate::cond::Cond;
 use crate::correlation::{self, CorrDef};
 use crate::error::{ConfigError, ErrorKind, RuleError};
 use crate::fxhash::FxMap;
-use crate::json::JsonEvent;
 use crate::mapping::{WinSource, WindowsMap, WINDOWS_MAP};
 use crate::model::{LogSource, RuleKind, RuleMeta};
 use crate::parse::{self, Body, Detection, FilterAst, ParseCtx, Parsed};
@@ -321,9 +320,6 @@ pub struct Scratch {
     /// The same, lowercased (for keyword substrings).
     kw_lower: String,
     kw_lower_epoch: u32,
-    /// The event's JSON text lowercased (`match_json`, for keyword prefilters).
-    raw_lower: String,
-    raw_lower_epoch: u32,
     evaluated: u64,
 }
 
@@ -377,8 +373,6 @@ impl Engine {
             kw_epoch: 0,
             kw_lower: String::new(),
             kw_lower_epoch: 0,
-            raw_lower: String::new(),
-            raw_lower_epoch: 0,
             evaluated: 0,
         }
     }
@@ -408,35 +402,6 @@ impl Engine {
         source: Source<'_>,
         out: &mut Vec<Finding<'r>>,
     ) {
-        self.match_inner(scratch, event, None, source, out);
-    }
-
-    /// [`Engine::match_event`] for a JSON record: the same findings, faster. Keyword
-    /// rules with few literals look for them in the record's JSON text first, and at its
-    /// strings only when the text holds one.
-    pub fn match_json<'r>(
-        &'r self,
-        scratch: &mut Scratch,
-        event: &JsonEvent<'_>,
-        source: Source<'_>,
-        out: &mut Vec<Finding<'r>>,
-    ) {
-        // The text shows every literal of a string value as such unless it escapes
-        // characters as `\uXXXX` or `\/`, or holds non-ASCII text (whose lowercase
-        // may be ASCII): such records take the full path.
-        let text = event.text();
-        let plain = text.is_ascii() && !text.contains("\\u") && !text.contains("\\/");
-        self.match_inner(scratch, event, plain.then_some(text), source, out);
-    }
-
-    fn match_inner<'r>(
-        &'r self,
-        scratch: &mut Scratch,
-        event: &dyn Event,
-        raw: Option<&str>,
-        source: Source<'_>,
-        out: &mut Vec<Finding<'r>>,
-    ) {
         if scratch.slot_epoch.len() != self.slots.len()
             || scratch.rule_epoch.len() != self.dets.len()
             || scratch.hits.len() < self.max_pid_words
@@ -457,7 +422,6 @@ impl Engine {
             scratch.rule_epoch.iter_mut().for_each(|e| *e = 0);
             scratch.kw_epoch = 0;
             scratch.kw_lower_epoch = 0;
-            scratch.raw_lower_epoch = 0;
             scratch.epoch = 1;
         }
         let mut ctx = Ctx {
@@ -466,7 +430,6 @@ impl Engine {
             vals: recycle(std::mem::take(&mut scratch.vals)),
             s: scratch,
             variant: &[],
-            raw,
         };
         let start = out.len();
         for r in &routes {
@@ -574,8 +537,6 @@ struct Ctx<'e, 'r, 's> {
     vals: Vec<Option<Value<'e>>>,
     s: &'s mut Scratch,
     variant: &'r [u32],
-    /// The event's JSON text, when keyword prefilters may read it (`match_json`).
-    raw: Option<&'e str>,
 }
 
 fn scalar_str<'v>(v: &'v Value<'_>, buf: &'v mut String) -> Option<&'v str> {
@@ -798,20 +759,9 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                     });
                 }
                 None => {
-                    let s = &mut *self.s;
-                    if let (Some(text), Some(pre)) = (self.raw, &g.raw) {
-                        if s.raw_lower_epoch != s.epoch {
-                            s.raw_lower.clear();
-                            s.raw_lower.push_str(text);
-                            s.raw_lower.make_ascii_lowercase();
-                            s.raw_lower_epoch = s.epoch;
-                        }
-                        if pre.find(&s.raw_lower).is_none() {
-                            continue; // no string holds any of the group's literals
-                        }
-                    }
                     // The event's strings joined, as they are and lowercased, each made
                     // once per event and only if a keyword literal needs it.
+                    let s = &mut *self.s;
                     let raw = !g.exact.is_empty()
                         || !g.prefix.is_empty()
                         || !g.suffix.is_empty()

@@ -168,11 +168,6 @@ impl<'a> JsonEvent<'a> {
         Ok(ev)
     }
 
-    /// The JSON text this event was parsed from.
-    pub fn text(&self) -> &'a str {
-        self.text
-    }
-
     /// Gives this event's allocations back for the next [`JsonEvent::parse_with`].
     pub fn recycle(self, buffers: &mut JsonBuffers) {
         buffers.nodes = self.nodes;
