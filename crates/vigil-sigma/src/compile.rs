@@ -148,8 +148,9 @@ impl PatternTable {
         pid
     }
 
-    /// Builds one literal index per field (and one for keywords).
-    pub(crate) fn build(self) -> Result<Vec<Group>, String> {
+    /// Builds one literal index per field (and one for keywords); substring sets of up to
+    /// `dfa_max` literals become DFAs.
+    pub(crate) fn build(self, dfa_max: usize) -> Result<Vec<Group>, String> {
         let mut by_field: HashMap<Option<u32>, GroupBuilder> = HashMap::new();
         let mut entries: Vec<_> = self.pids.into_iter().collect();
         entries.sort_by_key(|(_, pid)| *pid);
@@ -187,7 +188,9 @@ impl PatternTable {
         }
         let mut keys: Vec<_> = by_field.into_iter().collect();
         keys.sort_by_key(|(k, _)| k.map_or(-1i64, i64::from));
-        keys.into_iter().map(|(field, g)| g.finish(field)).collect()
+        keys.into_iter()
+            .map(|(field, g)| g.finish(field, dfa_max))
+            .collect()
     }
 }
 
@@ -286,8 +289,9 @@ impl FlatTrie {
     }
 }
 
-/// Substring automata with up to this many literals are built as DFAs.
-const MAX_DFA_LITERALS: usize = 2000;
+/// Substring automata with up to this many literals are built as DFAs, by default
+/// ([`crate::Config::dfa_literals_max`]).
+pub(crate) const MAX_DFA_LITERALS: usize = 2000;
 
 #[derive(Default)]
 struct GroupBuilder {
@@ -302,13 +306,14 @@ struct GroupBuilder {
 }
 
 impl GroupBuilder {
-    fn finish(self, field: Option<u32>) -> Result<Group, String> {
+    fn finish(self, field: Option<u32>, dfa_max: usize) -> Result<Group, String> {
         // A DFA is faster to scan than the NFA but larger: the crate picks it for up to 100
-        // literals; up to MAX_DFA_LITERALS it costs at most a few MiB each (17 MiB over all
-        // SigmaHQ Windows rules) and makes the scans about a tenth faster. Overlapping
+        // literals; up to MAX_DFA_LITERALS (the default `dfa_max`) it costs at most a few
+        // MiB each (17 MiB over all SigmaHQ Windows rules, 32 MiB over all SigmaHQ rules)
+        // and makes the scans about a tenth faster. Overlapping
         // scans gain nothing from the crate's prefilter (it is restarted at each match).
         let ac = |pats: Vec<&String>, ci: bool| {
-            let kind = (pats.len() <= MAX_DFA_LITERALS).then_some(AhoCorasickKind::DFA);
+            let kind = (pats.len() <= dfa_max).then_some(AhoCorasickKind::DFA);
             AhoCorasickBuilder::new()
                 .match_kind(MatchKind::Standard)
                 .prefilter(false)
