@@ -776,13 +776,16 @@ fn ptrace_attach_setuid_and_memfd_create() {
     };
     let mut target = Command::new("/bin/sleep").arg("30").spawn().expect("sleep");
     let tpid = target.id();
-    // PTRACE_ATTACH (16) the sleeper, then drop root with setuid(65534), then
-    // memfd_create: syscalls 101, 105 and 319 on x86_64.
+    // PTRACE_ATTACH (16) the sleeper, a child's PTRACE_TRACEME (0), then memfd_create and
+    // drop root with setuid(65534): syscalls 101, 319 and 105 on x86_64.
     let pid = perl(
         r#"my $t = $ARGV[0] + 0;
            syscall(101, 16, $t, 0, 0) == 0 or die "ptrace: $!";
            waitpid($t, 0);
            syscall(101, 17, $t, 0, 0);
+           my $c = fork() // die "fork: $!";
+           if ($c == 0) { syscall(101, 0, 0, 0, 0) == 0 or exit 1; exit 0 }
+           waitpid($c, 0); $? == 0 or die "traceme failed";
            syscall(319, my $n = "vigil-memfd-test", 0) >= 0 or die "memfd: $!";
            syscall(105, 65534) == 0 or die "setuid: $!";"#,
         &[&tpid.to_string()],
@@ -800,6 +803,14 @@ fn ptrace_attach_setuid_and_memfd_create() {
     assert_eq!(attach["process"]["pid"], tpid);
     assert_eq!(attach["process"]["cmd_line"], "/bin/sleep 30");
     assert_eq!(attach["status"], "Success");
+    // A child asking its parent to trace it: the target is the parent.
+    let traceme = events
+        .iter()
+        .find(|e| e["class_uid"] == 1007 && e["unmapped"]["ptrace_request"] == "PTRACE_TRACEME")
+        .expect("ptrace traceme");
+    assert_eq!(traceme["process"]["pid"], pid, "the tracer-to-be is the parent");
+    assert_eq!(traceme["actor"]["process"]["parent_process"]["pid"], pid);
+    assert_eq!(traceme["status"], "Success");
     let setuid = procs
         .iter()
         .find(|e| e["activity_id"] == 5)
