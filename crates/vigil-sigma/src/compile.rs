@@ -1,6 +1,7 @@
 //! Compiled rules: expressions over field tests whose literal strings are answered by one
 //! multi-pattern automaton per field and bucket, and the pattern table that builds them.
 
+use crate::anchor::Anchored;
 use crate::cond::Cond;
 use crate::fxhash::FxMap;
 use crate::parse::{Atom, Cmp, Detection, FieldTest, IpNet, Search};
@@ -293,6 +294,15 @@ impl FlatTrie {
 /// ([`crate::Config::dfa_literals_max`]).
 pub(crate) const MAX_DFA_LITERALS: usize = 2000;
 
+/// The substring literals of a field, folded: an automaton (a DFA), or for more than
+/// `dfa_max` literals an anchor-hash index (faster to scan than the automaton's NFA, much
+/// smaller than a DFA).
+#[derive(Debug, Clone)]
+pub(crate) enum Substrings {
+    Automaton(AhoCorasick),
+    Anchored(Anchored),
+}
+
 #[derive(Default)]
 struct GroupBuilder {
     exact: HashMap<String, Vec<u32>>,
@@ -312,6 +322,8 @@ impl GroupBuilder {
         // MiB each (17 MiB over all SigmaHQ Windows rules, 32 MiB over all SigmaHQ rules)
         // and makes the scans about a tenth faster. Overlapping
         // scans gain nothing from the crate's prefilter (it is restarted at each match).
+        // Larger substring sets are indexed by anchor instead of by an NFA ([`Anchored`]:
+        // faster to scan, smaller); case-sensitive literals keep the automaton.
         let ac = |pats: Vec<&String>, ci: bool| {
             let kind = (pats.len() <= dfa_max).then_some(AhoCorasickKind::DFA);
             AhoCorasickBuilder::new()
@@ -324,9 +336,15 @@ impl GroupBuilder {
         };
         let contains = if self.contains.is_empty() {
             None
+        } else if self.contains.len() > dfa_max {
+            let lits: Vec<&[u8]> = self.contains.iter().map(|c| c.0.as_bytes()).collect();
+            Some(Substrings::Anchored(Anchored::new(&lits)?))
         } else {
             // Text is folded before the scan, so the automaton is case-sensitive.
-            Some(ac(self.contains.iter().map(|c| &c.0).collect(), false)?)
+            Some(Substrings::Automaton(ac(
+                self.contains.iter().map(|c| &c.0).collect(),
+                false,
+            )?))
         };
         // Keyword literals (folded, case-sensitive) get a SIMD prefilter when few: most
         // events contain none of them, and it says so much faster than the automaton.
@@ -384,7 +402,7 @@ pub(crate) struct Group {
     pub exact: FxMap<Box<str>, Box<[u32]>>,
     pub prefix: FlatTrie,
     pub suffix: FlatTrie,
-    pub contains: Option<AhoCorasick>,
+    pub contains: Option<Substrings>,
     /// A prefilter for `contains` (keyword groups with few literals).
     pub packed: Option<aho_corasick::packed::Searcher>,
     pub contains_pids: Box<[Box<[u32]>]>,

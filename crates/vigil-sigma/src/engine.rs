@@ -1,6 +1,6 @@
 //! Loading rules, building the [`Engine`], and matching events.
 
-use crate::compile::{self, BucketCompiler, CAtom, CTest, Expr, Group, RuleProg};
+use crate::compile::{self, BucketCompiler, CAtom, CTest, Expr, Group, RuleProg, Substrings};
 use crate::cond::Cond;
 use crate::correlation::{self, CorrDef};
 use crate::error::{ConfigError, ErrorKind, RuleError};
@@ -27,11 +27,10 @@ pub struct Config {
     pub windows_map: Option<String>,
     /// A Linux mapping (the `sigma-linux.map` format) instead of `vigil_event`'s.
     pub linux_map: Option<String>,
-    /// Substring sets of up to this many literals are scanned by DFAs: faster than the
-    /// automaton otherwise used, and larger. `None`: 2,000 (about 32 MiB more than 100 over
-    /// all SigmaHQ rules, for scans about a tenth faster); a caller whose time goes
-    /// elsewhere (parsing EVTX) saves the memory with 100, which the automaton crate itself
-    /// would choose.
+    /// Substring sets of up to this many literals are scanned by DFAs, larger ones by an
+    /// index of their 4-byte pieces (smaller, and faster than the automaton's NFA). `None`:
+    /// 2,000; a caller whose time goes elsewhere (parsing EVTX) saves memory with 100,
+    /// which the automaton crate itself would choose.
     pub dfa_literals_max: Option<usize>,
 }
 
@@ -1041,7 +1040,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
 /// With a SIMD prefilter, the scan starts at the leftmost match it finds (every match
 /// starts there or later) and is skipped when it finds none.
 fn contains_scan(
-    ac: &aho_corasick::AhoCorasick,
+    subs: &Substrings,
     packed: Option<&aho_corasick::packed::Searcher>,
     pids: &[Box<[u32]>],
     hay: &str,
@@ -1053,6 +1052,17 @@ fn contains_scan(
             None => return,
         },
         None => 0,
+    };
+    let ac = match subs {
+        Substrings::Automaton(ac) => ac,
+        Substrings::Anchored(a) => {
+            a.scan(&hay.as_bytes()[from..], &mut |i| {
+                for p in pids[i as usize].iter() {
+                    hit(*p);
+                }
+            });
+            return;
+        }
     };
     let input = aho_corasick::Input::new(hay).span(from..hay.len());
     let mut state = aho_corasick::automaton::OverlappingState::start();

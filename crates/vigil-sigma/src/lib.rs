@@ -59,6 +59,7 @@
 //! `neq` requires the field to exist; base rules of a correlation are `silent` unless a
 //! correlation referring to them says `generate: true`.
 
+mod anchor;
 mod compile;
 mod cond;
 mod correlation;
