@@ -808,7 +808,10 @@ fn ptrace_attach_setuid_and_memfd_create() {
         .iter()
         .find(|e| e["class_uid"] == 1007 && e["unmapped"]["ptrace_request"] == "PTRACE_TRACEME")
         .expect("ptrace traceme");
-    assert_eq!(traceme["process"]["pid"], pid, "the tracer-to-be is the parent");
+    assert_eq!(
+        traceme["process"]["pid"], pid,
+        "the tracer-to-be is the parent"
+    );
     assert_eq!(traceme["actor"]["process"]["parent_process"]["pid"], pid);
     assert_eq!(traceme["status"], "Success");
     let setuid = procs
