@@ -348,30 +348,10 @@ mod tests {
             linger: Duration::from_secs(3600),
         });
         for pid in 1..=3 {
-            t.upsert(ProcInfo {
-                pid,
-                ppid: pid - 1,
-                start_ticks: u64::from(pid),
-                exe: String::new(),
-                cmdline: String::new(),
-                uid: 0,
-                exited: None,
-                live_children: 0,
-                views: Views::default(),
-            });
+            t.upsert(proc_info(pid, pid - 1, ""));
         }
         t.exited(3, 3);
-        t.upsert(ProcInfo {
-            pid: 4,
-            ppid: 1,
-            start_ticks: 4,
-            exe: String::new(),
-            cmdline: String::new(),
-            uid: 0,
-            exited: None,
-            live_children: 0,
-            views: Views::default(),
-        });
+        t.upsert(proc_info(4, 1, ""));
         assert_eq!(t.len(), 3);
         assert!(t.get(3).is_none(), "the exited process went first");
         assert!(t.get(1).is_some() && t.get(4).is_some());
