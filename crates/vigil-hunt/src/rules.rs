@@ -71,18 +71,11 @@ pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, HuntError> {
     load_rules_with(paths, vigil_sigma::Config::default())
 }
 
-/// Substring sets scanned by DFAs in a hunt's engine, unless the caller says otherwise:
-/// the automaton crate's own choice. A hunt's time goes to rendering EVTX records, where
-/// the engine's default (larger DFAs) made no measurable difference on the corpus
-/// (0.85 s against 0.89 s) but cost 32 MiB of the hunt's 100 MiB.
-pub const HUNT_DFA_LITERALS_MAX: usize = 100;
-
 /// [`load_rules`] with an engine configuration (placeholder values for `expand`).
 pub fn load_rules_with(
     paths: &[PathBuf],
-    mut config: vigil_sigma::Config,
+    config: vigil_sigma::Config,
 ) -> Result<RuleSet, HuntError> {
-    config.dfa_literals_max.get_or_insert(HUNT_DFA_LITERALS_MAX);
     // Loading allocates (and frees) much more than the engine keeps. Done on a thread of
     // its own, that memory is left in an allocator arena that the first hunt thread then
     // takes over, instead of staying with the calling thread and unused.
