@@ -495,13 +495,13 @@ impl Fallback {
 
     /// The sensor record for a proc connector event (`None` for the agent's own and for
     /// kinds Vigil does not report).
-    fn record_of(&mut self, ev: ProcEvent) -> Option<Record> {
-        let host = self.converter.host().clone();
+    fn record_of(&self, ev: ProcEvent) -> Option<Record> {
+        let host = self.converter.host();
         let record = match ev {
             ProcEvent::Exec { pid } if pid != self.me => {
-                Record::Exec(Box::new(exec_from_proc(pid, &host).unwrap_or_else(|| {
+                Record::Exec(Box::new(exec_from_proc(pid, host).unwrap_or_else(|| {
                     RawExec {
-                        header: RawHeader::bare(pid, 0, now_boot_ns(&host)),
+                        header: RawHeader::bare(pid, 0, now_boot_ns(host)),
                         creds: RawCreds::default(),
                         exe_ino: 0,
                         exe_dev: 0,
@@ -521,10 +521,10 @@ impl Fallback {
                 })))
             }
             ProcEvent::Fork { parent, child } if parent != self.me => {
-                let header = header_from_proc(child, &host).unwrap_or(RawHeader::bare(
+                let header = header_from_proc(child, host).unwrap_or(RawHeader::bare(
                     child,
                     parent,
-                    now_boot_ns(&host),
+                    now_boot_ns(host),
                 ));
                 Record::Fork(RawFork {
                     header,
@@ -536,7 +536,7 @@ impl Fallback {
                 let tick_ns = 1_000_000_000 / USER_HZ;
                 Record::Exit(RawExit {
                     header: RawHeader {
-                        ktime: now_boot_ns(&host),
+                        ktime: now_boot_ns(host),
                         pid,
                         tid: pid,
                         ppid: known.as_ref().map_or(0, |p| p.ppid),
@@ -602,9 +602,9 @@ impl Fallback {
     }
 
     fn file_written(&mut self, pid: u32, path: &str) -> OcsfEvent {
-        let host = self.converter.host().clone();
+        let host = self.converter.host();
         let header =
-            header_from_proc(pid, &host).unwrap_or(RawHeader::bare(pid, 0, now_boot_ns(&host)));
+            header_from_proc(pid, host).unwrap_or(RawHeader::bare(pid, 0, now_boot_ns(host)));
         self.converter.file_closed_after_write(&header, path)
     }
 

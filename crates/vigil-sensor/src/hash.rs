@@ -52,12 +52,19 @@ impl HashCache {
     }
 
     /// The SHA-256 (lower-case hex) of the file at one of `paths` whose identity is `key`;
-    /// `None` when no such file can be read (gone, replaced, too big).
-    pub fn sha256(&mut self, key: FileKey, paths: &[&str]) -> Option<String> {
+    /// `None` when no such file can be read (gone, replaced, too big). `paths` is only
+    /// called on a cache miss: a hit costs no path formatting.
+    pub fn sha256<I, P>(&mut self, key: FileKey, paths: impl FnOnce() -> I) -> Option<String>
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
         if let Some(hit) = self.map.get(&key) {
             return hit.clone();
         }
-        let value = paths.iter().find_map(|p| hash_if_same(p, &key));
+        let value = paths()
+            .into_iter()
+            .find_map(|p| hash_if_same(p.as_ref(), &key));
         if self.map.len() >= self.max_entries {
             self.map.clear();
         }
@@ -119,19 +126,19 @@ mod tests {
         };
         let p = path.to_string_lossy().into_owned();
         let mut c = HashCache::new(8);
-        let h = c.sha256(key, &[&p]).expect("hash");
+        let h = c.sha256(key, || [p.as_str()]).expect("hash");
         assert_eq!(
             h,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert_eq!(c.sha256(key, &[&p]), Some(h));
+        assert_eq!(c.sha256(key, || [p.as_str()]), Some(h));
         assert_eq!(c.computed, 1);
         let other = FileKey {
             ino: key.ino + 1,
             ..key
         };
         assert_eq!(
-            c.sha256(other, &[&p]),
+            c.sha256(other, || [p.as_str()]),
             None,
             "a different inode is not this file"
         );

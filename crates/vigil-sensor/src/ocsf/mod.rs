@@ -364,8 +364,12 @@ impl Converter {
             Record::Exit(x) => x.header.pid,
             Record::Syscall(s) => s.header.pid,
         };
-        let held = self.pending_forks.remove(&pid).map(|(f, _)| f);
-        let mut n = 0;
+        // A held fork: folded into its child's exec, released before anything else.
+        let (spawned, mut n) = if matches!(record, Record::Exec(_)) {
+            (self.pending_forks.remove(&pid).is_some(), 0)
+        } else {
+            (false, self.release_fork(pid, sink))
+        };
         let excluded = std::sync::Arc::clone(&self.file_excludes);
         let mut emit = |ev: OcsfEvent| {
             if !excluded.is_empty() && file_excluded(&ev, &excluded) {
@@ -373,14 +377,6 @@ impl Converter {
             }
             sink(ev);
             n += 1;
-        };
-        let spawned = match (held, &record) {
-            (Some(_), Record::Exec(_)) => true,
-            (Some(fork), _) => {
-                emit(self.fork_event(fork));
-                false
-            }
-            (None, _) => false,
         };
         match record {
             Record::Exec(e) => {
@@ -509,8 +505,8 @@ impl Converter {
                 mtime_sec: e.exe_mtime_sec,
                 mtime_nsec: e.exe_mtime_nsec,
             };
-            let proc_exe = format!("/proc/{}/exe", h.pid);
-            if let Some(sha) = self.hashes.sha256(key, &[&proc_exe, &e.exe]) {
+            let paths = || [format!("/proc/{}/exe", h.pid), e.exe.clone()];
+            if let Some(sha) = self.hashes.sha256(key, paths) {
                 exe.hashes = vec![Fingerprint {
                     algorithm_id: hash_algorithm::SHA256,
                     algorithm: Some(hash_algorithm::name(hash_algorithm::SHA256).into()),
