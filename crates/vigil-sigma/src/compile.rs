@@ -29,7 +29,7 @@ pub(crate) enum CAtom {
     /// A regular expression; `hint` are the hit bits of literals one of which every match
     /// contains.
     Re {
-        re: regex::Regex,
+        re: crate::rx::SigmaRegex,
         hint: Option<Box<[u32]>>,
     },
     Num(Cmp, f64),

@@ -72,6 +72,7 @@ mod model;
 mod parse;
 mod pattern;
 mod record;
+mod rx;
 mod time;
 mod yaml;
 

@@ -87,7 +87,7 @@ pub(crate) enum Atom {
     /// A string test.
     Str(StrPat),
     /// `re`, with literals one of which every match contains (when they can be known).
-    Re(regex::Regex, Vec<String>),
+    Re(crate::rx::SigmaRegex, Vec<String>),
     /// A number: plain YAML numbers (`Eq`) and `lt`/`lte`/`gt`/`gte`.
     Num(Cmp, f64),
     /// A plain YAML boolean.
@@ -732,17 +732,9 @@ fn value_atoms(
     }
     if m.re {
         let s = scalar_string(v, "re")?;
-        let re = regex::RegexBuilder::new(&s)
-            .case_insensitive(m.re_i)
-            .multi_line(m.re_m)
-            .dot_matches_new_line(m.re_s)
-            .size_limit(1 << 22)
-            .build()
-            .map_err(|e| {
-                let msg = e.to_string();
-                let last = msg.lines().last().unwrap_or("").trim().to_string();
-                LineError::value(line, format!("invalid regular expression `{s}`: {last}"))
-            })?;
+        let re = crate::rx::SigmaRegex::new(&s, m.re_i, m.re_m, m.re_s).map_err(|last| {
+            LineError::value(line, format!("invalid regular expression `{s}`: {last}"))
+        })?;
         let hints = regex_hints(&s, m.re_i, m.re_m, m.re_s);
         atoms.push(Atom::Re(re, hints));
         return Ok(());
