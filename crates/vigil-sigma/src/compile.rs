@@ -389,6 +389,7 @@ impl GroupBuilder {
                 .into_iter()
                 .map(|(k, v)| (k, v.into_boxed_slice()))
                 .collect(),
+            memo: None,
         })
     }
 }
@@ -409,6 +410,9 @@ pub(crate) struct Group {
     pub cased: Option<AhoCorasick>,
     pub cased_pids: Box<[AnchorPids]>,
     pub nums: FxMap<i64, Box<[u32]>>,
+    /// This group's table in [`crate::memo::Memo`], for a field whose scan is worth
+    /// keeping (an automaton or a trie walk, not only hash lookups).
+    pub memo: Option<u32>,
 }
 
 impl Group {
@@ -419,6 +423,16 @@ impl Group {
             || !self.exact.is_empty()
             || !self.prefix.is_empty()
             || !self.suffix.is_empty()
+    }
+
+    /// Whether scanning a text costs more than looking it up in the memo: an automaton
+    /// or a trie walk is involved.
+    pub(crate) fn worth_memoizing(&self) -> bool {
+        self.field.is_some()
+            && (self.cased.is_some()
+                || self.contains.is_some()
+                || !self.prefix.is_empty()
+                || !self.suffix.is_empty())
     }
 }
 

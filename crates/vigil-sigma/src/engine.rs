@@ -6,6 +6,7 @@ use crate::correlation::{self, CorrDef};
 use crate::error::{ConfigError, ErrorKind, RuleError};
 use crate::fxhash::FxMap;
 use crate::mapping::{WinSource, WindowsMap, WINDOWS_MAP};
+use crate::memo::{self, Memo};
 use crate::model::{LogSource, RuleKind, RuleMeta};
 use crate::parse::{self, Body, Detection, FilterAst, ParseCtx, Parsed};
 use crate::pattern::{self, Anchor};
@@ -250,6 +251,8 @@ pub struct Engine {
     warnings: Vec<String>,
     /// Words of hit bits the largest rule group needs.
     max_pid_words: usize,
+    /// Field groups whose scans are memoized (see [`crate::memo`]).
+    n_memo: usize,
     p_channel: [FieldPath; 2],
     p_eid: [FieldPath; 3],
     p_provider: [FieldPath; 2],
@@ -330,6 +333,10 @@ pub struct Scratch {
     kw_lower: String,
     kw_lower_epoch: u32,
     evaluated: u64,
+    memo: Memo,
+    /// Field scans answered from the memo, and scans done.
+    memo_hits: u64,
+    scans: u64,
 }
 
 impl Scratch {
@@ -337,6 +344,12 @@ impl Scratch {
     /// index did not rule out), for diagnostics.
     pub fn rules_evaluated(&self) -> u64 {
         self.evaluated
+    }
+
+    /// How many field scans were answered from this scratch's memo of recent texts, and
+    /// how many memoizable scans there were in all, for diagnostics.
+    pub fn memo_stats(&self) -> (u64, u64) {
+        (self.memo_hits, self.scans)
     }
 }
 
@@ -383,6 +396,9 @@ impl Engine {
             kw_lower: String::new(),
             kw_lower_epoch: 0,
             evaluated: 0,
+            memo: Memo::new(self.n_memo),
+            memo_hits: 0,
+            scans: 0,
         }
     }
 
@@ -414,6 +430,7 @@ impl Engine {
         if scratch.slot_epoch.len() != self.slots.len()
             || scratch.rule_epoch.len() != self.dets.len()
             || scratch.hits.len() < self.max_pid_words
+            || scratch.memo.groups() != self.n_memo
         {
             // A scratch made by another engine: start afresh rather than misread it.
             *scratch = self.scratch();
@@ -760,6 +777,30 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                     let pos = self.fetch(f);
                     let Some(v) = &self.vals[pos] else { continue };
                     let s = &mut *self.s;
+                    if let (Some(m), Value::Str(text)) = (g.memo, v) {
+                        s.scans += 1;
+                        let h = memo::hash(text);
+                        if let Some(pids) = s.memo.get(m, h, text) {
+                            s.memo_hits += 1;
+                            for p in pids {
+                                Self::set_hit(&mut s.hits, &mut s.hit_list, *p);
+                            }
+                            continue;
+                        }
+                        // A group's pids are its own: what this scan adds to the hit
+                        // list is what the text hits.
+                        let before = s.hit_list.len();
+                        Self::scan_scalar(
+                            g,
+                            v,
+                            &mut s.hits,
+                            &mut s.hit_list,
+                            &mut s.lower,
+                            &mut s.num,
+                        );
+                        s.memo.put(m, h, text, &s.hit_list[before..]);
+                        continue;
+                    }
                     let (hits, list, lower, num) =
                         (&mut s.hits, &mut s.hit_list, &mut s.lower, &mut s.num);
                     for_each_scalar(v, &mut |sv| {
@@ -1332,6 +1373,7 @@ fn build(loader: Loader) -> Built {
         index: HashMap::new(),
     };
     let mut buckets = Vec::new();
+    let mut n_memo = 0u32;
     let mut warned: std::collections::HashSet<LogSource> = Default::default();
     let mut warnings = Vec::new();
     let mut win_routes: FxMap<String, ChannelRoutes> = FxMap::default();
@@ -1369,13 +1411,17 @@ fn build(loader: Loader) -> Built {
         let fields = bc.fields.clone();
         let n_pids = bc.patterns.n_pids;
         let pid_stats = bc.patterns.stats.clone();
-        let groups = match bc.patterns.build(dfa_max) {
+        let mut groups = match bc.patterns.build(dfa_max) {
             Ok(g) => g,
             Err(e) => {
                 warnings.push(format!("automaton for {ls} failed: {e}"));
                 Vec::new()
             }
         };
+        for g in groups.iter_mut().filter(|g| g.worth_memoizing()) {
+            g.memo = Some(n_memo);
+            n_memo += 1;
+        }
         // Triggers.
         let mut triggers: Vec<Vec<u32>> = vec![Vec::new(); n_pids as usize];
         let mut always = Vec::new();
@@ -1597,6 +1643,7 @@ fn build(loader: Loader) -> Built {
             corrs,
             warnings,
             max_pid_words,
+            n_memo: n_memo as usize,
             p_channel: [
                 FieldPath::new(&format!("{}.Channel", win.system)),
                 FieldPath::new("Channel"),

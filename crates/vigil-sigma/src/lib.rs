@@ -68,6 +68,7 @@ mod error;
 mod fxhash;
 mod json;
 mod mapping;
+mod memo;
 mod model;
 mod parse;
 mod pattern;
