@@ -456,6 +456,7 @@ impl Engine {
             vals: recycle(std::mem::take(&mut scratch.vals)),
             s: scratch,
             variant: &[],
+            ip: None,
         };
         let start = out.len();
         for r in &routes {
@@ -563,6 +564,14 @@ struct Ctx<'e, 'r, 's> {
     vals: Vec<Option<Value<'e>>>,
     s: &'s mut Scratch,
     variant: &'r [u32],
+    /// The address last parsed for `cidr` tests, by position in `vals`: a test of eight
+    /// networks reads it once.
+    ip: Option<(usize, Option<IpAddr>)>,
+}
+
+/// A `cidr` operand: an IPv4 or IPv6 address, possibly in brackets.
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    s.trim().trim_matches(['[', ']']).parse().ok()
 }
 
 fn scalar_str<'v>(v: &'v Value<'_>, buf: &'v mut String) -> Option<&'v str> {
@@ -826,18 +835,27 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                         s.kw_epoch = s.epoch;
                     }
                     if g.contains.is_some() && s.kw_lower_epoch != s.epoch {
+                        // Joined as they are, then lowercased in one sweep: records are
+                        // nearly always ASCII. Otherwise each string is folded.
                         let lower = &mut s.kw_lower;
                         lower.clear();
-                        self.event.for_each_str(&mut |h| {
-                            if h.is_ascii() {
-                                let start = lower.len();
+                        if s.kw_epoch == s.epoch {
+                            lower.push_str(&s.kw);
+                        } else {
+                            self.event.for_each_str(&mut |h| {
                                 lower.push_str(h);
-                                lower.as_mut_str()[start..].make_ascii_lowercase();
-                            } else {
+                                lower.push('\0');
+                            });
+                        }
+                        if lower.is_ascii() {
+                            lower.make_ascii_lowercase();
+                        } else {
+                            lower.clear();
+                            self.event.for_each_str(&mut |h| {
                                 pattern::fold_into(h, lower);
-                            }
-                            lower.push('\0');
-                        });
+                                lower.push('\0');
+                            });
+                        }
                         s.kw_lower_epoch = s.epoch;
                     }
                     Self::scan_joined(g, &s.kw, &s.kw_lower, &mut s.hits, &mut s.hit_list);
@@ -1006,6 +1024,17 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                 })
             });
         }
+        if let (CAtom::Cidr(net), Some(Value::Str(s))) = (a, &self.vals[pos]) {
+            let ip = match self.ip {
+                Some((p, ip)) if p == pos => ip,
+                _ => {
+                    let ip = parse_ip(s);
+                    self.ip = Some((pos, ip));
+                    ip
+                }
+            };
+            return ip.is_some_and(|ip| net.contains(ip));
+        }
         let v = &self.vals[pos];
         match a {
             CAtom::Exists(b) => return v.is_some() == *b,
@@ -1037,7 +1066,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
             }),
             CAtom::Cidr(net) => for_each_scalar(v, &mut |x| {
                 x.as_str()
-                    .and_then(|s| s.trim().trim_matches(['[', ']']).parse::<IpAddr>().ok())
+                    .and_then(parse_ip)
                     .is_some_and(|ip| net.contains(ip))
             }),
             CAtom::Time(part, c, n) => for_each_scalar(v, &mut |x| {
