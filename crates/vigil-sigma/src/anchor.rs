@@ -11,18 +11,26 @@ use std::collections::HashMap;
 /// The multiplier of the window hash (Fibonacci hashing).
 const MUL: u32 = 0x9e37_79b1;
 
-/// One literal in a hash bucket: an anchored literal under its anchor, or a literal
-/// shorter than 4 bytes under its first two bytes (or its byte, for 1-byte literals).
+/// One literal in a hash bucket: an anchored literal in the bucket of its anchor, or a
+/// literal shorter than 4 bytes in the bucket of its first two bytes (its byte, for a
+/// 1-byte literal).
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// The anchor (or the first bytes of a short literal), as a little-endian `u32`
-    /// (upper bytes zero for short literals).
+    /// The anchor, or the whole of a short literal (upper bytes zero), as a
+    /// little-endian `u32`.
     key: u32,
     /// The literal's index.
     lit: u32,
-    /// The key's offset within the literal (0 for short literals).
+    /// The anchor's offset within the literal, or `SHORT_LIT | length` for a short
+    /// literal.
     off: u32,
 }
+
+/// The flag of a short literal's [`Entry::off`].
+const SHORT_LIT: u32 = 1 << 31;
+
+/// The bytes of a `u32` window that a short literal of each length covers.
+const MASK: [u32; 4] = [0, 0xff, 0xffff, 0xff_ffff];
 
 /// The index: literals by anchor (or by first bytes, if shorter than 4 bytes).
 #[derive(Debug, Clone)]
@@ -106,24 +114,23 @@ impl Anchored {
                     continue;
                 };
                 let p = pairs.get_or_insert_with(|| Box::new([0; 1024]));
-                let key = match l.get(1) {
+                match l.get(1) {
                     Some(&second) => {
-                        let key = u32::from(first) | u32::from(second) << 8;
-                        set_bit(&mut p[..], key as usize);
-                        key
+                        set_bit(&mut p[..], usize::from(first) | usize::from(second) << 8);
                     }
                     None => {
                         set_bit(&mut ones, usize::from(first));
                         for second in 0..256 {
                             set_bit(&mut p[..], usize::from(first) | second << 8);
                         }
-                        u32::from(first)
                     }
-                };
+                }
+                let mut key = [0u8; 4];
+                key[..l.len()].copy_from_slice(l);
                 entries.push(Entry {
-                    key,
+                    key: u32::from_le_bytes(key),
                     lit: i as u32,
-                    off: 0,
+                    off: SHORT_LIT | l.len() as u32,
                 });
                 continue;
             }
@@ -146,17 +153,25 @@ impl Anchored {
         // About one bucket per anchor and 16 filter bits, at least 2^6 and 2^10.
         let bits = anchors.max(64).next_power_of_two().trailing_zeros();
         let fshift = 32 - (bits + 4);
-        let bucket = |key: u32| (key.wrapping_mul(MUL) >> (fshift + 4)) as usize;
-        entries.sort_by_key(|e| (bucket(e.key), e.lit));
+        // A short literal's bucket is that of its first two bytes.
+        let bucket = |e: &Entry| {
+            let key = if e.off & SHORT_LIT != 0 {
+                e.key & 0xffff
+            } else {
+                e.key
+            };
+            (key.wrapping_mul(MUL) >> (fshift + 4)) as usize
+        };
+        entries.sort_by_key(|e| (bucket(e), e.lit));
         let mut filter = vec![0u64; (1usize << (bits + 4)) / 64];
         for e in &entries {
-            if lits[e.lit as usize].as_ref().len() >= 4 {
+            if e.off & SHORT_LIT == 0 {
                 set_bit(&mut filter, (e.key.wrapping_mul(MUL) >> fshift) as usize);
             }
         }
         let mut starts = vec![0u32; (1usize << bits) + 1];
         for e in &entries {
-            starts[bucket(e.key) + 1] += 1;
+            starts[bucket(e) + 1] += 1;
         }
         for b in 1..starts.len() {
             starts[b] += starts[b - 1];
@@ -209,35 +224,51 @@ impl Anchored {
             let w = u32::from_le_bytes(win.try_into().unwrap_or_default());
             let f = (w.wrapping_mul(MUL) >> fshift) as usize;
             if filter[(f / 64) & fmask] & (1 << (f % 64)) != 0 {
-                self.lookup::<4>(f >> 4, w, pos, hay, hit);
+                self.lookup(f >> 4, w, pos, hay, hit);
             }
             let k = (w & 0xffff) as usize;
             if SHORT && pairs[k / 64] & (1 << (k % 64)) != 0 {
-                self.short_at(pos, hay, &mut ones, hit);
+                self.short_at(w, 4, &mut ones, hit);
             }
         }
         if SHORT {
-            for pos in hay.len().saturating_sub(3)..hay.len() {
-                let second = hay.get(pos + 1).map_or(0, |b| usize::from(*b));
-                if bit(pairs, usize::from(hay[pos]) | second << 8) {
-                    self.short_at(pos, hay, &mut ones, hit);
+            // The last 3 positions (or fewer), with what is left of a window.
+            let tail = hay.len().saturating_sub(3);
+            for pos in tail..hay.len() {
+                let mut w = [0u8; 4];
+                let rest = hay.get(pos..).unwrap_or_default();
+                w[..rest.len().min(4)].copy_from_slice(&rest[..rest.len().min(4)]);
+                let w = u32::from_le_bytes(w);
+                let k = (w & 0xffff) as usize;
+                if bit(pairs, k) {
+                    self.short_at(w, rest.len(), &mut ones, hit);
                 }
             }
         }
     }
 
-    /// Looks up the short literals that may start at `pos`; `ones` are the 1-byte
-    /// literals not reported yet.
-    fn short_at(&self, pos: usize, hay: &[u8], ones: &mut [u64; 4], hit: &mut impl FnMut(u32)) {
-        let first = hay[pos];
-        if let Some(&second) = hay.get(pos + 1) {
-            let key = u32::from(first) | u32::from(second) << 8;
-            self.lookup::<2>(self.bucket(key), key, pos, hay, hit);
+    /// Reports the short literals at a position where the text is `w` (zero past its
+    /// end, `avail` bytes); `ones` are the 1-byte literals not reported yet.
+    fn short_at(&self, w: u32, avail: usize, ones: &mut [u64; 4], hit: &mut impl FnMut(u32)) {
+        self.short_in(self.bucket(w & 0xffff), w, avail, hit);
+        let first = (w & 0xff) as usize;
+        if bit(ones, first) {
+            ones[first / 64] &= !(1 << (first % 64));
+            self.short_in(self.bucket(w & 0xff), w, avail, hit);
         }
-        if bit(ones, usize::from(first)) {
-            ones[usize::from(first) / 64] &= !(1 << (first % 64));
-            let key = u32::from(first);
-            self.lookup::<1>(self.bucket(key), key, pos, hay, hit);
+    }
+
+    /// Reports the short literals of bucket `b` that the text `w` (`avail` bytes) starts
+    /// with.
+    fn short_in(&self, b: usize, w: u32, avail: usize, hit: &mut impl FnMut(u32)) {
+        let (s, e) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+        for en in self.entries.get(s..e).unwrap_or_default() {
+            if en.off & SHORT_LIT != 0 {
+                let len = (en.off & 3) as usize;
+                if len <= avail && w & MASK[len] == en.key {
+                    hit(en.lit);
+                }
+            }
         }
     }
 
@@ -245,30 +276,24 @@ impl Anchored {
         (key.wrapping_mul(MUL) >> (self.fshift + 4)) as usize
     }
 
-    /// Reports the literals of bucket `b` under `key`, the `KEY` bytes at `pos` (zero
-    /// above), that occur there. A literal is verified in place unless the key covers it
-    /// (a 1- or 2-byte literal, or a 4-byte one under its anchor).
-    fn lookup<const KEY: usize>(
-        &self,
-        b: usize,
-        key: u32,
-        pos: usize,
-        hay: &[u8],
-        hit: &mut impl FnMut(u32),
-    ) {
+    /// Reports the literals of bucket `b` anchored at `pos` by the window `w` that occur
+    /// there (verified in place, but for 4-byte literals), and the short literals that
+    /// are the start of `w`.
+    fn lookup(&self, b: usize, w: u32, pos: usize, hay: &[u8], hit: &mut impl FnMut(u32)) {
         let (s, e) = (self.starts[b] as usize, self.starts[b + 1] as usize);
         for en in self.entries.get(s..e).unwrap_or_default() {
-            if en.key != key {
+            if en.key != w {
                 continue;
             }
-            let lit = self.lit(en.lit as usize);
-            let covered = lit.len() <= KEY.min(2) || (KEY == 4 && lit.len() == 4);
-            if !covered {
-                let Some(start) = pos.checked_sub(en.off as usize) else {
-                    continue;
-                };
-                if hay.get(start..start + lit.len()) != Some(lit) {
-                    continue;
+            if en.off & SHORT_LIT == 0 {
+                let lit = self.lit(en.lit as usize);
+                if lit.len() > 4 {
+                    let Some(start) = pos.checked_sub(en.off as usize) else {
+                        continue;
+                    };
+                    if hay.get(start..start + lit.len()) != Some(lit) {
+                        continue;
+                    }
                 }
             }
             hit(en.lit);
