@@ -416,6 +416,19 @@ mod tests {
         }
     }
 
+    #[test]
+    fn empty_literal_occurs_everywhere() {
+        let lits = ["", "a", "abcd"];
+        let a = Anchored::new(&lits).expect("index");
+        for hay in ["", "a", "xabcd"] {
+            assert_eq!(
+                anchored_hits(&a, hay),
+                automaton_hits(&lits, hay),
+                "{hay:?}"
+            );
+        }
+    }
+
     /// Random literals (1 to 12 bytes, from small alphabets with repeats, NUL and
     /// non-ASCII bytes) and texts; the hit sets must be the automaton's.
     #[test]
