@@ -77,6 +77,12 @@ fn bit(bits: &[u64], i: usize) -> bool {
     bits[i / 64] & (1 << (i % 64)) != 0
 }
 
+/// Calls `hit` with `lit`, out of line: the look-ups stay small (most find nothing).
+#[inline(never)]
+fn report(hit: &mut impl FnMut(u32), lit: u32) {
+    hit(lit);
+}
+
 fn set_bit(bits: &mut [u64], i: usize) {
     bits[i / 64] |= 1 << (i % 64);
 }
@@ -266,7 +272,7 @@ impl Anchored {
             if en.off & SHORT_LIT != 0 {
                 let len = (en.off & 3) as usize;
                 if len <= avail && w & MASK[len] == en.key {
-                    hit(en.lit);
+                    report(hit, en.lit);
                 }
             }
         }
@@ -296,7 +302,7 @@ impl Anchored {
                     }
                 }
             }
-            hit(en.lit);
+            report(hit, en.lit);
         }
     }
 
