@@ -1,35 +1,46 @@
 //! An anchor-hash index of many substring literals: each literal of 4 bytes or more is
 //! found through one of its 4-byte pieces (its *anchor*, the piece fewest other literals
 //! share), looked up in a hash table for every 4-byte window of the text and verified
-//! in place; shorter literals go to a small Aho-Corasick DFA. It reports every literal
-//! that occurs in the text (at least once), as an overlapping automaton scan would, and
-//! is faster to scan than the large automaton it replaces.
+//! in place; shorter literals are found in the same pass through a bitmap of their first
+//! two bytes (a 1-byte literal sets every pair it starts) and the same hash table. It
+//! reports every literal that occurs in the text (at least once), as an overlapping
+//! automaton scan would, and is faster to scan than the large automaton it replaces.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use std::collections::HashMap;
 
 /// The multiplier of the window hash (Fibonacci hashing).
 const MUL: u32 = 0x9e37_79b1;
 
-/// One anchored literal in a hash bucket.
+/// One literal in a hash bucket: an anchored literal in the bucket of its anchor, or a
+/// literal shorter than 4 bytes in the bucket of its first two bytes (its byte, for a
+/// 1-byte literal).
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// The anchor, as a little-endian `u32`.
+    /// The anchor, or the whole of a short literal (upper bytes zero), as a
+    /// little-endian `u32`.
     key: u32,
     /// The literal's index.
     lit: u32,
-    /// The anchor's offset within the literal.
+    /// The anchor's offset within the literal, or `SHORT_LIT | length` for a short
+    /// literal.
     off: u32,
 }
 
-/// The index: literals of 4 bytes or more by anchor, shorter ones in an automaton.
+/// The flag of a short literal's [`Entry::off`].
+const SHORT_LIT: u32 = 1 << 31;
+
+/// The bytes of a `u32` window that a short literal of each length covers.
+const MASK: [u32; 4] = [0, 0xff, 0xffff, 0xff_ffff];
+
+/// The index: literals by anchor (or by first bytes, if shorter than 4 bytes).
 #[derive(Debug, Clone)]
 pub(crate) struct Anchored {
-    /// `64 - log2(buckets)`: a window's bucket is the top bits of its hash.
-    shift: u32,
+    /// `32 - log2(filter bits)`: a window's filter bit is the top bits of its hash, and
+    /// its bucket the top 4 bits fewer.
+    fshift: u32,
     /// A bit per anchor hash of 4 more bits than the bucket (16 bits per anchor, so
     /// that it stays in the first-level cache where the buckets would not): most
-    /// windows are dismissed by it.
+    /// windows are dismissed by it. Its length is a power of two.
     filter: Box<[u64]>,
     /// Bucket `b` holds `entries[starts[b]..starts[b + 1]]`.
     starts: Box<[u32]>,
@@ -37,8 +48,13 @@ pub(crate) struct Anchored {
     /// The literals' bytes, concatenated; literal `i` is `bytes[ends[i - 1]..ends[i]]`.
     bytes: Box<[u8]>,
     ends: Box<[u32]>,
-    /// Literals shorter than 4 bytes, in a small automaton, and their indices.
-    short: Option<(AhoCorasick, Box<[u32]>)>,
+    /// If there are literals shorter than 4 bytes, a bit per pair of bytes (first byte
+    /// low) that one of them starts with (every pair starting with a 1-byte literal).
+    pairs: Option<Box<[u64; 1024]>>,
+    /// A bit per byte that is a 1-byte literal.
+    ones: [u64; 4],
+    /// The empty literal, if one of them (it occurs in every text).
+    empty: Option<u32>,
 }
 
 /// How often a byte is expected in event text (command lines, paths): a tie-break between
@@ -54,6 +70,21 @@ fn commonness(b: u8) -> u32 {
 
 fn window(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Whether bit `i` of `bits` is set.
+fn bit(bits: &[u64], i: usize) -> bool {
+    bits[i / 64] & (1 << (i % 64)) != 0
+}
+
+/// Calls `hit` with `lit`, out of line: the look-ups stay small (most find nothing).
+#[inline(never)]
+fn report(hit: &mut impl FnMut(u32), lit: u32) {
+    hit(lit);
+}
+
+fn set_bit(bits: &mut [u64], i: usize) {
+    bits[i / 64] |= 1 << (i % 64);
 }
 
 impl Anchored {
@@ -72,16 +103,41 @@ impl Anchored {
                 *shared.entry(*w).or_default() += 1;
             }
         }
-        let mut anchored: Vec<Entry> = Vec::new();
-        let mut short: Vec<u32> = Vec::new();
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut anchors = 0usize;
         let mut bytes = Vec::new();
         let mut ends = Vec::with_capacity(lits.len());
+        let mut pairs: Option<Box<[u64; 1024]>> = None;
+        let mut ones = [0u64; 4];
+        let mut empty = None;
         for (i, l) in lits.iter().enumerate() {
             let l = l.as_ref();
             bytes.extend_from_slice(l);
             ends.push(bytes.len() as u32);
             if l.len() < 4 {
-                short.push(i as u32);
+                let Some(&first) = l.first() else {
+                    empty = Some(i as u32);
+                    continue;
+                };
+                let p = pairs.get_or_insert_with(|| Box::new([0; 1024]));
+                match l.get(1) {
+                    Some(&second) => {
+                        set_bit(&mut p[..], usize::from(first) | usize::from(second) << 8);
+                    }
+                    None => {
+                        set_bit(&mut ones, usize::from(first));
+                        for second in 0..256 {
+                            set_bit(&mut p[..], usize::from(first) | second << 8);
+                        }
+                    }
+                }
+                let mut key = [0u8; 4];
+                key[..l.len()].copy_from_slice(l);
+                entries.push(Entry {
+                    key: u32::from_le_bytes(key),
+                    lit: i as u32,
+                    off: SHORT_LIT | l.len() as u32,
+                });
                 continue;
             }
             let (off, key) = l
@@ -93,49 +149,49 @@ impl Anchored {
                     (shared[w], rare)
                 })
                 .unwrap_or_default();
-            anchored.push(Entry {
+            anchors += 1;
+            entries.push(Entry {
                 key,
                 lit: i as u32,
                 off: off as u32,
             });
         }
         // About one bucket per anchor and 16 filter bits, at least 2^6 and 2^10.
-        let bits = anchored.len().max(64).next_power_of_two().trailing_zeros();
-        let shift = 64 - bits;
-        let bucket = |key: u32| (u64::from(key.wrapping_mul(MUL)) << 32 >> shift) as usize;
-        anchored.sort_by_key(|e| (bucket(e.key), e.lit));
+        let bits = anchors.max(64).next_power_of_two().trailing_zeros();
+        let fshift = 32 - (bits + 4);
+        // A short literal's bucket is that of its first two bytes.
+        let bucket = |e: &Entry| {
+            let key = if e.off & SHORT_LIT != 0 {
+                e.key & 0xffff
+            } else {
+                e.key
+            };
+            (key.wrapping_mul(MUL) >> (fshift + 4)) as usize
+        };
+        entries.sort_by_key(|e| (bucket(e), e.lit));
         let mut filter = vec![0u64; (1usize << (bits + 4)) / 64];
-        for e in &anchored {
-            let f = (u64::from(e.key.wrapping_mul(MUL)) << 32 >> (shift - 4)) as usize;
-            filter[f / 64] |= 1 << (f % 64);
+        for e in &entries {
+            if e.off & SHORT_LIT == 0 {
+                set_bit(&mut filter, (e.key.wrapping_mul(MUL) >> fshift) as usize);
+            }
         }
         let mut starts = vec![0u32; (1usize << bits) + 1];
-        for e in &anchored {
-            starts[bucket(e.key) + 1] += 1;
+        for e in &entries {
+            starts[bucket(e) + 1] += 1;
         }
         for b in 1..starts.len() {
             starts[b] += starts[b - 1];
         }
-        let short = if short.is_empty() {
-            None
-        } else {
-            let pats: Vec<&[u8]> = short.iter().map(|i| lits[*i as usize].as_ref()).collect();
-            let ac = AhoCorasickBuilder::new()
-                .match_kind(MatchKind::Standard)
-                .prefilter(false)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(pats)
-                .map_err(|e| e.to_string())?;
-            Some((ac, short.into_boxed_slice()))
-        };
         Ok(Anchored {
-            shift,
+            fshift,
             filter: filter.into_boxed_slice(),
             starts: starts.into_boxed_slice(),
-            entries: anchored.into_boxed_slice(),
+            entries: entries.into_boxed_slice(),
             bytes: bytes.into_boxed_slice(),
             ends: ends.into_boxed_slice(),
-            short,
+            pairs,
+            ones,
+            empty,
         })
     }
 
@@ -147,45 +203,110 @@ impl Anchored {
     /// Calls `hit` with the index of every literal that occurs in `hay` (some more than
     /// once).
     pub(crate) fn scan(&self, hay: &[u8], hit: &mut impl FnMut(u32)) {
-        if let Some((ac, idx)) = &self.short {
-            let input = aho_corasick::Input::new(hay);
-            let mut state = aho_corasick::automaton::OverlappingState::start();
-            loop {
-                ac.find_overlapping(input.clone(), &mut state);
-                let Some(m) = state.get_match() else { break };
-                hit(idx[m.pattern().as_usize()]);
-            }
+        if let Some(e) = self.empty {
+            hit(e);
         }
-        if hay.len() < 4 {
+        match &self.pairs {
+            Some(pairs) => self.scan_with::<true>(hay, pairs, hit),
+            None => self.scan_with::<false>(hay, &[0; 1024], hit),
+        }
+    }
+
+    /// The scan, testing `pairs` (for literals shorter than 4 bytes) if `SHORT`.
+    fn scan_with<const SHORT: bool>(
+        &self,
+        hay: &[u8],
+        pairs: &[u64; 1024],
+        hit: &mut impl FnMut(u32),
+    ) {
+        let filter = &self.filter[..];
+        if filter.is_empty() {
             return;
         }
-        let mut w = window(hay);
-        for pos in 0..=hay.len() - 4 {
-            if pos > 0 {
-                w = (w >> 8) | (u32::from(hay[pos + 3]) << 24);
+        let fmask = filter.len() - 1;
+        let fshift = self.fshift % 32;
+        let mut ones = self.ones;
+        for (pos, win) in hay.windows(4).enumerate() {
+            let w = u32::from_le_bytes(win.try_into().unwrap_or_default());
+            let f = (w.wrapping_mul(MUL) >> fshift) as usize;
+            if filter[(f / 64) & fmask] & (1 << (f % 64)) != 0 {
+                self.lookup(f >> 4, w, pos, hay, hit);
             }
-            let f = (u64::from(w.wrapping_mul(MUL)) << 32 >> (self.shift - 4)) as usize;
-            if self.filter[f / 64] & (1 << (f % 64)) == 0 {
-                continue;
+            let k = (w & 0xffff) as usize;
+            if SHORT && pairs[k / 64] & (1 << (k % 64)) != 0 {
+                self.short_at(w, 4, &mut ones, hit);
             }
-            let b = f >> 4;
-            let (s, e) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-            for en in self.entries.get(s..e).unwrap_or_default() {
-                if en.key != w {
-                    continue;
-                }
-                let Some(start) = pos.checked_sub(en.off as usize) else {
-                    continue;
-                };
-                let lit = self.lit(en.lit as usize);
-                if hay.get(start..start + lit.len()) == Some(lit) {
-                    hit(en.lit);
+        }
+        if SHORT {
+            // The last 3 positions (or fewer), with what is left of a window.
+            let tail = hay.len().saturating_sub(3);
+            for pos in tail..hay.len() {
+                let mut w = [0u8; 4];
+                let rest = hay.get(pos..).unwrap_or_default();
+                w[..rest.len().min(4)].copy_from_slice(&rest[..rest.len().min(4)]);
+                let w = u32::from_le_bytes(w);
+                let k = (w & 0xffff) as usize;
+                if bit(pairs, k) {
+                    self.short_at(w, rest.len(), &mut ones, hit);
                 }
             }
         }
     }
 
-    /// The heap bytes the index holds (not counting the short literals' automaton).
+    /// Reports the short literals at a position where the text is `w` (zero past its
+    /// end, `avail` bytes); `ones` are the 1-byte literals not reported yet.
+    fn short_at(&self, w: u32, avail: usize, ones: &mut [u64; 4], hit: &mut impl FnMut(u32)) {
+        self.short_in(self.bucket(w & 0xffff), w, avail, hit);
+        let first = (w & 0xff) as usize;
+        if bit(ones, first) {
+            ones[first / 64] &= !(1 << (first % 64));
+            self.short_in(self.bucket(w & 0xff), w, avail, hit);
+        }
+    }
+
+    /// Reports the short literals of bucket `b` that the text `w` (`avail` bytes) starts
+    /// with.
+    fn short_in(&self, b: usize, w: u32, avail: usize, hit: &mut impl FnMut(u32)) {
+        let (s, e) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+        for en in self.entries.get(s..e).unwrap_or_default() {
+            if en.off & SHORT_LIT != 0 {
+                let len = (en.off & 3) as usize;
+                if len <= avail && w & MASK[len] == en.key {
+                    report(hit, en.lit);
+                }
+            }
+        }
+    }
+
+    fn bucket(&self, key: u32) -> usize {
+        (key.wrapping_mul(MUL) >> (self.fshift + 4)) as usize
+    }
+
+    /// Reports the literals of bucket `b` anchored at `pos` by the window `w` that occur
+    /// there (verified in place, but for 4-byte literals), and the short literals that
+    /// are the start of `w`.
+    fn lookup(&self, b: usize, w: u32, pos: usize, hay: &[u8], hit: &mut impl FnMut(u32)) {
+        let (s, e) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+        for en in self.entries.get(s..e).unwrap_or_default() {
+            if en.key != w {
+                continue;
+            }
+            if en.off & SHORT_LIT == 0 {
+                let lit = self.lit(en.lit as usize);
+                if lit.len() > 4 {
+                    let Some(start) = pos.checked_sub(en.off as usize) else {
+                        continue;
+                    };
+                    if hay.get(start..start + lit.len()) != Some(lit) {
+                        continue;
+                    }
+                }
+            }
+            report(hit, en.lit);
+        }
+    }
+
+    /// The heap bytes the index holds.
     #[cfg(test)]
     fn heap_bytes(&self) -> usize {
         self.starts.len() * 4
@@ -193,12 +314,14 @@ impl Anchored {
             + self.entries.len() * std::mem::size_of::<Entry>()
             + self.bytes.len()
             + self.ends.len() * 4
+            + self.pairs.as_ref().map_or(0, |_| 1024 * 8)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aho_corasick::AhoCorasick;
     use std::collections::BTreeSet;
 
     fn automaton_hits(lits: &[&str], hay: &str) -> BTreeSet<u32> {
@@ -296,6 +419,73 @@ mod tests {
                 automaton_hits(&refs, &hay),
                 "{hay:?}"
             );
+        }
+    }
+
+    #[test]
+    fn empty_literal_occurs_everywhere() {
+        let lits = ["", "a", "abcd"];
+        let a = Anchored::new(&lits).expect("index");
+        for hay in ["", "a", "xabcd"] {
+            assert_eq!(
+                anchored_hits(&a, hay),
+                automaton_hits(&lits, hay),
+                "{hay:?}"
+            );
+        }
+    }
+
+    /// Random literals (1 to 12 bytes, from small alphabets with repeats, NUL and
+    /// non-ASCII bytes) and texts; the hit sets must be the automaton's.
+    #[test]
+    fn random_literals_and_texts() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabets: [&[u8]; 4] = [
+            b"ab",
+            b"abc -/\\.e",
+            &[0, 1, b'a', 0xc3, 0xa9, 0xff, b' '],
+            &[b'x', b'y', b'z', 0x80, 0xe2, 0x82, 0xac, b'q', b'0', b'9'],
+        ];
+        for round in 0..60 {
+            let alpha = alphabets[round % alphabets.len()];
+            let count = 1 + (next() % 400) as usize;
+            let mut lits: Vec<Vec<u8>> = (0..count)
+                .map(|_| {
+                    let n = match next() % 4 {
+                        0 => 1 + (next() % 3) as usize,
+                        1 => 4,
+                        _ => 1 + (next() % 12) as usize,
+                    };
+                    (0..n)
+                        .map(|_| alpha[(next() % alpha.len() as u64) as usize])
+                        .collect()
+                })
+                .collect();
+            lits.sort();
+            lits.dedup();
+            let a = Anchored::new(&lits).expect("index");
+            let ac = AhoCorasick::new(&lits).expect("automaton");
+            for _ in 0..40 {
+                let n = (next() % 80) as usize;
+                let hay: Vec<u8> = (0..n)
+                    .map(|_| alpha[(next() % alpha.len() as u64) as usize])
+                    .collect();
+                let want: BTreeSet<u32> = ac
+                    .find_overlapping_iter(&hay)
+                    .map(|m| m.pattern().as_u32())
+                    .collect();
+                let mut got = BTreeSet::new();
+                a.scan(&hay, &mut |i| {
+                    got.insert(i);
+                });
+                assert_eq!(got, want, "round {round}, text {hay:?}");
+            }
         }
     }
 }
