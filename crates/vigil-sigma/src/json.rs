@@ -12,9 +12,7 @@
 //! (`Event::for_each_str`) see every string of the text, a repeated key's earlier values
 //! too (`serde_json::Value` keeps only the last).
 
-use crate::fxhash::FxBuild;
 use std::borrow::Cow;
-use std::hash::{BuildHasher, Hasher};
 use vigil_event::{Event, FieldPath, Value};
 
 /// Containers nested deeper than this are refused (as `serde_json` does past 128).
@@ -59,7 +57,8 @@ struct Node {
 /// free, so the table is reused without clearing it.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Slot {
-    hash: u64,
+    /// The high half of the member's [`key_hash`] (the low half chose the slot).
+    check: u32,
     object: u32,
     node: u32,
     epoch: u32,
@@ -80,7 +79,8 @@ pub struct JsonBuffers {
 pub struct JsonEvent<'a> {
     text: &'a str,
     nodes: Vec<Node>,
-    /// Every object member by (object, key): open addressing, a power of two long.
+    /// Every object member by (object, key), filled while parsing: open addressing, a
+    /// power of two long, at most half full.
     table: Vec<Slot>,
     /// The epoch of this event's slots in `table`.
     epoch: u32,
@@ -98,23 +98,71 @@ pub struct JsonError {
     pub reason: &'static str,
 }
 
-/// The hash of a member's key in its object.
-fn member_hash(object: usize, key: &str) -> u64 {
-    let mut h = FxBuild.build_hasher();
-    h.write_usize(object);
-    h.write(key.as_bytes());
-    h.write_usize(key.len());
-    h.finish()
+/// The multiplier of the key hash (FxHash's).
+const K: u64 = 0x517c_c1b7_2722_0a95;
+
+/// One step of the key hash: multiply-rotate, eight bytes at a time.
+#[inline(always)]
+fn mix(h: u64, w: u64) -> u64 {
+    (h.rotate_left(5) ^ w).wrapping_mul(K)
+}
+
+/// The key hash's state before the key's bytes.
+#[inline(always)]
+fn hash_start(object: u32) -> u64 {
+    mix(0, u64::from(object))
+}
+
+/// The key hash, from its state after the key's bytes.
+#[inline(always)]
+fn hash_end(h: u64, len: usize) -> u64 {
+    let h = mix(h, len as u64);
+    h ^ (h >> 32)
+}
+
+/// Eight bytes as a little-endian word.
+#[inline(always)]
+fn word(c: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(c);
+    u64::from_le_bytes(w)
+}
+
+/// The hash of a member's key in its object: its bytes eight at a time (the last word
+/// padded with zeros), then its length. [`Parser::key`] computes the same while scanning.
+#[inline]
+fn key_hash(object: u32, key: &[u8]) -> u64 {
+    let mut h = hash_start(object);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        h = mix(h, word(c));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = mix(h, u64::from_le_bytes(w));
+    }
+    hash_end(h, key.len())
 }
 
 /// The high bit of each byte of `w` that is `"`, `\\` or a control character (below
 /// 0x20); the lowest one set is exact (higher ones may be spurious).
+#[inline(always)]
 fn specials(w: u64) -> u64 {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let q = w ^ (LO * u64::from(b'"'));
     let b = w ^ (LO * u64::from(b'\\'));
     (q.wrapping_sub(LO) & !q | b.wrapping_sub(LO) & !b | w.wrapping_sub(LO * 0x20) & !w) & HI
+}
+
+/// The bytes of `s` in `text` or, if it was unescaped, in `unescaped`.
+#[inline]
+fn bytes_of<'t>(text: &'t [u8], unescaped: &'t [u8], s: Span) -> &'t [u8] {
+    let (start, end) = (s.start as usize, s.start as usize + s.len as usize);
+    let src = if s.unescaped { unescaped } else { text };
+    src.get(start..end).unwrap_or_default()
 }
 
 impl<'a> JsonEvent<'a> {
@@ -126,15 +174,25 @@ impl<'a> JsonEvent<'a> {
     /// Like [`JsonEvent::parse`], taking its allocations from `buffers` (give them back
     /// with [`JsonEvent::recycle`]).
     pub fn parse_with(text: &'a str, buffers: &mut JsonBuffers) -> Result<Self, JsonError> {
-        let mut nodes = std::mem::take(&mut buffers.nodes);
-        let mut unescaped = std::mem::take(&mut buffers.unescaped);
-        nodes.clear();
-        unescaped.clear();
         if u32::try_from(text.len()).is_err() {
             return Err(JsonError {
                 offset: 0,
                 reason: "document larger than 4 GiB",
             });
+        }
+        let mut nodes = std::mem::take(&mut buffers.nodes);
+        let mut unescaped = std::mem::take(&mut buffers.unescaped);
+        nodes.clear();
+        unescaped.clear();
+        let mut table = std::mem::take(&mut buffers.table);
+        let mut epoch = buffers.epoch;
+        // A member takes at least four bytes (`"":0,`): a first guess at the size, grown
+        // while parsing if the text holds more members.
+        let size = (text.len() / 16).next_power_of_two().max(8);
+        if table.len() < size || epoch == u32::MAX {
+            table.clear();
+            table.resize(size, Slot::default());
+            epoch = 0;
         }
         let mut p = Parser {
             text,
@@ -143,29 +201,39 @@ impl<'a> JsonEvent<'a> {
             depth: 0,
             nodes,
             unescaped,
+            table,
+            mask: 0,
+            epoch: epoch + 1,
+            members: 0,
+            error: JsonError {
+                offset: 0,
+                reason: "",
+            },
         };
+        p.mask = p.table.len() - 1;
+        p.ws();
         let r = p.value(NO_KEY).and_then(|()| {
             p.ws();
             if p.i == p.b.len() {
                 Ok(())
             } else {
-                Err(p.err("trailing characters"))
+                Err(p.fail("trailing characters"))
             }
         });
-        if let Err(e) = r {
+        if r.is_err() {
             buffers.nodes = p.nodes;
             buffers.unescaped = p.unescaped;
-            return Err(e);
+            buffers.table = p.table;
+            buffers.epoch = p.epoch;
+            return Err(p.error);
         }
-        let mut ev = JsonEvent {
+        Ok(JsonEvent {
             text,
             nodes: p.nodes,
-            table: std::mem::take(&mut buffers.table),
-            epoch: buffers.epoch,
+            table: p.table,
+            epoch: p.epoch,
             unescaped: p.unescaped,
-        };
-        ev.index();
-        Ok(ev)
+        })
     }
 
     /// Gives this event's allocations back for the next [`JsonEvent::parse_with`].
@@ -184,52 +252,6 @@ impl<'a> JsonEvent<'a> {
             self.text
         };
         src.get(start..end).unwrap_or_default()
-    }
-
-    /// Fills the member table (a repeated key: the last one stays).
-    fn index(&mut self) {
-        let size = (self.nodes.len() * 2).next_power_of_two().max(8);
-        if self.table.len() < size || self.epoch == u32::MAX {
-            self.table.clear();
-            self.table.resize(size, Slot::default());
-            self.epoch = 0;
-        }
-        self.epoch += 1;
-        let epoch = self.epoch;
-        let mask = self.table.len() - 1;
-        for j in 0..self.nodes.len() {
-            if self.nodes[j].kind != Kind::Object {
-                continue;
-            }
-            let end = self.nodes[j].end as usize;
-            let mut c = j + 1;
-            while c < end {
-                let key = self.str_of(self.nodes[c].key);
-                let hash = member_hash(j, key);
-                let mut at = hash as usize & mask;
-                loop {
-                    let slot = self.table[at];
-                    if slot.epoch != epoch {
-                        self.table[at] = Slot {
-                            hash,
-                            object: j as u32,
-                            node: c as u32,
-                            epoch,
-                        };
-                        break;
-                    }
-                    if slot.hash == hash
-                        && slot.object == j as u32
-                        && self.str_of(self.nodes[slot.node as usize].key) == key
-                    {
-                        self.table[at].node = c as u32;
-                        break;
-                    }
-                    at = (at + 1) & mask;
-                }
-                c = self.nodes[c].end as usize;
-            }
-        }
     }
 
     fn leaf(&self, j: usize) -> Value<'_> {
@@ -258,19 +280,24 @@ impl<'a> JsonEvent<'a> {
 
     /// The last member of object `j` named `key`.
     fn member(&self, j: usize, key: &str) -> Option<usize> {
-        let hash = member_hash(j, key);
+        let key = key.as_bytes();
+        let hash = key_hash(j as u32, key);
+        let check = (hash >> 32) as u32;
         let mask = self.table.len() - 1;
         let mut at = hash as usize & mask;
         loop {
-            let slot = self.table[at];
+            let slot = *self.table.get(at)?;
             if slot.epoch != self.epoch {
                 return None;
             }
-            if slot.hash == hash
-                && slot.object == j as u32
-                && self.str_of(self.nodes[slot.node as usize].key) == key
-            {
-                return Some(slot.node as usize);
+            if slot.check == check && slot.object == j as u32 {
+                let node = slot.node as usize;
+                let k = self.nodes.get(node)?.key;
+                if k.len as usize == key.len()
+                    && bytes_of(self.text.as_bytes(), self.unescaped.as_bytes(), k) == key
+                {
+                    return Some(node);
+                }
             }
             at = (at + 1) & mask;
         }
@@ -337,6 +364,9 @@ impl Event for JsonEvent<'_> {
     }
 }
 
+/// The text is not JSON: the parser's `error` says why.
+struct Fail;
+
 struct Parser<'a> {
     text: &'a str,
     b: &'a [u8],
@@ -344,32 +374,40 @@ struct Parser<'a> {
     depth: u32,
     nodes: Vec<Node>,
     unescaped: String,
+    /// The member table being filled (see [`JsonEvent`]); `mask` is its length less one.
+    table: Vec<Slot>,
+    mask: usize,
+    epoch: u32,
+    /// Members in `table`.
+    members: usize,
+    /// Why parsing failed, once it has.
+    error: JsonError,
 }
 
 impl Parser<'_> {
-    fn err(&self, reason: &'static str) -> JsonError {
-        JsonError {
-            offset: self.i,
-            reason,
-        }
+    #[cold]
+    #[inline(never)]
+    fn fail_at(&mut self, offset: usize, reason: &'static str) -> Fail {
+        self.error = JsonError { offset, reason };
+        Fail
     }
 
+    #[inline(always)]
+    fn fail(&mut self, reason: &'static str) -> Fail {
+        self.fail_at(self.i, reason)
+    }
+
+    #[inline(always)]
     fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+        while let Some(&c) = self.b.get(self.i) {
+            if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                return;
+            }
             self.i += 1;
         }
     }
 
-    fn expect(&mut self, c: u8, reason: &'static str) -> Result<(), JsonError> {
-        self.ws();
-        if self.b.get(self.i) == Some(&c) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(self.err(reason))
-        }
-    }
-
+    #[inline(always)]
     fn push(&mut self, key: Span, kind: Kind) -> usize {
         let at = self.nodes.len();
         self.nodes.push(Node {
@@ -380,72 +418,176 @@ impl Parser<'_> {
         at
     }
 
-    fn value(&mut self, key: Span) -> Result<(), JsonError> {
-        self.ws();
-        let Some(&c) = self.b.get(self.i) else {
-            return Err(self.err("expected a value"));
-        };
-        match c {
-            b'{' | b'[' => {
-                self.depth += 1;
-                if self.depth > MAX_DEPTH {
-                    return Err(self.err("nested too deeply"));
+    /// Puts member `node` of `object`, whose key hashes to `hash`, in the table (a
+    /// repeated key: the later member replaces the earlier).
+    #[inline(always)]
+    fn insert(&mut self, hash: u64, object: u32, node: u32) {
+        let check = (hash >> 32) as u32;
+        let mut at = hash as usize & self.mask;
+        loop {
+            let Some(slot) = self.table.get(at).copied() else {
+                return;
+            };
+            if slot.epoch != self.epoch {
+                self.table[at] = Slot {
+                    check,
+                    object,
+                    node,
+                    epoch: self.epoch,
+                };
+                self.members += 1;
+                if self.members * 2 > self.table.len() {
+                    self.grow();
                 }
-                self.i += 1;
-                let object = c == b'{';
-                let at = self.push(key, if object { Kind::Object } else { Kind::Array });
-                let close = if object { b'}' } else { b']' };
-                self.ws();
-                if self.b.get(self.i) == Some(&close) {
-                    self.i += 1;
-                } else {
-                    loop {
-                        if object {
-                            self.expect(b'"', "expected a key")?;
-                            let k = self.string()?;
-                            self.expect(b':', "expected `:`")?;
-                            self.value(k)?;
-                        } else {
-                            self.value(NO_KEY)?;
-                        }
-                        self.ws();
-                        match self.b.get(self.i) {
-                            Some(b',') => self.i += 1,
-                            Some(&x) if x == close => {
-                                self.i += 1;
-                                break;
-                            }
-                            _ => return Err(self.err("expected `,` or the container's end")),
-                        }
-                    }
-                }
-                self.nodes[at].end = self.nodes.len() as u32;
-                self.depth -= 1;
+                return;
             }
-            b'"' => {
+            if slot.check == check && slot.object == object && self.same_key(slot.node, node) {
+                self.table[at].node = node;
+                return;
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+
+    fn same_key(&self, a: u32, b: u32) -> bool {
+        let (text, unescaped) = (self.b, self.unescaped.as_bytes());
+        match (self.nodes.get(a as usize), self.nodes.get(b as usize)) {
+            (Some(x), Some(y)) => {
+                bytes_of(text, unescaped, x.key) == bytes_of(text, unescaped, y.key)
+            }
+            _ => false,
+        }
+    }
+
+    /// Doubles the table, keeping its members.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let old = std::mem::take(&mut self.table);
+        let hashes: Vec<(u64, Slot)> = old
+            .iter()
+            .filter(|s| s.epoch == self.epoch)
+            .map(|s| {
+                let key = self.nodes.get(s.node as usize).map_or(NO_KEY, |n| n.key);
+                let key = bytes_of(self.b, self.unescaped.as_bytes(), key);
+                (key_hash(s.object, key), *s)
+            })
+            .collect();
+        self.table = old;
+        let size = self.table.len() * 2;
+        self.table.clear();
+        self.table.resize(size, Slot::default());
+        self.mask = size - 1;
+        self.epoch = 1;
+        for (hash, s) in hashes {
+            let mut at = hash as usize & self.mask;
+            while self.table[at].epoch == self.epoch {
+                at = (at + 1) & self.mask;
+            }
+            self.table[at] = Slot {
+                epoch: self.epoch,
+                ..s
+            };
+        }
+    }
+
+    /// A value, at its first byte (whitespace skipped).
+    #[inline(always)]
+    fn value(&mut self, key: Span) -> Result<(), Fail> {
+        match self.b.get(self.i) {
+            Some(b'"') => {
                 self.i += 1;
                 let s = self.string()?;
                 self.push(key, Kind::Str(s));
             }
-            b't' => self.word("true", key, Kind::Bool(true))?,
-            b'f' => self.word("false", key, Kind::Bool(false))?,
-            b'n' => self.word("null", key, Kind::Null)?,
-            b'-' | b'0'..=b'9' => {
+            Some(b'{') => self.container(key, true)?,
+            Some(b'[') => self.container(key, false)?,
+            Some(b't') => self.word("true", key, Kind::Bool(true))?,
+            Some(b'f') => self.word("false", key, Kind::Bool(false))?,
+            Some(b'n') => self.word("null", key, Kind::Null)?,
+            Some(b'-' | b'0'..=b'9') => {
                 let kind = self.number()?;
                 self.push(key, kind);
             }
-            _ => return Err(self.err("expected a value")),
+            _ => return Err(self.fail("expected a value")),
         }
         Ok(())
     }
 
-    fn word(&mut self, w: &str, key: Span, kind: Kind) -> Result<(), JsonError> {
+    /// An object or array, at its opening bracket.
+    #[inline(never)]
+    fn container(&mut self, key: Span, object: bool) -> Result<(), Fail> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.fail("nested too deeply"));
+        }
+        self.i += 1;
+        let at = self.push(key, if object { Kind::Object } else { Kind::Array });
+        self.ws();
+        let close = if object { b'}' } else { b']' };
+        if self.b.get(self.i) == Some(&close) {
+            self.i += 1;
+        } else if object {
+            loop {
+                if self.b.get(self.i) != Some(&b'"') {
+                    return Err(self.fail("expected a key"));
+                }
+                self.i += 1;
+                let (k, hash) = self.key(at as u32)?;
+                self.ws();
+                if self.b.get(self.i) != Some(&b':') {
+                    return Err(self.fail("expected `:`"));
+                }
+                self.i += 1;
+                self.ws();
+                let node = self.nodes.len() as u32;
+                self.value(k)?;
+                self.insert(hash, at as u32, node);
+                self.ws();
+                match self.b.get(self.i) {
+                    Some(b',') => {
+                        self.i += 1;
+                        self.ws();
+                    }
+                    Some(b'}') => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return Err(self.fail("expected `,` or the container's end")),
+                }
+            }
+        } else {
+            loop {
+                self.value(NO_KEY)?;
+                self.ws();
+                match self.b.get(self.i) {
+                    Some(b',') => {
+                        self.i += 1;
+                        self.ws();
+                    }
+                    Some(b']') => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return Err(self.fail("expected `,` or the container's end")),
+                }
+            }
+        }
+        let end = self.nodes.len() as u32;
+        if let Some(n) = self.nodes.get_mut(at) {
+            n.end = end;
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn word(&mut self, w: &str, key: Span, kind: Kind) -> Result<(), Fail> {
         if self.b[self.i..].starts_with(w.as_bytes()) {
             self.i += w.len();
             self.push(key, kind);
             Ok(())
         } else {
-            Err(self.err("expected a value"))
+            Err(self.fail("expected a value"))
         }
     }
 
@@ -457,29 +599,40 @@ impl Parser<'_> {
         self.i - start
     }
 
-    fn number(&mut self) -> Result<Kind, JsonError> {
+    fn number(&mut self) -> Result<Kind, Fail> {
         let start = self.i;
-        if self.b[self.i] == b'-' {
+        let negative = self.b.get(self.i) == Some(&b'-');
+        if negative {
             self.i += 1;
         }
+        // The integer part's value, exact up to 18 digits.
+        let mut n: u64 = 0;
+        let first = self.i;
         match self.b.get(self.i) {
             Some(b'0') => {
                 self.i += 1;
                 if self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
-                    return Err(self.err("invalid number"));
+                    return Err(self.fail("invalid number"));
                 }
             }
             Some(b'1'..=b'9') => {
-                self.digits();
+                while let Some(&c) = self.b.get(self.i) {
+                    if !c.is_ascii_digit() {
+                        break;
+                    }
+                    n = n.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+                    self.i += 1;
+                }
             }
-            _ => return Err(self.err("invalid number")),
+            _ => return Err(self.fail("invalid number")),
         }
+        let int_digits = self.i - first;
         let mut integer = true;
         if self.b.get(self.i) == Some(&b'.') {
             self.i += 1;
             integer = false;
             if self.digits() == 0 {
-                return Err(self.err("invalid number"));
+                return Err(self.fail("invalid number"));
             }
         }
         if let Some(b'e' | b'E') = self.b.get(self.i) {
@@ -489,11 +642,15 @@ impl Parser<'_> {
                 self.i += 1;
             }
             if self.digits() == 0 {
-                return Err(self.err("invalid number"));
+                return Err(self.fail("invalid number"));
             }
         }
-        let t = &self.text[start..self.i];
         // `-0` is a float, as `serde_json` reads it.
+        if integer && int_digits <= 18 && !(negative && n == 0) {
+            let v = n as i64;
+            return Ok(Kind::Int(if negative { -v } else { v }));
+        }
+        let t = &self.text[start..self.i];
         if integer && t != "-0" {
             if let Ok(n) = t.parse::<i64>() {
                 return Ok(Kind::Int(n));
@@ -501,20 +658,16 @@ impl Parser<'_> {
         }
         match t.parse::<f64>() {
             Ok(f) if f.is_finite() => Ok(Kind::Float(f)),
-            _ => Err(JsonError {
-                offset: start,
-                reason: "number out of range",
-            }),
+            _ => Err(self.fail_at(start, "number out of range")),
         }
     }
 
     /// Advances to the next `"`, `\\` or control character (or the end), eight bytes at
     /// a time.
+    #[inline(always)]
     fn skip_plain(&mut self) {
         while let Some(chunk) = self.b.get(self.i..self.i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            let m = specials(u64::from_le_bytes(w));
+            let m = specials(word(chunk));
             if m != 0 {
                 self.i += (m.trailing_zeros() / 8) as usize;
                 return;
@@ -529,23 +682,70 @@ impl Parser<'_> {
         }
     }
 
+    /// A key whose opening quote was consumed, and its [`key_hash`] in `object`, hashed
+    /// while scanning it.
+    #[inline(always)]
+    fn key(&mut self, object: u32) -> Result<(Span, u64), Fail> {
+        let start = self.i;
+        let mut h = hash_start(object);
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let w = word(chunk);
+            let m = specials(w);
+            if m == 0 {
+                h = mix(h, w);
+                self.i += 8;
+                continue;
+            }
+            let n = (m.trailing_zeros() / 8) as usize;
+            if self.b.get(self.i + n) != Some(&b'"') {
+                break;
+            }
+            if n > 0 {
+                h = mix(h, w & ((1u64 << (8 * n)) - 1));
+            }
+            let len = self.i + n - start;
+            self.i += n + 1;
+            let span = Span {
+                start: start as u32,
+                len: len as u32,
+                unescaped: false,
+            };
+            return Ok((span, hash_end(h, len)));
+        }
+        // Escapes, a control character or the text's last bytes.
+        self.i = start;
+        let span = self.string()?;
+        let hash = key_hash(object, bytes_of(self.b, self.unescaped.as_bytes(), span));
+        Ok((span, hash))
+    }
+
     /// A string whose opening quote was consumed.
-    fn string(&mut self) -> Result<Span, JsonError> {
+    #[inline(always)]
+    fn string(&mut self) -> Result<Span, Fail> {
         let start = self.i;
         self.skip_plain();
         match self.b.get(self.i) {
-            None => return Err(self.err("unterminated string")),
             Some(b'"') => {
                 let len = self.i - start;
                 self.i += 1;
-                return Ok(Span {
+                Ok(Span {
                     start: start as u32,
                     len: len as u32,
                     unescaped: false,
-                });
+                })
             }
+            _ => self.escaped(start),
+        }
+    }
+
+    /// The rest of a string starting at `start` that holds an escape (or is invalid),
+    /// `self.i` at the first `\\` (or control character, or the end).
+    #[inline(never)]
+    fn escaped(&mut self, start: usize) -> Result<Span, Fail> {
+        match self.b.get(self.i) {
+            None => return Err(self.fail("unterminated string")),
             Some(b'\\') => {}
-            Some(_) => return Err(self.err("control character in string")),
+            Some(_) => return Err(self.fail("control character in string")),
         }
         let from = self.unescaped.len();
         self.unescaped.push_str(&self.text[start..self.i]);
@@ -554,22 +754,23 @@ impl Parser<'_> {
             self.skip_plain();
             self.unescaped.push_str(&self.text[run..self.i]);
             match self.b.get(self.i) {
-                None => return Err(self.err("unterminated string")),
+                None => return Err(self.fail("unterminated string")),
                 Some(b'"') => {
                     self.i += 1;
                     let len = self.unescaped.len() - from;
-                    return u32::try_from(self.unescaped.len())
-                        .map(|_| Span {
-                            start: from as u32,
-                            len: len as u32,
-                            unescaped: true,
-                        })
-                        .map_err(|_| self.err("document larger than 4 GiB"));
+                    if u32::try_from(self.unescaped.len()).is_err() {
+                        return Err(self.fail("document larger than 4 GiB"));
+                    }
+                    return Ok(Span {
+                        start: from as u32,
+                        len: len as u32,
+                        unescaped: true,
+                    });
                 }
                 Some(b'\\') => {
                     self.i += 1;
                     let Some(&e) = self.b.get(self.i) else {
-                        return Err(self.err("unterminated string"));
+                        return Err(self.fail("unterminated string"));
                     };
                     self.i += 1;
                     let c = match e {
@@ -582,44 +783,52 @@ impl Parser<'_> {
                         b'r' => '\r',
                         b't' => '\t',
                         b'u' => self.unicode()?,
-                        _ => return Err(self.err("invalid escape")),
+                        _ => return Err(self.fail("invalid escape")),
                     };
                     self.unescaped.push(c);
                 }
-                Some(_) => return Err(self.err("control character in string")),
+                Some(_) => return Err(self.fail("control character in string")),
             }
         }
     }
 
-    fn hex4(&mut self) -> Result<u32, JsonError> {
+    fn hex4(&mut self) -> Result<u32, Fail> {
         let h = self
             .text
             .get(self.i..self.i + 4)
-            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| self.err("invalid \\u escape"))?;
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+        let Some(h) = h else {
+            return Err(self.fail("invalid \\u escape"));
+        };
+        let Ok(code) = u32::from_str_radix(h, 16) else {
+            return Err(self.fail("invalid \\u escape"));
+        };
         self.i += 4;
-        u32::from_str_radix(h, 16).map_err(|_| self.err("invalid \\u escape"))
+        Ok(code)
     }
 
     /// The character of a `\u` escape whose `\u` was consumed (a surrogate pair takes two).
-    fn unicode(&mut self) -> Result<char, JsonError> {
+    fn unicode(&mut self) -> Result<char, Fail> {
         let hi = self.hex4()?;
         let code = match hi {
             0xD800..=0xDBFF => {
                 if !self.b[self.i..].starts_with(b"\\u") {
-                    return Err(self.err("lone leading surrogate"));
+                    return Err(self.fail("lone leading surrogate"));
                 }
                 self.i += 2;
                 let lo = self.hex4()?;
                 if !(0xDC00..=0xDFFF).contains(&lo) {
-                    return Err(self.err("invalid surrogate pair"));
+                    return Err(self.fail("invalid surrogate pair"));
                 }
                 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
             }
-            0xDC00..=0xDFFF => return Err(self.err("lone trailing surrogate")),
+            0xDC00..=0xDFFF => return Err(self.fail("lone trailing surrogate")),
             c => c,
         };
-        char::from_u32(code).ok_or_else(|| self.err("invalid \\u escape"))
+        match char::from_u32(code) {
+            Some(c) => Ok(c),
+            None => Err(self.fail("invalid \\u escape")),
+        }
     }
 }
 
