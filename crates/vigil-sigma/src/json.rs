@@ -32,25 +32,58 @@ const NO_KEY: Span = Span {
     unescaped: false,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
+/// What a [`Node`] is (its `data` depends on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Tag {
     Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(Span),
+    False,
+    True,
+    Int,
+    Float,
+    Str,
     Array,
     Object,
 }
 
+/// In a node's `flags`: its string (`Tag::Str`) is in the buffer of unescaped strings.
+const STR_UNESCAPED: u8 = 1;
+/// In a node's `flags`: its key is in the buffer of unescaped strings.
+const KEY_UNESCAPED: u8 = 2;
+
 /// A value in document order; a container's members follow it up to `end`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Node {
+    /// `Int`: the value; `Float`: its bits; `Str`: the string's start, its length in the
+    /// high half.
+    data: u64,
     /// The member's key in its object (empty for array elements and the root).
-    key: Span,
-    kind: Kind,
+    key_start: u32,
+    key_len: u32,
     /// Index of the node after this one's subtree.
     end: u32,
+    tag: Tag,
+    /// [`STR_UNESCAPED`], [`KEY_UNESCAPED`].
+    flags: u8,
+}
+
+impl Node {
+    fn key(&self) -> Span {
+        Span {
+            start: self.key_start,
+            len: self.key_len,
+            unescaped: self.flags & KEY_UNESCAPED != 0,
+        }
+    }
+
+    /// The string, if the node is one.
+    fn str(&self) -> Option<Span> {
+        (self.tag == Tag::Str).then_some(Span {
+            start: self.data as u32,
+            len: (self.data >> 32) as u32,
+            unescaped: self.flags & STR_UNESCAPED != 0,
+        })
+    }
 }
 
 /// A member in [`JsonEvent`]'s table; a slot of an earlier event (another `epoch`) is
@@ -139,11 +172,27 @@ fn key_hash(object: u32, key: &[u8]) -> u64 {
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = mix(h, u64::from_le_bytes(w));
+        h = mix(h, tail(rest));
     }
     hash_end(h, key.len())
+}
+
+/// Up to eight bytes as a little-endian word, padded with zeros (without a call to
+/// `memcpy`: two overlapping loads, or three bytes).
+#[inline(always)]
+fn tail(b: &[u8]) -> u64 {
+    let n = b.len();
+    if n >= 4 {
+        let lo = u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let hi = u64::from(u32::from_le_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]));
+        lo | hi << (8 * (n - 4))
+    } else if n > 0 {
+        u64::from(b[0])
+            | u64::from(b[n / 2]) << (8 * (n / 2))
+            | u64::from(b[n - 1]) << (8 * (n - 1))
+    } else {
+        0
+    }
 }
 
 /// The high bit of each byte of `w` that is `"`, `\\` or a control character (below
@@ -173,6 +222,7 @@ impl<'a> JsonEvent<'a> {
 
     /// Like [`JsonEvent::parse`], taking its allocations from `buffers` (give them back
     /// with [`JsonEvent::recycle`]).
+    #[inline(never)]
     pub fn parse_with(text: &'a str, buffers: &mut JsonBuffers) -> Result<Self, JsonError> {
         if u32::try_from(text.len()).is_err() {
             return Err(JsonError {
@@ -255,14 +305,16 @@ impl<'a> JsonEvent<'a> {
     }
 
     fn leaf(&self, j: usize) -> Value<'_> {
-        match self.nodes[j].kind {
-            Kind::Null => Value::Null,
-            Kind::Bool(b) => Value::Bool(b),
-            Kind::Int(i) => Value::Int(i),
-            Kind::Float(f) => Value::Float(f),
-            Kind::Str(s) => Value::Str(Cow::Borrowed(self.str_of(s))),
-            Kind::Array => Value::List(self.children(j).map(|c| self.leaf(c)).collect()),
-            Kind::Object => Value::Object,
+        let n = &self.nodes[j];
+        match n.tag {
+            Tag::Null => Value::Null,
+            Tag::False => Value::Bool(false),
+            Tag::True => Value::Bool(true),
+            Tag::Int => Value::Int(n.data as i64),
+            Tag::Float => Value::Float(f64::from_bits(n.data)),
+            Tag::Str => Value::Str(Cow::Borrowed(self.str_of(n.str().unwrap_or(NO_KEY)))),
+            Tag::Array => Value::List(self.children(j).map(|c| self.leaf(c)).collect()),
+            Tag::Object => Value::Object,
         }
     }
 
@@ -292,7 +344,7 @@ impl<'a> JsonEvent<'a> {
             }
             if slot.check == check && slot.object == j as u32 {
                 let node = slot.node as usize;
-                let k = self.nodes.get(node)?.key;
+                let k = self.nodes.get(node)?.key();
                 if k.len as usize == key.len()
                     && bytes_of(self.text.as_bytes(), self.unescaped.as_bytes(), k) == key
                 {
@@ -307,8 +359,8 @@ impl<'a> JsonEvent<'a> {
         if i == path.len() {
             return Some(self.leaf(j));
         }
-        match self.nodes[j].kind {
-            Kind::Object => {
+        match self.nodes[j].tag {
+            Tag::Object => {
                 if let Some(c) = self.member(j, path.part(i)?) {
                     if let Some(found) = self.at(c, path, i + 1) {
                         return Some(found);
@@ -322,7 +374,7 @@ impl<'a> JsonEvent<'a> {
                 }
                 None
             }
-            Kind::Array => {
+            Tag::Array => {
                 let found: Vec<Value<'_>> = self
                     .children(j)
                     .filter_map(|c| self.at(c, path, i))
@@ -344,11 +396,11 @@ impl Event for JsonEvent<'_> {
         if path.len() >= 3 && path.part(0) == Some("Event") && path.part(1) == Some("UserData") {
             let event = self.member(0, "Event")?;
             let user = self.member(event, "UserData")?;
-            if self.nodes[user].kind == Kind::Object {
+            if self.nodes[user].tag == Tag::Object {
                 let key = path.part(2)?;
                 return self
                     .children(user)
-                    .filter(|&w| self.nodes[w].kind == Kind::Object)
+                    .filter(|&w| self.nodes[w].tag == Tag::Object)
                     .find_map(|w| self.at(self.member(w, key)?, path, 3));
             }
         }
@@ -357,7 +409,7 @@ impl Event for JsonEvent<'_> {
 
     fn for_each_str<'b>(&'b self, f: &mut dyn FnMut(&'b str)) {
         for n in &self.nodes {
-            if let Kind::Str(s) = n.kind {
+            if let Some(s) = n.str() {
                 f(self.str_of(s));
             }
         }
@@ -408,12 +460,15 @@ impl Parser<'_> {
     }
 
     #[inline(always)]
-    fn push(&mut self, key: Span, kind: Kind) -> usize {
+    fn push(&mut self, key: Span, tag: Tag, data: u64, flags: u8) -> usize {
         let at = self.nodes.len();
         self.nodes.push(Node {
-            key,
-            kind,
+            data,
+            key_start: key.start,
+            key_len: key.len,
             end: (at + 1) as u32,
+            tag,
+            flags: flags | if key.unescaped { KEY_UNESCAPED } else { 0 },
         });
         at
     }
@@ -453,7 +508,7 @@ impl Parser<'_> {
         let (text, unescaped) = (self.b, self.unescaped.as_bytes());
         match (self.nodes.get(a as usize), self.nodes.get(b as usize)) {
             (Some(x), Some(y)) => {
-                bytes_of(text, unescaped, x.key) == bytes_of(text, unescaped, y.key)
+                bytes_of(text, unescaped, x.key()) == bytes_of(text, unescaped, y.key())
             }
             _ => false,
         }
@@ -468,7 +523,7 @@ impl Parser<'_> {
             .iter()
             .filter(|s| s.epoch == self.epoch)
             .map(|s| {
-                let key = self.nodes.get(s.node as usize).map_or(NO_KEY, |n| n.key);
+                let key = self.nodes.get(s.node as usize).map_or(NO_KEY, |n| n.key());
                 let key = bytes_of(self.b, self.unescaped.as_bytes(), key);
                 (key_hash(s.object, key), *s)
             })
@@ -498,16 +553,22 @@ impl Parser<'_> {
             Some(b'"') => {
                 self.i += 1;
                 let s = self.string()?;
-                self.push(key, Kind::Str(s));
+                let flags = if s.unescaped { STR_UNESCAPED } else { 0 };
+                self.push(
+                    key,
+                    Tag::Str,
+                    u64::from(s.start) | u64::from(s.len) << 32,
+                    flags,
+                );
             }
             Some(b'{') => self.container(key, true)?,
             Some(b'[') => self.container(key, false)?,
-            Some(b't') => self.word("true", key, Kind::Bool(true))?,
-            Some(b'f') => self.word("false", key, Kind::Bool(false))?,
-            Some(b'n') => self.word("null", key, Kind::Null)?,
+            Some(b't') => self.word("true", key, Tag::True)?,
+            Some(b'f') => self.word("false", key, Tag::False)?,
+            Some(b'n') => self.word("null", key, Tag::Null)?,
             Some(b'-' | b'0'..=b'9') => {
-                let kind = self.number()?;
-                self.push(key, kind);
+                let (tag, data) = self.number()?;
+                self.push(key, tag, data, 0);
             }
             _ => return Err(self.fail("expected a value")),
         }
@@ -522,7 +583,7 @@ impl Parser<'_> {
             return Err(self.fail("nested too deeply"));
         }
         self.i += 1;
-        let at = self.push(key, if object { Kind::Object } else { Kind::Array });
+        let at = self.push(key, if object { Tag::Object } else { Tag::Array }, 0, 0);
         self.ws();
         let close = if object { b'}' } else { b']' };
         if self.b.get(self.i) == Some(&close) {
@@ -581,10 +642,10 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn word(&mut self, w: &str, key: Span, kind: Kind) -> Result<(), Fail> {
+    fn word(&mut self, w: &str, key: Span, tag: Tag) -> Result<(), Fail> {
         if self.b[self.i..].starts_with(w.as_bytes()) {
             self.i += w.len();
-            self.push(key, kind);
+            self.push(key, tag, 0, 0);
             Ok(())
         } else {
             Err(self.fail("expected a value"))
@@ -599,7 +660,8 @@ impl Parser<'_> {
         self.i - start
     }
 
-    fn number(&mut self) -> Result<Kind, Fail> {
+    /// A number: `Int` or `Float`, and its `data`.
+    fn number(&mut self) -> Result<(Tag, u64), Fail> {
         let start = self.i;
         let negative = self.b.get(self.i) == Some(&b'-');
         if negative {
@@ -648,16 +710,16 @@ impl Parser<'_> {
         // `-0` is a float, as `serde_json` reads it.
         if integer && int_digits <= 18 && !(negative && n == 0) {
             let v = n as i64;
-            return Ok(Kind::Int(if negative { -v } else { v }));
+            return Ok((Tag::Int, (if negative { -v } else { v }) as u64));
         }
         let t = &self.text[start..self.i];
         if integer && t != "-0" {
             if let Ok(n) = t.parse::<i64>() {
-                return Ok(Kind::Int(n));
+                return Ok((Tag::Int, n as u64));
             }
         }
         match t.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Kind::Float(f)),
+            Ok(f) if f.is_finite() => Ok((Tag::Float, f.to_bits())),
             _ => Err(self.fail_at(start, "number out of range")),
         }
     }
@@ -982,8 +1044,8 @@ mod tests {
     fn strings_without_escapes_are_not_copied() {
         let text = r#"{"a":"plain","b":"C:\\x"}"#;
         let ev = JsonEvent::parse(text).expect("json");
-        assert!(matches!(ev.nodes[1].kind, Kind::Str(s) if !s.unescaped));
-        assert!(matches!(ev.nodes[2].kind, Kind::Str(s) if s.unescaped));
+        assert!(ev.nodes[1].str().is_some_and(|s| !s.unescaped));
+        assert!(ev.nodes[2].str().is_some_and(|s| s.unescaped));
         assert_eq!(ev.unescaped, "C:\\x");
     }
 }
