@@ -203,7 +203,9 @@ fn specials(w: u64) -> u64 {
     const HI: u64 = 0x8080_8080_8080_8080;
     let q = w ^ (LO * u64::from(b'"'));
     let b = w ^ (LO * u64::from(b'\\'));
-    (q.wrapping_sub(LO) & !q | b.wrapping_sub(LO) & !b | w.wrapping_sub(LO * 0x20) & !w) & HI
+    // Each term finds the zero bytes of `q`, `b` and the bytes of `w` below 0x20 (the
+    // high bits of `!q` and `!b` are those of `!w`).
+    (q.wrapping_sub(LO) | b.wrapping_sub(LO) | w.wrapping_sub(LO * 0x20)) & !w & HI
 }
 
 /// The bytes of `s` in `text` or, if it was unescaped, in `unescaped`.
@@ -436,10 +438,71 @@ struct Parser<'a> {
     error: JsonError,
 }
 
+/// The position of the first byte at or after `i` that is not JSON whitespace.
+#[inline(always)]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(&c) = b.get(i) {
+        if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// The position of the first `"`, `\\` or control character at or after `i` (or the
+/// text's end), eight bytes at a time.
+#[inline(always)]
+fn plain_end(b: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let m = specials(word(chunk));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// A key starting at `start` (after its opening quote), hashed while it is scanned: the
+/// position of its closing quote and its [`key_hash`] in `object`. `None` if it holds an
+/// escape or a control character, or ends in the text's last eight bytes (see
+/// [`Parser::key_slow`]).
+#[inline(always)]
+fn scan_key(b: &[u8], start: usize, object: u32) -> Option<(usize, u64)> {
+    let mut h = hash_start(object);
+    let mut i = start;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = word(chunk);
+        let m = specials(w);
+        if m == 0 {
+            h = mix(h, w);
+            i += 8;
+            continue;
+        }
+        let n = (m.trailing_zeros() / 8) as usize;
+        if chunk.get(n) != Some(&b'"') {
+            return None;
+        }
+        if n > 0 {
+            h = mix(h, w & (u64::MAX >> (64 - 8 * n)));
+        }
+        return Some((i + n, hash_end(h, i + n - start)));
+    }
+    None
+}
+
 impl Parser<'_> {
     #[cold]
     #[inline(never)]
     fn fail_at(&mut self, offset: usize, reason: &'static str) -> Fail {
+        self.i = offset;
         self.error = JsonError { offset, reason };
         Fail
     }
@@ -451,12 +514,7 @@ impl Parser<'_> {
 
     #[inline(always)]
     fn ws(&mut self) {
-        while let Some(&c) = self.b.get(self.i) {
-            if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
-                return;
-            }
-            self.i += 1;
-        }
+        self.i = skip_ws(self.b, self.i);
     }
 
     #[inline(always)]
@@ -473,10 +531,41 @@ impl Parser<'_> {
         at
     }
 
+    /// Pushes the string node of `s`.
+    #[inline(always)]
+    fn push_str(&mut self, key: Span, s: Span) {
+        let flags = if s.unescaped { STR_UNESCAPED } else { 0 };
+        self.push(
+            key,
+            Tag::Str,
+            u64::from(s.start) | u64::from(s.len) << 32,
+            flags,
+        );
+    }
+
     /// Puts member `node` of `object`, whose key hashes to `hash`, in the table (a
     /// repeated key: the later member replaces the earlier).
     #[inline(always)]
     fn insert(&mut self, hash: u64, object: u32, node: u32) {
+        let at = hash as usize & self.mask;
+        if let Some(slot) = self.table.get_mut(at) {
+            if slot.epoch != self.epoch {
+                *slot = Slot {
+                    check: (hash >> 32) as u32,
+                    object,
+                    node,
+                    epoch: self.epoch,
+                };
+                self.added();
+                return;
+            }
+        }
+        self.insert_probing(hash, object, node);
+    }
+
+    /// [`Parser::insert`] past a taken first slot.
+    #[inline(never)]
+    fn insert_probing(&mut self, hash: u64, object: u32, node: u32) {
         let check = (hash >> 32) as u32;
         let mut at = hash as usize & self.mask;
         loop {
@@ -490,10 +579,7 @@ impl Parser<'_> {
                     node,
                     epoch: self.epoch,
                 };
-                self.members += 1;
-                if self.members * 2 > self.table.len() {
-                    self.grow();
-                }
+                self.added();
                 return;
             }
             if slot.check == check && slot.object == object && self.same_key(slot.node, node) {
@@ -501,6 +587,15 @@ impl Parser<'_> {
                 return;
             }
             at = (at + 1) & self.mask;
+        }
+    }
+
+    /// Counts a member put in a free slot, keeping the table at most half full.
+    #[inline(always)]
+    fn added(&mut self) {
+        self.members += 1;
+        if self.members * 2 > self.table.len() {
+            self.grow();
         }
     }
 
@@ -551,15 +646,21 @@ impl Parser<'_> {
     fn value(&mut self, key: Span) -> Result<(), Fail> {
         match self.b.get(self.i) {
             Some(b'"') => {
-                self.i += 1;
-                let s = self.string()?;
-                let flags = if s.unescaped { STR_UNESCAPED } else { 0 };
-                self.push(
-                    key,
-                    Tag::Str,
-                    u64::from(s.start) | u64::from(s.len) << 32,
-                    flags,
-                );
+                let start = self.i + 1;
+                let end = plain_end(self.b, start);
+                if self.b.get(end) == Some(&b'"') {
+                    self.i = end + 1;
+                    let s = Span {
+                        start: start as u32,
+                        len: (end - start) as u32,
+                        unescaped: false,
+                    };
+                    self.push_str(key, s);
+                } else {
+                    self.i = end;
+                    let s = self.escaped(start)?;
+                    self.push_str(key, s);
+                }
             }
             Some(b'{') => self.container(key, true)?,
             Some(b'[') => self.container(key, false)?,
@@ -582,58 +683,91 @@ impl Parser<'_> {
         if self.depth > MAX_DEPTH {
             return Err(self.fail("nested too deeply"));
         }
-        self.i += 1;
         let at = self.push(key, if object { Tag::Object } else { Tag::Array }, 0, 0);
-        self.ws();
+        let b = self.b;
+        let mut i = skip_ws(b, self.i + 1);
         let close = if object { b'}' } else { b']' };
-        if self.b.get(self.i) == Some(&close) {
-            self.i += 1;
+        if b.get(i) == Some(&close) {
+            i += 1;
         } else if object {
             loop {
-                if self.b.get(self.i) != Some(&b'"') {
-                    return Err(self.fail("expected a key"));
+                if b.get(i) != Some(&b'"') {
+                    return Err(self.fail_at(i, "expected a key"));
                 }
-                self.i += 1;
-                let (k, hash) = self.key(at as u32)?;
-                self.ws();
-                if self.b.get(self.i) != Some(&b':') {
-                    return Err(self.fail("expected `:`"));
-                }
-                self.i += 1;
-                self.ws();
-                let node = self.nodes.len() as u32;
-                self.value(k)?;
-                self.insert(hash, at as u32, node);
-                self.ws();
-                match self.b.get(self.i) {
-                    Some(b',') => {
-                        self.i += 1;
-                        self.ws();
+                i += 1;
+                let (k, hash) = match scan_key(b, i, at as u32) {
+                    Some((end, hash)) => {
+                        let k = Span {
+                            start: i as u32,
+                            len: (end - i) as u32,
+                            unescaped: false,
+                        };
+                        i = end + 1;
+                        (k, hash)
                     }
+                    None => {
+                        self.i = i;
+                        let r = self.key_slow(at as u32)?;
+                        i = self.i;
+                        r
+                    }
+                };
+                i = skip_ws(b, i);
+                if b.get(i) != Some(&b':') {
+                    return Err(self.fail_at(i, "expected `:`"));
+                }
+                i = skip_ws(b, i + 1);
+                let node = self.nodes.len() as u32;
+                // The common case first: a string.
+                if b.get(i) == Some(&b'"') {
+                    let start = i + 1;
+                    let end = plain_end(b, start);
+                    if b.get(end) == Some(&b'"') {
+                        let s = Span {
+                            start: start as u32,
+                            len: (end - start) as u32,
+                            unescaped: false,
+                        };
+                        self.push_str(k, s);
+                        i = end + 1;
+                    } else {
+                        self.i = end;
+                        let s = self.escaped(start)?;
+                        self.push_str(k, s);
+                        i = self.i;
+                    }
+                } else {
+                    self.i = i;
+                    self.value(k)?;
+                    i = self.i;
+                }
+                self.insert(hash, at as u32, node);
+                i = skip_ws(b, i);
+                match b.get(i) {
+                    Some(b',') => i = skip_ws(b, i + 1),
                     Some(b'}') => {
-                        self.i += 1;
+                        i += 1;
                         break;
                     }
-                    _ => return Err(self.fail("expected `,` or the container's end")),
+                    _ => return Err(self.fail_at(i, "expected `,` or the container's end")),
                 }
             }
         } else {
             loop {
+                self.i = i;
                 self.value(NO_KEY)?;
-                self.ws();
-                match self.b.get(self.i) {
-                    Some(b',') => {
-                        self.i += 1;
-                        self.ws();
-                    }
+                i = skip_ws(b, self.i);
+                match b.get(i) {
+                    Some(b',') => i = skip_ws(b, i + 1),
                     Some(b']') => {
-                        self.i += 1;
+                        i += 1;
                         break;
                     }
-                    _ => return Err(self.fail("expected `,` or the container's end")),
+                    _ => return Err(self.fail_at(i, "expected `,` or the container's end")),
                 }
             }
         }
+        self.i = i;
         let end = self.nodes.len() as u32;
         if let Some(n) = self.nodes.get_mut(at) {
             n.end = end;
@@ -724,80 +858,26 @@ impl Parser<'_> {
         }
     }
 
-    /// Advances to the next `"`, `\\` or control character (or the end), eight bytes at
-    /// a time.
-    #[inline(always)]
-    fn skip_plain(&mut self) {
-        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
-            let m = specials(word(chunk));
-            if m != 0 {
-                self.i += (m.trailing_zeros() / 8) as usize;
-                return;
-            }
-            self.i += 8;
-        }
-        while let Some(&c) = self.b.get(self.i) {
-            if c == b'"' || c == b'\\' || c < 0x20 {
-                return;
-            }
-            self.i += 1;
-        }
-    }
-
-    /// A key whose opening quote was consumed, and its [`key_hash`] in `object`, hashed
-    /// while scanning it.
-    #[inline(always)]
-    fn key(&mut self, object: u32) -> Result<(Span, u64), Fail> {
+    /// A key that [`scan_key`] left, at its first byte (after the opening quote), and its
+    /// [`key_hash`] in `object`.
+    #[cold]
+    #[inline(never)]
+    fn key_slow(&mut self, object: u32) -> Result<(Span, u64), Fail> {
         let start = self.i;
-        let mut h = hash_start(object);
-        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
-            let w = word(chunk);
-            let m = specials(w);
-            if m == 0 {
-                h = mix(h, w);
-                self.i += 8;
-                continue;
-            }
-            let n = (m.trailing_zeros() / 8) as usize;
-            if self.b.get(self.i + n) != Some(&b'"') {
-                break;
-            }
-            if n > 0 {
-                h = mix(h, w & ((1u64 << (8 * n)) - 1));
-            }
-            let len = self.i + n - start;
-            self.i += n + 1;
-            let span = Span {
+        self.i = plain_end(self.b, start);
+        let span = if self.b.get(self.i) == Some(&b'"') {
+            let len = self.i - start;
+            self.i += 1;
+            Span {
                 start: start as u32,
                 len: len as u32,
                 unescaped: false,
-            };
-            return Ok((span, hash_end(h, len)));
-        }
-        // Escapes, a control character or the text's last bytes.
-        self.i = start;
-        let span = self.string()?;
+            }
+        } else {
+            self.escaped(start)?
+        };
         let hash = key_hash(object, bytes_of(self.b, self.unescaped.as_bytes(), span));
         Ok((span, hash))
-    }
-
-    /// A string whose opening quote was consumed.
-    #[inline(always)]
-    fn string(&mut self) -> Result<Span, Fail> {
-        let start = self.i;
-        self.skip_plain();
-        match self.b.get(self.i) {
-            Some(b'"') => {
-                let len = self.i - start;
-                self.i += 1;
-                Ok(Span {
-                    start: start as u32,
-                    len: len as u32,
-                    unescaped: false,
-                })
-            }
-            _ => self.escaped(start),
-        }
     }
 
     /// The rest of a string starting at `start` that holds an escape (or is invalid),
@@ -813,7 +893,7 @@ impl Parser<'_> {
         self.unescaped.push_str(&self.text[start..self.i]);
         loop {
             let run = self.i;
-            self.skip_plain();
+            self.i = plain_end(self.b, run);
             self.unescaped.push_str(&self.text[run..self.i]);
             match self.b.get(self.i) {
                 None => return Err(self.fail("unterminated string")),
