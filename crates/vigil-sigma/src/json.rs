@@ -201,11 +201,11 @@ fn tail(b: &[u8]) -> u64 {
 fn specials(w: u64) -> u64 {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    let q = w ^ (LO * u64::from(b'"'));
+    // The bytes of `x` below 0x21 are those of `w` below 0x20 and its `"` (0x22 ^ 2);
+    // the zero bytes of `b` its `\\`. (The high bits of `!x` and `!b` are those of `!w`.)
+    let x = w ^ (LO * 2);
     let b = w ^ (LO * u64::from(b'\\'));
-    // Each term finds the zero bytes of `q`, `b` and the bytes of `w` below 0x20 (the
-    // high bits of `!q` and `!b` are those of `!w`).
-    (q.wrapping_sub(LO) | b.wrapping_sub(LO) | w.wrapping_sub(LO * 0x20)) & !w & HI
+    (x.wrapping_sub(LO * 0x21) | b.wrapping_sub(LO)) & !w & HI
 }
 
 /// The bytes of `s` in `text` or, if it was unescaped, in `unescaped`.
@@ -796,33 +796,37 @@ impl Parser<'_> {
 
     /// A number: `Int` or `Float`, and its `data`.
     fn number(&mut self) -> Result<(Tag, u64), Fail> {
+        let b = self.b;
         let start = self.i;
-        let negative = self.b.get(self.i) == Some(&b'-');
+        let mut i = start;
+        let negative = b.get(i) == Some(&b'-');
         if negative {
-            self.i += 1;
+            i += 1;
         }
         // The integer part's value, exact up to 18 digits.
         let mut n: u64 = 0;
-        let first = self.i;
-        match self.b.get(self.i) {
+        let first = i;
+        match b.get(i) {
             Some(b'0') => {
-                self.i += 1;
-                if self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
-                    return Err(self.fail("invalid number"));
+                i += 1;
+                if b.get(i).is_some_and(u8::is_ascii_digit) {
+                    return Err(self.fail_at(i, "invalid number"));
                 }
             }
             Some(b'1'..=b'9') => {
-                while let Some(&c) = self.b.get(self.i) {
-                    if !c.is_ascii_digit() {
+                while let Some(&c) = b.get(i) {
+                    let d = c.wrapping_sub(b'0');
+                    if d > 9 {
                         break;
                     }
-                    n = n.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
-                    self.i += 1;
+                    n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+                    i += 1;
                 }
             }
-            _ => return Err(self.fail("invalid number")),
+            _ => return Err(self.fail_at(i, "invalid number")),
         }
-        let int_digits = self.i - first;
+        self.i = i;
+        let int_digits = i - first;
         let mut integer = true;
         if self.b.get(self.i) == Some(&b'.') {
             self.i += 1;
@@ -1110,6 +1114,28 @@ mod tests {
             );
             let e = JsonEvent::parse(bad);
             assert!(e.is_err(), "{bad:?} parsed: {e:?}");
+        }
+    }
+
+    #[test]
+    fn specials_finds_the_first_special_byte() {
+        let special = |c: u8| c == b'"' || c == b'\\' || c < 0x20;
+        for c in 0..=255u8 {
+            for at in 0..8 {
+                for fill in [b'a', 0x7f, 0x80, 0xff, b'!', b'#', b' ', b'[', b']'] {
+                    let mut w = [fill; 8];
+                    w[at] = c;
+                    let first = w.iter().position(|&x| special(x));
+                    let m = specials(u64::from_le_bytes(w));
+                    let found = (m != 0).then(|| (m.trailing_zeros() / 8) as usize);
+                    assert_eq!(found, first, "{w:?}");
+                    // Specials after the first one do not hide it.
+                    w[7] = b'"';
+                    let first = w.iter().position(|&x| special(x));
+                    let m = specials(u64::from_le_bytes(w));
+                    assert_eq!(Some((m.trailing_zeros() / 8) as usize), first, "{w:?}");
+                }
+            }
         }
     }
 
