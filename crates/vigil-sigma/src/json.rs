@@ -236,11 +236,14 @@ impl<'a> JsonEvent<'a> {
         let mut unescaped = std::mem::take(&mut buffers.unescaped);
         nodes.clear();
         unescaped.clear();
+        // A first guess (a node takes at least two bytes, and usually many more), to grow
+        // fresh buffers once rather than step by step.
+        nodes.reserve(text.len() / 16);
         let mut table = std::mem::take(&mut buffers.table);
         let mut epoch = buffers.epoch;
-        // A member takes at least four bytes (`"":0,`): a first guess at the size, grown
-        // while parsing if the text holds more members.
-        let size = (text.len() / 16).next_power_of_two().max(8);
+        // A first guess at the size (a member takes at least five bytes, `"":0,`, and
+        // usually many more), grown while parsing if the text holds more members.
+        let size = (text.len() / 8).next_power_of_two().max(8);
         if table.len() < size || epoch == u32::MAX {
             table.clear();
             table.resize(size, Slot::default());
@@ -894,6 +897,8 @@ impl Parser<'_> {
             Some(_) => return Err(self.fail("control character in string")),
         }
         let from = self.unescaped.len();
+        // Unescaping shortens: the rest of the text bounds what the document still needs.
+        self.unescaped.reserve(self.b.len() - start);
         self.unescaped.push_str(&self.text[start..self.i]);
         loop {
             let run = self.i;
