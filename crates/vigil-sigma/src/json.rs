@@ -208,6 +208,28 @@ fn specials(w: u64) -> u64 {
     (x.wrapping_sub(LO * 0x21) | b.wrapping_sub(LO)) & !w & HI
 }
 
+/// Whether `a` and `b` hold the same bytes: keys of up to 16 bytes in one or two
+/// (overlapping) words, without a call to `memcmp`.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match (
+        a.get(..8),
+        b.get(..8),
+        a.get(n.wrapping_sub(8)..),
+        b.get(n.wrapping_sub(8)..),
+    ) {
+        _ if n <= 8 => tail(a) == tail(b),
+        (Some(a0), Some(b0), Some(a1), Some(b1)) if n <= 16 => {
+            word(a0) == word(b0) && word(a1) == word(b1)
+        }
+        _ => a == b,
+    }
+}
+
 /// The bytes of `s` in `text` or, if it was unescaped, in `unescaped`.
 #[inline]
 fn bytes_of<'t>(text: &'t [u8], unescaped: &'t [u8], s: Span) -> &'t [u8] {
@@ -351,7 +373,10 @@ impl<'a> JsonEvent<'a> {
                 let node = slot.node as usize;
                 let k = self.nodes.get(node)?.key();
                 if k.len as usize == key.len()
-                    && bytes_of(self.text.as_bytes(), self.unescaped.as_bytes(), k) == key
+                    && same_bytes(
+                        bytes_of(self.text.as_bytes(), self.unescaped.as_bytes(), k),
+                        key,
+                    )
                 {
                     return Some(node);
                 }
@@ -1120,6 +1145,44 @@ mod tests {
             let e = JsonEvent::parse(bad);
             assert!(e.is_err(), "{bad:?} parsed: {e:?}");
         }
+    }
+
+    #[test]
+    fn keys_of_every_length_are_found() {
+        // Keys of 0 to 40 bytes, each also with one byte changed, hashed while scanned
+        // (or, near the text's end or holding escapes, after), looked up by their bytes.
+        let mut keys: Vec<String> = Vec::new();
+        for n in 0..=40usize {
+            let k: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            for at in [0, n / 2, n.saturating_sub(1)] {
+                if at < n {
+                    let mut v = k.clone().into_bytes();
+                    v[at] = b'Z';
+                    keys.push(String::from_utf8(v).expect("ascii"));
+                }
+            }
+            keys.push(k);
+        }
+        let mut text = String::from("{");
+        for (i, k) in keys.iter().enumerate() {
+            text += &format!("\"{k}\":{i},");
+        }
+        // The same key escaped (the later member counts), and a short key at the very end.
+        text += "\"ab\\u0063\":\"escaped\",\"x\":\"last\"}";
+        let ours = JsonEvent::parse(&text).expect("json");
+        let theirs: serde_json::Value = serde_json::from_str(&text).expect("serde");
+        for k in keys
+            .iter()
+            .map(String::as_str)
+            .chain(["abc", "x", "y", "abd"])
+        {
+            let path = FieldPath::new(k);
+            assert_eq!(ours.field(&path), theirs.field(&path), "{k}");
+        }
+        assert_eq!(
+            ours.field(&FieldPath::new("abc")),
+            Some(Value::Str(Cow::Borrowed("escaped")))
+        );
     }
 
     #[test]
