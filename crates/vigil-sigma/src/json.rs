@@ -916,23 +916,21 @@ impl Parser<'_> {
     /// `self.i` at the first `\\` (or control character, or the end).
     #[inline(never)]
     fn escaped(&mut self, start: usize) -> Result<Span, Fail> {
-        match self.b.get(self.i) {
-            None => return Err(self.fail("unterminated string")),
-            Some(b'\\') => {}
-            Some(_) => return Err(self.fail("control character in string")),
-        }
+        let (b, text) = (self.b, self.text);
+        let mut i = self.i;
         let from = self.unescaped.len();
         // Unescaping shortens: the rest of the text bounds what the document still needs.
-        self.unescaped.reserve(self.b.len() - start);
-        self.unescaped.push_str(&self.text[start..self.i]);
+        self.unescaped.reserve(b.len() - start);
+        // The text still to copy runs from `run` to `i` (each end after an ASCII byte,
+        // or at one).
+        let mut run = start;
         loop {
-            let run = self.i;
-            self.i = plain_end(self.b, run);
-            self.unescaped.push_str(&self.text[run..self.i]);
-            match self.b.get(self.i) {
-                None => return Err(self.fail("unterminated string")),
+            match b.get(i) {
+                None => return Err(self.fail_at(i, "unterminated string")),
                 Some(b'"') => {
-                    self.i += 1;
+                    self.unescaped
+                        .push_str(text.get(run..i).unwrap_or_default());
+                    self.i = i + 1;
                     let len = self.unescaped.len() - from;
                     if u32::try_from(self.unescaped.len()).is_err() {
                         return Err(self.fail("document larger than 4 GiB"));
@@ -944,26 +942,38 @@ impl Parser<'_> {
                     });
                 }
                 Some(b'\\') => {
-                    self.i += 1;
-                    let Some(&e) = self.b.get(self.i) else {
-                        return Err(self.fail("unterminated string"));
+                    self.unescaped
+                        .push_str(text.get(run..i).unwrap_or_default());
+                    let Some(&e) = b.get(i + 1) else {
+                        return Err(self.fail_at(i + 1, "unterminated string"));
                     };
-                    self.i += 1;
+                    i += 2;
+                    run = i;
                     let c = match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
+                        // The escaped character itself starts the next run.
+                        b'"' | b'\\' | b'/' => {
+                            run = i - 1;
+                            i = plain_end(b, i);
+                            continue;
+                        }
                         b'b' => '\u{8}',
                         b'f' => '\u{c}',
                         b'n' => '\n',
                         b'r' => '\r',
                         b't' => '\t',
-                        b'u' => self.unicode()?,
-                        _ => return Err(self.fail("invalid escape")),
+                        b'u' => {
+                            self.i = i;
+                            let c = self.unicode()?;
+                            i = self.i;
+                            run = i;
+                            c
+                        }
+                        _ => return Err(self.fail_at(i, "invalid escape")),
                     };
                     self.unescaped.push(c);
+                    i = plain_end(b, i);
                 }
-                Some(_) => return Err(self.fail("control character in string")),
+                Some(_) => return Err(self.fail_at(i, "control character in string")),
             }
         }
     }
