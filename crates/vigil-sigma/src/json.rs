@@ -526,6 +526,30 @@ fn scan_key(b: &[u8], start: usize, object: u32) -> Option<(usize, u64)> {
     None
 }
 
+/// A positive integer of at most 18 digits at `i` (no fraction or exponent) and the
+/// position after it; `None` for any other value (see [`Parser::number`]).
+#[inline(always)]
+fn small_int(b: &[u8], i: usize) -> Option<(u64, usize)> {
+    if !matches!(b.get(i), Some(b'1'..=b'9')) {
+        return None;
+    }
+    let mut n: u64 = 0;
+    let mut j = i;
+    while let Some(&c) = b.get(j) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+        j += 1;
+    }
+    match b.get(j) {
+        _ if j - i > 18 => None,
+        Some(b'.' | b'e' | b'E') => None,
+        _ => Some((n, j)),
+    }
+}
+
 impl Parser<'_> {
     #[cold]
     #[inline(never)]
@@ -764,6 +788,9 @@ impl Parser<'_> {
                         self.push_str(k, s);
                         i = self.i;
                     }
+                } else if let Some((n, end)) = small_int(b, i) {
+                    self.push(k, Tag::Int, n, 0);
+                    i = end;
                 } else {
                     self.i = i;
                     self.value(k)?;
