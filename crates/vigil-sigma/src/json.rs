@@ -162,7 +162,7 @@ fn word(c: &[u8]) -> u64 {
 }
 
 /// The hash of a member's key in its object: its bytes eight at a time (the last word
-/// padded with zeros), then its length. [`Parser::key`] computes the same while scanning.
+/// padded with zeros), then its length. [`scan_key`] computes the same while scanning.
 #[inline]
 fn key_hash(object: u32, key: &[u8]) -> u64 {
     let mut h = hash_start(object);
