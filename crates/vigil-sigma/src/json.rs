@@ -12,9 +12,7 @@
 //! (`Event::for_each_str`) see every string of the text, a repeated key's earlier values
 //! too (`serde_json::Value` keeps only the last).
 
-use crate::fxhash::FxBuild;
 use std::borrow::Cow;
-use std::hash::{BuildHasher, Hasher};
 use vigil_event::{Event, FieldPath, Value};
 
 /// Containers nested deeper than this are refused (as `serde_json` does past 128).
@@ -34,32 +32,66 @@ const NO_KEY: Span = Span {
     unescaped: false,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
+/// What a [`Node`] is (its `data` depends on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Tag {
     Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(Span),
+    False,
+    True,
+    Int,
+    Float,
+    Str,
     Array,
     Object,
 }
 
+/// In a node's `flags`: its string (`Tag::Str`) is in the buffer of unescaped strings.
+const STR_UNESCAPED: u8 = 1;
+/// In a node's `flags`: its key is in the buffer of unescaped strings.
+const KEY_UNESCAPED: u8 = 2;
+
 /// A value in document order; a container's members follow it up to `end`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Node {
+    /// `Int`: the value; `Float`: its bits; `Str`: the string's start, its length in the
+    /// high half.
+    data: u64,
     /// The member's key in its object (empty for array elements and the root).
-    key: Span,
-    kind: Kind,
+    key_start: u32,
+    key_len: u32,
     /// Index of the node after this one's subtree.
     end: u32,
+    tag: Tag,
+    /// [`STR_UNESCAPED`], [`KEY_UNESCAPED`].
+    flags: u8,
+}
+
+impl Node {
+    fn key(&self) -> Span {
+        Span {
+            start: self.key_start,
+            len: self.key_len,
+            unescaped: self.flags & KEY_UNESCAPED != 0,
+        }
+    }
+
+    /// The string, if the node is one.
+    fn str(&self) -> Option<Span> {
+        (self.tag == Tag::Str).then_some(Span {
+            start: self.data as u32,
+            len: (self.data >> 32) as u32,
+            unescaped: self.flags & STR_UNESCAPED != 0,
+        })
+    }
 }
 
 /// A member in [`JsonEvent`]'s table; a slot of an earlier event (another `epoch`) is
 /// free, so the table is reused without clearing it.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Slot {
-    hash: u64,
+    /// The high half of the member's [`key_hash`] (the low half chose the slot).
+    check: u32,
     object: u32,
     node: u32,
     epoch: u32,
@@ -80,7 +112,8 @@ pub struct JsonBuffers {
 pub struct JsonEvent<'a> {
     text: &'a str,
     nodes: Vec<Node>,
-    /// Every object member by (object, key): open addressing, a power of two long.
+    /// Every object member by (object, key), filled while parsing: open addressing, a
+    /// power of two long, at most half full.
     table: Vec<Slot>,
     /// The epoch of this event's slots in `table`.
     epoch: u32,
@@ -98,23 +131,111 @@ pub struct JsonError {
     pub reason: &'static str,
 }
 
-/// The hash of a member's key in its object.
-fn member_hash(object: usize, key: &str) -> u64 {
-    let mut h = FxBuild.build_hasher();
-    h.write_usize(object);
-    h.write(key.as_bytes());
-    h.write_usize(key.len());
-    h.finish()
+/// The multiplier of the key hash (FxHash's).
+const K: u64 = 0x517c_c1b7_2722_0a95;
+
+/// One step of the key hash: multiply-rotate, eight bytes at a time.
+#[inline(always)]
+fn mix(h: u64, w: u64) -> u64 {
+    (h.rotate_left(5) ^ w).wrapping_mul(K)
+}
+
+/// The key hash's state before the key's bytes.
+#[inline(always)]
+fn hash_start(object: u32) -> u64 {
+    mix(0, u64::from(object))
+}
+
+/// The key hash, from its state after the key's bytes.
+#[inline(always)]
+fn hash_end(h: u64, len: usize) -> u64 {
+    let h = mix(h, len as u64);
+    h ^ (h >> 32)
+}
+
+/// Eight bytes as a little-endian word.
+#[inline(always)]
+fn word(c: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(c);
+    u64::from_le_bytes(w)
+}
+
+/// The hash of a member's key in its object: its bytes eight at a time (the last word
+/// padded with zeros), then its length. [`scan_key`] computes the same while scanning.
+#[inline]
+fn key_hash(object: u32, key: &[u8]) -> u64 {
+    let mut h = hash_start(object);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        h = mix(h, word(c));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        h = mix(h, tail(rest));
+    }
+    hash_end(h, key.len())
+}
+
+/// Up to eight bytes as a little-endian word, padded with zeros (without a call to
+/// `memcpy`: two overlapping loads, or three bytes).
+#[inline(always)]
+fn tail(b: &[u8]) -> u64 {
+    let n = b.len();
+    if n >= 4 {
+        let lo = u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let hi = u64::from(u32::from_le_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]));
+        lo | hi << (8 * (n - 4))
+    } else if n > 0 {
+        u64::from(b[0])
+            | u64::from(b[n / 2]) << (8 * (n / 2))
+            | u64::from(b[n - 1]) << (8 * (n - 1))
+    } else {
+        0
+    }
 }
 
 /// The high bit of each byte of `w` that is `"`, `\\` or a control character (below
 /// 0x20); the lowest one set is exact (higher ones may be spurious).
+#[inline(always)]
 fn specials(w: u64) -> u64 {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    let q = w ^ (LO * u64::from(b'"'));
+    // The bytes of `x` below 0x21 are those of `w` below 0x20 and its `"` (0x22 ^ 2);
+    // the zero bytes of `b` its `\\`. (The high bits of `!x` and `!b` are those of `!w`.)
+    let x = w ^ (LO * 2);
     let b = w ^ (LO * u64::from(b'\\'));
-    (q.wrapping_sub(LO) & !q | b.wrapping_sub(LO) & !b | w.wrapping_sub(LO * 0x20) & !w) & HI
+    (x.wrapping_sub(LO * 0x21) | b.wrapping_sub(LO)) & !w & HI
+}
+
+/// Whether `a` and `b` hold the same bytes: keys of up to 16 bytes in one or two
+/// (overlapping) words, without a call to `memcmp`.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match (
+        a.get(..8),
+        b.get(..8),
+        a.get(n.wrapping_sub(8)..),
+        b.get(n.wrapping_sub(8)..),
+    ) {
+        _ if n <= 8 => tail(a) == tail(b),
+        (Some(a0), Some(b0), Some(a1), Some(b1)) if n <= 16 => {
+            word(a0) == word(b0) && word(a1) == word(b1)
+        }
+        _ => a == b,
+    }
+}
+
+/// The bytes of `s` in `text` or, if it was unescaped, in `unescaped`.
+#[inline]
+fn bytes_of<'t>(text: &'t [u8], unescaped: &'t [u8], s: Span) -> &'t [u8] {
+    let (start, end) = (s.start as usize, s.start as usize + s.len as usize);
+    let src = if s.unescaped { unescaped } else { text };
+    src.get(start..end).unwrap_or_default()
 }
 
 impl<'a> JsonEvent<'a> {
@@ -125,16 +246,30 @@ impl<'a> JsonEvent<'a> {
 
     /// Like [`JsonEvent::parse`], taking its allocations from `buffers` (give them back
     /// with [`JsonEvent::recycle`]).
+    #[inline(never)]
     pub fn parse_with(text: &'a str, buffers: &mut JsonBuffers) -> Result<Self, JsonError> {
-        let mut nodes = std::mem::take(&mut buffers.nodes);
-        let mut unescaped = std::mem::take(&mut buffers.unescaped);
-        nodes.clear();
-        unescaped.clear();
         if u32::try_from(text.len()).is_err() {
             return Err(JsonError {
                 offset: 0,
                 reason: "document larger than 4 GiB",
             });
+        }
+        let mut nodes = std::mem::take(&mut buffers.nodes);
+        let mut unescaped = std::mem::take(&mut buffers.unescaped);
+        nodes.clear();
+        unescaped.clear();
+        // A first guess (a node takes at least two bytes, and usually many more), to grow
+        // fresh buffers once rather than step by step.
+        nodes.reserve(text.len() / 16);
+        let mut table = std::mem::take(&mut buffers.table);
+        let mut epoch = buffers.epoch;
+        // A first guess at the size (a member takes at least five bytes, `"":0,`, and
+        // usually many more), grown while parsing if the text holds more members.
+        let size = (text.len() / 8).next_power_of_two().max(8);
+        if table.len() < size || epoch == u32::MAX {
+            table.clear();
+            table.resize(size, Slot::default());
+            epoch = 0;
         }
         let mut p = Parser {
             text,
@@ -143,29 +278,39 @@ impl<'a> JsonEvent<'a> {
             depth: 0,
             nodes,
             unescaped,
+            table,
+            mask: 0,
+            epoch: epoch + 1,
+            members: 0,
+            error: JsonError {
+                offset: 0,
+                reason: "",
+            },
         };
+        p.mask = p.table.len() - 1;
+        p.ws();
         let r = p.value(NO_KEY).and_then(|()| {
             p.ws();
             if p.i == p.b.len() {
                 Ok(())
             } else {
-                Err(p.err("trailing characters"))
+                Err(p.fail("trailing characters"))
             }
         });
-        if let Err(e) = r {
+        if r.is_err() {
             buffers.nodes = p.nodes;
             buffers.unescaped = p.unescaped;
-            return Err(e);
+            buffers.table = p.table;
+            buffers.epoch = p.epoch;
+            return Err(p.error);
         }
-        let mut ev = JsonEvent {
+        Ok(JsonEvent {
             text,
             nodes: p.nodes,
-            table: std::mem::take(&mut buffers.table),
-            epoch: buffers.epoch,
+            table: p.table,
+            epoch: p.epoch,
             unescaped: p.unescaped,
-        };
-        ev.index();
-        Ok(ev)
+        })
     }
 
     /// Gives this event's allocations back for the next [`JsonEvent::parse_with`].
@@ -186,61 +331,17 @@ impl<'a> JsonEvent<'a> {
         src.get(start..end).unwrap_or_default()
     }
 
-    /// Fills the member table (a repeated key: the last one stays).
-    fn index(&mut self) {
-        let size = (self.nodes.len() * 2).next_power_of_two().max(8);
-        if self.table.len() < size || self.epoch == u32::MAX {
-            self.table.clear();
-            self.table.resize(size, Slot::default());
-            self.epoch = 0;
-        }
-        self.epoch += 1;
-        let epoch = self.epoch;
-        let mask = self.table.len() - 1;
-        for j in 0..self.nodes.len() {
-            if self.nodes[j].kind != Kind::Object {
-                continue;
-            }
-            let end = self.nodes[j].end as usize;
-            let mut c = j + 1;
-            while c < end {
-                let key = self.str_of(self.nodes[c].key);
-                let hash = member_hash(j, key);
-                let mut at = hash as usize & mask;
-                loop {
-                    let slot = self.table[at];
-                    if slot.epoch != epoch {
-                        self.table[at] = Slot {
-                            hash,
-                            object: j as u32,
-                            node: c as u32,
-                            epoch,
-                        };
-                        break;
-                    }
-                    if slot.hash == hash
-                        && slot.object == j as u32
-                        && self.str_of(self.nodes[slot.node as usize].key) == key
-                    {
-                        self.table[at].node = c as u32;
-                        break;
-                    }
-                    at = (at + 1) & mask;
-                }
-                c = self.nodes[c].end as usize;
-            }
-        }
-    }
-
     fn leaf(&self, j: usize) -> Value<'_> {
-        match self.nodes[j].kind {
-            Kind::Null => Value::Null,
-            Kind::Bool(b) => Value::Bool(b),
-            Kind::Int(i) => Value::Int(i),
-            Kind::Float(f) => Value::Float(f),
-            Kind::Str(s) => Value::Str(Cow::Borrowed(self.str_of(s))),
-            Kind::Array => Value::List(self.children(j).map(|c| self.leaf(c)).collect()),
-            Kind::Object => Value::Object,
+        let n = &self.nodes[j];
+        match n.tag {
+            Tag::Null => Value::Null,
+            Tag::False => Value::Bool(false),
+            Tag::True => Value::Bool(true),
+            Tag::Int => Value::Int(n.data as i64),
+            Tag::Float => Value::Float(f64::from_bits(n.data)),
+            Tag::Str => Value::Str(Cow::Borrowed(self.str_of(n.str().unwrap_or(NO_KEY)))),
+            Tag::Array => Value::List(self.children(j).map(|c| self.leaf(c)).collect()),
+            Tag::Object => Value::Object,
         }
     }
 
@@ -258,19 +359,27 @@ impl<'a> JsonEvent<'a> {
 
     /// The last member of object `j` named `key`.
     fn member(&self, j: usize, key: &str) -> Option<usize> {
-        let hash = member_hash(j, key);
+        let key = key.as_bytes();
+        let hash = key_hash(j as u32, key);
+        let check = (hash >> 32) as u32;
         let mask = self.table.len() - 1;
         let mut at = hash as usize & mask;
         loop {
-            let slot = self.table[at];
+            let slot = *self.table.get(at)?;
             if slot.epoch != self.epoch {
                 return None;
             }
-            if slot.hash == hash
-                && slot.object == j as u32
-                && self.str_of(self.nodes[slot.node as usize].key) == key
-            {
-                return Some(slot.node as usize);
+            if slot.check == check && slot.object == j as u32 {
+                let node = slot.node as usize;
+                let k = self.nodes.get(node)?.key();
+                if k.len as usize == key.len()
+                    && same_bytes(
+                        bytes_of(self.text.as_bytes(), self.unescaped.as_bytes(), k),
+                        key,
+                    )
+                {
+                    return Some(node);
+                }
             }
             at = (at + 1) & mask;
         }
@@ -280,8 +389,8 @@ impl<'a> JsonEvent<'a> {
         if i == path.len() {
             return Some(self.leaf(j));
         }
-        match self.nodes[j].kind {
-            Kind::Object => {
+        match self.nodes[j].tag {
+            Tag::Object => {
                 if let Some(c) = self.member(j, path.part(i)?) {
                     if let Some(found) = self.at(c, path, i + 1) {
                         return Some(found);
@@ -295,7 +404,7 @@ impl<'a> JsonEvent<'a> {
                 }
                 None
             }
-            Kind::Array => {
+            Tag::Array => {
                 let found: Vec<Value<'_>> = self
                     .children(j)
                     .filter_map(|c| self.at(c, path, i))
@@ -317,11 +426,11 @@ impl Event for JsonEvent<'_> {
         if path.len() >= 3 && path.part(0) == Some("Event") && path.part(1) == Some("UserData") {
             let event = self.member(0, "Event")?;
             let user = self.member(event, "UserData")?;
-            if self.nodes[user].kind == Kind::Object {
+            if self.nodes[user].tag == Tag::Object {
                 let key = path.part(2)?;
                 return self
                     .children(user)
-                    .filter(|&w| self.nodes[w].kind == Kind::Object)
+                    .filter(|&w| self.nodes[w].tag == Tag::Object)
                     .find_map(|w| self.at(self.member(w, key)?, path, 3));
             }
         }
@@ -330,12 +439,15 @@ impl Event for JsonEvent<'_> {
 
     fn for_each_str<'b>(&'b self, f: &mut dyn FnMut(&'b str)) {
         for n in &self.nodes {
-            if let Kind::Str(s) = n.kind {
+            if let Some(s) = n.str() {
                 f(self.str_of(s));
             }
         }
     }
 }
+
+/// The text is not JSON: the parser's `error` says why.
+struct Fail;
 
 struct Parser<'a> {
     text: &'a str,
@@ -344,108 +456,388 @@ struct Parser<'a> {
     depth: u32,
     nodes: Vec<Node>,
     unescaped: String,
+    /// The member table being filled (see [`JsonEvent`]); `mask` is its length less one.
+    table: Vec<Slot>,
+    mask: usize,
+    epoch: u32,
+    /// Members in `table`.
+    members: usize,
+    /// Why parsing failed, once it has.
+    error: JsonError,
+}
+
+/// The position of the first byte at or after `i` that is not JSON whitespace.
+#[inline(always)]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(&c) = b.get(i) {
+        if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// The position of the first `"`, `\\` or control character at or after `i` (or the
+/// text's end), eight bytes at a time.
+#[inline(always)]
+fn plain_end(b: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let m = specials(word(chunk));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// A key starting at `start` (after its opening quote), hashed while it is scanned: the
+/// position of its closing quote and its [`key_hash`] in `object`. `None` if it holds an
+/// escape or a control character, or ends in the text's last eight bytes (see
+/// [`Parser::key_slow`]).
+#[inline(always)]
+fn scan_key(b: &[u8], start: usize, object: u32) -> Option<(usize, u64)> {
+    let mut h = hash_start(object);
+    let mut i = start;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = word(chunk);
+        let m = specials(w);
+        if m == 0 {
+            h = mix(h, w);
+            i += 8;
+            continue;
+        }
+        let n = (m.trailing_zeros() / 8) as usize;
+        if chunk.get(n) != Some(&b'"') {
+            return None;
+        }
+        if n > 0 {
+            h = mix(h, w & (u64::MAX >> (64 - 8 * n)));
+        }
+        return Some((i + n, hash_end(h, i + n - start)));
+    }
+    None
+}
+
+/// A positive integer of at most 18 digits at `i` (no fraction or exponent) and the
+/// position after it; `None` for any other value (see [`Parser::number`]).
+#[inline(always)]
+fn small_int(b: &[u8], i: usize) -> Option<(u64, usize)> {
+    if !matches!(b.get(i), Some(b'1'..=b'9')) {
+        return None;
+    }
+    let mut n: u64 = 0;
+    let mut j = i;
+    while let Some(&c) = b.get(j) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+        j += 1;
+    }
+    match b.get(j) {
+        _ if j - i > 18 => None,
+        Some(b'.' | b'e' | b'E') => None,
+        _ => Some((n, j)),
+    }
 }
 
 impl Parser<'_> {
-    fn err(&self, reason: &'static str) -> JsonError {
-        JsonError {
-            offset: self.i,
-            reason,
-        }
+    #[cold]
+    #[inline(never)]
+    fn fail_at(&mut self, offset: usize, reason: &'static str) -> Fail {
+        self.i = offset;
+        self.error = JsonError { offset, reason };
+        Fail
     }
 
+    #[inline(always)]
+    fn fail(&mut self, reason: &'static str) -> Fail {
+        self.fail_at(self.i, reason)
+    }
+
+    #[inline(always)]
     fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
-            self.i += 1;
-        }
+        self.i = skip_ws(self.b, self.i);
     }
 
-    fn expect(&mut self, c: u8, reason: &'static str) -> Result<(), JsonError> {
-        self.ws();
-        if self.b.get(self.i) == Some(&c) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(self.err(reason))
-        }
-    }
-
-    fn push(&mut self, key: Span, kind: Kind) -> usize {
+    #[inline(always)]
+    fn push(&mut self, key: Span, tag: Tag, data: u64, flags: u8) -> usize {
         let at = self.nodes.len();
         self.nodes.push(Node {
-            key,
-            kind,
+            data,
+            key_start: key.start,
+            key_len: key.len,
             end: (at + 1) as u32,
+            tag,
+            flags: flags | if key.unescaped { KEY_UNESCAPED } else { 0 },
         });
         at
     }
 
-    fn value(&mut self, key: Span) -> Result<(), JsonError> {
-        self.ws();
-        let Some(&c) = self.b.get(self.i) else {
-            return Err(self.err("expected a value"));
-        };
-        match c {
-            b'{' | b'[' => {
-                self.depth += 1;
-                if self.depth > MAX_DEPTH {
-                    return Err(self.err("nested too deeply"));
-                }
-                self.i += 1;
-                let object = c == b'{';
-                let at = self.push(key, if object { Kind::Object } else { Kind::Array });
-                let close = if object { b'}' } else { b']' };
-                self.ws();
-                if self.b.get(self.i) == Some(&close) {
-                    self.i += 1;
+    /// Pushes the string node of `s`.
+    #[inline(always)]
+    fn push_str(&mut self, key: Span, s: Span) {
+        let flags = if s.unescaped { STR_UNESCAPED } else { 0 };
+        self.push(
+            key,
+            Tag::Str,
+            u64::from(s.start) | u64::from(s.len) << 32,
+            flags,
+        );
+    }
+
+    /// Puts member `node` of `object`, whose key hashes to `hash`, in the table (a
+    /// repeated key: the later member replaces the earlier).
+    #[inline(always)]
+    fn insert(&mut self, hash: u64, object: u32, node: u32) {
+        let at = hash as usize & self.mask;
+        if let Some(slot) = self.table.get_mut(at) {
+            if slot.epoch != self.epoch {
+                *slot = Slot {
+                    check: (hash >> 32) as u32,
+                    object,
+                    node,
+                    epoch: self.epoch,
+                };
+                self.added();
+                return;
+            }
+        }
+        self.insert_probing(hash, object, node);
+    }
+
+    /// [`Parser::insert`] past a taken first slot.
+    #[inline(never)]
+    fn insert_probing(&mut self, hash: u64, object: u32, node: u32) {
+        let check = (hash >> 32) as u32;
+        let mut at = hash as usize & self.mask;
+        loop {
+            let Some(slot) = self.table.get(at).copied() else {
+                return;
+            };
+            if slot.epoch != self.epoch {
+                self.table[at] = Slot {
+                    check,
+                    object,
+                    node,
+                    epoch: self.epoch,
+                };
+                self.added();
+                return;
+            }
+            if slot.check == check && slot.object == object && self.same_key(slot.node, node) {
+                self.table[at].node = node;
+                return;
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+
+    /// Counts a member put in a free slot, keeping the table at most half full.
+    #[inline(always)]
+    fn added(&mut self) {
+        self.members += 1;
+        if self.members * 2 > self.table.len() {
+            self.grow();
+        }
+    }
+
+    fn same_key(&self, a: u32, b: u32) -> bool {
+        let (text, unescaped) = (self.b, self.unescaped.as_bytes());
+        match (self.nodes.get(a as usize), self.nodes.get(b as usize)) {
+            (Some(x), Some(y)) => {
+                bytes_of(text, unescaped, x.key()) == bytes_of(text, unescaped, y.key())
+            }
+            _ => false,
+        }
+    }
+
+    /// Doubles the table, keeping its members.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let old = std::mem::take(&mut self.table);
+        let hashes: Vec<(u64, Slot)> = old
+            .iter()
+            .filter(|s| s.epoch == self.epoch)
+            .map(|s| {
+                let key = self.nodes.get(s.node as usize).map_or(NO_KEY, |n| n.key());
+                let key = bytes_of(self.b, self.unescaped.as_bytes(), key);
+                (key_hash(s.object, key), *s)
+            })
+            .collect();
+        self.table = old;
+        let size = self.table.len() * 2;
+        self.table.clear();
+        self.table.resize(size, Slot::default());
+        self.mask = size - 1;
+        self.epoch = 1;
+        for (hash, s) in hashes {
+            let mut at = hash as usize & self.mask;
+            while self.table[at].epoch == self.epoch {
+                at = (at + 1) & self.mask;
+            }
+            self.table[at] = Slot {
+                epoch: self.epoch,
+                ..s
+            };
+        }
+    }
+
+    /// A value, at its first byte (whitespace skipped).
+    #[inline(always)]
+    fn value(&mut self, key: Span) -> Result<(), Fail> {
+        match self.b.get(self.i) {
+            Some(b'"') => {
+                let start = self.i + 1;
+                let end = plain_end(self.b, start);
+                if self.b.get(end) == Some(&b'"') {
+                    self.i = end + 1;
+                    let s = Span {
+                        start: start as u32,
+                        len: (end - start) as u32,
+                        unescaped: false,
+                    };
+                    self.push_str(key, s);
                 } else {
-                    loop {
-                        if object {
-                            self.expect(b'"', "expected a key")?;
-                            let k = self.string()?;
-                            self.expect(b':', "expected `:`")?;
-                            self.value(k)?;
-                        } else {
-                            self.value(NO_KEY)?;
-                        }
-                        self.ws();
-                        match self.b.get(self.i) {
-                            Some(b',') => self.i += 1,
-                            Some(&x) if x == close => {
-                                self.i += 1;
-                                break;
-                            }
-                            _ => return Err(self.err("expected `,` or the container's end")),
-                        }
-                    }
+                    self.i = end;
+                    let s = self.escaped(start)?;
+                    self.push_str(key, s);
                 }
-                self.nodes[at].end = self.nodes.len() as u32;
-                self.depth -= 1;
             }
-            b'"' => {
-                self.i += 1;
-                let s = self.string()?;
-                self.push(key, Kind::Str(s));
+            Some(b'{') => self.container(key, true)?,
+            Some(b'[') => self.container(key, false)?,
+            Some(b't') => self.word("true", key, Tag::True)?,
+            Some(b'f') => self.word("false", key, Tag::False)?,
+            Some(b'n') => self.word("null", key, Tag::Null)?,
+            Some(b'-' | b'0'..=b'9') => {
+                let (tag, data) = self.number()?;
+                self.push(key, tag, data, 0);
             }
-            b't' => self.word("true", key, Kind::Bool(true))?,
-            b'f' => self.word("false", key, Kind::Bool(false))?,
-            b'n' => self.word("null", key, Kind::Null)?,
-            b'-' | b'0'..=b'9' => {
-                let kind = self.number()?;
-                self.push(key, kind);
-            }
-            _ => return Err(self.err("expected a value")),
+            _ => return Err(self.fail("expected a value")),
         }
         Ok(())
     }
 
-    fn word(&mut self, w: &str, key: Span, kind: Kind) -> Result<(), JsonError> {
+    /// An object or array, at its opening bracket.
+    #[inline(never)]
+    fn container(&mut self, key: Span, object: bool) -> Result<(), Fail> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.fail("nested too deeply"));
+        }
+        let at = self.push(key, if object { Tag::Object } else { Tag::Array }, 0, 0);
+        let b = self.b;
+        let mut i = skip_ws(b, self.i + 1);
+        let close = if object { b'}' } else { b']' };
+        if b.get(i) == Some(&close) {
+            i += 1;
+        } else if object {
+            loop {
+                if b.get(i) != Some(&b'"') {
+                    return Err(self.fail_at(i, "expected a key"));
+                }
+                i += 1;
+                let (k, hash) = match scan_key(b, i, at as u32) {
+                    Some((end, hash)) => {
+                        let k = Span {
+                            start: i as u32,
+                            len: (end - i) as u32,
+                            unescaped: false,
+                        };
+                        i = end + 1;
+                        (k, hash)
+                    }
+                    None => {
+                        self.i = i;
+                        let r = self.key_slow(at as u32)?;
+                        i = self.i;
+                        r
+                    }
+                };
+                i = skip_ws(b, i);
+                if b.get(i) != Some(&b':') {
+                    return Err(self.fail_at(i, "expected `:`"));
+                }
+                i = skip_ws(b, i + 1);
+                let node = self.nodes.len() as u32;
+                // The common case first: a string.
+                if b.get(i) == Some(&b'"') {
+                    let start = i + 1;
+                    let end = plain_end(b, start);
+                    if b.get(end) == Some(&b'"') {
+                        let s = Span {
+                            start: start as u32,
+                            len: (end - start) as u32,
+                            unescaped: false,
+                        };
+                        self.push_str(k, s);
+                        i = end + 1;
+                    } else {
+                        self.i = end;
+                        let s = self.escaped(start)?;
+                        self.push_str(k, s);
+                        i = self.i;
+                    }
+                } else if let Some((n, end)) = small_int(b, i) {
+                    self.push(k, Tag::Int, n, 0);
+                    i = end;
+                } else {
+                    self.i = i;
+                    self.value(k)?;
+                    i = self.i;
+                }
+                self.insert(hash, at as u32, node);
+                i = skip_ws(b, i);
+                match b.get(i) {
+                    Some(b',') => i = skip_ws(b, i + 1),
+                    Some(b'}') => {
+                        i += 1;
+                        break;
+                    }
+                    _ => return Err(self.fail_at(i, "expected `,` or the container's end")),
+                }
+            }
+        } else {
+            loop {
+                self.i = i;
+                self.value(NO_KEY)?;
+                i = skip_ws(b, self.i);
+                match b.get(i) {
+                    Some(b',') => i = skip_ws(b, i + 1),
+                    Some(b']') => {
+                        i += 1;
+                        break;
+                    }
+                    _ => return Err(self.fail_at(i, "expected `,` or the container's end")),
+                }
+            }
+        }
+        self.i = i;
+        let end = self.nodes.len() as u32;
+        if let Some(n) = self.nodes.get_mut(at) {
+            n.end = end;
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn word(&mut self, w: &str, key: Span, tag: Tag) -> Result<(), Fail> {
         if self.b[self.i..].starts_with(w.as_bytes()) {
             self.i += w.len();
-            self.push(key, kind);
+            self.push(key, tag, 0, 0);
             Ok(())
         } else {
-            Err(self.err("expected a value"))
+            Err(self.fail("expected a value"))
         }
     }
 
@@ -457,29 +849,45 @@ impl Parser<'_> {
         self.i - start
     }
 
-    fn number(&mut self) -> Result<Kind, JsonError> {
+    /// A number: `Int` or `Float`, and its `data`.
+    fn number(&mut self) -> Result<(Tag, u64), Fail> {
+        let b = self.b;
         let start = self.i;
-        if self.b[self.i] == b'-' {
-            self.i += 1;
+        let mut i = start;
+        let negative = b.get(i) == Some(&b'-');
+        if negative {
+            i += 1;
         }
-        match self.b.get(self.i) {
+        // The integer part's value, exact up to 18 digits.
+        let mut n: u64 = 0;
+        let first = i;
+        match b.get(i) {
             Some(b'0') => {
-                self.i += 1;
-                if self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
-                    return Err(self.err("invalid number"));
+                i += 1;
+                if b.get(i).is_some_and(u8::is_ascii_digit) {
+                    return Err(self.fail_at(i, "invalid number"));
                 }
             }
             Some(b'1'..=b'9') => {
-                self.digits();
+                while let Some(&c) = b.get(i) {
+                    let d = c.wrapping_sub(b'0');
+                    if d > 9 {
+                        break;
+                    }
+                    n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+                    i += 1;
+                }
             }
-            _ => return Err(self.err("invalid number")),
+            _ => return Err(self.fail_at(i, "invalid number")),
         }
+        self.i = i;
+        let int_digits = i - first;
         let mut integer = true;
         if self.b.get(self.i) == Some(&b'.') {
             self.i += 1;
             integer = false;
             if self.digits() == 0 {
-                return Err(self.err("invalid number"));
+                return Err(self.fail("invalid number"));
             }
         }
         if let Some(b'e' | b'E') = self.b.get(self.i) {
@@ -489,137 +897,151 @@ impl Parser<'_> {
                 self.i += 1;
             }
             if self.digits() == 0 {
-                return Err(self.err("invalid number"));
+                return Err(self.fail("invalid number"));
             }
         }
-        let t = &self.text[start..self.i];
         // `-0` is a float, as `serde_json` reads it.
+        if integer && int_digits <= 18 && !(negative && n == 0) {
+            let v = n as i64;
+            return Ok((Tag::Int, (if negative { -v } else { v }) as u64));
+        }
+        let t = &self.text[start..self.i];
         if integer && t != "-0" {
             if let Ok(n) = t.parse::<i64>() {
-                return Ok(Kind::Int(n));
+                return Ok((Tag::Int, n as u64));
             }
         }
         match t.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Kind::Float(f)),
-            _ => Err(JsonError {
-                offset: start,
-                reason: "number out of range",
-            }),
+            Ok(f) if f.is_finite() => Ok((Tag::Float, f.to_bits())),
+            _ => Err(self.fail_at(start, "number out of range")),
         }
     }
 
-    /// Advances to the next `"`, `\\` or control character (or the end), eight bytes at
-    /// a time.
-    fn skip_plain(&mut self) {
-        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            let m = specials(u64::from_le_bytes(w));
-            if m != 0 {
-                self.i += (m.trailing_zeros() / 8) as usize;
-                return;
-            }
-            self.i += 8;
-        }
-        while let Some(&c) = self.b.get(self.i) {
-            if c == b'"' || c == b'\\' || c < 0x20 {
-                return;
-            }
-            self.i += 1;
-        }
-    }
-
-    /// A string whose opening quote was consumed.
-    fn string(&mut self) -> Result<Span, JsonError> {
+    /// A key that [`scan_key`] left, at its first byte (after the opening quote), and its
+    /// [`key_hash`] in `object`.
+    #[cold]
+    #[inline(never)]
+    fn key_slow(&mut self, object: u32) -> Result<(Span, u64), Fail> {
         let start = self.i;
-        self.skip_plain();
-        match self.b.get(self.i) {
-            None => return Err(self.err("unterminated string")),
-            Some(b'"') => {
-                let len = self.i - start;
-                self.i += 1;
-                return Ok(Span {
-                    start: start as u32,
-                    len: len as u32,
-                    unescaped: false,
-                });
+        self.i = plain_end(self.b, start);
+        let span = if self.b.get(self.i) == Some(&b'"') {
+            let len = self.i - start;
+            self.i += 1;
+            Span {
+                start: start as u32,
+                len: len as u32,
+                unescaped: false,
             }
-            Some(b'\\') => {}
-            Some(_) => return Err(self.err("control character in string")),
-        }
+        } else {
+            self.escaped(start)?
+        };
+        let hash = key_hash(object, bytes_of(self.b, self.unescaped.as_bytes(), span));
+        Ok((span, hash))
+    }
+
+    /// The rest of a string starting at `start` that holds an escape (or is invalid),
+    /// `self.i` at the first `\\` (or control character, or the end).
+    #[inline(never)]
+    fn escaped(&mut self, start: usize) -> Result<Span, Fail> {
+        let (b, text) = (self.b, self.text);
+        let mut i = self.i;
         let from = self.unescaped.len();
-        self.unescaped.push_str(&self.text[start..self.i]);
+        // Unescaping shortens: the rest of the text bounds what the document still needs.
+        self.unescaped.reserve(b.len() - start);
+        // The text still to copy runs from `run` to `i` (each end after an ASCII byte,
+        // or at one).
+        let mut run = start;
         loop {
-            let run = self.i;
-            self.skip_plain();
-            self.unescaped.push_str(&self.text[run..self.i]);
-            match self.b.get(self.i) {
-                None => return Err(self.err("unterminated string")),
+            match b.get(i) {
+                None => return Err(self.fail_at(i, "unterminated string")),
                 Some(b'"') => {
-                    self.i += 1;
+                    self.unescaped
+                        .push_str(text.get(run..i).unwrap_or_default());
+                    self.i = i + 1;
                     let len = self.unescaped.len() - from;
-                    return u32::try_from(self.unescaped.len())
-                        .map(|_| Span {
-                            start: from as u32,
-                            len: len as u32,
-                            unescaped: true,
-                        })
-                        .map_err(|_| self.err("document larger than 4 GiB"));
+                    if u32::try_from(self.unescaped.len()).is_err() {
+                        return Err(self.fail("document larger than 4 GiB"));
+                    }
+                    return Ok(Span {
+                        start: from as u32,
+                        len: len as u32,
+                        unescaped: true,
+                    });
                 }
                 Some(b'\\') => {
-                    self.i += 1;
-                    let Some(&e) = self.b.get(self.i) else {
-                        return Err(self.err("unterminated string"));
+                    self.unescaped
+                        .push_str(text.get(run..i).unwrap_or_default());
+                    let Some(&e) = b.get(i + 1) else {
+                        return Err(self.fail_at(i + 1, "unterminated string"));
                     };
-                    self.i += 1;
+                    i += 2;
+                    run = i;
                     let c = match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
+                        // The escaped character itself starts the next run.
+                        b'"' | b'\\' | b'/' => {
+                            run = i - 1;
+                            i = plain_end(b, i);
+                            continue;
+                        }
                         b'b' => '\u{8}',
                         b'f' => '\u{c}',
                         b'n' => '\n',
                         b'r' => '\r',
                         b't' => '\t',
-                        b'u' => self.unicode()?,
-                        _ => return Err(self.err("invalid escape")),
+                        b'u' => {
+                            self.i = i;
+                            let c = self.unicode()?;
+                            i = self.i;
+                            run = i;
+                            c
+                        }
+                        _ => return Err(self.fail_at(i, "invalid escape")),
                     };
                     self.unescaped.push(c);
+                    i = plain_end(b, i);
                 }
-                Some(_) => return Err(self.err("control character in string")),
+                Some(_) => return Err(self.fail_at(i, "control character in string")),
             }
         }
     }
 
-    fn hex4(&mut self) -> Result<u32, JsonError> {
+    fn hex4(&mut self) -> Result<u32, Fail> {
         let h = self
             .text
             .get(self.i..self.i + 4)
-            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| self.err("invalid \\u escape"))?;
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+        let Some(h) = h else {
+            return Err(self.fail("invalid \\u escape"));
+        };
+        let Ok(code) = u32::from_str_radix(h, 16) else {
+            return Err(self.fail("invalid \\u escape"));
+        };
         self.i += 4;
-        u32::from_str_radix(h, 16).map_err(|_| self.err("invalid \\u escape"))
+        Ok(code)
     }
 
     /// The character of a `\u` escape whose `\u` was consumed (a surrogate pair takes two).
-    fn unicode(&mut self) -> Result<char, JsonError> {
+    fn unicode(&mut self) -> Result<char, Fail> {
         let hi = self.hex4()?;
         let code = match hi {
             0xD800..=0xDBFF => {
                 if !self.b[self.i..].starts_with(b"\\u") {
-                    return Err(self.err("lone leading surrogate"));
+                    return Err(self.fail("lone leading surrogate"));
                 }
                 self.i += 2;
                 let lo = self.hex4()?;
                 if !(0xDC00..=0xDFFF).contains(&lo) {
-                    return Err(self.err("invalid surrogate pair"));
+                    return Err(self.fail("invalid surrogate pair"));
                 }
                 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
             }
-            0xDC00..=0xDFFF => return Err(self.err("lone trailing surrogate")),
+            0xDC00..=0xDFFF => return Err(self.fail("lone trailing surrogate")),
             c => c,
         };
-        char::from_u32(code).ok_or_else(|| self.err("invalid \\u escape"))
+        match char::from_u32(code) {
+            Some(c) => Ok(c),
+            None => Err(self.fail("invalid \\u escape")),
+        }
     }
 }
 
@@ -763,6 +1185,66 @@ mod tests {
     }
 
     #[test]
+    fn keys_of_every_length_are_found() {
+        // Keys of 0 to 40 bytes, each also with one byte changed, hashed while scanned
+        // (or, near the text's end or holding escapes, after), looked up by their bytes.
+        let mut keys: Vec<String> = Vec::new();
+        for n in 0..=40usize {
+            let k: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            for at in [0, n / 2, n.saturating_sub(1)] {
+                if at < n {
+                    let mut v = k.clone().into_bytes();
+                    v[at] = b'Z';
+                    keys.push(String::from_utf8(v).expect("ascii"));
+                }
+            }
+            keys.push(k);
+        }
+        let mut text = String::from("{");
+        for (i, k) in keys.iter().enumerate() {
+            text += &format!("\"{k}\":{i},");
+        }
+        // The same key escaped (the later member counts), and a short key at the very end.
+        text += "\"ab\\u0063\":\"escaped\",\"x\":\"last\"}";
+        let ours = JsonEvent::parse(&text).expect("json");
+        let theirs: serde_json::Value = serde_json::from_str(&text).expect("serde");
+        for k in keys
+            .iter()
+            .map(String::as_str)
+            .chain(["abc", "x", "y", "abd"])
+        {
+            let path = FieldPath::new(k);
+            assert_eq!(ours.field(&path), theirs.field(&path), "{k}");
+        }
+        assert_eq!(
+            ours.field(&FieldPath::new("abc")),
+            Some(Value::Str(Cow::Borrowed("escaped")))
+        );
+    }
+
+    #[test]
+    fn specials_finds_the_first_special_byte() {
+        let special = |c: u8| c == b'"' || c == b'\\' || c < 0x20;
+        for c in 0..=255u8 {
+            for at in 0..8 {
+                for fill in [b'a', 0x7f, 0x80, 0xff, b'!', b'#', b' ', b'[', b']'] {
+                    let mut w = [fill; 8];
+                    w[at] = c;
+                    let first = w.iter().position(|&x| special(x));
+                    let m = specials(u64::from_le_bytes(w));
+                    let found = (m != 0).then(|| (m.trailing_zeros() / 8) as usize);
+                    assert_eq!(found, first, "{w:?}");
+                    // Specials after the first one do not hide it.
+                    w[7] = b'"';
+                    let first = w.iter().position(|&x| special(x));
+                    let m = specials(u64::from_le_bytes(w));
+                    assert_eq!(Some((m.trailing_zeros() / 8) as usize), first, "{w:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn error_names_the_offset() {
         let e = JsonEvent::parse("{\"a\": tru}").expect_err("bad");
         assert_eq!(e.offset, 6);
@@ -773,8 +1255,8 @@ mod tests {
     fn strings_without_escapes_are_not_copied() {
         let text = r#"{"a":"plain","b":"C:\\x"}"#;
         let ev = JsonEvent::parse(text).expect("json");
-        assert!(matches!(ev.nodes[1].kind, Kind::Str(s) if !s.unescaped));
-        assert!(matches!(ev.nodes[2].kind, Kind::Str(s) if s.unescaped));
+        assert!(ev.nodes[1].str().is_some_and(|s| !s.unescaped));
+        assert!(ev.nodes[2].str().is_some_and(|s| s.unescaped));
         assert_eq!(ev.unescaped, "C:\\x");
     }
 }
