@@ -218,8 +218,9 @@ struct Bucket {
     generic_variant: u32,
     groups: Vec<Group>,
     n_pids: u32,
-    /// pid -> local rule indices it may trigger.
-    triggers: Vec<Box<[u32]>>,
+    /// pid -> the rules it may trigger: (local index, detection index), side by side so
+    /// that collecting candidates does not visit the rules themselves.
+    triggers: Vec<Box<[(u32, u32)]>>,
     /// Local rule indices evaluated for every routed event.
     always: Box<[u32]>,
 }
@@ -852,7 +853,13 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                         } else {
                             lower.clear();
                             self.event.for_each_str(&mut |h| {
-                                pattern::fold_into(h, lower);
+                                if h.is_ascii() {
+                                    let start = lower.len();
+                                    lower.push_str(h);
+                                    lower.as_mut_str()[start..].make_ascii_lowercase();
+                                } else {
+                                    pattern::fold_into(h, lower);
+                                }
                                 lower.push('\0');
                             });
                         }
@@ -867,8 +874,8 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         let mut cand = std::mem::take(&mut self.s.cand);
         cand.clear();
         for &pid in &self.s.hit_list {
-            for &r in b.triggers[pid as usize].iter() {
-                let det = b.progs[r as usize].det as usize;
+            for &(r, det) in b.triggers[pid as usize].iter() {
+                let det = det as usize;
                 if self.s.rule_epoch[det] != epoch {
                     self.s.rule_epoch[det] = epoch;
                     cand.push(r);
@@ -1452,13 +1459,13 @@ fn build(loader: Loader) -> Built {
             n_memo += 1;
         }
         // Triggers.
-        let mut triggers: Vec<Vec<u32>> = vec![Vec::new(); n_pids as usize];
+        let mut triggers: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n_pids as usize];
         let mut always = Vec::new();
         for (li, prog) in progs.iter().enumerate() {
             match compile::trigger(prog, &pid_stats) {
                 Some(set) => {
                     for p in set {
-                        triggers[p as usize].push(li as u32);
+                        triggers[p as usize].push((li as u32, prog.det));
                     }
                 }
                 None => always.push(li as u32),
