@@ -418,6 +418,15 @@ impl<'a> JsonEvent<'a> {
 
 impl Event for JsonEvent<'_> {
     fn field(&self, path: &FieldPath) -> Option<Value<'_>> {
+        if path.len() == 1 {
+            // One part: a member of the root object, without the recursion of `at` (no
+            // flat key or `UserData` to try after it).
+            let root = self.nodes.first()?;
+            return match root.tag {
+                Tag::Object => Some(self.leaf(self.member(0, path.as_str())?)),
+                _ => self.at(0, path, 0),
+            };
+        }
         if let Some(v) = self.at(0, path, 0) {
             return Some(v);
         }
@@ -1220,6 +1229,28 @@ mod tests {
             ours.field(&FieldPath::new("abc")),
             Some(Value::Str(Cow::Borrowed("escaped")))
         );
+    }
+
+    #[test]
+    fn one_part_paths_on_every_root() {
+        // A one-part path reads the root object's member directly; other roots as before.
+        let docs = [
+            r#"{"Image":"a","Imagf":"b","x.y":"flat","Event":{"Image":"nested"},"e":{}}"#,
+            r#"[{"Image":"a"},{"Image":["b",{"Image":"c"}]},{"Imagf":1},3]"#,
+            r#"[[{"Image":"deep"}]]"#,
+            r#""Image""#,
+            "null",
+        ];
+        for d in docs {
+            let ours = JsonEvent::parse(d).expect("json");
+            let theirs: serde_json::Value = serde_json::from_str(d).expect("serde");
+            for p in [
+                "Image", "Imagf", "Imagd", "image", "x", "x.y", "Event", "e", "", "Image.",
+            ] {
+                let path = FieldPath::new(p);
+                assert_eq!(ours.field(&path), theirs.field(&path), "{d} {p}");
+            }
+        }
     }
 
     #[test]
