@@ -385,6 +385,51 @@ impl<'a> JsonEvent<'a> {
         }
     }
 
+    /// `self.at(0, path, 0)`, without recursion while the path runs through objects.
+    fn walk(&self, path: &FieldPath) -> Option<Value<'_>> {
+        const MAX: usize = 8;
+        let len = path.len();
+        if len > MAX {
+            return self.at(0, path, 0);
+        }
+        // The objects met, one per part: `objects[i]` is the one part `i` was looked up in.
+        let mut objects = [0u32; MAX];
+        let mut met = 0;
+        let (mut i, mut j) = (0, 0);
+        loop {
+            if i == len {
+                return Some(self.leaf(j));
+            }
+            match self.nodes.get(j)?.tag {
+                Tag::Object => {
+                    objects[i] = j as u32;
+                    met = i + 1;
+                    match self.member(j, path.part(i)?) {
+                        Some(c) => (i, j) = (i + 1, c),
+                        None => break,
+                    }
+                }
+                Tag::Array => {
+                    if let Some(v) = self.at(j, path, i) {
+                        return Some(v);
+                    }
+                    break;
+                }
+                _ => break,
+            }
+        }
+        // Not found along the parts: flat keys holding dots, the deepest object first, as
+        // `at` tries them when its recursion returns.
+        for i in (0..met).rev() {
+            if i + 1 < len {
+                if let Some(c) = self.member(objects[i] as usize, path.rest(i)?) {
+                    return Some(self.leaf(c));
+                }
+            }
+        }
+        None
+    }
+
     fn at(&self, j: usize, path: &FieldPath, i: usize) -> Option<Value<'_>> {
         if i == path.len() {
             return Some(self.leaf(j));
@@ -427,7 +472,7 @@ impl Event for JsonEvent<'_> {
                 _ => self.at(0, path, 0),
             };
         }
-        if let Some(v) = self.at(0, path, 0) {
+        if let Some(v) = self.walk(path) {
             return Some(v);
         }
         // The `evtx` shape, as `WinRecord` reads it: `UserData` holds one element named
@@ -1248,6 +1293,51 @@ mod tests {
                 "Image", "Imagf", "Imagd", "image", "x", "x.y", "Event", "e", "", "Image.",
             ] {
                 let path = FieldPath::new(p);
+                assert_eq!(ours.field(&path), theirs.field(&path), "{d} {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn nested_paths_answer_as_the_recursion_does() {
+        // `walk` gives what `at` gives: through objects, arrays, scalars, flat keys holding
+        // dots at every level, absent keys and keys differing in one byte, long paths.
+        let docs = [
+            r#"{"Event":{"System":{"EventID":4688,"Channel":"Security"},"EventData":{"Image":"a","Imagf":"b"},
+                "EventData.Image":"flat1","EventData.Nope":"flat2"},"Event.EventData.Nope":"flat3",
+                "Event.X.Y":"flat4","a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":"deep"}}}}}}}},
+                "arr":[{"k":{"v":1}},{"k":[{"v":2}]},{"k.v":3},5],"s":"str","n":{"x.y.z":1,"x":{"y.z":2}}}"#,
+            r#"[{"Event":{"EventData":{"Image":"in array"}}},{"Event.EventData.Image":"flat"}]"#,
+            r#"{"Event":[{"EventData":{"Image":"x"}},{"EventData.Image":"y"}],"Event.EventData.Image":"z"}"#,
+            r#""scalar""#,
+        ];
+        let paths = [
+            "Event.System.EventID",
+            "Event.System.Channel",
+            "Event.System.Channem",
+            "Event.EventData.Image",
+            "Event.EventData.Imagf",
+            "Event.EventData.Imagg",
+            "Event.EventData.Nope",
+            "Event.X.Y",
+            "Event.Y",
+            "Event.System.EventID.x",
+            "a.b.c.d.e.f.g.h",
+            "a.b.c.d.e.f.g.h.i",
+            "a.b.c.d.e.f.g.x.i",
+            "arr.k.v",
+            "arr.k",
+            "s.x",
+            "n.x.y.z",
+            "n.x.y",
+            "x.y",
+        ];
+        for d in docs {
+            let ours = JsonEvent::parse(d).expect("json");
+            let theirs: serde_json::Value = serde_json::from_str(d).expect("serde");
+            for p in paths {
+                let path = FieldPath::new(p);
+                assert_eq!(ours.walk(&path), ours.at(0, &path, 0), "{d} {p}");
                 assert_eq!(ours.field(&path), theirs.field(&path), "{d} {p}");
             }
         }
