@@ -55,7 +55,7 @@ const KEY_UNESCAPED: u8 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Node {
     /// `Int`: the value; `Float`: its bits; `Str`: the string's start, its length in the
-    /// high half.
+    /// high half; `Object`: the [`key_bit`]s of its keys.
     data: u64,
     /// The member's key in its object (empty for array elements and the root).
     key_start: u32,
@@ -175,6 +175,14 @@ fn key_hash(object: u32, key: &[u8]) -> u64 {
         h = mix(h, tail(rest));
     }
     hash_end(h, key.len())
+}
+
+/// A key's bit in its object's filter (`Node::data`), from its length: a key whose bit
+/// the filter lacks is not a member, found without hashing it (a flat key holding dots
+/// tried in an object of short keys, say).
+#[inline(always)]
+fn key_bit(len: usize) -> u64 {
+    1 << (len % 64)
 }
 
 /// Up to eight bytes as a little-endian word, padded with zeros (without a call to
@@ -360,6 +368,9 @@ impl<'a> JsonEvent<'a> {
     /// The last member of object `j` named `key`.
     fn member(&self, j: usize, key: &str) -> Option<usize> {
         let key = key.as_bytes();
+        if self.nodes.get(j)?.data & key_bit(key.len()) == 0 {
+            return None;
+        }
         let hash = key_hash(j as u32, key);
         let check = (hash >> 32) as u32;
         let mask = self.table.len() - 1;
@@ -793,6 +804,8 @@ impl Parser<'_> {
         let b = self.b;
         let mut i = skip_ws(b, self.i + 1);
         let close = if object { b'}' } else { b']' };
+        // The object's key filter (see `key_bit`).
+        let mut filter = 0;
         if b.get(i) == Some(&close) {
             i += 1;
         } else if object {
@@ -818,6 +831,7 @@ impl Parser<'_> {
                         r
                     }
                 };
+                filter |= key_bit(k.len as usize);
                 i = skip_ws(b, i);
                 if b.get(i) != Some(&b':') {
                     return Err(self.fail_at(i, "expected `:`"));
@@ -880,6 +894,7 @@ impl Parser<'_> {
         let end = self.nodes.len() as u32;
         if let Some(n) = self.nodes.get_mut(at) {
             n.end = end;
+            n.data = filter;
         }
         self.depth -= 1;
         Ok(())
@@ -1340,6 +1355,31 @@ mod tests {
                 assert_eq!(ours.walk(&path), ours.at(0, &path, 0), "{d} {p}");
                 assert_eq!(ours.field(&path), theirs.field(&path), "{d} {p}");
             }
+        }
+    }
+
+    #[test]
+    fn key_filter_keeps_every_member() {
+        // Lengths that share a filter bit (0, 64 and 128; 1 and 65), escaped keys (the
+        // filter holds the unescaped length), nested objects and empty ones.
+        let long = |n: usize| "k".repeat(n);
+        let text = format!(
+            r#"{{"":0,"{}":64,"x":1,"{}":65,"{}":128,"a\u0062":"ab","o":{{"{}":"in","":"e"}},"e":{{}}}}"#,
+            long(64),
+            long(65),
+            long(128),
+            long(63)
+        );
+        let ours = JsonEvent::parse(&text).expect("json");
+        let theirs: serde_json::Value = serde_json::from_str(&text).expect("serde");
+        let mut paths: Vec<String> = [0, 1, 2, 63, 64, 65, 66, 127, 128, 129]
+            .iter()
+            .flat_map(|&n| [long(n), format!("o.{}", long(n)), format!("e.{}", long(n))])
+            .collect();
+        paths.extend(["x", "y", "ab", "a\\u0062", "o", "e", "o.", "e."].map(String::from));
+        for p in &paths {
+            let path = FieldPath::new(p);
+            assert_eq!(ours.field(&path), theirs.field(&path), "{p}");
         }
     }
 
