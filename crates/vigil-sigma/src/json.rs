@@ -1038,8 +1038,11 @@ impl Parser<'_> {
                     });
                 }
                 Some(b'\\') => {
-                    self.unescaped
-                        .push_str(text.get(run..i).unwrap_or_default());
+                    // Escapes in a row (`\r\n`, ...) leave nothing to copy between them.
+                    if run < i {
+                        self.unescaped
+                            .push_str(text.get(run..i).unwrap_or_default());
+                    }
                     let Some(&e) = b.get(i + 1) else {
                         return Err(self.fail_at(i + 1, "unterminated string"));
                     };
