@@ -1387,6 +1387,28 @@ mod tests {
     }
 
     #[test]
+    fn plain_end_finds_the_first_special_byte() {
+        // Every start and every position of the first (and a second) special byte, in texts
+        // that end within, after or without the eight-byte steps.
+        for len in 0..48usize {
+            for at in 0..=len {
+                for c in [b'"', b'\\', 0x1f, b'\n'] {
+                    let mut t = vec![b'a'; len];
+                    if at < len {
+                        t[at] = c;
+                        if at + 9 < len {
+                            t[at + 9] = b'"';
+                        }
+                    }
+                    for start in 0..=at {
+                        assert_eq!(plain_end(&t, start), at, "{len} {at} {c} {start}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn specials_finds_the_first_special_byte() {
         let special = |c: u8| c == b'"' || c == b'\\' || c < 0x20;
         for c in 0..=255u8 {
