@@ -885,9 +885,14 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         cand.extend_from_slice(&b.always);
         cand.sort_unstable();
         // 3. Evaluate.
-        self.s.evaluated += cand.len() as u64;
         for &r in &cand {
             let prog = &b.progs[r as usize];
+            let hits = &self.s.hits;
+            let hit = |p: &u32| hits[(p / 64) as usize] & (1u64 << (p % 64)) != 0;
+            if !prog.required.iter().all(|set| set.iter().any(hit)) {
+                continue;
+            }
+            self.s.evaluated += 1;
             if self.cond(&prog.cond, prog) {
                 out.push(self.finding(prog, route));
             }
