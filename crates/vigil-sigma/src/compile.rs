@@ -792,4 +792,36 @@ mod tests {
         );
         assert_eq!(run("c:\\a.exe", "rare argument three"), (vec![], 1));
     }
+
+    /// A finding reports every un-negated search that holds, whether the condition
+    /// evaluated it (and kept its result) or short-circuited past it.
+    #[test]
+    fn findings_report_searches_the_condition_skipped() {
+        let mut loader = Loader::new();
+        loader.add(
+            "r.yml",
+            "title: R\nlogsource: {product: test}\ndetection:\n  a:\n    Image|endswith: '\\a.exe'\n  b:\n    CommandLine|re: 'x+y'\n  c:\n    CommandLine|contains: 'zzz'\n  f:\n    User: 'sys'\n  condition: (a or b or c) and not f\n",
+        );
+        let built = loader.build();
+        assert!(built.errors.is_empty(), "{:?}", built.errors);
+        let engine = built.engine;
+        let declared = engine.declare(&LogSource::new(Some("test"), None, None));
+        let mut scratch = engine.scratch();
+        let mut run = |image: &str, cl: &str, user: &str| {
+            let mut out = Vec::new();
+            let ev = serde_json::json!({"Image": image, "CommandLine": cl, "User": user});
+            engine.match_event(&mut scratch, &ev, Source::Declared(&declared), &mut out);
+            out.iter()
+                .map(|f| f.selections.join(","))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run("c:\\a.exe", "xxy zzz", "u"), ["a,b,c"]);
+        assert_eq!(run("c:\\a.exe", "xy", "u"), ["a,b"]);
+        assert_eq!(run("c:\\b.exe", "xy zzz", "u"), ["b,c"]);
+        assert_eq!(run("c:\\b.exe", "zzz", "u"), ["c"]);
+        assert_eq!(run("c:\\a.exe", "zzz", "sys"), Vec::<String>::new());
+        // The same event twice: the kept results are the rule's, event by event.
+        assert_eq!(run("c:\\a.exe", "zzz", "u"), ["a,c"]);
+        assert_eq!(run("c:\\a.exe", "zzz", "u"), ["a,c"]);
+    }
 }

@@ -334,6 +334,9 @@ pub struct Scratch {
     kw_lower: String,
     kw_lower_epoch: u32,
     evaluated: u64,
+    /// Per search of the rule being evaluated: 0 not evaluated yet, else 1 + whether it
+    /// held (a finding reports the searches that held without evaluating them again).
+    searched: Vec<u8>,
     memo: Memo,
     /// Field scans answered from the memo, and scans done.
     memo_hits: u64,
@@ -397,6 +400,7 @@ impl Engine {
             kw_lower: String::new(),
             kw_lower_epoch: 0,
             evaluated: 0,
+            searched: Vec::new(),
             memo: Memo::new(self.n_memo),
             memo_hits: 0,
             scans: 0,
@@ -893,6 +897,8 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                 continue;
             }
             self.s.evaluated += 1;
+            self.s.searched.clear();
+            self.s.searched.resize(prog.searches.len(), 0);
             if self.cond(&prog.cond, prog) {
                 out.push(self.finding(prog, route));
             }
@@ -905,7 +911,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         let det = &engine.dets[prog.det as usize];
         let mut selections = Vec::new();
         for (i, e) in prog.searches.iter().enumerate() {
-            if prog.positive[i] && self.expr(e) {
+            if prog.positive[i] && self.search_in_finding(i, e) {
                 selections.push(&*prog.names[i]);
             }
         }
@@ -937,16 +943,39 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         }
     }
 
+    /// Whether search `i` (`e`) of the rule just evaluated holds: as its condition found,
+    /// or evaluated now if the condition did not need it.
+    fn search_in_finding(&mut self, i: usize, e: &Expr) -> bool {
+        match self.s.searched.get(i) {
+            Some(&r) if r != 0 => r == 2,
+            _ => self.expr(e),
+        }
+    }
+
+    /// Search `i` of `prog`, evaluated once per rule evaluation.
+    fn search(&mut self, i: usize, prog: &RuleProg) -> bool {
+        if let Some(&r) = self.s.searched.get(i) {
+            if r != 0 {
+                return r == 2;
+            }
+        }
+        let held = self.expr(&prog.searches[i]);
+        if let Some(r) = self.s.searched.get_mut(i) {
+            *r = 1 + u8::from(held);
+        }
+        held
+    }
+
     fn cond(&mut self, c: &Cond, prog: &RuleProg) -> bool {
         match c {
-            Cond::Search(i) => self.expr(&prog.searches[*i]),
+            Cond::Search(i) => self.search(*i, prog),
             Cond::And(parts) => parts.iter().all(|p| self.cond(p, prog)),
             Cond::Or(parts) => parts.iter().any(|p| self.cond(p, prog)),
             Cond::Not(inner) => !self.cond(inner, prog),
             Cond::AtLeast(n, idx) => {
                 let mut count = 0;
                 for i in idx {
-                    if self.expr(&prog.searches[*i]) {
+                    if self.search(*i, prog) {
                         count += 1;
                         if count >= *n {
                             return true;
