@@ -458,7 +458,8 @@ impl Engine {
         let mut ctx = Ctx {
             engine: self,
             event,
-            vals: recycle(std::mem::take(&mut scratch.vals)),
+            // Empty, and of a longer lifetime: usable as it is.
+            vals: std::mem::take(&mut scratch.vals),
             s: scratch,
             variant: &[],
             ip: None,
@@ -796,9 +797,12 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                         let h = memo::hash(text);
                         if let Some(pids) = s.memo.get(m, h, text) {
                             s.memo_hits += 1;
+                            // The group's own pids, none of them set yet (a group is
+                            // scanned once per bucket): set without testing.
                             for p in pids {
-                                Self::set_hit(&mut s.hits, &mut s.hit_list, *p);
+                                s.hits[(p / 64) as usize] |= 1u64 << (p % 64);
                             }
+                            s.hit_list.extend_from_slice(pids);
                             continue;
                         }
                         // A group's pids are its own: what this scan adds to the hit
