@@ -973,9 +973,9 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
     fn cond(&mut self, c: &Cond, prog: &RuleProg) -> bool {
         match c {
             Cond::Search(i) => self.search(*i, prog),
-            Cond::And(parts) => parts.iter().all(|p| self.cond(p, prog)),
-            Cond::Or(parts) => parts.iter().any(|p| self.cond(p, prog)),
-            Cond::Not(inner) => !self.cond(inner, prog),
+            Cond::And(parts) => parts.iter().all(|p| self.cond_part(p, prog)),
+            Cond::Or(parts) => parts.iter().any(|p| self.cond_part(p, prog)),
+            Cond::Not(inner) => !self.cond_part(inner, prog),
             Cond::AtLeast(n, idx) => {
                 let mut count = 0;
                 for i in idx {
@@ -992,14 +992,38 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         }
     }
 
+    /// A part of a condition: a search, or a negated one, answered here (the common
+    /// leaves, without a call per level), anything else by [`Ctx::cond`].
+    #[inline(always)]
+    fn cond_part(&mut self, c: &Cond, prog: &RuleProg) -> bool {
+        match c {
+            Cond::Search(i) => self.search(*i, prog),
+            Cond::Not(inner) => match &**inner {
+                Cond::Search(i) => !self.search(*i, prog),
+                other => !self.cond(other, prog),
+            },
+            other => self.cond(other, prog),
+        }
+    }
+
     fn expr(&mut self, e: &Expr) -> bool {
         match e {
-            Expr::And(parts) => parts.iter().all(|p| self.expr(p)),
-            Expr::Or(parts) => parts.iter().any(|p| self.expr(p)),
+            Expr::And(parts) => parts.iter().all(|p| self.expr_part(p)),
+            Expr::Or(parts) => parts.iter().any(|p| self.expr_part(p)),
             Expr::Test(t) => self.test(t),
         }
     }
 
+    /// A part of a search: a test answered here, anything else by [`Ctx::expr`].
+    #[inline(always)]
+    fn expr_part(&mut self, e: &Expr) -> bool {
+        match e {
+            Expr::Test(t) => self.test(t),
+            other => self.expr(other),
+        }
+    }
+
+    #[inline(always)]
     fn test(&mut self, t: &CTest) -> bool {
         let rest = &t.atoms[t.pats.len()..];
         if !t.neq && rest.is_empty() {
