@@ -325,6 +325,9 @@ pub struct Scratch {
     rule_epoch: Vec<u32>,
     cand: Vec<u32>,
     routes: Vec<Route>,
+    /// The Windows routes of the last record whose routing read no provider, and what
+    /// they were found from: (shape, EventID, channel as written).
+    win_cache: Option<(u32, Option<i64>, String, Vec<Route>)>,
     lower: String,
     num: String,
     /// Every string of the current event, each followed by a NUL (for keywords).
@@ -393,6 +396,7 @@ impl Engine {
             rule_epoch: vec![0; self.dets.len()],
             cand: Vec::new(),
             routes: Vec::new(),
+            win_cache: None,
             lower: String::new(),
             num: String::new(),
             kw: String::new(),
@@ -514,6 +518,16 @@ impl Engine {
                 let eid = eid
                     .iter()
                     .find_map(|p| event.field(p).and_then(|v| v.as_i64()));
+                let channel = event.field(ch);
+                let channel = channel.as_ref().and_then(|c| c.as_str());
+                // A record routed as the last one: its routes again.
+                if let (Some(c), Some((cs, ce, cc, cr))) = (channel, &s.win_cache) {
+                    if *cs == shape && *ce == eid && cc == c {
+                        routes.extend_from_slice(cr);
+                        return;
+                    }
+                }
+                let start = routes.len();
                 let all_eid = eid.and_then(|e| self.win_all_eid.get(&e));
                 for r in self.win_all.iter().chain(all_eid.into_iter().flatten()) {
                     routes.push(Route {
@@ -521,10 +535,7 @@ impl Engine {
                         variant: r.variant + shape,
                     });
                 }
-                let Some(channel) = event.field(ch) else {
-                    return;
-                };
-                let Some(channel) = channel.as_str() else {
+                let Some(channel) = channel else {
                     return;
                 };
                 s.lower.clear();
@@ -558,6 +569,14 @@ impl Engine {
                     if !routes.iter().any(|x| x.bucket == r.bucket) {
                         routes.push(r);
                     }
+                }
+                if provider.is_none() {
+                    let (cs, ce, cc, cr) = s.win_cache.get_or_insert_with(Default::default);
+                    (*cs, *ce) = (shape, eid);
+                    cc.clear();
+                    cc.push_str(channel);
+                    cr.clear();
+                    cr.extend_from_slice(&routes[start..]);
                 }
             }
         }
@@ -1788,5 +1807,73 @@ impl Engine {
     /// The kind of rule at a metadata index.
     pub fn rule_kind(&self, index: usize) -> Option<RuleKind> {
         self.metas.get(index).map(|m| m.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Loader, Source};
+
+    /// Records routed as the one before reuse its routes: the findings of every record
+    /// of a stream (channels, EventIDs and shapes alternating and repeating) are those
+    /// of the record matched alone with a fresh scratch.
+    #[test]
+    fn repeated_routes_match_as_fresh_ones() {
+        let mut loader = Loader::new();
+        let rules = [
+            "logsource: {product: windows, service: security}\ndetection:\n  s:\n    TargetUserName: admin\n  condition: s",
+            "logsource: {product: windows, category: process_creation}\ndetection:\n  s:\n    Image|endswith: '\\cmd.exe'\n  condition: s",
+            "logsource: {product: windows}\ndetection:\n  s:\n    EventID: 4625\n  condition: s",
+            "logsource: {product: windows, service: sysmon}\ndetection:\n  s:\n    EventID: 3\n  condition: s",
+        ];
+        for (i, r) in rules.iter().enumerate() {
+            loader.add(&format!("r{i}.yml"), &format!("title: R{i}\n{r}\n"));
+        }
+        let built = loader.build();
+        assert!(built.errors.is_empty(), "{:?}", built.errors);
+        let engine = built.engine;
+        let flat = |ch: &str, eid: i64| {
+            serde_json::json!({"Channel": ch, "EventID": eid, "TargetUserName": "admin",
+                "Image": "C:\\Windows\\cmd.exe"})
+        };
+        let nested = |ch: &str, eid: i64| {
+            serde_json::json!({"Event": {"System": {"Channel": ch, "EventID": eid},
+                "EventData": {"TargetUserName": "admin", "Image": "C:\\Windows\\cmd.exe"}}})
+        };
+        let mut stream = Vec::new();
+        for (ch, eid) in [
+            ("Security", 4688),
+            ("Security", 4688),
+            ("Security", 4625),
+            ("security", 4625),
+            ("Microsoft-Windows-Sysmon/Operational", 1),
+            ("Microsoft-Windows-Sysmon/Operational", 1),
+            ("Microsoft-Windows-Sysmon/Operational", 3),
+            ("Security", 4688),
+            ("Other", 4625),
+            ("Other", 4625),
+            ("Security", 4688),
+        ] {
+            stream.push(flat(ch, eid));
+            stream.push(nested(ch, eid));
+            stream.push(nested(ch, eid));
+            stream.push(flat(ch, eid));
+        }
+        stream.push(serde_json::json!({"EventID": 4625}));
+        stream.push(serde_json::json!({"EventID": 4625}));
+        let titles = |out: &[crate::Finding<'_>]| -> Vec<String> {
+            out.iter().map(|f| f.rule.title.clone()).collect()
+        };
+        let mut scratch = engine.scratch();
+        let mut matched = 0;
+        for ev in &stream {
+            let mut out = Vec::new();
+            engine.match_event(&mut scratch, ev, Source::Windows, &mut out);
+            let mut alone = Vec::new();
+            engine.match_event(&mut engine.scratch(), ev, Source::Windows, &mut alone);
+            assert_eq!(titles(&out), titles(&alone), "{ev}");
+            matched += out.len();
+        }
+        assert!(matched > stream.len());
     }
 }
