@@ -78,6 +78,9 @@ pub(crate) struct RuleProg {
     pub wants_time: bool,
     /// Searches that appear un-negated in the condition (reported when they hold).
     pub positive: Box<[bool]>,
+    /// Sets of pattern ids each of which must have a hit for the condition to hold
+    /// (smallest first): a candidate missing one is rejected without evaluating it.
+    pub required: Box<[Box<[u32]>]>,
 }
 
 /// Marks the searches that occur under an even number of `not`s.
@@ -552,14 +555,79 @@ impl BucketCompiler {
     pub(crate) fn rule(&mut self, det_index: u32, d: &Detection) -> RuleProg {
         let mut pos = vec![false; d.names.len()];
         positive(&d.cond, false, &mut pos);
+        let searches: Box<[Expr]> = d.searches.iter().map(|s| self.search(s)).collect();
+        let mut required = Required::cond(&d.cond, &searches);
+        required.sort_by_key(Vec::len);
+        required.dedup();
         RuleProg {
             positive: pos.into_boxed_slice(),
             det: det_index,
             names: d.names.iter().map(|n| Arc::from(n.as_str())).collect(),
-            searches: d.searches.iter().map(|s| self.search(s)).collect(),
+            searches,
             cond: d.cond.clone(),
             corr_fields: Vec::new(),
             wants_time: false,
+            required: required.into_iter().map(Vec::into_boxed_slice).collect(),
+        }
+    }
+}
+
+/// Necessary conditions of a rule: sets of pattern ids, each of which must have a hit
+/// for the condition to hold (a conjunction of disjunctions). Only what the evaluation
+/// itself answers by hit bits counts: a literal, a glob's or a regular expression's hint.
+struct Required;
+
+impl Required {
+    /// One set that one of `alts` (each a conjunction of sets) needs: the union of each
+    /// alternative's smallest set; none if an alternative needs nothing.
+    fn any(alts: impl Iterator<Item = Vec<Vec<u32>>>) -> Vec<Vec<u32>> {
+        let mut set = Vec::new();
+        for mut a in alts {
+            a.sort_by_key(Vec::len);
+            let Some(first) = a.into_iter().next() else {
+                return Vec::new();
+            };
+            set.extend(first);
+        }
+        set.sort_unstable();
+        set.dedup();
+        vec![set]
+    }
+
+    fn atom(a: &CAtom) -> Option<Vec<u32>> {
+        match a {
+            CAtom::Pat(p) => Some(vec![*p]),
+            CAtom::Glob { hint: Some(h), .. } => Some(vec![*h]),
+            CAtom::Re { hint: Some(h), .. } => Some(h.to_vec()),
+            _ => None,
+        }
+    }
+
+    fn expr(e: &Expr) -> Vec<Vec<u32>> {
+        match e {
+            Expr::And(parts) => parts.iter().flat_map(Self::expr).collect(),
+            Expr::Or(parts) => Self::any(parts.iter().map(Self::expr)),
+            Expr::Test(t) if t.neq => Vec::new(),
+            Expr::Test(t) if t.all => t.atoms.iter().filter_map(Self::atom).collect(),
+            Expr::Test(t) => match t.atoms.iter().map(Self::atom).collect::<Option<Vec<_>>>() {
+                Some(sets) if !sets.is_empty() => Self::any(sets.into_iter().map(|s| vec![s])),
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    fn cond(c: &Cond, s: &[Expr]) -> Vec<Vec<u32>> {
+        match c {
+            Cond::Search(i) => s.get(*i).map(Self::expr).unwrap_or_default(),
+            Cond::And(parts) => parts.iter().flat_map(|p| Self::cond(p, s)).collect(),
+            Cond::Or(parts) if !parts.is_empty() => {
+                Self::any(parts.iter().map(|p| Self::cond(p, s)))
+            }
+            Cond::AtLeast(n, idx) if *n >= 1 && !idx.is_empty() => Self::any(
+                idx.iter()
+                    .map(|i| s.get(*i).map(Self::expr).unwrap_or_default()),
+            ),
+            _ => Vec::new(),
         }
     }
 }
@@ -665,5 +733,95 @@ mod tests {
         engine.match_event(&mut scratch, &ev, Source::Declared(&declared), &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(scratch.rules_evaluated(), 1);
+    }
+
+    /// A candidate whose hits lack a literal every match needs is rejected before its
+    /// condition is evaluated; negated searches and alternatives are required only as
+    /// far as the condition needs them.
+    #[test]
+    fn required_literals_reject_candidates() {
+        let mut loader = Loader::new();
+        let rules = [
+            // Triggered by the command line; the image is required too.
+            "s1:\n    Image|endswith: '\\a.exe'\n  s2:\n    CommandLine|contains: 'rare argument one'\n  condition: s1 and s2",
+            // One of the images (or the glob's hint) is required.
+            "s1:\n    Image|endswith: '\\a.exe'\n  s3:\n    Image|contains: 'dir*b.exe'\n  s2:\n    CommandLine|contains: 'rare argument two'\n  condition: (s1 or s3) and s2",
+            // A negated search requires nothing.
+            "s1:\n    Image|endswith: '\\a.exe'\n  s2:\n    CommandLine|contains: 'rare argument three'\n  condition: s2 and not s1",
+        ];
+        for (i, r) in rules.iter().enumerate() {
+            loader.add(
+                &format!("r{i}.yml"),
+                &format!("title: R{i}\nlogsource: {{product: test}}\ndetection:\n  {r}\n"),
+            );
+        }
+        let built = loader.build();
+        assert!(built.errors.is_empty(), "{:?}", built.errors);
+        let engine = built.engine;
+        let declared = engine.declare(&LogSource::new(Some("test"), None, None));
+        let mut scratch = engine.scratch();
+        let mut run = |image: &str, cl: &str| {
+            let mut out = Vec::new();
+            let before = scratch.rules_evaluated();
+            let ev = serde_json::json!({"Image": image, "CommandLine": cl});
+            engine.match_event(&mut scratch, &ev, Source::Declared(&declared), &mut out);
+            let titles: Vec<String> = out.iter().map(|f| f.rule.title.clone()).collect();
+            (titles, scratch.rules_evaluated() - before)
+        };
+        // The command line of R0 without its image: not evaluated.
+        assert_eq!(run("c:\\x.exe", "rare argument one"), (vec![], 0));
+        assert_eq!(
+            run("c:\\a.exe", "rare argument one"),
+            (vec!["R0".into()], 1)
+        );
+        // R1 with neither image, then with the glob's hint but not the glob, then a match.
+        assert_eq!(run("c:\\x.exe", "rare argument two"), (vec![], 0));
+        assert_eq!(run("c:\\b.exe dir", "rare argument two"), (vec![], 1));
+        assert_eq!(
+            run("c:\\dir\\b.exe", "rare argument two"),
+            (vec!["R1".into()], 1)
+        );
+        assert_eq!(
+            run("c:\\a.exe", "rare argument two"),
+            (vec!["R1".into()], 1)
+        );
+        // R2 matches without the image, and is evaluated (and fails) with it.
+        assert_eq!(
+            run("c:\\x.exe", "rare argument three"),
+            (vec!["R2".into()], 1)
+        );
+        assert_eq!(run("c:\\a.exe", "rare argument three"), (vec![], 1));
+    }
+
+    /// A finding reports every un-negated search that holds, whether the condition
+    /// evaluated it (and kept its result) or short-circuited past it.
+    #[test]
+    fn findings_report_searches_the_condition_skipped() {
+        let mut loader = Loader::new();
+        loader.add(
+            "r.yml",
+            "title: R\nlogsource: {product: test}\ndetection:\n  a:\n    Image|endswith: '\\a.exe'\n  b:\n    CommandLine|re: 'x+y'\n  c:\n    CommandLine|contains: 'zzz'\n  f:\n    User: 'sys'\n  condition: (a or b or c) and not f\n",
+        );
+        let built = loader.build();
+        assert!(built.errors.is_empty(), "{:?}", built.errors);
+        let engine = built.engine;
+        let declared = engine.declare(&LogSource::new(Some("test"), None, None));
+        let mut scratch = engine.scratch();
+        let mut run = |image: &str, cl: &str, user: &str| {
+            let mut out = Vec::new();
+            let ev = serde_json::json!({"Image": image, "CommandLine": cl, "User": user});
+            engine.match_event(&mut scratch, &ev, Source::Declared(&declared), &mut out);
+            out.iter()
+                .map(|f| f.selections.join(","))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run("c:\\a.exe", "xxy zzz", "u"), ["a,b,c"]);
+        assert_eq!(run("c:\\a.exe", "xy", "u"), ["a,b"]);
+        assert_eq!(run("c:\\b.exe", "xy zzz", "u"), ["b,c"]);
+        assert_eq!(run("c:\\b.exe", "zzz", "u"), ["c"]);
+        assert_eq!(run("c:\\a.exe", "zzz", "sys"), Vec::<String>::new());
+        // The same event twice: the kept results are the rule's, event by event.
+        assert_eq!(run("c:\\a.exe", "zzz", "u"), ["a,c"]);
+        assert_eq!(run("c:\\a.exe", "zzz", "u"), ["a,c"]);
     }
 }

@@ -325,6 +325,9 @@ pub struct Scratch {
     rule_epoch: Vec<u32>,
     cand: Vec<u32>,
     routes: Vec<Route>,
+    /// The Windows routes of the last record whose routing read no provider, and what
+    /// they were found from: (shape, EventID, channel as written).
+    win_cache: Option<(u32, Option<i64>, String, Vec<Route>)>,
     lower: String,
     num: String,
     /// Every string of the current event, each followed by a NUL (for keywords).
@@ -334,6 +337,9 @@ pub struct Scratch {
     kw_lower: String,
     kw_lower_epoch: u32,
     evaluated: u64,
+    /// Per search of the rule being evaluated: 0 not evaluated yet, else 1 + whether it
+    /// held (a finding reports the searches that held without evaluating them again).
+    searched: Vec<u8>,
     memo: Memo,
     /// Field scans answered from the memo, and scans done.
     memo_hits: u64,
@@ -390,6 +396,7 @@ impl Engine {
             rule_epoch: vec![0; self.dets.len()],
             cand: Vec::new(),
             routes: Vec::new(),
+            win_cache: None,
             lower: String::new(),
             num: String::new(),
             kw: String::new(),
@@ -397,6 +404,7 @@ impl Engine {
             kw_lower: String::new(),
             kw_lower_epoch: 0,
             evaluated: 0,
+            searched: Vec::new(),
             memo: Memo::new(self.n_memo),
             memo_hits: 0,
             scans: 0,
@@ -454,7 +462,8 @@ impl Engine {
         let mut ctx = Ctx {
             engine: self,
             event,
-            vals: recycle(std::mem::take(&mut scratch.vals)),
+            // Empty, and of a longer lifetime: usable as it is.
+            vals: std::mem::take(&mut scratch.vals),
             s: scratch,
             variant: &[],
             ip: None,
@@ -509,6 +518,16 @@ impl Engine {
                 let eid = eid
                     .iter()
                     .find_map(|p| event.field(p).and_then(|v| v.as_i64()));
+                let channel = event.field(ch);
+                let channel = channel.as_ref().and_then(|c| c.as_str());
+                // A record routed as the last one: its routes again.
+                if let (Some(c), Some((cs, ce, cc, cr))) = (channel, &s.win_cache) {
+                    if *cs == shape && *ce == eid && cc == c {
+                        routes.extend_from_slice(cr);
+                        return;
+                    }
+                }
+                let start = routes.len();
                 let all_eid = eid.and_then(|e| self.win_all_eid.get(&e));
                 for r in self.win_all.iter().chain(all_eid.into_iter().flatten()) {
                     routes.push(Route {
@@ -516,10 +535,7 @@ impl Engine {
                         variant: r.variant + shape,
                     });
                 }
-                let Some(channel) = event.field(ch) else {
-                    return;
-                };
-                let Some(channel) = channel.as_str() else {
+                let Some(channel) = channel else {
                     return;
                 };
                 s.lower.clear();
@@ -553,6 +569,14 @@ impl Engine {
                     if !routes.iter().any(|x| x.bucket == r.bucket) {
                         routes.push(r);
                     }
+                }
+                if provider.is_none() {
+                    let (cs, ce, cc, cr) = s.win_cache.get_or_insert_with(Default::default);
+                    (*cs, *ce) = (shape, eid);
+                    cc.clear();
+                    cc.push_str(channel);
+                    cr.clear();
+                    cr.extend_from_slice(&routes[start..]);
                 }
             }
         }
@@ -792,9 +816,12 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                         let h = memo::hash(text);
                         if let Some(pids) = s.memo.get(m, h, text) {
                             s.memo_hits += 1;
+                            // The group's own pids, none of them set yet (a group is
+                            // scanned once per bucket): set without testing.
                             for p in pids {
-                                Self::set_hit(&mut s.hits, &mut s.hit_list, *p);
+                                s.hits[(p / 64) as usize] |= 1u64 << (p % 64);
                             }
+                            s.hit_list.extend_from_slice(pids);
                             continue;
                         }
                         // A group's pids are its own: what this scan adds to the hit
@@ -885,9 +912,16 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         cand.extend_from_slice(&b.always);
         cand.sort_unstable();
         // 3. Evaluate.
-        self.s.evaluated += cand.len() as u64;
         for &r in &cand {
             let prog = &b.progs[r as usize];
+            let hits = &self.s.hits;
+            let hit = |p: &u32| hits[(p / 64) as usize] & (1u64 << (p % 64)) != 0;
+            if !prog.required.iter().all(|set| set.iter().any(hit)) {
+                continue;
+            }
+            self.s.evaluated += 1;
+            self.s.searched.clear();
+            self.s.searched.resize(prog.searches.len(), 0);
             if self.cond(&prog.cond, prog) {
                 out.push(self.finding(prog, route));
             }
@@ -900,7 +934,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         let det = &engine.dets[prog.det as usize];
         let mut selections = Vec::new();
         for (i, e) in prog.searches.iter().enumerate() {
-            if prog.positive[i] && self.expr(e) {
+            if prog.positive[i] && self.search_in_finding(i, e) {
                 selections.push(&*prog.names[i]);
             }
         }
@@ -932,16 +966,39 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         }
     }
 
+    /// Whether search `i` (`e`) of the rule just evaluated holds: as its condition found,
+    /// or evaluated now if the condition did not need it.
+    fn search_in_finding(&mut self, i: usize, e: &Expr) -> bool {
+        match self.s.searched.get(i) {
+            Some(&r) if r != 0 => r == 2,
+            _ => self.expr(e),
+        }
+    }
+
+    /// Search `i` of `prog`, evaluated once per rule evaluation.
+    fn search(&mut self, i: usize, prog: &RuleProg) -> bool {
+        if let Some(&r) = self.s.searched.get(i) {
+            if r != 0 {
+                return r == 2;
+            }
+        }
+        let held = self.expr(&prog.searches[i]);
+        if let Some(r) = self.s.searched.get_mut(i) {
+            *r = 1 + u8::from(held);
+        }
+        held
+    }
+
     fn cond(&mut self, c: &Cond, prog: &RuleProg) -> bool {
         match c {
-            Cond::Search(i) => self.expr(&prog.searches[*i]),
-            Cond::And(parts) => parts.iter().all(|p| self.cond(p, prog)),
-            Cond::Or(parts) => parts.iter().any(|p| self.cond(p, prog)),
-            Cond::Not(inner) => !self.cond(inner, prog),
+            Cond::Search(i) => self.search(*i, prog),
+            Cond::And(parts) => parts.iter().all(|p| self.cond_part(p, prog)),
+            Cond::Or(parts) => parts.iter().any(|p| self.cond_part(p, prog)),
+            Cond::Not(inner) => !self.cond_part(inner, prog),
             Cond::AtLeast(n, idx) => {
                 let mut count = 0;
                 for i in idx {
-                    if self.expr(&prog.searches[*i]) {
+                    if self.search(*i, prog) {
                         count += 1;
                         if count >= *n {
                             return true;
@@ -954,14 +1011,38 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         }
     }
 
+    /// A part of a condition: a search, or a negated one, answered here (the common
+    /// leaves, without a call per level), anything else by [`Ctx::cond`].
+    #[inline(always)]
+    fn cond_part(&mut self, c: &Cond, prog: &RuleProg) -> bool {
+        match c {
+            Cond::Search(i) => self.search(*i, prog),
+            Cond::Not(inner) => match &**inner {
+                Cond::Search(i) => !self.search(*i, prog),
+                other => !self.cond(other, prog),
+            },
+            other => self.cond(other, prog),
+        }
+    }
+
     fn expr(&mut self, e: &Expr) -> bool {
         match e {
-            Expr::And(parts) => parts.iter().all(|p| self.expr(p)),
-            Expr::Or(parts) => parts.iter().any(|p| self.expr(p)),
+            Expr::And(parts) => parts.iter().all(|p| self.expr_part(p)),
+            Expr::Or(parts) => parts.iter().any(|p| self.expr_part(p)),
             Expr::Test(t) => self.test(t),
         }
     }
 
+    /// A part of a search: a test answered here, anything else by [`Ctx::expr`].
+    #[inline(always)]
+    fn expr_part(&mut self, e: &Expr) -> bool {
+        match e {
+            Expr::Test(t) => self.test(t),
+            other => self.expr(other),
+        }
+    }
+
+    #[inline(always)]
     fn test(&mut self, t: &CTest) -> bool {
         let rest = &t.atoms[t.pats.len()..];
         if !t.neq && rest.is_empty() {
@@ -1726,5 +1807,73 @@ impl Engine {
     /// The kind of rule at a metadata index.
     pub fn rule_kind(&self, index: usize) -> Option<RuleKind> {
         self.metas.get(index).map(|m| m.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Loader, Source};
+
+    /// Records routed as the one before reuse its routes: the findings of every record
+    /// of a stream (channels, EventIDs and shapes alternating and repeating) are those
+    /// of the record matched alone with a fresh scratch.
+    #[test]
+    fn repeated_routes_match_as_fresh_ones() {
+        let mut loader = Loader::new();
+        let rules = [
+            "logsource: {product: windows, service: security}\ndetection:\n  s:\n    TargetUserName: admin\n  condition: s",
+            "logsource: {product: windows, category: process_creation}\ndetection:\n  s:\n    Image|endswith: '\\cmd.exe'\n  condition: s",
+            "logsource: {product: windows}\ndetection:\n  s:\n    EventID: 4625\n  condition: s",
+            "logsource: {product: windows, service: sysmon}\ndetection:\n  s:\n    EventID: 3\n  condition: s",
+        ];
+        for (i, r) in rules.iter().enumerate() {
+            loader.add(&format!("r{i}.yml"), &format!("title: R{i}\n{r}\n"));
+        }
+        let built = loader.build();
+        assert!(built.errors.is_empty(), "{:?}", built.errors);
+        let engine = built.engine;
+        let flat = |ch: &str, eid: i64| {
+            serde_json::json!({"Channel": ch, "EventID": eid, "TargetUserName": "admin",
+                "Image": "C:\\Windows\\cmd.exe"})
+        };
+        let nested = |ch: &str, eid: i64| {
+            serde_json::json!({"Event": {"System": {"Channel": ch, "EventID": eid},
+                "EventData": {"TargetUserName": "admin", "Image": "C:\\Windows\\cmd.exe"}}})
+        };
+        let mut stream = Vec::new();
+        for (ch, eid) in [
+            ("Security", 4688),
+            ("Security", 4688),
+            ("Security", 4625),
+            ("security", 4625),
+            ("Microsoft-Windows-Sysmon/Operational", 1),
+            ("Microsoft-Windows-Sysmon/Operational", 1),
+            ("Microsoft-Windows-Sysmon/Operational", 3),
+            ("Security", 4688),
+            ("Other", 4625),
+            ("Other", 4625),
+            ("Security", 4688),
+        ] {
+            stream.push(flat(ch, eid));
+            stream.push(nested(ch, eid));
+            stream.push(nested(ch, eid));
+            stream.push(flat(ch, eid));
+        }
+        stream.push(serde_json::json!({"EventID": 4625}));
+        stream.push(serde_json::json!({"EventID": 4625}));
+        let titles = |out: &[crate::Finding<'_>]| -> Vec<String> {
+            out.iter().map(|f| f.rule.title.clone()).collect()
+        };
+        let mut scratch = engine.scratch();
+        let mut matched = 0;
+        for ev in &stream {
+            let mut out = Vec::new();
+            engine.match_event(&mut scratch, ev, Source::Windows, &mut out);
+            let mut alone = Vec::new();
+            engine.match_event(&mut engine.scratch(), ev, Source::Windows, &mut alone);
+            assert_eq!(titles(&out), titles(&alone), "{ev}");
+            matched += out.len();
+        }
+        assert!(matched > stream.len());
     }
 }

@@ -293,16 +293,23 @@ pub(crate) fn compile_str(mut toks: Vec<Tok>, cased: bool) -> StrPat {
 
 /// Matches a glob against a haystack that is already folded if the glob is caseless.
 pub(crate) fn glob_match(toks: &[Tok], hay: &str) -> bool {
-    // Classic wildcard matching with one backtrack point for the last star.
+    // Classic wildcard matching with one backtrack point for the last star. A star
+    // followed by a literal jumps to the literal's next occurrence (the positions before
+    // it would fail on the literal at once), instead of trying one character at a time.
     let mut ti = 0usize; // token index
     let mut hi = 0usize; // byte index in hay
+                         // The last star's token index, and where what follows it is tried next.
     let mut star: Option<(usize, usize)> = None;
     loop {
         if ti < toks.len() {
             match &toks[ti] {
                 Tok::Star => {
-                    star = Some((ti, hi));
                     ti += 1;
+                    match next_try(toks.get(ti), hay, hi) {
+                        Some(h) => hi = h,
+                        None => return false,
+                    }
+                    star = Some((ti - 1, hi));
                     continue;
                 }
                 Tok::One => {
@@ -323,19 +330,29 @@ pub(crate) fn glob_match(toks: &[Tok], hay: &str) -> bool {
         } else if hi == hay.len() {
             return true;
         }
-        // Mismatch: let the last star swallow one more character.
-        match star {
-            Some((sti, sh)) => match hay[sh..].chars().next() {
-                Some(c) => {
-                    let nh = sh + c.len_utf8();
-                    star = Some((sti, nh));
-                    ti = sti + 1;
-                    hi = nh;
-                }
-                None => return false,
-            },
-            None => return false,
-        }
+        // Mismatch: let the last star swallow one more character (and then up to where
+        // the token after it can match).
+        let Some((sti, sh)) = star else {
+            return false;
+        };
+        let Some(c) = hay[sh..].chars().next() else {
+            return false;
+        };
+        let Some(nh) = next_try(toks.get(sti + 1), hay, sh + c.len_utf8()) else {
+            return false;
+        };
+        star = Some((sti, nh));
+        ti = sti + 1;
+        hi = nh;
+    }
+}
+
+/// Where, from `from` on, the token after a star can match: the next occurrence of a
+/// literal (`None` if there is none), or `from` itself for anything else.
+fn next_try(next: Option<&Tok>, hay: &str, from: usize) -> Option<usize> {
+    match next {
+        Some(Tok::Lit(l)) => hay[from..].find(l.as_str()).map(|o| from + o),
+        _ => Some(from),
     }
 }
 
@@ -401,6 +418,115 @@ mod tests {
         assert_eq!(v.len(), 25);
         assert!(v.contains(&vec![lit("cmd /a -b x-y")]));
         assert!(v.contains(&vec![lit("cmd \u{2013}a \u{2015}b x-y")]));
+    }
+
+    /// The glob matcher before stars jumped to their literal: one character at a time.
+    fn glob_match_stepwise(toks: &[Tok], hay: &str) -> bool {
+        let mut ti = 0usize;
+        let mut hi = 0usize;
+        let mut star: Option<(usize, usize)> = None;
+        loop {
+            if ti < toks.len() {
+                match &toks[ti] {
+                    Tok::Star => {
+                        star = Some((ti, hi));
+                        ti += 1;
+                        continue;
+                    }
+                    Tok::One => {
+                        if let Some(c) = hay[hi..].chars().next() {
+                            hi += c.len_utf8();
+                            ti += 1;
+                            continue;
+                        }
+                    }
+                    Tok::Lit(l) => {
+                        if hay[hi..].starts_with(l.as_str()) {
+                            hi += l.len();
+                            ti += 1;
+                            continue;
+                        }
+                    }
+                }
+            } else if hi == hay.len() {
+                return true;
+            }
+            match star {
+                Some((sti, sh)) => match hay[sh..].chars().next() {
+                    Some(c) => {
+                        let nh = sh + c.len_utf8();
+                        star = Some((sti, nh));
+                        ti = sti + 1;
+                        hi = nh;
+                    }
+                    None => return false,
+                },
+                None => return false,
+            }
+        }
+    }
+
+    /// Every glob of up to five tokens over a small alphabet (with multi-byte
+    /// characters), against every text of up to five characters of it and some longer
+    /// ones: the jumping matcher answers as the stepwise one.
+    #[test]
+    fn glob_match_is_the_stepwise_matcher() {
+        let pieces: Vec<Tok> = vec![
+            Tok::Star,
+            Tok::One,
+            lit("a"),
+            lit("ab"),
+            lit("é"),
+            lit("aé"),
+            lit("ba"),
+        ];
+        let mut globs: Vec<Vec<Tok>> = vec![Vec::new()];
+        let mut level: Vec<Vec<Tok>> = vec![Vec::new()];
+        for _ in 0..5 {
+            let mut next = Vec::new();
+            for g in &level {
+                for p in &pieces {
+                    // As compile_str and parse_wildcards make them: no adjacent stars,
+                    // no adjacent literals.
+                    let adjacent = matches!(
+                        (g.last(), p),
+                        (Some(Tok::Star), Tok::Star) | (Some(Tok::Lit(_)), Tok::Lit(_))
+                    );
+                    if !adjacent {
+                        let mut n = g.clone();
+                        n.push(p.clone());
+                        next.push(n);
+                    }
+                }
+            }
+            globs.extend(next.iter().cloned());
+            level = next;
+        }
+        let alphabet = ["a", "b", "é", "€"];
+        let mut texts: Vec<String> = vec![String::new()];
+        let mut level: Vec<String> = vec![String::new()];
+        for _ in 0..5 {
+            let mut next = Vec::new();
+            for t in &level {
+                for c in alphabet {
+                    next.push(format!("{t}{c}"));
+                }
+            }
+            texts.extend(next.iter().cloned());
+            level = next;
+        }
+        texts.push("ab".repeat(20) + "aé");
+        texts.push("b€".repeat(15) + "ab" + &"é".repeat(9));
+        let mut matched = 0usize;
+        for g in &globs {
+            for t in &texts {
+                let want = glob_match_stepwise(g, t);
+                assert_eq!(glob_match(g, t), want, "{g:?} on {t:?}");
+                matched += usize::from(want);
+            }
+        }
+        // Both answers occur in plenty.
+        assert!(matched > 10_000 && matched < globs.len() * texts.len() / 2);
     }
 
     #[test]
