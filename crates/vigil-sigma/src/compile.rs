@@ -572,6 +572,17 @@ impl BucketCompiler {
     }
 }
 
+/// The pattern ids whose hit bits answer an atom by themselves (one of them must hit
+/// for it to hold): a literal, a glob's or a regular expression's hint.
+fn atom_pids(a: &CAtom) -> Option<Vec<u32>> {
+    match a {
+        CAtom::Pat(p) => Some(vec![*p]),
+        CAtom::Glob { hint: Some(h), .. } => Some(vec![*h]),
+        CAtom::Re { hint: Some(h), .. } => Some(h.to_vec()),
+        _ => None,
+    }
+}
+
 /// Necessary conditions of a rule: sets of pattern ids, each of which must have a hit
 /// for the condition to hold (a conjunction of disjunctions). Only what the evaluation
 /// itself answers by hit bits counts: a literal, a glob's or a regular expression's hint.
@@ -594,22 +605,13 @@ impl Required {
         vec![set]
     }
 
-    fn atom(a: &CAtom) -> Option<Vec<u32>> {
-        match a {
-            CAtom::Pat(p) => Some(vec![*p]),
-            CAtom::Glob { hint: Some(h), .. } => Some(vec![*h]),
-            CAtom::Re { hint: Some(h), .. } => Some(h.to_vec()),
-            _ => None,
-        }
-    }
-
     fn expr(e: &Expr) -> Vec<Vec<u32>> {
         match e {
             Expr::And(parts) => parts.iter().flat_map(Self::expr).collect(),
             Expr::Or(parts) => Self::any(parts.iter().map(Self::expr)),
             Expr::Test(t) if t.neq => Vec::new(),
-            Expr::Test(t) if t.all => t.atoms.iter().filter_map(Self::atom).collect(),
-            Expr::Test(t) => match t.atoms.iter().map(Self::atom).collect::<Option<Vec<_>>>() {
+            Expr::Test(t) if t.all => t.atoms.iter().filter_map(atom_pids).collect(),
+            Expr::Test(t) => match t.atoms.iter().map(atom_pids).collect::<Option<Vec<_>>>() {
                 Some(sets) if !sets.is_empty() => Self::any(sets.into_iter().map(|s| vec![s])),
                 _ => Vec::new(),
             },
@@ -668,21 +670,13 @@ impl Trigger<'_> {
         out.dedup();
         Some(out)
     }
-    fn atom(a: &CAtom) -> Option<Vec<u32>> {
-        match a {
-            CAtom::Pat(p) => Some(vec![*p]),
-            CAtom::Glob { hint: Some(h), .. } => Some(vec![*h]),
-            CAtom::Re { hint: Some(h), .. } => Some(h.to_vec()),
-            _ => None,
-        }
-    }
     fn expr(&self, e: &Expr) -> Option<Vec<u32>> {
         match e {
             Expr::And(parts) => self.cheapest(parts.iter().map(|p| self.expr(p))),
             Expr::Or(parts) => Self::union(parts.iter().map(|p| self.expr(p))),
             Expr::Test(t) if t.neq => None,
-            Expr::Test(t) if t.all => self.cheapest(t.atoms.iter().map(Self::atom)),
-            Expr::Test(t) => Self::union(t.atoms.iter().map(Self::atom)),
+            Expr::Test(t) if t.all => self.cheapest(t.atoms.iter().map(atom_pids)),
+            Expr::Test(t) => Self::union(t.atoms.iter().map(atom_pids)),
         }
     }
     fn cond(&self, c: &Cond, s: &[Expr]) -> Option<Vec<u32>> {
