@@ -914,9 +914,11 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         // 3. Evaluate.
         for &r in &cand {
             let prog = &b.progs[r as usize];
-            let hits = &self.s.hits;
-            let hit = |p: &u32| hits[(p / 64) as usize] & (1u64 << (p % 64)) != 0;
-            if !prog.required.iter().all(|set| set.iter().any(hit)) {
+            if !prog
+                .required
+                .iter()
+                .all(|set| set.iter().any(|p| self.hit(*p)))
+            {
                 continue;
             }
             self.s.evaluated += 1;
@@ -933,8 +935,8 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         let engine = self.engine;
         let det = &engine.dets[prog.det as usize];
         let mut selections = Vec::new();
-        for (i, e) in prog.searches.iter().enumerate() {
-            if prog.positive[i] && self.search_in_finding(i, e) {
+        for i in 0..prog.searches.len() {
+            if prog.positive[i] && self.search(i, prog) {
                 selections.push(&*prog.names[i]);
             }
         }
@@ -966,16 +968,8 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         }
     }
 
-    /// Whether search `i` (`e`) of the rule just evaluated holds: as its condition found,
-    /// or evaluated now if the condition did not need it.
-    fn search_in_finding(&mut self, i: usize, e: &Expr) -> bool {
-        match self.s.searched.get(i) {
-            Some(&r) if r != 0 => r == 2,
-            _ => self.expr(e),
-        }
-    }
-
-    /// Search `i` of `prog`, evaluated once per rule evaluation.
+    /// Search `i` of `prog`, evaluated once per rule evaluation (a finding reads what its
+    /// condition found, and evaluates only the searches the condition skipped).
     fn search(&mut self, i: usize, prog: &RuleProg) -> bool {
         if let Some(&r) = self.s.searched.get(i) {
             if r != 0 {
