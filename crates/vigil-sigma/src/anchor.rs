@@ -1,8 +1,9 @@
 //! An anchor-hash index of many substring literals: each literal of 4 bytes or more is
 //! found through one of its 4-byte pieces (its *anchor*, the piece fewest other literals
 //! share), looked up in a hash table for every 4-byte window of the text and verified
-//! in place; shorter literals are found in the same pass through a bitmap of their first
-//! two bytes (a 1-byte literal sets every pair it starts) and the same hash table. It
+//! in place; shorter literals are found in the same pass, through a bitmap of the first
+//! two bytes of those of 2 or 3 bytes and a bitmap of the 1-byte ones (each reported at
+//! its first occurrence, then left out of the scan), and the same hash table. It
 //! reports every literal that occurs in the text (at least once), as an overlapping
 //! automaton scan would, and is faster to scan than the large automaton it replaces.
 
@@ -49,7 +50,7 @@ pub(crate) struct Anchored {
     bytes: Box<[u8]>,
     ends: Box<[u32]>,
     /// If there are literals shorter than 4 bytes, a bit per pair of bytes (first byte
-    /// low) that one of them starts with (every pair starting with a 1-byte literal).
+    /// low) that a literal of 2 or 3 bytes starts with.
     pairs: Option<Box<[u64; 1024]>>,
     /// A bit per byte that is a 1-byte literal.
     ones: [u64; 4],
@@ -70,6 +71,41 @@ fn commonness(b: u8) -> u32 {
 
 fn window(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Eight bytes as a little-endian word.
+#[inline(always)]
+fn word8(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b);
+    u64::from_le_bytes(w)
+}
+
+/// Whether `a` and `b` hold the same bytes (those of 4 bytes or more
+/// compared eight at a time in place, without a call to `memcmp`: a verification is
+/// usually of a short literal, where the call costs more than the comparison.
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 4 {
+        return a == b;
+    }
+    if n < 8 {
+        // Two overlapping 4-byte windows cover 4 to 7 bytes.
+        return window(a) == window(b) && window(&a[n - 4..]) == window(&b[n - 4..]);
+    }
+    let mut i = 0;
+    while i + 8 < n {
+        if word8(&a[i..i + 8]) != word8(&b[i..i + 8]) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last eight bytes, overlapping those compared.
+    word8(&a[n - 8..]) == word8(&b[n - 8..])
 }
 
 /// Whether bit `i` of `bits` is set.
@@ -124,12 +160,7 @@ impl Anchored {
                     Some(&second) => {
                         set_bit(&mut p[..], usize::from(first) | usize::from(second) << 8);
                     }
-                    None => {
-                        set_bit(&mut ones, usize::from(first));
-                        for second in 0..256 {
-                            set_bit(&mut p[..], usize::from(first) | second << 8);
-                        }
-                    }
+                    None => set_bit(&mut ones, usize::from(first)),
                 }
                 let mut key = [0u8; 4];
                 key[..l.len()].copy_from_slice(l);
@@ -232,9 +263,12 @@ impl Anchored {
             if filter[(f / 64) & fmask] & (1 << (f % 64)) != 0 {
                 self.lookup(f >> 4, w, pos, hay, hit);
             }
-            let k = (w & 0xffff) as usize;
-            if SHORT && pairs[k / 64] & (1 << (k % 64)) != 0 {
-                self.short_at(w, 4, &mut ones, hit);
+            if SHORT {
+                let k = (w & 0xffff) as usize;
+                if pairs[k / 64] & (1 << (k % 64)) != 0 {
+                    self.short_in(self.bucket(w & 0xffff), w, 4, hit);
+                }
+                self.one_at(w, 4, &mut ones, hit);
             }
         }
         if SHORT {
@@ -247,18 +281,20 @@ impl Anchored {
                 let w = u32::from_le_bytes(w);
                 let k = (w & 0xffff) as usize;
                 if bit(pairs, k) {
-                    self.short_at(w, rest.len(), &mut ones, hit);
+                    self.short_in(self.bucket(w & 0xffff), w, rest.len(), hit);
                 }
+                self.one_at(w, rest.len(), &mut ones, hit);
             }
         }
     }
 
-    /// Reports the short literals at a position where the text is `w` (zero past its
-    /// end, `avail` bytes); `ones` are the 1-byte literals not reported yet.
-    fn short_at(&self, w: u32, avail: usize, ones: &mut [u64; 4], hit: &mut impl FnMut(u32)) {
-        self.short_in(self.bucket(w & 0xffff), w, avail, hit);
+    /// Reports the 1-byte literal that starts `w` (the text at a position, zero past its
+    /// end, `avail` bytes), if it is one of `ones`, the 1-byte literals not reported yet
+    /// (each is reported once: they are frequent bytes, `\\`, `-`, digits).
+    #[inline(always)]
+    fn one_at(&self, w: u32, avail: usize, ones: &mut [u64; 4], hit: &mut impl FnMut(u32)) {
         let first = (w & 0xff) as usize;
-        if bit(ones, first) {
+        if ones[first / 64] & (1 << (first % 64)) != 0 {
             ones[first / 64] &= !(1 << (first % 64));
             self.short_in(self.bucket(w & 0xff), w, avail, hit);
         }
@@ -297,8 +333,9 @@ impl Anchored {
                     let Some(start) = pos.checked_sub(en.off as usize) else {
                         continue;
                     };
-                    if hay.get(start..start + lit.len()) != Some(lit) {
-                        continue;
+                    match hay.get(start..start + lit.len()) {
+                        Some(there) if same(there, lit) => {}
+                        _ => continue,
                     }
                 }
             }
@@ -419,6 +456,21 @@ mod tests {
                 automaton_hits(&refs, &hay),
                 "{hay:?}"
             );
+        }
+    }
+
+    #[test]
+    fn same_answers_as_slice_equality() {
+        let base: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37)).collect();
+        for n in 0..base.len() {
+            let a = &base[..n];
+            assert!(same(a, a), "{n}");
+            for at in 0..n {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert!(!same(a, &b), "{n} {at}");
+            }
+            assert!(!same(a, &base[..n + 1]), "{n}");
         }
     }
 

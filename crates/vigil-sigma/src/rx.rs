@@ -30,6 +30,12 @@ impl SigmaRegex {
             .multi_line(m)
             .dot_matches_new_line(s)
             .size_limit(1 << 22)
+            // Twice the default lazy-DFA cache: with 2 MiB, patterns of Unicode classes
+            // (`\w+`(\w+|-|.)`...`) thrash it on long command lines and fall back to the
+            // backtracker, which clears a bitset as large as the text times the states
+            // on every call (2% of the corpus's matching instructions). Grown only when
+            // a pattern needs it.
+            .dfa_size_limit(4 << 20)
             .build()
             .map_err(|e| {
                 let msg = e.to_string();
