@@ -23,6 +23,13 @@ pub trait Event {
     /// lineage context (`parent_process`, `ancestry`; see
     /// [`is_lineage`](crate::model::is_lineage)).
     fn for_each_str<'a>(&'a self, f: &mut dyn FnMut(&'a str));
+
+    /// Every string [`Event::for_each_str`] visits, in the same order, each followed by
+    /// a NUL byte, if the event keeps them so (a parser can join them as it reads them);
+    /// `None` otherwise (the default). Sigma keyword searches look in this text.
+    fn joined_strs(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// Path-directed access implemented by every part of the event model: the value at parts

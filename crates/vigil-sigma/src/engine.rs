@@ -334,7 +334,7 @@ pub struct Scratch {
     kw: String,
     kw_epoch: u32,
     /// The same, lowercased (for keyword substrings).
-    kw_lower: String,
+    kw_lower: Vec<u8>,
     kw_lower_epoch: u32,
     evaluated: u64,
     /// Per search of the rule being evaluated: 0 not evaluated yet, else 1 + whether it
@@ -401,7 +401,7 @@ impl Engine {
             num: String::new(),
             kw: String::new(),
             kw_epoch: 0,
-            kw_lower: String::new(),
+            kw_lower: Vec::new(),
             kw_lower_epoch: 0,
             evaluated: 0,
             searched: Vec::new(),
@@ -721,13 +721,19 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
             g.suffix.walk(folded.bytes().rev(), &mut hit);
         }
         if let Some(ac) = &g.contains {
-            contains_scan(ac, g.packed.as_ref(), &g.contains_pids, folded, &mut hit);
+            contains_scan(
+                ac,
+                g.packed.as_ref(),
+                &g.contains_pids,
+                folded.as_bytes(),
+                &mut hit,
+            );
         }
     }
 
     /// Scans the NUL-joined strings of an event once (keyword literals): `joined` as they
     /// are (for anchored and case-sensitive literals), `lower` lowercased (substrings).
-    fn scan_joined(g: &Group, joined: &str, lower: &str, hits: &mut [u64], list: &mut Vec<u32>) {
+    fn scan_joined(g: &Group, joined: &str, lower: &[u8], hits: &mut [u64], list: &mut Vec<u32>) {
         if !g.exact.is_empty() || !g.prefix.is_empty() || !g.suffix.is_empty() {
             let mut buf = String::new();
             for piece in joined.split('\0') {
@@ -863,32 +869,37 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                         s.kw_epoch = s.epoch;
                     }
                     if g.contains.is_some() && s.kw_lower_epoch != s.epoch {
-                        // Joined as they are, then lowercased in one sweep: records are
-                        // nearly always ASCII. Otherwise each string is folded.
+                        // Joined, then lowercased in one sweep: records are nearly always
+                        // ASCII. Otherwise each string is folded.
                         let lower = &mut s.kw_lower;
                         lower.clear();
-                        if s.kw_epoch == s.epoch {
-                            lower.push_str(&s.kw);
-                        } else {
-                            self.event.for_each_str(&mut |h| {
-                                lower.push_str(h);
-                                lower.push('\0');
-                            });
+                        match self.event.joined_strs() {
+                            Some(joined) => lower.extend_from_slice(joined),
+                            None if s.kw_epoch == s.epoch => {
+                                lower.extend_from_slice(s.kw.as_bytes());
+                            }
+                            None => self.event.for_each_str(&mut |h| {
+                                lower.extend_from_slice(h.as_bytes());
+                                lower.push(0);
+                            }),
                         }
                         if lower.is_ascii() {
                             lower.make_ascii_lowercase();
                         } else {
-                            lower.clear();
+                            let folded = &mut s.lower;
+                            folded.clear();
                             self.event.for_each_str(&mut |h| {
                                 if h.is_ascii() {
-                                    let start = lower.len();
-                                    lower.push_str(h);
-                                    lower.as_mut_str()[start..].make_ascii_lowercase();
+                                    let start = folded.len();
+                                    folded.push_str(h);
+                                    folded.as_mut_str()[start..].make_ascii_lowercase();
                                 } else {
-                                    pattern::fold_into(h, lower);
+                                    pattern::fold_into(h, folded);
                                 }
-                                lower.push('\0');
+                                folded.push('\0');
                             });
+                            lower.clear();
+                            lower.extend_from_slice(folded.as_bytes());
                         }
                         s.kw_lower_epoch = s.epoch;
                     }
@@ -1195,7 +1206,7 @@ fn contains_scan(
     subs: &Substrings,
     packed: Option<&aho_corasick::packed::Searcher>,
     pids: &[Box<[u32]>],
-    hay: &str,
+    hay: &[u8],
     hit: &mut impl FnMut(u32),
 ) {
     let from = match packed {
@@ -1208,7 +1219,7 @@ fn contains_scan(
     let ac = match subs {
         Substrings::Automaton(ac) => ac,
         Substrings::Anchored(a) => {
-            a.scan(&hay.as_bytes()[from..], &mut |i| {
+            a.scan(&hay[from..], &mut |i| {
                 for p in pids[i as usize].iter() {
                     hit(*p);
                 }

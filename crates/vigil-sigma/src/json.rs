@@ -10,7 +10,9 @@
 //! value, flat keys holding dots (`{"winlog.event_data.Image": ..}`), integers that fit
 //! in an `i64` as integers and other numbers as floats. Keyword searches
 //! (`Event::for_each_str`) see every string of the text, a repeated key's earlier values
-//! too (`serde_json::Value` keeps only the last).
+//! too (`serde_json::Value` keeps only the last); the parser also copies them, joined with
+//! NULs, as it reads them (`Event::joined_strs`), so a keyword search needs no pass over
+//! the strings one by one.
 
 use std::borrow::Cow;
 use vigil_event::{Event, FieldPath, Value};
@@ -105,6 +107,7 @@ pub struct JsonBuffers {
     table: Vec<Slot>,
     epoch: u32,
     unescaped: String,
+    strs: Vec<u8>,
 }
 
 /// A JSON document parsed for matching; borrows from the text it was parsed from.
@@ -119,6 +122,10 @@ pub struct JsonEvent<'a> {
     epoch: u32,
     /// The strings that held escapes, unescaped.
     unescaped: String,
+    /// Every string value, unescaped, each followed by a NUL, in document order: its
+    /// first `strs_len` bytes (see [`Event::joined_strs`]).
+    strs: Vec<u8>,
+    strs_len: usize,
 }
 
 /// Why a text is not one JSON document.
@@ -271,6 +278,12 @@ impl<'a> JsonEvent<'a> {
         nodes.reserve(text.len() / 16);
         let mut table = std::mem::take(&mut buffers.table);
         let mut epoch = buffers.epoch;
+        // The strings with their NULs take at most the text's length (each has two
+        // quotes there, and unescaping only shortens); a word more for whole-word stores.
+        let mut strs = std::mem::take(&mut buffers.strs);
+        if strs.len() < text.len() + 8 {
+            strs.resize(text.len() + 8, 0);
+        }
         // A first guess at the size (a member takes at least five bytes, `"":0,`, and
         // usually many more), grown while parsing if the text holds more members.
         let size = (text.len() / 8).next_power_of_two().max(8);
@@ -290,6 +303,8 @@ impl<'a> JsonEvent<'a> {
             mask: 0,
             epoch: epoch + 1,
             members: 0,
+            strs,
+            sat: 0,
             error: JsonError {
                 offset: 0,
                 reason: "",
@@ -310,6 +325,7 @@ impl<'a> JsonEvent<'a> {
             buffers.unescaped = p.unescaped;
             buffers.table = p.table;
             buffers.epoch = p.epoch;
+            buffers.strs = p.strs;
             return Err(p.error);
         }
         Ok(JsonEvent {
@@ -318,6 +334,8 @@ impl<'a> JsonEvent<'a> {
             table: p.table,
             epoch: p.epoch,
             unescaped: p.unescaped,
+            strs: p.strs,
+            strs_len: p.sat,
         })
     }
 
@@ -327,6 +345,7 @@ impl<'a> JsonEvent<'a> {
         buffers.table = self.table;
         buffers.epoch = self.epoch;
         buffers.unescaped = self.unescaped;
+        buffers.strs = self.strs;
     }
 
     fn str_of(&self, s: Span) -> &str {
@@ -509,6 +528,10 @@ impl Event for JsonEvent<'_> {
             }
         }
     }
+
+    fn joined_strs(&self) -> Option<&[u8]> {
+        self.strs.get(..self.strs_len)
+    }
 }
 
 /// The text is not JSON: the parser's `error` says why.
@@ -527,6 +550,10 @@ struct Parser<'a> {
     epoch: u32,
     /// Members in `table`.
     members: usize,
+    /// The string values joined (see [`JsonEvent`]), long enough for whole-word stores;
+    /// `sat` is where the next one goes.
+    strs: Vec<u8>,
+    sat: usize,
     /// Why parsing failed, once it has.
     error: JsonError,
 }
@@ -559,6 +586,35 @@ fn plain_end(b: &[u8], mut i: usize) -> usize {
             break;
         }
         i += 1;
+    }
+    i
+}
+
+/// [`plain_end`], copying the bytes it passes to `out` from `at` (whole words: some bytes
+/// after them too, which the caller overwrites or leaves past the strings' end).
+#[inline(always)]
+fn plain_end_copy(b: &[u8], mut i: usize, out: &mut [u8], mut at: usize) -> usize {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = word(chunk);
+        if let Some(to) = out.get_mut(at..at + 8) {
+            to.copy_from_slice(chunk);
+        }
+        let m = specials(w);
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+        at += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        if let Some(to) = out.get_mut(at) {
+            *to = c;
+        }
+        i += 1;
+        at += 1;
     }
     i
 }
@@ -658,6 +714,27 @@ impl Parser<'_> {
             u64::from(s.start) | u64::from(s.len) << 32,
             flags,
         );
+    }
+
+    /// Ends the joined copy of string `s` (at `sat`, where [`plain_end_copy`] put its
+    /// bytes if it held no escape; else copied here from the unescaped ones) with a NUL.
+    #[inline(always)]
+    fn joined(&mut self, s: Span) {
+        let at = self.sat;
+        let len = s.len as usize;
+        if s.unescaped {
+            let from = s.start as usize;
+            if let (Some(src), Some(dst)) = (
+                self.unescaped.as_bytes().get(from..from + len),
+                self.strs.get_mut(at..at + len),
+            ) {
+                dst.copy_from_slice(src);
+            }
+        }
+        if let Some(z) = self.strs.get_mut(at + len) {
+            *z = 0;
+        }
+        self.sat = at + len + 1;
     }
 
     /// Puts member `node` of `object`, whose key hashes to `hash`, in the table (a
@@ -764,20 +841,20 @@ impl Parser<'_> {
         match self.b.get(self.i) {
             Some(b'"') => {
                 let start = self.i + 1;
-                let end = plain_end(self.b, start);
-                if self.b.get(end) == Some(&b'"') {
+                let end = plain_end_copy(self.b, start, &mut self.strs, self.sat);
+                let s = if self.b.get(end) == Some(&b'"') {
                     self.i = end + 1;
-                    let s = Span {
+                    Span {
                         start: start as u32,
                         len: (end - start) as u32,
                         unescaped: false,
-                    };
-                    self.push_str(key, s);
+                    }
                 } else {
                     self.i = end;
-                    let s = self.escaped(start)?;
-                    self.push_str(key, s);
-                }
+                    self.escaped(start)?
+                };
+                self.push_str(key, s);
+                self.joined(s);
             }
             Some(b'{') => self.container(key, true)?,
             Some(b'[') => self.container(key, false)?,
@@ -841,21 +918,22 @@ impl Parser<'_> {
                 // The common case first: a string.
                 if b.get(i) == Some(&b'"') {
                     let start = i + 1;
-                    let end = plain_end(b, start);
-                    if b.get(end) == Some(&b'"') {
-                        let s = Span {
+                    let end = plain_end_copy(b, start, &mut self.strs, self.sat);
+                    let s = if b.get(end) == Some(&b'"') {
+                        i = end + 1;
+                        Span {
                             start: start as u32,
                             len: (end - start) as u32,
                             unescaped: false,
-                        };
-                        self.push_str(k, s);
-                        i = end + 1;
+                        }
                     } else {
                         self.i = end;
                         let s = self.escaped(start)?;
-                        self.push_str(k, s);
                         i = self.i;
-                    }
+                        s
+                    };
+                    self.push_str(k, s);
+                    self.joined(s);
                 } else if let Some((n, end)) = small_int(b, i) {
                     self.push(k, Tag::Int, n, 0);
                     i = end;
@@ -1193,6 +1271,51 @@ mod tests {
                 expected.sort();
             }
             assert_eq!(strs(&ours), expected, "{d}");
+        }
+    }
+
+    /// What `joined_strs` must hold: `for_each_str`'s strings in its order, each with a NUL.
+    fn joined_by_visit(e: &dyn Event) -> Vec<u8> {
+        let mut v = Vec::new();
+        e.for_each_str(&mut |s| {
+            v.extend_from_slice(s.as_bytes());
+            v.push(0);
+        });
+        v
+    }
+
+    #[test]
+    fn joined_strs_are_the_visited_strings() {
+        let mut docs: Vec<String> = [
+            r#"{"Image":"C:\\Windows\\cmd.exe","u":"\u00e9\ud83d\ude00 \"q\" \/ \t","e":"","n":1,
+               "List":["a",1,null,{"x":"in"},[2,"bcdefghijklmnopq"]],"dup":"first","dup":"second"}"#,
+            r#"  "just a string"  "#,
+            r#"["\\\\", "x\n", "12345678", "1234567", "123456789"]"#,
+            "12",
+            "{}",
+        ]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+        // Strings of every length up to 40, plain and with an escape at each position.
+        for n in 0..40 {
+            let plain: String = (0..n).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+            docs.push(format!(r#"{{"k":"{plain}","after":"z"}}"#));
+            for at in 0..n {
+                let (a, b) = plain.split_at(at);
+                docs.push(format!(r#"["{a}\\{b}","{b}"]"#));
+            }
+        }
+        let mut buffers = JsonBuffers::default();
+        // A long document first, so that later ones reuse a buffer holding old bytes.
+        let long = format!(r#"{{"big":"{}"}}"#, "Q".repeat(5000));
+        JsonEvent::parse_with(&long, &mut buffers)
+            .expect("long")
+            .recycle(&mut buffers);
+        for d in &docs {
+            let ev = JsonEvent::parse_with(d, &mut buffers).unwrap_or_else(|e| panic!("{d}: {e}"));
+            assert_eq!(ev.joined_strs(), Some(&joined_by_visit(&ev)[..]), "{d}");
+            ev.recycle(&mut buffers);
         }
     }
 
