@@ -1,6 +1,6 @@
 //! [`JsonEvent`]: one JSON document (a log record, typically one line of a JSON lines
 //! file) parsed once into a compact table of its values whose keys and strings borrow from
-//! the text (strings holding escapes are unescaped into one buffer), for matching without
+//! the text (strings holding escapes are unescaped into a buffer), for matching without
 //! building a `serde_json::Value` (no map per object, no allocation per string). Buffers
 //! can be reused from one record to the next ([`JsonBuffers`]).
 //!
@@ -48,7 +48,8 @@ enum Tag {
     Object,
 }
 
-/// In a node's `flags`: its string (`Tag::Str`) is in the buffer of unescaped strings.
+/// In a node's `flags`: its string (`Tag::Str`) held escapes, and is unescaped in the
+/// joined strings (`JsonEvent::strs`).
 const STR_UNESCAPED: u8 = 1;
 /// In a node's `flags`: its key is in the buffer of unescaped strings.
 const KEY_UNESCAPED: u8 = 2;
@@ -120,7 +121,7 @@ pub struct JsonEvent<'a> {
     table: Vec<Slot>,
     /// The epoch of this event's slots in `table`.
     epoch: u32,
-    /// The strings that held escapes, unescaped.
+    /// The keys that held escapes, unescaped.
     unescaped: String,
     /// Every string value, unescaped, each followed by a NUL, in document order: its
     /// first `strs_len` bytes (see [`Event::joined_strs`]).
@@ -348,14 +349,16 @@ impl<'a> JsonEvent<'a> {
         buffers.strs = self.strs;
     }
 
+    /// A string value: a range of the text, or (if it held escapes) of the joined
+    /// strings, which are bytes: checked as UTF-8 here, which they are by construction
+    /// (copies of the text's, and characters encoded by `char`).
     fn str_of(&self, s: Span) -> &str {
         let (start, end) = (s.start as usize, s.start as usize + s.len as usize);
-        let src = if s.unescaped {
-            self.unescaped.as_str()
+        if s.unescaped {
+            std::str::from_utf8(self.strs.get(start..end).unwrap_or_default()).unwrap_or_default()
         } else {
-            self.text
-        };
-        src.get(start..end).unwrap_or_default()
+            self.text.get(start..end).unwrap_or_default()
+        }
     }
 
     fn leaf(&self, j: usize) -> Value<'_> {
@@ -716,21 +719,12 @@ impl Parser<'_> {
         );
     }
 
-    /// Ends the joined copy of string `s` (at `sat`, where [`plain_end_copy`] put its
-    /// bytes if it held no escape; else copied here from the unescaped ones) with a NUL.
+    /// Ends the joined copy of string `s` (at `sat`, where [`plain_end_copy`] or
+    /// [`Parser::escaped_value`] put its bytes) with a NUL.
     #[inline(always)]
     fn joined(&mut self, s: Span) {
         let at = self.sat;
         let len = s.len as usize;
-        if s.unescaped {
-            let from = s.start as usize;
-            if let (Some(src), Some(dst)) = (
-                self.unescaped.as_bytes().get(from..from + len),
-                self.strs.get_mut(at..at + len),
-            ) {
-                dst.copy_from_slice(src);
-            }
-        }
         if let Some(z) = self.strs.get_mut(at + len) {
             *z = 0;
         }
@@ -851,7 +845,7 @@ impl Parser<'_> {
                     }
                 } else {
                     self.i = end;
-                    self.escaped(start)?
+                    self.escaped_value(start)?
                 };
                 self.push_str(key, s);
                 self.joined(s);
@@ -928,7 +922,7 @@ impl Parser<'_> {
                         }
                     } else {
                         self.i = end;
-                        let s = self.escaped(start)?;
+                        let s = self.escaped_value(start)?;
                         i = self.i;
                         s
                     };
@@ -1086,8 +1080,73 @@ impl Parser<'_> {
         Ok((span, hash))
     }
 
-    /// The rest of a string starting at `start` that holds an escape (or is invalid),
-    /// `self.i` at the first `\\` (or control character, or the end).
+    /// The rest of a string value starting at `start` that holds an escape (or is
+    /// invalid), `self.i` at the first `\\` (or control character, or the end),
+    /// unescaped into the joined strings at `sat`, where [`plain_end_copy`] put the
+    /// bytes before it: runs between escapes are copied a word at a time as they are
+    /// scanned (the output never passes the input: an escape is longer than what it
+    /// stands for).
+    #[inline(never)]
+    fn escaped_value(&mut self, start: usize) -> Result<Span, Fail> {
+        let b = self.b;
+        let mut i = self.i;
+        let mut out = self.sat + (i - start);
+        loop {
+            match b.get(i) {
+                None => return Err(self.fail_at(i, "unterminated string")),
+                Some(b'"') => {
+                    self.i = i + 1;
+                    return Ok(Span {
+                        start: self.sat as u32,
+                        len: (out - self.sat) as u32,
+                        unescaped: true,
+                    });
+                }
+                Some(b'\\') => {
+                    let Some(&e) = b.get(i + 1) else {
+                        return Err(self.fail_at(i + 1, "unterminated string"));
+                    };
+                    i += 2;
+                    let byte = match e {
+                        b'"' | b'\\' | b'/' => e,
+                        b'b' => 8,
+                        b'f' => 0xc,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'u' => {
+                            self.i = i;
+                            let c = self.unicode()?;
+                            i = self.i;
+                            let mut buf = [0u8; 4];
+                            let c = c.encode_utf8(&mut buf).as_bytes();
+                            if let Some(to) = self.strs.get_mut(out..out + c.len()) {
+                                to.copy_from_slice(c);
+                            }
+                            out += c.len();
+                            let end = plain_end_copy(b, i, &mut self.strs, out);
+                            out += end - i;
+                            i = end;
+                            continue;
+                        }
+                        _ => return Err(self.fail_at(i, "invalid escape")),
+                    };
+                    if let Some(to) = self.strs.get_mut(out) {
+                        *to = byte;
+                    }
+                    out += 1;
+                    let end = plain_end_copy(b, i, &mut self.strs, out);
+                    out += end - i;
+                    i = end;
+                }
+                Some(_) => return Err(self.fail_at(i, "control character in string")),
+            }
+        }
+    }
+
+    /// The rest of a key starting at `start` that holds an escape (or is invalid),
+    /// `self.i` at the first `\\` (or control character, or the end), unescaped into
+    /// `unescaped`.
     #[inline(never)]
     fn escaped(&mut self, start: usize) -> Result<Span, Fail> {
         let (b, text) = (self.b, self.text);
@@ -1566,6 +1625,6 @@ mod tests {
         let ev = JsonEvent::parse(text).expect("json");
         assert!(ev.nodes[1].str().is_some_and(|s| !s.unescaped));
         assert!(ev.nodes[2].str().is_some_and(|s| s.unescaped));
-        assert_eq!(ev.unescaped, "C:\\x");
+        assert_eq!(ev.joined_strs(), Some(&b"plain\0C:\\x\0"[..]));
     }
 }

@@ -397,6 +397,7 @@ fn random_json_reads_as_serde_json_does() {
         v
     };
     let mut parsed = 0;
+    let mut buffers = vigil_sigma::JsonBuffers::default();
     for i in 0..iters {
         let mut text = String::new();
         random_json(&mut rng, 3, &mut text);
@@ -417,6 +418,17 @@ fn random_json_reads_as_serde_json_does() {
             continue;
         };
         parsed += 1;
+        // The strings joined while parsing are those visited, in order; also with buffers
+        // holding the bytes of earlier texts.
+        let mut joined = Vec::new();
+        ours.for_each_str(&mut |s| {
+            joined.extend_from_slice(s.as_bytes());
+            joined.push(0);
+        });
+        assert_eq!(ours.joined_strs(), Some(&joined[..]), "{text:?}");
+        let again = vigil_sigma::JsonEvent::parse_with(&text, &mut buffers).expect("reparse");
+        assert_eq!(again.joined_strs(), Some(&joined[..]), "{text:?}");
+        again.recycle(&mut buffers);
         for p in &paths {
             let (a, b) = (ours.field(p), theirs.field(p));
             let ok = match (&a, &b) {
