@@ -18,4 +18,4 @@ mod value;
 
 pub use access::{Event, Fields, OcsfJson};
 pub use model::{OcsfClass, OcsfEvent};
-pub use value::{FieldPath, Value};
+pub use value::{key_hash, key_hash_step, FieldPath, Value};

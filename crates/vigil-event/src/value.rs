@@ -121,6 +121,41 @@ pub struct FieldPath {
     full: Box<str>,
     /// Byte offsets of the start of each part within `full`.
     starts: Box<[u32]>,
+    /// [`key_hash`] of each part, then of each rest (parts `i..` joined), `rest(0)` last:
+    /// computed once, for readers that look keys up by that hash.
+    hashes: Box<[u64]>,
+}
+
+/// The multiplier of [`key_hash`] (FxHash's).
+const KEY_K: u64 = 0x517c_c1b7_2722_0a95;
+
+/// One step of [`key_hash`]: the state after one more little-endian word of key bytes.
+#[inline(always)]
+pub fn key_hash_step(h: u64, word: u64) -> u64 {
+    (h.rotate_left(5) ^ word).wrapping_mul(KEY_K)
+}
+
+/// A key's bytes hashed eight at a time, as little-endian words from a state of 0, the
+/// last one padded with zeros (none for an empty key or a multiple of eight bytes). A
+/// JSON reader can compute it while scanning a key ([`key_hash_step`] per word) and
+/// then look up a [`FieldPath`]'s parts by their [`FieldPath::part_hash`] without
+/// hashing them again. Not a hash for hostile input on its own (readers mix in more).
+#[inline]
+pub fn key_hash(key: &[u8]) -> u64 {
+    let mut h = 0;
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = key_hash_step(h, u64::from_le_bytes(w));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = key_hash_step(h, u64::from_le_bytes(w));
+    }
+    h
 }
 
 impl FieldPath {
@@ -132,10 +167,36 @@ impl FieldPath {
                 starts.push(u32::try_from(i + 1).unwrap_or(u32::MAX));
             }
         }
+        let len = starts.len();
+        let mut hashes = Vec::with_capacity(2 * len);
+        for i in 0..len {
+            let start = starts[i] as usize;
+            let end = starts.get(i + 1).map_or(name.len(), |n| *n as usize - 1);
+            hashes.push(key_hash(
+                name.as_bytes().get(start..end).unwrap_or_default(),
+            ));
+        }
+        for i in 0..len {
+            let start = starts[i] as usize;
+            hashes.push(key_hash(name.as_bytes().get(start..).unwrap_or_default()));
+        }
         FieldPath {
             full: name.into(),
             starts: starts.into_boxed_slice(),
+            hashes: hashes.into_boxed_slice(),
         }
+    }
+
+    /// [`key_hash`] of part `i` (0 past the last part).
+    #[inline]
+    pub fn part_hash(&self, i: usize) -> u64 {
+        self.hashes.get(i).copied().unwrap_or_default()
+    }
+
+    /// [`key_hash`] of [`FieldPath::rest`]`(i)` (0 past the last part).
+    #[inline]
+    pub fn rest_hash(&self, i: usize) -> u64 {
+        self.hashes.get(self.len() + i).copied().unwrap_or_default()
     }
 
     /// The name as written.
@@ -195,6 +256,36 @@ impl From<&str> for FieldPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_hashes_are_those_of_the_parts() {
+        for name in [
+            "Image",
+            "a.b",
+            "winlog.event_data.Image",
+            "",
+            "x.",
+            ".y",
+            "ParentCommandLine.k",
+        ] {
+            let p = FieldPath::new(name);
+            for i in 0..p.len() {
+                assert_eq!(
+                    p.part_hash(i),
+                    key_hash(p.part(i).unwrap_or("").as_bytes()),
+                    "{name} {i}"
+                );
+                assert_eq!(
+                    p.rest_hash(i),
+                    key_hash(p.rest(i).unwrap_or("").as_bytes()),
+                    "{name} {i}"
+                );
+            }
+        }
+        // Every length hashes differently from its neighbours, zero padding aside.
+        assert_ne!(key_hash(b"abcdefgh"), key_hash(b"abcdefghi"));
+        assert_eq!(key_hash(b""), 0);
+    }
 
     #[test]
     fn path_parts_and_rest() {

@@ -139,25 +139,15 @@ pub struct JsonError {
     pub reason: &'static str,
 }
 
-/// The multiplier of the key hash (FxHash's).
-const K: u64 = 0x517c_c1b7_2722_0a95;
+/// One step of the key hash over a key's bytes (`vigil_event::key_hash`'s, so that a
+/// [`FieldPath`]'s parts come hashed).
+use vigil_event::key_hash_step as mix;
 
-/// One step of the key hash: multiply-rotate, eight bytes at a time.
+/// The hash of a member's key in its object, from the key's bytes hashed
+/// (`vigil_event::key_hash`): then its length and the object.
 #[inline(always)]
-fn mix(h: u64, w: u64) -> u64 {
-    (h.rotate_left(5) ^ w).wrapping_mul(K)
-}
-
-/// The key hash's state before the key's bytes.
-#[inline(always)]
-fn hash_start(object: u32) -> u64 {
-    mix(0, u64::from(object))
-}
-
-/// The key hash, from its state after the key's bytes.
-#[inline(always)]
-fn hash_end(h: u64, len: usize) -> u64 {
-    let h = mix(h, len as u64);
+fn hash_end(h: u64, len: usize, object: u32) -> u64 {
+    let h = mix(mix(h, len as u64), u64::from(object));
     h ^ (h >> 32)
 }
 
@@ -170,19 +160,11 @@ fn word(c: &[u8]) -> u64 {
 }
 
 /// The hash of a member's key in its object: its bytes eight at a time (the last word
-/// padded with zeros), then its length. [`scan_key`] computes the same while scanning.
+/// padded with zeros), then its length and the object. [`scan_key`] computes the same
+/// while scanning.
 #[inline]
 fn key_hash(object: u32, key: &[u8]) -> u64 {
-    let mut h = hash_start(object);
-    let mut chunks = key.chunks_exact(8);
-    for c in &mut chunks {
-        h = mix(h, word(c));
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        h = mix(h, tail(rest));
-    }
-    hash_end(h, key.len())
+    hash_end(vigil_event::key_hash(key), key.len(), object)
 }
 
 /// A key's bit in its object's filter (`Node::data`), from its length: a key whose bit
@@ -389,11 +371,17 @@ impl<'a> JsonEvent<'a> {
 
     /// The last member of object `j` named `key`.
     fn member(&self, j: usize, key: &str) -> Option<usize> {
+        self.member_hashed(j, key, vigil_event::key_hash(key.as_bytes()))
+    }
+
+    /// [`JsonEvent::member`], the key's bytes already hashed (`vigil_event::key_hash`,
+    /// as a [`FieldPath`] keeps its parts).
+    fn member_hashed(&self, j: usize, key: &str, bytes_hash: u64) -> Option<usize> {
         let key = key.as_bytes();
         if self.nodes.get(j)?.data & key_bit(key.len()) == 0 {
             return None;
         }
-        let hash = key_hash(j as u32, key);
+        let hash = hash_end(bytes_hash, key.len(), j as u32);
         let check = (hash >> 32) as u32;
         let mask = self.table.len() - 1;
         let mut at = hash as usize & mask;
@@ -437,7 +425,7 @@ impl<'a> JsonEvent<'a> {
                 Tag::Object => {
                     objects[i] = j as u32;
                     met = i + 1;
-                    match self.member(j, path.part(i)?) {
+                    match self.member_hashed(j, path.part(i)?, path.part_hash(i)) {
                         Some(c) => (i, j) = (i + 1, c),
                         None => break,
                     }
@@ -455,7 +443,8 @@ impl<'a> JsonEvent<'a> {
         // `at` tries them when its recursion returns.
         for i in (0..met).rev() {
             if i + 1 < len {
-                if let Some(c) = self.member(objects[i] as usize, path.rest(i)?) {
+                let c = self.member_hashed(objects[i] as usize, path.rest(i)?, path.rest_hash(i));
+                if let Some(c) = c {
                     return Some(self.leaf(c));
                 }
             }
@@ -469,14 +458,14 @@ impl<'a> JsonEvent<'a> {
         }
         match self.nodes[j].tag {
             Tag::Object => {
-                if let Some(c) = self.member(j, path.part(i)?) {
+                if let Some(c) = self.member_hashed(j, path.part(i)?, path.part_hash(i)) {
                     if let Some(found) = self.at(c, path, i + 1) {
                         return Some(found);
                     }
                 }
                 // A flat key holding dots.
                 if i + 1 < path.len() {
-                    if let Some(c) = self.member(j, path.rest(i)?) {
+                    if let Some(c) = self.member_hashed(j, path.rest(i)?, path.rest_hash(i)) {
                         return Some(self.leaf(c));
                     }
                 }
@@ -501,7 +490,9 @@ impl Event for JsonEvent<'_> {
             // flat key or `UserData` to try after it).
             let root = self.nodes.first()?;
             return match root.tag {
-                Tag::Object => Some(self.leaf(self.member(0, path.as_str())?)),
+                Tag::Object => {
+                    Some(self.leaf(self.member_hashed(0, path.as_str(), path.rest_hash(0))?))
+                }
                 _ => self.at(0, path, 0),
             };
         }
@@ -628,7 +619,7 @@ fn plain_end_copy(b: &[u8], mut i: usize, out: &mut [u8], mut at: usize) -> usiz
 /// [`Parser::key_slow`]).
 #[inline(always)]
 fn scan_key(b: &[u8], start: usize, object: u32) -> Option<(usize, u64)> {
-    let mut h = hash_start(object);
+    let mut h = 0;
     let mut i = start;
     while let Some(chunk) = b.get(i..i + 8) {
         let w = word(chunk);
@@ -645,7 +636,7 @@ fn scan_key(b: &[u8], start: usize, object: u32) -> Option<(usize, u64)> {
         if n > 0 {
             h = mix(h, w & (u64::MAX >> (64 - 8 * n)));
         }
-        return Some((i + n, hash_end(h, i + n - start)));
+        return Some((i + n, hash_end(h, i + n - start, object)));
     }
     None
 }
