@@ -167,18 +167,14 @@ impl FieldPath {
                 starts.push(u32::try_from(i + 1).unwrap_or(u32::MAX));
             }
         }
-        let len = starts.len();
-        let mut hashes = Vec::with_capacity(2 * len);
-        for i in 0..len {
-            let start = starts[i] as usize;
+        let bytes = name.as_bytes();
+        let mut hashes = Vec::with_capacity(2 * starts.len());
+        for (i, &start) in starts.iter().enumerate() {
             let end = starts.get(i + 1).map_or(name.len(), |n| *n as usize - 1);
-            hashes.push(key_hash(
-                name.as_bytes().get(start..end).unwrap_or_default(),
-            ));
+            hashes.push(key_hash(bytes.get(start as usize..end).unwrap_or_default()));
         }
-        for i in 0..len {
-            let start = starts[i] as usize;
-            hashes.push(key_hash(name.as_bytes().get(start..).unwrap_or_default()));
+        for &start in &starts {
+            hashes.push(key_hash(bytes.get(start as usize..).unwrap_or_default()));
         }
         FieldPath {
             full: name.into(),
