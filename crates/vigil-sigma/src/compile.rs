@@ -350,15 +350,27 @@ impl GroupBuilder {
             )?))
         };
         // Keyword literals (folded, case-sensitive) get a SIMD prefilter when few: most
-        // events contain none of them, and it says so much faster than the automaton.
-        let packed = if field.is_none() && !self.contains.is_empty() && self.contains.len() <= 64 {
-            let mut b = aho_corasick::packed::Config::new().builder();
-            for c in &self.contains {
-                b.add(&c.0);
-            }
-            b.build()
+        // events contain none of them, and it says so much faster than the automaton or
+        // the anchor index. A searcher takes up to 64 literals; up to 4 of them are
+        // still faster than one pass of the anchor index (75 literals: 2 searchers).
+        let packed = if field.is_none() && !self.contains.is_empty() && self.contains.len() <= 256 {
+            self.contains
+                .chunks(
+                    self.contains
+                        .len()
+                        .div_ceil(self.contains.len().div_ceil(64)),
+                )
+                .map(|chunk| {
+                    let mut b = aho_corasick::packed::Config::new().builder();
+                    for c in chunk {
+                        b.add(&c.0);
+                    }
+                    b.build()
+                })
+                .collect::<Option<Box<[_]>>>()
+                .unwrap_or_default()
         } else {
-            None
+            Box::default()
         };
         let cased = if self.cased.is_empty() {
             None
@@ -407,8 +419,9 @@ pub(crate) struct Group {
     pub prefix: FlatTrie,
     pub suffix: FlatTrie,
     pub contains: Option<Substrings>,
-    /// A prefilter for `contains` (keyword groups with few literals).
-    pub packed: Option<aho_corasick::packed::Searcher>,
+    /// A prefilter for `contains` (keyword groups with few literals): SIMD searchers
+    /// for up to 64 literals each (none: no prefilter).
+    pub packed: Box<[aho_corasick::packed::Searcher]>,
     pub contains_pids: Box<[Box<[u32]>]>,
     pub cased: Option<AhoCorasick>,
     pub cased_pids: Box<[AnchorPids]>,

@@ -721,13 +721,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
             g.suffix.walk(folded.bytes().rev(), &mut hit);
         }
         if let Some(ac) = &g.contains {
-            contains_scan(
-                ac,
-                g.packed.as_ref(),
-                &g.contains_pids,
-                folded.as_bytes(),
-                &mut hit,
-            );
+            contains_scan(ac, &g.packed, &g.contains_pids, folded.as_bytes(), &mut hit);
         }
     }
 
@@ -768,7 +762,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         }
         if let Some(ac) = &g.contains {
             // The keyword automaton is case-sensitive over folded text.
-            contains_scan(ac, g.packed.as_ref(), &g.contains_pids, lower, &mut |p| {
+            contains_scan(ac, &g.packed, &g.contains_pids, lower, &mut |p| {
                 Self::set_hit(hits, list, p)
             });
         }
@@ -1204,17 +1198,24 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
 /// starts there or later) and is skipped when it finds none.
 fn contains_scan(
     subs: &Substrings,
-    packed: Option<&aho_corasick::packed::Searcher>,
+    packed: &[aho_corasick::packed::Searcher],
     pids: &[Box<[u32]>],
     hay: &[u8],
     hit: &mut impl FnMut(u32),
 ) {
-    let from = match packed {
-        Some(p) => match p.find(hay) {
-            Some(m) => m.start(),
+    // With a prefilter: from the first place one of its literals occurs, if any does.
+    let from = if packed.is_empty() {
+        0
+    } else {
+        match packed
+            .iter()
+            .filter_map(|p| p.find(hay))
+            .map(|m| m.start())
+            .min()
+        {
+            Some(start) => start,
             None => return,
-        },
-        None => 0,
+        }
     };
     let ac = match subs {
         Substrings::Automaton(ac) => ac,

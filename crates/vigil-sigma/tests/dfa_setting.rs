@@ -56,3 +56,49 @@ fn every_automaton_kind_finds_the_same() {
         "case-insensitive substrings (-flag12 holds -flag1) and keywords"
     );
 }
+
+/// Keyword literals are prefiltered by SIMD searchers of up to 64 literals each: with
+/// 150 of them (three searchers), a literal of each is still found, and a text holding
+/// none finds nothing.
+#[test]
+fn keyword_prefilter_of_several_searchers() {
+    let mut rules = String::new();
+    for i in 0..150 {
+        rules.push_str(&format!(
+            "title: R{i}\nlogsource: {{product: test}}\ndetection:\n  k:\n    - 'kw{i}x'\n  \
+             condition: k\n---\n"
+        ));
+    }
+    for dfa_literals_max in [Some(0), Some(10_000), None] {
+        let mut loader = Loader::with_config(Config {
+            dfa_literals_max,
+            ..Config::default()
+        })
+        .expect("config");
+        loader.add("rules.yml", &rules);
+        let built = loader.build();
+        assert!(built.errors.is_empty(), "{:?}", built.errors);
+        let engine = built.engine;
+        let declared = engine.declare(&LogSource::new(Some("test"), None, None));
+        let mut scratch = engine.scratch();
+        let mut out = Vec::new();
+        let mut all = Vec::new();
+        for (n, text) in [
+            "first KW0X",
+            "KW77X in the middle",
+            "aa",
+            "kw15 kw149x",
+            "kw1",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let event = serde_json::json!({ "Message": text, "Other": "zz" });
+            out.clear();
+            engine.match_event(&mut scratch, &event, Source::Declared(&declared), &mut out);
+            all.extend(out.iter().map(|f| format!("{n}:{}", f.rule.title)));
+        }
+        all.sort();
+        assert_eq!(all, ["0:R0", "1:R77", "3:R149"], "{dfa_literals_max:?}");
+    }
+}
