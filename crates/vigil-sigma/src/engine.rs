@@ -328,6 +328,8 @@ pub struct Scratch {
     /// The Windows routes of the last record whose routing read no provider, and what
     /// they were found from: (shape, EventID, channel as written).
     win_cache: Option<(u32, Option<i64>, String, Vec<Route>)>,
+    /// Buffers of a `fieldref` test: the two values as text and folded.
+    fieldref: [String; 4],
     lower: String,
     num: String,
     /// Every string of the current event, each followed by a NUL (for keywords).
@@ -398,6 +400,7 @@ impl Engine {
             routes: Vec::new(),
             win_cache: None,
             lower: String::new(),
+            fieldref: Default::default(),
             num: String::new(),
             kw: String::new(),
             kw_epoch: 0,
@@ -1094,20 +1097,17 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
             let (Some(v), Some(o)) = (&self.vals[pos], &self.vals[opos]) else {
                 return false;
             };
-            let mut b1 = String::new();
-            let mut b2 = String::new();
-            let mut f1 = String::new();
-            let mut f2 = String::new();
+            let [b1, b2, f1, f2] = &mut self.s.fieldref;
             return for_each_scalar(o, &mut |os| {
-                let Some(os) = scalar_str(os, &mut b2) else {
+                let Some(os) = scalar_str(os, b2) else {
                     return false;
                 };
-                let needle = folded(os, *cased, &mut f2).to_string();
+                let needle = folded(os, *cased, f2);
                 for_each_scalar(v, &mut |vs| {
-                    let Some(vs) = scalar_str(vs, &mut b1) else {
+                    let Some(vs) = scalar_str(vs, b1) else {
                         return false;
                     };
-                    anchor_match(folded(vs, *cased, &mut f1), &needle, *anchor)
+                    anchor_match(folded(vs, *cased, f1), needle, *anchor)
                 })
             });
         }
