@@ -121,6 +121,8 @@ pub struct JsonEvent<'a> {
     table: Vec<Slot>,
     /// The epoch of this event's slots in `table`.
     epoch: u32,
+    /// This event's part of `table`: its first `mask + 1` slots.
+    mask: usize,
     /// The keys that held escapes, unescaped.
     unescaped: String,
     /// Every string value, unescaped, each followed by a NUL, in document order: its
@@ -267,9 +269,12 @@ impl<'a> JsonEvent<'a> {
         if strs.len() < text.len() + 8 {
             strs.resize(text.len() + 8, 0);
         }
-        // A first guess at the size (a member takes at least five bytes, `"":0,`, and
-        // usually many more), grown while parsing if the text holds more members.
-        let size = (text.len() / 8).next_power_of_two().max(8);
+        // The part of the member table this record uses: a slot per four bytes of text
+        // (a member takes at least five, `"":0,`, and usually many more; the table is
+        // kept at most half full), grown while parsing if the text holds more members.
+        // Sized per record, not at the largest record seen, so that one huge record does
+        // not spread every later record's members over a table out of cache.
+        let size = (text.len() / 4).next_power_of_two().max(8);
         if table.len() < size || epoch == u32::MAX {
             table.clear();
             table.resize(size, Slot::default());
@@ -293,7 +298,9 @@ impl<'a> JsonEvent<'a> {
                 reason: "",
             },
         };
-        p.mask = p.table.len() - 1;
+        // This record's part of the table: its first `size` slots (a larger table, kept
+        // from a larger record, is not spread over: the record's slots stay in cache).
+        p.mask = size - 1;
         p.ws();
         let r = p.value(NO_KEY).and_then(|()| {
             p.ws();
@@ -316,6 +323,7 @@ impl<'a> JsonEvent<'a> {
             nodes: p.nodes,
             table: p.table,
             epoch: p.epoch,
+            mask: p.mask,
             unescaped: p.unescaped,
             strs: p.strs,
             strs_len: p.sat,
@@ -383,7 +391,7 @@ impl<'a> JsonEvent<'a> {
         }
         let hash = hash_end(bytes_hash, key.len(), j as u32);
         let check = (hash >> 32) as u32;
-        let mask = self.table.len() - 1;
+        let mask = self.mask;
         let mut at = hash as usize & mask;
         loop {
             let slot = *self.table.get(at)?;
@@ -773,7 +781,7 @@ impl Parser<'_> {
     #[inline(always)]
     fn added(&mut self) {
         self.members += 1;
-        if self.members * 2 > self.table.len() {
+        if self.members * 2 > self.mask + 1 {
             self.grow();
         }
     }
@@ -788,13 +796,15 @@ impl Parser<'_> {
         }
     }
 
-    /// Doubles the table, keeping its members.
+    /// Doubles the record's part of the table, keeping its members: they move to a new
+    /// epoch, which frees their old slots.
     #[cold]
     #[inline(never)]
     fn grow(&mut self) {
-        let old = std::mem::take(&mut self.table);
-        let hashes: Vec<(u64, Slot)> = old
+        let hashes: Vec<(u64, Slot)> = self
+            .table
             .iter()
+            .take(self.mask + 1)
             .filter(|s| s.epoch == self.epoch)
             .map(|s| {
                 let key = self.nodes.get(s.node as usize).map_or(NO_KEY, |n| n.key());
@@ -802,12 +812,14 @@ impl Parser<'_> {
                 (key_hash(s.object, key), *s)
             })
             .collect();
-        self.table = old;
-        let size = self.table.len() * 2;
-        self.table.clear();
-        self.table.resize(size, Slot::default());
+        let size = (self.mask + 1) * 2;
+        if self.table.len() < size || self.epoch == u32::MAX {
+            self.table.clear();
+            self.table.resize(size, Slot::default());
+            self.epoch = 0;
+        }
         self.mask = size - 1;
-        self.epoch = 1;
+        self.epoch += 1;
         for (hash, s) in hashes {
             let mut at = hash as usize & self.mask;
             while self.table[at].epoch == self.epoch {
@@ -1365,6 +1377,48 @@ mod tests {
         for d in &docs {
             let ev = JsonEvent::parse_with(d, &mut buffers).unwrap_or_else(|e| panic!("{d}: {e}"));
             assert_eq!(ev.joined_strs(), Some(&joined_by_visit(&ev)[..]), "{d}");
+            ev.recycle(&mut buffers);
+        }
+    }
+
+    /// Each record uses the part of the member table its length calls for, growing it
+    /// when members are dense, whatever size an earlier record left the table at.
+    #[test]
+    fn member_table_part_per_record() {
+        // `#`: one-digit values (dense: about 10 bytes a member, fewer than the first
+        // guess at the part of the table allows, which then grows).
+        let doc = |n: usize, pad: &str| {
+            let members: Vec<String> = (0..n)
+                .map(|i| match pad {
+                    "#" => format!(r#""k{i}":{}"#, i % 10),
+                    _ => format!(r#""k{i}":"{pad}{i}""#),
+                })
+                .collect();
+            format!("{{{}}}", members.join(","))
+        };
+        let mut buffers = JsonBuffers::default();
+        // Large and sparse, then small, then dense (short values: the first guess at the
+        // part is too small and grows while parsing), then large again.
+        let cases = [
+            (2000, "xxxxxxxxxxxxxxxx"),
+            (3, ""),
+            (900, "#"),
+            (50, "#"),
+            (3000, "y"),
+            (5000, "#"),
+        ];
+        for (n, pad) in cases {
+            let text = doc(n, pad);
+            let ev = JsonEvent::parse_with(&text, &mut buffers).expect("json");
+            for i in (0..n).step_by(7).chain([n - 1]) {
+                let v = ev.field(&FieldPath::new(&format!("k{i}")));
+                let want = match pad {
+                    "#" => Value::Int((i % 10) as i64),
+                    _ => Value::Str(Cow::Owned(format!("{pad}{i}"))),
+                };
+                assert_eq!(v, Some(want), "{n} k{i}");
+            }
+            assert_eq!(ev.field(&FieldPath::new(&format!("k{n}"))), None);
             ev.recycle(&mut buffers);
         }
     }
