@@ -121,9 +121,12 @@ pub struct FieldPath {
     full: Box<str>,
     /// Byte offsets of the start of each part within `full`.
     starts: Box<[u32]>,
-    /// [`key_hash`] of each part, then of each rest (parts `i..` joined), `rest(0)` last:
-    /// computed once, for readers that look keys up by that hash.
+    /// [`key_hash`] of each part, then of each rest (parts `i..` joined): computed
+    /// once, for readers that look keys up by that hash.
     hashes: Box<[u64]>,
+    /// [`key_hash`] of the whole name (`rest(0)`), kept inline: the one a reader of
+    /// flat records asks for, without reading `hashes`.
+    full_hash: u64,
 }
 
 /// The multiplier of [`key_hash`] (FxHash's).
@@ -180,6 +183,7 @@ impl FieldPath {
             full: name.into(),
             starts: starts.into_boxed_slice(),
             hashes: hashes.into_boxed_slice(),
+            full_hash: key_hash(bytes),
         }
     }
 
@@ -192,6 +196,9 @@ impl FieldPath {
     /// [`key_hash`] of [`FieldPath::rest`]`(i)` (0 past the last part).
     #[inline]
     pub fn rest_hash(&self, i: usize) -> u64 {
+        if i == 0 {
+            return self.full_hash;
+        }
         self.hashes.get(self.len() + i).copied().unwrap_or_default()
     }
 
