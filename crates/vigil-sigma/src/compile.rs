@@ -297,6 +297,40 @@ impl FlatTrie {
 /// ([`crate::Config::dfa_literals_max`]).
 pub(crate) const MAX_DFA_LITERALS: usize = 50;
 
+/// Lists of items stored one after the other (a list is a range of one array): reading
+/// a list costs one lookup in a small array of offsets and no pointer to follow, so the
+/// lists that matching reads for each hit stay few cache lines.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lists<T> {
+    /// List `i` is `items[starts[i]..starts[i + 1]]`.
+    starts: Box<[u32]>,
+    items: Box<[T]>,
+}
+
+impl<T> Lists<T> {
+    pub(crate) fn new<L: IntoIterator<Item = T>>(lists: impl IntoIterator<Item = L>) -> Self {
+        let mut starts = vec![0u32];
+        let mut items = Vec::new();
+        for l in lists {
+            items.extend(l);
+            starts.push(u32::try_from(items.len()).unwrap_or(u32::MAX));
+        }
+        Lists {
+            starts: starts.into_boxed_slice(),
+            items: items.into_boxed_slice(),
+        }
+    }
+
+    /// List `i` (empty past the last).
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> &[T] {
+        match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(&a), Some(&b)) => self.items.get(a as usize..b as usize).unwrap_or_default(),
+            _ => &[],
+        }
+    }
+}
+
 /// The substring literals of a field, folded: an automaton (a DFA), or for more than
 /// `dfa_max` literals an anchor-hash index (faster to scan than the automaton's NFA, much
 /// smaller than a DFA).
@@ -388,11 +422,7 @@ impl GroupBuilder {
             suffix: self.suffix.freeze(),
             contains,
             packed,
-            contains_pids: self
-                .contains
-                .into_iter()
-                .map(|c| c.1.into_boxed_slice())
-                .collect(),
+            contains_pids: Lists::new(self.contains.into_iter().map(|c| c.1)),
             cased,
             cased_pids: self
                 .cased
@@ -422,7 +452,7 @@ pub(crate) struct Group {
     /// A prefilter for `contains` (keyword groups with few literals): SIMD searchers
     /// for up to 64 literals each (none: no prefilter).
     pub packed: Box<[aho_corasick::packed::Searcher]>,
-    pub contains_pids: Box<[Box<[u32]>]>,
+    pub contains_pids: Lists<u32>,
     pub cased: Option<AhoCorasick>,
     pub cased_pids: Box<[AnchorPids]>,
     pub nums: FxMap<i64, Box<[u32]>>,

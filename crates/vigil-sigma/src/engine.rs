@@ -1,6 +1,8 @@
 //! Loading rules, building the [`Engine`], and matching events.
 
-use crate::compile::{self, BucketCompiler, CAtom, CTest, Expr, Group, RuleProg, Substrings};
+use crate::compile::{
+    self, BucketCompiler, CAtom, CTest, Expr, Group, Lists, RuleProg, Substrings,
+};
 use crate::cond::Cond;
 use crate::correlation::{self, CorrDef};
 use crate::error::{ConfigError, ErrorKind, RuleError};
@@ -220,7 +222,7 @@ struct Bucket {
     n_pids: u32,
     /// pid -> the rules it may trigger: (local index, detection index), side by side so
     /// that collecting candidates does not visit the rules themselves.
-    triggers: Vec<Box<[(u32, u32)]>>,
+    triggers: Lists<(u32, u32)>,
     /// Local rule indices evaluated for every routed event.
     always: Box<[u32]>,
 }
@@ -909,7 +911,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         let mut cand = std::mem::take(&mut self.s.cand);
         cand.clear();
         for &pid in &self.s.hit_list {
-            for &(r, det) in b.triggers[pid as usize].iter() {
+            for &(r, det) in b.triggers.get(pid as usize) {
                 let det = det as usize;
                 if self.s.rule_epoch[det] != epoch {
                     self.s.rule_epoch[det] = epoch;
@@ -1199,7 +1201,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
 fn contains_scan(
     subs: &Substrings,
     packed: &[aho_corasick::packed::Searcher],
-    pids: &[Box<[u32]>],
+    pids: &Lists<u32>,
     hay: &[u8],
     hit: &mut impl FnMut(u32),
 ) {
@@ -1221,7 +1223,7 @@ fn contains_scan(
         Substrings::Automaton(ac) => ac,
         Substrings::Anchored(a) => {
             a.scan(&hay[from..], &mut |i| {
-                for p in pids[i as usize].iter() {
+                for p in pids.get(i as usize) {
                     hit(*p);
                 }
             });
@@ -1233,7 +1235,7 @@ fn contains_scan(
     loop {
         ac.find_overlapping(input.clone(), &mut state);
         let Some(m) = state.get_match() else { break };
-        for p in pids[m.pattern().as_usize()].iter() {
+        for p in pids.get(m.pattern().as_usize()) {
             hit(*p);
         }
     }
@@ -1739,7 +1741,7 @@ fn build(loader: Loader) -> Built {
             generic_variant,
             groups,
             n_pids,
-            triggers: triggers.into_iter().map(Vec::into_boxed_slice).collect(),
+            triggers: Lists::new(triggers),
             always: always.into_boxed_slice(),
         });
     }
