@@ -1,9 +1,35 @@
 //! `Config::dfa_literals_max` trades memory for scan speed and nothing else: the same
 //! rules find the same things with every automaton kind.
 
-use vigil_sigma::{Config, Loader, LogSource, Source};
+use vigil_sigma::{Config, Engine, Loader, LogSource, Source};
 
-fn findings(dfa_literals_max: Option<usize>) -> Vec<(usize, String)> {
+/// The engine of `rules` built with `dfa_literals_max`, and the titles of the rules each
+/// of `texts` (as `{"CommandLine": text}`, of logsource product `test`) fires, numbered.
+fn titles_fired(rules: &str, dfa_literals_max: Option<usize>, texts: &[&str]) -> Vec<String> {
+    let mut loader = Loader::with_config(Config {
+        dfa_literals_max,
+        ..Config::default()
+    })
+    .expect("config");
+    loader.add("rules.yml", rules);
+    let built = loader.build();
+    assert!(built.errors.is_empty(), "{:?}", built.errors);
+    let engine: Engine = built.engine;
+    let declared = engine.declare(&LogSource::new(Some("test"), None, None));
+    let mut scratch = engine.scratch();
+    let mut out = Vec::new();
+    let mut all = Vec::new();
+    for (n, text) in texts.iter().enumerate() {
+        let event = serde_json::json!({ "CommandLine": text, "Other": "zz" });
+        out.clear();
+        engine.match_event(&mut scratch, &event, Source::Declared(&declared), &mut out);
+        all.extend(out.iter().map(|f| format!("{n}:{}", f.rule.title)));
+    }
+    all.sort();
+    all
+}
+
+fn findings(dfa_literals_max: Option<usize>) -> Vec<String> {
     let mut rules = String::new();
     for i in 0..40 {
         rules.push_str(&format!(
@@ -12,36 +38,17 @@ fn findings(dfa_literals_max: Option<usize>) -> Vec<(usize, String)> {
              k:\n    - 'kw{i}x'\n  condition: s or k\n---\n"
         ));
     }
-    let mut loader = Loader::with_config(Config {
+    titles_fired(
+        &rules,
         dfa_literals_max,
-        ..Config::default()
-    })
-    .expect("config");
-    loader.add("rules.yml", &rules);
-    let built = loader.build();
-    assert!(built.errors.is_empty(), "{:?}", built.errors);
-    let engine = built.engine;
-    let declared = engine.declare(&LogSource::new(Some("test"), None, None));
-    let mut scratch = engine.scratch();
-    let mut out = Vec::new();
-    let mut all = Vec::new();
-    for (n, cmd) in [
-        "run TOOL7 now",
-        "x -flag12 -flag3",
-        "nothing here",
-        "KW39X and tool0 ",
-        "tool4-flag4",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let event = serde_json::json!({ "CommandLine": cmd });
-        out.clear();
-        engine.match_event(&mut scratch, &event, Source::Declared(&declared), &mut out);
-        all.extend(out.iter().map(|f| (n, f.rule.title.clone())));
-    }
-    all.sort();
-    all
+        &[
+            "run TOOL7 now",
+            "x -flag12 -flag3",
+            "nothing here",
+            "KW39X and tool0 ",
+            "tool4-flag4",
+        ],
+    )
 }
 
 #[test]
@@ -49,9 +56,8 @@ fn every_automaton_kind_finds_the_same() {
     let nfa = findings(Some(0));
     assert_eq!(nfa, findings(Some(10_000)));
     assert_eq!(nfa, findings(None));
-    let titles: Vec<String> = nfa.iter().map(|(n, t)| format!("{n}:{t}")).collect();
     assert_eq!(
-        titles,
+        nfa,
         ["0:R7", "1:R1", "1:R12", "1:R3", "3:R0", "3:R39", "4:R4"],
         "case-insensitive substrings (-flag12 holds -flag1) and keywords"
     );
@@ -70,35 +76,17 @@ fn keyword_prefilter_of_several_searchers() {
         ));
     }
     for dfa_literals_max in [Some(0), Some(10_000), None] {
-        let mut loader = Loader::with_config(Config {
-            dfa_literals_max,
-            ..Config::default()
-        })
-        .expect("config");
-        loader.add("rules.yml", &rules);
-        let built = loader.build();
-        assert!(built.errors.is_empty(), "{:?}", built.errors);
-        let engine = built.engine;
-        let declared = engine.declare(&LogSource::new(Some("test"), None, None));
-        let mut scratch = engine.scratch();
-        let mut out = Vec::new();
-        let mut all = Vec::new();
-        for (n, text) in [
+        let texts = [
             "first KW0X",
             "KW77X in the middle",
             "aa",
             "kw15 kw149x",
             "kw1",
-        ]
-        .iter()
-        .enumerate()
-        {
-            let event = serde_json::json!({ "Message": text, "Other": "zz" });
-            out.clear();
-            engine.match_event(&mut scratch, &event, Source::Declared(&declared), &mut out);
-            all.extend(out.iter().map(|f| format!("{n}:{}", f.rule.title)));
-        }
-        all.sort();
-        assert_eq!(all, ["0:R0", "1:R77", "3:R149"], "{dfa_literals_max:?}");
+        ];
+        assert_eq!(
+            titles_fired(&rules, dfa_literals_max, &texts),
+            ["0:R0", "1:R77", "3:R149"],
+            "{dfa_literals_max:?}"
+        );
     }
 }
