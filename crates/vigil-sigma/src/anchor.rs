@@ -361,6 +361,16 @@ mod tests {
     use aho_corasick::AhoCorasick;
     use std::collections::BTreeSet;
 
+    /// A small deterministic generator (xorshift64) for the randomized tests.
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     fn automaton_hits(lits: &[&str], hay: &str) -> BTreeSet<u32> {
         let ac = AhoCorasick::new(lits).expect("automaton");
         ac.find_overlapping_iter(hay)
@@ -426,13 +436,7 @@ mod tests {
     #[test]
     fn many_literals_sharing_pieces() {
         // Literals from a small alphabet share many pieces; texts from the same alphabet.
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let mut lits = Vec::new();
         for _ in 0..3000 {
             let n = 1 + (next() % 9) as usize;
@@ -491,13 +495,7 @@ mod tests {
     /// non-ASCII bytes) and texts; the hit sets must be the automaton's.
     #[test]
     fn random_literals_and_texts() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let alphabets: [&[u8]; 4] = [
             b"ab",
             b"abc -/\\.e",

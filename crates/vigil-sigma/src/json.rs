@@ -649,6 +649,22 @@ fn scan_key(b: &[u8], start: usize, object: u32) -> Option<(usize, u64)> {
     None
 }
 
+/// The decimal digits at `i` read as a number (wrapping past `u64`; callers count the
+/// digits) and the position after them.
+#[inline(always)]
+fn digits_value(b: &[u8], mut i: usize) -> (u64, usize) {
+    let mut n: u64 = 0;
+    while let Some(&c) = b.get(i) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+    }
+    (n, i)
+}
+
 /// A positive integer of at most 18 digits at `i` (no fraction or exponent) and the
 /// position after it; `None` for any other value (see [`Parser::number`]).
 #[inline(always)]
@@ -656,16 +672,7 @@ fn small_int(b: &[u8], i: usize) -> Option<(u64, usize)> {
     if !matches!(b.get(i), Some(b'1'..=b'9')) {
         return None;
     }
-    let mut n: u64 = 0;
-    let mut j = i;
-    while let Some(&c) = b.get(j) {
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            break;
-        }
-        n = n.wrapping_mul(10).wrapping_add(u64::from(d));
-        j += 1;
-    }
+    let (n, j) = digits_value(b, i);
     match b.get(j) {
         _ if j - i > 18 => None,
         Some(b'.' | b'e' | b'E') => None,
@@ -1012,16 +1019,7 @@ impl Parser<'_> {
                     return Err(self.fail_at(i, "invalid number"));
                 }
             }
-            Some(b'1'..=b'9') => {
-                while let Some(&c) = b.get(i) {
-                    let d = c.wrapping_sub(b'0');
-                    if d > 9 {
-                        break;
-                    }
-                    n = n.wrapping_mul(10).wrapping_add(u64::from(d));
-                    i += 1;
-                }
-            }
+            Some(b'1'..=b'9') => (n, i) = digits_value(b, i),
             _ => return Err(self.fail_at(i, "invalid number")),
         }
         self.i = i;
