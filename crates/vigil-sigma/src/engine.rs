@@ -239,7 +239,7 @@ pub struct Engine {
     metas: Vec<RuleMeta>,
     dets: Vec<DetRule>,
     buckets: Vec<Bucket>,
-    slots: Vec<Box<[FieldPath]>>,
+    slots: Vec<Box<[SlotPath]>>,
     win_routes: FxMap<String, ChannelRoutes>,
     win_all: Vec<Route>,
     win_all_eid: FxMap<i64, Vec<Route>>,
@@ -671,7 +671,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         }
         let v = self.engine.slots[slot]
             .iter()
-            .find_map(|p| self.event.field(p));
+            .find_map(|p| p.read(self.event));
         self.vals.push(v);
         let pos = self.vals.len() - 1;
         self.s.slot_epoch[slot] = self.s.epoch;
@@ -1321,8 +1321,35 @@ enum VariantKey {
     Generic,
 }
 
+/// One path a field is read from, and the path of that element's text.
+struct SlotPath {
+    path: FieldPath,
+    /// `path.#text`.
+    text: FieldPath,
+}
+
+impl SlotPath {
+    fn new(path: &str) -> Self {
+        SlotPath {
+            path: FieldPath::new(path),
+            text: FieldPath::new(&format!("{path}.#text")),
+        }
+    }
+
+    /// The value at this path. An object holding `#text` reads as that text: an XML
+    /// element with attributes, or a run of unnamed ones, as `evtx` renders them
+    /// (`<Data>a</Data><Data>b</Data>` is `"Data": {"#text": ["a", "b"]}`, the
+    /// MSSQL and Application log records).
+    fn read<'e>(&self, event: &'e dyn Event) -> Option<Value<'e>> {
+        match event.field(&self.path)? {
+            Value::Object => Some(event.field(&self.text).unwrap_or(Value::Object)),
+            v => Some(v),
+        }
+    }
+}
+
 struct SlotTable {
-    slots: Vec<Box<[FieldPath]>>,
+    slots: Vec<Box<[SlotPath]>>,
     index: HashMap<Vec<String>, u32>,
 }
 
@@ -1333,7 +1360,7 @@ impl SlotTable {
         }
         let i = self.slots.len() as u32;
         self.slots
-            .push(paths.iter().map(|p| FieldPath::new(p)).collect());
+            .push(paths.iter().map(|p| SlotPath::new(p)).collect());
         self.index.insert(paths, i);
         i
     }

@@ -15,7 +15,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use vigil_sigma::{Config, CorrelationState, Limits, Loader, LogSource, Source};
+use vigil_sigma::{
+    Config, CorrelationState, Finding, JsonEvent, Limits, Loader, LogSource, Source, WinRecord,
+};
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn to_json(y: &Yaml) -> serde_json::Value {
@@ -74,6 +76,13 @@ fn corr_line(c: &vigil_sigma::CorrelationFinding<'_>) -> String {
     )
 }
 
+fn titles(findings: &[Finding<'_>]) -> Vec<String> {
+    findings
+        .iter()
+        .map(|f| format!("{} {:?}", f.rule.title, f.selections))
+        .collect()
+}
+
 fn run_case(path: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let split = text
@@ -127,18 +136,39 @@ fn run_case(path: &Path) -> Result<(), String> {
             .as_object_mut()
             .and_then(|o| o.remove("_source"))
             .unwrap_or_else(|| default_source.clone());
-        let mut findings = Vec::new();
-        match src.as_str() {
-            Some("windows") => {
-                engine.match_event(&mut scratch, &ev, Source::Windows, &mut findings)
-            }
-            Some("ocsf") => engine.match_event(&mut scratch, &ev, Source::Ocsf, &mut findings),
+        let source = match src.as_str() {
+            Some("windows") => Source::Windows,
+            Some("ocsf") => Source::Ocsf,
             _ => {
                 let key = src.to_string();
-                let d = declared
-                    .entry(key)
-                    .or_insert_with(|| engine.declare(&logsource(&src)));
-                engine.match_event(&mut scratch, &ev, Source::Declared(d), &mut findings);
+                if !declared.contains_key(&key) {
+                    declared.insert(key.clone(), engine.declare(&logsource(&src)));
+                }
+                Source::Declared(&declared[&key])
+            }
+        };
+        let mut findings = Vec::new();
+        engine.match_event(&mut scratch, &ev, source, &mut findings);
+        // The same record as the JSON readers see it (`JsonEvent`, and `WinRecord` for
+        // Windows records) finds the same, as does a fresh scratch.
+        let text = ev.to_string();
+        let json = JsonEvent::parse(&text).map_err(|e| format!("event {i}: {e}"))?;
+        let mut others = vec![("JsonEvent", Vec::new()), ("fresh scratch", Vec::new())];
+        engine.match_event(&mut engine.scratch(), &json, source, &mut others[0].1);
+        engine.match_event(&mut engine.scratch(), &ev, source, &mut others[1].1);
+        if matches!(source, Source::Windows) {
+            let mut out = Vec::new();
+            engine.match_event(&mut scratch, &WinRecord::new(&ev), source, &mut out);
+            others.push(("WinRecord", out));
+        }
+        for (reader, other) in &others {
+            if *other != findings {
+                return Err(format!(
+                    "{}: event {i}: {reader} finds {:?}, serde_json::Value {:?}",
+                    path.display(),
+                    titles(other),
+                    titles(&findings)
+                ));
             }
         }
         for f in &findings {

@@ -3,30 +3,18 @@
 
 mod support;
 
-use vigil_sigma::Loader;
-
-fn load_tree(sub: &str) -> Option<(usize, Vec<String>, vigil_sigma::Built)> {
-    let data = support::data_dir("corpus")?;
-    let root = data.join("sigma").join(sub);
-    let files = support::yaml_files(&root);
-    assert!(!files.is_empty(), "no rules under {}", root.display());
-    let mut loader = Loader::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f).expect("read rule");
-        let name = f.strip_prefix(&data).unwrap_or(f).display().to_string();
-        loader.add(&name, &text);
-    }
-    let built = loader.build();
+fn load_tree(sigma: &std::path::Path, sub: &str) -> (usize, Vec<String>, vigil_sigma::Built) {
+    let files = support::yaml_files(&sigma.join(sub)).len();
+    let built = support::load_rules(sigma, &[sub]).build();
     let failures: Vec<String> = built.errors.iter().map(ToString::to_string).collect();
-    Some((files.len(), failures, built))
+    (files, failures, built)
 }
 
 #[test]
 fn sigmahq_rules_load() {
+    let sigma = vigil_testdata::corpus_or_skip!("sigma");
     for sub in ["rules", "rules-emerging-threats", "rules-threat-hunting"] {
-        let Some((files, failures, built)) = load_tree(sub) else {
-            return;
-        };
+        let (files, failures, built) = load_tree(&sigma, sub);
         let total = built.loaded + failures.len();
         for f in &failures {
             eprintln!("FAILED {f}");
@@ -51,18 +39,13 @@ fn sigmahq_rules_load() {
 /// (the sample's JSON rendering of the EVTX record), routed as a Windows record.
 #[test]
 fn sigmahq_regression_samples_fire() {
-    let Some(data) = support::data_dir("regression") else {
-        return;
-    };
-    let sigma = data.join("sigma");
-    let mut loader = Loader::new();
-    for sub in ["rules", "rules-emerging-threats", "rules-threat-hunting"] {
-        for f in support::yaml_files(&sigma.join(sub)) {
-            let text = std::fs::read_to_string(&f).expect("read rule");
-            loader.add(&f.display().to_string(), &text);
-        }
-    }
-    let engine = loader.build().engine;
+    let sigma = vigil_testdata::corpus_or_skip!("sigma");
+    let engine = support::load_rules(
+        &sigma,
+        &["rules", "rules-emerging-threats", "rules-threat-hunting"],
+    )
+    .build()
+    .engine;
     let mut scratch = engine.scratch();
     let mut cases = 0;
     let mut missed = Vec::new();
