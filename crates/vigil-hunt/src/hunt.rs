@@ -311,8 +311,6 @@ struct MatchCtx<'e> {
     now_ms: i64,
 }
 
-/// Default time fields of JSON records, in order.
-
 /// How a JSON record is routed.
 enum Kind {
     Windows,
