@@ -149,7 +149,10 @@ impl Anchored {
         for (i, l) in lits.iter().enumerate() {
             let l = l.as_ref();
             bytes.extend_from_slice(l);
-            ends.push(bytes.len() as u32);
+            ends.push(
+                u32::try_from(bytes.len())
+                    .map_err(|_| format!("{} literals hold more than 4 GiB", lits.len()))?,
+            );
             if l.len() < 4 {
                 let Some(&first) = l.first() else {
                     empty = Some(i as u32);

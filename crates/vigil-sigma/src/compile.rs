@@ -140,6 +140,14 @@ impl PatternTable {
         pid
     }
 
+    /// Every string literal: its field (`None`: keywords) and text.
+    #[cfg(test)]
+    pub(crate) fn literals(&self) -> impl Iterator<Item = (Option<u32>, &str)> {
+        self.pids
+            .keys()
+            .map(|((field, _, text), _)| (*field, text.as_str()))
+    }
+
     fn num_pid(&mut self, field: u32, n: i64) -> u32 {
         if let Some(p) = self.nums.get(&(field, n)) {
             self.stats[*p as usize].1 += 1;
@@ -154,7 +162,7 @@ impl PatternTable {
 
     /// Builds one literal index per field (and one for keywords); substring sets of up to
     /// `dfa_max` literals become DFAs.
-    pub(crate) fn build(self, dfa_max: usize) -> Result<Vec<Group>, String> {
+    pub(crate) fn build(self, dfa_max: usize) -> Result<Vec<Group>, GroupError> {
         let mut by_field: HashMap<Option<u32>, GroupBuilder> = HashMap::new();
         let mut entries: Vec<_> = self.pids.into_iter().collect();
         entries.sort_by_key(|(_, pid)| *pid);
@@ -193,9 +201,48 @@ impl PatternTable {
         let mut keys: Vec<_> = by_field.into_iter().collect();
         keys.sort_by_key(|(k, _)| k.map_or(-1i64, i64::from));
         keys.into_iter()
-            .map(|(field, g)| g.finish(field, dfa_max))
+            .map(|(field, g)| {
+                g.finish(field, dfa_max)
+                    .map_err(|reason| GroupError { field, reason })
+            })
             .collect()
     }
+}
+
+/// Why the literal index of a field (`None`: the keywords) could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupError {
+    pub field: Option<u32>,
+    pub reason: String,
+}
+
+/// The largest transition table a literal DFA may be built with. A DFA takes a 4-byte
+/// transition per state and byte class, its states up to its literals' bytes and its
+/// classes up to 256: past this bound (about 64 KiB of literals), or if the DFA cannot
+/// be built at all, the automaton is an NFA instead (slower to scan, linear in size).
+const DFA_BYTES_MAX: usize = 64 << 20;
+
+/// An Aho-Corasick automaton of `pats` (overlapping matches, no prefilter): a DFA when
+/// `dfa` and small enough, else (or if that fails) the crate's choice, else an NFA.
+fn automaton(pats: &[&String], dfa: bool) -> Result<AhoCorasick, String> {
+    let build = |kind: Option<AhoCorasickKind>| {
+        AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .prefilter(false)
+            .kind(kind)
+            .build(pats)
+    };
+    let bytes: usize = pats.iter().map(|p| p.len() + 1).sum();
+    let small = bytes.saturating_mul(256 * 4) <= DFA_BYTES_MAX;
+    let first = match (dfa, small) {
+        (true, true) => build(Some(AhoCorasickKind::DFA)),
+        (false, true) => build(None),
+        (_, false) => build(Some(AhoCorasickKind::ContiguousNFA)),
+    };
+    first
+        .or_else(|_| build(Some(AhoCorasickKind::ContiguousNFA)))
+        .or_else(|_| build(Some(AhoCorasickKind::NoncontiguousNFA)))
+        .map_err(|e| e.to_string())
 }
 
 /// A byte trie of literals (reversed for suffixes), built by inserting them, then frozen
@@ -361,16 +408,6 @@ impl GroupBuilder {
         // scans gain nothing from the crate's prefilter (it is restarted at each match).
         // Larger substring sets are indexed by anchor instead of by an NFA ([`Anchored`]:
         // faster to scan, smaller); case-sensitive literals keep the automaton.
-        let ac = |pats: Vec<&String>, ci: bool| {
-            let kind = (pats.len() <= dfa_max).then_some(AhoCorasickKind::DFA);
-            AhoCorasickBuilder::new()
-                .match_kind(MatchKind::Standard)
-                .prefilter(false)
-                .kind(kind)
-                .ascii_case_insensitive(ci)
-                .build(pats)
-                .map_err(|e| e.to_string())
-        };
         let contains = if self.contains.is_empty() {
             None
         } else if self.contains.len() > dfa_max {
@@ -378,10 +415,8 @@ impl GroupBuilder {
             Some(Substrings::Anchored(Anchored::new(&lits)?))
         } else {
             // Text is folded before the scan, so the automaton is case-sensitive.
-            Some(Substrings::Automaton(ac(
-                self.contains.iter().map(|c| &c.0).collect(),
-                false,
-            )?))
+            let pats: Vec<&String> = self.contains.iter().map(|c| &c.0).collect();
+            Some(Substrings::Automaton(automaton(&pats, true)?))
         };
         // Keyword literals (folded, case-sensitive) get a SIMD prefilter when few: most
         // events contain none of them, and it says so much faster than the automaton or
@@ -409,7 +444,8 @@ impl GroupBuilder {
         let cased = if self.cased.is_empty() {
             None
         } else {
-            Some(ac(self.cased.iter().map(|c| &c.0).collect(), false)?)
+            let pats: Vec<&String> = self.cased.iter().map(|c| &c.0).collect();
+            Some(automaton(&pats, pats.len() <= dfa_max)?)
         };
         Ok(Group {
             field,

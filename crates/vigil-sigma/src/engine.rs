@@ -1,7 +1,8 @@
 //! Loading rules, building the [`Engine`], and matching events.
 
 use crate::compile::{
-    self, BucketCompiler, CAtom, CTest, Expr, Group, Lists, RuleProg, Substrings,
+    self, BucketCompiler, CAtom, CTest, Expr, Group, GroupError, Lists, PatternTable, RuleProg,
+    Substrings,
 };
 use crate::cond::Cond;
 use crate::correlation::{self, CorrDef};
@@ -47,7 +48,12 @@ pub struct Loader {
     errors: Vec<RuleError>,
     warnings: Vec<RuleError>,
     dfa_max: usize,
+    /// Builds a bucket's literal index (replaced by tests to make it fail).
+    build_groups: BuildGroups,
 }
+
+/// Builds the literal index of a bucket's pattern table, given `dfa_max`.
+type BuildGroups = fn(PatternTable, usize) -> Result<Vec<Group>, GroupError>;
 
 /// What [`Loader::build`] returns.
 pub struct Built {
@@ -57,8 +63,9 @@ pub struct Built {
     pub errors: Vec<RuleError>,
     /// How many rule documents loaded (detections, correlations and filters).
     pub loaded: usize,
-    /// What is worth knowing about rules that loaded (a placeholder without values), in
-    /// load order.
+    /// What is worth knowing about rules that loaded: a placeholder without values (in
+    /// load order), then, once per logsource that neither the Windows nor the Linux
+    /// mapping knows, its first rule (its rules see only [`Source::Declared`] events).
     pub warnings: Vec<RuleError>,
 }
 
@@ -94,6 +101,7 @@ impl Loader {
             dfa_max: cfg
                 .dfa_literals_max
                 .unwrap_or(crate::compile::MAX_DFA_LITERALS),
+            build_groups: PatternTable::build,
         })
     }
 
@@ -251,7 +259,6 @@ pub struct Engine {
     ocsf_all: Vec<Route>,
     all_events: Vec<Route>,
     pub(crate) corrs: Vec<CorrDef>,
-    warnings: Vec<String>,
     /// Words of hit bits the largest rule group needs.
     max_pid_words: usize,
     /// Field groups whose scans are memoized (see [`crate::memo`]).
@@ -374,13 +381,6 @@ impl Engine {
     /// Every loaded rule: detections, correlations and filters.
     pub fn rules(&self) -> &[RuleMeta] {
         &self.metas
-    }
-
-    /// Notes about rules that loaded but cannot see any event of a built-in source (a
-    /// logsource the Windows or Linux mapping does not know). They still apply to
-    /// [`Source::Declared`] events.
-    pub fn warnings(&self) -> &[String] {
-        &self.warnings
     }
 
     /// Number of detection rules.
@@ -1386,16 +1386,37 @@ fn merge_filter(d: &mut Detection, f: &FilterAst, title: &str) {
     d.cond = Cond::And(vec![old, fc]);
 }
 
+/// Builds the engine. A rule whose literals the automata cannot be built for is refused
+/// (an error naming it and why) and the build starts again without it, until every
+/// bucket builds.
 fn build(loader: Loader) -> Built {
+    let mut refused: Vec<(usize, String)> = Vec::new();
+    loop {
+        match build_once(&loader, &refused) {
+            Ok(built) => return built,
+            Err(more) => {
+                debug_assert!(!more.is_empty());
+                refused.extend(more);
+            }
+        }
+    }
+}
+
+/// One attempt at [`build`], with the rules of `refused` (parsed index, reason) left out;
+/// `Err` with the rules that made a bucket's automata fail to build.
+fn build_once(loader: &Loader, refused: &[(usize, String)]) -> Result<Built, Vec<(usize, String)>> {
     let Loader {
         win,
         linux,
         parsed,
-        mut errors,
+        errors,
         warnings: rule_warnings,
         dfa_max,
+        build_groups,
         ..
     } = loader;
+    let (dfa_max, build_groups) = (*dfa_max, *build_groups);
+    let mut errors = errors.clone();
     // Index rules by id and name.
     let mut by_ref: HashMap<String, usize> = HashMap::new();
     for (i, p) in parsed.iter().enumerate() {
@@ -1407,6 +1428,10 @@ fn build(loader: Loader) -> Built {
         }
     }
     let mut ok = vec![true; parsed.len()];
+    for (i, reason) in refused {
+        ok[*i] = false;
+        errors.push(rule_err(&parsed[*i].meta, ErrorKind::Index(reason.clone())));
+    }
     // Filters: resolve targets.
     let mut filters_of: Vec<Vec<usize>> = vec![Vec::new(); parsed.len()];
     for (fi, p) in parsed.iter().enumerate() {
@@ -1465,7 +1490,7 @@ fn build(loader: Loader) -> Built {
         }
     }
     // Correlations.
-    let corr_result = correlation::resolve(&parsed, &by_ref, &mut ok, &mut errors);
+    let corr_result = correlation::resolve(parsed, &by_ref, &mut ok, &mut errors);
     // Metadata of everything loaded.
     let mut metas = Vec::new();
     let mut meta_of = vec![u32::MAX; parsed.len()];
@@ -1516,7 +1541,7 @@ fn build(loader: Loader) -> Built {
     let mut buckets = Vec::new();
     let mut n_memo = 0u32;
     let mut warned: std::collections::HashSet<LogSource> = Default::default();
-    let mut warnings = Vec::new();
+    let mut warnings = rule_warnings.clone();
     let mut win_routes: FxMap<String, ChannelRoutes> = FxMap::default();
     let mut win_all = Vec::new();
     let mut win_all_eid: FxMap<i64, Vec<Route>> = FxMap::default();
@@ -1527,37 +1552,24 @@ fn build(loader: Loader) -> Built {
     let mut all_events = Vec::new();
     for ((ls, split_eid), idxs) in members {
         let bi = buckets.len() as u32;
-        let mut bc = BucketCompiler::new();
-        let mut progs = Vec::new();
-        for &pi in &idxs {
-            let Body::Detection(d) = &parsed[pi].body else {
-                continue;
+        let compile = |rules: &[usize]| {
+            let unit = BucketUnit {
+                parsed,
+                filters_of: &filters_of,
+                det_of: &det_of,
+                corr_fields: &corr_result.fields,
             };
-            let mut d = d.clone();
-            for &fi in &filters_of[pi] {
-                if let Body::Filter(f) = &parsed[fi].body {
-                    merge_filter(&mut d, f, &parsed[fi].meta.title);
-                }
-            }
-            let mut prog = bc.rule(det_of[pi], &d);
-            if let Some(cf) = corr_result.fields.get(&pi) {
-                for f in &cf.fields {
-                    let local = bc.field(f);
-                    prog.corr_fields.push((Arc::from(f.as_str()), local));
-                }
-                prog.wants_time = true;
-            }
-            progs.push(prog);
-        }
-        let fields = bc.fields.clone();
-        let n_pids = bc.patterns.n_pids;
-        let pid_stats = bc.patterns.stats.clone();
-        let mut groups = match bc.patterns.build(dfa_max) {
-            Ok(g) => g,
-            Err(e) => {
-                warnings.push(format!("automaton for {ls} failed: {e}"));
-                Vec::new()
-            }
+            unit.compile(rules, dfa_max, build_groups)
+        };
+        let CompiledBucket {
+            progs,
+            fields,
+            n_pids,
+            pid_stats,
+            mut groups,
+        } = match compile(&idxs) {
+            Ok(c) => c,
+            Err(_) => return Err(culprits(&idxs, compile)),
         };
         for g in groups.iter_mut().filter(|g| g.worth_memoizing()) {
             g.memo = Some(n_memo);
@@ -1730,17 +1742,22 @@ fn build(loader: Loader) -> Built {
             && matches!(product, Some("windows") | Some("linux"))
             && warned.insert(ls.clone())
         {
-            let n = parsed
-                .iter()
-                .enumerate()
-                .filter(|(i, p)| {
-                    ok[*i] && matches!(p.body, Body::Detection(_)) && p.meta.logsource == ls
-                })
-                .count();
-            warnings.push(format!(
-                "{n} rule(s) with logsource {ls} match only declared events (the {} mapping has no such logsource)",
-                product.unwrap_or_default()
-            ));
+            let mut rules = parsed.iter().enumerate().filter(|(i, p)| {
+                ok[*i] && matches!(p.body, Body::Detection(_)) && p.meta.logsource == ls
+            });
+            if let Some((_, first)) = rules.next() {
+                let more = rules.count();
+                let kind = ErrorKind::Warning(format!(
+                    "logsource {ls} is not in the {} mapping: this rule{} match{} only events of a declared logsource",
+                    product.unwrap_or_default(),
+                    match more {
+                        0 => String::new(),
+                        n => format!(" and {n} more with that logsource"),
+                    },
+                    if more == 0 { "es" } else { "" },
+                ));
+                warnings.push(rule_err(&first.meta, kind));
+            }
         }
         buckets.push(Bucket {
             logsource: ls,
@@ -1761,7 +1778,7 @@ fn build(loader: Loader) -> Built {
         .unwrap_or(0)
         .div_ceil(64);
     let corrs = correlation::finish(corr_result.defs, &det_of, &meta_of);
-    Built {
+    Ok(Built {
         engine: Engine {
             metas,
             dets,
@@ -1775,7 +1792,6 @@ fn build(loader: Loader) -> Built {
             ocsf_all,
             all_events,
             corrs,
-            warnings,
             max_pid_words,
             n_memo: n_memo as usize,
             p_channel: [
@@ -1797,8 +1813,121 @@ fn build(loader: Loader) -> Built {
         },
         errors,
         loaded,
-        warnings: rule_warnings,
+        warnings,
+    })
+}
+
+/// What compiling a bucket's rules needs besides the rules.
+struct BucketUnit<'a> {
+    parsed: &'a [Parsed],
+    filters_of: &'a [Vec<usize>],
+    det_of: &'a [u32],
+    corr_fields: &'a HashMap<usize, correlation::NeededFields>,
+}
+
+/// A bucket's rules compiled: their programs, local fields, pattern statistics and
+/// literal index.
+struct CompiledBucket {
+    progs: Vec<RuleProg>,
+    fields: Vec<String>,
+    n_pids: u32,
+    pid_stats: Vec<(u32, u32)>,
+    groups: Vec<Group>,
+}
+
+impl BucketUnit<'_> {
+    /// Compiles the detection rules `rules` (parsed indices), their filters merged in,
+    /// into one bucket; `Err` (the reason) when its automata cannot be built.
+    fn compile(
+        &self,
+        rules: &[usize],
+        dfa_max: usize,
+        build_groups: BuildGroups,
+    ) -> Result<CompiledBucket, String> {
+        let mut bc = BucketCompiler::new();
+        let mut progs = Vec::new();
+        for &pi in rules {
+            let Body::Detection(d) = &self.parsed[pi].body else {
+                continue;
+            };
+            let mut d = d.clone();
+            for &fi in &self.filters_of[pi] {
+                if let Body::Filter(f) = &self.parsed[fi].body {
+                    merge_filter(&mut d, f, &self.parsed[fi].meta.title);
+                }
+            }
+            let mut prog = bc.rule(self.det_of[pi], &d);
+            if let Some(cf) = self.corr_fields.get(&pi) {
+                for f in &cf.fields {
+                    let local = bc.field(f);
+                    prog.corr_fields.push((Arc::from(f.as_str()), local));
+                }
+                prog.wants_time = true;
+            }
+            progs.push(prog);
+        }
+        let fields = bc.fields;
+        let n_pids = bc.patterns.n_pids;
+        let pid_stats = bc.patterns.stats.clone();
+        let groups = build_groups(bc.patterns, dfa_max).map_err(|e| {
+            let field = e.field.and_then(|f| fields.get(f as usize));
+            match field {
+                Some(f) => format!(
+                    "the literal index of field `{f}` cannot be built: {}",
+                    e.reason
+                ),
+                None => format!(
+                    "the literal index of the keywords cannot be built: {}",
+                    e.reason
+                ),
+            }
+        })?;
+        Ok(CompiledBucket {
+            progs,
+            fields,
+            n_pids,
+            pid_stats,
+            groups,
+        })
     }
+}
+
+/// The rules of a bucket that make its literal index fail to build (by `compile`), with
+/// the reason: each rule that fails on its own, then, while the others still fail
+/// together, the rule whose addition makes them fail (the shortest failing prefix, by
+/// bisection). Every rule not named compiles.
+fn culprits<T>(
+    rules: &[usize],
+    compile: impl Fn(&[usize]) -> Result<T, String>,
+) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut rest = Vec::new();
+    for &r in rules {
+        match compile(&[r]) {
+            Ok(_) => rest.push(r),
+            Err(e) => out.push((r, e)),
+        }
+    }
+    while let Err(e) = compile(&rest) {
+        // `rest[..hi]` fails and `rest[..lo]` does not (an empty bucket builds).
+        let (mut lo, mut hi) = (0, rest.len());
+        let mut reason = e;
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            match compile(&rest[..mid]) {
+                Ok(_) => lo = mid,
+                Err(e) => {
+                    hi = mid;
+                    reason = e;
+                }
+            }
+        }
+        if hi == 0 {
+            break;
+        }
+        out.push((rest.remove(hi - 1), reason));
+    }
+    out
 }
 
 impl Engine {
@@ -1829,7 +1958,117 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Loader, Source};
+    use super::{culprits, GroupError, PatternTable};
+    use crate::compile::Group;
+    use crate::{ErrorKind, Loader, LogSource, Source};
+
+    /// A literal index builder that fails on a literal holding `poison`, and on three or
+    /// more literals holding `heavy` (too large together).
+    fn poisoned(t: PatternTable, dfa_max: usize) -> Result<Vec<Group>, GroupError> {
+        if let Some((field, _)) = t.literals().find(|(_, l)| l.contains("poison")) {
+            return Err(GroupError {
+                field,
+                reason: "poisoned".into(),
+            });
+        }
+        let heavy: Vec<_> = t.literals().filter(|(_, l)| l.contains("heavy")).collect();
+        if heavy.len() >= 3 {
+            return Err(GroupError {
+                field: heavy[0].0,
+                reason: "too heavy together".into(),
+            });
+        }
+        t.build(dfa_max)
+    }
+
+    /// Regression: an automaton that failed to build became an engine warning and an
+    /// empty literal index, so every literal rule of its logsource silently never fired.
+    /// Now the rules whose literals make it fail are refused (`file:line: reason`), and
+    /// the others of the logsource load and fire.
+    #[test]
+    fn automaton_build_failure_refuses_only_its_rules() {
+        let mut loader = Loader::new();
+        loader.build_groups = poisoned;
+        let rules = [
+            ("test", "Image|endswith: '\\a.exe'"),
+            ("test", "CommandLine|contains: 'poison pill'"),
+            ("test", "CommandLine|contains: 'heavy one'"),
+            ("test", "CommandLine|contains: 'heavy two'"),
+            ("test", "CommandLine|contains: 'heavy three'"),
+            ("other", "CommandLine|contains: 'heavy four'"),
+            ("test", "'|contains': 'poisoned keyword'"),
+        ];
+        for (i, (product, sel)) in rules.iter().enumerate() {
+            loader.add(
+                &format!("r{i}.yml"),
+                &format!(
+                    "title: R{i}\nid: r{i}\nlogsource: {{product: {product}}}\n\
+                     detection:\n  s:\n    {sel}\n  condition: s\n"
+                ),
+            );
+        }
+        loader.add(
+            "c.yml",
+            "title: C\ncorrelation:\n  type: event_count\n  rules: [r1]\n  timespan: 1m\n  \
+             condition: {gte: 2}\n",
+        );
+        let built = loader.build();
+        let errors: Vec<String> = built.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "r1.yml:1: the literal index of field `CommandLine` cannot be built: poisoned",
+                "r6.yml:1: the literal index of the keywords cannot be built: poisoned",
+                "r4.yml:1: the literal index of field `CommandLine` cannot be built: too heavy together",
+                "c.yml:1: correlation refers to `r1`, which failed to load",
+            ]
+        );
+        assert!(built
+            .errors
+            .iter()
+            .take(3)
+            .all(|e| matches!(e.kind, ErrorKind::Index(_))));
+        assert_eq!(built.loaded, 4);
+        let engine = built.engine;
+        let mut fired = Vec::new();
+        for product in ["test", "other"] {
+            let d = engine.declare(&LogSource::new(Some(product), None, None));
+            let ev = serde_json::json!({"Image": "c:\\a.exe",
+                "CommandLine": "heavy one heavy two heavy three heavy four poison pill"});
+            let mut out = Vec::new();
+            engine.match_event(&mut engine.scratch(), &ev, Source::Declared(&d), &mut out);
+            fired.extend(out.iter().map(|f| f.rule.title.clone()));
+        }
+        assert_eq!(fired, ["R0", "R2", "R3", "R5"]);
+    }
+
+    /// The culprits are the rules failing alone, then the one whose addition makes the
+    /// rest fail, until the rest builds.
+    #[test]
+    fn culprits_are_found_alone_then_by_bisection() {
+        // Rule r fails alone if r % 10 == 7; any set holding three of 20, 21, 22, 23 fails.
+        let compile = |rules: &[usize]| -> Result<(), String> {
+            if rules.iter().any(|r| r % 10 == 7) {
+                return Err("alone".into());
+            }
+            match rules.iter().filter(|r| (20..24).contains(*r)).count() {
+                n if n >= 3 => Err(format!("{n} together")),
+                _ => Ok(()),
+            }
+        };
+        let rules: Vec<usize> = (0..30).collect();
+        let found = culprits(&rules, compile);
+        let want: Vec<(usize, String)> = vec![
+            (7, "alone".into()),
+            (17, "alone".into()),
+            (27, "alone".into()),
+            (22, "3 together".into()),
+            (23, "3 together".into()),
+        ];
+        assert_eq!(found, want);
+        assert_eq!(culprits(&rules[..20], compile).len(), 2);
+        assert!(culprits(&[1, 2, 3], compile).is_empty());
+    }
 
     /// Records routed as the one before reuse its routes: the findings of every record
     /// of a stream (channels, EventIDs and shapes alternating and repeating) are those

@@ -25,6 +25,10 @@ pub enum ErrorKind {
     /// A correlation or filter refers to a rule that does not exist, or refers in a cycle.
     #[error("{0}")]
     Reference(String),
+    /// The rule's literals cannot be indexed: the automaton they need could not be built
+    /// (refused at build time; the other rules of its logsource still load).
+    #[error("{0}")]
+    Index(String),
     /// A construct this engine deliberately does not support (named in the message).
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -19,8 +19,8 @@ fn sigmahq_rules_load() {
         for f in &failures {
             eprintln!("FAILED {f}");
         }
-        for w in built.engine.warnings() {
-            eprintln!("warning: {w}");
+        for w in &built.warnings {
+            eprintln!("{w}");
         }
         eprintln!(
             "{sub}: {files} files, loaded {}, failed {}",

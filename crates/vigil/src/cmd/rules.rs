@@ -98,9 +98,6 @@ fn check(paths: &[PathBuf], config: vigil_sigma::Config) -> Result<ExitCode> {
         }
     }
     let built = loader.build();
-    for w in built.engine.warnings() {
-        tracing::info!("{w}");
-    }
     let failed = built.errors.len() + io_failures.len();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -110,7 +107,8 @@ fn check(paths: &[PathBuf], config: vigil_sigma::Config) -> Result<ExitCode> {
     for e in &built.errors {
         writeln!(out, "{e}")?;
     }
-    // Rules that loaded, with something to know (a placeholder without values).
+    // Rules that loaded, with something to know (a placeholder without values, a
+    // logsource no mapping routes events to).
     for w in &built.warnings {
         writeln!(out, "{w}")?;
     }
