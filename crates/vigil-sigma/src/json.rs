@@ -20,6 +20,12 @@ use vigil_event::{Event, FieldPath, Value};
 /// Containers nested deeper than this are refused (as `serde_json` does past 128).
 const MAX_DEPTH: u32 = 128;
 
+/// The most slots a member table insertion or lookup visits. The table's hash is not
+/// keyed (a [`FieldPath`] brings its parts hashed), so a hostile text can make many keys
+/// hash alike; past this many probes the record's members are found through
+/// [`Fallback`], whose hash is keyed, instead: the cost per member stays bounded.
+const PROBE_LIMIT: usize = 128;
+
 /// A string: a range of the text, or of the buffer of unescaped strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
@@ -129,6 +135,59 @@ pub struct JsonEvent<'a> {
     /// first `strs_len` bytes (see [`Event::joined_strs`]).
     strs: Vec<u8>,
     strs_len: usize,
+    /// In a hostile record (an insertion passed [`PROBE_LIMIT`], so `table` is empty and
+    /// every member lookup goes through `fallback`), the table's allocation, kept for
+    /// [`JsonEvent::recycle`].
+    spare_table: Vec<Slot>,
+    /// Every member by a keyed hash, made on the first lookup that needs it.
+    fallback: std::cell::OnceCell<Fallback>,
+    /// Slots visited by the insertions into the member table (for tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    insert_probes: usize,
+}
+
+/// Every member of a record by (object, key), under std's randomly keyed hash: what
+/// lookups use when the member table's unkeyed hash met keys that collide (see
+/// [`PROBE_LIMIT`]).
+#[derive(Debug)]
+struct Fallback {
+    hasher: std::collections::hash_map::RandomState,
+    /// (object, keyed hash of the key) -> the members with that hash (the last of each
+    /// key), in document order.
+    members: std::collections::HashMap<(u32, u64), Vec<u32>>,
+}
+
+impl Fallback {
+    fn new(ev: &JsonEvent<'_>) -> Self {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let mut members: std::collections::HashMap<(u32, u64), Vec<u32>> = Default::default();
+        for (j, n) in ev.nodes.iter().enumerate() {
+            if n.tag != Tag::Object {
+                continue;
+            }
+            for c in ev.children(j) {
+                let key = ev.key_bytes(c);
+                let list = members
+                    .entry((j as u32, hasher.hash_one(key)))
+                    .or_default();
+                // A repeated key: the later member counts.
+                match list.iter_mut().find(|m| ev.key_bytes(**m as usize) == key) {
+                    Some(m) => *m = c as u32,
+                    None => list.push(c as u32),
+                }
+            }
+        }
+        Fallback { hasher, members }
+    }
+
+    fn member(&self, ev: &JsonEvent<'_>, j: usize, key: &[u8]) -> Option<usize> {
+        use std::hash::BuildHasher;
+        let list = self.members.get(&(j as u32, self.hasher.hash_one(key)))?;
+        list.iter()
+            .map(|m| *m as usize)
+            .find(|m| ev.key_bytes(*m) == key)
+    }
 }
 
 /// Why a text is not one JSON document.
@@ -293,6 +352,8 @@ impl<'a> JsonEvent<'a> {
             members: 0,
             strs,
             sat: 0,
+            hostile: false,
+            probes: 0,
             error: JsonError {
                 offset: 0,
                 reason: "",
@@ -318,22 +379,34 @@ impl<'a> JsonEvent<'a> {
             buffers.strs = p.strs;
             return Err(p.error);
         }
+        let (table, spare_table) = if p.hostile {
+            (Vec::new(), p.table)
+        } else {
+            (p.table, Vec::new())
+        };
         Ok(JsonEvent {
             text,
             nodes: p.nodes,
-            table: p.table,
+            table,
             epoch: p.epoch,
             mask: p.mask,
             unescaped: p.unescaped,
             strs: p.strs,
             strs_len: p.sat,
+            spare_table,
+            fallback: std::cell::OnceCell::new(),
+            insert_probes: p.probes,
         })
     }
 
     /// Gives this event's allocations back for the next [`JsonEvent::parse_with`].
     pub fn recycle(self, buffers: &mut JsonBuffers) {
         buffers.nodes = self.nodes;
-        buffers.table = self.table;
+        buffers.table = if self.spare_table.is_empty() {
+            self.table
+        } else {
+            self.spare_table
+        };
         buffers.epoch = self.epoch;
         buffers.unescaped = self.unescaped;
         buffers.strs = self.strs;
@@ -393,8 +466,14 @@ impl<'a> JsonEvent<'a> {
         let check = (hash >> 32) as u32;
         let mask = self.mask;
         let mut at = hash as usize & mask;
+        // Where the walk gives up: `PROBE_LIMIT` slots on (in a smaller table, back where
+        // it started, never reached: a table is at most half full).
+        let stop = (at + PROBE_LIMIT) & mask;
         loop {
-            let slot = *self.table.get(at)?;
+            // A hostile record's table is empty: its members are in the fallback.
+            let Some(&slot) = self.table.get(at) else {
+                return self.fallback_member(j, key);
+            };
             if slot.epoch != self.epoch {
                 return None;
             }
@@ -411,7 +490,26 @@ impl<'a> JsonEvent<'a> {
                 }
             }
             at = (at + 1) & mask;
+            if at == stop {
+                // A run of slots too long to walk (keys crafted to collide).
+                return self.fallback_member(j, key);
+            }
         }
+    }
+
+    /// The last member of object `j` with key `key`, through the keyed [`Fallback`].
+    #[cold]
+    #[inline(never)]
+    fn fallback_member(&self, j: usize, key: &[u8]) -> Option<usize> {
+        self.fallback
+            .get_or_init(|| Fallback::new(self))
+            .member(self, j, key)
+    }
+
+    /// The key of node `j` (empty for array elements and the root).
+    fn key_bytes(&self, j: usize) -> &[u8] {
+        let k = self.nodes.get(j).map_or(NO_KEY, Node::key);
+        bytes_of(self.text.as_bytes(), self.unescaped.as_bytes(), k)
     }
 
     /// `self.at(0, path, 0)`, without recursion while the path runs through objects.
@@ -556,6 +654,11 @@ struct Parser<'a> {
     /// `sat` is where the next one goes.
     strs: Vec<u8>,
     sat: usize,
+    /// Whether an insertion or a move in the member table passed [`PROBE_LIMIT`]: the
+    /// table is left incomplete and no longer filled (lookups use [`Fallback`]).
+    hostile: bool,
+    /// Slots visited past the first by insertions and moves (for tests).
+    probes: usize,
     /// Why parsing failed, once it has.
     error: JsonError,
 }
@@ -738,7 +841,9 @@ impl Parser<'_> {
     }
 
     /// Puts member `node` of `object`, whose key hashes to `hash`, in the table (a
-    /// repeated key: the later member replaces the earlier).
+    /// repeated key: the later member replaces the earlier). In a hostile record (see
+    /// [`PROBE_LIMIT`]) a member whose slot is free still takes it, but none is probed
+    /// for or moved: the table is no longer read.
     #[inline(always)]
     fn insert(&mut self, hash: u64, object: u32, node: u32) {
         let at = hash as usize & self.mask;
@@ -757,12 +862,24 @@ impl Parser<'_> {
         self.insert_probing(hash, object, node);
     }
 
-    /// [`Parser::insert`] past a taken first slot.
+    /// [`Parser::insert`] past a taken first slot (or in a hostile record, where it does
+    /// nothing).
     #[inline(never)]
     fn insert_probing(&mut self, hash: u64, object: u32, node: u32) {
+        if self.hostile {
+            return;
+        }
         let check = (hash >> 32) as u32;
         let mut at = hash as usize & self.mask;
-        loop {
+        for probe in 0.. {
+            if probe == PROBE_LIMIT {
+                self.hostile = true;
+                return;
+            }
+            #[cfg(test)]
+            {
+                self.probes += usize::from(probe > 0);
+            }
             let Some(slot) = self.table.get(at).copied() else {
                 return;
             };
@@ -788,7 +905,7 @@ impl Parser<'_> {
     #[inline(always)]
     fn added(&mut self) {
         self.members += 1;
-        if self.members * 2 > self.mask + 1 {
+        if self.members * 2 > self.mask + 1 && !self.hostile {
             self.grow();
         }
     }
@@ -829,8 +946,18 @@ impl Parser<'_> {
         self.epoch += 1;
         for (hash, s) in hashes {
             let mut at = hash as usize & self.mask;
+            let mut probes = 0;
             while self.table[at].epoch == self.epoch {
                 at = (at + 1) & self.mask;
+                probes += 1;
+                if probes == PROBE_LIMIT {
+                    self.hostile = true;
+                    return;
+                }
+            }
+            #[cfg(test)]
+            {
+                self.probes += probes;
             }
             self.table[at] = Slot {
                 epoch: self.epoch,
@@ -1653,6 +1780,106 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Keys of 8 printable bytes, none in `taken`, whose members in a document of `n` of
+    /// them (`{"key":0,...}`, see [`doc_of`]) hash to the root object's slots `slots` of
+    /// the member table, in that order: found by trying keys in turn, as an attacker
+    /// would.
+    fn crafted_keys(n: usize, slots: &[usize], taken: &[String]) -> Vec<String> {
+        const ALPHABET: &[u8; 64] =
+            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+        // `"xxxxxxxx":0,` per member: the part of the table parse_with takes for it.
+        let mask = ((13 * n + 1) / 4).next_power_of_two().max(8) - 1;
+        let mut by_slot: std::collections::HashMap<usize, Vec<String>> = Default::default();
+        for &s in slots {
+            by_slot.entry(s).or_default();
+        }
+        let mut wanted: std::collections::HashMap<usize, usize> = Default::default();
+        for &s in slots {
+            *wanted.entry(s).or_default() += 1;
+        }
+        let mut missing = slots.len();
+        let mut i = 0u64;
+        while missing > 0 {
+            let key: Vec<u8> = (0..8).map(|b| ALPHABET[(i >> (6 * b)) as usize % 64]).collect();
+            i += 1;
+            let slot = key_hash(0, &key) as usize & mask;
+            let key = String::from_utf8(key).expect("ascii");
+            if let Some(found) = by_slot.get_mut(&slot) {
+                if found.len() < wanted[&slot] && !taken.contains(&key) {
+                    found.push(key);
+                    missing -= 1;
+                }
+            }
+        }
+        slots
+            .iter()
+            .map(|s| by_slot.get_mut(s).and_then(Vec::pop).expect("found"))
+            .collect()
+    }
+
+    fn doc_of(keys: &[String]) -> String {
+        let members: Vec<String> = keys.iter().map(|k| format!("\"{k}\":0")).collect();
+        format!("{{{}}}", members.join(","))
+    }
+
+    /// Regression: the member table's hash is not keyed, so keys crafted to share a slot
+    /// made each insertion walk every earlier one (quadratic in the record). Insertions
+    /// now stop at `PROBE_LIMIT` slots and the record's members are then found through
+    /// the keyed fallback: the slots visited grow linearly, and every member is found.
+    #[test]
+    fn colliding_keys_cost_a_bounded_number_of_probes() {
+        let n = 600;
+        // Every key in the same slot: without the bound, insertion `i` visits `i` slots
+        // (n² / 2 in all).
+        let keys = crafted_keys(n, &[0; 600], &[]);
+        let text = doc_of(&keys);
+        assert_eq!(text.len(), 13 * n + 1);
+        let ev = JsonEvent::parse(&text).expect("json");
+        assert!(ev.table.is_empty() && !ev.spare_table.is_empty());
+        // At most PROBE_LIMIT slots per insertion, and none once the table is given up.
+        assert!(
+            ev.insert_probes <= PROBE_LIMIT * n && ev.insert_probes <= PROBE_LIMIT * PROBE_LIMIT,
+            "{} slots visited by {n} insertions",
+            ev.insert_probes
+        );
+        let theirs: serde_json::Value = serde_json::from_str(&text).expect("serde");
+        for k in keys.iter().map(String::as_str).chain(["absent", "abcdefgh"]) {
+            let path = FieldPath::new(k);
+            assert_eq!(ev.field(&path), theirs.field(&path), "{k}");
+        }
+        assert!(ev.fallback.get().is_some());
+        // Buffers given back by a hostile record serve the next one.
+        let mut buffers = JsonBuffers::default();
+        let ev = JsonEvent::parse_with(&text, &mut buffers).expect("json");
+        ev.recycle(&mut buffers);
+        let ev = JsonEvent::parse_with(r#"{"a":{"b":1}}"#, &mut buffers).expect("json");
+        assert!(!ev.table.is_empty());
+        assert_eq!(ev.field(&FieldPath::new("a.b")), Some(Value::Int(1)));
+    }
+
+    /// Keys whose slots follow one another cost their insertions nothing, but make one
+    /// run of slots a lookup of an absent key (whose slot starts the run) would walk to
+    /// its end: such a lookup stops at `PROBE_LIMIT` slots and asks the keyed fallback.
+    #[test]
+    fn a_long_run_of_slots_is_not_walked() {
+        let n = 1000;
+        let slots: Vec<usize> = (0..n).collect();
+        let keys = crafted_keys(n, &slots, &[]);
+        let text = doc_of(&keys);
+        let ev = JsonEvent::parse(&text).expect("json");
+        assert!(!ev.table.is_empty());
+        assert!(ev.insert_probes < n, "{}", ev.insert_probes);
+        assert!(ev.fallback.get().is_none());
+        // Absent keys whose slot starts the run.
+        let absent = crafted_keys(n, &[0; 4], &keys);
+        let theirs: serde_json::Value = serde_json::from_str(&text).expect("serde");
+        for k in keys.iter().chain(&absent) {
+            let path = FieldPath::new(k);
+            assert_eq!(ev.field(&path), theirs.field(&path), "{k}");
+        }
+        assert!(ev.fallback.get().is_some());
     }
 
     #[test]
