@@ -168,9 +168,7 @@ impl Fallback {
             }
             for c in ev.children(j) {
                 let key = ev.key_bytes(c);
-                let list = members
-                    .entry((j as u32, hasher.hash_one(key)))
-                    .or_default();
+                let list = members.entry((j as u32, hasher.hash_one(key))).or_default();
                 // A repeated key: the later member counts.
                 match list.iter_mut().find(|m| ev.key_bytes(**m as usize) == key) {
                     Some(m) => *m = c as u32,
@@ -457,6 +455,7 @@ impl<'a> JsonEvent<'a> {
 
     /// [`JsonEvent::member`], the key's bytes already hashed (`vigil_event::key_hash`,
     /// as a [`FieldPath`] keeps its parts).
+    #[inline(always)]
     fn member_hashed(&self, j: usize, key: &str, bytes_hash: u64) -> Option<usize> {
         let key = key.as_bytes();
         if self.nodes.get(j)?.data & key_bit(key.len()) == 0 {
@@ -905,7 +904,7 @@ impl Parser<'_> {
     #[inline(always)]
     fn added(&mut self) {
         self.members += 1;
-        if self.members * 2 > self.mask + 1 && !self.hostile {
+        if self.members * 2 > self.mask + 1 {
             self.grow();
         }
     }
@@ -925,6 +924,10 @@ impl Parser<'_> {
     #[cold]
     #[inline(never)]
     fn grow(&mut self) {
+        if self.hostile {
+            // The table is no longer read: no need to move its members.
+            return;
+        }
         let hashes: Vec<(u64, Slot)> = self
             .table
             .iter()
@@ -1802,7 +1805,9 @@ mod tests {
         let mut missing = slots.len();
         let mut i = 0u64;
         while missing > 0 {
-            let key: Vec<u8> = (0..8).map(|b| ALPHABET[(i >> (6 * b)) as usize % 64]).collect();
+            let key: Vec<u8> = (0..8)
+                .map(|b| ALPHABET[(i >> (6 * b)) as usize % 64])
+                .collect();
             i += 1;
             let slot = key_hash(0, &key) as usize & mask;
             let key = String::from_utf8(key).expect("ascii");
@@ -1845,7 +1850,11 @@ mod tests {
             ev.insert_probes
         );
         let theirs: serde_json::Value = serde_json::from_str(&text).expect("serde");
-        for k in keys.iter().map(String::as_str).chain(["absent", "abcdefgh"]) {
+        for k in keys
+            .iter()
+            .map(String::as_str)
+            .chain(["absent", "abcdefgh"])
+        {
             let path = FieldPath::new(k);
             assert_eq!(ev.field(&path), theirs.field(&path), "{k}");
         }
