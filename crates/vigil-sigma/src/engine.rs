@@ -8,12 +8,14 @@ use crate::cond::Cond;
 use crate::correlation::{self, CorrDef};
 use crate::error::{ConfigError, ErrorKind, RuleError};
 use crate::fxhash::FxMap;
-use crate::mapping::{WinSource, WindowsMap, WINDOWS_MAP};
+use crate::mapping::{RecordKeys, WinSource, WindowsMap, WINDOWS_MAP};
 use crate::memo::{self, Memo};
 use crate::model::{LogSource, RuleKind, RuleMeta};
 use crate::parse::{self, Body, Detection, FilterAst, ParseCtx, Parsed};
 use crate::pattern::{self, Anchor};
+use crate::reference::{Reference, ReferenceRule};
 use crate::yaml;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -182,7 +184,38 @@ impl Loader {
 
     /// Resolves correlations and filters, compiles and indexes every rule.
     pub fn build(self) -> Built {
-        build(self)
+        build(&self).0
+    }
+
+    /// [`Loader::build`], and the [`Reference`] evaluator of the same rules: the oracle
+    /// the engine is tested against (slow; for tests).
+    pub fn build_with_reference(self) -> (Built, Reference) {
+        let (built, plan) = build(&self);
+        let body = |i: usize| match &self.parsed[i].body {
+            Body::Detection(d) => Some(d.clone()),
+            Body::Filter(f) => Some(f.detection.clone()),
+            Body::Correlation(_) => None,
+        };
+        let rules = plan
+            .into_iter()
+            .filter_map(|p| {
+                let filters = p
+                    .filters
+                    .iter()
+                    .filter_map(|&f| Some((self.parsed[f].meta.title.clone(), body(f)?)))
+                    .collect();
+                Some(ReferenceRule {
+                    meta: p.meta,
+                    silent: p.silent,
+                    logsource: self.parsed[p.parsed].meta.logsource.clone(),
+                    detection: body(p.parsed)?,
+                    filters,
+                })
+            })
+            .collect();
+        let metas = built.engine.rules().to_vec();
+        let reference = Reference::new(metas, rules, self.win.clone(), self.linux.clone());
+        (built, reference)
     }
 }
 
@@ -204,6 +237,9 @@ struct WinRoute {
     /// Variant for nested records; flat records use `variant + 1`.
     route: Route,
     provider: Option<String>,
+    /// The source's place in its logsource's list: of the sources a record fits, the
+    /// first decides how the rules read it.
+    order: u32,
 }
 
 #[derive(Debug, Default)]
@@ -263,10 +299,8 @@ pub struct Engine {
     max_pid_words: usize,
     /// Field groups whose scans are memoized (see [`crate::memo`]).
     n_memo: usize,
-    p_channel: [FieldPath; 2],
-    p_eid: [FieldPath; 3],
-    p_provider: [FieldPath; 2],
-    p_system: FieldPath,
+    /// Where Windows records keep their channel, EventID and provider.
+    win_keys: RecordKeys,
     p_class: FieldPath,
     p_activity: FieldPath,
 }
@@ -290,9 +324,15 @@ pub enum Source<'a> {
 #[derive(Debug, Clone)]
 pub struct Declared {
     routes: Vec<Route>,
+    logsource: LogSource,
 }
 
 impl Declared {
+    /// The declared logsource.
+    pub fn logsource(&self) -> &LogSource {
+        &self.logsource
+    }
+
     /// How many rule groups the declared logsource reaches.
     pub fn len(&self) -> usize {
         self.routes.len()
@@ -417,19 +457,23 @@ impl Engine {
     }
 
     /// The routes for events of a declared logsource: every rule whose logsource the
-    /// declared one satisfies (each part the rule names is named the same).
+    /// declared one satisfies (each part the rule names is named the same). Rules
+    /// without a logsource see every event already, whatever its kind.
     pub fn declare(&self, logsource: &LogSource) -> Declared {
         let routes = self
             .buckets
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.logsource.covers(logsource))
+            .filter(|(_, b)| b.logsource != LogSource::default() && b.logsource.covers(logsource))
             .map(|(i, b)| Route {
                 bucket: i as u32,
                 variant: b.generic_variant,
             })
             .collect();
-        Declared { routes }
+        Declared {
+            routes,
+            logsource: logsource.clone(),
+        }
     }
 
     /// Matches one event, appending a [`Finding`] per matching rule to `out` (in rule
@@ -513,16 +557,14 @@ impl Engine {
                 }
             }
             Source::Windows => {
-                let nested = event.field(&self.p_system).is_some();
+                let k = &self.win_keys;
+                let nested = event.field(&k.system).is_some();
                 let shape = u32::from(!nested);
-                let (ch, eid, prov) = if nested {
-                    (&self.p_channel[0], &self.p_eid[..2], &self.p_provider[0])
-                } else {
-                    (&self.p_channel[1], &self.p_eid[2..], &self.p_provider[1])
-                };
+                let i = shape as usize;
+                let (ch, eid, prov) = (&k.channel[i], &k.event_id[i], &k.provider[i]);
                 let eid = eid
                     .iter()
-                    .find_map(|p| event.field(p).and_then(|v| v.as_i64()));
+                    .find_map(|p| event.field(p).as_ref().and_then(event_id));
                 let channel = event.field(ch);
                 let channel = channel.as_ref().and_then(|c| c.as_str());
                 // A record routed as the last one: its routes again.
@@ -556,7 +598,18 @@ impl Engine {
                 // The provider, read (once) only if a route of this record names one.
                 let mut provider: Option<Option<String>> = None;
                 let by_eid = eid.and_then(|e| cr.by_eid.get(&e));
-                for wr in cr.any.iter().chain(by_eid.into_iter().flatten()) {
+                // Both lists run by (bucket, source order): merged, the first source a
+                // record fits comes first for each bucket.
+                let (mut any, mut eids) = (
+                    cr.any.iter().peekable(),
+                    by_eid.map_or(&[][..], Vec::as_slice).iter().peekable(),
+                );
+                let key = |w: &WinRoute| (w.route.bucket, w.order);
+                while let Some(wr) = match (any.peek(), eids.peek()) {
+                    (Some(a), Some(e)) if key(e) < key(a) => eids.next(),
+                    (Some(_), _) => any.next(),
+                    (None, _) => eids.next(),
+                } {
                     if let Some(p) = &wr.provider {
                         let have = provider.get_or_insert_with(|| {
                             event
@@ -597,6 +650,17 @@ struct Ctx<'e, 'r, 's> {
     /// The address last parsed for `cidr` tests, by position in `vals`: a test of eight
     /// networks reads it once.
     ip: Option<(usize, Option<IpAddr>)>,
+}
+
+/// A record's EventID as rules compare it: a whole number, or a string holding one.
+fn event_id(v: &Value<'_>) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        other => other
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64),
+    }
 }
 
 /// A `cidr` operand: an IPv4 or IPv6 address, possibly in brackets.
@@ -645,15 +709,6 @@ fn folded<'h>(s: &'h str, cased: bool, buf: &'h mut String) -> &'h str {
         buf.clear();
         pattern::fold_into(s, buf);
         buf
-    }
-}
-
-fn anchor_match(hay: &str, needle: &str, anchor: Anchor) -> bool {
-    match anchor {
-        Anchor::Exact => hay == needle,
-        Anchor::Prefix => hay.starts_with(needle),
-        Anchor::Suffix => hay.ends_with(needle),
-        Anchor::Contains => hay.contains(needle),
     }
 }
 
@@ -1109,7 +1164,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                     let Some(vs) = scalar_str(vs, b1) else {
                         return false;
                     };
-                    anchor_match(folded(vs, *cased, f1), needle, *anchor)
+                    anchor.matches(folded(vs, *cased, f1), needle)
                 })
             });
         }
@@ -1132,44 +1187,15 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         }
         let Some(v) = v else { return false };
         let s = &mut *self.s;
-        let (num, lower) = (&mut s.num, &mut s.lower);
-        match a {
-            CAtom::Empty => {
-                matches!(v, Value::Null) || for_each_scalar(v, &mut |x| x.as_str() == Some(""))
-            }
-            CAtom::AnyStr => for_each_scalar(v, &mut |x| matches!(x, Value::Str(_))),
-            CAtom::Glob { toks, cased, .. } => for_each_scalar(v, &mut |x| {
-                scalar_str(x, num)
-                    .is_some_and(|h| pattern::glob_match(toks, folded(h, *cased, lower)))
-            }),
-            CAtom::Re { re, .. } => for_each_scalar(v, &mut |x| {
-                scalar_str(x, num).is_some_and(|h| re.is_match(h))
-            }),
-            CAtom::Num(c, n) => {
-                for_each_scalar(v, &mut |x| x.as_f64().is_some_and(|f| c.test(f, *n)))
-            }
-            CAtom::Bool(b) => for_each_scalar(v, &mut |x| match x {
-                Value::Bool(y) => y == b,
-                Value::Str(s) => s.eq_ignore_ascii_case(if *b { "true" } else { "false" }),
-                _ => false,
-            }),
-            CAtom::Cidr(net) => for_each_scalar(v, &mut |x| {
-                x.as_str()
-                    .and_then(parse_ip)
-                    .is_some_and(|ip| net.contains(ip))
-            }),
-            CAtom::Time(part, c, n) => for_each_scalar(v, &mut |x| {
-                value_time(x).is_some_and(|ms| c.test(part_of(ms, *part), *n))
-            }),
-            CAtom::Pat(_) | CAtom::Exists(_) | CAtom::Null | CAtom::FieldRef { .. } => false,
-        }
+        present_atom(a, v, &mut s.num, &mut s.lower)
     }
 
-    /// Non-literal keyword atoms: tested against every string of the event.
+    /// Non-literal keyword atoms: tested against every string of the event (as the
+    /// value of a field would be).
     fn keyword_atom(&mut self, a: &CAtom) -> bool {
         let mut found = false;
         let s = &mut *self.s;
-        let lower = &mut s.lower;
+        let (num, lower) = (&mut s.num, &mut s.lower);
         match a {
             CAtom::Glob { toks, cased, .. } => self.event.for_each_str(&mut |h| {
                 if !found {
@@ -1184,14 +1210,45 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                 }
             }),
             CAtom::AnyStr => self.event.for_each_str(&mut |_| found = true),
-            CAtom::Empty => self.event.for_each_str(&mut |h| {
-                if h.is_empty() {
-                    found = true;
+            _ => self.event.for_each_str(&mut |h| {
+                if !found {
+                    found = present_atom(a, &Value::Str(Cow::Borrowed(h)), num, lower);
                 }
             }),
-            _ => {}
         }
         found
+    }
+}
+
+/// Whether a present value (a scalar, or any element of a list) satisfies a value test
+/// that is not a literal's hit bit, a field reference or a presence test.
+fn present_atom(a: &CAtom, v: &Value<'_>, num: &mut String, lower: &mut String) -> bool {
+    match a {
+        CAtom::Empty => for_each_scalar(v, &mut |x| {
+            matches!(x, Value::Null) || x.as_str() == Some("")
+        }),
+        CAtom::AnyStr => for_each_scalar(v, &mut |x| matches!(x, Value::Str(_))),
+        CAtom::Glob { toks, cased, .. } => for_each_scalar(v, &mut |x| {
+            scalar_str(x, num).is_some_and(|h| pattern::glob_match(toks, folded(h, *cased, lower)))
+        }),
+        CAtom::Re { re, .. } => for_each_scalar(v, &mut |x| {
+            scalar_str(x, num).is_some_and(|h| re.is_match(h))
+        }),
+        CAtom::Num(c, n) => for_each_scalar(v, &mut |x| x.as_f64().is_some_and(|f| c.test(f, *n))),
+        CAtom::Bool(b) => for_each_scalar(v, &mut |x| match x {
+            Value::Bool(y) => y == b,
+            Value::Str(s) => s.eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+            _ => false,
+        }),
+        CAtom::Cidr(net) => for_each_scalar(v, &mut |x| {
+            x.as_str()
+                .and_then(parse_ip)
+                .is_some_and(|ip| net.contains(ip))
+        }),
+        CAtom::Time(part, c, n) => for_each_scalar(v, &mut |x| {
+            value_time(x).is_some_and(|ms| c.test(part_of(ms, *part), *n))
+        }),
+        CAtom::Pat(_) | CAtom::Exists(_) | CAtom::Null | CAtom::FieldRef { .. } => false,
     }
 }
 
@@ -1386,13 +1443,27 @@ fn merge_filter(d: &mut Detection, f: &FilterAst, title: &str) {
     d.cond = Cond::And(vec![old, fc]);
 }
 
+/// Rules refused because their literals cannot be indexed: (parsed index, reason).
+type Refused = Vec<(usize, String)>;
+
+/// A detection rule that loaded, as the engine holds it: for the [`Reference`].
+struct Planned {
+    /// Index in the loader's parsed documents.
+    parsed: usize,
+    /// Index in the engine's rules.
+    meta: usize,
+    silent: bool,
+    /// The filters applied to it (parsed indices).
+    filters: Vec<usize>,
+}
+
 /// Builds the engine. A rule whose literals the automata cannot be built for is refused
 /// (an error naming it and why) and the build starts again without it, until every
 /// bucket builds.
-fn build(loader: Loader) -> Built {
-    let mut refused: Vec<(usize, String)> = Vec::new();
+fn build(loader: &Loader) -> (Built, Vec<Planned>) {
+    let mut refused: Refused = Vec::new();
     loop {
-        match build_once(&loader, &refused) {
+        match build_once(loader, &refused) {
             Ok(built) => return built,
             Err(more) => {
                 debug_assert!(!more.is_empty());
@@ -1404,7 +1475,10 @@ fn build(loader: Loader) -> Built {
 
 /// One attempt at [`build`], with the rules of `refused` (parsed index, reason) left out;
 /// `Err` with the rules that made a bucket's automata fail to build.
-fn build_once(loader: &Loader, refused: &[(usize, String)]) -> Result<Built, Vec<(usize, String)>> {
+fn build_once(
+    loader: &Loader,
+    refused: &[(usize, String)],
+) -> Result<(Built, Vec<Planned>), Refused> {
     let Loader {
         win,
         linux,
@@ -1505,6 +1579,7 @@ fn build_once(loader: &Loader, refused: &[(usize, String)]) -> Result<Built, Vec
     // (so that a Security 4625 record only meets the rules that can match 4625).
     let mut dets: Vec<DetRule> = Vec::new();
     let mut det_of = vec![u32::MAX; parsed.len()];
+    let mut det_parsed = Vec::new();
     let mut bucket_of: HashMap<BucketKey, usize> = HashMap::new();
     let mut members: Vec<(BucketKey, Vec<usize>)> = Vec::new();
     for (i, p) in parsed.iter().enumerate() {
@@ -1515,6 +1590,7 @@ fn build_once(loader: &Loader, refused: &[(usize, String)]) -> Result<Built, Vec
             continue;
         }
         det_of[i] = dets.len() as u32;
+        det_parsed.push(i);
         dets.push(DetRule {
             meta: meta_of[i],
             silent: corr_result.silent.contains(&i),
@@ -1675,7 +1751,7 @@ fn build_once(loader: &Loader, refused: &[(usize, String)]) -> Result<Built, Vec
                     routed = true;
                 }
                 Some(list) => {
-                    for src in list {
+                    for (order, src) in list.into_iter().enumerate() {
                         let v = variant(VariantKey::Win(Some(src.clone()), true), &mut slots);
                         let v2 = variant(VariantKey::Win(Some(src.clone()), false), &mut slots);
                         debug_assert_eq!(v + 1, v2);
@@ -1685,6 +1761,7 @@ fn build_once(loader: &Loader, refused: &[(usize, String)]) -> Result<Built, Vec
                                 variant: v,
                             },
                             provider: src.provider.clone(),
+                            order: order as u32,
                         };
                         for ch in &src.channels {
                             let cr = win_routes.entry(ch.clone()).or_default();
@@ -1778,7 +1855,17 @@ fn build_once(loader: &Loader, refused: &[(usize, String)]) -> Result<Built, Vec
         .unwrap_or(0)
         .div_ceil(64);
     let corrs = correlation::finish(corr_result.defs, &det_of, &meta_of);
-    Ok(Built {
+    let plan = dets
+        .iter()
+        .zip(det_parsed)
+        .map(|(d, parsed)| Planned {
+            parsed,
+            meta: d.meta as usize,
+            silent: d.silent,
+            filters: filters_of[parsed].clone(),
+        })
+        .collect();
+    let built = Built {
         engine: Engine {
             metas,
             dets,
@@ -1794,27 +1881,15 @@ fn build_once(loader: &Loader, refused: &[(usize, String)]) -> Result<Built, Vec
             corrs,
             max_pid_words,
             n_memo: n_memo as usize,
-            p_channel: [
-                FieldPath::new(&format!("{}.Channel", win.system)),
-                FieldPath::new("Channel"),
-            ],
-            p_eid: [
-                FieldPath::new(&format!("{}.EventID.#text", win.system)),
-                FieldPath::new(&format!("{}.EventID", win.system)),
-                FieldPath::new("EventID"),
-            ],
-            p_provider: [
-                FieldPath::new(&format!("{}.Provider.#attributes.Name", win.system)),
-                FieldPath::new("Provider_Name"),
-            ],
-            p_system: FieldPath::new(&win.system),
+            win_keys: win.record_keys(),
             p_class: FieldPath::new("class_uid"),
             p_activity: FieldPath::new("activity_id"),
         },
         errors,
         loaded,
         warnings,
-    })
+    };
+    Ok((built, plan))
 }
 
 /// What compiling a bucket's rules needs besides the rules.

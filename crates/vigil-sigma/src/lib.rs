@@ -73,6 +73,7 @@ mod model;
 mod parse;
 mod pattern;
 mod record;
+mod reference;
 mod rx;
 mod yaml;
 
@@ -84,6 +85,7 @@ pub use mapping::WINDOWS_MAP;
 pub use model::{Level, LogSource, RuleKind, RuleMeta};
 pub use parse::CorrelationType;
 pub use record::WinRecord;
+pub use reference::Reference;
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@
 use crate::error::ConfigError;
 use crate::yaml::{self, Kind, Node};
 use std::collections::HashMap;
+use vigil_event::FieldPath;
 
 /// The embedded Windows mapping.
 pub const WINDOWS_MAP: &str = include_str!("../data/windows.yml");
@@ -21,12 +22,27 @@ pub(crate) struct WinSource {
     pub rename: Vec<(String, Vec<String>)>,
 }
 
+/// Where a Windows record keeps what it is routed by: in nested records (`[0]`, those
+/// with a `system` element) and in flat ones (`[1]`).
+#[derive(Debug, Clone)]
+pub(crate) struct RecordKeys {
+    /// The `system` element, present in nested records only.
+    pub system: FieldPath,
+    pub channel: [FieldPath; 2],
+    /// The paths of the `EventID` field (a record's EventID is the one its rules read).
+    pub event_id: [Box<[FieldPath]>; 2],
+    pub provider: [FieldPath; 2],
+}
+
 /// The Windows mapping.
 #[derive(Debug, Clone)]
 pub(crate) struct WindowsMap {
     pub system: String,
     pub event_data: Vec<String>,
     pub system_fields: Vec<(String, Vec<String>)>,
+    /// System fields read under `system` alone in nested records (not first in the
+    /// record's data).
+    pub system_only: Vec<String>,
     pub time_nested: Vec<String>,
     pub time_flat: Vec<String>,
     pub services: HashMap<String, Vec<WinSource>>,
@@ -160,6 +176,7 @@ impl WindowsMap {
             system,
             event_data,
             system_fields,
+            system_only: list("system_only")?,
             time_nested: list("time_nested")?,
             time_flat: list("time_flat")?,
             services: sources_map(doc.get("services"))?,
@@ -182,11 +199,14 @@ impl WindowsMap {
         if let Some((_, sys)) = self.system_fields.iter().find(|(k, _)| k == name) {
             // The record's own data first (an event about another channel names it in
             // its data), then the system element.
-            return if nested {
+            let system = sys.iter().map(|p| format!("{}.{p}", self.system));
+            return if nested && self.system_only.iter().any(|f| f == name) {
+                system.collect()
+            } else if nested {
                 self.event_data
                     .iter()
                     .map(|prefix| format!("{prefix}.{name}"))
-                    .chain(sys.iter().map(|p| format!("{}.{p}", self.system)))
+                    .chain(system)
                     .collect()
             } else {
                 let mut v = vec![name.to_string()];
@@ -201,6 +221,25 @@ impl WindowsMap {
                 .collect()
         } else {
             vec![name.to_string()]
+        }
+    }
+
+    /// Where a record keeps what it is routed by.
+    pub(crate) fn record_keys(&self) -> RecordKeys {
+        let system = |p: &str| FieldPath::new(&format!("{}.{p}", self.system));
+        RecordKeys {
+            system: FieldPath::new(&self.system),
+            channel: [system("Channel"), FieldPath::new("Channel")],
+            event_id: [true, false].map(|nested| {
+                self.paths("EventID", None, nested)
+                    .iter()
+                    .map(|p| FieldPath::new(p))
+                    .collect()
+            }),
+            provider: [
+                system("Provider.#attributes.Name"),
+                FieldPath::new("Provider_Name"),
+            ],
         }
     }
 
@@ -240,11 +279,14 @@ mod tests {
         );
         assert_eq!(
             m.paths("EventID", None, true),
+            vec!["Event.System.EventID.#text", "Event.System.EventID"]
+        );
+        assert_eq!(
+            m.paths("Channel", None, true),
             vec![
-                "Event.EventData.EventID",
-                "Event.UserData.EventID",
-                "Event.System.EventID.#text",
-                "Event.System.EventID"
+                "Event.EventData.Channel",
+                "Event.UserData.Channel",
+                "Event.System.Channel"
             ]
         );
         assert_eq!(

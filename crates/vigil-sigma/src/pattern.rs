@@ -191,6 +191,18 @@ pub(crate) enum Anchor {
     Contains,
 }
 
+impl Anchor {
+    /// Whether `needle` sits in `hay` as this anchor says.
+    pub(crate) fn matches(self, hay: &str, needle: &str) -> bool {
+        match self {
+            Anchor::Exact => hay == needle,
+            Anchor::Prefix => hay.starts_with(needle),
+            Anchor::Suffix => hay.ends_with(needle),
+            Anchor::Contains => hay.contains(needle),
+        }
+    }
+}
+
 /// A string test after all modifiers: either a literal with an anchor (answered by the
 /// multi-pattern automata) or a glob with inner wildcards.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,6 +52,12 @@ impl SigmaRegex {
         Ok(SigmaRegex { re, run })
     }
 
+    /// The compiled expression itself (without the shortcut), for the reference
+    /// evaluator.
+    pub(crate) fn regex(&self) -> &regex::Regex {
+        &self.re
+    }
+
     /// Whether the expression matches anywhere in `hay` (the `regex` crate's `is_match`).
     pub(crate) fn is_match(&self, hay: &str) -> bool {
         let Some(run) = self.run else {
