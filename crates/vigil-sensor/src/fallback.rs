@@ -9,9 +9,10 @@
 
 use crate::abi::{self, RawCreds, RawExec, RawExit, RawFork, RawHeader, Record};
 use crate::config::SensorConfig;
+use crate::error::SensorError;
 use crate::host::{Host, USER_HZ};
 use crate::ocsf::Converter;
-use crate::sensor::{SensorError, Stats, StatsReport};
+use crate::stats::{Stats, StatsReport};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
 use std::io::{Read, Write};
@@ -473,11 +474,11 @@ impl Fallback {
         }
         // The kernel's queues lose whole messages, of no known kind.
         self.stats.lost_by_kind = vec![self.lost];
-        if let Some(ev) = self
-            .report
-            .due(&self.converter, "netlink+fanotify", &self.stats)
-        {
-            sink(ev);
+        if let Some(lost_since) = self.report.due(&self.stats) {
+            sink(
+                self.converter
+                    .stats_event("netlink+fanotify", &self.stats, lost_since),
+            );
             emitted += 1;
         }
         self.stats.emitted += emitted as u64;

@@ -20,6 +20,7 @@
 pub mod abi;
 pub mod config;
 pub mod container;
+mod error;
 mod fallback;
 pub mod hash;
 pub mod host;
@@ -27,9 +28,12 @@ pub mod ocsf;
 pub mod proc;
 mod sensor;
 mod source;
+mod stats;
 
 pub use config::{ConfigError, Mode, SensorConfig};
+pub use error::SensorError;
 pub use fallback::Fallback;
 pub use ocsf::Converter;
-pub use sensor::{Features, Sensor, SensorError, Stats};
+pub use sensor::{Features, Sensor};
 pub use source::Source;
+pub use stats::Stats;

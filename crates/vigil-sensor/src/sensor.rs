@@ -1,9 +1,11 @@
 //! Loading the eBPF programs, attaching them, and reading the ring buffer.
 
 use crate::abi::{self, DecodeError, Record};
-use crate::config::{ConfigError, SensorConfig};
+use crate::config::SensorConfig;
+use crate::error::SensorError;
 use crate::host::Host;
 use crate::ocsf::Converter;
+use crate::stats::{Stats, StatsReport};
 use libbpf_rs::{
     Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, RingBuffer, RingBufferBuilder,
 };
@@ -18,37 +20,6 @@ static SENSOR_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vigil.bpf.o
 static PROBE_FENTRY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_fentry.bpf.o"));
 static PROBE_LSM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_lsm.bpf.o"));
 
-/// Why the sensor could not start or run.
-#[derive(Debug, thiserror::Error)]
-pub enum SensorError {
-    /// The sensor needs root (eBPF: CAP_BPF and CAP_PERFMON; fallback: CAP_NET_ADMIN and
-    /// CAP_SYS_ADMIN).
-    #[error("the sensor needs root (CAP_BPF and CAP_PERFMON for eBPF, CAP_NET_ADMIN and CAP_SYS_ADMIN for the fallback); running as uid {0}")]
-    NotRoot(u32),
-    /// The kernel has no BTF, so CO-RE programs cannot be relocated.
-    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux); the eBPF sensor cannot load")]
-    NoBtf,
-    /// A setting is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The fallback sensor could not open or read its kernel interfaces.
-    #[error("fallback sensor: cannot {what}")]
-    Fallback {
-        /// What was being done.
-        what: String,
-        /// The system error.
-        source: std::io::Error,
-    },
-    /// libbpf refused the object or a program.
-    #[error("cannot {what}")]
-    Bpf {
-        /// What was being done.
-        what: String,
-        /// libbpf's error.
-        source: libbpf_rs::Error,
-    },
-}
-
 fn bpf_err(what: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> SensorError {
     let what = what.into();
     move |source| SensorError::Bpf { what, source }
@@ -61,63 +32,6 @@ pub struct Features {
     pub fentry: bool,
     /// BPF-LSM programs load (needs `lsm=...,bpf` on the kernel command line).
     pub lsm: bool,
-}
-
-/// Counters of what the sensor has done.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Records read from the ring buffer.
-    pub received: u64,
-    /// Records the kernel could not queue, per kind (index: record kind).
-    pub lost_by_kind: Vec<u64>,
-    /// Records that could not be decoded.
-    pub malformed: u64,
-    /// Events handed to the sink.
-    pub emitted: u64,
-}
-
-impl Stats {
-    /// All records lost in the kernel.
-    pub fn lost(&self) -> u64 {
-        self.lost_by_kind.iter().sum()
-    }
-}
-
-/// When the sensor's next `Statistics` event is due.
-#[derive(Debug)]
-pub(crate) struct StatsReport {
-    interval: Option<Duration>,
-    last: Instant,
-    lost_at_last: u64,
-}
-
-impl StatsReport {
-    /// Every `secs` seconds; never for 0.
-    pub(crate) fn every(secs: u64) -> Self {
-        StatsReport {
-            interval: (secs > 0).then(|| Duration::from_secs(secs)),
-            last: Instant::now(),
-            lost_at_last: 0,
-        }
-    }
-
-    /// The `Statistics` event, when one is due.
-    pub(crate) fn due(
-        &mut self,
-        converter: &Converter,
-        provider: &str,
-        stats: &Stats,
-    ) -> Option<OcsfEvent> {
-        let interval = self.interval?;
-        if self.last.elapsed() < interval {
-            return None;
-        }
-        self.last = Instant::now();
-        let lost = stats.lost();
-        let since = lost.saturating_sub(self.lost_at_last);
-        self.lost_at_last = lost;
-        Some(converter.stats_event(provider, stats, since))
-    }
 }
 
 /// The effective uid of this process.
@@ -346,8 +260,8 @@ impl Sensor {
             emitted += self.check_loss(sink)?;
             self.converter.sweep();
         }
-        if let Some(ev) = self.report.due(&self.converter, "ebpf", &self.stats) {
-            sink(ev);
+        if let Some(lost_since) = self.report.due(&self.stats) {
+            sink(self.converter.stats_event("ebpf", &self.stats, lost_since));
             emitted += 1;
         }
         self.stats.emitted += emitted as u64;

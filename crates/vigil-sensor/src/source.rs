@@ -1,8 +1,10 @@
 //! The sensor the agent runs: eBPF where the kernel allows it, else the fallback.
 
 use crate::config::{Mode, SensorConfig};
+use crate::error::SensorError;
 use crate::fallback::Fallback;
-use crate::sensor::{Sensor, SensorError, Stats};
+use crate::sensor::Sensor;
+use crate::stats::Stats;
 use std::time::Duration;
 use vigil_event::OcsfEvent;
 

@@ -715,7 +715,7 @@ impl Converter {
     pub fn stats_event(
         &self,
         provider: &str,
-        stats: &crate::sensor::Stats,
+        stats: &crate::stats::Stats,
         lost_since: u64,
     ) -> OcsfEvent {
         let mut ev = self.sensor_event(
