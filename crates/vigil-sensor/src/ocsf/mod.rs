@@ -9,6 +9,7 @@ use crate::config::SensorConfig;
 use crate::hash::{user_dev, FileKey, HashCache};
 use crate::host::{ticks, Host};
 use crate::proc::{join_argv, Limits, ProcInfo, ProcTable, Views};
+use crate::stats::Stats;
 use serde_json::{json, Map};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -103,6 +104,11 @@ fn file_excluded(ev: &OcsfEvent, prefixes: &[String]) -> bool {
             .is_some_and(|p| prefixes.iter().any(|x| p.starts_with(x.as_str())))
     };
     excluded(&f.file) && f.file_result.as_ref().is_none_or(excluded)
+}
+
+/// A count for OCSF's 32-bit `count`: `i32::MAX` when it does not fit.
+fn saturate_count(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// The actor of a launch: the parent process, or just its pid when the table missed it.
@@ -691,7 +697,9 @@ impl Converter {
         } else {
             ev.status_id = Some(status::SUCCESS);
         }
-        ev.count = count.and_then(|c| i32::try_from(c).ok());
+        // OCSF's `count` is a 32-bit integer: a larger count saturates (the detail text
+        // carries the exact number).
+        ev.count = count.map(saturate_count);
         ev.log_name = Some("vigil-sensor".into());
         ev.log_provider = Some(provider.to_string());
         ev.status_detail = Some(detail);
@@ -709,12 +717,7 @@ impl Converter {
 
     /// The sensor's `Statistics` event (Event Log Activity, activity Other): its counters
     /// so far, in `unmapped`, and the records lost since the previous one in `count`.
-    pub fn stats_event(
-        &self,
-        provider: &str,
-        stats: &crate::stats::Stats,
-        lost_since: u64,
-    ) -> OcsfEvent {
+    pub fn stats_event(&self, provider: &str, stats: &Stats, lost_since: u64) -> OcsfEvent {
         let mut ev = self.sensor_event(
             99,
             provider,
@@ -777,5 +780,43 @@ impl Converter {
     /// Periodic housekeeping.
     pub fn sweep(&mut self) {
         self.table.sweep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a count above `i32::MAX` was dropped from the event (`count` absent), so
+    /// a huge loss looked like none.
+    #[test]
+    fn loss_counts_above_i32_max_saturate() {
+        let conv = Converter::new(Host::detect(), SensorConfig::default());
+        let big = u64::from(u32::MAX) + 7;
+        for (lost, count) in [
+            (0, 0),
+            (5, 5),
+            (i32::MAX as u64, i32::MAX),
+            (i32::MAX as u64 + 1, i32::MAX),
+            (big, i32::MAX),
+            (u64::MAX, i32::MAX),
+        ] {
+            let ev = conv
+                .sensor_event(99, "ebpf", format!("{lost} lost"), Some(lost))
+                .to_json();
+            assert_eq!(ev["count"], count, "{lost}");
+            assert_eq!(
+                ev["status_detail"],
+                format!("{lost} lost"),
+                "exact in the text"
+            );
+            let stats = Stats {
+                lost_by_kind: vec![lost],
+                ..Stats::default()
+            };
+            let ev = conv.stats_event("ebpf", &stats, lost).to_json();
+            assert_eq!(ev["count"], count, "{lost}");
+            assert_eq!(ev["unmapped"]["lost"], lost, "exact in unmapped");
+        }
     }
 }
