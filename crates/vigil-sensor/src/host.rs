@@ -67,9 +67,10 @@ impl Host {
         }
     }
 
-    /// Milliseconds since the epoch of a boot-relative time in ns.
+    /// Milliseconds since the epoch of a boot-relative time in ns (saturating: a time
+    /// past what u64 ns since the epoch hold, about the year 2554, is that year's end).
     pub fn epoch_ms(&self, boot_ns: u64) -> i64 {
-        i64::try_from((self.boot_epoch_ns + boot_ns) / 1_000_000).unwrap_or(i64::MAX)
+        i64::try_from(self.boot_epoch_ns.saturating_add(boot_ns) / 1_000_000).unwrap_or(i64::MAX)
     }
 
     /// Vigil's stable process uid: boot id, pid and start time (in clock ticks, as
@@ -103,4 +104,22 @@ impl Host {
 /// Start time in clock ticks from ns since boot.
 pub fn ticks(boot_ns: u64) -> u64 {
     boot_ns / (1_000_000_000 / USER_HZ)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: boot time plus a record's time was added unchecked, which overflowed
+    /// (a panic in debug builds) for a time near `u64::MAX`.
+    #[test]
+    fn epoch_ms_of_a_time_past_u64_ns_saturates() {
+        let host = Host::detect();
+        let boot_ms = i64::try_from(host.boot_epoch_ns / 1_000_000).expect("ms fit");
+        assert_eq!(host.epoch_ms(0), boot_ms);
+        assert_eq!(host.epoch_ms(5_000_000), boot_ms + 5);
+        let end = i64::try_from(u64::MAX / 1_000_000).expect("ms fit");
+        assert_eq!(host.epoch_ms(u64::MAX), end);
+        assert_eq!(host.epoch_ms(u64::MAX - host.boot_epoch_ns), end);
+    }
 }

@@ -22,6 +22,8 @@ pub mod config;
 pub mod container;
 mod error;
 mod fallback;
+#[cfg(test)]
+mod fuzz;
 pub mod hash;
 pub mod host;
 pub mod ocsf;

@@ -34,18 +34,6 @@ pub struct Features {
     pub lsm: bool,
 }
 
-/// The effective uid of this process.
-pub(crate) fn euid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).and_then(|u| u.parse().ok()))
-        })
-        .unwrap_or(u32::MAX)
-}
-
 fn libbpf_log(level: PrintLevel, msg: String) {
     let msg = msg.trim_end();
     match level {
@@ -90,7 +78,7 @@ impl Sensor {
     /// Loads and attaches the eBPF programs and seeds the process table.
     pub fn start(config: SensorConfig) -> Result<Sensor, SensorError> {
         config.validate()?;
-        let uid = euid();
+        let uid = crate::proc::euid();
         if uid != 0 {
             return Err(SensorError::NotRoot(uid));
         }
@@ -249,12 +237,12 @@ impl Sensor {
             self.stats.received += 1;
             match item {
                 Ok(record) => emitted += self.converter.convert(record, sink),
-                Err(e) => {
-                    self.stats.malformed += 1;
-                    tracing::warn!("malformed sensor record: {e}");
-                }
+                Err(e) => self
+                    .converter
+                    .note_malformed(&format_args!("ring buffer record: {e}")),
             }
         }
+        self.stats.malformed = self.converter.malformed();
         emitted += self.converter.expire_forks(false, sink);
         if self.last_loss_check.elapsed() >= Duration::from_millis(self.config.loss_check_ms) {
             emitted += self.check_loss(sink)?;

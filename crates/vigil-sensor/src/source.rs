@@ -32,7 +32,7 @@ impl Source {
     /// log says why.
     pub fn start(config: SensorConfig) -> Result<Source, SensorError> {
         config.validate()?;
-        let uid = crate::sensor::euid();
+        let uid = crate::proc::euid();
         if uid != 0 {
             return Err(SensorError::NotRoot(uid));
         }

@@ -3,6 +3,7 @@
 //! Kept apart from the backends and from the OCSF conversion: both read the counters,
 //! and neither needs the other for it.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 /// Counters of what the sensor has done.
@@ -58,5 +59,38 @@ impl StatsReport {
         let since = lost.saturating_sub(self.lost_at_last);
         self.lost_at_last = lost;
         Some(since)
+    }
+}
+
+/// Malformed inputs logged as warnings; past this, at debug level (still counted), so
+/// that a flood of them cannot flood the log.
+const MALFORMED_WARNINGS: u64 = 100;
+
+/// The count of malformed inputs (see [`Stats::malformed`]); each is logged with what
+/// was wrong. Counting needs only a shared reference, so code that reads the converter's
+/// host or table can count too.
+#[derive(Debug, Default)]
+pub(crate) struct Malformed {
+    count: Cell<u64>,
+}
+
+impl Malformed {
+    /// Counts one malformed input and logs `what` was wrong with it.
+    pub(crate) fn note(&self, what: &dyn std::fmt::Display) {
+        let n = self.count.get() + 1;
+        self.count.set(n);
+        if n <= MALFORMED_WARNINGS {
+            tracing::warn!(malformed = n, "malformed sensor input: {what}");
+            if n == MALFORMED_WARNINGS {
+                tracing::warn!("further malformed inputs are logged at debug level only");
+            }
+        } else {
+            tracing::debug!(malformed = n, "malformed sensor input: {what}");
+        }
+    }
+
+    /// How many so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.get()
     }
 }

@@ -16,8 +16,10 @@ const AF_INET6: u16 = 10;
 const EINPROGRESS: i64 = -115;
 const ECONNREFUSED: i64 = -111;
 
+/// The name of the errno of a failed call's result (`-errno`); unsigned_abs: a result
+/// of `i64::MIN` has no negation.
 fn errno_name(ret: i64) -> String {
-    match -ret {
+    match ret.unsigned_abs() {
         1 => "EPERM".into(),
         2 => "ENOENT".into(),
         13 => "EACCES".into(),
@@ -318,7 +320,7 @@ impl Converter {
         }
         // Network.
         if n == nr::CONNECT || n == nr::ACCEPT || n == nr::ACCEPT4 || n == nr::LISTEN {
-            let sock = s.sock.clone()?;
+            let sock = self.socket_of(&s)?;
             let local_ip = ip(sock.family, &sock.laddr);
             let mut remote_ip = ip(sock.family, &sock.raddr);
             let mut rport = sock.rport;
@@ -384,8 +386,21 @@ impl Converter {
             return Some(ev.into());
         }
         if n == nr::SENDTO || n == nr::SENDMSG || n == nr::SENDMMSG {
-            let sock = s.sock.clone()?;
-            let q = dns::parse_question(&s.data)?;
+            let sock = self.socket_of(&s)?;
+            let q = match dns::parse_question(&s.data) {
+                Ok(q) => q,
+                Err(e) if e.is_malformed() => {
+                    self.note_malformed(&format_args!(
+                        "syscall {n} (pid {}): payload to port 53: {e}",
+                        s.header.pid
+                    ));
+                    return None;
+                }
+                Err(e) => {
+                    tracing::debug!(pid = s.header.pid, "payload to port 53 not reported: {e}");
+                    return None;
+                }
+            };
             let (server_ip, server_port) = user_sockaddr(&s.addr)
                 .map(|(i, p)| (Some(i), p))
                 .unwrap_or((ip(sock.family, &sock.raddr), sock.rport));
@@ -518,11 +533,23 @@ impl Converter {
             set_status(&mut out, s.ret);
             return Some(out);
         }
-        tracing::debug!(
-            nr = n,
-            "syscall record of a call this version does not convert"
-        );
+        self.note_malformed(&format_args!(
+            "syscall record of call {n} (pid {}), which this version does not watch",
+            s.header.pid
+        ));
         None
+    }
+
+    /// The socket of a socket call's record; a record without one is malformed (the
+    /// kernel side reports these calls only on sockets).
+    fn socket_of(&self, s: &RawSyscall) -> Option<RawSock> {
+        if s.sock.is_none() {
+            self.note_malformed(&format_args!(
+                "syscall record of call {} (pid {}) without its socket",
+                s.nr, s.header.pid
+            ));
+        }
+        s.sock.clone()
     }
 }
 
@@ -562,5 +589,19 @@ fn set_status(ev: &mut OcsfEvent, ret: i64) {
         OcsfEvent::Authentication(e) => apply!(e),
         OcsfEvent::EventLog(e) => apply!(e),
         OcsfEvent::Finding(e) => apply!(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the errno was `-ret`, which overflowed (a panic in debug builds) for a
+    /// result of `i64::MIN`.
+    #[test]
+    fn a_result_of_i64_min_names_an_errno_number_without_panicking() {
+        assert_eq!(errno_name(-13), "EACCES");
+        assert_eq!(errno_name(-4095), "errno 4095");
+        assert_eq!(errno_name(i64::MIN), "errno 9223372036854775808");
     }
 }
