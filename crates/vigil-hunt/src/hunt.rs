@@ -3,7 +3,7 @@
 //! correlations over event time at the end.
 
 use crate::correlate::{correlate, CorrBuffer, CorrInput};
-use crate::detection::{level_rank, tactics, Detection, EventRef};
+use crate::detection::{Detection, EventRef};
 use crate::error::{HuntError, InputError, Location};
 use crate::input::{self, InputFile, Pool, Work, EVTX_CHUNK};
 use serde_json::Value;
@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use vigil_detect::finding::{level_rank, tactics};
 use vigil_event::time;
 use vigil_event::{Event, FieldPath};
 use vigil_sigma::{

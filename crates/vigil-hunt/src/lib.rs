@@ -63,7 +63,7 @@ mod output;
 mod rules;
 mod sort;
 
-pub use detection::{attacks, level_rank, Correlated, Detection, EventRef, LEVELS};
+pub use detection::{Correlated, Detection, EventRef};
 pub use error::{HuntError, InputError, Location};
 pub use hunt::{
     hunt, parse_logsource, FileReport, HuntConfig, Progress, Render, Report, RuleCount, Sink,
@@ -71,4 +71,5 @@ pub use hunt::{
 pub use input::{discover, format_of_name, Format, InputFile};
 pub use output::{CsvSink, JsonlSink, TableSink, ROW_BUFFER};
 pub use rules::{load_rules, load_rules_with, RuleSet, RuleTiming};
+pub use vigil_detect::finding::{attacks, level_rank, LEVELS};
 pub use vigil_sigma::{Engine, Level, LogSource};

@@ -58,7 +58,7 @@ macro_rules! ocsf_object {
 
             fn visit_strs<'a>(&'a self, f: &mut dyn FnMut(&'a str)) {
                 $(
-                    if !crate::model::is_lineage(ocsf_key!($field $(, $key)?)) {
+                    if !crate::access::is_lineage(ocsf_key!($field $(, $key)?)) {
                         crate::access::Fields::visit_strs(&self.$field, f);
                     }
                 )*

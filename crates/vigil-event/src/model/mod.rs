@@ -95,14 +95,6 @@ pub trait OcsfClass: Event + Serialize {
     }
 }
 
-/// Whether an attribute is lineage context (`parent_process`, `ancestry`): the ancestors
-/// of the process an event is about. Field lookups reach it by path; a keyword search
-/// ([`Event::for_each_str`]) does not, because it describes earlier events, not this
-/// one (otherwise a keyword rule fires again on every descendant's event).
-pub const fn is_lineage(attribute: &str) -> bool {
-    matches!(attribute.as_bytes(), b"parent_process" | b"ancestry")
-}
-
 /// The caption of an OCSF category.
 pub fn category_name(category_uid: i32) -> &'static str {
     match category_uid {

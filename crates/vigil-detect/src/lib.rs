@@ -1,0 +1,13 @@
+//! Vigil's detection stage: what turns a stream of OCSF events into findings and
+//! incidents, the same way on a live host and over recorded events.
+//!
+//! * [`story`]: every event's storyline (the session its process belongs to).
+//! * [`finding`]: the one way a rule that fired becomes an OCSF Detection Finding.
+//!
+//! Invariant: this crate does no I/O and carries no runtime; it is a pure function of
+//! the events, rules and time it is given.
+
+pub mod finding;
+pub mod story;
+
+pub use story::{Story, StoryConfig, StoryKind, StoryStats, Storyline};
