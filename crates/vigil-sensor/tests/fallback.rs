@@ -5,7 +5,7 @@ mod support;
 
 use std::process::Command;
 use std::time::Duration;
-use support::{collect, exit_of};
+use support::{collect, exit_of, nonce};
 use vigil_sensor::{Mode, SensorConfig, Source};
 use vigil_testdata::root_or_skip;
 
@@ -23,7 +23,7 @@ fn fallback_sees_exec_fork_exit_and_written_files() {
     let start = source.start_event().to_json();
     assert_eq!(start["log_provider"], "netlink+fanotify");
 
-    let dir = std::env::temp_dir().join(format!("vigil-fallback-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(nonce());
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("written.txt");
     // sh forks sleep (alive long enough for /proc to be read), writes a file, exits 4.

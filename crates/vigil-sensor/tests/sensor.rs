@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 mod support;
 
-use support::{collect, exit_of};
+use support::{collect, exit_of, nonce};
 use vigil_sensor::{Mode, SensorConfig, Source};
 use vigil_testdata::root_or_skip;
 
@@ -81,12 +81,21 @@ fn temp_dir() -> std::path::PathBuf {
     dir
 }
 
-fn nonce() -> String {
-    format!(
-        "vigil-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    )
+#[test]
+fn nonces_are_unique() {
+    let mut seen = std::collections::HashSet::new();
+    let all: Vec<String> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| (0..1000).map(|_| nonce()).collect::<Vec<_>>()))
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("thread"))
+            .collect()
+    });
+    for n in &all {
+        assert!(seen.insert(n.as_str()), "{n} twice");
+    }
 }
 
 #[test]
