@@ -2,12 +2,16 @@
 //! incidents, the same way on a live host and over recorded events.
 //!
 //! * [`story`]: every event's storyline (the session its process belongs to).
+//! * [`detector`]: Sigma rules over every event, one finding per rule and process,
+//!   correlations in event time, an incident per story with findings.
 //! * [`finding`]: the one way a rule that fired becomes an OCSF Detection Finding.
 //!
 //! Invariant: this crate does no I/O and carries no runtime; it is a pure function of
 //! the events, rules and time it is given.
 
+pub mod detector;
 pub mod finding;
 pub mod story;
 
+pub use detector::{DetectConfig, DetectStats, Detector};
 pub use story::{Story, StoryConfig, StoryKind, StoryStats, Storyline};

@@ -130,6 +130,8 @@ pub enum OcsfEvent {
     EventLog(Box<EventLogActivity>),
     /// Detection Finding (2004).
     Finding(Box<DetectionFinding>),
+    /// Incident Finding (2005).
+    Incident(Box<IncidentFinding>),
 }
 
 /// Why a JSON document is not one of Vigil's OCSF events.
@@ -171,6 +173,7 @@ macro_rules! event_dispatch {
             OcsfEvent::Authentication($e) => $body,
             OcsfEvent::EventLog($e) => $body,
             OcsfEvent::Finding($e) => $body,
+            OcsfEvent::Incident($e) => $body,
         }
     };
 }
@@ -203,6 +206,9 @@ impl OcsfEvent {
             }
             Some(c) if c == i64::from(DetectionFinding::CLASS_UID) => {
                 OcsfEvent::Finding(serde_json::from_value(value).map_err(ParseError::Json)?)
+            }
+            Some(c) if c == i64::from(IncidentFinding::CLASS_UID) => {
+                OcsfEvent::Incident(serde_json::from_value(value).map_err(ParseError::Json)?)
             }
             other => return Err(ParseError::UnknownClass(other)),
         };
@@ -245,7 +251,8 @@ from_class!(
     DnsActivity => Dns,
     Authentication => Authentication,
     EventLogActivity => EventLog,
-    DetectionFinding => Finding
+    DetectionFinding => Finding,
+    IncidentFinding => Incident
 );
 
 impl Event for OcsfEvent {
