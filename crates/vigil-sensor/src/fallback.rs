@@ -11,6 +11,7 @@ use crate::abi::{self, RawCreds, RawExec, RawExit, RawFork, RawHeader, Record};
 use crate::config::SensorConfig;
 use crate::error::SensorError;
 use crate::host::{Host, USER_HZ};
+use crate::ocsf::ids::event_log_activity;
 use crate::ocsf::Converter;
 use crate::stats::{Stats, StatsReport};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -589,7 +590,7 @@ impl Fallback {
     /// The `Start` event.
     pub fn start_event(&self) -> OcsfEvent {
         self.converter.sensor_event(
-            6,
+            event_log_activity::START,
             "netlink+fanotify",
             format!(
                 "fallback sensor started: processes from the netlink proc connector{}",
@@ -606,7 +607,7 @@ impl Fallback {
     /// The `Stop` event.
     pub fn stop_event(&self) -> OcsfEvent {
         self.converter.sensor_event(
-            7,
+            event_log_activity::STOP,
             "netlink+fanotify",
             format!(
                 "fallback sensor stopped: {} records received, at least {} lost, {} malformed",
@@ -828,7 +829,7 @@ impl Fallback {
                 "fallback sensor lost records (kernel queue overrun)"
             );
             sink(self.converter.sensor_event(
-                99,
+                event_log_activity::OTHER,
                 "netlink+fanotify",
                 format!("at least {new} records lost (kernel queue overrun)"),
                 Some(new),

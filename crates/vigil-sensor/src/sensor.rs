@@ -4,6 +4,7 @@ use crate::abi::{self, DecodeError, Record};
 use crate::config::SensorConfig;
 use crate::error::SensorError;
 use crate::host::Host;
+use crate::ocsf::ids::event_log_activity;
 use crate::ocsf::Converter;
 use crate::stats::{Stats, StatsReport};
 use libbpf_rs::{
@@ -181,7 +182,7 @@ impl Sensor {
     pub fn start_event(&self) -> OcsfEvent {
         let f = self.features;
         self.converter.sensor_event(
-            6,
+            event_log_activity::START,
             "ebpf",
             format!(
                 "eBPF sensor started: tp_btf tracepoints; fentry {}, BPF-LSM {}",
@@ -196,7 +197,7 @@ impl Sensor {
     pub fn stop_event(&self) -> OcsfEvent {
         let s = &self.stats;
         self.converter.sensor_event(
-            7,
+            event_log_activity::STOP,
             "ebpf",
             format!(
                 "eBPF sensor stopped: {} records received, {} lost, {} malformed",
@@ -290,7 +291,7 @@ impl Sensor {
                 "sensor records lost: the ring buffer was full"
             );
             sink(self.converter.sensor_event(
-                99,
+                event_log_activity::OTHER,
                 "ebpf",
                 format!("{new} sensor records lost (ring buffer full); {lost} in all"),
                 Some(new),

@@ -1,6 +1,7 @@
 //! Turns decoded kernel records into OCSF events, with lineage from the process table.
 
 mod dns;
+pub mod ids;
 mod open_writes;
 mod syscall;
 
@@ -10,27 +11,12 @@ use crate::hash::{user_dev, FileKey, HashCache};
 use crate::host::{ticks, Host};
 use crate::proc::{join_argv, Limits, ProcInfo, ProcTable, Views};
 use crate::stats::{Malformed, Stats};
+use ids::{event_log_activity, file_activity, launch_type, process_activity};
 use serde_json::{json, Map};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use vigil_event::model::*;
 use vigil_event::OcsfEvent;
-
-/// OCSF `launch_type_id` values (Process Activity).
-mod launch_type {
-    /// Both steps of Unix process creation in one event (a fork whose child execs).
-    pub const SPAWN: i32 = 1;
-    pub const FORK: i32 = 2;
-    pub const EXEC: i32 = 3;
-    pub fn name(id: i32) -> &'static str {
-        match id {
-            1 => "Spawn",
-            2 => "Fork",
-            3 => "Exec",
-            _ => "Unknown",
-        }
-    }
-}
 
 /// Bytes of an ancestor's command line kept in `ancestry` (the parent's is whole in
 /// `parent_process`).
@@ -460,7 +446,7 @@ impl Converter {
         x.insert("close_write".into(), json!(true));
         x.insert("closed_by".into(), json!(closed_by));
         x.insert("fd".into(), json!(w.fd));
-        self.file_event(h, 3, file_of(&w.path), x)
+        self.file_event(h, file_activity::UPDATE, file_of(&w.path), x)
     }
 
     /// Reports the fork of `pid` if it is held back (the process is about to be seen
@@ -589,7 +575,12 @@ impl Converter {
         let in_container = container.is_some();
         let mut process = process;
         process.container = container;
-        let mut ev = ProcessActivity::new(1, self.header_time(h), FEATURE, process);
+        let mut ev = ProcessActivity::new(
+            process_activity::LAUNCH,
+            self.header_time(h),
+            FEATURE,
+            process,
+        );
         if in_container {
             ev.metadata.profiles.push("container".into());
         }
@@ -649,7 +640,12 @@ impl Converter {
         child.parent_process = parent.clone();
         child.ancestry = ancestry;
         child.xattributes = Some(creds_xattributes(&f.creds));
-        let mut ev = ProcessActivity::new(1, self.header_time(h), FEATURE, child);
+        let mut ev = ProcessActivity::new(
+            process_activity::LAUNCH,
+            self.header_time(h),
+            FEATURE,
+            child,
+        );
         ev.launch_type_id = Some(launch_type::FORK);
         ev.launch_type = Some(launch_type::name(launch_type::FORK).into());
         ev.actor = Some(launcher(parent, h.ppid));
@@ -684,7 +680,7 @@ impl Converter {
         let status = x.exit_code;
         let signal = status & 0x7f;
         let code = (status >> 8) & 0xff;
-        let mut ev = ProcessActivity::new(2, time, FEATURE, process);
+        let mut ev = ProcessActivity::new(process_activity::TERMINATE, time, FEATURE, process);
         if signal == 0 {
             ev.exit_code = i32::try_from(code).ok();
         } else {
@@ -704,8 +700,8 @@ impl Converter {
         ev.into()
     }
 
-    /// An Event Log Activity about the sensor itself: start (6), stop (7), or lost
-    /// records (99, `Drop`, with the count).
+    /// An Event Log Activity about the sensor itself: `activity_id` start, stop, or other
+    /// for lost records (`Drop`, with the count) ([`event_log_activity`]).
     pub fn sensor_event(
         &self,
         activity_id: i32,
@@ -715,7 +711,7 @@ impl Converter {
     ) -> OcsfEvent {
         let now = vigil_event::time::now_ms();
         let mut ev = EventLogActivity::new(activity_id, now, FEATURE);
-        if activity_id == 99 {
+        if activity_id == event_log_activity::OTHER {
             ev.activity_name = Some("Drop".into());
             ev.severity_id = severity::HIGH;
             ev.status_id = Some(status::FAILURE);
@@ -744,7 +740,7 @@ impl Converter {
     /// so far, in `unmapped`, and the records lost since the previous one in `count`.
     pub fn stats_event(&self, provider: &str, stats: &Stats, lost_since: u64) -> OcsfEvent {
         let mut ev = self.sensor_event(
-            99,
+            event_log_activity::OTHER,
             provider,
             format!(
                 "{} records received, {} lost ({lost_since} since the last report), {} malformed; \
@@ -796,7 +792,7 @@ impl Converter {
         let mut x = Map::new();
         x.insert("close_write".into(), json!(true));
         file.xattributes = Some(x);
-        let mut ev = FileActivity::new(3, self.header_time(h), FEATURE, file);
+        let mut ev = FileActivity::new(file_activity::UPDATE, self.header_time(h), FEATURE, file);
         ev.actor = Some(self.actor_for(h));
         ev.device = Some(self.device.clone());
         ev.into()
@@ -982,7 +978,12 @@ mod tests {
             (u64::MAX, i32::MAX),
         ] {
             let ev = conv
-                .sensor_event(99, "ebpf", format!("{lost} lost"), Some(lost))
+                .sensor_event(
+                    event_log_activity::OTHER,
+                    "ebpf",
+                    format!("{lost} lost"),
+                    Some(lost),
+                )
                 .to_json();
             assert_eq!(ev["count"], count, "{lost}");
             assert_eq!(

@@ -1,6 +1,10 @@
 //! Syscall records to OCSF: file, network, DNS, process-access, identity and
 //! kernel-extension events.
 
+use super::ids::{
+    dns_activity, file_activity, injection_type, module_activity, network_activity,
+    process_activity,
+};
 use super::open_writes::O_CLOEXEC;
 use super::{dns, file_of, Converter, FEATURE};
 use crate::abi::{self, nr, RawHeader, RawSock, RawSyscall};
@@ -175,7 +179,7 @@ impl Converter {
         if n == nr::CLOSE {
             self.open_writes.closed(s.header.pid, a[0] as i32);
             x.insert("close_write".into(), json!(true));
-            return Some(self.file_event(&s.header, 3, file_of(&s.str0), x));
+            return Some(self.file_event(&s.header, file_activity::UPDATE, file_of(&s.str0), x));
         }
         if n == nr::OPEN || n == nr::OPENAT || n == nr::CREAT || n == nr::OPENAT2 {
             let created = s.flags & abi::SYS_FILE_CREATED != 0;
@@ -193,7 +197,11 @@ impl Converter {
                 self.open_writes
                     .opened(s.header.pid, fd, &s.str0, flags & O_CLOEXEC != 0);
             }
-            let activity = if created { 1 } else { 14 };
+            let activity = if created {
+                file_activity::CREATE
+            } else {
+                file_activity::OPEN
+            };
             return Some(self.file_event(&s.header, activity, file_of(&s.str0), x));
         }
         if n == nr::RENAME || n == nr::RENAMEAT || n == nr::RENAMEAT2 {
@@ -208,7 +216,7 @@ impl Converter {
             let mut ev_x = x;
             file.xattributes = None;
             ev_x.remove("path_truncated");
-            let mut out = self.file_event(&s.header, 5, file, ev_x);
+            let mut out = self.file_event(&s.header, file_activity::RENAME, file, ev_x);
             if let OcsfEvent::File(f) = &mut out {
                 f.file_result = Some(new);
             }
@@ -221,7 +229,7 @@ impl Converter {
                 file.type_id = file_type::FOLDER;
                 file.kind = Some(file_type::name(file_type::FOLDER).into());
             }
-            return Some(self.file_event(&s.header, 4, file, x));
+            return Some(self.file_event(&s.header, file_activity::DELETE, file, x));
         }
         if n == nr::CHMOD || n == nr::FCHMOD || n == nr::FCHMODAT || n == nr::FCHMODAT2 {
             let (file, mode) = if n == nr::FCHMOD {
@@ -244,7 +252,7 @@ impl Converter {
             if mode & 0o2000 != 0 {
                 x.insert("setgid".into(), json!(true));
             }
-            return Some(self.file_event(&s.header, 6, file, x));
+            return Some(self.file_event(&s.header, file_activity::SET_ATTRIBUTES, file, x));
         }
         if n == nr::CHOWN || n == nr::LCHOWN || n == nr::FCHOWN || n == nr::FCHOWNAT {
             let (file, uid, gid) = if n == nr::FCHOWN {
@@ -268,7 +276,7 @@ impl Converter {
             if gid as u32 != u32::MAX {
                 x.insert("gid".into(), json!(gid as u32));
             }
-            return Some(self.file_event(&s.header, 7, file, x));
+            return Some(self.file_event(&s.header, file_activity::SET_SECURITY, file, x));
         }
         if n == nr::SYMLINK || n == nr::SYMLINKAT || n == nr::LINK || n == nr::LINKAT {
             let symlink = n == nr::SYMLINK || n == nr::SYMLINKAT;
@@ -296,14 +304,14 @@ impl Converter {
                 json!(if symlink { "symlink" } else { "hardlink" }),
             );
             x.insert("link_target".into(), json!(target));
-            return Some(self.file_event(&s.header, 1, link, x));
+            return Some(self.file_event(&s.header, file_activity::CREATE, link, x));
         }
         if n == nr::MEMFD_CREATE {
             let name = format!("memfd:{}", s.str0);
             let mut file = file_of(&name);
             file.parent_folder = None;
             x.insert("memfd_flags".into(), json!(a[1]));
-            return Some(self.file_event(&s.header, 1, file, x));
+            return Some(self.file_event(&s.header, file_activity::CREATE, file, x));
         }
         if n == nr::MOUNT {
             let mut target = self.user_file(&s, None, None, &s.str0, &mut x);
@@ -314,7 +322,7 @@ impl Converter {
                 .into_owned();
             x.insert("fstype".into(), json!(fstype));
             x.insert("flags".into(), json!(a[3]));
-            let mut out = self.file_event(&s.header, 12, target, x);
+            let mut out = self.file_event(&s.header, file_activity::MOUNT, target, x);
             set_status(&mut out, s.ret);
             return Some(out);
         }
@@ -333,12 +341,12 @@ impl Converter {
             let local = endpoint(local_ip, sock.lport);
             let remote = endpoint(remote_ip, rport);
             let (activity, dir) = if n == nr::LISTEN {
-                (7, direction::UNKNOWN)
+                (network_activity::LISTEN, direction::UNKNOWN)
             } else if n == nr::CONNECT {
                 let activity = match s.ret {
-                    0 | EINPROGRESS => 1,
-                    ECONNREFUSED => 5,
-                    _ => 4,
+                    0 | EINPROGRESS => network_activity::OPEN,
+                    ECONNREFUSED => network_activity::REFUSE,
+                    _ => network_activity::FAIL,
                 };
                 (
                     activity,
@@ -350,7 +358,7 @@ impl Converter {
                 )
             } else {
                 (
-                    1,
+                    network_activity::OPEN,
                     if is_local(remote_ip) {
                         direction::LOCAL
                     } else {
@@ -404,7 +412,8 @@ impl Converter {
             let (server_ip, server_port) = user_sockaddr(&s.addr)
                 .map(|(i, p)| (Some(i), p))
                 .unwrap_or((ip(sock.family, &sock.raddr), sock.rport));
-            let mut ev = DnsActivity::new(1, self.header_time(&s.header), FEATURE);
+            let mut ev =
+                DnsActivity::new(dns_activity::QUERY, self.header_time(&s.header), FEATURE);
             ev.query = Some(DnsQuery {
                 hostname: q.name,
                 kind: Some(dns::type_name(q.qtype)),
@@ -431,15 +440,15 @@ impl Converter {
                 let req = a[0];
                 let target = if req == 0 { s.header.ppid } else { a[1] as u32 };
                 x.insert("ptrace_request".into(), json!(ptrace_request(req)));
-                (target, 3)
+                (target, process_activity::OPEN)
             } else {
-                (a[0] as u32, 4)
+                (a[0] as u32, process_activity::INJECT)
             };
             let target = self.target_process(target_pid);
             let mut ev =
                 ProcessActivity::new(activity, self.header_time(&s.header), FEATURE, target);
-            if activity == 4 {
-                ev.injection_type_id = Some(99);
+            if activity == process_activity::INJECT {
+                ev.injection_type_id = Some(injection_type::OTHER);
                 ev.injection_type = Some("process_vm_writev".into());
             }
             if !x.is_empty() {
@@ -491,10 +500,14 @@ impl Converter {
                 .as_ref()
                 .map(|p| (**p).clone())
                 .unwrap_or_default();
-            let activity = if name == "capset" { 99 } else { 5 };
+            let activity = if name == "capset" {
+                process_activity::OTHER
+            } else {
+                process_activity::SET_USER_ID
+            };
             let mut ev =
                 ProcessActivity::new(activity, self.header_time(&s.header), FEATURE, target);
-            if activity == 99 {
+            if activity == process_activity::OTHER {
                 ev.activity_name = Some("Set Capabilities".into());
             }
             ev.unmapped = Some(x);
@@ -526,7 +539,12 @@ impl Converter {
                     ..Module::default()
                 }
             };
-            let mut ev = ModuleActivity::new(1, self.header_time(&s.header), FEATURE, module);
+            let mut ev = ModuleActivity::new(
+                module_activity::LOAD,
+                self.header_time(&s.header),
+                FEATURE,
+                module,
+            );
             ev.actor = Some(self.actor_for(&s.header));
             ev.device = Some(self.device.clone());
             let mut out: OcsfEvent = ev.into();

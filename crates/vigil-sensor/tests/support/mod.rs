@@ -3,18 +3,18 @@
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use vigil_sensor::Source;
+use vigil_sensor::SensorBackend;
 
 /// Polls until `done` says the events so far are enough, or `limit` passes.
 pub fn collect(
-    source: &mut Source,
+    sensor: &mut SensorBackend,
     limit: Duration,
     mut done: impl FnMut(&[Value]) -> bool,
 ) -> Vec<Value> {
     let mut events = Vec::new();
     let start = Instant::now();
     while start.elapsed() < limit {
-        source
+        sensor
             .poll(Duration::from_millis(50), &mut |e| events.push(e.to_json()))
             .expect("poll");
         if done(&events) {

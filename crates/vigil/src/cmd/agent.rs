@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use vigil_sensor::{SensorConfig, Source};
+use vigil_sensor::{SensorBackend, SensorConfig};
 
 /// `vigil agent` arguments.
 #[derive(Debug, Args)]
@@ -88,7 +88,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         error: None,
         line: Vec::with_capacity(16 * 1024),
     };
-    let mut sensor = Source::start(config.sensor).context("cannot start the sensor")?;
+    let mut sensor = SensorBackend::start(config.sensor).context("cannot start the sensor")?;
     tracing::info!(mode = sensor.mode_name(), "agent running");
     w.write(sensor.start_event());
     // Readers see at once that the agent runs, even on a quiet host.
