@@ -920,7 +920,7 @@ pub(crate) mod testgen {
         }
     }
 
-    fn random_header(rng: &mut Rng) -> RawHeader {
+    pub(crate) fn random_header(rng: &mut Rng) -> RawHeader {
         // Mostly pids that cannot exist (above the kernel's pid limit), sometimes this
         // process, whose /proc entries are there to read.
         let pid = if rng.one_in(8) {
@@ -1057,57 +1057,61 @@ pub(crate) mod testgen {
                 header,
                 exit_code: rng.edgy() as u32,
             }),
-            _ => {
-                let watched: Vec<i64> = nr::ALL
-                    .iter()
-                    .map(|&(_, n)| n)
-                    .filter(|&n| n >= 0)
-                    .collect();
-                let nr = if rng.one_in(16) {
-                    i64::from(rng.next() as u32)
-                } else {
-                    rng.pick(&watched)
-                };
-                let flags = rng.next() as u32 & 0x3f;
-                let ret = match rng.below(3) {
-                    0 => -(rng.below(134) as i64),
-                    1 => rng.below(1024) as i64,
-                    _ => rng.edgy() as i64,
-                };
-                Record::Syscall(Box::new(RawSyscall {
-                    header,
-                    nr,
-                    flags,
-                    ret,
-                    args: std::array::from_fn(|_| match rng.below(4) {
-                        0 => (-100i64) as u64, // AT_FDCWD
-                        1 => rng.below(8) as u64,
-                        _ => rng.edgy(),
-                    }),
-                    str0: if flags & SYS_STR0_COMPONENTS != 0 {
-                        path(rng)
-                    } else {
-                        string(rng)
-                    },
-                    str1: string(rng),
-                    addr: sockaddr(rng),
-                    data: payload(rng),
-                    sock: (flags & SYS_SOCK != 0).then(|| RawSock {
-                        family: rng.pick(&[2, 10, 1, u16::MAX]),
-                        protocol: rng.pick(&[6, 17, 0, u16::MAX]),
-                        kind: rng.pick(&[1, 2, 3]),
-                        lport: rng.edgy() as u16,
-                        rport: match rng.below(3) {
-                            0 => 0,
-                            1 => 53,
-                            _ => rng.edgy() as u16,
-                        },
-                        laddr: rng.bytes(16).try_into().unwrap_or_default(),
-                        raddr: rng.bytes(16).try_into().unwrap_or_default(),
-                    }),
-                    base: (flags & SYS_BASE != 0).then(|| path(rng)),
-                }))
-            }
+            _ => Record::Syscall(Box::new(random_syscall(rng, header))),
+        }
+    }
+
+    /// A syscall record with random (often boundary) values: mostly of the calls the
+    /// kernel side watches.
+    pub(crate) fn random_syscall(rng: &mut Rng, header: RawHeader) -> RawSyscall {
+        let watched: Vec<i64> = nr::ALL
+            .iter()
+            .map(|&(_, n)| n)
+            .filter(|&n| n >= 0)
+            .collect();
+        let nr = if rng.one_in(16) {
+            i64::from(rng.next() as u32)
+        } else {
+            rng.pick(&watched)
+        };
+        let flags = rng.next() as u32 & 0x3f;
+        let ret = match rng.below(3) {
+            0 => -(rng.below(134) as i64),
+            1 => rng.below(1024) as i64,
+            _ => rng.edgy() as i64,
+        };
+        RawSyscall {
+            header,
+            nr,
+            flags,
+            ret,
+            args: std::array::from_fn(|_| match rng.below(4) {
+                0 => (-100i64) as u64, // AT_FDCWD
+                1 => rng.below(8) as u64,
+                _ => rng.edgy(),
+            }),
+            str0: if flags & SYS_STR0_COMPONENTS != 0 {
+                path(rng)
+            } else {
+                string(rng)
+            },
+            str1: string(rng),
+            addr: sockaddr(rng),
+            data: payload(rng),
+            sock: (flags & SYS_SOCK != 0).then(|| RawSock {
+                family: rng.pick(&[2, 10, 1, u16::MAX]),
+                protocol: rng.pick(&[6, 17, 0, u16::MAX]),
+                kind: rng.pick(&[1, 2, 3]),
+                lport: rng.edgy() as u16,
+                rport: match rng.below(3) {
+                    0 => 0,
+                    1 => 53,
+                    _ => rng.edgy() as u16,
+                },
+                laddr: rng.bytes(16).try_into().unwrap_or_default(),
+                raddr: rng.bytes(16).try_into().unwrap_or_default(),
+            }),
+            base: (flags & SYS_BASE != 0).then(|| path(rng)),
         }
     }
 }
