@@ -645,12 +645,16 @@ pub fn decode(data: &[u8]) -> Result<Record, DecodeError> {
                 raddr: b.array(sock_off + offset_of!(Sock, raddr)),
             });
             let args_off = offset_of!(Syscall, args);
+            let mut args = [0u64; 6];
+            for (i, a) in args.iter_mut().enumerate() {
+                *a = b.u64(args_off + 8 * i);
+            }
             Ok(Record::Syscall(Box::new(RawSyscall {
                 header: header(&b),
                 nr: i64::from(b.u32(offset_of!(Syscall, nr))),
                 flags,
                 ret: b.u64(offset_of!(Syscall, ret)) as i64,
-                args: std::array::from_fn(|i| b.u64(args_off + 8 * i)),
+                args,
                 str0,
                 str1: b.cstr(offset_of!(Syscall, str1), STR_LEN),
                 addr: b.0[offset_of!(Syscall, addr)..][..addr_len].to_vec(),

@@ -151,16 +151,25 @@ pub struct Status {
 }
 
 /// Parses `/proc/PID/status`: the `Uid:`, `Gid:`, `CapEff:`, `CapPrm:` and `CapInh:`
-/// lines, each of which must be there.
+/// lines, each of which must be there. One pass, which stops once it has them all.
 pub fn parse_status(text: &str) -> Result<Status, String> {
-    let line = |key: &str| -> Result<(usize, &str), String> {
-        text.lines()
-            .enumerate()
-            .find_map(|(i, l)| l.strip_prefix(key).map(|v| (i + 1, v)))
-            .ok_or_else(|| format!("no `{key}` line"))
-    };
-    let ids = |key: &str| -> Result<[u32; 4], String> {
-        let (n, v) = line(key)?;
+    const KEYS: [&str; 5] = ["Uid:", "Gid:", "CapEff:", "CapPrm:", "CapInh:"];
+    let mut found: [Option<(usize, &str)>; 5] = [None; 5];
+    let mut missing = KEYS.len();
+    for (i, line) in text.lines().enumerate() {
+        for (k, key) in KEYS.iter().enumerate() {
+            if let (None, Some(v)) = (found[k], line.strip_prefix(key)) {
+                found[k] = Some((i + 1, v));
+                missing -= 1;
+            }
+        }
+        if missing == 0 {
+            break;
+        }
+    }
+    let line = |k: usize| found[k].ok_or_else(|| format!("no `{}` line", KEYS[k]));
+    let ids = |k: usize| -> Result<[u32; 4], String> {
+        let ((n, v), key) = (line(k)?, KEYS[k]);
         let mut out = [0u32; 4];
         let mut words = v.split_whitespace();
         for slot in &mut out {
@@ -173,16 +182,16 @@ pub fn parse_status(text: &str) -> Result<Status, String> {
         }
         Ok(out)
     };
-    let cap = |key: &str| -> Result<u64, String> {
-        let (n, v) = line(key)?;
+    let cap = |k: usize| -> Result<u64, String> {
+        let ((n, v), key) = (line(k)?, KEYS[k]);
         let v = v.trim();
         u64::from_str_radix(v, 16)
             .map_err(|_| format!("line {n}: `{key}` `{v}` is not a hex capability set"))
     };
     Ok(Status {
-        uid: ids("Uid:")?,
-        gid: ids("Gid:")?,
-        caps: [cap("CapEff:")?, cap("CapPrm:")?, cap("CapInh:")?],
+        uid: ids(0)?,
+        gid: ids(1)?,
+        caps: [cap(2)?, cap(3)?, cap(4)?],
     })
 }
 
