@@ -553,7 +553,7 @@ impl Fallback {
         let netlink = proc_connector()?;
         let loss_check = Duration::from_millis(config.loss_check_ms);
         let config_stats_secs = config.stats_interval_secs;
-        let converter = Converter::new(Host::detect(), config);
+        let converter = Converter::for_this_host(config);
         let fanotify = match open_fanotify(&converter) {
             Ok(f) => Some(f),
             Err(e) => {
@@ -792,8 +792,11 @@ impl Fallback {
                     continue;
                 }
                 let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-                if let Ok(path) = std::fs::read_link(link) {
-                    written.push((pid, path.to_string_lossy().into_owned()));
+                match std::fs::read_link(&link) {
+                    Ok(path) => written.push((pid, path.to_string_lossy().into_owned())),
+                    Err(e) => self.converter.note_malformed(&format_args!(
+                        "fanotify event of pid {pid}: the written file's path ({link}): {e}"
+                    )),
                 }
             }
         }

@@ -3,7 +3,6 @@
 use crate::abi::{self, DecodeError, Record};
 use crate::config::SensorConfig;
 use crate::error::SensorError;
-use crate::host::Host;
 use crate::ocsf::ids::event_log_activity;
 use crate::ocsf::Converter;
 use crate::stats::{Stats, StatsReport};
@@ -143,7 +142,7 @@ impl Sensor {
             .map_err(bpf_err("open the ring buffer"))?;
         let ring = builder.build().map_err(bpf_err("open the ring buffer"))?;
 
-        let converter = Converter::new(Host::detect(), config.clone());
+        let converter = Converter::for_this_host(config.clone());
         tracing::info!(
             programs = links.len(),
             ring_buffer_mib = config.ring_buffer_mib,
@@ -271,16 +270,19 @@ impl Sensor {
                 .lookup_percpu(&kind.to_ne_bytes(), MapFlags::ANY)
                 .map_err(bpf_err("read loss counters"))?
                 .unwrap_or_default();
-            let total: u64 = per_cpu
-                .iter()
-                .filter_map(|v| {
-                    v.get(..8)
-                        .and_then(|b| b.try_into().ok())
-                        .map(u64::from_ne_bytes)
-                })
-                .sum();
+            let mut total = 0u64;
+            for v in &per_cpu {
+                match v.first_chunk::<8>() {
+                    Some(b) => total = total.saturating_add(u64::from_ne_bytes(*b)),
+                    None => self.converter.note_malformed(&format_args!(
+                        "loss counter of kind {kind}: a per-CPU value of {} bytes, not 8",
+                        v.len()
+                    )),
+                }
+            }
             self.stats.lost_by_kind[kind as usize] = total;
         }
+        self.stats.malformed = self.converter.malformed();
         let lost = self.stats.lost();
         if lost > self.lost_reported {
             let new = lost - self.lost_reported;

@@ -24,9 +24,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// All records lost in the kernel.
+    /// All records lost in the kernel (saturating).
     pub fn lost(&self) -> u64 {
-        self.lost_by_kind.iter().sum()
+        self.lost_by_kind
+            .iter()
+            .fold(0, |a, &n| a.saturating_add(n))
     }
 }
 

@@ -193,6 +193,18 @@ impl Converter {
         crate::proc::read_proc(pid, &mut |e| self.malformed.note(&e))
     }
 
+    /// A converter for this host ([`Host::detect_with`]); a /proc file that does not
+    /// parse while detecting it is counted as malformed.
+    pub fn for_this_host(config: SensorConfig) -> Self {
+        let mut problems = Vec::new();
+        let host = Host::detect_with(&mut |e| problems.push(e));
+        let conv = Converter::new(host, config);
+        for p in &problems {
+            conv.note_malformed(p);
+        }
+        conv
+    }
+
     /// The host this converter describes.
     pub fn host(&self) -> &Host {
         &self.host
