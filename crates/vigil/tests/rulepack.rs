@@ -381,6 +381,12 @@ fn act_out(case: &str, scratch: &Path) -> Outcome {
                     Err(_) => break,
                 }
             }
+            if status.is_none() {
+                // Overran: SIGTERM lets the script undo its changes, then whatever is left
+                // of the group is killed.
+                kill_group(pgid, "-TERM");
+                std::thread::sleep(Duration::from_secs(2));
+            }
             kill_group(pgid, "-KILL");
             if status.is_none() {
                 let _ = child.wait();

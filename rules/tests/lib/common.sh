@@ -25,6 +25,9 @@ _run_undo() {
   for ((i = ${#_undo[@]} - 1; i >= 0; i--)); do eval "${_undo[i]}" || true; done
 }
 trap _run_undo EXIT
+# Undo also when the harness stops a script that overran its time (SIGTERM first).
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # Creates directory $1 if it is missing, and removes it at exit if this script created it.
 ensure_dir() {
