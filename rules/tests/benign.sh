@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # benign: everyday server work that must raise no high or critical finding.
 # Builds (cc, make), git, package queries, archives, key generation, administrator checks,
-# and web fetches from a loopback server, in a scratch directory.
+# web fetches from a loopback server, and a /dev/tcp health check, in a scratch directory.
 source lib/common.sh
 
 # A build and a run of what was built.
@@ -54,3 +54,5 @@ serve_dir www
 curl -fsS -o health.json "http://127.0.0.1:$PORT/health.json"
 wget -q -O health2.json "http://127.0.0.1:$PORT/health.json"
 curl -fsS "http://127.0.0.1:$PORT/health.json" | "$PY" -c 'import json, sys; json.load(sys.stdin)'
+# The container health check that needs no client: HTTP through bash's /dev/tcp.
+timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT; printf 'GET /health.json HTTP/1.0\r\n\r\n' >&3; cat <&3" > /dev/null
