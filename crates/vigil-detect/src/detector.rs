@@ -12,8 +12,10 @@
 //!   when the process exits, and at the end;
 //! * a Detection Finding for each correlation rule that fires (its group's window, the
 //!   last event's process and story);
-//! * an Incident Finding (2005) per story: Create with the story's first finding, Update
-//!   when another finding joins it or its severity rises.
+//! * an Incident Finding (2005) per story: Create with the story's first finding; an
+//!   Update at once when a finding raises its severity or adds an ATT&CK technique, and
+//!   otherwise (more findings of the same kind) at most every update interval and at
+//!   the end.
 //!
 //! Rules that a correlation uses without `generate: true` are silent: they feed the
 //! correlation and report nothing themselves.
@@ -36,7 +38,7 @@ const CREATE: i32 = 1;
 const UPDATE: i32 = 2;
 
 /// Settings of the detection stage (the agent configuration's `[detect]` table).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     /// Milliseconds between two Updates of a finding whose rule keeps firing on its
@@ -114,6 +116,9 @@ struct Incident {
     end: i64,
     actor: Option<Actor>,
     device: Option<Shared<vigil_event::model::Device>>,
+    /// Findings in the last report of the incident, and when it was.
+    reported: usize,
+    reported_at: i64,
 }
 
 /// An event kept for correlation evidence.
@@ -234,6 +239,7 @@ impl<'e> Detector<'e> {
         }
         self.stats.updates += updates.len() as u64;
         out.extend(updates);
+        self.report_incidents(now_ms, false, out);
     }
 
     /// End of the stream: closes every correlation window and reports every count not
@@ -246,6 +252,7 @@ impl<'e> Detector<'e> {
         for uid in uids {
             self.close_process(&uid, now_ms, out);
         }
+        self.report_incidents(now_ms, true, out);
     }
 
     fn keep_recent(&mut self, ev: &OcsfEvent) {
@@ -429,6 +436,8 @@ impl<'e> Detector<'e> {
                     end: time,
                     actor: f.actor.clone(),
                     device: f.device.clone(),
+                    reported: 0,
+                    reported_at: now_ms,
                 },
             );
         }
@@ -437,19 +446,53 @@ impl<'e> Detector<'e> {
         };
         inc.start = inc.start.min(time);
         inc.end = inc.end.max(time);
+        let worse = f.severity_id > inc.severity_id;
         inc.severity_id = inc.severity_id.max(f.severity_id);
+        let mut new_technique = false;
         for a in &f.finding_info.attacks {
             if !inc.attacks.contains(a) {
                 inc.attacks.push(a.clone());
+                new_technique = true;
             }
         }
         inc.findings.push(FindingInfo {
             related_events: Vec::new(),
             ..f.finding_info.clone()
         });
-        let activity = if created { CREATE } else { UPDATE };
-        let event = incident_event(story, inc, activity, now_ms, self.feature, &self.config);
-        out.push(event);
+        // News an analyst must see at once (a new incident, a worse severity, a new
+        // technique) is reported now; more of the same waits for the next update.
+        if created || worse || new_technique || self.config.update_interval_ms == 0 {
+            let activity = if created { CREATE } else { UPDATE };
+            out.push(incident_event(
+                story,
+                inc,
+                activity,
+                now_ms,
+                self.feature,
+                &self.config,
+            ));
+            inc.reported = inc.findings.len();
+            inc.reported_at = now_ms;
+        }
+    }
+
+    /// Reports the incidents changed since their last report, if `due` says so.
+    fn report_incidents(&mut self, now_ms: i64, all: bool, out: &mut Vec<OcsfEvent>) {
+        let interval = self.config.update_interval_ms;
+        for (story, inc) in &mut self.incidents {
+            if inc.findings.len() > inc.reported && (all || now_ms - inc.reported_at >= interval) {
+                out.push(incident_event(
+                    story,
+                    inc,
+                    UPDATE,
+                    now_ms,
+                    self.feature,
+                    &self.config,
+                ));
+                inc.reported = inc.findings.len();
+                inc.reported_at = now_ms;
+            }
+        }
     }
 }
 

@@ -45,7 +45,7 @@ const TERMINATE: i32 = 2;
 const LAUNCH_EXEC: i32 = 3;
 
 /// Storyline settings (the agent configuration's `[story]` table).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoryConfig {
     /// Executable names (the last path component) whose children each start a service
