@@ -29,11 +29,17 @@ trap _run_undo EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 
-# Creates directory $1 if it is missing, and removes it at exit if this script created it.
+# Creates directory $1 if it is missing, and at exit removes every directory level this
+# script created for it.
 ensure_dir() {
-  [ -d "$1" ] && return 0
+  local d=$1 created=() i
+  while [ ! -d "$d" ]; do
+    created+=("$d")
+    d=$(dirname "$d")
+  done
   mkdir -p "$1"
-  undo "rmdir '$1'"
+  # Undo steps run last-registered first: register the outermost level first.
+  for ((i = ${#created[@]} - 1; i >= 0; i--)); do undo "rmdir '${created[i]}'"; done
 }
 
 # Waits for file $1 to hold a line, for 10 s at most, and prints it.
