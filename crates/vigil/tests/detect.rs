@@ -3,7 +3,7 @@
 //! full findings disk do. Needs root; with `CI=true` not being root fails the run.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The complete lines written so far.
@@ -217,7 +217,7 @@ fn a_finding_is_written_while_the_agent_runs_with_its_story_and_lineage() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with(&format!("incident {story} on ")), "{text}");
-    assert!(text.contains(&format!("! ")), "{text}");
+    assert!(text.contains("! "), "{text}");
     assert!(text.contains(&format!("/bin/echo {marker}")), "{text}");
     assert!(
         text.contains(&format!("-> Marker {marker} run by a shell (high)")),
