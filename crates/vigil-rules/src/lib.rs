@@ -236,7 +236,24 @@ mod tests {
     }
 
     #[test]
-    fn the_builtin_pack_is_embedded_with_its_repository_paths() {
+    fn the_builtin_pack_is_embedded_with_its_repository_paths_and_loads_cleanly() {
+        assert!(BUILTIN.len() >= 50, "the pack: {} files", BUILTIN.len());
+        let loaded = load(
+            &Sources {
+                builtin: true,
+                paths: Vec::new(),
+            },
+            vigil_sigma::Config::default(),
+        )
+        .expect("loads");
+        assert!(loaded.built.errors.is_empty(), "{:?}", loaded.built.errors);
+        assert!(
+            loaded.built.warnings.is_empty(),
+            "{:?}",
+            loaded.built.warnings
+        );
+        assert!(loaded.built.engine.warnings().is_empty());
+        assert!(loaded.built.loaded >= BUILTIN.len());
         for (name, text) in BUILTIN {
             assert!(name.starts_with("rules/"), "{name}");
             assert!(!name.contains("/tests/"), "{name}");

@@ -3,44 +3,32 @@
 //! full findings disk do. Needs root; with `CI=true` not being root fails the run.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
+mod support;
 
 /// The complete lines written so far.
 fn lines(path: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    complete
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    support::lines(path).expect("every line is one JSON event")
 }
 
-/// Kills the agent if a test fails before stopping it.
+/// A running agent (killed if a test fails before stopping it), the file it logs to,
+/// and its turn to run.
 struct Agent {
-    child: Child,
+    agent: support::Agent,
     stderr: PathBuf,
     _one: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 impl Agent {
     /// Stops the agent with SIGINT; returns its exit code and what it logged.
     fn stop(mut self) -> (Option<i32>, String) {
         let ok = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args(["-INT", &self.agent.0.id().to_string()])
             .status()
             .expect("kill");
         assert!(ok.success());
-        let status = self.child.wait().expect("agent exits");
+        let status = self.agent.0.wait().expect("agent exits");
         let log = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         (status.code(), log)
     }
@@ -75,7 +63,7 @@ fn start_agent(dir: &Path, extra: &[&str]) -> Agent {
         .spawn()
         .expect("agent starts");
     let agent = Agent {
-        child,
+        agent: support::Agent(child),
         stderr,
         _one: one,
     };
