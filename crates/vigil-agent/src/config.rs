@@ -31,8 +31,8 @@ pub struct RulesConfig {
     pub builtin: bool,
     /// More rule files, or directories searched recursively for `*.yml` / `*.yaml`.
     pub paths: Vec<PathBuf>,
-    /// Milliseconds a rule file may take, on average per sample event, in the trial
-    /// match at load before it is refused as too slow for a live host.
+    /// Milliseconds a rule file may take to match one sample event, in the trial at load,
+    /// before it is refused as too slow for a live host.
     pub trial_budget_ms: f64,
 }
 
@@ -41,7 +41,7 @@ impl Default for RulesConfig {
         RulesConfig {
             builtin: true,
             paths: Vec::new(),
-            trial_budget_ms: 2.0,
+            trial_budget_ms: 5.0,
         }
     }
 }

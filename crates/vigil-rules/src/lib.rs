@@ -25,6 +25,13 @@ pub enum SourceError {
         /// Why.
         source: std::io::Error,
     },
+    /// A path named as a rule file is not a regular file (a FIFO or a device would
+    /// block or never end).
+    #[error("{}: not a regular file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
     /// The engine configuration (placeholders) is invalid.
     #[error("invalid rule engine configuration: {0}")]
     Config(#[from] vigil_sigma::ConfigError),
@@ -57,14 +64,16 @@ fn is_rule_file(p: &Path) -> bool {
 
 /// The rule files under `paths`: a file as given, a directory walked recursively for
 /// `*.yml` and `*.yaml` (sorted, symbolic links followed, a link back into a directory
-/// being walked not). Paths that cannot be read are returned as errors.
+/// being walked not). Paths that cannot be read, and rule files that are not regular
+/// files, are returned as errors.
 pub fn collect(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<SourceError>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     for p in paths {
         match std::fs::metadata(p) {
             Ok(m) if m.is_dir() => walk(p, &mut files, &mut errors, &mut Vec::new()),
-            Ok(_) => files.push(p.clone()),
+            Ok(m) if m.is_file() => files.push(p.clone()),
+            Ok(_) => errors.push(SourceError::NotAFile { path: p.clone() }),
             Err(source) => errors.push(SourceError::Read {
                 path: p.clone(),
                 source,
@@ -101,7 +110,11 @@ fn walk(
         if p.is_dir() {
             walk(&p, files, errors, open);
         } else if is_rule_file(&p) {
-            files.push(p);
+            if p.is_file() {
+                files.push(p);
+            } else {
+                errors.push(SourceError::NotAFile { path: p });
+            }
         }
     }
     open.pop();
@@ -160,4 +173,98 @@ pub fn load(sources: &Sources, config: vigil_sigma::Config) -> Result<Loaded, So
         files: texts.len(),
         unreadable,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "vigil-rules-{}-{name}-{}",
+            std::process::id(),
+            nonce()
+        ));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        d
+    }
+
+    /// A counter: distinct directories for the tests of this process.
+    fn nonce() -> u64 {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    const RULE: &str = "title: T\nlogsource: {product: linux, category: process_creation}\n\
+                        detection: {s: {Image: /x}, condition: s}\n";
+
+    #[test]
+    fn directories_are_walked_sorted_and_odd_entries_reported() {
+        let d = tmp("walk");
+        std::fs::create_dir_all(d.join("b/c")).expect("dirs");
+        std::fs::write(d.join("b/c/z.yml"), RULE).expect("write");
+        std::fs::write(d.join("a.yaml"), RULE).expect("write");
+        std::fs::write(d.join("notes.txt"), "not a rule").expect("write");
+        // A FIFO named like a rule would block a reader forever.
+        let fifo = d.join("pipe.yml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        // A link back up must not loop.
+        std::os::unix::fs::symlink(&d, d.join("b/loop")).expect("symlink");
+        let missing = d.join("missing");
+        let (files, errors) = collect(&[d.clone(), missing.clone()]);
+        let rel: Vec<String> = files
+            .iter()
+            .map(|f| f.strip_prefix(&d).unwrap_or(f).display().to_string())
+            .collect();
+        assert_eq!(rel, ["a.yaml", "b/c/z.yml"]);
+        let msgs: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert_eq!(msgs[0], format!("{}: not a regular file", fifo.display()));
+        assert!(msgs[1].starts_with(&format!("{}: cannot read: ", missing.display())));
+        let loaded = load(
+            &Sources {
+                builtin: false,
+                paths: vec![d.clone()],
+            },
+            vigil_sigma::Config::default(),
+        )
+        .expect("loads");
+        assert_eq!((loaded.files, loaded.built.loaded), (2, 2));
+        assert_eq!(loaded.unreadable.len(), 1);
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn the_builtin_pack_is_embedded_with_its_repository_paths_and_loads_cleanly() {
+        assert!(BUILTIN.len() >= 50, "the pack: {} files", BUILTIN.len());
+        let loaded = load(
+            &Sources {
+                builtin: true,
+                paths: Vec::new(),
+            },
+            vigil_sigma::Config::default(),
+        )
+        .expect("loads");
+        assert!(loaded.built.errors.is_empty(), "{:?}", loaded.built.errors);
+        assert!(
+            loaded.built.warnings.is_empty(),
+            "{:?}",
+            loaded.built.warnings
+        );
+        assert!(loaded.built.engine.warnings().is_empty());
+        assert!(loaded.built.loaded >= BUILTIN.len());
+        for (name, text) in BUILTIN {
+            assert!(name.starts_with("rules/"), "{name}");
+            assert!(!name.contains("/tests/"), "{name}");
+            let on_disk = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(name);
+            assert_eq!(
+                std::fs::read_to_string(&on_disk).expect("the pack file"),
+                *text,
+                "{name} embedded as it is"
+            );
+        }
+    }
 }

@@ -3,29 +3,15 @@
 //! clear errors. Needs root; with `CI=true` not being root fails the run.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+mod support;
+
+use support::Agent;
 
 /// The complete lines written so far (a line still being written is left out).
 fn lines(path: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    complete
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every line is one JSON event"))
-        .collect()
-}
-
-/// Kills the agent if a test fails before stopping it.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    support::lines(path).expect("every line is one JSON event")
 }
 
 /// Starts the agent writing to `out` and waits for its Start event.

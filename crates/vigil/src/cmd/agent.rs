@@ -69,6 +69,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         failed = report.problems.len(),
         refused = report.refused.len(),
         trial_us_per_event = format!("{:.1}", report.trial_us_per_event),
+        trial_us_max = format!("{:.1}", report.trial_us_max),
         "rules loaded"
     );
     if report.loaded == 0 {
