@@ -15,7 +15,7 @@ use vigil_event::model::{
     Actor, DnsActivity, DnsQuery, File, FileActivity, Process, ProcessActivity, Shared,
 };
 use vigil_event::OcsfEvent;
-use vigil_sigma::{Built, Engine, Source};
+use vigil_sigma::{Built, Engine, EventKind};
 
 /// What loading the rules came to.
 #[derive(Debug, Default)]
@@ -134,7 +134,7 @@ fn trial(engine: &Engine, samples: &[OcsfEvent]) -> Cost {
         for (e, b) in samples.iter().zip(best.iter_mut()) {
             found.clear();
             let t = Instant::now();
-            engine.match_event(&mut scratch, e, Source::Ocsf, &mut found);
+            engine.match_event(&mut scratch, e, EventKind::Ocsf, &mut found);
             *b = b.min(t.elapsed().as_secs_f64() * 1e6);
         }
     }

@@ -29,7 +29,9 @@ use vigil_event::model::{
     Group, IncidentFinding, Process, RelatedEvent, Shared,
 };
 use vigil_event::OcsfEvent;
-use vigil_sigma::{CorrelationFinding, CorrelationState, Engine, Finding, Limits, Scratch, Source};
+use vigil_sigma::{
+    CorrelationFinding, CorrelationState, Engine, EventKind, Finding, Limits, Scratch,
+};
 
 /// Process Activity `activity_id` Terminate.
 const TERMINATE: i32 = 2;
@@ -194,7 +196,7 @@ impl<'e> Detector<'e> {
         let mut matched = std::mem::take(&mut self.matched);
         matched.clear();
         self.engine
-            .match_event(&mut self.scratch, ev, Source::Ocsf, &mut matched);
+            .match_event(&mut self.scratch, ev, EventKind::Ocsf, &mut matched);
         let mut kept = false;
         for f in &matched {
             self.stats.matches += 1;

@@ -17,8 +17,8 @@ use vigil_detect::finding::{level_rank, tactics};
 use vigil_event::time;
 use vigil_event::{Event, FieldPath};
 use vigil_sigma::{
-    CorrelationState, Declared, Engine, Finding, JsonBuffers, JsonEvent, Level, Limits, LogSource,
-    Scratch, Source, WinRecord,
+    CorrelationState, Declared, Engine, EventKind, Finding, JsonBuffers, JsonEvent, Level, Limits,
+    LogSource, Scratch, WinRecord,
 };
 
 /// How to hunt.
@@ -390,13 +390,13 @@ impl<'e> MatchCtx<'e> {
             kind_of(&event)
         };
         let source = match kind {
-            Kind::Windows => Source::Windows,
-            Kind::Ocsf => Source::Ocsf,
+            Kind::Windows => EventKind::Windows,
+            Kind::Ocsf => EventKind::Ocsf,
             Kind::Other => match self.declared {
-                Some(d) => Source::Declared(d),
+                Some(d) => EventKind::Declared(d),
                 None => {
                     st.unrouted += 1;
-                    Source::Declared(self.undeclared)
+                    EventKind::Declared(self.undeclared)
                 }
             },
         };
@@ -438,8 +438,12 @@ impl<'e> MatchCtx<'e> {
         let event = JsonEvent::parse_with(text, &mut json).map_err(|e| e.to_string())?;
         st.records += 1;
         st.findings.clear();
-        self.engine
-            .match_event(&mut st.scratch, &event, Source::Windows, &mut st.findings);
+        self.engine.match_event(
+            &mut st.scratch,
+            &event,
+            EventKind::Windows,
+            &mut st.findings,
+        );
         event.recycle(&mut json);
         st.json = json;
         if st.findings.is_empty() {

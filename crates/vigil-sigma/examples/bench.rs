@@ -16,7 +16,7 @@
 use std::io::{BufRead, Write};
 use std::time::Instant;
 use vigil_event::Event;
-use vigil_sigma::{JsonBuffers, JsonEvent, Loader, LogSource, Source};
+use vigil_sigma::{EventKind, JsonBuffers, JsonEvent, Loader, LogSource};
 
 fn rss_kib(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -103,7 +103,7 @@ fn flatten(ev: &serde_json::Value) -> serde_json::Value {
 }
 
 /// Vigil's own Linux events: the example attack story, `copies` times (an hour apart),
-/// matched as typed OCSF events with `Source::Ocsf`.
+/// matched as typed OCSF events with `EventKind::Ocsf`.
 fn ocsf_bench(engine: &vigil_sigma::Engine, copies: usize, out: Option<&str>, repeat: usize) {
     let mut events = Vec::new();
     for i in 0..copies {
@@ -127,7 +127,7 @@ fn ocsf_bench(engine: &vigil_sigma::Engine, copies: usize, out: Option<&str>, re
         n = 0;
         for e in &events {
             found.clear();
-            engine.match_event(&mut scratch, e, Source::Ocsf, &mut found);
+            engine.match_event(&mut scratch, e, EventKind::Ocsf, &mut found);
             n += found.len();
         }
         best = best.min(t.elapsed().as_secs_f64());
@@ -135,7 +135,7 @@ fn ocsf_bench(engine: &vigil_sigma::Engine, copies: usize, out: Option<&str>, re
     let mut titles: Vec<&str> = Vec::new();
     for e in events.iter().take(events.len() / copies.max(1)) {
         found.clear();
-        engine.match_event(&mut scratch, e, Source::Ocsf, &mut found);
+        engine.match_event(&mut scratch, e, EventKind::Ocsf, &mut found);
         titles.extend(found.iter().map(|f| f.rule.title.as_str()));
     }
     eprintln!(
@@ -252,13 +252,13 @@ fn main() {
     }
     let declared;
     let src = match source.as_str() {
-        "windows" => Source::Windows,
-        "ocsf" => Source::Ocsf,
+        "windows" => EventKind::Windows,
+        "ocsf" => EventKind::Ocsf,
         d => {
             let parts: Vec<&str> = d.trim_start_matches("declared:").split('/').collect();
             let get = |i: usize| parts.get(i).copied().filter(|s| !s.is_empty() && *s != "*");
             declared = engine.declare(&LogSource::new(get(0), get(1), get(2)));
-            Source::Declared(&declared)
+            EventKind::Declared(&declared)
         }
     };
     let mut scratch = engine.scratch();

@@ -11,16 +11,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use vigil_event::time::TimePart;
 
+/// A literal's pattern id: its hit bit in a bucket (literals of a bucket are numbered
+/// from 0, per field and anchor).
+pub(crate) type PatternId = u32;
+
 /// A compiled value test.
 #[derive(Debug, Clone)]
 pub(crate) enum CAtom {
-    /// A literal answered by the automata: hit bit `pid`.
-    Pat(u32),
+    /// A literal answered by the automata: hit bit `pat` (its [`PatternId`]).
+    Pat(PatternId),
     /// A glob; `hint` is the hit bit of its longest literal piece (a necessary condition).
     Glob {
         toks: Box<[Tok]>,
         cased: bool,
-        hint: Option<u32>,
+        hint: Option<PatternId>,
     },
     /// The empty string (or a present null).
     Empty,
@@ -30,7 +34,7 @@ pub(crate) enum CAtom {
     /// contains.
     Re {
         re: crate::rx::SigmaRegex,
-        hint: Option<Box<[u32]>>,
+        hint: Option<Box<[PatternId]>>,
     },
     Num(Cmp, f64),
     Bool(bool),
@@ -49,9 +53,9 @@ pub(crate) enum CAtom {
 #[derive(Debug, Clone)]
 pub(crate) struct CTest {
     pub field: Option<u32>,
-    /// The literal atoms first (`CAtom::Pat`, whose pids `pats` lists), then the others.
+    /// The literal atoms first (`CAtom::Pat`, whose pattern ids `pats` lists), then the others.
     pub atoms: Box<[CAtom]>,
-    pub pats: Box<[u32]>,
+    pub pats: Box<[PatternId]>,
     pub all: bool,
     pub neq: bool,
 }
@@ -80,7 +84,7 @@ pub(crate) struct RuleProg {
     pub positive: Box<[bool]>,
     /// Sets of pattern ids each of which must have a hit for the condition to hold
     /// (smallest first): a candidate missing one is rejected without evaluating it.
-    pub required: Box<[Box<[u32]>]>,
+    pub required: Box<[Box<[PatternId]>]>,
 }
 
 /// Marks the searches that occur under an even number of `not`s.
@@ -108,8 +112,8 @@ fn positive(c: &Cond, negated: bool, out: &mut [bool]) {
     }
 }
 
-/// The (anchor, pid) pairs one automaton pattern answers.
-pub(crate) type AnchorPids = Box<[(Anchor, u32)]>;
+/// The (anchor, pat) pairs one automaton pattern answers.
+pub(crate) type AnchorPats = Box<[(Anchor, PatternId)]>;
 
 /// Key of a literal in a bucket: which field (None: keywords), case, text.
 type LitKey = (Option<u32>, bool, String);
@@ -117,86 +121,86 @@ type LitKey = (Option<u32>, bool, String);
 /// Builds the literal patterns of one bucket.
 #[derive(Default)]
 pub(crate) struct PatternTable {
-    /// (literal, anchor) -> pid
-    pids: HashMap<(LitKey, Anchor), u32>,
-    /// (field, integer) -> pid, for numeric equality.
-    nums: HashMap<(u32, i64), u32>,
-    pub n_pids: u32,
-    /// Per pid: (length of the literal, how many atoms use it).
+    /// (literal, anchor) -> pat
+    pats: HashMap<(LitKey, Anchor), PatternId>,
+    /// (field, integer) -> pat, for numeric equality.
+    nums: HashMap<(u32, i64), PatternId>,
+    pub n_pats: u32,
+    /// Per pat: (length of the literal, how many atoms use it).
     pub stats: Vec<(u32, u32)>,
 }
 
 impl PatternTable {
-    fn pid(&mut self, field: Option<u32>, cased: bool, text: &str, anchor: Anchor) -> u32 {
+    fn pat(&mut self, field: Option<u32>, cased: bool, text: &str, anchor: Anchor) -> PatternId {
         let key: LitKey = (field, cased, text.to_string());
-        if let Some(p) = self.pids.get(&(key.clone(), anchor)) {
+        if let Some(p) = self.pats.get(&(key.clone(), anchor)) {
             self.stats[*p as usize].1 += 1;
             return *p;
         }
-        let pid = self.n_pids;
-        self.n_pids += 1;
-        self.pids.insert((key, anchor), pid);
+        let pat = self.n_pats;
+        self.n_pats += 1;
+        self.pats.insert((key, anchor), pat);
         self.stats.push((text.len() as u32, 1));
-        pid
+        pat
     }
 
     /// Every string literal: its field (`None`: keywords) and text.
     #[cfg(test)]
     pub(crate) fn literals(&self) -> impl Iterator<Item = (Option<u32>, &str)> {
-        self.pids
+        self.pats
             .keys()
             .map(|((field, _, text), _)| (*field, text.as_str()))
     }
 
-    fn num_pid(&mut self, field: u32, n: i64) -> u32 {
+    fn num_pat(&mut self, field: u32, n: i64) -> PatternId {
         if let Some(p) = self.nums.get(&(field, n)) {
             self.stats[*p as usize].1 += 1;
             return *p;
         }
-        let pid = self.n_pids;
-        self.n_pids += 1;
+        let pat = self.n_pats;
+        self.n_pats += 1;
         self.stats.push((n.to_string().len() as u32, 1));
-        self.nums.insert((field, n), pid);
-        pid
+        self.nums.insert((field, n), pat);
+        pat
     }
 
     /// Builds one literal index per field (and one for keywords); substring sets of up to
     /// `dfa_max` literals become DFAs.
     pub(crate) fn build(self, dfa_max: usize) -> Result<Vec<Group>, GroupError> {
         let mut by_field: HashMap<Option<u32>, GroupBuilder> = HashMap::new();
-        let mut entries: Vec<_> = self.pids.into_iter().collect();
-        entries.sort_by_key(|(_, pid)| *pid);
-        for (((field, cased, text), anchor), pid) in entries {
+        let mut entries: Vec<_> = self.pats.into_iter().collect();
+        entries.sort_by_key(|(_, pat)| *pat);
+        for (((field, cased, text), anchor), pat) in entries {
             let g = by_field.entry(field).or_default();
             if cased {
                 let i = *g.cased_idx.entry(text.clone()).or_insert_with(|| {
                     g.cased.push((text.clone(), Vec::new()));
                     g.cased.len() - 1
                 });
-                g.cased[i].1.push((anchor, pid));
+                g.cased[i].1.push((anchor, pat));
                 continue;
             }
             match anchor {
-                Anchor::Exact => g.exact.entry(text).or_default().push(pid),
-                Anchor::Prefix => g.prefix.insert(text.bytes(), pid),
-                Anchor::Suffix => g.suffix.insert(text.bytes().rev(), pid),
+                Anchor::Exact => g.exact.entry(text).or_default().push(pat),
+                Anchor::Prefix => g.prefix.insert(text.bytes(), pat),
+                Anchor::Suffix => g.suffix.insert(text.bytes().rev(), pat),
                 Anchor::Contains => {
                     let i = *g.contains_idx.entry(text.clone()).or_insert_with(|| {
                         g.contains.push((text.clone(), Vec::new()));
                         g.contains.len() - 1
                     });
-                    g.contains[i].1.push(pid);
+                    g.contains[i].1.push(pat);
                 }
             }
         }
-        for ((field, n), pid) in self.nums {
+        for ((field, n), pat) in self.nums {
             by_field
                 .entry(Some(field))
                 .or_default()
                 .nums
                 .entry(n)
                 .or_default()
-                .push(pid);
+                .push(pat);
         }
         let mut keys: Vec<_> = by_field.into_iter().collect();
         keys.sort_by_key(|(k, _)| k.map_or(-1i64, i64::from));
@@ -222,17 +226,17 @@ pub(crate) struct GroupError {
 /// be built at all, the automaton is an NFA instead (slower to scan, linear in size).
 const DFA_BYTES_MAX: usize = 64 << 20;
 
-/// An Aho-Corasick automaton of `pats` (overlapping matches, no prefilter): a DFA when
+/// An Aho-Corasick automaton of `lits` (overlapping matches, no prefilter): a DFA when
 /// `dfa` and small enough, else (or if that fails) the crate's choice, else an NFA.
-fn automaton(pats: &[&String], dfa: bool) -> Result<AhoCorasick, String> {
+fn automaton(lits: &[&String], dfa: bool) -> Result<AhoCorasick, String> {
     let build = |kind: Option<AhoCorasickKind>| {
         AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
             .prefilter(false)
             .kind(kind)
-            .build(pats)
+            .build(lits)
     };
-    let bytes: usize = pats.iter().map(|p| p.len() + 1).sum();
+    let bytes: usize = lits.iter().map(|p| p.len() + 1).sum();
     let small = bytes.saturating_mul(256 * 4) <= DFA_BYTES_MAX;
     let first = match (dfa, small) {
         (true, true) => build(Some(AhoCorasickKind::DFA)),
@@ -251,15 +255,15 @@ fn automaton(pats: &[&String], dfa: bool) -> Result<AhoCorasick, String> {
 pub(crate) struct Trie {
     /// Per node: sorted edges (byte, child).
     edges: Vec<Vec<(u8, u32)>>,
-    /// Per node: pids of the literals ending there.
-    pids: Vec<Vec<u32>>,
+    /// Per node: pats of the literals ending there.
+    pats: Vec<Vec<u32>>,
 }
 
 impl Trie {
-    fn insert(&mut self, bytes: impl IntoIterator<Item = u8>, pid: u32) {
+    fn insert(&mut self, bytes: impl IntoIterator<Item = u8>, pat: u32) {
         if self.edges.is_empty() {
             self.edges.push(Vec::new());
-            self.pids.push(Vec::new());
+            self.pats.push(Vec::new());
         }
         let mut node = 0usize;
         for b in bytes {
@@ -268,30 +272,30 @@ impl Trie {
                 Err(i) => {
                     let child = self.edges.len();
                     self.edges.push(Vec::new());
-                    self.pids.push(Vec::new());
+                    self.pats.push(Vec::new());
                     self.edges[node].insert(i, (b, child as u32));
                     child
                 }
             };
         }
-        self.pids[node].push(pid);
+        self.pats[node].push(pat);
     }
 
     /// The trie in three flat arrays.
     fn freeze(self) -> FlatTrie {
         let mut t = FlatTrie::default();
-        for (edges, pids) in self.edges.into_iter().zip(self.pids) {
+        for (edges, pats) in self.edges.into_iter().zip(self.pats) {
             t.nodes.push([
                 t.labels.len() as u32,
                 edges.len() as u32,
-                t.pids.len() as u32,
-                pids.len() as u32,
+                t.pats.len() as u32,
+                pats.len() as u32,
             ]);
             for (b, child) in edges {
                 t.labels.push(b);
                 t.children.push(child);
             }
-            t.pids.extend(pids);
+            t.pats.extend(pats);
         }
         t
     }
@@ -301,16 +305,16 @@ impl Trie {
 /// that stops at the first missing edge.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FlatTrie {
-    /// Per node: first edge, edge count, first pid, pid count.
+    /// Per node: first edge, edge count, first pat, pat count.
     nodes: Vec<[u32; 4]>,
     /// Edge labels, sorted within each node, and the child each leads to.
     labels: Vec<u8>,
     children: Vec<u32>,
-    pids: Vec<u32>,
+    pats: Vec<u32>,
 }
 
 impl FlatTrie {
-    /// Calls `hit` with the pids of every literal the walk over `bytes` passes.
+    /// Calls `hit` with the pats of every literal the walk over `bytes` passes.
     pub(crate) fn walk(&self, bytes: impl Iterator<Item = u8>, hit: &mut impl FnMut(u32)) {
         let Some(mut node) = self.nodes.first() else {
             return;
@@ -329,8 +333,8 @@ impl FlatTrie {
             };
             node = next;
             let (p, n) = (node[2] as usize, node[3] as usize);
-            for pid in self.pids.get(p..p + n).unwrap_or_default() {
-                hit(*pid);
+            for pat in self.pats.get(p..p + n).unwrap_or_default() {
+                hit(*pat);
             }
         }
     }
@@ -415,8 +419,8 @@ impl GroupBuilder {
             Some(Substrings::Anchored(Anchored::new(&lits)?))
         } else {
             // Text is folded before the scan, so the automaton is case-sensitive.
-            let pats: Vec<&String> = self.contains.iter().map(|c| &c.0).collect();
-            Some(Substrings::Automaton(automaton(&pats, true)?))
+            let lits: Vec<&String> = self.contains.iter().map(|c| &c.0).collect();
+            Some(Substrings::Automaton(automaton(&lits, true)?))
         };
         // Keyword literals (folded, case-sensitive) get a SIMD prefilter when few: most
         // events contain none of them, and it says so much faster than the automaton or
@@ -444,8 +448,8 @@ impl GroupBuilder {
         let cased = if self.cased.is_empty() {
             None
         } else {
-            let pats: Vec<&String> = self.cased.iter().map(|c| &c.0).collect();
-            Some(automaton(&pats, pats.len() <= dfa_max)?)
+            let lits: Vec<&String> = self.cased.iter().map(|c| &c.0).collect();
+            Some(automaton(&lits, lits.len() <= dfa_max)?)
         };
         Ok(Group {
             field,
@@ -458,9 +462,9 @@ impl GroupBuilder {
             suffix: self.suffix.freeze(),
             contains,
             packed,
-            contains_pids: Lists::new(self.contains.into_iter().map(|c| c.1)),
+            contains_pats: Lists::new(self.contains.into_iter().map(|c| c.1)),
             cased,
-            cased_pids: self
+            cased_pats: self
                 .cased
                 .into_iter()
                 .map(|c| c.1.into_boxed_slice())
@@ -481,17 +485,17 @@ impl GroupBuilder {
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
     pub field: Option<u32>,
-    pub exact: FxMap<Box<str>, Box<[u32]>>,
+    pub exact: FxMap<Box<str>, Box<[PatternId]>>,
     pub prefix: FlatTrie,
     pub suffix: FlatTrie,
     pub contains: Option<Substrings>,
     /// A prefilter for `contains` (keyword groups with few literals): SIMD searchers
     /// for up to 64 literals each (none: no prefilter).
     pub packed: Box<[aho_corasick::packed::Searcher]>,
-    pub contains_pids: Lists<u32>,
+    pub contains_pats: Lists<PatternId>,
     pub cased: Option<AhoCorasick>,
-    pub cased_pids: Box<[AnchorPids]>,
-    pub nums: FxMap<i64, Box<[u32]>>,
+    pub cased_pats: Box<[AnchorPats]>,
+    pub nums: FxMap<i64, Box<[PatternId]>>,
     /// This group's table in [`crate::memo::Memo`], for a field whose scan is worth
     /// keeping (an automaton or a trie walk, not only hash lookups).
     pub memo: Option<u32>,
@@ -558,7 +562,7 @@ impl BucketCompiler {
                         _ => CAtom::AnyStr,
                     };
                 }
-                CAtom::Pat(self.patterns.pid(field, *cased, text, *anchor))
+                CAtom::Pat(self.patterns.pat(field, *cased, text, *anchor))
             }
             Atom::Str(StrPat::Glob { toks, cased, hint }) => CAtom::Glob {
                 toks: toks.clone().into_boxed_slice(),
@@ -566,19 +570,19 @@ impl BucketCompiler {
                 hint: hint
                     .as_ref()
                     .filter(|h| !h.is_empty())
-                    .map(|h| self.patterns.pid(field, *cased, h, Anchor::Contains)),
+                    .map(|h| self.patterns.pat(field, *cased, h, Anchor::Contains)),
             },
             Atom::Re(r, hints) => CAtom::Re {
                 re: r.clone(),
                 hint: (!hints.is_empty()).then(|| {
                     hints
                         .iter()
-                        .map(|h| self.patterns.pid(field, false, h, Anchor::Contains))
+                        .map(|h| self.patterns.pat(field, false, h, Anchor::Contains))
                         .collect()
                 }),
             },
             Atom::Num(Cmp::Eq, n) if field.is_some() && n.fract() == 0.0 && n.abs() < 9.0e15 => {
-                CAtom::Pat(self.patterns.num_pid(field.unwrap_or_default(), *n as i64))
+                CAtom::Pat(self.patterns.num_pat(field.unwrap_or_default(), *n as i64))
             }
             Atom::Num(c, n) => CAtom::Num(*c, *n),
             Atom::Bool(b) => CAtom::Bool(*b),
@@ -653,7 +657,7 @@ impl BucketCompiler {
 
 /// The pattern ids whose hit bits answer an atom by themselves (one of them must hit
 /// for it to hold): a literal, a glob's or a regular expression's hint.
-fn atom_pids(a: &CAtom) -> Option<Vec<u32>> {
+fn atom_pats(a: &CAtom) -> Option<Vec<PatternId>> {
     match a {
         CAtom::Pat(p) => Some(vec![*p]),
         CAtom::Glob { hint: Some(h), .. } => Some(vec![*h]),
@@ -689,8 +693,8 @@ impl Required {
             Expr::And(parts) => parts.iter().flat_map(Self::expr).collect(),
             Expr::Or(parts) => Self::any(parts.iter().map(Self::expr)),
             Expr::Test(t) if t.neq => Vec::new(),
-            Expr::Test(t) if t.all => t.atoms.iter().filter_map(atom_pids).collect(),
-            Expr::Test(t) => match t.atoms.iter().map(atom_pids).collect::<Option<Vec<_>>>() {
+            Expr::Test(t) if t.all => t.atoms.iter().filter_map(atom_pats).collect(),
+            Expr::Test(t) => match t.atoms.iter().map(atom_pats).collect::<Option<Vec<_>>>() {
                 Some(sets) if !sets.is_empty() => Self::any(sets.into_iter().map(|s| vec![s])),
                 _ => Vec::new(),
             },
@@ -715,7 +719,7 @@ impl Required {
 
 /// A set of pattern ids at least one of which must hit for the rule to match; `None` when
 /// no such set exists (the rule is then evaluated for every routed event).
-pub(crate) fn trigger(prog: &RuleProg, stats: &[(u32, u32)]) -> Option<Vec<u32>> {
+pub(crate) fn trigger(prog: &RuleProg, stats: &[(u32, u32)]) -> Option<Vec<PatternId>> {
     Trigger { stats }.cond(&prog.cond, &prog.searches)
 }
 
@@ -723,7 +727,7 @@ pub(crate) fn trigger(prog: &RuleProg, stats: &[(u32, u32)]) -> Option<Vec<u32>>
 /// to be absent from an event. A literal many rules use is likely common in events too,
 /// and a short one more so: a set costs the sum of its literals' uses / length².
 struct Trigger<'a> {
-    /// Per pid: (literal length, uses).
+    /// Per pat: (literal length, uses).
     stats: &'a [(u32, u32)],
 }
 
@@ -754,8 +758,8 @@ impl Trigger<'_> {
             Expr::And(parts) => self.cheapest(parts.iter().map(|p| self.expr(p))),
             Expr::Or(parts) => Self::union(parts.iter().map(|p| self.expr(p))),
             Expr::Test(t) if t.neq => None,
-            Expr::Test(t) if t.all => self.cheapest(t.atoms.iter().map(atom_pids)),
-            Expr::Test(t) => Self::union(t.atoms.iter().map(atom_pids)),
+            Expr::Test(t) if t.all => self.cheapest(t.atoms.iter().map(atom_pats)),
+            Expr::Test(t) => Self::union(t.atoms.iter().map(atom_pats)),
         }
     }
     fn cond(&self, c: &Cond, s: &[Expr]) -> Option<Vec<u32>> {
@@ -775,7 +779,7 @@ impl Trigger<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Loader, LogSource, Source};
+    use crate::{EventKind, Loader, LogSource};
 
     /// Three rules need `Image|endswith: '\cmd.exe'` (a literal many rules share) and each a
     /// long command-line literal of its own: their trigger sets are the command-line
@@ -798,12 +802,12 @@ mod tests {
         let mut scratch = engine.scratch();
         let mut out = Vec::new();
         let ev = serde_json::json!({"Image": "C:\\Windows\\cmd.exe", "CommandLine": "cmd /c dir"});
-        engine.match_event(&mut scratch, &ev, Source::Declared(&declared), &mut out);
+        engine.match_event(&mut scratch, &ev, EventKind::Declared(&declared), &mut out);
         assert!(out.is_empty());
         assert_eq!(scratch.rules_evaluated(), 0);
         let ev = serde_json::json!({"Image": "C:\\Windows\\cmd.exe",
             "CommandLine": "cmd /c x some long argument 1"});
-        engine.match_event(&mut scratch, &ev, Source::Declared(&declared), &mut out);
+        engine.match_event(&mut scratch, &ev, EventKind::Declared(&declared), &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(scratch.rules_evaluated(), 1);
     }
@@ -837,7 +841,7 @@ mod tests {
             let mut out = Vec::new();
             let before = scratch.rules_evaluated();
             let ev = serde_json::json!({"Image": image, "CommandLine": cl});
-            engine.match_event(&mut scratch, &ev, Source::Declared(&declared), &mut out);
+            engine.match_event(&mut scratch, &ev, EventKind::Declared(&declared), &mut out);
             let titles: Vec<String> = out.iter().map(|f| f.rule.title.clone()).collect();
             (titles, scratch.rules_evaluated() - before)
         };
@@ -883,7 +887,7 @@ mod tests {
         let mut run = |image: &str, cl: &str, user: &str| {
             let mut out = Vec::new();
             let ev = serde_json::json!({"Image": image, "CommandLine": cl, "User": user});
-            engine.match_event(&mut scratch, &ev, Source::Declared(&declared), &mut out);
+            engine.match_event(&mut scratch, &ev, EventKind::Declared(&declared), &mut out);
             out.iter()
                 .map(|f| f.selections.join(","))
                 .collect::<Vec<_>>()

@@ -693,7 +693,7 @@ fn measure(def: &CorrDef, entries: &VecDeque<Entry>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Loader, LogSource, Source};
+    use crate::{EventKind, Loader, LogSource};
 
     #[test]
     fn advance_closes_windows_after_their_end_only() {
@@ -712,7 +712,7 @@ mod tests {
         engine.match_event(
             &mut scratch,
             &ev,
-            Source::Declared(&declared),
+            EventKind::Declared(&declared),
             &mut findings,
         );
         let t = findings[0].time_ms.expect("time");

@@ -67,7 +67,7 @@ pub struct Built {
     pub loaded: usize,
     /// What is worth knowing about rules that loaded: a placeholder without values (in
     /// load order), then, once per logsource that neither the Windows nor the Linux
-    /// mapping knows, its first rule (its rules see only [`Source::Declared`] events).
+    /// mapping knows, its first rule (its rules see only [`EventKind::Declared`] events).
     pub warnings: Vec<RuleError>,
 }
 
@@ -263,8 +263,8 @@ struct Bucket {
     variants: Vec<Variant>,
     generic_variant: u32,
     groups: Vec<Group>,
-    n_pids: u32,
-    /// pid -> the rules it may trigger: (local index, detection index), side by side so
+    n_pats: u32,
+    /// pat -> the rules it may trigger: (local index, detection index), side by side so
     /// that collecting candidates does not visit the rules themselves.
     triggers: Lists<(u32, u32)>,
     /// Local rule indices evaluated for every routed event.
@@ -296,7 +296,7 @@ pub struct Engine {
     all_events: Vec<Route>,
     pub(crate) corrs: Vec<CorrDef>,
     /// Words of hit bits the largest rule group needs.
-    max_pid_words: usize,
+    max_pat_words: usize,
     /// Field groups whose scans are memoized (see [`crate::memo`]).
     n_memo: usize,
     /// Where Windows records keep their channel, EventID and provider.
@@ -308,7 +308,7 @@ pub struct Engine {
 /// Which kind of event is being matched, which decides the logsource routing and field
 /// mapping.
 #[derive(Debug, Clone, Copy)]
-pub enum Source<'a> {
+pub enum EventKind<'a> {
     /// A Windows event record, nested (`evtx` JSON) or flat: routed by channel, provider
     /// and EventID through the Windows mapping.
     Windows,
@@ -435,7 +435,7 @@ impl Engine {
             slot_epoch: vec![0; self.slots.len()],
             slot_pos: vec![0; self.slots.len()],
             vals: Vec::with_capacity(64),
-            hits: vec![0; self.max_pid_words],
+            hits: vec![0; self.max_pat_words],
             hit_list: Vec::new(),
             rule_epoch: vec![0; self.dets.len()],
             cand: Vec::new(),
@@ -482,12 +482,12 @@ impl Engine {
         &'r self,
         scratch: &mut Scratch,
         event: &dyn Event,
-        source: Source<'_>,
+        kind: EventKind<'_>,
         out: &mut Vec<Finding<'r>>,
     ) {
         if scratch.slot_epoch.len() != self.slots.len()
             || scratch.rule_epoch.len() != self.dets.len()
-            || scratch.hits.len() < self.max_pid_words
+            || scratch.hits.len() < self.max_pat_words
             || scratch.memo.groups() != self.n_memo
         {
             // A scratch made by another engine: start afresh rather than misread it.
@@ -495,7 +495,7 @@ impl Engine {
         }
         let mut routes = std::mem::take(&mut scratch.routes);
         routes.clear();
-        self.route(scratch, event, source, &mut routes);
+        self.route(scratch, event, kind, &mut routes);
         if routes.is_empty() {
             scratch.routes = routes;
             return;
@@ -533,13 +533,13 @@ impl Engine {
         &self,
         s: &mut Scratch,
         event: &dyn Event,
-        source: Source<'_>,
+        kind: EventKind<'_>,
         routes: &mut Vec<Route>,
     ) {
         routes.extend_from_slice(&self.all_events);
-        match source {
-            Source::Declared(d) => routes.extend_from_slice(&d.routes),
-            Source::Ocsf => {
+        match kind {
+            EventKind::Declared(d) => routes.extend_from_slice(&d.routes),
+            EventKind::Ocsf => {
                 routes.extend_from_slice(&self.ocsf_all);
                 let class = event.field(&self.p_class).and_then(|v| v.as_i64());
                 let act = event.field(&self.p_activity).and_then(|v| v.as_i64());
@@ -556,7 +556,7 @@ impl Engine {
                     }
                 }
             }
-            Source::Windows => {
+            EventKind::Windows => {
                 let k = &self.win_keys;
                 let nested = event.field(&k.system).is_some();
                 let shape = u32::from(!nested);
@@ -734,16 +734,16 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         pos
     }
 
-    fn hit(&self, pid: u32) -> bool {
-        self.s.hits[(pid / 64) as usize] & (1u64 << (pid % 64)) != 0
+    fn hit(&self, pat: u32) -> bool {
+        self.s.hits[(pat / 64) as usize] & (1u64 << (pat % 64)) != 0
     }
 
-    fn set_hit(hits: &mut [u64], list: &mut Vec<u32>, pid: u32) {
-        let w = &mut hits[(pid / 64) as usize];
-        let bit = 1u64 << (pid % 64);
+    fn set_hit(hits: &mut [u64], list: &mut Vec<u32>, pat: u32) {
+        let w = &mut hits[(pat / 64) as usize];
+        let bit = 1u64 << (pat % 64);
         if *w & bit == 0 {
             *w |= bit;
-            list.push(pid);
+            list.push(pat);
         }
     }
 
@@ -752,7 +752,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         if let Some(ac) = &g.cased {
             let len = hay.len();
             for m in ac.find_overlapping_iter(hay) {
-                for (anchor, pid) in g.cased_pids[m.pattern().as_usize()].iter() {
+                for (anchor, pat) in g.cased_pats[m.pattern().as_usize()].iter() {
                     let ok = match anchor {
                         Anchor::Contains => true,
                         Anchor::Prefix => m.start() == 0,
@@ -760,15 +760,15 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                         Anchor::Exact => m.start() == 0 && m.end() == len,
                     };
                     if ok {
-                        Self::set_hit(hits, list, *pid);
+                        Self::set_hit(hits, list, *pat);
                     }
                 }
             }
         }
         let folded = folded(hay, false, lower);
         if !g.exact.is_empty() {
-            if let Some(pids) = g.exact.get(folded) {
-                for p in pids.iter() {
+            if let Some(pats) = g.exact.get(folded) {
+                for p in pats.iter() {
                     Self::set_hit(hits, list, *p);
                 }
             }
@@ -781,7 +781,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
             g.suffix.walk(folded.bytes().rev(), &mut hit);
         }
         if let Some(ac) = &g.contains {
-            contains_scan(ac, &g.packed, &g.contains_pids, folded.as_bytes(), &mut hit);
+            contains_scan(ac, &g.packed, &g.contains_pats, folded.as_bytes(), &mut hit);
         }
     }
 
@@ -792,8 +792,8 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
             let mut buf = String::new();
             for piece in joined.split('\0') {
                 let f = folded(piece, false, &mut buf);
-                if let Some(pids) = g.exact.get(f) {
-                    for p in pids.iter() {
+                if let Some(pats) = g.exact.get(f) {
+                    for p in pats.iter() {
                         Self::set_hit(hits, list, *p);
                     }
                 }
@@ -807,7 +807,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
             for m in ac.find_overlapping_iter(joined) {
                 let starts = m.start() == 0 || bytes[m.start() - 1] == 0;
                 let ends = m.end() == bytes.len() || bytes[m.end()] == 0;
-                for (anchor, pid) in g.cased_pids[m.pattern().as_usize()].iter() {
+                for (anchor, pat) in g.cased_pats[m.pattern().as_usize()].iter() {
                     let ok = match anchor {
                         Anchor::Contains => true,
                         Anchor::Prefix => starts,
@@ -815,14 +815,14 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                         Anchor::Exact => starts && ends,
                     };
                     if ok {
-                        Self::set_hit(hits, list, *pid);
+                        Self::set_hit(hits, list, *pat);
                     }
                 }
             }
         }
         if let Some(ac) = &g.contains {
             // The keyword automaton is case-sensitive over folded text.
-            contains_scan(ac, &g.packed, &g.contains_pids, lower, &mut |p| {
+            contains_scan(ac, &g.packed, &g.contains_pats, lower, &mut |p| {
                 Self::set_hit(hits, list, p)
             });
         }
@@ -840,8 +840,8 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         if !g.nums.is_empty() {
             if let Some(f) = v.as_f64() {
                 if f.fract() == 0.0 && f.abs() < 9.0e15 {
-                    if let Some(pids) = g.nums.get(&(f as i64)) {
-                        for p in pids.iter() {
+                    if let Some(pats) = g.nums.get(&(f as i64)) {
+                        for p in pats.iter() {
                             Self::set_hit(hits, list, *p);
                         }
                     }
@@ -861,8 +861,8 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         let b = &engine.buckets[route.bucket as usize];
         self.variant = &b.variants[route.variant as usize].slots;
         // Clear the hits of the previous bucket.
-        for pid in self.s.hit_list.drain(..) {
-            self.s.hits[(pid / 64) as usize] = 0;
+        for pat in self.s.hit_list.drain(..) {
+            self.s.hits[(pat / 64) as usize] = 0;
         }
         // 1. Literal hits: one automaton pass per field.
         for g in &b.groups {
@@ -874,17 +874,17 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                     if let (Some(m), Value::Str(text)) = (g.memo, v) {
                         s.scans += 1;
                         let h = memo::hash(text);
-                        if let Some(pids) = s.memo.get(m, h, text) {
+                        if let Some(pats) = s.memo.get(m, h, text) {
                             s.memo_hits += 1;
-                            // The group's own pids, none of them set yet (a group is
+                            // The group's own pats, none of them set yet (a group is
                             // scanned once per bucket): set without testing.
-                            for p in pids {
+                            for p in pats {
                                 s.hits[(p / 64) as usize] |= 1u64 << (p % 64);
                             }
-                            s.hit_list.extend_from_slice(pids);
+                            s.hit_list.extend_from_slice(pats);
                             continue;
                         }
-                        // A group's pids are its own: what this scan adds to the hit
+                        // A group's pats are its own: what this scan adds to the hit
                         // list is what the text hits.
                         let before = s.hit_list.len();
                         Self::scan_scalar(
@@ -965,8 +965,8 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
         let epoch = self.s.epoch;
         let mut cand = std::mem::take(&mut self.s.cand);
         cand.clear();
-        for &pid in &self.s.hit_list {
-            for &(r, det) in b.triggers.get(pid as usize) {
+        for &pat in &self.s.hit_list {
+            for &(r, det) in b.triggers.get(pat as usize) {
                 let det = det as usize;
                 if self.s.rule_epoch[det] != epoch {
                     self.s.rule_epoch[det] = epoch;
@@ -1128,8 +1128,8 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
     }
 
     fn atom(&mut self, a: &CAtom, pos: Option<usize>) -> bool {
-        if let CAtom::Pat(pid) = a {
-            return self.hit(*pid);
+        if let CAtom::Pat(pat) = a {
+            return self.hit(*pat);
         }
         if let CAtom::Glob { hint: Some(h), .. } = a {
             if !self.hit(*h) {
@@ -1252,13 +1252,13 @@ fn present_atom(a: &CAtom, v: &Value<'_>, num: &mut String, lower: &mut String) 
     }
 }
 
-/// Calls `hit` with the pids of every substring literal found in `hay` (folded text).
+/// Calls `hit` with the pats of every substring literal found in `hay` (folded text).
 /// With a SIMD prefilter, the scan starts at the leftmost match it finds (every match
 /// starts there or later) and is skipped when it finds none.
 fn contains_scan(
     subs: &Substrings,
     packed: &[aho_corasick::packed::Searcher],
-    pids: &Lists<u32>,
+    pats: &Lists<u32>,
     hay: &[u8],
     hit: &mut impl FnMut(u32),
 ) {
@@ -1280,7 +1280,7 @@ fn contains_scan(
         Substrings::Automaton(ac) => ac,
         Substrings::Anchored(a) => {
             a.scan(&hay[from..], &mut |i| {
-                for p in pids.get(i as usize) {
+                for p in pats.get(i as usize) {
                     hit(*p);
                 }
             });
@@ -1292,7 +1292,7 @@ fn contains_scan(
     loop {
         ac.find_overlapping(input.clone(), &mut state);
         let Some(m) = state.get_match() else { break };
-        for p in pids.get(m.pattern().as_usize()) {
+        for p in pats.get(m.pattern().as_usize()) {
             hit(*p);
         }
     }
@@ -1640,8 +1640,8 @@ fn build_once(
         let CompiledBucket {
             progs,
             fields,
-            n_pids,
-            pid_stats,
+            n_pats,
+            pat_stats,
             mut groups,
         } = match compile(&idxs) {
             Ok(c) => c,
@@ -1652,10 +1652,10 @@ fn build_once(
             n_memo += 1;
         }
         // Triggers.
-        let mut triggers: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n_pids as usize];
+        let mut triggers: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n_pats as usize];
         let mut always = Vec::new();
         for (li, prog) in progs.iter().enumerate() {
-            match compile::trigger(prog, &pid_stats) {
+            match compile::trigger(prog, &pat_stats) {
                 Some(set) => {
                     for p in set {
                         triggers[p as usize].push((li as u32, prog.det));
@@ -1843,14 +1843,14 @@ fn build_once(
             variants,
             generic_variant,
             groups,
-            n_pids,
+            n_pats,
             triggers: Lists::new(triggers),
             always: always.into_boxed_slice(),
         });
     }
-    let max_pid_words = buckets
+    let max_pat_words = buckets
         .iter()
-        .map(|b: &Bucket| b.n_pids as usize)
+        .map(|b: &Bucket| b.n_pats as usize)
         .max()
         .unwrap_or(0)
         .div_ceil(64);
@@ -1879,7 +1879,7 @@ fn build_once(
             ocsf_all,
             all_events,
             corrs,
-            max_pid_words,
+            max_pat_words,
             n_memo: n_memo as usize,
             win_keys: win.record_keys(),
             p_class: FieldPath::new("class_uid"),
@@ -1905,8 +1905,8 @@ struct BucketUnit<'a> {
 struct CompiledBucket {
     progs: Vec<RuleProg>,
     fields: Vec<String>,
-    n_pids: u32,
-    pid_stats: Vec<(u32, u32)>,
+    n_pats: u32,
+    pat_stats: Vec<(u32, u32)>,
     groups: Vec<Group>,
 }
 
@@ -1942,8 +1942,8 @@ impl BucketUnit<'_> {
             progs.push(prog);
         }
         let fields = bc.fields;
-        let n_pids = bc.patterns.n_pids;
-        let pid_stats = bc.patterns.stats.clone();
+        let n_pats = bc.patterns.n_pats;
+        let pat_stats = bc.patterns.stats.clone();
         let groups = build_groups(bc.patterns, dfa_max).map_err(|e| {
             let field = e.field.and_then(|f| fields.get(f as usize));
             match field {
@@ -1960,8 +1960,8 @@ impl BucketUnit<'_> {
         Ok(CompiledBucket {
             progs,
             fields,
-            n_pids,
-            pid_stats,
+            n_pats,
+            pat_stats,
             groups,
         })
     }
@@ -2018,7 +2018,7 @@ impl Engine {
                     b.progs.len(),
                     b.fields.len(),
                     b.groups.len(),
-                    b.n_pids,
+                    b.n_pats,
                     b.always.len()
                 )
             })
@@ -2035,7 +2035,7 @@ impl Engine {
 mod tests {
     use super::{culprits, GroupError, PatternTable};
     use crate::compile::Group;
-    use crate::{ErrorKind, Loader, LogSource, Source};
+    use crate::{ErrorKind, EventKind, Loader, LogSource};
 
     /// A literal index builder that fails on a literal holding `poison`, and on three or
     /// more literals holding `heavy` (too large together).
@@ -2111,7 +2111,12 @@ mod tests {
             let ev = serde_json::json!({"Image": "c:\\a.exe",
                 "CommandLine": "heavy one heavy two heavy three heavy four poison pill"});
             let mut out = Vec::new();
-            engine.match_event(&mut engine.scratch(), &ev, Source::Declared(&d), &mut out);
+            engine.match_event(
+                &mut engine.scratch(),
+                &ev,
+                EventKind::Declared(&d),
+                &mut out,
+            );
             fired.extend(out.iter().map(|f| f.rule.title.clone()));
         }
         assert_eq!(fired, ["R0", "R2", "R3", "R5"]);
@@ -2199,9 +2204,9 @@ mod tests {
         let mut matched = 0;
         for ev in &stream {
             let mut out = Vec::new();
-            engine.match_event(&mut scratch, ev, Source::Windows, &mut out);
+            engine.match_event(&mut scratch, ev, EventKind::Windows, &mut out);
             let mut alone = Vec::new();
-            engine.match_event(&mut engine.scratch(), ev, Source::Windows, &mut alone);
+            engine.match_event(&mut engine.scratch(), ev, EventKind::Windows, &mut alone);
             assert_eq!(titles(&out), titles(&alone), "{ev}");
             matched += out.len();
         }

@@ -3,7 +3,7 @@
 //! # Use
 //!
 //! ```
-//! use vigil_sigma::{Loader, Source};
+//! use vigil_sigma::{Loader, EventKind};
 //!
 //! let mut loader = Loader::new();
 //! loader.add("whoami.yml", r#"
@@ -25,7 +25,7 @@
 //!     "EventData": {"Image": "C:\\Windows\\System32\\WHOAMI.EXE"}}});
 //! let mut scratch = engine.scratch();
 //! let mut findings = Vec::new();
-//! engine.match_event(&mut scratch, &event, Source::Windows, &mut findings);
+//! engine.match_event(&mut scratch, &event, EventKind::Windows, &mut findings);
 //! assert_eq!(findings[0].rule.title, "Whoami");
 //! assert_eq!(findings[0].selections, ["selection"]);
 //! ```
@@ -78,7 +78,7 @@ mod rx;
 mod yaml;
 
 pub use correlation::{CorrelationFinding, CorrelationState, Limits};
-pub use engine::{Built, Config, Declared, Engine, Finding, Loader, Scratch, Source};
+pub use engine::{Built, Config, Declared, Engine, EventKind, Finding, Loader, Scratch};
 pub use error::{ConfigError, ErrorKind, RuleError};
 pub use json::{JsonBuffers, JsonError, JsonEvent};
 pub use mapping::WINDOWS_MAP;

@@ -23,7 +23,7 @@ pub(crate) const BUDGET: usize = 4 << 20;
 struct Entry {
     hash: u64,
     text: String,
-    pids: Vec<u32>,
+    pats: Vec<u32>,
 }
 
 /// The memo of one [`crate::Scratch`]: a table per memoized group, made on first use.
@@ -62,12 +62,12 @@ impl Memo {
     /// The hits kept for `text` in `group`, if any.
     pub(crate) fn get(&self, group: u32, hash: u64, text: &str) -> Option<&[u32]> {
         let e = self.tables.get(group as usize)?.get(slot(hash))?;
-        (e.hash == hash && e.text == text).then_some(e.pids.as_slice())
+        (e.hash == hash && e.text == text).then_some(e.pats.as_slice())
     }
 
     /// Keeps the hits of `text` in `group` (unless the text is too long or the budget
     /// spent).
-    pub(crate) fn put(&mut self, group: u32, hash: u64, text: &str, pids: &[u32]) {
+    pub(crate) fn put(&mut self, group: u32, hash: u64, text: &str, pats: &[u32]) {
         if text.len() > MAX_TEXT {
             return;
         }
@@ -86,8 +86,8 @@ impl Memo {
         e.hash = hash;
         e.text.clear();
         e.text.push_str(text);
-        e.pids.clear();
-        e.pids.extend_from_slice(pids);
+        e.pats.clear();
+        e.pats.extend_from_slice(pats);
     }
 }
 

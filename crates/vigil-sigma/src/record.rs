@@ -7,7 +7,7 @@ use vigil_event::access::Fields;
 use vigil_event::{Event, FieldPath, Value};
 
 /// A Windows event record (`{"Event": {"System": .., "EventData": ..}}`, or flat) ready
-/// for matching with [`crate::Source::Windows`]. Any JSON works; only nested records
+/// for matching with [`crate::EventKind::Windows`]. Any JSON works; only nested records
 /// gain from it.
 #[derive(Debug, Clone, Copy)]
 pub struct WinRecord<'a> {

@@ -19,7 +19,7 @@ use crate::mapping::{RecordKeys, WinSource, WindowsMap};
 use crate::model::{LogSource, RuleMeta};
 use crate::parse::{Atom, Detection, FieldTest, Search};
 use crate::pattern::{Anchor, StrPat, Tok};
-use crate::{Finding, Source as EventKind};
+use crate::{EventKind, Finding};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use vigil_sigma::{
-    Config, CorrelationState, Finding, JsonEvent, Limits, Loader, LogSource, Source, WinRecord,
+    Config, CorrelationState, EventKind, Finding, JsonEvent, Limits, Loader, LogSource, WinRecord,
 };
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -137,14 +137,14 @@ fn run_case(path: &Path) -> Result<(), String> {
             .and_then(|o| o.remove("_source"))
             .unwrap_or_else(|| default_source.clone());
         let source = match src.as_str() {
-            Some("windows") => Source::Windows,
-            Some("ocsf") => Source::Ocsf,
+            Some("windows") => EventKind::Windows,
+            Some("ocsf") => EventKind::Ocsf,
             _ => {
                 let key = src.to_string();
                 if !declared.contains_key(&key) {
                     declared.insert(key.clone(), engine.declare(&logsource(&src)));
                 }
-                Source::Declared(&declared[&key])
+                EventKind::Declared(&declared[&key])
             }
         };
         let mut findings = Vec::new();
@@ -156,7 +156,7 @@ fn run_case(path: &Path) -> Result<(), String> {
         let mut others = vec![("JsonEvent", Vec::new()), ("fresh scratch", Vec::new())];
         engine.match_event(&mut engine.scratch(), &json, source, &mut others[0].1);
         engine.match_event(&mut engine.scratch(), &ev, source, &mut others[1].1);
-        if matches!(source, Source::Windows) {
+        if matches!(source, EventKind::Windows) {
             let mut out = Vec::new();
             engine.match_event(&mut scratch, &WinRecord::new(&ev), source, &mut out);
             others.push(("WinRecord", out));

@@ -77,7 +77,12 @@ fn sigmahq_regression_samples_fire() {
         // A sample may hold several records, one JSON document after another.
         for event in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {
             let event = event.expect("json");
-            engine.match_event(&mut scratch, &event, vigil_sigma::Source::Windows, &mut out);
+            engine.match_event(
+                &mut scratch,
+                &event,
+                vigil_sigma::EventKind::Windows,
+                &mut out,
+            );
         }
         if !out
             .iter()

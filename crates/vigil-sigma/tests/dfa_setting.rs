@@ -1,7 +1,7 @@
 //! `Config::dfa_literals_max` trades memory for scan speed and nothing else: the same
 //! rules find the same things with every automaton kind.
 
-use vigil_sigma::{Config, Engine, Loader, LogSource, Source};
+use vigil_sigma::{Config, Engine, EventKind, Loader, LogSource};
 
 /// The engine of `rules` built with `dfa_literals_max`, and the titles of the rules each
 /// of `texts` (as `{"CommandLine": text}`, of logsource product `test`) fires, numbered.
@@ -22,7 +22,12 @@ fn titles_fired(rules: &str, dfa_literals_max: Option<usize>, texts: &[&str]) ->
     for (n, text) in texts.iter().enumerate() {
         let event = serde_json::json!({ "CommandLine": text, "Other": "zz" });
         out.clear();
-        engine.match_event(&mut scratch, &event, Source::Declared(&declared), &mut out);
+        engine.match_event(
+            &mut scratch,
+            &event,
+            EventKind::Declared(&declared),
+            &mut out,
+        );
         all.extend(out.iter().map(|f| format!("{n}:{}", f.rule.title)));
     }
     all.sort();

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use support::random::{iterations, random_event, random_valid_rule, RandomEvent, Rng};
 use vigil_event::Event;
 use vigil_sigma::{
-    Config, Declared, Engine, Finding, JsonEvent, Loader, LogSource, Reference, Scratch, Source,
+    Config, Declared, Engine, EventKind, Finding, JsonEvent, Loader, LogSource, Reference, Scratch,
     WinRecord, WINDOWS_MAP,
 };
 
@@ -104,7 +104,7 @@ fn check_event(
     scratches: &mut [Scratch],
     event: &serde_json::Value,
     windows: bool,
-    kinds: &[Source<'_>],
+    kinds: &[EventKind<'_>],
 ) -> Result<usize, String> {
     let text = event.to_string();
     let json = JsonEvent::parse(&text).map_err(|e| e.to_string())?;
@@ -173,12 +173,12 @@ fn random_rules_and_events_match_the_reference() {
                 RandomEvent::Declared(_, v) | RandomEvent::Ocsf(v) => (v, false),
                 RandomEvent::Windows(v) => (v, true),
             };
-            let kinds: Vec<Source<'_>> = declared
+            let kinds: Vec<EventKind<'_>> = declared
                 .iter()
                 .map(|d| match &e {
-                    RandomEvent::Declared(ls, _) => Source::Declared(&d[ls]),
-                    RandomEvent::Windows(_) => Source::Windows,
-                    RandomEvent::Ocsf(_) => Source::Ocsf,
+                    RandomEvent::Declared(ls, _) => EventKind::Declared(&d[ls]),
+                    RandomEvent::Windows(_) => EventKind::Windows,
+                    RandomEvent::Ocsf(_) => EventKind::Ocsf,
                 })
                 .collect();
             match check_event(&s, &mut scratches, value, windows, &kinds) {
@@ -231,7 +231,7 @@ fn sigmahq_rules_over_the_corpora_match_the_reference() {
     let (mut records, mut findings) = (0usize, 0usize);
     let mut differences = Vec::new();
     let mut compare =
-        |what: &dyn Fn() -> String, ev: &dyn Event, kind: Source<'_>, scratch: &mut Scratch| {
+        |what: &dyn Fn() -> String, ev: &dyn Event, kind: EventKind<'_>, scratch: &mut Scratch| {
             let (mut want, mut got) = (Vec::new(), Vec::new());
             reference.match_event(ev, kind, &mut want);
             engine.match_event(scratch, ev, kind, &mut got);
@@ -245,19 +245,19 @@ fn sigmahq_rules_over_the_corpora_match_the_reference() {
         for (i, text) in support::evtx_records(&file).iter().enumerate() {
             let json = JsonEvent::parse(text).expect("evtx renders JSON");
             let what = || format!("{} record {i}", file.display());
-            compare(&what, &json, Source::Windows, &mut scratch);
+            compare(&what, &json, EventKind::Windows, &mut scratch);
             records += 1;
         }
     }
     let story = vigil_event::example::attack_story(1_700_000_000_000);
     for (i, e) in story.iter().enumerate() {
         let what = || format!("OCSF example event {i}");
-        compare(&what, e, Source::Ocsf, &mut scratch);
+        compare(&what, e, EventKind::Ocsf, &mut scratch);
         let value = e.to_json();
         compare(
             &what,
             &vigil_event::OcsfJson(&value),
-            Source::Ocsf,
+            EventKind::Ocsf,
             &mut scratch,
         );
     }

@@ -3,7 +3,7 @@
 //! process_creation rule fire twice, once on the fork and once on the exec.
 
 use serde_json::json;
-use vigil_sigma::{Loader, Source};
+use vigil_sigma::{EventKind, Loader};
 
 #[test]
 fn process_creation_rules_see_execs_not_forks() {
@@ -23,9 +23,9 @@ fn process_creation_rules_see_execs_not_forks() {
     };
     let mut scratch = engine.scratch();
     let mut findings = Vec::new();
-    engine.match_event(&mut scratch, &launch(3), Source::Ocsf, &mut findings);
+    engine.match_event(&mut scratch, &launch(3), EventKind::Ocsf, &mut findings);
     assert_eq!(findings.len(), 1, "the exec matches");
     findings.clear();
-    engine.match_event(&mut scratch, &launch(2), Source::Ocsf, &mut findings);
+    engine.match_event(&mut scratch, &launch(2), EventKind::Ocsf, &mut findings);
     assert!(findings.is_empty(), "the fork does not");
 }

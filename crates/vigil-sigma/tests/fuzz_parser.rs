@@ -10,7 +10,7 @@
 mod support;
 
 use support::random::{iterations, mutate, random_json, random_rule, same, seeds, Rng};
-use vigil_sigma::{Loader, LogSource, Source};
+use vigil_sigma::{EventKind, Loader, LogSource};
 
 #[test]
 fn random_rules_never_panic() {
@@ -49,9 +49,9 @@ fn random_rules_never_panic() {
         let declared = engine.declare(&LogSource::new(Some("test"), None, None));
         let mut out = Vec::new();
         for ev in &events {
-            engine.match_event(&mut scratch, ev, Source::Declared(&declared), &mut out);
-            engine.match_event(&mut scratch, ev, Source::Windows, &mut out);
-            engine.match_event(&mut scratch, ev, Source::Ocsf, &mut out);
+            engine.match_event(&mut scratch, ev, EventKind::Declared(&declared), &mut out);
+            engine.match_event(&mut scratch, ev, EventKind::Windows, &mut out);
+            engine.match_event(&mut scratch, ev, EventKind::Ocsf, &mut out);
         }
     }
     eprintln!("fuzz: {iters} iterations, {loaded} rules loaded, {failed} rejected");
@@ -84,7 +84,7 @@ fn scratch_from_another_engine_is_rebuilt() {
     let d = big.declare(&LogSource::new(Some("test"), None, None));
     let mut out = Vec::new();
     let ev = serde_json::json!({"F7": "xv7x"});
-    big.match_event(&mut scratch, &ev, Source::Declared(&d), &mut out);
+    big.match_event(&mut scratch, &ev, EventKind::Declared(&d), &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].rule.title, "R7");
 }

@@ -1,7 +1,7 @@
 //! The scan memo changes nothing but speed: a scratch that has seen a text before gives
 //! the same findings as a fresh one.
 
-use vigil_sigma::{Engine, Loader, LogSource, Scratch, Source};
+use vigil_sigma::{Engine, EventKind, Loader, LogSource, Scratch};
 
 const RULES: &str = r#"
 title: Substrings
@@ -95,7 +95,7 @@ fn events() -> Vec<serde_json::Value> {
 fn run(engine: &Engine, scratch: &mut Scratch, e: &serde_json::Value) -> Vec<String> {
     let declared = engine.declare(&LogSource::new(Some("test"), None, None));
     let mut out = Vec::new();
-    engine.match_event(scratch, e, Source::Declared(&declared), &mut out);
+    engine.match_event(scratch, e, EventKind::Declared(&declared), &mut out);
     out.iter()
         .map(|f| format!("{} {:?}", f.rule.title, f.selections))
         .collect()

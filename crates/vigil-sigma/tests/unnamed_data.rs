@@ -12,7 +12,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use vigil_sigma::{JsonEvent, Source, WinRecord};
+use vigil_sigma::{EventKind, JsonEvent, WinRecord};
 
 /// (sample file under the EVTX corpus, rule id, findings on its records).
 const FIRE: &[(&str, &str, usize)] = &[
@@ -117,13 +117,13 @@ fn findings_of(engine: &vigil_sigma::Engine, file: &std::path::Path) -> BTreeMap
     for (i, text) in support::evtx_records(file).iter().enumerate() {
         let mut ours = Vec::new();
         let event = JsonEvent::parse(text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        engine.match_event(&mut scratch, &event, Source::Windows, &mut ours);
+        engine.match_event(&mut scratch, &event, EventKind::Windows, &mut ours);
         let value: serde_json::Value = serde_json::from_str(text).expect("evtx renders JSON");
         let mut theirs = Vec::new();
         engine.match_event(
             &mut scratch,
             &WinRecord::new(&value),
-            Source::Windows,
+            EventKind::Windows,
             &mut theirs,
         );
         assert_eq!(ours, theirs, "{} record {i}", file.display());

@@ -3,7 +3,7 @@
 //! without EventIDs decided how the rules read the record, whatever the order of the
 //! mapping's list. The first listed source the record fits decides.
 
-use vigil_sigma::{Config, Loader, Source, WINDOWS_MAP};
+use vigil_sigma::{Config, EventKind, Loader, WINDOWS_MAP};
 
 fn titles(map: &str, record: &serde_json::Value) -> Vec<String> {
     let mut loader = Loader::with_config(Config {
@@ -20,7 +20,7 @@ fn titles(map: &str, record: &serde_json::Value) -> Vec<String> {
     assert!(built.errors.is_empty(), "{:?}", built.errors);
     let engine = built.engine;
     let mut out = Vec::new();
-    engine.match_event(&mut engine.scratch(), record, Source::Windows, &mut out);
+    engine.match_event(&mut engine.scratch(), record, EventKind::Windows, &mut out);
     out.iter().map(|f| f.rule.title.clone()).collect()
 }
 

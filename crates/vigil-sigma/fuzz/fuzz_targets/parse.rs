@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vigil_sigma::{Loader, LogSource, Source};
+use vigil_sigma::{Loader, LogSource, EventKind};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -15,6 +15,6 @@ fuzz_target!(|data: &[u8]| {
     let declared = engine.declare(&LogSource::new(Some("test"), None, None));
     let event = serde_json::json!({"Image": "C:\\x.exe", "EventID": 1, "a": ["b", 2]});
     let mut out = Vec::new();
-    engine.match_event(&mut scratch, &event, Source::Declared(&declared), &mut out);
-    engine.match_event(&mut scratch, &event, Source::Windows, &mut out);
+    engine.match_event(&mut scratch, &event, EventKind::Declared(&declared), &mut out);
+    engine.match_event(&mut scratch, &event, EventKind::Windows, &mut out);
 });
