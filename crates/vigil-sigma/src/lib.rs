@@ -46,46 +46,65 @@
 //!   field names. Any other JSON is matched under a logsource the caller declares
 //!   ([`Engine::declare`]). A rule never sees events of another logsource.
 //! * **Matching** ([`Engine::match_event`]): per bucket, all literals of one field (across
-//!   all rules) form one Aho-Corasick automaton; one pass over each field value sets the
-//!   hit bits of every literal. Each rule has a trigger set (literals one of which must hit
-//!   for it to match, derived from its condition); only rules whose trigger fired, and the
-//!   few without a trigger, are evaluated. Each field is read from the event once per
-//!   event, and nothing is allocated unless a rule matches.
+//!   all rules) form one literal index: exact values in a hash table, prefixes and
+//!   suffixes in tries, substrings in an Aho-Corasick DFA (or, past
+//!   [`Config::dfa_literals_max`], an index of their rarest 4-byte pieces), case-sensitive
+//!   literals in another automaton, integers in a table; one pass over each field value
+//!   sets the hit bits of every literal it holds (a repeated value is answered from a memo
+//!   of recent scans). Each rule has a trigger set (literals one of which must hit for it
+//!   to match, derived from its condition) and required literals; only rules whose trigger
+//!   fired, and the few without a trigger, are evaluated, if their required literals hit.
+//!   Each field is read from the event once per event, and nothing is allocated unless a
+//!   rule matches.
+//! * **Testing**: [`Reference`] evaluates the parsed rules plainly (no index); the engine
+//!   must find exactly what it finds (`tests/differential.rs`).
 //! * **Correlations** ([`CorrelationState`]): kept apart from the immutable [`Engine`], so
 //!   detection can run on many threads and correlation afterwards, fed in time order.
 //!
-//! Semantics chosen where the specification leaves room are documented on the items:
-//! keywords match as substrings of any string value; `''` also matches a present `null`;
+//! Semantics chosen where the specification leaves room are documented on the items and
+//! in the crate's README: keywords match as substrings of any string value; a field
+//! holding a list matches when an element does; `''` also matches a present `null`;
 //! `neq` requires the field to exist; base rules of a correlation are `silent` unless a
 //! correlation referring to them says `generate: true`.
 
 mod anchor;
+mod build;
 mod compile;
 mod cond;
 mod correlation;
+mod correlation_rules;
 mod engine;
 mod error;
+mod eval;
+mod fields;
 mod fxhash;
 mod json;
+mod loader;
 mod mapping;
+mod matcher;
 mod memo;
 mod model;
 mod parse;
 mod pattern;
 mod record;
 mod reference;
+mod route;
 mod rx;
+mod scan;
 mod yaml;
 
+pub use build::Built;
 pub use correlation::{CorrelationFinding, CorrelationState, Limits};
-pub use engine::{Built, Config, Declared, Engine, EventKind, Finding, Loader, Scratch};
+pub use engine::{Engine, Finding, Scratch};
 pub use error::{ConfigError, ErrorKind, RuleError};
 pub use json::{JsonBuffers, JsonError, JsonEvent};
+pub use loader::{Config, Loader};
 pub use mapping::WINDOWS_MAP;
 pub use model::{Level, LogSource, RuleKind, RuleMeta};
 pub use parse::CorrelationType;
 pub use record::WinRecord;
 pub use reference::Reference;
+pub use route::{Declared, EventKind};
 
 #[cfg(test)]
 mod tests {
