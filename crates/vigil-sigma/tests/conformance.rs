@@ -11,7 +11,9 @@
 //!   the event whose finding made it fire or closed its window; windows still open after
 //!   the last event are closed (`CorrelationState::finish`) and their findings come last.
 //!
-//! Run with `VIGIL_BLESS=1` to print what differs as ready-to-paste `expect` lines.
+//! Run with `VIGIL_BLESS=1` to rewrite the `expect` list of every case whose findings
+//! differ with what the engine finds (the run still fails, naming the cases blessed; review
+//! them with `git diff`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -195,6 +197,9 @@ fn run_case(path: &Path) -> Result<(), String> {
                 .collect()
         })
         .unwrap_or_default();
+    if actual != expected && blessing() {
+        return bless(path, &text, &actual);
+    }
     if actual != expected {
         let mut msg = format!("{}:\n  expected:\n", path.display());
         for e in &expected {
@@ -207,6 +212,33 @@ fn run_case(path: &Path) -> Result<(), String> {
         return Err(msg);
     }
     Ok(())
+}
+
+/// Whether `VIGIL_BLESS=1`: golden findings that differ are rewritten, not failed.
+fn blessing() -> bool {
+    std::env::var("VIGIL_BLESS").is_ok_and(|v| v == "1")
+}
+
+/// Rewrites the `expect` list of the case at `path` (its text `text`, where `expect` is
+/// the last key) with `actual`, and says so (the test still fails: the new golden
+/// findings are for a person to review, and pass on the next run).
+fn bless(path: &Path, text: &str, actual: &[String]) -> Result<(), String> {
+    let at = text
+        .rfind("\nexpect:")
+        .ok_or_else(|| format!("{}: no `expect:` to bless", path.display()))?;
+    let mut out = text[..at + 1].to_string();
+    out.push_str("expect:\n");
+    for line in actual {
+        // A JSON string is a YAML double-quoted scalar.
+        let quoted = serde_json::to_string(line).map_err(|e| e.to_string())?;
+        out.push_str(&format!("  - {quoted}\n"));
+    }
+    std::fs::write(path, out).map_err(|e| format!("{}: {e}", path.display()))?;
+    Err(format!(
+        "{}: blessed ({} expected lines written)",
+        path.display(),
+        actual.len()
+    ))
 }
 
 #[test]

@@ -41,8 +41,23 @@ fn random_rules_never_panic() {
         let built = loader.build();
         loaded += built.loaded;
         failed += built.errors.len();
+        // Every error names the file and a line of the text (or the one after its end,
+        // for an error at the end of the text), lines as YAML counts them (a line break
+        // is `\n`, `\r\n` or a lone `\r`).
+        let lines = text
+            .replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .lines()
+            .count();
         for e in &built.errors {
-            assert!(e.line >= 1 || e.to_string().contains(":0:"), "{e}");
+            assert!(
+                e.line >= 1 && e.line <= lines + 1,
+                "{e} (of {lines} lines): {text:?}"
+            );
+            assert!(
+                e.to_string().starts_with(&format!("fuzz.yml:{}: ", e.line)),
+                "{e}"
+            );
         }
         let engine = built.engine;
         let mut scratch = engine.scratch();
