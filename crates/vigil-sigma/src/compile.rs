@@ -1,5 +1,9 @@
-//! Compiled rules: expressions over field tests whose literal strings are answered by one
-//! multi-pattern automaton per field and bucket, and the pattern table that builds them.
+//! Compiled rules: a bucket's rules as programs over its pattern ids (hit bits), the
+//! pattern table that numbers their literals and builds each field's literal index
+//! ([`Group`]: exact values in a hash table, prefixes and suffixes in tries, substrings in
+//! a DFA or an anchor index, case-sensitive literals in an automaton, integers in a
+//! table), and what each rule's condition lets matching skip: its trigger set and its
+//! required literals.
 
 use crate::anchor::Anchored;
 use crate::cond::Cond;
@@ -480,8 +484,9 @@ impl GroupBuilder {
 }
 
 /// The literal index of one field (or of the keywords): exact values by hash, prefixes
-/// and suffixes by trie walks, substrings by one Aho-Corasick automaton, case-sensitive
-/// literals by another, integers by hash.
+/// and suffixes by trie walks, substrings by an Aho-Corasick DFA or, for more than
+/// `dfa_max` of them, an anchor index, case-sensitive literals by another automaton,
+/// integers by hash.
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
     pub field: Option<u32>,
