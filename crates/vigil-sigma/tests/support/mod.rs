@@ -60,7 +60,16 @@ pub fn evtx_records(path: &Path) -> Vec<String> {
 /// A loader holding every rule file under `dirs` (relative to the SigmaHQ corpus root
 /// `sigma`), each named by its path relative to `sigma`.
 pub fn load_rules(sigma: &Path, dirs: &[&str]) -> vigil_sigma::Loader {
-    let mut loader = vigil_sigma::Loader::new();
+    load_rules_with(sigma, dirs, vigil_sigma::Config::default())
+}
+
+/// [`load_rules`] with a configuration.
+pub fn load_rules_with(
+    sigma: &Path,
+    dirs: &[&str],
+    config: vigil_sigma::Config,
+) -> vigil_sigma::Loader {
+    let mut loader = vigil_sigma::Loader::with_config(config).expect("configuration");
     for d in dirs {
         let files = yaml_files(&sigma.join(d));
         assert!(
