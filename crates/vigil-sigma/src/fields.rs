@@ -33,6 +33,7 @@ impl SlotPath {
     /// element with attributes, or a run of unnamed ones, as `evtx` renders them
     /// (`<Data>a</Data><Data>b</Data>` is `"Data": {"#text": ["a", "b"]}`, the
     /// MSSQL and Application log records).
+    #[inline]
     pub(crate) fn read<'e>(&self, event: &'e dyn Event) -> Option<Value<'e>> {
         match event.field(&self.path)? {
             Value::Object => Some(event.field(&self.text).unwrap_or(Value::Object)),

@@ -118,6 +118,7 @@ impl<'e, 'r> Matcher<'e, 'r, '_> {
         self.s.hits[(pat / 64) as usize] & (1u64 << (pat % 64)) != 0
     }
 
+    #[inline(always)]
     fn run_bucket(&mut self, route: Route, out: &mut Vec<Finding<'r>>) {
         let engine = self.engine;
         let b = &engine.buckets[route.bucket as usize];

@@ -127,6 +127,7 @@ fn event_id(v: &Value<'_>) -> Option<i64> {
 impl Routes {
     /// Appends the routes of `event` to `routes`. `cache` keeps the last Windows record's
     /// routes, `lower` is a buffer.
+    #[inline(always)]
     pub(crate) fn route(
         &self,
         cache: &mut Option<WinCache>,
