@@ -99,7 +99,7 @@ mod tests {
                 upper(b) >= v.min(upper(bucket(u64::MAX))),
                 "{v} in bucket {b}"
             );
-            if v >= SUB && v < (1 << 40) {
+            if (SUB..(1 << 40)).contains(&v) {
                 assert!((upper(b) - v) * 16 <= v, "{v}: bucket up to {}", upper(b));
             }
             if v < SUB {
