@@ -252,7 +252,7 @@ impl<'a> Pipeline<'a> {
     pub fn counters(&self) -> Vec<(String, u64)> {
         let h = &self.exec_to_finding;
         let mut out = vec![
-            ("events_written".to_string(), self.written),
+            ("events".to_string(), self.written),
             ("exec_findings".to_string(), h.count()),
             ("exec_to_finding_p50_us".to_string(), h.quantile(0.5)),
             ("exec_to_finding_p99_us".to_string(), h.quantile(0.99)),
