@@ -55,6 +55,8 @@ pub struct Summary {
 
 /// How often stages are told that time passes (finding Updates, correlation windows).
 const TICK: Duration = Duration::from_secs(1);
+/// How long events other than findings may wait in the output's buffer.
+const FLUSH: Duration = Duration::from_millis(25);
 
 /// Runs the sensor and the pipeline (storyline, detection with `engine`) until `stop`
 /// is set, then drains and writes everything held.
@@ -103,6 +105,8 @@ pub fn run(
     // Readers see at once that the agent runs, even on a quiet host.
     pipeline.flush()?;
     let mut last_tick = Instant::now();
+    let mut last_flush = Instant::now();
+    let mut unflushed = false;
     let mut last_stats = Instant::now();
     let mut failed: Option<SinkError> = None;
     // The kernel wakes the reader at each exec, and otherwise only when enough records
@@ -127,7 +131,12 @@ pub fn run(
             let ev = stats_event(&pipeline, device.clone());
             pipeline.push(ev, now_ms())?;
         }
-        if n > 0 {
+        // Findings are flushed at once; other events at most every 25 ms (a write per
+        // exec wake-up would cost more than the matching).
+        unflushed |= n > 0;
+        if pipeline.has_unflushed_findings() || (unflushed && last_flush.elapsed() >= FLUSH) {
+            last_flush = Instant::now();
+            unflushed = false;
             pipeline.flush()?;
         }
     }

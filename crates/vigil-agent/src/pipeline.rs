@@ -122,6 +122,8 @@ pub struct Pipeline<'a> {
     exec_to_finding: Histogram,
     /// Kernel times of the execs whose findings wait for the next flush.
     unflushed: Vec<u64>,
+    /// Whether a finding or incident was written since the last flush.
+    findings_unflushed: bool,
 }
 
 impl<'a> Pipeline<'a> {
@@ -136,6 +138,7 @@ impl<'a> Pipeline<'a> {
             written: 0,
             exec_to_finding: Histogram::default(),
             unflushed: Vec::new(),
+            findings_unflushed: false,
         }
     }
 
@@ -225,6 +228,7 @@ impl<'a> Pipeline<'a> {
             .map_err(|e| SinkError::Serialize(e.to_string()))?;
         self.line.push(b'\n');
         self.written += 1;
+        self.findings_unflushed |= matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_));
         for s in &mut self.sinks {
             if s.accepts(event) {
                 s.write(&self.line)?;
@@ -239,6 +243,7 @@ impl<'a> Pipeline<'a> {
         for s in &mut self.sinks {
             s.flush()?;
         }
+        self.findings_unflushed = false;
         if !self.unflushed.is_empty() {
             let now = vigil_sensor::boot_ns();
             for t in self.unflushed.drain(..) {
@@ -246,6 +251,12 @@ impl<'a> Pipeline<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Whether a finding or an incident was written since the last flush: one that
+    /// waits in a buffer is a finding no one sees yet.
+    pub fn has_unflushed_findings(&self) -> bool {
+        self.findings_unflushed
     }
 
     /// Counters of every stage and sink, and the events written.
