@@ -1,6 +1,97 @@
 //! Event time: the timestamp forms logs write, read as milliseconds since the Unix epoch,
-//! and the calendar arithmetic behind them (proleptic Gregorian, UTC). One
-//! implementation for the rule engine's time modifiers and for the hunter's event times.
+//! the calendar arithmetic behind them (proleptic Gregorian, UTC), and the fields an
+//! event's time is read from. Vigil's one time module: the rule engine's time modifiers,
+//! the hunter's event times and every writer of timestamps use it.
+
+use crate::Value;
+
+/// The fields the time of a JSON record that declares no time field is read from, the
+/// first present winning: Elastic's `@timestamp`, the generic `timestamp` and `time`
+/// (OCSF's), Sysmon's `UtcTime`, the flat form of an EVTX record's `TimeCreated`, and
+/// NXLog's `EventTime`.
+pub const DEFAULT_TIME_FIELDS: [&str; 6] = [
+    "@timestamp",
+    "timestamp",
+    "time",
+    "UtcTime",
+    "TimeCreated",
+    "EventTime",
+];
+
+/// Milliseconds since the epoch, now (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The time of a field's value: an RFC 3339 (or similar, see [`parse_timestamp`]) string,
+/// or an epoch number in s, ms, us or ns; of a list, its first element.
+pub fn value_time(v: &Value<'_>) -> Option<i64> {
+    match v {
+        Value::Str(s) => parse_timestamp(s),
+        Value::Int(i) => epoch_number(*i as f64),
+        Value::Float(f) => epoch_number(*f),
+        Value::List(l) => l.first().and_then(value_time),
+        _ => None,
+    }
+}
+
+/// The time of a JSON value: a string or number as [`value_time`] reads them, or an
+/// object with `#attributes.SystemTime` (an EVTX record's `TimeCreated` as the `evtx`
+/// crate renders it).
+pub fn json_time(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::String(s) => parse_timestamp(s),
+        serde_json::Value::Number(n) => n.as_f64().and_then(epoch_number),
+        serde_json::Value::Object(o) => o
+            .get("#attributes")
+            .and_then(|a| a.get("SystemTime"))
+            .and_then(json_time),
+        _ => None,
+    }
+}
+
+/// A calendar part of a timestamp, as Sigma's time modifiers compare them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimePart {
+    /// Minute of the hour, 0-59.
+    Minute,
+    /// Hour of the day, 0-23.
+    Hour,
+    /// Day of the month, 1-31.
+    Day,
+    /// ISO 8601 week of the year, 1-53.
+    Week,
+    /// Month, 1-12.
+    Month,
+    /// Year.
+    Year,
+}
+
+/// The part of a UTC timestamp (milliseconds since the epoch).
+pub fn part_of(ms: i64, part: TimePart) -> i64 {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000) / 1000;
+    match part {
+        TimePart::Minute => (in_day / 60) % 60,
+        TimePart::Hour => in_day / 3600,
+        TimePart::Day => civil_from_days(days).2,
+        TimePart::Month => civil_from_days(days).1,
+        TimePart::Year => civil_from_days(days).0,
+        TimePart::Week => iso_week(days),
+    }
+}
+
+/// ISO 8601 week number of a day (days since 1970-01-01).
+fn iso_week(days: i64) -> i64 {
+    // 1970-01-01 was a Thursday; weekday 1 = Monday .. 7 = Sunday.
+    let weekday = (days + 3).rem_euclid(7) + 1;
+    let thursday = days - weekday + 4;
+    let (y, _, _) = civil_from_days(thursday);
+    let jan1 = days_from_civil(y, 1, 1);
+    (thursday - jan1) / 7 + 1
+}
 
 /// Days since 1970-01-01 of a date.
 pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -189,5 +280,40 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
+    }
+
+    #[test]
+    fn calendar_parts_and_field_values() {
+        let t = 1_709_210_096_789; // 2024-02-29T12:34:56.789Z
+        assert_eq!(part_of(t, TimePart::Hour), 12);
+        assert_eq!(part_of(t, TimePart::Minute), 34);
+        assert_eq!(part_of(t, TimePart::Day), 29);
+        assert_eq!(part_of(t, TimePart::Month), 2);
+        assert_eq!(part_of(t, TimePart::Year), 2024);
+        assert_eq!(part_of(t, TimePart::Week), 9);
+        // 2021-01-03 is in ISO week 53 of 2020.
+        let d = parse_timestamp("2021-01-03").expect("date");
+        assert_eq!(part_of(d, TimePart::Week), 53);
+        assert_eq!(parse_timestamp("2024-01-1\u{e9}T00:00"), None);
+        assert_eq!(parse_timestamp("2024-01-01T0"), None);
+        assert_eq!(parse_timestamp("2024-01-01T00:00:0"), None);
+        assert_eq!(
+            value_time(&Value::Int(1_553_038_465)),
+            Some(1_553_038_465_000)
+        );
+        assert_eq!(
+            value_time(&Value::Str("2019-03-19T23:34:25.123Z".into())),
+            Some(1_553_038_465_123)
+        );
+        assert_eq!(value_time(&Value::Bool(true)), None);
+        let evtx: serde_json::Value = serde_json::json!({
+            "#attributes": { "SystemTime": "2019-03-19T23:34:25.123456Z" }
+        });
+        assert_eq!(json_time(&evtx), Some(1_553_038_465_123));
+        assert_eq!(
+            json_time(&serde_json::json!(1_553_038_465_123_i64)),
+            Some(1_553_038_465_123)
+        );
+        assert!(now_ms() > 1_700_000_000_000);
     }
 }

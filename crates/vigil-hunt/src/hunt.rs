@@ -6,7 +6,6 @@ use crate::correlate::{correlate, CorrBuffer, CorrInput};
 use crate::detection::{level_rank, tactics, Detection, EventRef};
 use crate::error::{HuntError, InputError, Location};
 use crate::input::{self, InputFile, Pool, Work, EVTX_CHUNK};
-use crate::time;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use vigil_event::time;
 use vigil_event::{Event, FieldPath};
 use vigil_sigma::{
     CorrelationState, Declared, Engine, Finding, JsonBuffers, JsonEvent, Level, Limits, LogSource,
@@ -31,7 +31,7 @@ pub struct HuntConfig {
     /// OCSF): without one, only rules without a logsource see them.
     pub logsource: Option<LogSource>,
     /// The field holding the event time of JSON records (dotted path). Default: the first
-    /// present of `@timestamp`, `timestamp`, `time`, `UtcTime`, `TimeCreated`.
+    /// present of [`vigil_event::time::DEFAULT_TIME_FIELDS`].
     pub time_field: Option<String>,
     /// Bytes of base findings of correlation rules kept in memory before they are sorted
     /// and spilled to a temporary file (see the `correlate` module docs).
@@ -59,7 +59,7 @@ impl Default for HuntConfig {
             correlation_events: 4 << 20,
             max_errors_per_file: 20,
             render: Render::None,
-            now_ms: crate::output::now_ms(),
+            now_ms: time::now_ms(),
         }
     }
 }
@@ -311,9 +311,6 @@ struct MatchCtx<'e> {
     now_ms: i64,
 }
 
-/// Default time fields of JSON records, in order.
-const TIME_FIELDS: [&str; 5] = ["@timestamp", "timestamp", "time", "UtcTime", "TimeCreated"];
-
 /// How a JSON record is routed.
 enum Kind {
     Windows,
@@ -356,30 +353,23 @@ struct WorkerState<'e> {
 impl<'e> MatchCtx<'e> {
     fn json_time(&self, v: &Value, kind: &Kind) -> Option<i64> {
         if let Some(p) = self.time_path {
-            return v.field(p).and_then(|x| match x {
-                vigil_event::Value::Str(s) => time::parse_timestamp(&s),
-                vigil_event::Value::Int(i) => time::epoch_number(i as f64),
-                vigil_event::Value::Float(f) => time::epoch_number(f),
-                _ => None,
-            });
+            return v.field(p).as_ref().and_then(time::value_time);
         }
+        let default = || {
+            time::DEFAULT_TIME_FIELDS
+                .iter()
+                .find_map(|k| v.get(*k))
+                .and_then(time::json_time)
+        };
         match kind {
-            Kind::Ocsf => v.get("time").and_then(time::value_time),
+            Kind::Ocsf => v.get("time").and_then(time::json_time),
             Kind::Windows => v
                 .get("Event")
                 .and_then(|e| e.get("System"))
                 .and_then(|s| s.get("TimeCreated"))
-                .and_then(time::value_time)
-                .or_else(|| {
-                    TIME_FIELDS
-                        .iter()
-                        .find_map(|k| v.get(*k))
-                        .and_then(time::value_time)
-                }),
-            Kind::Other => TIME_FIELDS
-                .iter()
-                .find_map(|k| v.get(*k))
-                .and_then(time::value_time),
+                .and_then(time::json_time)
+                .or_else(default),
+            Kind::Other => default(),
         }
     }
 

@@ -62,7 +62,6 @@ mod input;
 mod output;
 mod rules;
 mod sort;
-pub mod time;
 
 pub use detection::{attacks, level_rank, Correlated, Detection, EventRef, LEVELS};
 pub use error::{HuntError, InputError, Location};
@@ -70,6 +69,6 @@ pub use hunt::{
     hunt, parse_logsource, FileReport, HuntConfig, Progress, Render, Report, RuleCount, Sink,
 };
 pub use input::{discover, format_of_name, Format, InputFile};
-pub use output::{now_ms, CsvSink, JsonlSink, TableSink, ROW_BUFFER};
+pub use output::{CsvSink, JsonlSink, TableSink, ROW_BUFFER};
 pub use rules::{load_rules, load_rules_with, RuleSet, RuleTiming};
 pub use vigil_sigma::{Engine, Level, LogSource};

@@ -4,18 +4,10 @@
 use crate::detection::{level_rank, windows_system, Detection, LEVELS};
 use crate::hunt::{Report, Sink};
 use crate::sort::{ExternalSort, Sortable};
-use crate::time::format_ms;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::{self, Write};
-
-/// Milliseconds since the epoch, now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use vigil_event::time::format_ms;
 
 /// One OCSF Detection Finding per line, written as findings are made.
 pub struct JsonlSink<W: Write> {
@@ -29,7 +21,7 @@ impl<W: Write> JsonlSink<W> {
     pub fn new(out: W) -> Self {
         JsonlSink {
             out,
-            now: now_ms(),
+            now: vigil_event::time::now_ms(),
             buf: Vec::new(),
         }
     }

@@ -121,12 +121,12 @@ fn jsonl_json_array_object_and_gzip_forms_all_hunted() {
     let g = seen.iter().find(|x| x.file == "g.jsonl").expect("g");
     assert_eq!(
         g.time_ms,
-        vigil_hunt::time::parse_timestamp("2024-05-01T10:00:02Z")
+        vigil_event::time::parse_timestamp("2024-05-01T10:00:02Z")
     );
     let a = seen.iter().find(|x| x.file == "a.jsonl").expect("a");
     assert_eq!(
         a.time_ms,
-        vigil_hunt::time::parse_timestamp("2024-05-01T10:00:00Z")
+        vigil_event::time::parse_timestamp("2024-05-01T10:00:00Z")
     );
 }
 
@@ -228,7 +228,7 @@ fn correlation_runs_on_event_time_across_files_and_out_of_order_lines() {
     assert_eq!(c.events, 3);
     assert_eq!(
         c.time_ms,
-        vigil_hunt::time::parse_timestamp("2024-05-01T10:00:40Z")
+        vigil_event::time::parse_timestamp("2024-05-01T10:00:40Z")
     );
     // Base rules of a correlation are not reported themselves unless `generate: true`.
     assert!(seen
@@ -270,7 +270,7 @@ fn correlation_runs_on_event_time_across_files_and_out_of_order_lines() {
     let (seen, _) = run(&rules2, &[f], &cfg);
     assert_eq!(
         seen[0].time_ms,
-        vigil_hunt::time::parse_timestamp("2024-05-01T12:00:00Z")
+        vigil_event::time::parse_timestamp("2024-05-01T12:00:00Z")
     );
 }
 

@@ -6,10 +6,10 @@ use crate::cond::Cond;
 use crate::fxhash::FxMap;
 use crate::parse::{Atom, Cmp, Detection, FieldTest, IpNet, Search};
 use crate::pattern::{Anchor, StrPat, Tok};
-use crate::time::TimePart;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use std::collections::HashMap;
 use std::sync::Arc;
+use vigil_event::time::TimePart;
 
 /// A compiled value test.
 #[derive(Debug, Clone)]

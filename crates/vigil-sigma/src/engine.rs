@@ -12,13 +12,13 @@ use crate::memo::{self, Memo};
 use crate::model::{LogSource, RuleKind, RuleMeta};
 use crate::parse::{self, Body, Detection, FilterAst, ParseCtx, Parsed};
 use crate::pattern::{self, Anchor};
-use crate::time;
 use crate::yaml;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 use vigil_event::taxonomy::Taxonomy;
+use vigil_event::time::{part_of, value_time};
 use vigil_event::{Event, FieldPath, Value};
 
 /// Engine configuration: placeholders for `expand`, and optionally replacement mappings.
@@ -1159,7 +1159,7 @@ impl<'e, 'r> Ctx<'e, 'r, '_> {
                     .is_some_and(|ip| net.contains(ip))
             }),
             CAtom::Time(part, c, n) => for_each_scalar(v, &mut |x| {
-                value_time(x).is_some_and(|ms| c.test(time::part_of(ms, *part), *n))
+                value_time(x).is_some_and(|ms| c.test(part_of(ms, *part), *n))
             }),
             CAtom::Pat(_) | CAtom::Exists(_) | CAtom::Null | CAtom::FieldRef { .. } => false,
         }
@@ -1238,17 +1238,6 @@ fn contains_scan(
         for p in pids.get(m.pattern().as_usize()) {
             hit(*p);
         }
-    }
-}
-
-/// The time of a value: an RFC 3339 string or an epoch number (s or ms).
-fn value_time(v: &Value<'_>) -> Option<i64> {
-    match v {
-        Value::Str(s) => time::parse_timestamp(s),
-        Value::Int(i) => time::epoch_number(*i as f64),
-        Value::Float(f) => time::epoch_number(*f),
-        Value::List(l) => l.first().and_then(value_time),
-        _ => None,
     }
 }
 
@@ -1587,17 +1576,10 @@ fn build(loader: Loader) -> Built {
                 VariantKey::Win(_, nested) => slots.slot(win.time_paths(*nested)),
                 VariantKey::Ocsf(_) => slots.slot(vec!["time".into()]),
                 VariantKey::Generic => slots.slot(
-                    [
-                        "@timestamp",
-                        "timestamp",
-                        "time",
-                        "TimeCreated",
-                        "UtcTime",
-                        "EventTime",
-                    ]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                    vigil_event::time::DEFAULT_TIME_FIELDS
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
                 ),
             };
             variants.push(Variant {

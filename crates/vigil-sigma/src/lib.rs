@@ -74,7 +74,6 @@ mod parse;
 mod pattern;
 mod record;
 mod rx;
-mod time;
 mod yaml;
 
 pub use correlation::{CorrelationFinding, CorrelationState, Limits};

@@ -5,11 +5,11 @@ use crate::cond::{self, Cond};
 use crate::error::{ErrorKind, LineError};
 use crate::model::{Level, LogSource, RuleKind, RuleMeta};
 use crate::pattern::{self, Anchor, StrPat, Tok};
-use crate::time::TimePart;
 use crate::yaml::{Kind, Node};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use vigil_event::time::TimePart;
 
 /// A numeric comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -682,10 +682,7 @@ impl Converter {
         detail: String,
         count: Option<u64>,
     ) -> OcsfEvent {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(0))
-            .unwrap_or(0);
+        let now = vigil_event::time::now_ms();
         let mut ev = EventLogActivity::new(activity_id, now, FEATURE);
         if activity_id == 99 {
             ev.activity_name = Some("Drop".into());

@@ -100,7 +100,7 @@ pub struct HuntArgs {
     #[arg(long, value_name = "product=..,category=..,service=..", value_parser = parse_logsource)]
     logsource: Option<LogSource>,
     /// The field holding the event time of JSON records (dotted path). Default: the first
-    /// present of @timestamp, timestamp, time, UtcTime, TimeCreated.
+    /// present of @timestamp, timestamp, time, UtcTime, TimeCreated, EventTime.
     #[arg(long, value_name = "NAME")]
     time_field: Option<String>,
     /// Matching threads (default: one per CPU).

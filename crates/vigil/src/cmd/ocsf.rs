@@ -45,15 +45,9 @@ fn open_output(path: &Path) -> Result<Box<dyn Write>> {
     Ok(Box::new(BufWriter::new(f)))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn example(output: PathBuf, start: Option<i64>) -> Result<ExitCode> {
-    let events = vigil_event::example::attack_story(start.unwrap_or_else(now_ms));
+    let events =
+        vigil_event::example::attack_story(start.unwrap_or_else(vigil_event::time::now_ms));
     let mut out = open_output(&output)?;
     for e in &events {
         serde_json::to_writer(&mut out, e).context("cannot serialize an event")?;
