@@ -54,21 +54,27 @@
 //! Peak memory is the compiled rules plus a bounded working set: on 2 threads with all
 //! 3,754 SigmaHQ rules, under ~100 MiB from 100 MiB to 3 GiB of EVTX (BENCHMARKS.md).
 
+mod collect;
+mod config;
 mod correlate;
 mod detection;
+mod discover;
 mod error;
 mod hunt;
 mod input;
+mod matcher;
 mod output;
+mod report;
 mod rules;
 mod sort;
+mod split;
 
 pub use detection::{attacks, level_rank, Correlated, Detection, EventRef, LEVELS};
 pub use error::{HuntError, InputError, Location};
-pub use hunt::{
-    hunt, parse_logsource, FileReport, HuntConfig, Progress, Render, Report, RuleCount, Sink,
-};
-pub use input::{discover, format_of_name, Format, InputFile};
+pub use config::{parse_logsource, HuntConfig, Render, MAX_RECORD};
+pub use discover::{discover, format_of_name, Format, InputFile};
+pub use hunt::hunt;
+pub use report::{FileReport, Progress, Report, RuleCount, Sink};
 pub use output::{CsvSink, JsonlSink, TableSink, ROW_BUFFER};
 pub use rules::{load_rules, load_rules_with, RuleSet, RuleTiming};
 pub use vigil_sigma::{Engine, Level, LogSource};

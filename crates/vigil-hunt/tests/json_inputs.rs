@@ -142,9 +142,8 @@ fn bad_lines_are_reported_with_their_line_and_the_rest_is_hunted() {
     assert_eq!(seen.iter().map(|x| x.record).collect::<Vec<_>>().len(), 2);
     let msgs: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
     assert!(
-        msgs.iter().any(|m| m.ends_with(
-            "bad.jsonl:2: invalid JSON (column 1): EOF while parsing an object at line 2 column 0"
-        ) || m.contains("bad.jsonl:2: invalid JSON")),
+        msgs.iter()
+            .any(|m| m.ends_with("bad.jsonl:2: invalid JSON (column 12): expected a value")),
         "{msgs:?}"
     );
     assert!(
@@ -152,8 +151,10 @@ fn bad_lines_are_reported_with_their_line_and_the_rest_is_hunted() {
             .any(|m| m.contains("bad.jsonl:3: not a JSON object")),
         "{msgs:?}"
     );
+    // The `.json` file is cut inside its second value: the first is hunted.
     assert!(
-        msgs.iter().any(|m| m.contains("bad.json:1: invalid JSON")),
+        msgs.iter()
+            .any(|m| m.ends_with("bad.json:offset 17: the file ends inside a value")),
         "{msgs:?}"
     );
     assert!(report.any_input_read());
