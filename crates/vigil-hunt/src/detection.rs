@@ -316,6 +316,7 @@ impl Detection<'_> {
 /// Writes the OCSF line of a finding on one event given as JSON text (the record as it was
 /// read, or as the EVTX parser rendered it), without parsing it again: the line holds the
 /// text as it is, but for line ends (whitespace between its tokens), written as spaces.
+/// (The templates of [`crate::render`] are made from this.)
 pub(crate) fn write_ocsf_text(
     rule: &RuleMeta,
     time_ms: Option<i64>,
@@ -323,22 +324,21 @@ pub(crate) fn write_ocsf_text(
     text: &[u8],
     now_ms: i64,
     buf: &mut Vec<u8>,
-    out: &mut dyn std::io::Write,
+    out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     let parts = Parts {
         rule,
         time_ms,
         correlation: None,
     };
-    write_with_events(&parts, std::slice::from_ref(meta), now_ms, buf, out, &mut |_, out| {
-        let mut rest = text;
-        while let Some(i) = memchr::memchr2(b'\n', b'\r', rest) {
-            out.write_all(&rest[..i])?;
-            out.write_all(b" ")?;
-            rest = &rest[i + 1..];
-        }
-        out.write_all(rest)
-    })
+    let mut line = std::mem::take(out);
+    let r = write_with_events(&parts, std::slice::from_ref(meta), now_ms, buf, &mut line, &mut |_, o| {
+        let mut event = Vec::with_capacity(text.len());
+        crate::render::write_event(&mut event, text);
+        o.write_all(&event)
+    });
+    *out = line;
+    r
 }
 
 fn uid(rule: &RuleMeta, correlation: Option<&Correlated>, first: Option<(&Path, u64)>) -> String {

@@ -64,6 +64,7 @@ mod hunt;
 mod input;
 mod matcher;
 mod output;
+mod render;
 mod report;
 mod rules;
 mod sort;

@@ -11,10 +11,11 @@
 
 use crate::config::{HuntConfig, Render};
 use crate::correlate::CorrInput;
-use crate::detection::{level_rank, write_ocsf_text, Detection, EventMeta, EventRef};
+use crate::detection::{level_rank, Detection, EventMeta, EventRef};
 use crate::discover::InputFile;
 use crate::error::{InputError, Location};
 use crate::input::{too_long, Pool, ValueAt, Work, EVTX_CHUNK};
+use crate::render::Renderer;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -152,6 +153,34 @@ impl Place {
     }
 }
 
+/// The key an OCSF event has (and other records rarely).
+static CLASS_UID: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"\"class_uid\""));
+
+/// A block of records (whole lines, or values), checked once.
+struct Block<'a> {
+    /// The block as text, or its bytes if it is not all UTF-8.
+    text: Result<&'a str, &'a [u8]>,
+    /// Whether some record in it may be one of Vigil's OCSF events.
+    ocsf: bool,
+}
+
+impl<'a> Block<'a> {
+    fn of(data: &'a [u8]) -> Self {
+        Block {
+            text: std::str::from_utf8(data).map_err(|_| data),
+            ocsf: CLASS_UID.find(data).is_some(),
+        }
+    }
+
+    fn bytes(&self, range: std::ops::Range<usize>) -> &'a [u8] {
+        match self.text {
+            Ok(t) => &t.as_bytes()[range],
+            Err(b) => &b[range],
+        }
+    }
+}
+
 /// What a worker made of its units since it was last asked.
 #[derive(Default)]
 pub(crate) struct Batch<'e> {
@@ -175,7 +204,7 @@ pub(crate) struct Worker<'e> {
     findings: Vec<Finding<'e>>,
     corr: CorrelationState<'e>,
     json: JsonBuffers,
-    render_buf: Vec<u8>,
+    renderer: Renderer,
     settings: Arc<evtx::ParserSettings>,
     /// The file of the unit being matched.
     file: u32,
@@ -205,7 +234,7 @@ impl<'e> Matcher<'e> {
             findings: Vec::new(),
             corr: CorrelationState::new(self.engine, Limits::default()),
             json: JsonBuffers::default(),
-            render_buf: Vec::new(),
+            renderer: Renderer::default(),
             settings: Arc::new(evtx::ParserSettings::new().num_threads(1)),
             file: 0,
             out: Batch::default(),
@@ -309,15 +338,22 @@ impl<'e> Worker<'e> {
     }
 
     fn lines(&mut self, m: &Matcher<'e>, path: &Arc<Path>, first: u64, offset: u64, data: &[u8]) {
+        // One check of the block for UTF-8 and for OCSF events, not one per line.
+        let block = Block::of(data);
         let mut n = first;
         let mut at = 0;
         while at < data.len() {
             let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i);
-            let mut line = &data[at..end];
-            if offset == 0 && at == 0 {
-                line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+            let mut start = at;
+            if offset == 0 && at == 0 && data.starts_with(b"\xEF\xBB\xBF") {
+                start += 3;
             }
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let line_end = if end > start && data[end - 1] == b'\r' {
+                end - 1
+            } else {
+                end
+            };
+            let line = &data[start..line_end];
             let blank = match line.first() {
                 Some(b'{') => false,
                 _ => line.iter().all(u8::is_ascii_whitespace),
@@ -326,7 +362,7 @@ impl<'e> Worker<'e> {
                 let reason = too_long(&format!("line {n}"), offset + at as u64, m.max_record);
                 self.error(Place::Line(n).error(path, None, &reason));
             } else if !blank {
-                self.text(m, path, line, Place::Line(n));
+                self.record(m, path, &block, start..line_end, Place::Line(n));
             }
             at = end + 1;
             n += 1;
@@ -334,28 +370,43 @@ impl<'e> Worker<'e> {
     }
 
     fn values(&mut self, m: &Matcher<'e>, path: &Arc<Path>, data: &[u8], values: &[ValueAt]) {
+        let block = Block::of(data);
         let mut start = 0;
         for v in values {
             let end = v.end as usize;
-            self.text(m, path, &data[start..end], Place::Value(v.index, v.offset));
+            self.record(m, path, &block, start..end, Place::Value(v.index, v.offset));
             start = end;
         }
     }
 
-    /// Matches one JSON record given as text.
-    fn text(&mut self, m: &Matcher<'e>, path: &Arc<Path>, bytes: &[u8], place: Place) {
-        let text = match std::str::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                let what = "not UTF-8";
-                return self.error(place.error(path, Some(e.valid_up_to()), what));
-            }
+    /// Matches the JSON record at `range` of a block.
+    fn record(
+        &mut self,
+        m: &Matcher<'e>,
+        path: &Arc<Path>,
+        block: &Block<'_>,
+        range: std::ops::Range<usize>,
+        place: Place,
+    ) {
+        let text = match block.text {
+            Ok(t) => t.get(range.clone()),
+            Err(bytes) => std::str::from_utf8(&bytes[range.clone()]).ok(),
         };
-        if memchr::memmem::find(bytes, b"\"class_uid\"").is_some() {
+        let Some(text) = text else {
+            let bytes = block.bytes(range);
+            let at = std::str::from_utf8(bytes).err().map_or(0, |e| e.valid_up_to());
+            return self.error(place.error(path, Some(at), "not UTF-8"));
+        };
+        if block.ocsf && CLASS_UID.find(text.as_bytes()).is_some() {
             // Perhaps one of Vigil's OCSF events: read as a `Value`, whose keyword
             // searches can leave out the lineage context.
             return self.value_text(m, path, text, place);
         }
+        self.text(m, path, text, place);
+    }
+
+    /// Matches one JSON record given as text.
+    fn text(&mut self, m: &Matcher<'e>, path: &Arc<Path>, text: &str, place: Place) {
         let mut json = std::mem::take(&mut self.json);
         let event = match JsonEvent::parse_with(text, &mut json) {
             Ok(e) => e,
@@ -481,21 +532,19 @@ impl<'e> Worker<'e> {
             if m.render == Render::Jsonl {
                 let meta = EventMeta::of(path, record, event);
                 let mut line = Vec::with_capacity(text.len() + 2048);
-                // Writing to memory cannot fail.
-                let written = write_ocsf_text(
+                self.renderer.line(
                     f.rule,
+                    f.rule_index,
                     time_ms,
+                    path,
                     &meta,
                     text.as_bytes(),
                     m.now_ms,
-                    &mut self.render_buf,
                     &mut line,
                 );
-                if written.is_ok() {
-                    d.rendered = Some(line);
-                    self.out.detections.push(d);
-                    continue;
-                }
+                d.rendered = Some(line);
+                self.out.detections.push(d);
+                continue;
             }
             // The sink (or the timeline row) wants the event as a `Value`.
             let event = match (&shared, value) {

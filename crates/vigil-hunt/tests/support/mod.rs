@@ -118,14 +118,54 @@ pub fn run(rule_paths: &[PathBuf], inputs: &[PathBuf], config: &HuntConfig) -> (
     run_files(&rules.built.engine, &files, config)
 }
 
+/// Hunts `files` with `config`, and again on one thread (everything on the calling
+/// thread): both must find the same and report the same.
 pub fn run_files(
     engine: &vigil_hunt::Engine,
     files: &[InputFile],
     config: &HuntConfig,
 ) -> (Vec<Seen>, Report) {
-    let mut keep = Keep::default();
-    let report = vigil_hunt::hunt(engine, files, config, &mut keep, None).expect("hunt");
-    (keep.seen, report)
+    let once = |config: &HuntConfig| {
+        let mut keep = Keep::default();
+        let report = vigil_hunt::hunt(engine, files, config, &mut keep, None).expect("hunt");
+        (keep.seen, report)
+    };
+    let (seen, report) = once(config);
+    if config.threads != 1 {
+        let (alone, alone_report) = once(&HuntConfig {
+            threads: 1,
+            ..config.clone()
+        });
+        let key = |s: &Seen| (s.file.clone(), s.record, s.rule.clone(), format!("{:?}", s.group));
+        let sorted = |v: &[Seen]| {
+            let mut v = v.to_vec();
+            v.sort_by_key(key);
+            v
+        };
+        assert_eq!(sorted(&alone), sorted(&seen), "one thread and {} differ", config.threads);
+        let errors = |r: &Report| {
+            let mut e: Vec<String> = r.errors.iter().map(ToString::to_string).collect();
+            e.sort();
+            e
+        };
+        // Errors past the per-file limit are counted, and which are kept in detail depends
+        // on the order they came in.
+        let counts = |r: &Report| -> Vec<(usize, bool)> {
+            r.files.iter().map(|f| (f.errors, f.fatal)).collect()
+        };
+        assert_eq!(counts(&alone_report), counts(&report));
+        if report
+            .files
+            .iter()
+            .all(|f| f.errors <= config.max_errors_per_file)
+        {
+            assert_eq!(errors(&alone_report), errors(&report));
+        }
+        assert_eq!(alone_report.records, report.records);
+        assert_eq!(alone_report.findings, report.findings);
+        assert_eq!(alone_report.bytes, report.bytes);
+    }
+    (seen, report)
 }
 
 pub fn config() -> HuntConfig {
