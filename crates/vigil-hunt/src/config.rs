@@ -90,4 +90,3 @@ pub fn parse_logsource(s: &str) -> Result<LogSource, HuntError> {
     }
     Ok(LogSource::new(p, c, v))
 }
-

@@ -3,12 +3,12 @@
 use serde_json::Value;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
-use vigil_event::{Event, FieldPath};
 use vigil_event::model::{
     analytic_type, severity, Analytic, Attack, DetectionFinding, Evidences, FindingInfo,
     RelatedEvent, SubTechnique, Tactic, Technique,
 };
 use vigil_event::OcsfEvent;
+use vigil_event::{Event, FieldPath};
 use vigil_sigma::{Level, RuleKind, RuleMeta};
 
 /// One event a finding was made from.
@@ -332,11 +332,18 @@ pub(crate) fn write_ocsf_text(
         correlation: None,
     };
     let mut line = std::mem::take(out);
-    let r = write_with_events(&parts, std::slice::from_ref(meta), now_ms, buf, &mut line, &mut |_, o| {
-        let mut event = Vec::with_capacity(text.len());
-        crate::render::write_event(&mut event, text);
-        o.write_all(&event)
-    });
+    let r = write_with_events(
+        &parts,
+        std::slice::from_ref(meta),
+        now_ms,
+        buf,
+        &mut line,
+        &mut |_, o| {
+            let mut event = Vec::with_capacity(text.len());
+            crate::render::write_event(&mut event, text);
+            o.write_all(&event)
+        },
+    );
     *out = line;
     r
 }
@@ -470,11 +477,7 @@ fn build_ocsf(
         evidences.push(Evidences {
             name: Some(m.path.display().to_string()),
             uid: Some(m.record.to_string()),
-            data: Some(
-                data.and_then(|d| d.get(i))
-                    .cloned()
-                    .unwrap_or(Value::Null),
-            ),
+            data: Some(data.and_then(|d| d.get(i)).cloned().unwrap_or(Value::Null)),
             ..Evidences::default()
         });
     }

@@ -191,7 +191,6 @@ fn walk_entries(
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

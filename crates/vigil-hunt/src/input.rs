@@ -111,9 +111,7 @@ impl Work {
     /// The input file it is from.
     pub(crate) fn file(&self) -> u32 {
         match self {
-            Work::Evtx { file, .. } | Work::Lines { file, .. } | Work::Values { file, .. } => {
-                *file
-            }
+            Work::Evtx { file, .. } | Work::Lines { file, .. } | Work::Values { file, .. } => *file,
         }
     }
 
@@ -287,13 +285,12 @@ pub(crate) fn too_long(what: &str, offset: u64, max: usize) -> String {
     )
 }
 
-/// Reads into `buf` past its length, up to `BLOCK` bytes more; returns how many.
+/// Reads into `buf` past its length, up to `BLOCK` bytes more (fewer only at the end of
+/// the input); returns how many. A file is read straight into the buffer's spare
+/// capacity, without zeroing it first.
 fn read_more(r: &mut dyn Read, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + BLOCK, 0);
-    let n = read_full(r, &mut buf[start..]);
-    buf.truncate(start + *n.as_ref().unwrap_or(&0));
-    n
+    buf.reserve(BLOCK);
+    r.take(BLOCK as u64).read_to_end(buf)
 }
 
 fn read_lines(
@@ -413,11 +410,7 @@ impl Values<'_> {
     }
 
     /// Ends the open value; false if the hunt is being stopped.
-    fn close(
-        &mut self,
-        send: &mut dyn FnMut(Work) -> bool,
-        error: &mut Report<'_>,
-    ) -> bool {
+    fn close(&mut self, send: &mut dyn FnMut(Work) -> bool, error: &mut Report<'_>) -> bool {
         let Some((offset, _, long)) = self.open.take() else {
             return true;
         };
@@ -480,7 +473,9 @@ fn read_values(
                 return Ok(());
             }
             v.send(send);
-            return end.map(|_| ()).map_err(|r| (Location::Offset(offset), r.into()));
+            return end
+                .map(|_| ())
+                .map_err(|r| (Location::Offset(offset), r.into()));
         }
         marks.clear();
         splitter.scan(&chunk, &mut marks);
@@ -576,7 +571,10 @@ mod tests {
         let lines: Vec<_> = got.iter().map(|(n, l)| (*n, l.as_str())).collect();
         assert_eq!(lines, [(1, "{\"a\":1}"), (3, "{\"b\":2}")]);
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors[0].contains(":2: line 2 at offset 8 is longer than the limit"), "{errors:?}");
+        assert!(
+            errors[0].contains(":2: line 2 at offset 8 is longer than the limit"),
+            "{errors:?}"
+        );
         let second = 8 + long.len() as u64 + 1 + 8;
         assert!(
             errors[1].contains(&format!(":4: line 4 at offset {second} is longer")),
@@ -588,7 +586,10 @@ mod tests {
     fn lines_split_across_blocks_keep_their_numbers() {
         let mut text = String::new();
         for i in 0..20_000 {
-            text.push_str(&format!("{{\"i\":{i},\"pad\":\"{}\"}}\n", "p".repeat(i % 97)));
+            text.push_str(&format!(
+                "{{\"i\":{i},\"pad\":\"{}\"}}\n",
+                "p".repeat(i % 97)
+            ));
         }
         text.push_str("{\"last\":true}");
         let (got, errors) = read(text.as_bytes(), Format::JsonLines, 1000);
@@ -617,7 +618,10 @@ mod tests {
             ]
         );
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains(":offset 27: value 2 at offset 27 is longer"), "{errors:?}");
+        assert!(
+            errors[0].contains(":offset 27: value 2 at offset 27 is longer"),
+            "{errors:?}"
+        );
         // Objects one after another.
         let (got, errors) = read(b"{\"a\":1}{\"b\":2}\n  {\"c\":3}", Format::Json, 100);
         assert!(errors.is_empty(), "{errors:?}");

@@ -70,12 +70,12 @@ mod rules;
 mod sort;
 mod split;
 
-pub use detection::{attacks, level_rank, Correlated, Detection, EventRef, LEVELS};
-pub use error::{HuntError, InputError, Location};
 pub use config::{parse_logsource, HuntConfig, Render, MAX_RECORD};
+pub use detection::{attacks, level_rank, Correlated, Detection, EventRef, LEVELS};
 pub use discover::{discover, format_of_name, Format, InputFile};
+pub use error::{HuntError, InputError, Location};
 pub use hunt::hunt;
-pub use report::{FileReport, Progress, Report, RuleCount, Sink};
 pub use output::{CsvSink, JsonlSink, TableSink, ROW_BUFFER};
+pub use report::{FileReport, Progress, Report, RuleCount, Sink};
 pub use rules::{load_rules, load_rules_with, RuleSet, RuleTiming};
 pub use vigil_sigma::{Engine, Level, LogSource};

@@ -80,7 +80,10 @@ static PATHS: LazyLock<Paths> = LazyLock::new(|| {
         event_id: FieldPath::new("EventID"),
         time: FieldPath::new("time"),
         windows_time: with_attr("Event.System.TimeCreated"),
-        default_times: time::DEFAULT_TIME_FIELDS.iter().map(|f| with_attr(f)).collect(),
+        default_times: time::DEFAULT_TIME_FIELDS
+            .iter()
+            .map(|f| with_attr(f))
+            .collect(),
     }
 });
 
@@ -263,12 +266,15 @@ impl<'e> Matcher<'e> {
         if let Some(path) = &self.time_path {
             return ev.field(path).as_ref().and_then(time::value_time);
         }
-        let default = || p.default_times.iter().find_map(|t| time_at(ev, t)).flatten();
+        let default = || {
+            p.default_times
+                .iter()
+                .find_map(|t| time_at(ev, t))
+                .flatten()
+        };
         match kind {
             Kind::Ocsf => ev.field(&p.time).as_ref().and_then(time::value_time),
-            Kind::Windows => time_at(ev, &p.windows_time)
-                .flatten()
-                .or_else(default),
+            Kind::Windows => time_at(ev, &p.windows_time).flatten().or_else(default),
             Kind::Other => default(),
         }
     }
@@ -394,7 +400,9 @@ impl<'e> Worker<'e> {
         };
         let Some(text) = text else {
             let bytes = block.bytes(range);
-            let at = std::str::from_utf8(bytes).err().map_or(0, |e| e.valid_up_to());
+            let at = std::str::from_utf8(bytes)
+                .err()
+                .map_or(0, |e| e.valid_up_to());
             return self.error(place.error(path, Some(at), "not UTF-8"));
         };
         if block.ocsf && CLASS_UID.find(text.as_bytes()).is_some() {
@@ -603,7 +611,8 @@ impl<'e> Worker<'e> {
             Some(std::mem::take(&mut chunk_data.data))
         }));
         outcome.unwrap_or_else(|_| {
-            let reason = format!("chunk {number}: the EVTX parser failed on this chunk, chunk skipped");
+            let reason =
+                format!("chunk {number}: the EVTX parser failed on this chunk, chunk skipped");
             self.chunk_error(path, offset, reason);
             None
         })
@@ -630,7 +639,11 @@ impl<'e> Worker<'e> {
         let mut chunk = match chunk_data.parse(self.settings.clone()) {
             Ok(c) => c,
             Err(e) => {
-                return self.chunk_error(path, offset, format!("chunk {number}: {e}, chunk skipped"))
+                return self.chunk_error(
+                    path,
+                    offset,
+                    format!("chunk {number}: {e}, chunk skipped"),
+                )
             }
         };
         for record in chunk.iter() {
@@ -657,7 +670,9 @@ impl<'e> Worker<'e> {
                 }
             };
             if let Err(e) = self.evtx_record(m, path, &rendered.data, ts, id) {
-                self.error(record_error(format!("record rendered as invalid JSON: {e}")));
+                self.error(record_error(format!(
+                    "record rendered as invalid JSON: {e}"
+                )));
             }
         }
     }
@@ -682,8 +697,12 @@ impl<'e> Worker<'e> {
         };
         self.counted();
         self.findings.clear();
-        m.engine
-            .match_event(&mut self.scratch, &event, Source::Windows, &mut self.findings);
+        m.engine.match_event(
+            &mut self.scratch,
+            &event,
+            Source::Windows,
+            &mut self.findings,
+        );
         let kept = match self.findings.is_empty() {
             true => Ok(()),
             false => self.keep(m, path, record, text, &event, None, Some(time_ms)),

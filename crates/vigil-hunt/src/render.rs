@@ -45,10 +45,9 @@ pub(crate) fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 /// Appends an integer in decimal.
-fn decimal_into(out: &mut Vec<u8>, n: i128) {
-    let mut digits = [0u8; 40];
+fn decimal_into(out: &mut Vec<u8>, negative: bool, mut m: u64) {
+    let mut digits = [0u8; 20];
     let mut i = digits.len();
-    let mut m = n.unsigned_abs();
     loop {
         i -= 1;
         digits[i] = b'0' + (m % 10) as u8;
@@ -57,7 +56,7 @@ fn decimal_into(out: &mut Vec<u8>, n: i128) {
             break;
         }
     }
-    if n < 0 {
+    if negative {
         out.push(b'-');
     }
     out.extend_from_slice(&digits[i..]);
@@ -117,7 +116,11 @@ impl Template {
         let time_ms = time.then_some(TIME);
         write_ocsf_text(rule, time_ms, &meta, DATA, now_ms, scratch, &mut text).ok()?;
         let mut stand_ins: Vec<(Vec<u8>, Hole)> = vec![(DATA.to_vec(), Hole::Data)];
-        for (s, hole) in [(PATH, Hole::Path), (CHANNEL, Hole::Channel), (CODE, Hole::Code)] {
+        for (s, hole) in [
+            (PATH, Hole::Path),
+            (CHANNEL, Hole::Channel),
+            (CODE, Hole::Code),
+        ] {
             let mut e = Vec::new();
             escape_into(&mut e, s.as_bytes());
             stand_ins.push((e, hole));
@@ -127,7 +130,14 @@ impl Template {
         let mut pieces = Vec::new();
         let (mut start, mut i) = (0, 0);
         while i < text.len() {
-            match stand_ins.iter().find(|(s, _)| text[i..].starts_with(s)) {
+            let b = text[i];
+            let found = match b {
+                b'\\' | b'\x01' | b'0'..=b'9' => {
+                    stand_ins.iter().find(|(s, _)| text[i..].starts_with(s))
+                }
+                _ => None,
+            };
+            match found {
                 Some((s, hole)) => {
                     pieces.push((start as u32, i as u32, Some(*hole)));
                     i += s.len();
@@ -168,7 +178,13 @@ impl Template {
         let mut escaped_path = Vec::new();
         escape_into(&mut escaped_path, path.display().to_string().as_bytes());
         let mut got = Vec::new();
-        self.write(time_ms.unwrap_or(now_ms), &escaped_path, &meta, data, &mut got);
+        self.write(
+            time_ms.unwrap_or(now_ms),
+            &escaped_path,
+            &meta,
+            data,
+            &mut got,
+        );
         got == want
     }
 
@@ -177,9 +193,9 @@ impl Template {
             out.extend_from_slice(&self.text[start as usize..end as usize]);
             match hole {
                 None => {}
-                Some(Hole::Time) => decimal_into(out, i128::from(time)),
+                Some(Hole::Time) => decimal_into(out, time < 0, time.unsigned_abs()),
                 Some(Hole::Path) => out.extend_from_slice(path),
-                Some(Hole::Record) => decimal_into(out, i128::from(meta.record)),
+                Some(Hole::Record) => decimal_into(out, false, meta.record),
                 Some(Hole::Channel) => {
                     escape_into(out, meta.channel.as_deref().unwrap_or("").as_bytes())
                 }
@@ -243,7 +259,11 @@ impl Renderer {
             let _ = write_ocsf_text(rule, time_ms, meta, text, now_ms, scratch, out);
             return;
         };
-        if !self.path.as_ref().is_some_and(|(p, _)| std::sync::Arc::ptr_eq(p, path)) {
+        if !self
+            .path
+            .as_ref()
+            .is_some_and(|(p, _)| std::sync::Arc::ptr_eq(p, path))
+        {
             let mut escaped = Vec::new();
             escape_into(&mut escaped, path.display().to_string().as_bytes());
             self.path = Some((path.clone(), escaped));
@@ -296,7 +316,10 @@ mod tests {
         let mut scratch = Vec::new();
         for (i, rule) in built.engine.rules().iter().enumerate() {
             for shape in 0..8u8 {
-                assert!(Template::build(rule, shape, 42, &mut scratch).is_some(), "{shape}");
+                assert!(
+                    Template::build(rule, shape, 42, &mut scratch).is_some(),
+                    "{shape}"
+                );
             }
             for (n, path) in paths.iter().enumerate() {
                 for (time, channel, code) in [
@@ -316,7 +339,10 @@ mod tests {
                     renderer.line(rule, i, time, path, &meta, text, 42, &mut got);
                     write_ocsf_text(rule, time, &meta, text, 42, &mut scratch, &mut want)
                         .expect("write");
-                    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+                    assert_eq!(
+                        String::from_utf8_lossy(&got),
+                        String::from_utf8_lossy(&want)
+                    );
                     let line: serde_json::Value = serde_json::from_slice(&got).expect("json");
                     assert_eq!(line["evidences"][0]["data"]["c"][1], 2);
                     assert!(!got[..got.len() - 1].contains(&b'\n'));
@@ -327,10 +353,13 @@ mod tests {
 
     #[test]
     fn decimals() {
-        for n in [0i128, 7, -1, 10, 1_123_456_789_123_456_789, i128::from(i64::MIN)] {
+        for n in [0, 7, -1, 10, 1_123_456_789_123_456_789, i64::MIN, i64::MAX] {
             let mut got = Vec::new();
-            decimal_into(&mut got, n);
+            decimal_into(&mut got, n < 0, n.unsigned_abs());
             assert_eq!(got, n.to_string().into_bytes());
         }
+        let mut got = Vec::new();
+        decimal_into(&mut got, false, u64::MAX);
+        assert_eq!(got, u64::MAX.to_string().into_bytes());
     }
 }

@@ -93,4 +93,3 @@ impl Report {
         self.files.iter().any(|f| f.records > 0 || !f.fatal)
     }
 }
-

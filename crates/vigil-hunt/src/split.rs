@@ -294,14 +294,20 @@ mod tests {
     fn broken_structure_is_reported_where_it_breaks() {
         assert_eq!(
             split(b"[{\"a\":1} x]", 4).1,
-            Some((9, "expected `,` or `]` after a value of the top-level array"))
+            Some((
+                9,
+                "expected `,` or `]` after a value of the top-level array"
+            ))
         );
         assert_eq!(split(b"[1,]", 2).1, Some((3, "expected a value")));
         assert_eq!(
             split(b"[1] [2]", 2).1,
             Some((4, "trailing characters after the top-level array"))
         );
-        assert_eq!(split(b"{\"a\":[1,2}", 5).1, Some((10, "the file ends inside a value")));
+        assert_eq!(
+            split(b"{\"a\":[1,2}", 5).1,
+            Some((10, "the file ends inside a value"))
+        );
         assert_eq!(
             split(b"[{\"a\":1},", 5).1,
             Some((9, "the file ends inside the top-level array"))

@@ -136,13 +136,25 @@ pub fn run_files(
             threads: 1,
             ..config.clone()
         });
-        let key = |s: &Seen| (s.file.clone(), s.record, s.rule.clone(), format!("{:?}", s.group));
+        let key = |s: &Seen| {
+            (
+                s.file.clone(),
+                s.record,
+                s.rule.clone(),
+                format!("{:?}", s.group),
+            )
+        };
         let sorted = |v: &[Seen]| {
             let mut v = v.to_vec();
             v.sort_by_key(key);
             v
         };
-        assert_eq!(sorted(&alone), sorted(&seen), "one thread and {} differ", config.threads);
+        assert_eq!(
+            sorted(&alone),
+            sorted(&seen),
+            "one thread and {} differ",
+            config.threads
+        );
         let errors = |r: &Report| {
             let mut e: Vec<String> = r.errors.iter().map(ToString::to_string).collect();
             e.sort();
