@@ -509,6 +509,8 @@ impl<'e> Worker<'e> {
         time_ms: Option<i64>,
     ) -> Result<(), String> {
         let mut shared: Option<Arc<Value>> = None;
+        // What the OCSF lines say of the event, the same for each finding on it.
+        let meta = (m.render == Render::Jsonl).then(|| EventMeta::of(path, record, event));
         let mut failed = None;
         let mut findings = std::mem::take(&mut self.findings);
         for f in findings.drain(..) {
@@ -537,15 +539,14 @@ impl<'e> Worker<'e> {
                 correlation: None,
                 rendered: None,
             };
-            if m.render == Render::Jsonl {
-                let meta = EventMeta::of(path, record, event);
+            if let Some(meta) = &meta {
                 let mut line = Vec::with_capacity(text.len() + 2048);
                 self.renderer.line(
                     f.rule,
                     f.rule_index,
                     time_ms,
                     path,
-                    &meta,
+                    meta,
                     text.as_bytes(),
                     m.now_ms,
                     &mut line,
