@@ -280,7 +280,7 @@ fn read_evtx(
 /// The reason given for a line or value longer than the limit.
 pub(crate) fn too_long(what: &str, offset: u64, max: usize) -> String {
     format!(
-        "{what} at offset {offset} is longer than the limit of {} bytes (--max-record), skipped",
+        "{what} at offset {offset} is longer than the limit of {} bytes, skipped",
         max
     )
 }

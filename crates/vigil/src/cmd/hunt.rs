@@ -107,6 +107,11 @@ pub struct HuntArgs {
     /// present of @timestamp, timestamp, time, UtcTime, TimeCreated, EventTime.
     #[arg(long, value_name = "NAME")]
     time_field: Option<String>,
+    /// The longest record read: a JSON line, or a value of a `.json` file (bytes, or with a
+    /// K, M or G suffix). A longer one is reported (file, line or offset) and skipped, and
+    /// the rest of the file is read.
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
+    max_record: usize,
     /// Matching threads (default: one per CPU).
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
@@ -137,6 +142,26 @@ impl Sink for ClearProgress<'_> {
         clear_progress(self.shown);
         self.inner.finish(report)
     }
+}
+
+/// A size in bytes: a number, with an optional K, M or G suffix (powers of 1024).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.as_bytes().last() {
+        Some(b'k' | b'K') => (&t[..t.len() - 1], 10),
+        Some(b'm' | b'M') => (&t[..t.len() - 1], 20),
+        Some(b'g' | b'G') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (bytes, or with K, M or G)"))?;
+    n.checked_mul(1 << shift).filter(|n| *n > 0).ok_or_else(|| {
+        format!(
+            "`{s}` is not a size between 1 byte and {} bytes",
+            usize::MAX
+        )
+    })
 }
 
 fn parse_logsource(s: &str) -> Result<LogSource, String> {
@@ -177,9 +202,7 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
             rules.built.errors.len()
         );
     }
-    for w in &rules.built.warnings {
-        tracing::warn!("{w}");
-    }
+    crate::cmd::rules::log_load_warnings(&rules.built, false);
 
     let mut files: Vec<InputFile> = Vec::new();
     let mut unreadable = 0usize;
@@ -213,6 +236,7 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
         min_level: args.min_level.map(Level::from),
         logsource: args.logsource,
         time_field: args.time_field,
+        max_record: args.max_record,
         // Findings are rendered by the matching threads, in parallel.
         render: match args.format {
             OutputFormat::Jsonl => Render::Jsonl,

@@ -46,6 +46,21 @@ pub fn engine_config(placeholders: Vec<(String, Vec<String>)>) -> vigil_sigma::C
     config
 }
 
+/// Logs what loading rules found worth knowing, as every command that loads rules does:
+/// each rule that loaded with a warning (a placeholder without values), at `warn` (unless
+/// `listed`: the command lists them itself), and each logsource of rules that no built-in
+/// source reaches (they see only events of a declared logsource), at `info`.
+pub fn log_load_warnings(built: &vigil_sigma::Built, listed: bool) {
+    if !listed {
+        for w in &built.warnings {
+            tracing::warn!("{w}");
+        }
+    }
+    for w in built.engine.warnings() {
+        tracing::info!("{w}");
+    }
+}
+
 /// Runs a `vigil rules` subcommand.
 pub fn run(cmd: RulesCommand) -> Result<ExitCode> {
     match cmd {
@@ -98,9 +113,8 @@ fn check(paths: &[PathBuf], config: vigil_sigma::Config) -> Result<ExitCode> {
         }
     }
     let built = loader.build();
-    for w in built.engine.warnings() {
-        tracing::info!("{w}");
-    }
+    // The rules' own warnings are listed below, with the failures.
+    log_load_warnings(&built, true);
     let failed = built.errors.len() + io_failures.len();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
