@@ -301,8 +301,8 @@ fn read_lines(
     error: &mut Report<'_>,
 ) -> ReadResult {
     let max = how.max_record.max(1);
-    // `buf` holds whole lines not yet sent, then the start of a line whose end is not
-    // read yet; `scanned` bytes of it hold no newline past the last whole line.
+    // `buf` holds the start of a line whose end is not read yet (no newline), then what
+    // was just read: only that is searched for newlines.
     let mut buf = how.pool.take();
     // The 1-based number and the offset of the first line in `buf`.
     let mut line = 1u64;
