@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
-use support::{Scratch, Seen};
+use support::{Scratch, Seen, WHOAMI};
 use vigil_hunt::{Engine, HuntConfig, InputFile, Location, Report};
 
 /// splitmix64: a small, seeded generator.
@@ -48,17 +48,6 @@ fn rng() -> Rng {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x1D_F00D))
 }
-
-const WHOAMI: &str = r#"
-title: Whoami Execution
-id: 00000000-0000-0000-0000-000000000001
-level: medium
-logsource: {product: windows, category: process_creation}
-detection:
-    selection:
-        Image|endswith: '\whoami.exe'
-    condition: selection
-"#;
 
 /// The longest record the fuzzed hunts read.
 const MAX: usize = 600;

@@ -3,20 +3,8 @@
 
 mod support;
 
-use support::{config, run, Scratch};
+use support::{config, run, Scratch, WHOAMI};
 use vigil_hunt::HuntConfig;
-
-const WHOAMI: &str = r#"
-title: Whoami Execution
-id: 00000000-0000-0000-0000-000000000001
-level: medium
-tags: [attack.discovery, attack.t1033]
-logsource: {product: windows, category: process_creation}
-detection:
-    selection:
-        Image|endswith: '\whoami.exe'
-    condition: selection
-"#;
 
 const SSH_FAIL: &str = r#"
 title: SSH Failed Password

@@ -5,6 +5,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use vigil_hunt::{Detection, HuntConfig, InputFile, Report, Sink};
 
+/// A rule that fires on `whoami.exe` being run (process creation, Windows).
+pub const WHOAMI: &str = r#"
+title: Whoami Execution
+id: 00000000-0000-0000-0000-000000000001
+level: medium
+tags: [attack.discovery, attack.t1033]
+logsource: {product: windows, category: process_creation}
+detection:
+    selection:
+        Image|endswith: '\whoami.exe'
+    condition: selection
+"#;
+
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);
 
