@@ -20,8 +20,7 @@ pub trait Event {
 
     /// Calls `f` with every string value in the event, in document order (for Sigma
     /// keyword searches, which look at all values). Vigil's OCSF events leave out their
-    /// lineage context (`parent_process`, `ancestry`; see
-    /// [`is_lineage`](crate::model::is_lineage)).
+    /// lineage context (`parent_process`, `ancestry`; see [`is_lineage`]).
     fn for_each_str<'a>(&'a self, f: &mut dyn FnMut(&'a str));
 
     /// Every string [`Event::for_each_str`] visits, in the same order, each followed by
@@ -202,6 +201,14 @@ impl Fields for serde_json::Map<String, serde_json::Value> {
     }
 }
 
+/// Whether an attribute is lineage context (`parent_process`, `ancestry`): the ancestors
+/// of the process an event is about. Field lookups reach it by path; a keyword search
+/// ([`Event::for_each_str`]) does not, because it describes earlier events, not this
+/// one (otherwise a keyword rule fires again on every descendant's event).
+pub const fn is_lineage(attribute: &str) -> bool {
+    matches!(attribute.as_bytes(), b"parent_process" | b"ancestry")
+}
+
 /// One of Vigil's OCSF events in its JSON form (read back from a file): fields as
 /// JSON, and a keyword search that, like the typed events', leaves out lineage context
 /// (`parent_process`, `ancestry`).
@@ -215,7 +222,7 @@ fn visit_strs_no_lineage<'a>(v: &'a serde_json::Value, f: &mut dyn FnMut(&'a str
         J::Array(a) => a.iter().for_each(|e| visit_strs_no_lineage(e, f)),
         J::Object(m) => m
             .iter()
-            .filter(|(k, _)| !crate::model::is_lineage(k))
+            .filter(|(k, _)| !is_lineage(k))
             .for_each(|(_, e)| visit_strs_no_lineage(e, f)),
         J::Null | J::Bool(_) | J::Number(_) => {}
     }

@@ -3,13 +3,14 @@
 
 use crate::config::HuntConfig;
 use crate::correlate::{correlate, CorrBuffer};
-use crate::detection::{level_rank, tactics, Detection};
+use crate::detection::Detection;
 use crate::discover::InputFile;
 use crate::error::{HuntError, InputError};
 use crate::matcher::Batch;
 use crate::report::{FileReport, Progress, Report, RuleCount, Sink};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use vigil_detect::finding::{level_rank, tactics};
 use vigil_sigma::Engine;
 
 /// The collecting side: counts, findings to the sink, correlation inputs.

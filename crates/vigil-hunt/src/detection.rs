@@ -3,13 +3,10 @@
 use serde_json::Value;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
-use vigil_event::model::{
-    analytic_type, severity, Analytic, Attack, DetectionFinding, Evidences, FindingInfo,
-    RelatedEvent, SubTechnique, Tactic, Technique,
-};
+use vigil_event::model::{Evidences, RelatedEvent};
 use vigil_event::OcsfEvent;
 use vigil_event::{Event, FieldPath};
-use vigil_sigma::{Level, RuleKind, RuleMeta};
+use vigil_sigma::RuleMeta;
 
 /// One event a finding was made from.
 #[derive(Debug, Clone)]
@@ -56,125 +53,6 @@ pub struct Detection<'r> {
     /// The finding already rendered for the sink by a matching thread (see
     /// [`crate::HuntConfig::render`]): its OCSF JSON line, or its timeline row.
     pub rendered: Option<Vec<u8>>,
-}
-
-/// Rank of a level, 0 (informational) ..= 4 (critical); a rule without a level ranks as
-/// informational.
-pub fn level_rank(level: Option<Level>) -> usize {
-    match level {
-        None | Some(Level::Informational) => 0,
-        Some(Level::Low) => 1,
-        Some(Level::Medium) => 2,
-        Some(Level::High) => 3,
-        Some(Level::Critical) => 4,
-    }
-}
-
-/// Level names by rank.
-pub const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
-
-fn severity_of(level: Option<Level>) -> i32 {
-    match level {
-        None => severity::UNKNOWN,
-        Some(Level::Informational) => severity::INFORMATIONAL,
-        Some(Level::Low) => severity::LOW,
-        Some(Level::Medium) => severity::MEDIUM,
-        Some(Level::High) => severity::HIGH,
-        Some(Level::Critical) => severity::CRITICAL,
-    }
-}
-
-/// MITRE ATT&CK Enterprise tactics: Sigma tag suffix, name, id.
-const TACTICS: [(&str, &str, &str); 14] = [
-    ("reconnaissance", "Reconnaissance", "TA0043"),
-    ("resource_development", "Resource Development", "TA0042"),
-    ("initial_access", "Initial Access", "TA0001"),
-    ("execution", "Execution", "TA0002"),
-    ("persistence", "Persistence", "TA0003"),
-    ("privilege_escalation", "Privilege Escalation", "TA0004"),
-    ("defense_evasion", "Defense Evasion", "TA0005"),
-    ("credential_access", "Credential Access", "TA0006"),
-    ("discovery", "Discovery", "TA0007"),
-    ("lateral_movement", "Lateral Movement", "TA0008"),
-    ("collection", "Collection", "TA0009"),
-    ("command_and_control", "Command and Control", "TA0011"),
-    ("exfiltration", "Exfiltration", "TA0010"),
-    ("impact", "Impact", "TA0040"),
-];
-
-/// The tactic a tag names (`attack.defense-evasion`, `attack.defense_evasion`).
-fn tactic_of(tag: &str) -> Option<&'static (&'static str, &'static str, &'static str)> {
-    let t = tag.strip_prefix("attack.").unwrap_or(tag);
-    TACTICS.iter().find(|(s, _, _)| {
-        s.len() == t.len()
-            && s.bytes()
-                .zip(t.bytes())
-                .all(|(a, b)| a == b.to_ascii_lowercase() || (a == b'_' && b == b'-'))
-    })
-}
-
-/// The ATT&CK tactic names of a rule's tags (`attack.execution` -> `Execution`).
-pub fn tactics(rule: &RuleMeta) -> impl Iterator<Item = &'static str> + '_ {
-    rule.attack_tags()
-        .filter_map(|t| tactic_of(t).map(|(_, name, _)| *name))
-}
-
-/// `attacks[]` from a rule's `attack.*` tags: one entry per technique (with the rule's
-/// tactic when it names exactly one), else one per tactic.
-pub fn attacks(rule: &RuleMeta) -> Vec<Attack> {
-    let mut tactic_list = Vec::new();
-    let mut techniques = Vec::new();
-    for tag in rule.attack_tags() {
-        let t = tag.trim_start_matches("attack.");
-        if let Some((_, name, uid)) = tactic_of(t) {
-            tactic_list.push(Tactic {
-                name: Some((*name).to_string()),
-                uid: Some((*uid).to_string()),
-            });
-        } else if (t.starts_with('t') || t.starts_with('T'))
-            && t.len() >= 5
-            && t[1..5].bytes().all(|b| b.is_ascii_digit())
-        {
-            let uid = t.to_ascii_uppercase();
-            let (tech, sub) = match uid.split_once('.') {
-                Some((tech, _)) => (tech.to_string(), Some(uid.clone())),
-                None => (uid.clone(), None),
-            };
-            techniques.push((tech, sub));
-        }
-    }
-    let one_tactic = (tactic_list.len() == 1).then(|| tactic_list[0].clone());
-    if techniques.is_empty() {
-        return tactic_list
-            .into_iter()
-            .map(|t| Attack {
-                tactic: Some(t),
-                ..Attack::default()
-            })
-            .collect();
-    }
-    let mut out: Vec<Attack> = techniques
-        .into_iter()
-        .map(|(tech, sub)| Attack {
-            tactic: one_tactic.clone(),
-            technique: Some(Technique {
-                name: None,
-                uid: Some(tech),
-            }),
-            sub_technique: sub.map(|s| SubTechnique {
-                name: None,
-                uid: Some(s),
-            }),
-            ..Attack::default()
-        })
-        .collect();
-    if one_tactic.is_none() {
-        out.extend(tactic_list.into_iter().map(|t| Attack {
-            tactic: Some(t),
-            ..Attack::default()
-        }));
-    }
-    out
 }
 
 /// Where an event came from, as `file#record`.
@@ -416,42 +294,22 @@ fn build_ocsf(
         }
     }
     let first = metas.first().map(|m| (m.path, m.record));
-    let info = FindingInfo {
-        uid: uid(rule, parts.correlation, first),
-        title: Some(rule.title.clone()),
-        analytic: Some(Analytic {
-            type_id: analytic_type::RULE,
-            kind: Some(analytic_type::name(analytic_type::RULE).into()),
-            uid: rule.id.clone(),
-            name: Some(rule.title.clone()),
-            category: match rule.kind {
-                RuleKind::Correlation => Some("correlation".into()),
-                _ => Some(rule.logsource.to_string()),
-            },
-            ..Analytic::default()
-        }),
-        attacks: attacks(rule),
-        types: vec!["Sigma".into()],
-        created_time: Some(now_ms),
-        first_seen_time: parts.correlation.map(|c| c.first_ms).or(parts.time_ms),
-        last_seen_time: parts.correlation.map(|c| c.last_ms).or(parts.time_ms),
-        src_url: Some(format!("{}:{}", rule.source, rule.line)),
-        data_sources: sources,
-        related_events: metas
-            .iter()
-            .map(|m| RelatedEvent {
-                uid: source(m.path, m.record),
-                ..RelatedEvent::default()
-            })
-            .collect(),
-        related_events_count: parts
-            .correlation
-            .map(|c| i32::try_from(c.event_count).unwrap_or(i32::MAX)),
-        ..FindingInfo::default()
-    };
-    let mut f = DetectionFinding::new(1, time, "hunt", info);
-    f.severity_id = severity_of(rule.level);
-    f.is_alert = Some(true);
+    let uid = uid(rule, parts.correlation, first);
+    let mut f = vigil_detect::finding::detection_finding(rule, uid, time, now_ms, "hunt");
+    let info = &mut f.finding_info;
+    info.first_seen_time = parts.correlation.map(|c| c.first_ms).or(parts.time_ms);
+    info.last_seen_time = parts.correlation.map(|c| c.last_ms).or(parts.time_ms);
+    info.data_sources = sources;
+    info.related_events = metas
+        .iter()
+        .map(|m| RelatedEvent {
+            uid: source(m.path, m.record),
+            ..RelatedEvent::default()
+        })
+        .collect();
+    info.related_events_count = parts
+        .correlation
+        .map(|c| i32::try_from(c.event_count).unwrap_or(i32::MAX));
     if let Some(first) = metas.first() {
         f.metadata.source = Some(source(first.path, first.record));
         f.metadata.log_name = first

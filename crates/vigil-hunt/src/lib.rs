@@ -71,11 +71,12 @@ mod sort;
 mod split;
 
 pub use config::{parse_logsource, HuntConfig, Render, MAX_RECORD};
-pub use detection::{attacks, level_rank, Correlated, Detection, EventRef, LEVELS};
+pub use detection::{Correlated, Detection, EventRef};
 pub use discover::{discover, format_of_name, Format, InputFile};
 pub use error::{HuntError, InputError, Location};
 pub use hunt::hunt;
 pub use output::{CsvSink, JsonlSink, TableSink, ROW_BUFFER};
 pub use report::{FileReport, Progress, Report, RuleCount, Sink};
 pub use rules::{load_rules, load_rules_with, RuleSet, RuleTiming};
+pub use vigil_detect::finding::{attacks, level_rank, LEVELS};
 pub use vigil_sigma::{Engine, Level, LogSource};

@@ -11,7 +11,7 @@
 
 use crate::config::{HuntConfig, Render};
 use crate::correlate::CorrInput;
-use crate::detection::{level_rank, Detection, EventMeta, EventRef};
+use crate::detection::{Detection, EventMeta, EventRef};
 use crate::discover::InputFile;
 use crate::error::{InputError, Location};
 use crate::input::{too_long, Pool, ValueAt, Work, EVTX_CHUNK};
@@ -19,6 +19,7 @@ use crate::render::Renderer;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
+use vigil_detect::finding::level_rank;
 use vigil_event::{time, Event, FieldPath};
 use vigil_sigma::{
     CorrelationState, Declared, Engine, Finding, JsonBuffers, JsonEvent, Limits, LogSource,

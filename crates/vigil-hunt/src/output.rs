@@ -1,12 +1,13 @@
 //! Output formats: OCSF JSON lines (streamed), a CSV timeline and a table for people (both
 //! sorted by event time), each a [`Sink`].
 
-use crate::detection::{level_rank, windows_system, Detection, LEVELS};
+use crate::detection::{windows_system, Detection};
 use crate::report::{Report, Sink};
 use crate::sort::{ExternalSort, Sortable};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::{self, Write};
+use vigil_detect::finding::{level_rank, LEVELS};
 use vigil_event::time::format_ms;
 
 /// One OCSF Detection Finding per line, written as findings are made.

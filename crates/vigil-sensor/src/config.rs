@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 /// Which sensor to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// eBPF where the kernel allows it, else the fallback (and the agent says why).
@@ -16,7 +16,7 @@ pub enum Mode {
 }
 
 /// Sensor settings. Every field has a default; unknown fields are an error.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SensorConfig {
     /// `auto` (eBPF, else the fallback), `ebpf` or `fallback` (netlink proc connector and

@@ -3,7 +3,9 @@
 //! `../shared/data` beside the workspace.
 //!
 //! With `CI=true` a missing corpus fails the test (CI must never pass by skipping);
-//! elsewhere the test prints that it skips, and why, and returns.
+//! elsewhere the test prints that it skips, and why, and returns. A skipped test still
+//! counts as passed for libtest, so every skip is also recorded (see [`skip`]) where
+//! `scripts/test` can count it: the suite's total reports real skips.
 
 use std::path::PathBuf;
 
@@ -37,8 +39,35 @@ pub fn corpus(sub: &str) -> Option<PathBuf> {
         !in_ci(),
         "{msg}; CI=true, so this fails instead of skipping"
     );
-    eprintln!("SKIP: {msg}");
+    skip(&msg);
     None
+}
+
+/// Records that the calling test skips, and why: prints `SKIP: <test>\t<why>` and, when
+/// `VIGIL_SKIP_LOG` names a file, appends that line to it (`scripts/test` sets it and
+/// counts the lines as skipped, not passed). The test then returns.
+pub fn skip(why: &str) {
+    let thread = std::thread::current();
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    // `<test binary> <test name>\t<why>`: scripts/test counts distinct tests by the part
+    // before the tab.
+    let line = format!("{binary} {}\t{why}", thread.name().unwrap_or("?"));
+    eprintln!("SKIP: {line}");
+    if let Some(path) = std::env::var_os("VIGIL_SKIP_LOG").filter(|p| !p.is_empty()) {
+        use std::io::Write;
+        // One short write per line with O_APPEND: lines of parallel tests do not mix.
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+        if let Err(e) = written {
+            eprintln!("cannot record the skip in {}: {e}", path.to_string_lossy());
+        }
+    }
 }
 
 /// Like [`corpus`] for use at the top of a test: returns from the test when skipping.
@@ -66,7 +95,7 @@ pub fn root_or_skip() -> bool {
         == Some("0");
     if !root {
         assert!(!in_ci(), "this test needs root, and CI=true runs as root");
-        eprintln!("SKIP: this test needs root");
+        skip("this test needs root");
     }
     root
 }

@@ -43,10 +43,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the sensor (eBPF or its fallback), write OCSF events (root).
+    /// Run the sensor (eBPF or its fallback) and detection; write OCSF events, findings
+    /// and incidents (root).
     Agent(cmd::agent::AgentArgs),
     /// Hunt through EVTX and JSON logs with Sigma rules, offline.
     Hunt(cmd::hunt::HuntArgs),
+    /// Print the incidents in the agent's output, each as a process tree.
+    Incidents(cmd::incidents::IncidentsArgs),
     /// OCSF events: write an example attack story, validate events against the schema.
     #[command(subcommand)]
     Ocsf(cmd::ocsf::OcsfCommand),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Agent(a) => cmd::agent::run(a),
         Command::Hunt(a) => cmd::hunt::run(a, cli.quiet),
+        Command::Incidents(a) => cmd::incidents::run(a),
         Command::Ocsf(c) => cmd::ocsf::run(c),
         Command::Rules(c) => cmd::rules::run(c),
     };

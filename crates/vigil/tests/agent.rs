@@ -3,29 +3,15 @@
 //! clear errors. Needs root; with `CI=true` not being root fails the run.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+mod support;
+
+use support::Agent;
 
 /// The complete lines written so far (a line still being written is left out).
 fn lines(path: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    complete
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every line is one JSON event"))
-        .collect()
-}
-
-/// Kills the agent if a test fails before stopping it.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    support::lines(path).expect("every line is one JSON event")
 }
 
 /// Starts the agent writing to `out` and waits for its Start event.
@@ -134,36 +120,6 @@ fn config_errors_name_file_and_line() {
         "{err}"
     );
     let _ = std::fs::remove_file(cfg);
-}
-
-#[test]
-fn shipped_config_is_the_default_and_loads() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/agent.toml");
-    let text = std::fs::read_to_string(&path).expect("config/agent.toml");
-    for field in [
-        "mode",
-        "ring_buffer_mib",
-        "exclude_comms",
-        "exclude_exe_prefixes",
-        "exclude_file_prefixes",
-        "lineage_depth",
-        "process_table_max",
-        "process_linger_secs",
-        "hash_cache_max",
-        "hash_executables",
-        "loss_check_ms",
-        "stats_interval_secs",
-        "coalesce_fork_ms",
-    ] {
-        let documented = text
-            .lines()
-            .zip(text.lines().skip(1))
-            .any(|(prev, line)| prev.starts_with('#') && line.starts_with(&format!("{field} =")));
-        assert!(
-            documented,
-            "{field} is set and documented in config/agent.toml"
-        );
-    }
 }
 
 #[test]

@@ -174,6 +174,43 @@ ocsf_class! {
     }
 }
 
+ocsf_class! {
+    /// Incident Finding (2005): findings that belong together (on one host, one story)
+    /// as one case to triage; created with its first finding, updated as more arrive.
+    pub struct IncidentFinding (
+        2005, 2, "Incident Finding",
+        host_profile = [actor],
+        activities = { 1 => "Create", 2 => "Update", 3 => "Close" },
+        status = incident_status
+    ) {
+        /// The findings of the incident.
+        finding_info_list: Vec<FindingInfo>,
+        /// ATT&CK tactics and techniques of its findings.
+        attacks: Vec<Attack>,
+        /// What happened, in a sentence.
+        desc: Option<String>,
+        /// The group the incident is assigned to (Vigil's agent: the configured triage
+        /// group).
+        assignee_group: Option<Group>,
+        /// Priority ([`priority`](crate::model::priority)).
+        priority_id: Option<i32>,
+        /// Priority caption.
+        priority: Option<String>,
+        /// Impact ([`priority`](crate::model::priority) ids).
+        impact_id: Option<i32>,
+        /// Impact caption.
+        impact: Option<String>,
+        /// Verdict ([`verdict`](crate::model::verdict)).
+        verdict_id: Option<i32>,
+        /// Verdict caption.
+        verdict: Option<String>,
+        /// Whether a breach is suspected.
+        is_suspected_breach: Option<bool>,
+        /// Where the incident can be seen.
+        src_url: Option<String>,
+    }
+}
+
 /// A fresh event's common part: time, severity, metadata for Vigil as producer.
 fn base_metadata(feature: &str) -> Metadata {
     Metadata {
@@ -262,6 +299,7 @@ class_new!(EventLogActivity);
 class_new!(DnsActivity);
 class_new!(Authentication, user: User);
 class_new!(DetectionFinding, finding_info: FindingInfo);
+class_new!(IncidentFinding);
 
 #[cfg(test)]
 mod tests {

@@ -86,3 +86,22 @@ ocsf_enum!(
         PROCESS_NAME = 9 => "Process Name", COMMAND_LINE = 13 => "Command Line", OTHER = 99 => "Other",
     }
 );
+ocsf_enum!(
+    /// Incident Finding's `status_id`: where the incident is in its triage.
+    incident_status {
+        UNKNOWN = 0 => "Unknown", NEW = 1 => "New", IN_PROGRESS = 2 => "In Progress",
+        ON_HOLD = 3 => "On Hold", RESOLVED = 4 => "Resolved", CLOSED = 5 => "Closed", OTHER = 99 => "Other",
+    }
+);
+ocsf_enum!(
+    /// `verdict_id` of an incident.
+    verdict {
+        UNKNOWN = 0 => "Unknown", FALSE_POSITIVE = 1 => "False Positive", TRUE_POSITIVE = 2 => "True Positive",
+        DISREGARD = 3 => "Disregard", SUSPICIOUS = 4 => "Suspicious", BENIGN = 5 => "Benign", TEST = 6 => "Test",
+        INSUFFICIENT_DATA = 7 => "Insufficient Data", SECURITY_RISK = 8 => "Security Risk", OTHER = 99 => "Other",
+    }
+);
+ocsf_enum!(
+    /// `priority_id` and `impact_id` of an incident.
+    priority { UNKNOWN = 0 => "Unknown", LOW = 1 => "Low", MEDIUM = 2 => "Medium", HIGH = 3 => "High", CRITICAL = 4 => "Critical", OTHER = 99 => "Other" }
+);

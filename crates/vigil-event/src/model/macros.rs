@@ -58,7 +58,7 @@ macro_rules! ocsf_object {
 
             fn visit_strs<'a>(&'a self, f: &mut dyn FnMut(&'a str)) {
                 $(
-                    if !crate::model::is_lineage(ocsf_key!($field $(, $key)?)) {
+                    if !crate::access::is_lineage(ocsf_key!($field $(, $key)?)) {
                         crate::access::Fields::visit_strs(&self.$field, f);
                     }
                 )*
@@ -70,6 +70,19 @@ macro_rules! ocsf_object {
 /// Declares an OCSF event class: the base event's attributes followed by the class's
 /// own, as an [`ocsf_object!`], plus its [`Event`](crate::access::Event) implementation
 /// and its identity ([`OcsfClass`](crate::model::OcsfClass)).
+/// The caption function of a class's `status_id`: the base event's [`status`] enum
+/// unless the class names its own (Incident Finding's workflow states).
+///
+/// [`status`]: crate::model::status
+macro_rules! status_enum {
+    () => {
+        crate::model::status::name
+    };
+    ($status:ident) => {
+        crate::model::$status::name
+    };
+}
+
 macro_rules! ocsf_class {
     (
         $(#[$m:meta])*
@@ -77,6 +90,7 @@ macro_rules! ocsf_class {
             $class_uid:expr, $category_uid:expr, $class_name:literal,
             host_profile = [$($hp:ident),*],
             activities = { $($act_id:literal => $act_name:literal),* $(,)? }
+            $(, status = $status:ident)?
         ) {
             $(
                 $(#[$fm:meta])*
@@ -185,7 +199,7 @@ macro_rules! ocsf_class {
                 self.type_uid = type_uid;
                 self.severity = Some(Cow::Borrowed(crate::model::severity::name(self.severity_id)));
                 if let Some(s) = self.status_id {
-                    self.status = Some(Cow::Borrowed(crate::model::status::name(s)));
+                    self.status = Some(Cow::Borrowed(status_enum!($($status)?)(s)));
                 }
             }
             fn uses_host_profile(&self) -> bool {

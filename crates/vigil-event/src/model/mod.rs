@@ -95,14 +95,6 @@ pub trait OcsfClass: Event + Serialize {
     }
 }
 
-/// Whether an attribute is lineage context (`parent_process`, `ancestry`): the ancestors
-/// of the process an event is about. Field lookups reach it by path; a keyword search
-/// ([`Event::for_each_str`]) does not, because it describes earlier events, not this
-/// one (otherwise a keyword rule fires again on every descendant's event).
-pub const fn is_lineage(attribute: &str) -> bool {
-    matches!(attribute.as_bytes(), b"parent_process" | b"ancestry")
-}
-
 /// The caption of an OCSF category.
 pub fn category_name(category_uid: i32) -> &'static str {
     match category_uid {
@@ -138,6 +130,8 @@ pub enum OcsfEvent {
     EventLog(Box<EventLogActivity>),
     /// Detection Finding (2004).
     Finding(Box<DetectionFinding>),
+    /// Incident Finding (2005).
+    Incident(Box<IncidentFinding>),
 }
 
 /// Why a JSON document is not one of Vigil's OCSF events.
@@ -179,6 +173,7 @@ macro_rules! event_dispatch {
             OcsfEvent::Authentication($e) => $body,
             OcsfEvent::EventLog($e) => $body,
             OcsfEvent::Finding($e) => $body,
+            OcsfEvent::Incident($e) => $body,
         }
     };
 }
@@ -211,6 +206,9 @@ impl OcsfEvent {
             }
             Some(c) if c == i64::from(DetectionFinding::CLASS_UID) => {
                 OcsfEvent::Finding(serde_json::from_value(value).map_err(ParseError::Json)?)
+            }
+            Some(c) if c == i64::from(IncidentFinding::CLASS_UID) => {
+                OcsfEvent::Incident(serde_json::from_value(value).map_err(ParseError::Json)?)
             }
             other => return Err(ParseError::UnknownClass(other)),
         };
@@ -253,7 +251,8 @@ from_class!(
     DnsActivity => Dns,
     Authentication => Authentication,
     EventLogActivity => EventLog,
-    DetectionFinding => Finding
+    DetectionFinding => Finding,
+    IncidentFinding => Incident
 );
 
 impl Event for OcsfEvent {

@@ -566,6 +566,8 @@ ocsf_object! {
         first_seen_time: Option<i64>,
         /// Time of the latest event in the finding.
         last_seen_time: Option<i64>,
+        /// When the finding was last changed (ms since the epoch).
+        modified_time: Option<i64>,
         /// Where the rule comes from.
         src_url: Option<String>,
         /// Data sources the finding was made from (file names).

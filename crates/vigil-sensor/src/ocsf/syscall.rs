@@ -562,5 +562,6 @@ fn set_status(ev: &mut OcsfEvent, ret: i64) {
         OcsfEvent::Authentication(e) => apply!(e),
         OcsfEvent::EventLog(e) => apply!(e),
         OcsfEvent::Finding(e) => apply!(e),
+        OcsfEvent::Incident(e) => apply!(e),
     }
 }

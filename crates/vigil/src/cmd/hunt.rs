@@ -193,16 +193,13 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
         build = format!("{:.3}", rules.timing.build.as_secs_f64()),
         "rule loading time (s)"
     );
-    for e in &rules.built.errors {
-        tracing::debug!("rule not loaded: {e}");
+    // What loading said of the rules, as every command that loads rules prints it; on
+    // stderr, as stdout holds the findings.
+    let mut notes = Vec::new();
+    crate::cmd::rules::report_built(&rules.built, &mut notes)?;
+    for line in String::from_utf8_lossy(&notes).lines() {
+        tracing::warn!("{line}");
     }
-    if let Some(e) = rules.built.errors.first() {
-        tracing::warn!(
-            "{} rule(s) did not load (first: {e}); -v lists them all",
-            rules.built.errors.len()
-        );
-    }
-    crate::cmd::rules::log_load_warnings(&rules.built, false);
 
     let mut files: Vec<InputFile> = Vec::new();
     let mut unreadable = 0usize;

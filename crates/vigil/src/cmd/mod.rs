@@ -2,5 +2,6 @@
 
 pub mod agent;
 pub mod hunt;
+pub mod incidents;
 pub mod ocsf;
 pub mod rules;

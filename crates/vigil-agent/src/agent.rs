@@ -1,0 +1,198 @@
+//! The agent's run: the sensor feeding the pipeline until it is told to stop.
+
+use crate::config::AgentConfig;
+use crate::pipeline::{DetectStage, Pipeline, Stage, StoryStage};
+use crate::sink::{JsonlSink, OnError, Select, Sink, SinkError};
+use serde_json::{json, Map};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use vigil_detect::{Detector, Storyline};
+use vigil_event::model::{severity, status, EventLogActivity};
+use vigil_event::time::now_ms;
+use vigil_event::OcsfEvent;
+use vigil_sensor::{SensorError, Source};
+use vigil_sigma::Engine;
+
+/// Where the agent writes.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    /// Every event, findings included (`-`: standard output).
+    pub events: PathBuf,
+    /// Findings and incidents again, on their own, if given.
+    pub findings: Option<PathBuf>,
+}
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The sensor could not start or failed.
+    #[error("sensor: {0}")]
+    Sensor(#[from] SensorError),
+    /// An output could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    Output {
+        /// The output.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The events output failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// What the agent did, for its last log line.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Records the sensor received.
+    pub received: u64,
+    /// Records it lost.
+    pub lost: u64,
+    /// Counters of the pipeline's stages and sinks.
+    pub counters: Vec<(String, u64)>,
+}
+
+/// How often stages are told that time passes (finding Updates, correlation windows).
+const TICK: Duration = Duration::from_secs(1);
+
+/// Runs the sensor and the pipeline (storyline, detection with `engine`) until `stop`
+/// is set, then drains and writes everything held.
+pub fn run(
+    config: AgentConfig,
+    engine: &Engine,
+    outputs: &Outputs,
+    stop: &AtomicBool,
+) -> Result<Summary, AgentError> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let create = |name, path: &PathBuf, select, on_error| {
+        JsonlSink::create(name, path, select, on_error).map_err(|source| AgentError::Output {
+            path: path.clone(),
+            source,
+        })
+    };
+    sinks.push(Box::new(create(
+        "events",
+        &outputs.events,
+        Select::All,
+        OnError::Fail,
+    )?));
+    if let Some(path) = &outputs.findings {
+        sinks.push(Box::new(create(
+            "findings",
+            path,
+            Select::Findings,
+            OnError::Count,
+        )?));
+    }
+    let stages: Vec<Box<dyn Stage + '_>> = vec![
+        Box::new(StoryStage(Storyline::new(config.story.clone()))),
+        Box::new(DetectStage::new(Detector::new(
+            engine,
+            config.detect.clone(),
+            "agent",
+        ))),
+    ];
+    let mut pipeline = Pipeline::new(stages, sinks);
+    let stats_every = Duration::from_secs(config.output.stats_interval_secs);
+    let mut sensor = Source::start(config.sensor)?;
+    tracing::info!(mode = sensor.mode_name(), "agent running");
+    let start = sensor.start_event();
+    let device = device_of(&start);
+    pipeline.push(start, now_ms())?;
+    // Readers see at once that the agent runs, even on a quiet host.
+    pipeline.flush()?;
+    let mut last_tick = Instant::now();
+    let mut last_stats = Instant::now();
+    let mut failed: Option<SinkError> = None;
+    // The kernel wakes the reader only when enough records wait: the poll timeout
+    // bounds how long a quiet host's events wait (25 ms).
+    while !stop.load(Ordering::Relaxed) {
+        let n = sensor.poll(Duration::from_millis(25), &mut |ev| {
+            if failed.is_none() {
+                if let Err(e) = pipeline.push(ev, now_ms()) {
+                    failed = Some(e);
+                }
+            }
+        })?;
+        if let Some(e) = failed.take() {
+            return Err(e.into());
+        }
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            pipeline.tick(now_ms())?;
+        }
+        if !stats_every.is_zero() && last_stats.elapsed() >= stats_every {
+            last_stats = Instant::now();
+            let ev = stats_event(&pipeline, device.clone());
+            pipeline.push(ev, now_ms())?;
+        }
+        if n > 0 {
+            pipeline.flush()?;
+        }
+    }
+    sensor.finish(&mut |ev| {
+        if failed.is_none() {
+            if let Err(e) = pipeline.push(ev, now_ms()) {
+                failed = Some(e);
+            }
+        }
+    })?;
+    if let Some(e) = failed.take() {
+        return Err(e.into());
+    }
+    pipeline.finish(now_ms())?;
+    let ev = stats_event(&pipeline, device);
+    pipeline.push(ev, now_ms())?;
+    pipeline.push(sensor.stop_event(), now_ms())?;
+    pipeline.flush()?;
+    let s = sensor.stats();
+    Ok(Summary {
+        received: s.received,
+        lost: s.lost(),
+        counters: pipeline.counters(),
+    })
+}
+
+fn device_of(ev: &OcsfEvent) -> Option<vigil_event::model::Shared<vigil_event::model::Device>> {
+    match ev {
+        OcsfEvent::EventLog(e) => e.device.clone(),
+        _ => None,
+    }
+}
+
+/// The agent's `Statistics` event (Event Log Activity, activity Other): the counters
+/// of its stages and outputs in `unmapped`.
+fn stats_event(
+    pipeline: &Pipeline<'_>,
+    device: Option<vigil_event::model::Shared<vigil_event::model::Device>>,
+) -> OcsfEvent {
+    let counters = pipeline.counters();
+    let mut e = EventLogActivity::new(99, now_ms(), "agent");
+    e.activity_name = Some("Statistics".into());
+    e.log_name = Some("vigil-agent".into());
+    e.log_provider = Some("pipeline".into());
+    let dropped: u64 = counters
+        .iter()
+        .filter(|(k, _)| k.ends_with("_dropped"))
+        .map(|(_, v)| v)
+        .sum();
+    e.severity_id = if dropped > 0 {
+        severity::MEDIUM
+    } else {
+        severity::INFORMATIONAL
+    };
+    e.status_id = Some(status::SUCCESS);
+    e.status_detail = Some(
+        counters
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    let map: Map<String, serde_json::Value> =
+        counters.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    e.unmapped = Some(map);
+    e.device = device;
+    e.into()
+}

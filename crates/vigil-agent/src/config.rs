@@ -1,0 +1,218 @@
+//! The agent's configuration file (TOML): every table and setting documented, unknown
+//! ones refused. `config/agent.toml` in the repository lists every setting at its
+//! default.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use vigil_detect::{DetectConfig, StoryConfig};
+use vigil_sensor::SensorConfig;
+
+/// The agent's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// The sensor (`[sensor]`).
+    pub sensor: SensorConfig,
+    /// Which rules the agent runs (`[rules]`).
+    pub rules: RulesConfig,
+    /// Storylines (`[story]`).
+    pub story: StoryConfig,
+    /// Detection (`[detect]`).
+    pub detect: DetectConfig,
+    /// Where the agent writes (`[output]`).
+    pub output: OutputConfig,
+}
+
+/// Which rules the agent runs.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Whether Vigil's own Linux rule pack (compiled into the binary) runs.
+    pub builtin: bool,
+    /// More rule files, or directories searched recursively for `*.yml` / `*.yaml`.
+    pub paths: Vec<PathBuf>,
+    /// Milliseconds a rule file may take to match one sample event, in the trial at load,
+    /// before it is refused as too slow for a live host.
+    pub trial_budget_ms: f64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            builtin: true,
+            paths: Vec::new(),
+            trial_budget_ms: 5.0,
+        }
+    }
+}
+
+/// Where the agent writes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Seconds between the agent's own Statistics events (detection and output
+    /// counters; the sensor's come at `sensor.stats_interval_secs`). 0: none.
+    pub stats_interval_secs: u64,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            stats_interval_secs: 60,
+        }
+    }
+}
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or names a setting that does not exist, or gives a
+    /// setting a value of the wrong type.
+    #[error("{}:{line}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setting has a value out of its range.
+    #[error("{}: invalid setting: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl AgentConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and checks a configuration text (`path` names it in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigError> {
+        let config: AgentConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |s| {
+                text.as_bytes()[..s.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1
+            });
+            ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                message: e.message().to_string(),
+            }
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks the ranges of settings the types do not bound.
+    pub fn validate(&self) -> Result<(), String> {
+        self.sensor.validate().map_err(|e| e.to_string())?;
+        let d = &self.detect;
+        if d.update_interval_ms < 0 {
+            return Err("detect.update_interval_ms must not be negative".into());
+        }
+        if self.rules.trial_budget_ms.is_nan() || self.rules.trial_budget_ms <= 0.0 {
+            return Err("rules.trial_budget_ms must be a positive number".into());
+        }
+        if self.story.linger_ms < 0 {
+            return Err("story.linger_ms must not be negative".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(m) = v {
+            for (k, v) in m {
+                let path = format!("{prefix}{k}");
+                if v.is_object() {
+                    keys(v, &format!("{path}."), out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_shipped_file_is_every_setting_at_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/agent.toml");
+        let config = AgentConfig::load(&path).expect("config/agent.toml loads");
+        assert_eq!(config, AgentConfig::default());
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let shipped: toml::Table = toml::from_str(&text).expect("TOML");
+        let shipped = serde_json::to_value(&shipped).expect("as JSON");
+        let defaults = serde_json::to_value(AgentConfig::default()).expect("as JSON");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        keys(&shipped, "", &mut a);
+        keys(&defaults, "", &mut b);
+        a.sort();
+        b.sort();
+        assert_eq!(
+            a, b,
+            "config/agent.toml lists exactly the settings there are"
+        );
+        // Each setting has a comment line above it (or above its group of lines).
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if l.contains(" = ") && !l.starts_with('#') {
+                assert!(
+                    i > 0 && lines[i - 1].starts_with('#'),
+                    "line {}: `{l}` is not documented",
+                    i + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_file_and_line() {
+        let p = Path::new("agent.toml");
+        let e = AgentConfig::parse(p, "[detect]\nupdate_interval_ms = 5\nflood = true\n")
+            .expect_err("unknown field");
+        assert_eq!(
+            e.to_string(),
+            "agent.toml:3: unknown field `flood`, expected one of `update_interval_ms`, \
+             `max_open_findings`, `max_incidents`, `correlation_events`, `correlation_groups`, \
+             `assignee_group`"
+        );
+        let e = AgentConfig::parse(p, "[rules]\npaths = 7\n").expect_err("wrong type");
+        assert!(
+            e.to_string().starts_with("agent.toml:2: invalid type"),
+            "{e}"
+        );
+        let e = AgentConfig::parse(p, "[rules]\ntrial_budget_ms = -1.0\n").expect_err("range");
+        assert_eq!(
+            e.to_string(),
+            "agent.toml: invalid setting: rules.trial_budget_ms must be a positive number"
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! The agent's pipeline: events from a source pass through stages, in order, and every
+//! event (the source's and the ones stages add) is offered to every sink.
+//!
+//! ```text
+//!  sensor ──▶ story (enrich) ──▶ detect ──▶ [response, later] ──▶ sinks: events file, findings file
+//! ```
+//!
+//! A stage sees each event once, may change it (the storyline writes its story id) and
+//! may emit new events (the detector's findings and incidents); an emitted event goes on
+//! through the stages after the one that emitted it, so a response stage placed after
+//! detection will see the findings. An event is written before the events it caused.
+
+use crate::sink::{Sink, SinkError};
+use vigil_detect::{DetectStats, Detector, StoryStats, Storyline};
+use vigil_event::OcsfEvent;
+
+/// One step between the source and the sinks.
+pub trait Stage {
+    /// A short name, for logs and statistics.
+    fn name(&self) -> &'static str;
+    /// Handles one event: may change it, and may push new events to `emit`.
+    fn process(&mut self, event: &mut OcsfEvent, now_ms: i64, emit: &mut Vec<OcsfEvent>);
+    /// Time passes (`now_ms`, the wall clock): may emit what waited for it.
+    fn tick(&mut self, _now_ms: i64, _emit: &mut Vec<OcsfEvent>) {}
+    /// The stream ends: emit everything still held.
+    fn finish(&mut self, _now_ms: i64, _emit: &mut Vec<OcsfEvent>) {}
+    /// Counters for the agent's statistics.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+}
+
+/// Gives every event the story of its process ([`Storyline`]).
+pub struct StoryStage(pub Storyline);
+
+impl Stage for StoryStage {
+    fn name(&self) -> &'static str {
+        "story"
+    }
+    fn process(&mut self, event: &mut OcsfEvent, _now_ms: i64, _emit: &mut Vec<OcsfEvent>) {
+        self.0.assign(event);
+    }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let StoryStats {
+            processes,
+            stories,
+            from_ancestry,
+            untracked,
+        } = self.0.stats();
+        vec![
+            ("story_processes", processes as u64),
+            ("stories", stories),
+            ("story_from_ancestry", from_ancestry),
+            ("story_untracked", untracked),
+        ]
+    }
+}
+
+/// Matches every event against the rules ([`Detector`]).
+pub struct DetectStage<'e> {
+    detector: Detector<'e>,
+    /// How far behind the wall clock event time may be when windows are closed on a
+    /// tick (events held for fork coalescing arrive late).
+    slack_ms: i64,
+}
+
+impl<'e> DetectStage<'e> {
+    /// A stage around a detector.
+    pub fn new(detector: Detector<'e>) -> Self {
+        DetectStage {
+            detector,
+            slack_ms: 2_000,
+        }
+    }
+
+    /// The detector's counters.
+    pub fn stats(&self) -> DetectStats {
+        self.detector.stats()
+    }
+}
+
+impl Stage for DetectStage<'_> {
+    fn name(&self) -> &'static str {
+        "detect"
+    }
+    fn process(&mut self, event: &mut OcsfEvent, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        self.detector.process(event, now_ms, emit);
+    }
+    fn tick(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        self.detector.tick(now_ms - self.slack_ms, now_ms, emit);
+    }
+    fn finish(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        self.detector.finish(now_ms, emit);
+    }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = self.detector.stats();
+        vec![
+            ("events_matched", s.events),
+            ("rule_matches", s.matches),
+            ("findings", s.findings),
+            ("finding_repeats", s.repeats),
+            ("finding_updates", s.updates),
+            ("correlations", s.correlations),
+            ("incidents", s.incidents),
+            ("findings_untracked", s.untracked),
+            ("incidents_untracked", s.untracked_incidents),
+        ]
+    }
+}
+
+/// Stages and sinks, run on one thread.
+pub struct Pipeline<'a> {
+    stages: Vec<Box<dyn Stage + 'a>>,
+    sinks: Vec<Box<dyn Sink + 'a>>,
+    /// Reused buffers: what each stage emitted for the current event.
+    emitted: Vec<Vec<OcsfEvent>>,
+    /// One event's JSON line, serialized once for every sink.
+    line: Vec<u8>,
+    written: u64,
+}
+
+impl<'a> Pipeline<'a> {
+    /// A pipeline of these stages, in order, writing to these sinks.
+    pub fn new(stages: Vec<Box<dyn Stage + 'a>>, sinks: Vec<Box<dyn Sink + 'a>>) -> Self {
+        let emitted = stages.iter().map(|_| Vec::new()).collect();
+        Pipeline {
+            stages,
+            sinks,
+            emitted,
+            line: Vec::with_capacity(16 * 1024),
+            written: 0,
+        }
+    }
+
+    /// Runs one event from the source through every stage and writes it and what it
+    /// caused. A sink that must not lose anything (the events output) fails the call.
+    pub fn push(&mut self, event: OcsfEvent, now_ms: i64) -> Result<(), SinkError> {
+        self.run(event, 0, now_ms)
+    }
+
+    fn run(&mut self, mut event: OcsfEvent, from: usize, now_ms: i64) -> Result<(), SinkError> {
+        let mut caused: Vec<(usize, OcsfEvent)> = Vec::new();
+        for i in from..self.stages.len() {
+            let mut out = std::mem::take(&mut self.emitted[i]);
+            self.stages[i].process(&mut event, now_ms, &mut out);
+            caused.extend(out.drain(..).map(|e| (i + 1, e)));
+            self.emitted[i] = out;
+        }
+        self.write(&event)?;
+        for (next, e) in caused {
+            self.run(e, next, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Lets every stage act on the passing of time.
+    pub fn tick(&mut self, now_ms: i64) -> Result<(), SinkError> {
+        self.each_stage(now_ms, |s, now, out| s.tick(now, out))
+    }
+
+    /// Ends the stream: every stage emits what it holds; then the sinks are flushed.
+    pub fn finish(&mut self, now_ms: i64) -> Result<(), SinkError> {
+        self.each_stage(now_ms, |s, now, out| s.finish(now, out))?;
+        self.flush()
+    }
+
+    fn each_stage(
+        &mut self,
+        now_ms: i64,
+        f: impl Fn(&mut dyn Stage, i64, &mut Vec<OcsfEvent>),
+    ) -> Result<(), SinkError> {
+        for i in 0..self.stages.len() {
+            let mut events = Vec::new();
+            f(self.stages[i].as_mut(), now_ms, &mut events);
+            for e in events {
+                self.run(e, i + 1, now_ms)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, event: &OcsfEvent) -> Result<(), SinkError> {
+        if !self.sinks.iter().any(|s| s.accepts(event)) {
+            return Ok(());
+        }
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, event)
+            .map_err(|e| SinkError::Serialize(e.to_string()))?;
+        self.line.push(b'\n');
+        self.written += 1;
+        for s in &mut self.sinks {
+            if s.accepts(event) {
+                s.write(&self.line)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes every sink (after each batch from the source, so readers and the
+    /// latency of findings do not wait for a buffer to fill).
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        for s in &mut self.sinks {
+            s.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Counters of every stage and sink, and the events written.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        let mut out = vec![("events_written".to_string(), self.written)];
+        for s in &self.stages {
+            out.extend(s.counters().into_iter().map(|(k, v)| (k.to_string(), v)));
+        }
+        for s in &self.sinks {
+            out.extend(
+                s.counters()
+                    .into_iter()
+                    .map(|(k, v)| (format!("{}_{k}", s.name()), v)),
+            );
+        }
+        out
+    }
+}
