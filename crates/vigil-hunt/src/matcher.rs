@@ -90,18 +90,27 @@ static PATHS: LazyLock<Paths> = LazyLock::new(|| {
 
 fn kind_of(ev: &dyn Event) -> Kind {
     let p = &*PATHS;
-    if ev.field(&p.event_system).is_some() {
-        return Kind::Windows;
-    }
-    if matches!(ev.field(&p.class_uid), Some(vigil_event::Value::Int(_)))
-        && ev.field(&p.activity_id).is_some()
-    {
-        return Kind::Ocsf;
-    }
+    let ocsf = || {
+        matches!(ev.field(&p.class_uid), Some(vigil_event::Value::Int(_)))
+            && ev.field(&p.activity_id).is_some()
+    };
+    // In order: `Event.System` makes a Windows record, then an integer `class_uid` with an
+    // `activity_id` an OCSF event, then `Channel` with `EventID` a Windows record. Flat
+    // Windows records, the most common, are told with three lookups.
     if ev.field(&p.channel).is_some() && ev.field(&p.event_id).is_some() {
-        return Kind::Windows;
+        return if ocsf() && ev.field(&p.event_system).is_none() {
+            Kind::Ocsf
+        } else {
+            Kind::Windows
+        };
     }
-    Kind::Other
+    if ev.field(&p.event_system).is_some() {
+        Kind::Windows
+    } else if ocsf() {
+        Kind::Ocsf
+    } else {
+        Kind::Other
+    }
 }
 
 /// The time of a field: a string or number, or an object's `#attributes.SystemTime` (an
@@ -723,4 +732,40 @@ fn byte_of(text: &str, line: usize, column: usize) -> usize {
         .map(str::len)
         .sum();
     (start + column.saturating_sub(1)).min(text.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_routed_by_what_they_are() {
+        let cases = [
+            (
+                r#"{"Event":{"System":{"Channel":"Security"}}}"#,
+                Kind::Windows,
+            ),
+            (r#"{"Channel":"Security","EventID":4688}"#, Kind::Windows),
+            (r#"{"class_uid":1007,"activity_id":1}"#, Kind::Ocsf),
+            // OCSF before flat Windows; `Event.System` before both.
+            (
+                r#"{"class_uid":1007,"activity_id":1,"Channel":"x","EventID":1}"#,
+                Kind::Ocsf,
+            ),
+            (
+                r#"{"class_uid":1007,"activity_id":1,"Channel":"x","EventID":1,"Event":{"System":{}}}"#,
+                Kind::Windows,
+            ),
+            (r#"{"class_uid":"1007","activity_id":1}"#, Kind::Other),
+            (r#"{"class_uid":1007}"#, Kind::Other),
+            (r#"{"Channel":"Security"}"#, Kind::Other),
+            (r#"{"message":"x"}"#, Kind::Other),
+        ];
+        for (text, kind) in cases {
+            let value: Value = serde_json::from_str(text).expect("json");
+            assert_eq!(kind_of(&value), kind, "{text}");
+            let event = JsonEvent::parse(text).expect("json");
+            assert_eq!(kind_of(&event), kind, "{text}");
+        }
+    }
 }
