@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{config, run, Scratch, WHOAMI};
+use support::{config, rendered_as_built, run, Scratch, WHOAMI};
 use vigil_hunt::HuntConfig;
 
 const SSH_FAIL: &str = r#"
@@ -400,4 +400,35 @@ fn a_large_file_is_split_across_workers_with_exact_line_numbers() {
         assert_eq!(report.records, 30_000);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
     }
+}
+
+#[test]
+fn findings_written_from_the_records_text_are_the_findings_built_from_values() {
+    let s = Scratch::new("rendered");
+    let rules = rules(&s);
+    let hit = sysmon(
+        r"C:\Windows\System32\whoami.exe",
+        "2024-05-01T10:00:00.000Z",
+    );
+    // Escapes, non-ASCII, a flat record, a pretty-printed `.json` value (line ends inside
+    // it), gzip, an OCSF event among them, a record with no time.
+    let flat = serde_json::json!({"Channel": "Microsoft-Windows-Sysmon/Operational",
+        "EventID": 1, "Image": "C:\\Temp\\\"q\"\\WHOAMI.exe", "Note": "é\u{1}\t€😀",
+        "UtcTime": "2024-05-01 10:00:03.000"});
+    let untimed = serde_json::json!({"Channel": "Microsoft-Windows-Sysmon/Operational",
+        "EventID": "1", "Image": "c:\\x\\whoami.exe"});
+    let ocsf = serde_json::json!({"class_uid": 1007, "activity_id": 1, "time": 1_714_557_600_000i64,
+        "process": {"file": {"path": "/usr/bin/whoami"}}});
+    s.write(
+        "in/a.jsonl",
+        format!("{hit}\n{flat}\r\n{ocsf}\n{untimed}\n").as_bytes(),
+    );
+    s.write_gz("in/b.jsonl.gz", format!("{flat}\n{hit}\n").as_bytes());
+    let pretty =
+        serde_json::to_string_pretty(&serde_json::json!([hit, flat, untimed])).expect("json");
+    s.write("in/c \"odd\" name.json", pretty.as_bytes());
+    let rules_engine = vigil_hunt::load_rules(&rules).expect("rules");
+    let (files, _) = vigil_hunt::discover(&[s.path("in")]).expect("discover");
+    let n = rendered_as_built(&rules_engine.built.engine, &files, &config());
+    assert_eq!(n, 3 + 2 + 3);
 }

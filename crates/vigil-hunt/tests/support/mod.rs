@@ -223,3 +223,42 @@ pub fn walk(root: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// Hunts `files` twice, the sink getting findings with their events (`Render::None`, the
+/// finding then built from the event as a `serde_json::Value`) and as lines the matching
+/// threads wrote (`Render::Jsonl`, from each rule's template and the record's own text):
+/// both must give the same OCSF findings. Returns how many there were.
+pub fn rendered_as_built(
+    engine: &vigil_hunt::Engine,
+    files: &[InputFile],
+    config: &HuntConfig,
+) -> usize {
+    let by_key = |render: vigil_hunt::Render| {
+        let (seen, _) = run_files(
+            engine,
+            files,
+            &HuntConfig {
+                render,
+                ..config.clone()
+            },
+        );
+        let mut m = std::collections::BTreeMap::new();
+        for s in seen {
+            let key = (
+                s.file.clone(),
+                s.record,
+                s.rule.clone(),
+                s.ocsf["finding_info"]["uid"].to_string(),
+            );
+            assert!(m.insert(key, s.ocsf).is_none(), "two findings alike");
+        }
+        m
+    };
+    let built = by_key(vigil_hunt::Render::None);
+    let rendered = by_key(vigil_hunt::Render::Jsonl);
+    assert_eq!(built.len(), rendered.len());
+    for (k, b) in &built {
+        assert_eq!(Some(b), rendered.get(k), "{k:?}");
+    }
+    built.len()
+}
