@@ -11,7 +11,7 @@ use vigil_detect::{Detector, Storyline};
 use vigil_event::model::{severity, status, EventLogActivity};
 use vigil_event::time::now_ms;
 use vigil_event::OcsfEvent;
-use vigil_sensor::{SensorError, Source};
+use vigil_sensor::{SensorBackend, SensorError};
 use vigil_sigma::Engine;
 
 /// Where the agent writes.
@@ -95,7 +95,7 @@ pub fn run(
     ];
     let mut pipeline = Pipeline::new(stages, sinks);
     let stats_every = Duration::from_secs(config.output.stats_interval_secs);
-    let mut sensor = Source::start(config.sensor)?;
+    let mut sensor = SensorBackend::start(config.sensor)?;
     tracing::info!(mode = sensor.mode_name(), "agent running");
     let start = sensor.start_event();
     let device = device_of(&start);
@@ -105,12 +105,12 @@ pub fn run(
     let mut last_tick = Instant::now();
     let mut last_stats = Instant::now();
     let mut failed: Option<SinkError> = None;
-    // The kernel wakes the reader only when enough records wait: the poll timeout
-    // bounds how long a quiet host's events wait (25 ms).
+    // The kernel wakes the reader at each exec, and otherwise only when enough records
+    // wait: the poll timeout bounds how long a quiet host's other events wait (25 ms).
     while !stop.load(Ordering::Relaxed) {
-        let n = sensor.poll(Duration::from_millis(25), &mut |ev| {
+        let n = sensor.poll_timed(Duration::from_millis(25), &mut |ev, kernel_ns| {
             if failed.is_none() {
-                if let Err(e) = pipeline.push(ev, now_ms()) {
+                if let Err(e) = pipeline.push_timed(ev, now_ms(), kernel_ns) {
                     failed = Some(e);
                 }
             }
