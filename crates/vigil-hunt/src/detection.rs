@@ -194,7 +194,7 @@ impl Detection<'_> {
 /// Writes the OCSF line of a finding on one event given as JSON text (the record as it was
 /// read, or as the EVTX parser rendered it), without parsing it again: the line holds the
 /// text as it is, but for line ends (whitespace between its tokens), written as spaces.
-/// (The templates of [`crate::render`] are made from this.)
+/// (The matching threads' finding templates are made from this.)
 pub(crate) fn write_ocsf_text(
     rule: &RuleMeta,
     time_ms: Option<i64>,
@@ -218,12 +218,24 @@ pub(crate) fn write_ocsf_text(
         &mut line,
         &mut |_, o| {
             let mut event = Vec::with_capacity(text.len());
-            crate::render::write_event(&mut event, text);
+            write_event(&mut event, text);
             o.write_all(&event)
         },
     );
     *out = line;
     r
+}
+
+/// Writes an event's JSON text on the finding's one line: line ends (whitespace between
+/// its tokens: JSON strings cannot hold them) become spaces.
+pub(crate) fn write_event(out: &mut Vec<u8>, text: &[u8]) {
+    let mut rest = text;
+    while let Some(i) = memchr::memchr2(b'\n', b'\r', rest) {
+        out.extend_from_slice(&rest[..i]);
+        out.push(b' ');
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
 }
 
 fn uid(rule: &RuleMeta, correlation: Option<&Correlated>, first: Option<(&Path, u64)>) -> String {

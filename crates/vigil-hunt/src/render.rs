@@ -10,7 +10,7 @@
 //! bytes the finding gives with them; if not (a rule whose text holds a stand-in), that
 //! rule's findings are written the slow way.
 
-use crate::detection::{write_ocsf_text, EventMeta};
+use crate::detection::{write_event, write_ocsf_text, EventMeta};
 use std::collections::HashMap;
 use std::path::Path;
 use vigil_sigma::RuleMeta;
@@ -206,18 +206,6 @@ impl Template {
             }
         }
     }
-}
-
-/// Writes an event's JSON text on the finding's one line: line ends (whitespace between
-/// its tokens: JSON strings cannot hold them) become spaces.
-pub(crate) fn write_event(out: &mut Vec<u8>, text: &[u8]) {
-    let mut rest = text;
-    while let Some(i) = memchr::memchr2(b'\n', b'\r', rest) {
-        out.extend_from_slice(&rest[..i]);
-        out.push(b' ');
-        rest = &rest[i + 1..];
-    }
-    out.extend_from_slice(rest);
 }
 
 /// The templates of one matching thread, made as rules fire.
