@@ -111,6 +111,7 @@ impl Sensor {
         let cfg_map = find("vigil_cfg").ok_or_else(|| missing_map("vigil_cfg"))?;
         let mut cfg = [0u8; 8];
         cfg[..4].copy_from_slice(&std::process::id().to_ne_bytes());
+        cfg[4..].copy_from_slice(&u32::from(config.wake_on_exec).to_ne_bytes());
         cfg_map
             .update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY)
             .map_err(bpf_err("configure the sensor"))?;

@@ -58,14 +58,22 @@ struct {
 
 /* Wake the reader only once this much is waiting: batching wakeups saves a context
  * switch per record. User space polls with a short timeout for the rest. Exec records
- * are the exception: they wake the reader at once, since detection on an exec is due
- * within a millisecond or two (exec.bpf.h). */
+ * may wake it at once (exec_wakeup_flag). */
 #define VIGIL_WAKEUP_BYTES (256 * 1024)
 
 static __always_inline __u64 wakeup_flag(void)
 {
 	return bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA) >= VIGIL_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
 											: BPF_RB_NO_WAKEUP;
+}
+
+/* An exec record wakes the reader at once when the agent asks for it (its default: a
+ * finding on an exec is due within a millisecond or two); else it waits like the rest. */
+static __always_inline __u64 exec_wakeup_flag(void)
+{
+	__u32 zero = 0;
+	struct vigil_config *cfg = bpf_map_lookup_elem(&vigil_cfg, &zero);
+	return cfg && cfg->wake_on_exec ? BPF_RB_FORCE_WAKEUP : wakeup_flag();
 }
 
 static __always_inline void count_drop(__u32 kind)

@@ -142,7 +142,7 @@ struct vigil_syscall {
 /* Index of the agent's settings in the `vigil_cfg` array map. */
 struct vigil_config {
 	__u32 agent_tgid; /* events of this process are not reported */
-	__u32 pad;
+	__u32 wake_on_exec; /* nonzero: an exec record wakes the reader at once */
 };
 
 #ifndef __cplusplus
