@@ -2,7 +2,7 @@
 
 use crate::config::AgentConfig;
 use crate::pipeline::{DetectStage, Pipeline, Stage, StoryStage};
-use crate::sink::{JsonlSink, OnError, Select, Sink, SinkError};
+use crate::sink::{JsonlSink, OnError, Select, Sink, SinkError, Threaded};
 use serde_json::{json, Map};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,17 +67,22 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<Summary, AgentError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    let create = |name, path: &PathBuf, select, on_error| {
-        JsonlSink::create(name, path, select, on_error).map_err(|source| AgentError::Output {
-            path: path.clone(),
-            source,
-        })
+    // Each output on a thread of its own: the events output may hold 64 MiB (256 batches)
+    // before the pipeline waits for it; the findings file drops and counts past 16 MiB.
+    let create = |name, path: &PathBuf, select, on_error, queue| {
+        JsonlSink::create(name, path, select, on_error)
+            .and_then(|s| Threaded::new(s, on_error, queue))
+            .map_err(|source| AgentError::Output {
+                path: path.clone(),
+                source,
+            })
     };
     sinks.push(Box::new(create(
         "events",
         &outputs.events,
         Select::All,
         OnError::Fail,
+        256,
     )?));
     if let Some(path) = &outputs.findings {
         sinks.push(Box::new(create(
@@ -85,6 +90,7 @@ pub fn run(
             path,
             Select::Findings,
             OnError::Count,
+            64,
         )?));
     }
     let stages: Vec<Box<dyn Stage + '_>> = vec![
@@ -154,7 +160,7 @@ pub fn run(
     let ev = stats_event(&pipeline, device);
     pipeline.push(ev, now_ms())?;
     pipeline.push(sensor.stop_event(), now_ms())?;
-    pipeline.flush()?;
+    pipeline.close()?;
     let s = sensor.stats();
     Ok(Summary {
         received: s.received,

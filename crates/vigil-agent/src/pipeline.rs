@@ -11,7 +11,8 @@
 //! detection will see the findings. An event is written before the events it caused.
 
 use crate::latency::Histogram;
-use crate::sink::{Sink, SinkError};
+use crate::sink::{Select, Sink, SinkError};
+use std::sync::{Arc, Mutex, PoisonError};
 use vigil_detect::{DetectStats, Detector, StoryStats, Storyline};
 use vigil_event::OcsfEvent;
 
@@ -119,7 +120,9 @@ pub struct Pipeline<'a> {
     line: Vec<u8>,
     written: u64,
     /// From the kernel's time of an exec to its findings being written (µs).
-    exec_to_finding: Histogram,
+    exec_to_finding: Arc<Mutex<Histogram>>,
+    /// The sink whose writing times the findings: the findings file, else the first.
+    timed_sink: usize,
     /// Kernel times of the execs whose findings wait for the next flush.
     unflushed: Vec<u64>,
     /// Whether a finding or incident was written since the last flush.
@@ -130,13 +133,18 @@ impl<'a> Pipeline<'a> {
     /// A pipeline of these stages, in order, writing to these sinks.
     pub fn new(stages: Vec<Box<dyn Stage + 'a>>, sinks: Vec<Box<dyn Sink + 'a>>) -> Self {
         let emitted = stages.iter().map(|_| Vec::new()).collect();
+        let timed_sink = sinks
+            .iter()
+            .position(|s| s.select() == Select::Findings)
+            .unwrap_or(0);
         Pipeline {
             stages,
             sinks,
             emitted,
             line: Vec::with_capacity(16 * 1024),
             written: 0,
-            exec_to_finding: Histogram::default(),
+            exec_to_finding: Arc::default(),
+            timed_sink,
             unflushed: Vec::new(),
             findings_unflushed: false,
         }
@@ -162,9 +170,13 @@ impl<'a> Pipeline<'a> {
     }
 
     /// The time from an exec (the kernel's record) to each finding it caused being
-    /// written out by every sink that takes it (at the flush that follows), in µs.
-    pub fn exec_to_finding(&self) -> &Histogram {
-        &self.exec_to_finding
+    /// written out (by the findings file's thread, or the first output's, at the flush
+    /// that follows), in µs.
+    pub fn exec_to_finding(&self) -> Histogram {
+        self.exec_to_finding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn run(
@@ -240,15 +252,23 @@ impl<'a> Pipeline<'a> {
     /// Flushes every sink (after each batch from the source, so readers and the
     /// latency of findings do not wait for a buffer to fill).
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        for s in &mut self.sinks {
-            s.flush()?;
+        let timed = std::mem::take(&mut self.unflushed);
+        let mut timed = Some(timed);
+        for (i, s) in self.sinks.iter_mut().enumerate() {
+            match timed.take_if(|_| i == self.timed_sink) {
+                Some(t) => s.flush_timed(t, &self.exec_to_finding)?,
+                None => s.flush()?,
+            }
         }
         self.findings_unflushed = false;
-        if !self.unflushed.is_empty() {
-            let now = vigil_sensor::boot_ns();
-            for t in self.unflushed.drain(..) {
-                self.exec_to_finding.record(now.saturating_sub(t) / 1000);
-            }
+        Ok(())
+    }
+
+    /// Writes out everything the sinks hold and stops their threads.
+    pub fn close(&mut self) -> Result<(), SinkError> {
+        self.flush()?;
+        for s in &mut self.sinks {
+            s.close()?;
         }
         Ok(())
     }
@@ -261,7 +281,7 @@ impl<'a> Pipeline<'a> {
 
     /// Counters of every stage and sink, and the events written.
     pub fn counters(&self) -> Vec<(String, u64)> {
-        let h = &self.exec_to_finding;
+        let h = self.exec_to_finding();
         let mut out = vec![
             ("events".to_string(), self.written),
             ("exec_findings".to_string(), h.count()),
