@@ -243,7 +243,7 @@ impl<'a> Pipeline<'a> {
         self.findings_unflushed |= matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_));
         for s in &mut self.sinks {
             if s.accepts(event) {
-                s.write(&self.line)?;
+                s.write(&self.line, 1)?;
             }
         }
         Ok(())

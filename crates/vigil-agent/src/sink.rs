@@ -39,8 +39,8 @@ pub trait Sink {
             Select::Findings => matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_)),
         }
     }
-    /// Writes complete JSON lines (one event each, with its newline).
-    fn write(&mut self, lines: &[u8]) -> Result<(), SinkError>;
+    /// Writes `count` complete JSON lines (one event each, with its newline).
+    fn write(&mut self, lines: &[u8], count: u64) -> Result<(), SinkError>;
     /// Writes out what is buffered.
     fn flush(&mut self) -> Result<(), SinkError>;
     /// Writes out what is buffered, then counts in `latency` the time from each of
@@ -120,13 +120,11 @@ impl JsonlSink {
         select: Select,
         on_error: OnError,
     ) -> std::io::Result<Self> {
+        // Unbuffered: lines come in batches ([`Threaded`]), one write each.
         let out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
-            Box::new(std::io::BufWriter::with_capacity(
-                1 << 20,
-                std::io::stdout(),
-            ))
+            Box::new(std::io::stdout())
         } else {
-            Self::writer(std::fs::File::create(path)?, on_error)
+            Box::new(std::fs::File::create(path)?)
         };
         Ok(Self::new(
             name,
@@ -155,15 +153,6 @@ impl JsonlSink {
             dropped: 0,
             torn: false,
             reported: None,
-        }
-    }
-
-    /// A file of lossy output is written a line at a time (findings are few), so a
-    /// failed write loses that line only; the main output is buffered.
-    fn writer(f: std::fs::File, on_error: OnError) -> Box<dyn Write + Send> {
-        match on_error {
-            OnError::Fail => Box::new(std::io::BufWriter::with_capacity(1 << 20, f)),
-            OnError::Count => Box::new(f),
         }
     }
 
@@ -207,8 +196,7 @@ impl Sink for JsonlSink {
         self.select
     }
 
-    fn write(&mut self, lines: &[u8]) -> Result<(), SinkError> {
-        let n = lines.iter().filter(|&&b| b == b'\n').count() as u64;
+    fn write(&mut self, lines: &[u8], n: u64) -> Result<(), SinkError> {
         if self.torn {
             // A line cut short by an earlier failure ends here, alone and invalid,
             // instead of running into this one.
@@ -240,8 +228,8 @@ impl Sink for JsonlSink {
 
 /// What goes to a sink's thread.
 enum Msg {
-    /// Complete lines.
-    Lines(Vec<u8>),
+    /// Complete lines, and how many.
+    Lines(Vec<u8>, u64),
     /// Flush, then time these execs' findings.
     Flush(Vec<u64>, Arc<Mutex<Histogram>>),
 }
@@ -270,6 +258,7 @@ pub struct Threaded {
     /// Batches the thread has written, back for reuse.
     spare: Receiver<Vec<u8>>,
     pending: Vec<u8>,
+    pending_lines: u64,
     shared: Arc<Shared>,
     queue_dropped: u64,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -293,8 +282,8 @@ impl Threaded {
             .spawn(move || {
                 for msg in rx {
                     let r = match msg {
-                        Msg::Lines(mut buf) => {
-                            let r = sink.write(&buf);
+                        Msg::Lines(mut buf, n) => {
+                            let r = sink.write(&buf, n);
                             buf.clear();
                             let _ = back_tx.try_send(buf);
                             r
@@ -327,6 +316,7 @@ impl Threaded {
             tx: Some(tx),
             spare,
             pending: Vec::with_capacity(BATCH),
+            pending_lines: 0,
             shared,
             queue_dropped: 0,
             thread: Some(thread),
@@ -357,8 +347,8 @@ impl Threaded {
             OnError::Fail => tx.send(msg).map_err(|_| gone()),
             OnError::Count => match tx.try_send(msg) {
                 Ok(()) => Ok(()),
-                Err(TrySendError::Full(Msg::Lines(buf))) => {
-                    self.queue_dropped += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+                Err(TrySendError::Full(Msg::Lines(_, n))) => {
+                    self.queue_dropped += n;
                     Ok(())
                 }
                 Err(TrySendError::Full(Msg::Flush(..))) => Ok(()),
@@ -376,7 +366,8 @@ impl Threaded {
             Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(BATCH),
         };
         let full = std::mem::replace(&mut self.pending, next);
-        self.send(Msg::Lines(full))
+        let n = std::mem::take(&mut self.pending_lines);
+        self.send(Msg::Lines(full, n))
     }
 
     fn stop(&mut self) -> Result<(), SinkError> {
@@ -398,9 +389,10 @@ impl Sink for Threaded {
         self.select
     }
 
-    fn write(&mut self, lines: &[u8]) -> Result<(), SinkError> {
+    fn write(&mut self, lines: &[u8], count: u64) -> Result<(), SinkError> {
         self.check()?;
         self.pending.extend_from_slice(lines);
+        self.pending_lines += count;
         if self.pending.len() >= BATCH {
             self.send_pending()?;
         }
@@ -500,7 +492,7 @@ mod tests {
         let (mut sink, open, got) = gated(OnError::Count, 2);
         let started = Instant::now();
         for i in 0..2000 {
-            sink.write(&line(i)).expect("never fails");
+            sink.write(&line(i), 1).expect("never fails");
         }
         sink.flush().expect("flush");
         assert!(
@@ -537,7 +529,7 @@ mod tests {
             })
         };
         for i in 0..2000 {
-            sink.write(&line(i)).expect("write");
+            sink.write(&line(i), 1).expect("write");
         }
         sink.close().expect("close");
         let _ = opener.join();
@@ -572,7 +564,7 @@ mod tests {
         let mut sink = Threaded::new(sink, OnError::Fail, 2).expect("thread");
         let mut failed = None;
         for i in 0..2000 {
-            if let Err(e) = sink.write(&line(i)).and_then(|()| sink.flush()) {
+            if let Err(e) = sink.write(&line(i), 1).and_then(|()| sink.flush()) {
                 failed = Some(e);
                 break;
             }
@@ -588,7 +580,7 @@ mod tests {
     fn latency_is_timed_when_the_thread_has_written() {
         let (mut sink, open, _) = gated(OnError::Fail, 4);
         let h = Arc::new(Mutex::new(Histogram::default()));
-        sink.write(&line(0)).expect("write");
+        sink.write(&line(0), 1).expect("write");
         let t = vigil_sensor::boot_ns();
         sink.flush_timed(vec![t], &h).expect("flush");
         std::thread::sleep(Duration::from_millis(50));

@@ -63,6 +63,19 @@ pub struct Sensor {
     last_loss_check: Instant,
     lost_reported: u64,
     report: StatsReport,
+    /// Whether the last drain handed over an exec: more may follow within the exec
+    /// wake-up gap, so the next wait is that short.
+    execs_flowing: bool,
+}
+
+/// The kernel side's `struct vigil_config`, with the reader last awake at `last_wake_ns`.
+fn config_value(config: &SensorConfig, last_wake_ns: u64) -> [u8; 24] {
+    let mut cfg = [0u8; 24];
+    cfg[..4].copy_from_slice(&std::process::id().to_ne_bytes());
+    let gap = u64::from(config.exec_wakeup_us) * 1000;
+    cfg[8..16].copy_from_slice(&gap.to_ne_bytes());
+    cfg[16..].copy_from_slice(&last_wake_ns.to_ne_bytes());
+    cfg
 }
 
 impl std::fmt::Debug for Sensor {
@@ -109,9 +122,7 @@ impl Sensor {
 
         let find = |name: &str| object.maps().find(|m| m.name() == name);
         let cfg_map = find("vigil_cfg").ok_or_else(|| missing_map("vigil_cfg"))?;
-        let mut cfg = [0u8; 8];
-        cfg[..4].copy_from_slice(&std::process::id().to_ne_bytes());
-        cfg[4..].copy_from_slice(&u32::from(config.wake_on_exec).to_ne_bytes());
+        let cfg = config_value(&config, 0);
         cfg_map
             .update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY)
             .map_err(bpf_err("configure the sensor"))?;
@@ -165,6 +176,7 @@ impl Sensor {
             config,
             last_loss_check: Instant::now(),
             lost_reported: 0,
+            execs_flowing: false,
         })
     }
 
@@ -227,13 +239,34 @@ impl Sensor {
         timeout: Duration,
         sink: &mut dyn FnMut(OcsfEvent, Option<u64>),
     ) -> Result<usize, SensorError> {
+        let gap = Duration::from_micros(u64::from(self.config.exec_wakeup_us));
+        let timeout = if self.execs_flowing && !gap.is_zero() {
+            timeout.min(gap)
+        } else {
+            timeout
+        };
         match self.ring.poll(timeout) {
             Ok(()) => {}
             // A signal (the agent's stop request) interrupted the wait: not an error.
             Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
             Err(e) => return Err(bpf_err("read the ring buffer")(e)),
         }
-        self.drain_timed(sink)
+        let n = self.drain_timed(sink)?;
+        if !gap.is_zero() {
+            // Awake now: execs within the gap need not wake us (the next wait is short
+            // while they come).
+            self.note_awake();
+        }
+        Ok(n)
+    }
+
+    /// Tells the kernel side that the reader was just awake.
+    fn note_awake(&self) {
+        if let Some(map) = self.object.maps().find(|m| m.name() == "vigil_cfg") {
+            let cfg = config_value(&self.config, crate::backend::boot_ns());
+            // A failed update only costs an early wake-up.
+            let _ = map.update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY);
+        }
     }
 
     /// Hands every queued record to `sink` without waiting, then checks the loss
@@ -251,12 +284,14 @@ impl Sensor {
             .consume()
             .map_err(bpf_err("read the ring buffer"))?;
         let mut emitted = 0;
+        self.execs_flowing = false;
         loop {
             let next = self.queue.borrow_mut().pop_front();
             let Some(item) = next else { break };
             self.stats.received += 1;
             match item {
                 Ok(record) => {
+                    self.execs_flowing |= matches!(record, Record::Exec(_));
                     let t = record.ktime();
                     emitted += self.converter.convert(record, &mut |ev| sink(ev, Some(t)));
                 }

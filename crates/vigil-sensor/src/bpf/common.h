@@ -67,13 +67,20 @@ static __always_inline __u64 wakeup_flag(void)
 											: BPF_RB_NO_WAKEUP;
 }
 
-/* An exec record wakes the reader at once when the agent asks for it (its default: a
- * finding on an exec is due within a millisecond or two); else it waits like the rest. */
+/* An exec record wakes the reader unless the reader was awake within the configured gap
+ * (a finding on an exec is due within a millisecond or two): while execs come fast, the
+ * reader, polling with that gap as its timeout, picks them up without a wake-up each. */
 static __always_inline __u64 exec_wakeup_flag(void)
 {
 	__u32 zero = 0;
 	struct vigil_config *cfg = bpf_map_lookup_elem(&vigil_cfg, &zero);
-	return cfg && cfg->wake_on_exec ? BPF_RB_FORCE_WAKEUP : wakeup_flag();
+	if (!cfg || !cfg->exec_wake_gap_ns)
+		return wakeup_flag();
+	__u64 now = bpf_ktime_get_boot_ns();
+	if (now - cfg->last_wake_ns < cfg->exec_wake_gap_ns)
+		return wakeup_flag();
+	cfg->last_wake_ns = now;
+	return BPF_RB_FORCE_WAKEUP;
 }
 
 static __always_inline void count_drop(__u32 kind)
