@@ -157,6 +157,8 @@ pub fn run(
         return Err(e.into());
     }
     pipeline.finish(now_ms())?;
+    // The last statistics count every line the outputs wrote or dropped.
+    pipeline.sync()?;
     let ev = stats_event(&pipeline, device);
     pipeline.push(ev, now_ms())?;
     pipeline.push(sensor.stop_event(), now_ms())?;

@@ -264,6 +264,16 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
+    /// Writes out everything and waits for the sinks to have written it (their counters
+    /// are then exact).
+    pub fn sync(&mut self) -> Result<(), SinkError> {
+        self.flush()?;
+        for s in &mut self.sinks {
+            s.sync()?;
+        }
+        Ok(())
+    }
+
     /// Writes out everything the sinks hold and stops their threads.
     pub fn close(&mut self) -> Result<(), SinkError> {
         self.flush()?;

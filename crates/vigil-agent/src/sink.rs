@@ -59,6 +59,11 @@ pub trait Sink {
     fn close(&mut self) -> Result<(), SinkError> {
         self.flush()
     }
+    /// Writes out everything and waits until it is written, so that the counters are
+    /// up to date.
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.flush()
+    }
     /// Counters for the agent's statistics.
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
@@ -232,6 +237,8 @@ enum Msg {
     Lines(Vec<u8>, u64),
     /// Flush, then time these execs' findings.
     Flush(Vec<u64>, Arc<Mutex<Histogram>>),
+    /// Flush, then say so.
+    Sync(SyncSender<()>),
 }
 
 /// What a sink's thread shares with the pipeline.
@@ -289,6 +296,15 @@ impl Threaded {
                             r
                         }
                         Msg::Flush(exec_ns, latency) => sink.flush_timed(exec_ns, &latency),
+                        Msg::Sync(done) => {
+                            let r = sink.flush();
+                            *theirs
+                                .counters
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner) = sink.counters();
+                            let _ = done.send(());
+                            r
+                        }
                     };
                     *theirs
                         .counters
@@ -351,7 +367,7 @@ impl Threaded {
                     self.queue_dropped += n;
                     Ok(())
                 }
-                Err(TrySendError::Full(Msg::Flush(..))) => Ok(()),
+                Err(TrySendError::Full(Msg::Flush(..) | Msg::Sync(_))) => Ok(()),
                 Err(TrySendError::Disconnected(_)) => Err(gone()),
             },
         }
@@ -415,6 +431,19 @@ impl Sink for Threaded {
 
     fn close(&mut self) -> Result<(), SinkError> {
         self.stop()
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.flush()?;
+        let (tx, rx) = sync_channel(1);
+        let Some(sender) = &self.tx else {
+            return self.check();
+        };
+        // Waits even behind a full queue: the caller asked for the counters to be exact.
+        if sender.send(Msg::Sync(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+        self.check()
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
