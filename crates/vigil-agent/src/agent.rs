@@ -2,7 +2,7 @@
 
 use crate::config::AgentConfig;
 use crate::pipeline::{DetectStage, Pipeline, Stage, StoryStage};
-use crate::sink::{JsonlSink, OnError, Select, Sink, SinkError};
+use crate::sink::{JsonlSink, OnError, Select, Sink, SinkError, Threaded};
 use serde_json::{json, Map};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +55,8 @@ pub struct Summary {
 
 /// How often stages are told that time passes (finding Updates, correlation windows).
 const TICK: Duration = Duration::from_secs(1);
+/// How long events other than findings may wait in the output's buffer.
+const FLUSH: Duration = Duration::from_millis(25);
 
 /// Runs the sensor and the pipeline (storyline, detection with `engine`) until `stop`
 /// is set, then drains and writes everything held.
@@ -65,17 +67,22 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<Summary, AgentError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    let create = |name, path: &PathBuf, select, on_error| {
-        JsonlSink::create(name, path, select, on_error).map_err(|source| AgentError::Output {
-            path: path.clone(),
-            source,
-        })
+    // Each output on a thread of its own: the events output may hold 64 MiB (256 batches)
+    // before the pipeline waits for it; the findings file drops and counts past 16 MiB.
+    let create = |name, path: &PathBuf, select, on_error, queue| {
+        JsonlSink::create(name, path, select, on_error)
+            .and_then(|s| Threaded::new(s, on_error, queue))
+            .map_err(|source| AgentError::Output {
+                path: path.clone(),
+                source,
+            })
     };
     sinks.push(Box::new(create(
         "events",
         &outputs.events,
         Select::All,
         OnError::Fail,
+        256,
     )?));
     if let Some(path) = &outputs.findings {
         sinks.push(Box::new(create(
@@ -83,6 +90,7 @@ pub fn run(
             path,
             Select::Findings,
             OnError::Count,
+            64,
         )?));
     }
     let stages: Vec<Box<dyn Stage + '_>> = vec![
@@ -103,14 +111,16 @@ pub fn run(
     // Readers see at once that the agent runs, even on a quiet host.
     pipeline.flush()?;
     let mut last_tick = Instant::now();
+    let mut last_flush = Instant::now();
+    let mut unflushed = false;
     let mut last_stats = Instant::now();
     let mut failed: Option<SinkError> = None;
-    // The kernel wakes the reader only when enough records wait: the poll timeout
-    // bounds how long a quiet host's events wait (25 ms).
+    // The kernel wakes the reader at each exec, and otherwise only when enough records
+    // wait: the poll timeout bounds how long a quiet host's other events wait (25 ms).
     while !stop.load(Ordering::Relaxed) {
-        let n = sensor.poll(Duration::from_millis(25), &mut |ev| {
+        let n = sensor.poll_timed(Duration::from_millis(25), &mut |ev, kernel_ns| {
             if failed.is_none() {
-                if let Err(e) = pipeline.push(ev, now_ms()) {
+                if let Err(e) = pipeline.push_timed(ev, now_ms(), kernel_ns) {
                     failed = Some(e);
                 }
             }
@@ -127,7 +137,12 @@ pub fn run(
             let ev = stats_event(&pipeline, device.clone());
             pipeline.push(ev, now_ms())?;
         }
-        if n > 0 {
+        // Findings are flushed at once; other events at most every 25 ms (a write per
+        // exec wake-up would cost more than the matching).
+        unflushed |= n > 0;
+        if pipeline.has_unflushed_findings() || (unflushed && last_flush.elapsed() >= FLUSH) {
+            last_flush = Instant::now();
+            unflushed = false;
             pipeline.flush()?;
         }
     }
@@ -142,10 +157,12 @@ pub fn run(
         return Err(e.into());
     }
     pipeline.finish(now_ms())?;
+    // The last statistics count every line the outputs wrote or dropped.
+    pipeline.sync()?;
     let ev = stats_event(&pipeline, device);
     pipeline.push(ev, now_ms())?;
     pipeline.push(sensor.stop_event(), now_ms())?;
-    pipeline.flush()?;
+    pipeline.close()?;
     let s = sensor.stats();
     Ok(Summary {
         received: s.received,

@@ -10,9 +10,11 @@
 //! * [`pipeline`]: stages and sinks; the seam response and shipping plug into.
 //! * [`sink`]: JSON lines outputs, with what happens when a write fails.
 //! * [`agent`]: the run loop.
+//! * [`latency`]: the histogram of the time from an exec to its finding.
 
 pub mod agent;
 pub mod config;
+pub mod latency;
 pub mod pipeline;
 pub mod rules;
 pub mod sink;

@@ -1,7 +1,12 @@
-//! Where the agent's events go: JSON lines to a file or standard output.
+//! Where the agent's events go: JSON lines to a file or standard output, each output
+//! written by a thread of its own ([`Threaded`]), so that a slow disk never holds up the
+//! sensor, detection or response.
 
+use crate::latency::Histogram;
 use std::io::Write;
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use vigil_event::OcsfEvent;
 
@@ -25,15 +30,55 @@ pub enum SinkError {
 pub trait Sink {
     /// A short name, for logs and statistics.
     fn name(&self) -> &str;
+    /// Which events this sink takes.
+    fn select(&self) -> Select;
     /// Whether this sink takes the event.
-    fn accepts(&self, event: &OcsfEvent) -> bool;
-    /// Writes one event's JSON line (with its newline).
-    fn write(&mut self, line: &[u8]) -> Result<(), SinkError>;
+    fn accepts(&self, event: &OcsfEvent) -> bool {
+        match self.select() {
+            Select::All => true,
+            Select::Findings => matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_)),
+        }
+    }
+    /// Writes `count` complete JSON lines (one event each, with its newline).
+    fn write(&mut self, lines: &[u8], count: u64) -> Result<(), SinkError>;
     /// Writes out what is buffered.
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// Writes out what is buffered, then counts in `latency` the time from each of
+    /// `exec_ns` (kernel times of execs whose findings were just written, ns since boot)
+    /// to now.
+    fn flush_timed(
+        &mut self,
+        exec_ns: Vec<u64>,
+        latency: &Arc<Mutex<Histogram>>,
+    ) -> Result<(), SinkError> {
+        self.flush()?;
+        record_latency(&exec_ns, latency);
+        Ok(())
+    }
+    /// Writes out everything and stops; the last chance to report an error.
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.flush()
+    }
+    /// Writes out everything and waits until it is written, so that the counters are
+    /// up to date.
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.flush()
+    }
     /// Counters for the agent's statistics.
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
+    }
+}
+
+/// Counts the time from each kernel time to now in the histogram (µs).
+fn record_latency(exec_ns: &[u64], latency: &Mutex<Histogram>) {
+    if exec_ns.is_empty() {
+        return;
+    }
+    let now = vigil_sensor::boot_ns();
+    let mut h = latency.lock().unwrap_or_else(PoisonError::into_inner);
+    for t in exec_ns {
+        h.record(now.saturating_sub(*t) / 1000);
     }
 }
 
@@ -60,7 +105,7 @@ pub enum OnError {
 pub struct JsonlSink {
     name: String,
     place: String,
-    out: Box<dyn Write>,
+    out: Box<dyn Write + Send>,
     select: Select,
     on_error: OnError,
     written: u64,
@@ -80,13 +125,11 @@ impl JsonlSink {
         select: Select,
         on_error: OnError,
     ) -> std::io::Result<Self> {
-        let out: Box<dyn Write> = if path.as_os_str() == "-" {
-            Box::new(std::io::BufWriter::with_capacity(
-                1 << 20,
-                std::io::stdout().lock(),
-            ))
+        // Unbuffered: lines come in batches ([`Threaded`]), one write each.
+        let out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdout())
         } else {
-            Self::writer(std::fs::File::create(path)?, on_error)
+            Box::new(std::fs::File::create(path)?)
         };
         Ok(Self::new(
             name,
@@ -101,7 +144,7 @@ impl JsonlSink {
     pub fn new(
         name: &str,
         place: &str,
-        out: Box<dyn Write>,
+        out: Box<dyn Write + Send>,
         select: Select,
         on_error: OnError,
     ) -> Self {
@@ -118,28 +161,19 @@ impl JsonlSink {
         }
     }
 
-    /// A file of lossy output is written a line at a time (findings are few), so a
-    /// failed write loses that line only; the main output is buffered.
-    fn writer(f: std::fs::File, on_error: OnError) -> Box<dyn Write> {
-        match on_error {
-            OnError::Fail => Box::new(std::io::BufWriter::with_capacity(1 << 20, f)),
-            OnError::Count => Box::new(f),
-        }
-    }
-
     /// Lines lost to write errors.
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
 
-    fn failed(&mut self, e: std::io::Error) -> Result<(), SinkError> {
+    fn failed(&mut self, e: std::io::Error, lines: u64) -> Result<(), SinkError> {
         match self.on_error {
             OnError::Fail => Err(SinkError::Write {
                 name: self.place.clone(),
                 source: e,
             }),
             OnError::Count => {
-                self.dropped += 1;
+                self.dropped += lines;
                 self.torn = true;
                 let due = self
                     .reported
@@ -163,39 +197,427 @@ impl Sink for JsonlSink {
         &self.name
     }
 
-    fn accepts(&self, event: &OcsfEvent) -> bool {
-        match self.select {
-            Select::All => true,
-            Select::Findings => matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_)),
-        }
+    fn select(&self) -> Select {
+        self.select
     }
 
-    fn write(&mut self, line: &[u8]) -> Result<(), SinkError> {
+    fn write(&mut self, lines: &[u8], n: u64) -> Result<(), SinkError> {
         if self.torn {
             // A line cut short by an earlier failure ends here, alone and invalid,
             // instead of running into this one.
             if let Err(e) = self.out.write_all(b"\n") {
-                return self.failed(e);
+                return self.failed(e, n);
             }
             self.torn = false;
         }
-        match self.out.write_all(line) {
+        match self.out.write_all(lines) {
             Ok(()) => {
-                self.written += 1;
+                self.written += n;
                 Ok(())
             }
-            Err(e) => self.failed(e),
+            Err(e) => self.failed(e, n),
         }
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
         match self.out.flush() {
             Ok(()) => Ok(()),
-            Err(e) => self.failed(e),
+            Err(e) => self.failed(e, 0),
         }
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
         vec![("written", self.written), ("dropped", self.dropped)]
+    }
+}
+
+/// What goes to a sink's thread.
+enum Msg {
+    /// Complete lines, and how many.
+    Lines(Vec<u8>, u64),
+    /// Flush, then time these execs' findings.
+    Flush(Vec<u64>, Arc<Mutex<Histogram>>),
+    /// Flush, then say so.
+    Sync(SyncSender<()>),
+}
+
+/// What a sink's thread shares with the pipeline.
+#[derive(Default)]
+struct Shared {
+    counters: Mutex<Vec<(&'static str, u64)>>,
+    /// The first error of a sink that must not lose lines.
+    error: Mutex<Option<SinkError>>,
+}
+
+/// Bytes of lines gathered before they go to the sink's thread.
+const BATCH: usize = 256 * 1024;
+
+/// A sink run on a thread of its own, behind a bounded queue of batches of lines, so a
+/// slow output (a disk in writeback, a full disk) does not hold up the pipeline. When
+/// the queue is full, an output that must not lose lines ([`OnError::Fail`]) makes the
+/// pipeline wait; one that may ([`OnError::Count`]) drops the batch and counts its lines
+/// (`queue_dropped`).
+pub struct Threaded {
+    name: String,
+    select: Select,
+    on_error: OnError,
+    tx: Option<SyncSender<Msg>>,
+    /// Batches the thread has written, back for reuse.
+    spare: Receiver<Vec<u8>>,
+    pending: Vec<u8>,
+    pending_lines: u64,
+    shared: Arc<Shared>,
+    queue_dropped: u64,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Threaded {
+    /// Runs `sink` on its own thread, with room for `queue` batches of 256 KiB waiting.
+    pub fn new<S: Sink + Send + 'static>(
+        mut sink: S,
+        on_error: OnError,
+        queue: usize,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel::<Msg>(queue.max(1));
+        let (back_tx, spare) = sync_channel::<Vec<u8>>(queue.max(1) + 1);
+        let shared = Arc::new(Shared::default());
+        let theirs = Arc::clone(&shared);
+        let name = sink.name().to_string();
+        let select = sink.select();
+        let thread = std::thread::Builder::new()
+            .name(format!("vigil-sink-{name}"))
+            .spawn(move || {
+                for msg in rx {
+                    let r = match msg {
+                        Msg::Lines(mut buf, n) => {
+                            let r = sink.write(&buf, n);
+                            buf.clear();
+                            let _ = back_tx.try_send(buf);
+                            r
+                        }
+                        Msg::Flush(exec_ns, latency) => sink.flush_timed(exec_ns, &latency),
+                        Msg::Sync(done) => {
+                            let r = sink.flush();
+                            *theirs
+                                .counters
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner) = sink.counters();
+                            let _ = done.send(());
+                            r
+                        }
+                    };
+                    *theirs
+                        .counters
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = sink.counters();
+                    if let Err(e) = r {
+                        let mut slot = theirs.error.lock().unwrap_or_else(PoisonError::into_inner);
+                        slot.get_or_insert(e);
+                    }
+                }
+                let r = sink.flush();
+                *theirs
+                    .counters
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = sink.counters();
+                if let Err(e) = r {
+                    let mut slot = theirs.error.lock().unwrap_or_else(PoisonError::into_inner);
+                    slot.get_or_insert(e);
+                }
+            })?;
+        Ok(Threaded {
+            name,
+            select,
+            on_error,
+            tx: Some(tx),
+            spare,
+            pending: Vec::with_capacity(BATCH),
+            pending_lines: 0,
+            shared,
+            queue_dropped: 0,
+            thread: Some(thread),
+        })
+    }
+
+    fn check(&self) -> Result<(), SinkError> {
+        match self
+            .shared
+            .error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&mut self, msg: Msg) -> Result<(), SinkError> {
+        let Some(tx) = &self.tx else { return Ok(()) };
+        let name = &self.name;
+        let gone = || SinkError::Write {
+            name: name.clone(),
+            source: std::io::Error::other("the output's thread has stopped"),
+        };
+        match self.on_error {
+            OnError::Fail => tx.send(msg).map_err(|_| gone()),
+            OnError::Count => match tx.try_send(msg) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(Msg::Lines(_, n))) => {
+                    self.queue_dropped += n;
+                    Ok(())
+                }
+                Err(TrySendError::Full(Msg::Flush(..) | Msg::Sync(_))) => Ok(()),
+                Err(TrySendError::Disconnected(_)) => Err(gone()),
+            },
+        }
+    }
+
+    fn send_pending(&mut self) -> Result<(), SinkError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let next = match self.spare.try_recv() {
+            Ok(buf) => buf,
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(BATCH),
+        };
+        let full = std::mem::replace(&mut self.pending, next);
+        let n = std::mem::take(&mut self.pending_lines);
+        self.send(Msg::Lines(full, n))
+    }
+
+    fn stop(&mut self) -> Result<(), SinkError> {
+        self.send_pending()?;
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.check()
+    }
+}
+
+impl Sink for Threaded {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn select(&self) -> Select {
+        self.select
+    }
+
+    fn write(&mut self, lines: &[u8], count: u64) -> Result<(), SinkError> {
+        self.check()?;
+        self.pending.extend_from_slice(lines);
+        self.pending_lines += count;
+        if self.pending.len() >= BATCH {
+            self.send_pending()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.check()?;
+        self.send_pending()
+    }
+
+    fn flush_timed(
+        &mut self,
+        exec_ns: Vec<u64>,
+        latency: &Arc<Mutex<Histogram>>,
+    ) -> Result<(), SinkError> {
+        self.flush()?;
+        self.send(Msg::Flush(exec_ns, Arc::clone(latency)))
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.stop()
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.flush()?;
+        let (tx, rx) = sync_channel(1);
+        let Some(sender) = &self.tx else {
+            return self.check();
+        };
+        // Waits even behind a full queue: the caller asked for the counters to be exact.
+        if sender.send(Msg::Sync(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+        self.check()
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut c = self
+            .shared
+            .counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(d) = c.iter_mut().find(|(k, _)| *k == "dropped") {
+            d.1 += self.queue_dropped;
+        }
+        c.push(("queue_dropped", self.queue_dropped));
+        c
+    }
+}
+
+impl Drop for Threaded {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A writer that holds every write until released, keeping what it was given.
+    struct Gate {
+        open: Arc<AtomicBool>,
+        got: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            while !self.open.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.got.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn gated(on_error: OnError, queue: usize) -> (Threaded, Arc<AtomicBool>, Arc<Mutex<Vec<u8>>>) {
+        let open = Arc::new(AtomicBool::new(false));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = JsonlSink::new(
+            "t",
+            "gate",
+            Box::new(Gate {
+                open: Arc::clone(&open),
+                got: Arc::clone(&got),
+            }),
+            Select::All,
+            on_error,
+        );
+        (
+            Threaded::new(sink, on_error, queue).expect("thread"),
+            open,
+            got,
+        )
+    }
+
+    fn line(i: usize) -> Vec<u8> {
+        // About 1 KiB: 256 of them make a batch.
+        format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(1000)).into_bytes()
+    }
+
+    #[test]
+    fn a_stalled_output_that_may_lose_drops_and_counts_without_waiting() {
+        let (mut sink, open, got) = gated(OnError::Count, 2);
+        let started = Instant::now();
+        for i in 0..2000 {
+            sink.write(&line(i), 1).expect("never fails");
+        }
+        sink.flush().expect("flush");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the pipeline never waits for it"
+        );
+        open.store(true, Ordering::Relaxed);
+        sink.close().expect("close");
+        let written = got
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        let c = sink.counters();
+        let get = |k: &str| c.iter().find(|(n, _)| *n == k).map_or(0, |(_, v)| *v);
+        assert!(get("queue_dropped") > 0, "{c:?}");
+        assert_eq!(
+            written + get("dropped"),
+            2000,
+            "every line written or counted: {c:?}"
+        );
+        assert_eq!(get("written"), written);
+    }
+
+    #[test]
+    fn a_stalled_output_that_must_not_lose_is_waited_for_and_gets_everything() {
+        let (mut sink, open, got) = gated(OnError::Fail, 2);
+        let opener = {
+            let open = Arc::clone(&open);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                open.store(true, Ordering::Relaxed);
+            })
+        };
+        for i in 0..2000 {
+            sink.write(&line(i), 1).expect("write");
+        }
+        sink.close().expect("close");
+        let _ = opener.join();
+        let text = got.lock().expect("lock").clone();
+        let lines: Vec<&[u8]> = text
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(lines.len(), 2000);
+        for (i, l) in lines.iter().enumerate() {
+            assert!(
+                l.starts_with(format!("{{\"n\":{i},").as_bytes()),
+                "in order"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failing_output_that_must_not_lose_stops_the_pipeline() {
+        let sink = JsonlSink::new(
+            "events",
+            "/dev/full",
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/full")
+                    .expect("/dev/full"),
+            ),
+            Select::All,
+            OnError::Fail,
+        );
+        let mut sink = Threaded::new(sink, OnError::Fail, 2).expect("thread");
+        let mut failed = None;
+        for i in 0..2000 {
+            if let Err(e) = sink.write(&line(i), 1).and_then(|()| sink.flush()) {
+                failed = Some(e);
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let e = failed
+            .or_else(|| sink.close().err())
+            .expect("the error comes back");
+        assert!(e.to_string().starts_with("cannot write /dev/full: "), "{e}");
+    }
+
+    #[test]
+    fn latency_is_timed_when_the_thread_has_written() {
+        let (mut sink, open, _) = gated(OnError::Fail, 4);
+        let h = Arc::new(Mutex::new(Histogram::default()));
+        sink.write(&line(0), 1).expect("write");
+        let t = vigil_sensor::boot_ns();
+        sink.flush_timed(vec![t], &h).expect("flush");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(h.lock().expect("lock").count(), 0, "not written yet");
+        open.store(true, Ordering::Relaxed);
+        sink.close().expect("close");
+        let h = h.lock().expect("lock");
+        assert_eq!(h.count(), 1);
+        assert!(h.max() >= 50_000, "{} us", h.max());
     }
 }

@@ -12,7 +12,9 @@
 //!   when the process exits, and at the end;
 //! * a Detection Finding for each correlation rule that fires (its group's window, the
 //!   last event's process and story);
-//! * an Incident Finding (2005) per story: Create with the story's first finding; an
+//! * an Incident Finding (2005) per story, listing each rule that fired in it once
+//!   (100 rules at most; its `count` counts every finding): Create with the story's first
+//!   finding; an
 //!   Update at once when a finding raises its severity or adds an ATT&CK technique, and
 //!   otherwise (more findings of the same kind) at most every update interval and at
 //!   the end.
@@ -108,10 +110,17 @@ struct Open {
     reported_at: i64,
 }
 
+/// Rules listed in an incident at most (its `finding_info_list`); its `count` counts
+/// every finding.
+const LISTED_RULES: usize = 100;
+
 /// An incident: a story with findings.
 struct Incident {
-    /// Findings of the story, by `finding_info.uid`, in arrival order.
+    /// One finding of each rule that fired in the story (the first, its last-seen time
+    /// moved on by the later ones), in arrival order, [`LISTED_RULES`] at most.
     findings: Vec<FindingInfo>,
+    /// Every finding of the story.
+    total: usize,
     attacks: Vec<Attack>,
     severity_id: i32,
     start: i64,
@@ -438,6 +447,7 @@ impl<'e> Detector<'e> {
                     end: time,
                     actor: f.actor.clone(),
                     device: f.device.clone(),
+                    total: 0,
                     reported: 0,
                     reported_at: now_ms,
                 },
@@ -457,10 +467,27 @@ impl<'e> Detector<'e> {
                 new_technique = true;
             }
         }
-        inc.findings.push(FindingInfo {
-            related_events: Vec::new(),
-            ..f.finding_info.clone()
+        inc.total += 1;
+        let rule = f
+            .finding_info
+            .analytic
+            .as_ref()
+            .and_then(|a| a.uid.as_deref());
+        let listed = inc.findings.iter().position(|l| {
+            l.analytic.as_ref().and_then(|a| a.uid.as_deref()) == rule
+                && l.title == f.finding_info.title
         });
+        match listed {
+            Some(i) => {
+                let l = &mut inc.findings[i];
+                l.last_seen_time = l.last_seen_time.max(f.finding_info.last_seen_time);
+            }
+            None if inc.findings.len() < LISTED_RULES => inc.findings.push(FindingInfo {
+                related_events: Vec::new(),
+                ..f.finding_info.clone()
+            }),
+            None => {}
+        }
         // News an analyst must see at once (a new incident, a worse severity, a new
         // technique) is reported now; more of the same waits for the next update.
         if created || worse || new_technique || self.config.update_interval_ms == 0 {
@@ -473,7 +500,7 @@ impl<'e> Detector<'e> {
                 self.feature,
                 &self.config,
             ));
-            inc.reported = inc.findings.len();
+            inc.reported = inc.total;
             inc.reported_at = now_ms;
         }
     }
@@ -482,7 +509,7 @@ impl<'e> Detector<'e> {
     fn report_incidents(&mut self, now_ms: i64, all: bool, out: &mut Vec<OcsfEvent>) {
         let interval = self.config.update_interval_ms;
         for (story, inc) in &mut self.incidents {
-            if inc.findings.len() > inc.reported && (all || now_ms - inc.reported_at >= interval) {
+            if inc.total > inc.reported && (all || now_ms - inc.reported_at >= interval) {
                 out.push(incident_event(
                     story,
                     inc,
@@ -491,7 +518,7 @@ impl<'e> Detector<'e> {
                     self.feature,
                     &self.config,
                 ));
-                inc.reported = inc.findings.len();
+                inc.reported = inc.total;
                 inc.reported_at = now_ms;
             }
         }
@@ -613,12 +640,12 @@ fn incident_event(
 ) -> OcsfEvent {
     let mut e = IncidentFinding::new(activity, inc.end, feature);
     e.metadata.correlation_uid = Some(story.to_string());
-    e.metadata.uid = Some(format!("incident@{story}#{}", inc.findings.len()));
+    e.metadata.uid = Some(format!("incident@{story}#{}", inc.total));
     e.severity_id = inc.severity_id;
     e.status_id = Some(incident_status::NEW);
     e.start_time = Some(inc.start);
     e.end_time = Some(inc.end);
-    e.count = Some(i32::try_from(inc.findings.len()).unwrap_or(i32::MAX));
+    e.count = Some(i32::try_from(inc.total).unwrap_or(i32::MAX));
     let p = match inc.severity_id {
         severity::CRITICAL | severity::FATAL => priority::CRITICAL,
         severity::HIGH => priority::HIGH,
@@ -652,8 +679,8 @@ fn incident_event(
         .unwrap_or("an unknown process");
     e.desc = Some(format!(
         "{} finding{} in the story of {root}: {}",
-        inc.findings.len(),
-        if inc.findings.len() == 1 { "" } else { "s" },
+        inc.total,
+        if inc.total == 1 { "" } else { "s" },
         titles.join("; ")
     ));
     e.finding_info_list.iter_mut().for_each(|f| {

@@ -56,6 +56,12 @@ pub struct SensorConfig {
     /// this many milliseconds for that, then reported as `Fork` (so is one whose child
     /// first does anything else). 0 reports every fork and every exec on its own.
     pub coalesce_fork_ms: u64,
+    /// Microseconds an exec may wait for the agent (eBPF sensor): an exec wakes it
+    /// unless it was awake within this time, and while execs come the agent looks again
+    /// after this time, so a finding on an exec is due within about this long. Longer
+    /// costs less CPU on a host running thousands of programs a second; 0 lets execs
+    /// wait with the other records for a batch (up to 25 ms).
+    pub exec_wakeup_us: u32,
 }
 
 impl Default for SensorConfig {
@@ -74,6 +80,7 @@ impl Default for SensorConfig {
             loss_check_ms: 1000,
             stats_interval_secs: 60,
             coalesce_fork_ms: 100,
+            exec_wakeup_us: 1000,
         }
     }
 }

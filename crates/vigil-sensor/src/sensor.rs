@@ -63,6 +63,19 @@ pub struct Sensor {
     last_loss_check: Instant,
     lost_reported: u64,
     report: StatsReport,
+    /// Whether the last drain handed over an exec: more may follow within the exec
+    /// wake-up gap, so the next wait is that short.
+    execs_flowing: bool,
+}
+
+/// The kernel side's `struct vigil_config`, with the reader last awake at `last_wake_ns`.
+fn config_value(config: &SensorConfig, last_wake_ns: u64) -> [u8; 24] {
+    let mut cfg = [0u8; 24];
+    cfg[..4].copy_from_slice(&std::process::id().to_ne_bytes());
+    let gap = u64::from(config.exec_wakeup_us) * 1000;
+    cfg[8..16].copy_from_slice(&gap.to_ne_bytes());
+    cfg[16..].copy_from_slice(&last_wake_ns.to_ne_bytes());
+    cfg
 }
 
 impl std::fmt::Debug for Sensor {
@@ -109,8 +122,7 @@ impl Sensor {
 
         let find = |name: &str| object.maps().find(|m| m.name() == name);
         let cfg_map = find("vigil_cfg").ok_or_else(|| missing_map("vigil_cfg"))?;
-        let mut cfg = [0u8; 8];
-        cfg[..4].copy_from_slice(&std::process::id().to_ne_bytes());
+        let cfg = config_value(&config, 0);
         cfg_map
             .update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY)
             .map_err(bpf_err("configure the sensor"))?;
@@ -164,6 +176,7 @@ impl Sensor {
             config,
             last_loss_check: Instant::now(),
             lost_reported: 0,
+            execs_flowing: false,
         })
     }
 
@@ -215,34 +228,80 @@ impl Sensor {
         timeout: Duration,
         sink: &mut dyn FnMut(OcsfEvent),
     ) -> Result<usize, SensorError> {
+        self.poll_timed(timeout, &mut |ev, _| sink(ev))
+    }
+
+    /// [`Sensor::poll`], handing each event with the kernel's time of the record it
+    /// came from (ns since boot, `CLOCK_BOOTTIME`; `None` for the sensor's own events):
+    /// what the agent measures its latency from.
+    pub fn poll_timed(
+        &mut self,
+        timeout: Duration,
+        sink: &mut dyn FnMut(OcsfEvent, Option<u64>),
+    ) -> Result<usize, SensorError> {
+        let gap = Duration::from_micros(u64::from(self.config.exec_wakeup_us));
+        let timeout = if self.execs_flowing && !gap.is_zero() {
+            timeout.min(gap)
+        } else {
+            timeout
+        };
         match self.ring.poll(timeout) {
             Ok(()) => {}
             // A signal (the agent's stop request) interrupted the wait: not an error.
             Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
             Err(e) => return Err(bpf_err("read the ring buffer")(e)),
         }
-        self.drain(sink)
+        let n = self.drain_timed(sink)?;
+        if !gap.is_zero() {
+            // Awake now: execs within the gap need not wake us (the next wait is short
+            // while they come).
+            self.note_awake();
+        }
+        Ok(n)
+    }
+
+    /// Tells the kernel side that the reader was just awake.
+    fn note_awake(&self) {
+        if let Some(map) = self.object.maps().find(|m| m.name() == "vigil_cfg") {
+            let cfg = config_value(&self.config, crate::backend::boot_ns());
+            // A failed update only costs an early wake-up.
+            let _ = map.update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY);
+        }
     }
 
     /// Hands every queued record to `sink` without waiting, then checks the loss
     /// counters when due.
     pub fn drain(&mut self, sink: &mut dyn FnMut(OcsfEvent)) -> Result<usize, SensorError> {
+        self.drain_timed(&mut |ev, _| sink(ev))
+    }
+
+    /// [`Sensor::drain`] with the records' times (see [`Sensor::poll_timed`]).
+    pub fn drain_timed(
+        &mut self,
+        sink: &mut dyn FnMut(OcsfEvent, Option<u64>),
+    ) -> Result<usize, SensorError> {
         self.ring
             .consume()
             .map_err(bpf_err("read the ring buffer"))?;
         let mut emitted = 0;
+        self.execs_flowing = false;
         loop {
             let next = self.queue.borrow_mut().pop_front();
             let Some(item) = next else { break };
             self.stats.received += 1;
             match item {
-                Ok(record) => emitted += self.converter.convert(record, sink),
+                Ok(record) => {
+                    self.execs_flowing |= matches!(record, Record::Exec(_));
+                    let t = record.ktime();
+                    emitted += self.converter.convert(record, &mut |ev| sink(ev, Some(t)));
+                }
                 Err(e) => self
                     .converter
                     .note_malformed(&format_args!("ring buffer record: {e}")),
             }
         }
         self.stats.malformed = self.converter.malformed();
+        let sink = &mut |ev| sink(ev, None);
         emitted += self.converter.expire_forks(false, sink);
         if self.last_loss_check.elapsed() >= Duration::from_millis(self.config.loss_check_ms) {
             emitted += self.check_loss(sink)?;

@@ -57,13 +57,30 @@ struct {
 } vigil_sys_scratch SEC(".maps");
 
 /* Wake the reader only once this much is waiting: batching wakeups saves a context
- * switch per record. User space polls with a short timeout for the rest. */
+ * switch per record. User space polls with a short timeout for the rest. Exec records
+ * may wake it at once (exec_wakeup_flag). */
 #define VIGIL_WAKEUP_BYTES (256 * 1024)
 
 static __always_inline __u64 wakeup_flag(void)
 {
 	return bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA) >= VIGIL_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
 											: BPF_RB_NO_WAKEUP;
+}
+
+/* An exec record wakes the reader unless the reader was awake within the configured gap
+ * (a finding on an exec is due within a millisecond or two): while execs come fast, the
+ * reader, polling with that gap as its timeout, picks them up without a wake-up each. */
+static __always_inline __u64 exec_wakeup_flag(void)
+{
+	__u32 zero = 0;
+	struct vigil_config *cfg = bpf_map_lookup_elem(&vigil_cfg, &zero);
+	if (!cfg || !cfg->exec_wake_gap_ns)
+		return wakeup_flag();
+	__u64 now = bpf_ktime_get_boot_ns();
+	if (now - cfg->last_wake_ns < cfg->exec_wake_gap_ns)
+		return wakeup_flag();
+	cfg->last_wake_ns = now;
+	return BPF_RB_FORCE_WAKEUP;
 }
 
 static __always_inline void count_drop(__u32 kind)

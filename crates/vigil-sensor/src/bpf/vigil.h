@@ -143,9 +143,16 @@ struct vigil_syscall {
 struct vigil_config {
 	__u32 agent_tgid; /* events of this process are not reported */
 	__u32 pad;
+	/* An exec record wakes the reader unless it was awake within this many ns
+	 * (0: execs wait for a batch like other records). */
+	__u64 exec_wake_gap_ns;
+	/* When the reader was last awake (ns since boot): written by the reader after
+	 * each drain, and here when an exec wakes it. */
+	__u64 last_wake_ns;
 };
 
 #ifndef __cplusplus
+_Static_assert(sizeof(struct vigil_config) == 24, "vigil_config ABI");
 _Static_assert(sizeof(struct vigil_header) == 72, "vigil_header ABI");
 _Static_assert(sizeof(struct vigil_creds) == 64, "vigil_creds ABI");
 _Static_assert(sizeof(struct vigil_exec) == 72 + 64 + 48 + 32 + 16 + 2048 * 2 + 512 + 4096, "vigil_exec ABI");
