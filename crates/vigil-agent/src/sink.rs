@@ -42,7 +42,8 @@ pub trait Sink {
 pub enum Select {
     /// Every event.
     All,
-    /// Detection and Incident Findings (2004, 2005).
+    /// Detection and Incident Findings (2004, 2005) and what was done about them:
+    /// Remediation Activity (7001, 7002, 7003).
     Findings,
 }
 
@@ -166,7 +167,10 @@ impl Sink for JsonlSink {
     fn accepts(&self, event: &OcsfEvent) -> bool {
         match self.select {
             Select::All => true,
-            Select::Findings => matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_)),
+            Select::Findings => {
+                matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_))
+                    || event.is_remediation()
+            }
         }
     }
 

@@ -563,5 +563,8 @@ fn set_status(ev: &mut OcsfEvent, ret: i64) {
         OcsfEvent::EventLog(e) => apply!(e),
         OcsfEvent::Finding(e) => apply!(e),
         OcsfEvent::Incident(e) => apply!(e),
+        OcsfEvent::FileRemediation(e) => apply!(e),
+        OcsfEvent::ProcessRemediation(e) => apply!(e),
+        OcsfEvent::NetworkRemediation(e) => apply!(e),
     }
 }

@@ -1,0 +1,43 @@
+//! The response stage: after detection, it follows the stream and answers each new
+//! finding with what the `[respond]` policy calls for ([`vigil_respond::Responder`]).
+//! Its records (Remediation Activity) go on to the sinks like every event.
+
+use crate::pipeline::Stage;
+use vigil_event::OcsfEvent;
+use vigil_respond::Responder;
+
+/// Answers findings ([`Responder`]).
+pub struct RespondStage {
+    responder: Responder,
+}
+
+impl RespondStage {
+    /// A stage around a responder.
+    pub fn new(responder: Responder) -> Self {
+        RespondStage { responder }
+    }
+}
+
+impl Stage for RespondStage {
+    fn name(&self) -> &'static str {
+        "respond"
+    }
+    fn process(&mut self, event: &mut OcsfEvent, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        if let OcsfEvent::Finding(_) = event {
+            self.responder.on_finding(event, now_ms, emit);
+        } else {
+            self.responder.observe(event, now_ms, emit);
+        }
+    }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = self.responder.stats();
+        vec![
+            ("respond_findings", s.findings),
+            ("respond_done", s.done),
+            ("respond_recorded", s.recorded),
+            ("respond_repeats", s.repeats),
+            ("respond_failed", s.failed),
+            ("respond_late_kills", s.late_kills),
+        ]
+    }
+}

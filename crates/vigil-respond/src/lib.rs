@@ -1,0 +1,23 @@
+//! Vigil's response: the only code that acts on the host.
+//!
+//! * [`config`]: the `[respond]` table: policy, modes, guard rails, each action's limits.
+//! * [`policy`]: which actions a finding calls for (pure).
+//! * [`record`]: Remediation Activity records (File 7001, Process 7002, Network 7003).
+//! * [`procs`]: processes from /proc, their identity, and the guard rails.
+//! * [`kill`]: a branch frozen (cgroup v2 or SIGSTOP), then killed.
+//! * [`vault`]: the quarantine vault.
+//! * [`isolate`]: network isolation with nftables.
+//! * [`responder`]: the stream followed, findings answered, every action reported once.
+
+pub mod config;
+pub mod isolate;
+pub mod kill;
+pub mod policy;
+pub mod procs;
+pub mod record;
+pub mod responder;
+pub mod vault;
+
+pub use config::{Action, Mode, RespondConfig};
+pub use policy::{FindingFacts, Planned, Policy};
+pub use responder::{RespondStats, Responder};
