@@ -12,7 +12,7 @@ use vigil_detect::{Detector, Storyline};
 use vigil_event::model::{severity, status, EventLogActivity};
 use vigil_event::time::now_ms;
 use vigil_event::OcsfEvent;
-use vigil_sensor::{SensorError, Source};
+use vigil_sensor::{SensorBackend, SensorError};
 use vigil_sigma::Engine;
 
 /// Where the agent writes.
@@ -103,7 +103,7 @@ pub fn run(
     ];
     let mut pipeline = Pipeline::new(stages, sinks);
     let stats_every = Duration::from_secs(config.output.stats_interval_secs);
-    let mut sensor = Source::start(config.sensor)?;
+    let mut sensor = SensorBackend::start(config.sensor)?;
     tracing::info!(mode = sensor.mode_name(), "agent running");
     let start = sensor.start_event();
     let device = device_of(&start);

@@ -225,6 +225,14 @@ impl Incident<'_> {
             .unwrap_or(0)
     }
 
+    /// Whether a process with this pid is on the incident's flagged branch (a flagged
+    /// process or one of its ancestors in the story).
+    pub fn involves_pid(&self, pid: i64) -> bool {
+        self.branch()
+            .iter()
+            .any(|(_, uid)| self.data.procs.get(uid).and_then(|p| p.pid) == Some(pid))
+    }
+
     /// Its ATT&CK techniques, sorted, each once.
     pub fn techniques(&self) -> Vec<&str> {
         let mut t: Vec<&str> = self

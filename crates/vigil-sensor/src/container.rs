@@ -117,6 +117,41 @@ mod tests {
         assert_eq!(container_of_cgroup(&format!("/docker/{ID}a")), None);
     }
 
+    /// Cgroup paths with a container id in random places name it; mutated paths find
+    /// an id or none, never panic.
+    #[test]
+    fn random_cgroup_paths() {
+        let mut rng = crate::fuzz::Rng::for_test(8);
+        let prefixes = [
+            "docker-",
+            "cri-containerd-",
+            "crio-",
+            "libpod-",
+            "",
+            "x\u{e9}",
+        ];
+        for i in 0..crate::fuzz::iterations() {
+            let id: String = (0..64)
+                .map(|_| char::from(b"0123456789abcdef"[rng.below(16)]))
+                .collect();
+            let path = format!(
+                "/{}/{}{id}{}",
+                crate::abi::testgen::word(&mut rng, 8),
+                rng.pick(&prefixes),
+                rng.pick(&[".scope", "", "/container", "-\u{2603}"])
+            );
+            let c = container_of_cgroup(&path).unwrap_or_else(|| panic!("{i}: {path}"));
+            assert_eq!(c.uid.as_deref(), Some(id.as_str()), "{path}");
+            let bad = rng.mutate_text(&path);
+            if let Some(c) = crate::fuzz::no_panic("container_of_cgroup", i, bad.as_bytes(), || {
+                container_of_cgroup(&bad)
+            }) {
+                let uid = c.uid.unwrap_or_default();
+                assert!(uid.len() == 64 && uid.bytes().all(|b| b.is_ascii_hexdigit()));
+            }
+        }
+    }
+
     #[test]
     fn this_process_has_a_cgroup() {
         let mut cache = CgroupCache::default();

@@ -14,22 +14,28 @@
 //! identity, BPF and module events from syscalls. The agent's own process and configured
 //! commands are filtered out in the kernel.
 //!
-//! Without eBPF, [`Fallback`] reads the netlink proc connector and fanotify; [`Source`]
-//! picks one by [`Mode`].
+//! [`SensorBackend`] is the sensor the agent runs: this eBPF [`Sensor`] or, without
+//! eBPF, the [`Fallback`] (the netlink proc connector and fanotify), as [`Mode`] says.
 
 pub mod abi;
+mod backend;
 pub mod config;
 pub mod container;
+mod error;
 mod fallback;
+#[cfg(test)]
+mod fuzz;
 pub mod hash;
 pub mod host;
 pub mod ocsf;
 pub mod proc;
 mod sensor;
-mod source;
+mod stats;
 
+pub use backend::SensorBackend;
 pub use config::{ConfigError, Mode, SensorConfig};
+pub use error::SensorError;
 pub use fallback::Fallback;
 pub use ocsf::Converter;
-pub use sensor::{Features, Sensor, SensorError, Stats};
-pub use source::Source;
+pub use sensor::{Features, Sensor};
+pub use stats::Stats;

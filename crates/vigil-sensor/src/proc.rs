@@ -91,18 +91,145 @@ pub fn join_argv(argv: &[String]) -> String {
     argv.join(" ")
 }
 
-fn parse_stat(stat: &str) -> Option<(u32, u64)> {
-    // The comm field may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state): ppid is field 4, starttime field 22.
-    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+/// A /proc file that does not read as the kernel writes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {what}")]
+pub struct ProcError {
+    /// The file.
+    pub path: String,
+    /// What is wrong, and where in the file.
+    pub what: String,
 }
 
-/// Reads one process from /proc, if it still exists.
-pub fn read_proc(pid: u32) -> Option<ProcInfo> {
+/// What Vigil reads from `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Field 4: the parent's pid.
+    pub ppid: u32,
+    /// Field 22: the start time in clock ticks since boot.
+    pub start_ticks: u64,
+}
+
+/// Parses `/proc/PID/stat`. The command name (field 2) may hold spaces and parentheses:
+/// the fields after it start after the last `)`.
+pub fn parse_stat(text: &str) -> Result<Stat, String> {
+    let close = text
+        .rfind(')')
+        .ok_or("no `)` closing the command name (field 2)")?;
+    // Fields 3 (state) and on; get(): a `)` may be the last byte.
+    let rest = text.get(close + 1..).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize, name: &str| -> Result<&str, String> {
+        fields.get(n - 3).copied().ok_or_else(|| {
+            format!(
+                "field {n} ({name}) missing: {} fields after the command name",
+                fields.len()
+            )
+        })
+    };
+    let number = |n: usize, name: &str| -> Result<u64, String> {
+        let v = field(n, name)?;
+        v.parse()
+            .map_err(|_| format!("field {n} ({name}) `{v}` is not a number"))
+    };
+    let ppid = number(4, "ppid")?;
+    Ok(Stat {
+        ppid: u32::try_from(ppid).map_err(|_| format!("field 4 (ppid) {ppid} is not a pid"))?,
+        start_ticks: number(22, "starttime")?,
+    })
+}
+
+/// What Vigil reads from `/proc/PID/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// Real, effective, saved and filesystem uid.
+    pub uid: [u32; 4],
+    /// Real, effective, saved and filesystem gid.
+    pub gid: [u32; 4],
+    /// Effective, permitted and inheritable capabilities.
+    pub caps: [u64; 3],
+}
+
+/// Parses `/proc/PID/status`: the `Uid:`, `Gid:`, `CapEff:`, `CapPrm:` and `CapInh:`
+/// lines, each of which must be there. One pass, which stops once it has them all.
+pub fn parse_status(text: &str) -> Result<Status, String> {
+    const KEYS: [&str; 5] = ["Uid:", "Gid:", "CapEff:", "CapPrm:", "CapInh:"];
+    let mut found: [Option<(usize, &str)>; 5] = [None; 5];
+    let mut missing = KEYS.len();
+    for (i, line) in text.lines().enumerate() {
+        for (k, key) in KEYS.iter().enumerate() {
+            if let (None, Some(v)) = (found[k], line.strip_prefix(key)) {
+                found[k] = Some((i + 1, v));
+                missing -= 1;
+            }
+        }
+        if missing == 0 {
+            break;
+        }
+    }
+    let line = |k: usize| found[k].ok_or_else(|| format!("no `{}` line", KEYS[k]));
+    let ids = |k: usize| -> Result<[u32; 4], String> {
+        let ((n, v), key) = (line(k)?, KEYS[k]);
+        let mut out = [0u32; 4];
+        let mut words = v.split_whitespace();
+        for slot in &mut out {
+            let w = words
+                .next()
+                .ok_or_else(|| format!("line {n}: `{key}` has fewer than 4 ids"))?;
+            *slot = w
+                .parse()
+                .map_err(|_| format!("line {n}: `{key}` id `{w}` is not a number"))?;
+        }
+        Ok(out)
+    };
+    let cap = |k: usize| -> Result<u64, String> {
+        let ((n, v), key) = (line(k)?, KEYS[k]);
+        let v = v.trim();
+        u64::from_str_radix(v, 16)
+            .map_err(|_| format!("line {n}: `{key}` `{v}` is not a hex capability set"))
+    };
+    Ok(Status {
+        uid: ids(0)?,
+        gid: ids(1)?,
+        caps: [cap(2)?, cap(3)?, cap(4)?],
+    })
+}
+
+/// Reads and parses `/proc/PID/status`: `None` when it cannot be read (the process is
+/// gone); a file that does not parse is handed to `malformed`.
+pub fn read_status(pid: u32, malformed: &mut dyn FnMut(ProcError)) -> Option<Status> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).ok()?;
+    parse_status(&text)
+        .map_err(|what| malformed(ProcError { path, what }))
+        .ok()
+}
+
+/// The effective uid of this process (`u32::MAX` when /proc does not say).
+pub fn euid() -> u32 {
+    read_status(std::process::id(), &mut |e| {
+        tracing::warn!("malformed /proc file: {e}");
+    })
+    .map_or(u32::MAX, |s| s.uid[1])
+}
+
+/// Reads one process from /proc: `None` once it is gone, or when its `stat` does not
+/// parse; a file that does not parse is handed to `malformed` (a `status` that does not
+/// leaves the uid unknown, `u32::MAX`).
+pub fn read_proc(pid: u32, malformed: &mut dyn FnMut(ProcError)) -> Option<ProcInfo> {
     let base = format!("/proc/{pid}");
-    let (ppid, start_ticks) = parse_stat(&std::fs::read_to_string(format!("{base}/stat")).ok()?)?;
+    let stat_path = format!("{base}/stat");
+    let stat = std::fs::read_to_string(&stat_path).ok()?;
+    let stat = match parse_stat(&stat) {
+        Ok(s) => s,
+        Err(what) => {
+            malformed(ProcError {
+                path: stat_path,
+                what,
+            });
+            return None;
+        }
+    };
     let cmdline = std::fs::read(format!("{base}/cmdline")).unwrap_or_default();
     let args: Vec<String> = cmdline
         .split(|&b| b == 0)
@@ -112,18 +239,11 @@ pub fn read_proc(pid: u32) -> Option<ProcInfo> {
     let exe = std::fs::read_link(format!("{base}/exe"))
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let uid = std::fs::read_to_string(format!("{base}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().next().and_then(|u| u.parse().ok()))
-        })
-        .unwrap_or(u32::MAX);
+    let uid = read_status(pid, malformed).map_or(u32::MAX, |s| s.uid[0]);
     Some(ProcInfo {
         pid,
-        ppid,
-        start_ticks,
+        ppid: stat.ppid,
+        start_ticks: stat.start_ticks,
         exe,
         cmdline: join_argv(&args),
         uid,
@@ -142,8 +262,9 @@ impl ProcTable {
         }
     }
 
-    /// Fills the table from /proc.
-    pub fn seed(&mut self) -> usize {
+    /// Fills the table from /proc; a /proc file that does not parse is handed to
+    /// `malformed`. Returns how many processes it holds.
+    pub fn seed(&mut self, malformed: &mut dyn FnMut(ProcError)) -> usize {
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return 0;
         };
@@ -153,7 +274,7 @@ impl ProcTable {
                 .to_str()
                 .and_then(|s| s.parse::<u32>().ok())
             {
-                if let Some(info) = read_proc(pid) {
+                if let Some(info) = read_proc(pid, malformed) {
                     self.procs.insert(pid, info);
                 }
             }
@@ -290,14 +411,105 @@ mod tests {
     #[test]
     fn stat_with_hostile_comm() {
         let stat = "42 (a) b (c) S 7 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0";
-        assert_eq!(parse_stat(stat), Some((7, 12345)));
-        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(
+            parse_stat(stat),
+            Ok(Stat {
+                ppid: 7,
+                start_ticks: 12345
+            })
+        );
+        assert!(parse_stat("garbage").is_err());
+    }
+
+    /// Regression: the fields were sliced from two bytes past the last `)`, which panicked
+    /// when the `)` was the file's last byte.
+    #[test]
+    fn proc_stat_ending_in_the_command_name_is_an_error() {
+        for stat in ["42 (sh)", "42 (sh) ", ")", "42 (sh) S"] {
+            let err = parse_stat(stat).expect_err(stat);
+            assert!(err.contains("field 4 (ppid) missing"), "{stat}: {err}");
+        }
+        assert_eq!(
+            parse_stat("1 (x) S 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 abc"),
+            Err("field 22 (starttime) `abc` is not a number".into())
+        );
+        assert_eq!(
+            parse_stat("1 (x) S 99999999999 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5"),
+            Err("field 4 (ppid) 99999999999 is not a pid".into())
+        );
+    }
+
+    #[test]
+    fn status_of_this_process_and_broken_ones() {
+        let text = std::fs::read_to_string("/proc/self/status").expect("status");
+        let s = parse_status(&text).expect("the kernel's own status parses");
+        assert_eq!(s.uid[1], euid());
+        let without = |key: &str| {
+            text.lines()
+                .filter(|l| !l.starts_with(key))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(parse_status(&without("Gid:")), Err("no `Gid:` line".into()));
+        let short_uid = text.replace(
+            text.lines().find(|l| l.starts_with("Uid:")).expect("Uid"),
+            "Uid:\t0\t0",
+        );
+        let err = parse_status(&short_uid).expect_err("3 ids missing");
+        assert!(err.ends_with("`Uid:` has fewer than 4 ids"), "{err}");
+        let bad_cap = text.replace(
+            text.lines()
+                .find(|l| l.starts_with("CapEff:"))
+                .expect("CapEff"),
+            "CapEff:\tzz",
+        );
+        let err = parse_status(&bad_cap).expect_err("not hex");
+        assert!(err.contains("`CapEff:` `zz` is not a hex"), "{err}");
+    }
+
+    /// Stat lines as the kernel writes them, with hostile command names, give back their
+    /// ppid and start time; mutated stat and status files parse or fail, never panic.
+    #[test]
+    fn random_stat_and_status_files() {
+        let mut rng = crate::fuzz::Rng::for_test(3);
+        let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        assert!(parse_stat(&stat).is_ok() && parse_status(&status).is_ok());
+        for i in 0..crate::fuzz::iterations() {
+            let comm: String = (0..rng.below(16))
+                .map(|_| rng.pick(&['a', ')', '(', ' ', '\n', 'S', '1', '\u{e9}']))
+                .collect();
+            let ppid = rng.next() as u32;
+            let start = rng.next();
+            let line = format!(
+                "{} ({comm}) S {ppid} 1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0",
+                rng.next() as u32
+            );
+            assert_eq!(
+                parse_stat(&line),
+                Ok(Stat {
+                    ppid,
+                    start_ticks: start
+                }),
+                "iteration {i}: {line}"
+            );
+            // Cut anywhere (a read that raced the process's exit).
+            let cut =
+                String::from_utf8_lossy(&line.as_bytes()[..rng.below(line.len() + 1)]).into_owned();
+            let _ = crate::fuzz::no_panic("parse_stat", i, cut.as_bytes(), || parse_stat(&cut));
+            let bad = rng.mutate_text(&stat);
+            let _ = crate::fuzz::no_panic("parse_stat", i, bad.as_bytes(), || parse_stat(&bad));
+            let bad = rng.mutate_text(&status);
+            let _ = crate::fuzz::no_panic("parse_status", i, bad.as_bytes(), || parse_status(&bad));
+        }
     }
 
     #[test]
     fn seeds_from_proc_and_walks_lineage() {
         let mut t = ProcTable::new(Limits::default());
-        assert!(t.seed() > 1);
+        let mut malformed = Vec::new();
+        assert!(t.seed(&mut |e| malformed.push(e)) > 1);
+        assert!(malformed.is_empty(), "{malformed:?}");
         let me = std::process::id();
         let info = t.get(me).expect("this test process");
         assert!(info.exe.contains("vigil_sensor"), "{}", info.exe);

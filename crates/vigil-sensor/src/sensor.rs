@@ -1,9 +1,11 @@
 //! Loading the eBPF programs, attaching them, and reading the ring buffer.
 
 use crate::abi::{self, DecodeError, Record};
-use crate::config::{ConfigError, SensorConfig};
-use crate::host::Host;
+use crate::config::SensorConfig;
+use crate::error::SensorError;
+use crate::ocsf::ids::event_log_activity;
 use crate::ocsf::Converter;
+use crate::stats::{Stats, StatsReport};
 use libbpf_rs::{
     Link, MapCore, MapFlags, Object, ObjectBuilder, PrintLevel, RingBuffer, RingBufferBuilder,
 };
@@ -18,37 +20,6 @@ static SENSOR_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vigil.bpf.o
 static PROBE_FENTRY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_fentry.bpf.o"));
 static PROBE_LSM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_lsm.bpf.o"));
 
-/// Why the sensor could not start or run.
-#[derive(Debug, thiserror::Error)]
-pub enum SensorError {
-    /// The sensor needs root (eBPF: CAP_BPF and CAP_PERFMON; fallback: CAP_NET_ADMIN and
-    /// CAP_SYS_ADMIN).
-    #[error("the sensor needs root (CAP_BPF and CAP_PERFMON for eBPF, CAP_NET_ADMIN and CAP_SYS_ADMIN for the fallback); running as uid {0}")]
-    NotRoot(u32),
-    /// The kernel has no BTF, so CO-RE programs cannot be relocated.
-    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux); the eBPF sensor cannot load")]
-    NoBtf,
-    /// A setting is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The fallback sensor could not open or read its kernel interfaces.
-    #[error("fallback sensor: cannot {what}")]
-    Fallback {
-        /// What was being done.
-        what: String,
-        /// The system error.
-        source: std::io::Error,
-    },
-    /// libbpf refused the object or a program.
-    #[error("cannot {what}")]
-    Bpf {
-        /// What was being done.
-        what: String,
-        /// libbpf's error.
-        source: libbpf_rs::Error,
-    },
-}
-
 fn bpf_err(what: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> SensorError {
     let what = what.into();
     move |source| SensorError::Bpf { what, source }
@@ -61,75 +32,6 @@ pub struct Features {
     pub fentry: bool,
     /// BPF-LSM programs load (needs `lsm=...,bpf` on the kernel command line).
     pub lsm: bool,
-}
-
-/// Counters of what the sensor has done.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Records read from the ring buffer.
-    pub received: u64,
-    /// Records the kernel could not queue, per kind (index: record kind).
-    pub lost_by_kind: Vec<u64>,
-    /// Records that could not be decoded.
-    pub malformed: u64,
-    /// Events handed to the sink.
-    pub emitted: u64,
-}
-
-impl Stats {
-    /// All records lost in the kernel.
-    pub fn lost(&self) -> u64 {
-        self.lost_by_kind.iter().sum()
-    }
-}
-
-/// When the sensor's next `Statistics` event is due.
-#[derive(Debug)]
-pub(crate) struct StatsReport {
-    interval: Option<Duration>,
-    last: Instant,
-    lost_at_last: u64,
-}
-
-impl StatsReport {
-    /// Every `secs` seconds; never for 0.
-    pub(crate) fn every(secs: u64) -> Self {
-        StatsReport {
-            interval: (secs > 0).then(|| Duration::from_secs(secs)),
-            last: Instant::now(),
-            lost_at_last: 0,
-        }
-    }
-
-    /// The `Statistics` event, when one is due.
-    pub(crate) fn due(
-        &mut self,
-        converter: &Converter,
-        provider: &str,
-        stats: &Stats,
-    ) -> Option<OcsfEvent> {
-        let interval = self.interval?;
-        if self.last.elapsed() < interval {
-            return None;
-        }
-        self.last = Instant::now();
-        let lost = stats.lost();
-        let since = lost.saturating_sub(self.lost_at_last);
-        self.lost_at_last = lost;
-        Some(converter.stats_event(provider, stats, since))
-    }
-}
-
-/// The effective uid of this process.
-pub(crate) fn euid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).and_then(|u| u.parse().ok()))
-        })
-        .unwrap_or(u32::MAX)
 }
 
 fn libbpf_log(level: PrintLevel, msg: String) {
@@ -176,7 +78,7 @@ impl Sensor {
     /// Loads and attaches the eBPF programs and seeds the process table.
     pub fn start(config: SensorConfig) -> Result<Sensor, SensorError> {
         config.validate()?;
-        let uid = euid();
+        let uid = crate::proc::euid();
         if uid != 0 {
             return Err(SensorError::NotRoot(uid));
         }
@@ -240,7 +142,7 @@ impl Sensor {
             .map_err(bpf_err("open the ring buffer"))?;
         let ring = builder.build().map_err(bpf_err("open the ring buffer"))?;
 
-        let converter = Converter::new(Host::detect(), config.clone());
+        let converter = Converter::for_this_host(config.clone());
         tracing::info!(
             programs = links.len(),
             ring_buffer_mib = config.ring_buffer_mib,
@@ -279,7 +181,7 @@ impl Sensor {
     pub fn start_event(&self) -> OcsfEvent {
         let f = self.features;
         self.converter.sensor_event(
-            6,
+            event_log_activity::START,
             "ebpf",
             format!(
                 "eBPF sensor started: tp_btf tracepoints; fentry {}, BPF-LSM {}",
@@ -294,7 +196,7 @@ impl Sensor {
     pub fn stop_event(&self) -> OcsfEvent {
         let s = &self.stats;
         self.converter.sensor_event(
-            7,
+            event_log_activity::STOP,
             "ebpf",
             format!(
                 "eBPF sensor stopped: {} records received, {} lost, {} malformed",
@@ -335,19 +237,19 @@ impl Sensor {
             self.stats.received += 1;
             match item {
                 Ok(record) => emitted += self.converter.convert(record, sink),
-                Err(e) => {
-                    self.stats.malformed += 1;
-                    tracing::warn!("malformed sensor record: {e}");
-                }
+                Err(e) => self
+                    .converter
+                    .note_malformed(&format_args!("ring buffer record: {e}")),
             }
         }
+        self.stats.malformed = self.converter.malformed();
         emitted += self.converter.expire_forks(false, sink);
         if self.last_loss_check.elapsed() >= Duration::from_millis(self.config.loss_check_ms) {
             emitted += self.check_loss(sink)?;
             self.converter.sweep();
         }
-        if let Some(ev) = self.report.due(&self.converter, "ebpf", &self.stats) {
-            sink(ev);
+        if let Some(lost_since) = self.report.due(&self.stats) {
+            sink(self.converter.stats_event("ebpf", &self.stats, lost_since));
             emitted += 1;
         }
         self.stats.emitted += emitted as u64;
@@ -368,16 +270,19 @@ impl Sensor {
                 .lookup_percpu(&kind.to_ne_bytes(), MapFlags::ANY)
                 .map_err(bpf_err("read loss counters"))?
                 .unwrap_or_default();
-            let total: u64 = per_cpu
-                .iter()
-                .filter_map(|v| {
-                    v.get(..8)
-                        .and_then(|b| b.try_into().ok())
-                        .map(u64::from_ne_bytes)
-                })
-                .sum();
+            let mut total = 0u64;
+            for v in &per_cpu {
+                match v.first_chunk::<8>() {
+                    Some(b) => total = total.saturating_add(u64::from_ne_bytes(*b)),
+                    None => self.converter.note_malformed(&format_args!(
+                        "loss counter of kind {kind}: a per-CPU value of {} bytes, not 8",
+                        v.len()
+                    )),
+                }
+            }
             self.stats.lost_by_kind[kind as usize] = total;
         }
+        self.stats.malformed = self.converter.malformed();
         let lost = self.stats.lost();
         if lost > self.lost_reported {
             let new = lost - self.lost_reported;
@@ -388,7 +293,7 @@ impl Sensor {
                 "sensor records lost: the ring buffer was full"
             );
             sink(self.converter.sensor_event(
-                99,
+                event_log_activity::OTHER,
                 "ebpf",
                 format!("{new} sensor records lost (ring buffer full); {lost} in all"),
                 Some(new),

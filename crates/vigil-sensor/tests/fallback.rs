@@ -5,8 +5,8 @@ mod support;
 
 use std::process::Command;
 use std::time::Duration;
-use support::{collect, exit_of};
-use vigil_sensor::{Mode, SensorConfig, Source};
+use support::{collect, exit_of, nonce};
+use vigil_sensor::{Mode, SensorBackend, SensorConfig};
 use vigil_testdata::root_or_skip;
 
 #[test]
@@ -18,12 +18,12 @@ fn fallback_sees_exec_fork_exit_and_written_files() {
         mode: Mode::Fallback,
         ..SensorConfig::default()
     };
-    let mut source = Source::start(config).expect("fallback starts");
-    assert_eq!(source.mode_name(), "netlink+fanotify");
-    let start = source.start_event().to_json();
+    let mut sensor = SensorBackend::start(config).expect("fallback starts");
+    assert_eq!(sensor.mode_name(), "netlink+fanotify");
+    let start = sensor.start_event().to_json();
     assert_eq!(start["log_provider"], "netlink+fanotify");
 
-    let dir = std::env::temp_dir().join(format!("vigil-fallback-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(nonce());
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("written.txt");
     // sh forks sleep (alive long enough for /proc to be read), writes a file, exits 4.
@@ -38,7 +38,7 @@ fn fallback_sees_exec_fork_exit_and_written_files() {
     let sh = child.id();
     let path = file.to_string_lossy().into_owned();
     // Read events while the processes run: the fallback learns argv from /proc.
-    let events = collect(&mut source, Duration::from_secs(10), |ev| {
+    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
         exit_of(ev, sh).is_some() && ev.iter().any(|e| e["file"]["path"] == path.as_str())
     });
     assert_eq!(child.wait().expect("wait").code(), Some(4));
@@ -86,7 +86,7 @@ fn fallback_sees_exec_fork_exit_and_written_files() {
     assert_eq!(written["activity_id"], 3);
     assert_eq!(written["file"]["xattributes"]["close_write"], true);
     assert_eq!(written["actor"]["process"]["pid"], sh);
-    let stop = source.stop_event().to_json();
+    let stop = sensor.stop_event().to_json();
     assert_eq!(stop["activity_name"], "Stop");
     let _ = std::fs::remove_dir_all(dir);
 
@@ -107,9 +107,9 @@ fn auto_mode_prefers_ebpf_here() {
     }
     // This kernel has BTF and tracepoints: auto picks eBPF (fentry and BPF-LSM are
     // refused here, and that is not a reason to fall back).
-    let source = Source::start(SensorConfig::default()).expect("starts");
-    assert_eq!(source.mode_name(), "ebpf");
-    let detail = source.start_event().to_json()["status_detail"]
+    let sensor = SensorBackend::start(SensorConfig::default()).expect("starts");
+    assert_eq!(sensor.mode_name(), "ebpf");
+    let detail = sensor.start_event().to_json()["status_detail"]
         .as_str()
         .unwrap_or("")
         .to_string();

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 mod support;
 
-use support::{collect, exit_of};
-use vigil_sensor::{Mode, SensorConfig, Source};
+use support::{collect, exit_of, nonce};
+use vigil_sensor::{Mode, SensorBackend, SensorConfig};
 use vigil_testdata::root_or_skip;
 
 /// The eBPF sensor, never the fallback.
@@ -49,7 +49,7 @@ fn exec_events(events: &[Value], ppid: u32) -> Vec<&Value> {
 
 /// Runs `sh -c script` in `dir` and collects the sensor's events until the shell's
 /// exit: the shell's pid and the events.
-fn run_sh(sensor: &mut Source, dir: &std::path::Path, script: &str) -> (u32, Vec<Value>) {
+fn run_sh(sensor: &mut SensorBackend, dir: &std::path::Path, script: &str) -> (u32, Vec<Value>) {
     let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(script)
@@ -66,12 +66,14 @@ fn run_sh(sensor: &mut Source, dir: &std::path::Path, script: &str) -> (u32, Vec
 
 /// Root, one sensor at a time, and a running sensor with `config`; `None` (the test is
 /// skipped, and says so) without root.
-fn sensor_with(config: SensorConfig) -> Option<(std::sync::MutexGuard<'static, ()>, Source)> {
+fn sensor_with(
+    config: SensorConfig,
+) -> Option<(std::sync::MutexGuard<'static, ()>, SensorBackend)> {
     if !root_or_skip() {
         return None;
     }
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    Some((guard, Source::start(config).expect("sensor starts")))
+    Some((guard, SensorBackend::start(config).expect("sensor starts")))
 }
 
 /// A new, empty directory of this test's own.
@@ -81,12 +83,21 @@ fn temp_dir() -> std::path::PathBuf {
     dir
 }
 
-fn nonce() -> String {
-    format!(
-        "vigil-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    )
+#[test]
+fn nonces_are_unique() {
+    let mut seen = std::collections::HashSet::new();
+    let all: Vec<String> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| (0..1000).map(|_| nonce()).collect::<Vec<_>>()))
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("thread"))
+            .collect()
+    });
+    for n in &all {
+        assert!(seen.insert(n.as_str()), "{n} twice");
+    }
 }
 
 #[test]
@@ -171,7 +182,7 @@ fn exec_with_argv_cwd_user_hash_and_parent_then_exit_code() {
 
 /// Runs `sh -c "/bin/true MARKER; (exit 5)"` under `sensor`: the events, the exec of
 /// true, and the subshell's pid (a fork without exec).
-fn fork_exec_and_bare_fork(mut sensor: Source) -> (Vec<Value>, Value, u32) {
+fn fork_exec_and_bare_fork(mut sensor: SensorBackend) -> (Vec<Value>, Value, u32) {
     let marker = nonce();
     let mut child = Command::new("/bin/sh")
         .arg("-c")

@@ -46,6 +46,9 @@ enum Command {
     /// Run the sensor (eBPF or its fallback) and detection; write OCSF events, findings
     /// and incidents (root).
     Agent(cmd::agent::AgentArgs),
+    /// Watch a harmless scripted intrusion on this host and print the incident the agent
+    /// found (root).
+    Demo(cmd::demo::DemoArgs),
     /// Hunt through EVTX and JSON logs with Sigma rules, offline.
     Hunt(cmd::hunt::HuntArgs),
     /// Print the incidents in the agent's output, each as a process tree.
@@ -60,9 +63,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.verbose, cli.quiet, cli.log_format);
+    // The demo prints for a reader; its log says only what went wrong, unless asked.
+    let quiet = cli.quiet || (matches!(cli.command, Command::Demo(_)) && cli.verbose == 0);
+    logging::init(cli.verbose, quiet, cli.log_format);
     let result = match cli.command {
         Command::Agent(a) => cmd::agent::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
         Command::Hunt(a) => cmd::hunt::run(a, cli.quiet),
         Command::Incidents(a) => cmd::incidents::run(a),
         Command::Ocsf(c) => cmd::ocsf::run(c),

@@ -1,6 +1,7 @@
 //! Turns decoded kernel records into OCSF events, with lineage from the process table.
 
 mod dns;
+pub mod ids;
 mod open_writes;
 mod syscall;
 
@@ -9,27 +10,13 @@ use crate::config::SensorConfig;
 use crate::hash::{user_dev, FileKey, HashCache};
 use crate::host::{ticks, Host};
 use crate::proc::{join_argv, Limits, ProcInfo, ProcTable, Views};
+use crate::stats::{Malformed, Stats};
+use ids::{event_log_activity, file_activity, launch_type, process_activity};
 use serde_json::{json, Map};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use vigil_event::model::*;
 use vigil_event::OcsfEvent;
-
-/// OCSF `launch_type_id` values (Process Activity).
-mod launch_type {
-    /// Both steps of Unix process creation in one event (a fork whose child execs).
-    pub const SPAWN: i32 = 1;
-    pub const FORK: i32 = 2;
-    pub const EXEC: i32 = 3;
-    pub fn name(id: i32) -> &'static str {
-        match id {
-            1 => "Spawn",
-            2 => "Fork",
-            3 => "Exec",
-            _ => "Unknown",
-        }
-    }
-}
 
 /// Bytes of an ancestor's command line kept in `ancestry` (the parent's is whole in
 /// `parent_process`).
@@ -74,6 +61,8 @@ pub struct Converter {
     open_writes: open_writes::OpenWrites,
     /// `exclude_file_prefixes`, shared with the event filter of [`Converter::convert`].
     file_excludes: std::sync::Arc<[String]>,
+    /// Malformed inputs: /proc files, syscall records, and those the backend notes.
+    malformed: Malformed,
 }
 
 pub(crate) fn file_of(path: &str) -> File {
@@ -103,6 +92,20 @@ fn file_excluded(ev: &OcsfEvent, prefixes: &[String]) -> bool {
             .is_some_and(|p| prefixes.iter().any(|x| p.starts_with(x.as_str())))
     };
     excluded(&f.file) && f.file_result.as_ref().is_none_or(excluded)
+}
+
+/// Milliseconds since the epoch of an inode's mtime as the kernel keeps it: seconds
+/// (`time64_t`, negative before 1970, here as its bits) and nanoseconds; `None` past
+/// what milliseconds in an `i64` hold.
+fn mtime_ms(sec: u64, nsec: u32) -> Option<i64> {
+    (sec as i64)
+        .checked_mul(1000)?
+        .checked_add(i64::from(nsec / 1_000_000))
+}
+
+/// A count for OCSF's 32-bit `count`: `i32::MAX` when it does not fit.
+fn saturate_count(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// The actor of a launch: the parent process, or just its pid when the table missed it.
@@ -155,7 +158,8 @@ impl Converter {
             max_entries: config.process_table_max,
             linger: Duration::from_secs(config.process_linger_secs),
         });
-        let seeded = table.seed();
+        let malformed = Malformed::default();
+        let seeded = table.seed(&mut |e| malformed.note(&e));
         tracing::debug!(seeded, "process table seeded from /proc");
         Converter {
             device: Shared::new(host.device()),
@@ -169,7 +173,36 @@ impl Converter {
             open_writes: open_writes::OpenWrites::new(config.process_table_max),
             file_excludes: config.exclude_file_prefixes.clone().into(),
             config,
+            malformed,
         }
+    }
+
+    /// Counts a malformed input and logs what was wrong with it.
+    pub(crate) fn note_malformed(&self, what: &dyn std::fmt::Display) {
+        self.malformed.note(what);
+    }
+
+    /// Malformed inputs so far: the ones the converter met (/proc files, syscall records)
+    /// and the ones the backend noted ([`Stats::malformed`]).
+    pub fn malformed(&self) -> u64 {
+        self.malformed.count()
+    }
+
+    /// `/proc/PID` read into a table entry; a malformed file is counted.
+    pub(crate) fn read_proc(&self, pid: u32) -> Option<ProcInfo> {
+        crate::proc::read_proc(pid, &mut |e| self.malformed.note(&e))
+    }
+
+    /// A converter for this host ([`Host::detect_with`]); a /proc file that does not
+    /// parse while detecting it is counted as malformed.
+    pub fn for_this_host(config: SensorConfig) -> Self {
+        let mut problems = Vec::new();
+        let host = Host::detect_with(&mut |e| problems.push(e));
+        let conv = Converter::new(host, config);
+        for p in &problems {
+            conv.note_malformed(p);
+        }
+        conv
     }
 
     /// The host this converter describes.
@@ -293,7 +326,9 @@ impl Converter {
             .get(h.pid)
             .is_some_and(|p| p.start_ticks == start_ticks);
         if !known && read_proc {
-            if let Some(p) = crate::proc::read_proc(h.pid).filter(|p| p.start_ticks == start_ticks)
+            if let Some(p) = self
+                .read_proc(h.pid)
+                .filter(|p| p.start_ticks == start_ticks)
             {
                 self.table.upsert(p);
                 known = true;
@@ -329,11 +364,7 @@ impl Converter {
 
     /// A process object for a pid that is the target of an action (ptrace, injection).
     fn target_process(&mut self, pid: u32) -> Process {
-        let info = self
-            .table
-            .get(pid)
-            .cloned()
-            .or_else(|| crate::proc::read_proc(pid));
+        let info = self.table.get(pid).cloned().or_else(|| self.read_proc(pid));
         match info {
             Some(p) => self.process_from_table(&p),
             None => Process {
@@ -427,7 +458,7 @@ impl Converter {
         x.insert("close_write".into(), json!(true));
         x.insert("closed_by".into(), json!(closed_by));
         x.insert("fd".into(), json!(w.fd));
-        self.file_event(h, 3, file_of(&w.path), x)
+        self.file_event(h, file_activity::UPDATE, file_of(&w.path), x)
     }
 
     /// Reports the fork of `pid` if it is held back (the process is about to be seen
@@ -491,9 +522,7 @@ impl Converter {
         let mut exe = file_of(&e.exe);
         exe.uid = Some(format!("{}:{}", user_dev(e.exe_dev), e.exe_ino));
         if e.exe_mtime_sec != 0 {
-            exe.modified_time =
-                i64::try_from(e.exe_mtime_sec * 1000 + u64::from(e.exe_mtime_nsec) / 1_000_000)
-                    .ok();
+            exe.modified_time = mtime_ms(e.exe_mtime_sec, e.exe_mtime_nsec);
         }
         if e.flags & abi::EXEC_EXE_UNLINKED != 0 {
             exe.is_deleted = Some(true);
@@ -558,7 +587,12 @@ impl Converter {
         let in_container = container.is_some();
         let mut process = process;
         process.container = container;
-        let mut ev = ProcessActivity::new(1, self.header_time(h), FEATURE, process);
+        let mut ev = ProcessActivity::new(
+            process_activity::LAUNCH,
+            self.header_time(h),
+            FEATURE,
+            process,
+        );
         if in_container {
             ev.metadata.profiles.push("container".into());
         }
@@ -618,7 +652,12 @@ impl Converter {
         child.parent_process = parent.clone();
         child.ancestry = ancestry;
         child.xattributes = Some(creds_xattributes(&f.creds));
-        let mut ev = ProcessActivity::new(1, self.header_time(h), FEATURE, child);
+        let mut ev = ProcessActivity::new(
+            process_activity::LAUNCH,
+            self.header_time(h),
+            FEATURE,
+            child,
+        );
         ev.launch_type_id = Some(launch_type::FORK);
         ev.launch_type = Some(launch_type::name(launch_type::FORK).into());
         ev.actor = Some(launcher(parent, h.ppid));
@@ -653,7 +692,7 @@ impl Converter {
         let status = x.exit_code;
         let signal = status & 0x7f;
         let code = (status >> 8) & 0xff;
-        let mut ev = ProcessActivity::new(2, time, FEATURE, process);
+        let mut ev = ProcessActivity::new(process_activity::TERMINATE, time, FEATURE, process);
         if signal == 0 {
             ev.exit_code = i32::try_from(code).ok();
         } else {
@@ -673,8 +712,8 @@ impl Converter {
         ev.into()
     }
 
-    /// An Event Log Activity about the sensor itself: start (6), stop (7), or lost
-    /// records (99, `Drop`, with the count).
+    /// An Event Log Activity about the sensor itself: `activity_id` start, stop, or other
+    /// for lost records (`Drop`, with the count) ([`event_log_activity`]).
     pub fn sensor_event(
         &self,
         activity_id: i32,
@@ -684,14 +723,16 @@ impl Converter {
     ) -> OcsfEvent {
         let now = vigil_event::time::now_ms();
         let mut ev = EventLogActivity::new(activity_id, now, FEATURE);
-        if activity_id == 99 {
+        if activity_id == event_log_activity::OTHER {
             ev.activity_name = Some("Drop".into());
             ev.severity_id = severity::HIGH;
             ev.status_id = Some(status::FAILURE);
         } else {
             ev.status_id = Some(status::SUCCESS);
         }
-        ev.count = count.and_then(|c| i32::try_from(c).ok());
+        // OCSF's `count` is a 32-bit integer: a larger count saturates (the detail text
+        // carries the exact number).
+        ev.count = count.map(saturate_count);
         ev.log_name = Some("vigil-sensor".into());
         ev.log_provider = Some(provider.to_string());
         ev.status_detail = Some(detail);
@@ -709,14 +750,9 @@ impl Converter {
 
     /// The sensor's `Statistics` event (Event Log Activity, activity Other): its counters
     /// so far, in `unmapped`, and the records lost since the previous one in `count`.
-    pub fn stats_event(
-        &self,
-        provider: &str,
-        stats: &crate::sensor::Stats,
-        lost_since: u64,
-    ) -> OcsfEvent {
+    pub fn stats_event(&self, provider: &str, stats: &Stats, lost_since: u64) -> OcsfEvent {
         let mut ev = self.sensor_event(
-            99,
+            event_log_activity::OTHER,
             provider,
             format!(
                 "{} records received, {} lost ({lost_since} since the last report), {} malformed; \
@@ -768,7 +804,7 @@ impl Converter {
         let mut x = Map::new();
         x.insert("close_write".into(), json!(true));
         file.xattributes = Some(x);
-        let mut ev = FileActivity::new(3, self.header_time(h), FEATURE, file);
+        let mut ev = FileActivity::new(file_activity::UPDATE, self.header_time(h), FEATURE, file);
         ev.actor = Some(self.actor_for(h));
         ev.device = Some(self.device.clone());
         ev.into()
@@ -777,5 +813,203 @@ impl Converter {
     /// Periodic housekeeping.
     pub fn sweep(&mut self) {
         self.table.sweep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{nr, RawSock};
+
+    /// A converter that does not hash (random records name no real executables).
+    fn converter() -> Converter {
+        let config = SensorConfig {
+            hash_executables: false,
+            ..SensorConfig::default()
+        };
+        Converter::new(Host::detect(), config)
+    }
+
+    /// Random records of every kind, with boundary values (times, ids, lengths, flags,
+    /// arguments), and mutated records that still decode, convert without panicking
+    /// into events that serialize.
+    #[test]
+    fn random_records_convert_without_panicking() {
+        use crate::abi::testgen::{encode, random_record};
+        let mut rng = crate::fuzz::Rng::for_test(7);
+        let mut conv = converter();
+        let mut events = 0usize;
+        for i in 0..crate::fuzz::iterations() {
+            let record = random_record(&mut rng);
+            let bytes = encode(&record);
+            let record = if rng.one_in(4) {
+                match abi::decode(&rng.mutate(&bytes)) {
+                    Ok(r) => r,
+                    Err(_) => record,
+                }
+            } else {
+                record
+            };
+            crate::fuzz::no_panic("Converter::convert", i, &bytes, || {
+                let mut sink = |ev: OcsfEvent| {
+                    serde_json::to_string(&ev).expect("an event serializes");
+                    events += 1;
+                };
+                conv.convert(record, &mut sink);
+                if rng.one_in(64) {
+                    conv.expire_forks(true, &mut sink);
+                }
+            });
+        }
+        assert!(events > crate::fuzz::iterations() / 2, "{events} events");
+    }
+
+    /// An exec record of a process that is not there, for `pid` and with `mtime`.
+    fn exec_record(pid: u32, mtime_sec: u64) -> Record {
+        Record::Exec(Box::new(RawExec {
+            header: RawHeader::bare(pid, 1, 1_000_000),
+            creds: RawCreds::default(),
+            exe_ino: 1,
+            exe_dev: 1,
+            exe_mtime_sec: mtime_sec,
+            exe_mtime_nsec: 999_999_999,
+            exe_nlink: 1,
+            flags: 0,
+            old_pid: pid,
+            open_fds_max: 0,
+            open_fds: [0; abi::OPEN_FDS_WORDS],
+            exe: "/usr/bin/x".into(),
+            cwd: "/".into(),
+            filename: "/usr/bin/x".into(),
+            tty: String::new(),
+            argv: vec!["x".into()],
+        }))
+    }
+
+    /// Regression: the executable's mtime in ms was computed in u64, which overflowed
+    /// (a panic in debug builds, a wrong time in release) for an mtime before 1970 or
+    /// past what ms hold.
+    #[test]
+    fn exec_with_an_mtime_before_1970_or_past_i64_ms_converts() {
+        let mut conv = converter();
+        for (sec, want) in [
+            (1_700_000_000u64, Some(1_700_000_000_999i64)),
+            ((-86_400i64) as u64, Some(-86_400_000 + 999)),
+            (u64::MAX, Some(-1000 + 999)),
+            (1 << 62, None),
+            (i64::MAX as u64, None),
+        ] {
+            let mut events = Vec::new();
+            conv.convert(exec_record(1 << 23, sec), &mut |e| events.push(e.to_json()));
+            let [ev] = events.as_slice() else {
+                panic!("one exec event: {events:?}")
+            };
+            let got = ev["process"]["file"]["modified_time"].as_i64();
+            assert_eq!(got, want, "mtime {sec}");
+        }
+    }
+
+    /// A syscall record of `nr` by a process that is not there.
+    fn syscall_record(nr: i64, sock: Option<RawSock>, data: &[u8]) -> Record {
+        Record::Syscall(Box::new(abi::RawSyscall {
+            header: RawHeader::bare(1 << 23, 1, 1_000_000),
+            nr,
+            flags: if sock.is_some() { abi::SYS_SOCK } else { 0 },
+            ret: 0,
+            args: [0; 6],
+            str0: String::new(),
+            str1: String::new(),
+            addr: Vec::new(),
+            data: data.to_vec(),
+            sock,
+            base: None,
+        }))
+    }
+
+    /// A syscall record that does not say what its call needs is counted as malformed,
+    /// not dropped silently; a DNS message that only asks nothing is not malformed.
+    #[test]
+    fn malformed_syscall_records_are_counted() {
+        let mut conv = converter();
+        let mut events = 0;
+        let mut convert = |conv: &mut Converter, r| conv.convert(r, &mut |_| events += 1);
+        let udp = RawSock {
+            family: 2,
+            protocol: 17,
+            kind: 2,
+            lport: 40000,
+            rport: 53,
+            laddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            raddr: [127, 0, 0, 53, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        };
+        let query = [
+            0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1,
+        ];
+        assert_eq!(
+            convert(
+                &mut conv,
+                syscall_record(nr::SENDTO, Some(udp.clone()), &query)
+            ),
+            1
+        );
+        assert_eq!(conv.malformed(), 0);
+        // Unknown call, socket call without its socket, truncated DNS question.
+        assert_eq!(convert(&mut conv, syscall_record(4000, None, &[])), 0);
+        assert_eq!(conv.malformed(), 1);
+        assert_eq!(
+            convert(&mut conv, syscall_record(nr::CONNECT, None, &[])),
+            0
+        );
+        assert_eq!(conv.malformed(), 2);
+        let cut = syscall_record(nr::SENDTO, Some(udp.clone()), &query[..15]);
+        assert_eq!(convert(&mut conv, cut), 0);
+        assert_eq!(conv.malformed(), 3);
+        // A response is no query, and not malformed either.
+        let mut response = query;
+        response[2] |= 0x80;
+        assert_eq!(
+            convert(&mut conv, syscall_record(nr::SENDTO, Some(udp), &response)),
+            0
+        );
+        assert_eq!(conv.malformed(), 3);
+        assert_eq!(events, 1);
+    }
+
+    /// Regression: a count above `i32::MAX` was dropped from the event (`count` absent), so
+    /// a huge loss looked like none.
+    #[test]
+    fn loss_counts_above_i32_max_saturate() {
+        let conv = converter();
+        let big = u64::from(u32::MAX) + 7;
+        for (lost, count) in [
+            (0, 0),
+            (5, 5),
+            (i32::MAX as u64, i32::MAX),
+            (i32::MAX as u64 + 1, i32::MAX),
+            (big, i32::MAX),
+            (u64::MAX, i32::MAX),
+        ] {
+            let ev = conv
+                .sensor_event(
+                    event_log_activity::OTHER,
+                    "ebpf",
+                    format!("{lost} lost"),
+                    Some(lost),
+                )
+                .to_json();
+            assert_eq!(ev["count"], count, "{lost}");
+            assert_eq!(
+                ev["status_detail"],
+                format!("{lost} lost"),
+                "exact in the text"
+            );
+            let stats = Stats {
+                lost_by_kind: vec![lost],
+                ..Stats::default()
+            };
+            let ev = conv.stats_event("ebpf", &stats, lost).to_json();
+            assert_eq!(ev["count"], count, "{lost}");
+            assert_eq!(ev["unmapped"]["lost"], lost, "exact in unmapped");
+        }
     }
 }

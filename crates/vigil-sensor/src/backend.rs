@@ -1,14 +1,17 @@
 //! The sensor the agent runs: eBPF where the kernel allows it, else the fallback.
 
 use crate::config::{Mode, SensorConfig};
+use crate::error::SensorError;
 use crate::fallback::Fallback;
-use crate::sensor::{Sensor, SensorError, Stats};
+use crate::sensor::Sensor;
+use crate::stats::Stats;
 use std::time::Duration;
 use vigil_event::OcsfEvent;
 
-/// A running sensor of either kind.
+/// A running sensor of either backend: eBPF or the fallback (what the agent runs; the
+/// backend is chosen by [`Mode`]).
 #[derive(Debug)]
-pub enum Source {
+pub enum SensorBackend {
     /// The eBPF sensor.
     Ebpf(Box<Sensor>),
     /// The netlink proc connector and fanotify.
@@ -18,30 +21,30 @@ pub enum Source {
 macro_rules! both {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
-            Source::Ebpf($s) => $e,
-            Source::Fallback($s) => $e,
+            SensorBackend::Ebpf($s) => $e,
+            SensorBackend::Fallback($s) => $e,
         }
     };
 }
 
-impl Source {
+impl SensorBackend {
     /// Starts the sensor `config.mode` asks for. In `auto` mode a kernel that refuses
     /// eBPF (no BTF, a program that does not load or attach) gets the fallback, and the
     /// log says why.
-    pub fn start(config: SensorConfig) -> Result<Source, SensorError> {
+    pub fn start(config: SensorConfig) -> Result<SensorBackend, SensorError> {
         config.validate()?;
-        let uid = crate::sensor::euid();
+        let uid = crate::proc::euid();
         if uid != 0 {
             return Err(SensorError::NotRoot(uid));
         }
         match config.mode {
-            Mode::Ebpf => Ok(Source::Ebpf(Box::new(Sensor::start(config)?))),
-            Mode::Fallback => Ok(Source::Fallback(Box::new(Fallback::start(config)?))),
+            Mode::Ebpf => Ok(SensorBackend::Ebpf(Box::new(Sensor::start(config)?))),
+            Mode::Fallback => Ok(SensorBackend::Fallback(Box::new(Fallback::start(config)?))),
             Mode::Auto => match Sensor::start(config.clone()) {
-                Ok(s) => Ok(Source::Ebpf(Box::new(s))),
+                Ok(s) => Ok(SensorBackend::Ebpf(Box::new(s))),
                 Err(e) => {
                     tracing::warn!("eBPF sensor unavailable ({e}); running the fallback sensor");
-                    Ok(Source::Fallback(Box::new(Fallback::start(config)?)))
+                    Ok(SensorBackend::Fallback(Box::new(Fallback::start(config)?)))
                 }
             },
         }
@@ -50,8 +53,8 @@ impl Source {
     /// `ebpf` or `netlink+fanotify`.
     pub fn mode_name(&self) -> &'static str {
         match self {
-            Source::Ebpf(_) => "ebpf",
-            Source::Fallback(_) => "netlink+fanotify",
+            SensorBackend::Ebpf(_) => "ebpf",
+            SensorBackend::Fallback(_) => "netlink+fanotify",
         }
     }
 
