@@ -9,12 +9,16 @@ use vigil_respond::Responder;
 /// Answers findings ([`Responder`]).
 pub struct RespondStage {
     responder: Responder,
+    started: bool,
 }
 
 impl RespondStage {
     /// A stage around a responder.
     pub fn new(responder: Responder) -> Self {
-        RespondStage { responder }
+        RespondStage {
+            responder,
+            started: false,
+        }
     }
 }
 
@@ -23,6 +27,11 @@ impl Stage for RespondStage {
         "respond"
     }
     fn process(&mut self, event: &mut OcsfEvent, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        if !self.started {
+            // The agent's first event (its Start): what response does at start.
+            self.started = true;
+            self.responder.startup(now_ms, emit);
+        }
         if let OcsfEvent::Finding(_) = event {
             self.responder.on_finding(event, now_ms, emit);
         } else {

@@ -43,7 +43,7 @@ pub enum Select {
     /// Every event.
     All,
     /// Detection and Incident Findings (2004, 2005) and what was done about them:
-    /// Remediation Activity (7001, 7002, 7003).
+    /// Remediation Activity (7002, 7003, 7004).
     Findings,
 }
 

@@ -2,7 +2,7 @@
 //!
 //! * [`config`]: the `[respond]` table: policy, modes, guard rails, each action's limits.
 //! * [`policy`]: which actions a finding calls for (pure).
-//! * [`record`]: Remediation Activity records (File 7001, Process 7002, Network 7003).
+//! * [`record`]: Remediation Activity records (File 7002, Process 7003, Network 7004; OCSF 1.8 numbers them so: 7001 is the base class).
 //! * [`procs`]: processes from /proc, their identity, and the guard rails.
 //! * [`kill`]: a branch frozen (cgroup v2 or SIGSTOP), then killed.
 //! * [`vault`]: the quarantine vault.

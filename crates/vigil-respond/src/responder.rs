@@ -99,6 +99,58 @@ impl Responder {
         }
     }
 
+    /// What the agent does when it starts: puts back an isolation that was asked for
+    /// and lost (a reboot), removes freeze cgroups a crash left behind.
+    pub fn startup(&mut self, now_ms: i64, out: &mut Vec<OcsfEvent>) {
+        let iso = Isolation::new(&self.config.isolate.nft, &self.config.state_dir);
+        let restored = iso.restore_if_lost();
+        let mut extra = Map::new();
+        let outcome = match restored {
+            Ok(None) => None,
+            Ok(Some(state)) => {
+                extra.insert("management".into(), json!(state.management));
+                extra.insert("since_ms".into(), json!(state.since_ms));
+                Some(Outcome::success(format!(
+                    "put back the isolation asked for at {} ({}), lost from the kernel",
+                    vigil_event::time::format_ms(state.since_ms),
+                    state.reason
+                )))
+            }
+            Err(e) => Some(Outcome::failed(
+                remediation_status::ERROR,
+                format!("cannot check or put back the host's isolation: {e}"),
+            )),
+        };
+        if let Some(outcome) = outcome {
+            let line = "vigil agent (start)";
+            out.push(record::network(self.common(
+                Action::Isolate,
+                Mode::Protect,
+                &Cause::Manual(line),
+                "isolate:host".into(),
+                outcome,
+                extra,
+                now_ms,
+            )));
+        }
+        if let Some(root) = crate::kill::cgroup2_root() {
+            for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+                let p = e.path();
+                if crate::kill::is_freeze_group(&p) {
+                    // Thawed and removed if empty; one still holding processes is left
+                    // thawed, reported in the log.
+                    let _ = std::fs::write(p.join("cgroup.freeze"), "0");
+                    if let Err(err) = std::fs::remove_dir(&p) {
+                        tracing::warn!(
+                            "a freeze cgroup from an earlier run stays: {}: {err}",
+                            p.display()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// The counters.
     pub fn stats(&self) -> RespondStats {
         self.stats
@@ -291,6 +343,9 @@ impl Responder {
             let cause = Cause::Finding(&facts, p.rule);
             let before = out.len();
             match p.action {
+                Action::Kill if facts.process.is_none() => {
+                    self.no_process(Action::Kill, p.mode, &cause, &facts, now_ms, out);
+                }
                 Action::Kill => {
                     if let Some(proc_) = &facts.process {
                         let started = self.kill_process(proc_.clone(), p.mode, &cause, now_ms, out);
@@ -346,6 +401,36 @@ impl Responder {
             }
             self.count(p.mode, &out[before..]);
         }
+    }
+
+    /// A finding that names no process (a correlation over several): nothing to kill
+    /// or block, and a record that says so.
+    fn no_process(
+        &mut self,
+        action: Action,
+        mode: Mode,
+        cause: &Cause<'_>,
+        facts: &FindingFacts,
+        now_ms: i64,
+        out: &mut Vec<OcsfEvent>,
+    ) {
+        let key = format!("{}:finding-{}", action.name(), facts.uid);
+        if !self.once(&key) {
+            return;
+        }
+        // The record's process is the story's first one: the finding's only process.
+        let target = Process {
+            uid: Some(facts.story.clone().unwrap_or_else(|| facts.uid.clone())),
+            ..Process::default()
+        };
+        let outcome = Outcome::failed(
+            remediation_status::UNSUPPORTED,
+            format!("the finding names no process: nothing to {}", action.name()),
+        );
+        out.push(record::process(
+            self.common(action, mode, cause, key, outcome, Map::new(), now_ms),
+            target,
+        ));
     }
 
     fn count(&mut self, mode: Mode, records: &[OcsfEvent]) {

@@ -311,8 +311,26 @@ impl Vault {
                 e,
             ));
         }
+        let mut item = item;
         match fs::rename(path, &content) {
-            Ok(()) => {}
+            Ok(()) => {
+                // Written to between the hash and the move: the metadata follows the
+                // bytes the vault holds.
+                let now = File::open(&content).and_then(sha256_of);
+                if let Ok(got) = now {
+                    if got != item.sha256 {
+                        item.sha256 = got;
+                        item.size = fs::metadata(&content).map_or(item.size, |m| m.len());
+                        let _ = fs::remove_file(item_dir.join(META));
+                        if let Err(e) = write_meta(&item_dir, &item) {
+                            tracing::warn!(
+                                "{}: cannot rewrite the metadata of a file changed while quarantined: {e}",
+                                item_dir.display()
+                            );
+                        }
+                    }
+                }
+            }
             Err(e) if e.raw_os_error() == Some(nix::libc::EXDEV) => {
                 if let Err(e) = copy_into(&mut src, &content, &sha) {
                     let _ = fs::remove_dir_all(&item_dir);

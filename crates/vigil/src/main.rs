@@ -53,9 +53,20 @@ enum Command {
     Hunt(cmd::hunt::HuntArgs),
     /// Print the incidents in the agent's output, each as a process tree.
     Incidents(cmd::incidents::IncidentsArgs),
+    /// Cut the host off the network but for loopback and its management endpoints, or
+    /// let it back on (root).
+    #[command(subcommand)]
+    Isolate(cmd::isolate::IsolateCommand),
     /// OCSF events: write an example attack story, validate events against the schema.
     #[command(subcommand)]
     Ocsf(cmd::ocsf::OcsfCommand),
+    /// The quarantine vault: list its items, give one back, delete them (root).
+    #[command(subcommand)]
+    Quarantine(cmd::quarantine::QuarantineCommand),
+    /// Response by hand: kill a process or story branch, quarantine a file; what the
+    /// policy would do over recorded findings.
+    #[command(subcommand)]
+    Respond(cmd::respond::RespondCommand),
     /// Sigma rules: check that rules load.
     #[command(subcommand)]
     Rules(cmd::rules::RulesCommand),
@@ -71,7 +82,10 @@ fn main() -> ExitCode {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Hunt(a) => cmd::hunt::run(a, cli.quiet),
         Command::Incidents(a) => cmd::incidents::run(a),
+        Command::Isolate(c) => cmd::isolate::run(c),
         Command::Ocsf(c) => cmd::ocsf::run(c),
+        Command::Quarantine(c) => cmd::quarantine::run(c),
+        Command::Respond(c) => cmd::respond::run(c),
         Command::Rules(c) => cmd::rules::run(c),
     };
     match result {

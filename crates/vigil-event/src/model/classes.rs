@@ -238,23 +238,23 @@ macro_rules! remediation_class {
 }
 
 remediation_class!(
-    /// File Remediation Activity (7001): a file moved into the quarantine vault, restored
+    /// File Remediation Activity (7002): a file moved into the quarantine vault, restored
     /// from it, or put back from the rollback journal.
-    FileRemediationActivity, 7001, "File Remediation Activity",
+    FileRemediationActivity, 7002, "File Remediation Activity",
     /// The file acted on.
     file: File
 );
 remediation_class!(
-    /// Process Remediation Activity (7002): a process and its branch frozen and killed,
+    /// Process Remediation Activity (7003): a process and its branch frozen and killed,
     /// or an executable refused before it ran.
-    ProcessRemediationActivity, 7002, "Process Remediation Activity",
+    ProcessRemediationActivity, 7003, "Process Remediation Activity",
     /// The process acted on (for a refused exec: the process that asked).
     process: Process
 );
 remediation_class!(
-    /// Network Remediation Activity (7003): the host cut off from the network (but for
+    /// Network Remediation Activity (7004): the host cut off from the network (but for
     /// loopback and its management endpoints), or the isolation lifted.
-    NetworkRemediationActivity, 7003, "Network Remediation Activity",
+    NetworkRemediationActivity, 7004, "Network Remediation Activity",
     /// The traffic the action is about (direction and protocol).
     connection_info: NetworkConnectionInfo
 );

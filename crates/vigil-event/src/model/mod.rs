@@ -132,11 +132,11 @@ pub enum OcsfEvent {
     Finding(Box<DetectionFinding>),
     /// Incident Finding (2005).
     Incident(Box<IncidentFinding>),
-    /// File Remediation Activity (7001).
+    /// File Remediation Activity (7002).
     FileRemediation(Box<FileRemediationActivity>),
-    /// Process Remediation Activity (7002).
+    /// Process Remediation Activity (7003).
     ProcessRemediation(Box<ProcessRemediationActivity>),
-    /// Network Remediation Activity (7003).
+    /// Network Remediation Activity (7004).
     NetworkRemediation(Box<NetworkRemediationActivity>),
 }
 
@@ -247,7 +247,7 @@ impl OcsfEvent {
         event_dispatch!(self, e => e.time)
     }
 
-    /// Whether the event is a Remediation Activity (7001, 7002, 7003): what Vigil did.
+    /// Whether the event is a Remediation Activity (7002, 7003, 7004): what Vigil did.
     pub fn is_remediation(&self) -> bool {
         matches!(
             self,

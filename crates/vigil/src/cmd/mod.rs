@@ -4,5 +4,8 @@ pub mod agent;
 pub mod demo;
 pub mod hunt;
 pub mod incidents;
+pub mod isolate;
 pub mod ocsf;
+pub mod quarantine;
+pub mod respond;
 pub mod rules;
