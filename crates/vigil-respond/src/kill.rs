@@ -1,13 +1,15 @@
 //! Killing a process branch: the process and every descendant, frozen first so none can
 //! fork away, then killed at once.
 //!
-//! With cgroup v2 (the default) the branch is moved into a cgroup of its own that is
-//! frozen from the start: each process moved in stops where it is, its children are
-//! looked up and moved in turn, until a pass finds no new one; then `cgroup.kill` ends
-//! them all (race-free against fork). A process that cannot be moved (another cgroup
-//! namespace, a threaded cgroup) is stopped with SIGSTOP instead; without cgroup v2
-//! every process is. Processes the guard spares are left running, and so is what they
-//! started.
+//! With SIGSTOP (the default) each process is stopped as it is found and its children
+//! are read; when a pass finds no new child, the stops are awaited (a stop lands when
+//! its process next runs) and every child is read again: a child found then means
+//! another pass. Then SIGKILL to each. With a cgroup v2 the branch is moved into a
+//! cgroup of its own that is frozen from the start, the same passes run, and
+//! `cgroup.kill` ends them all (race-free against fork); what cannot be moved (another
+//! cgroup namespace, a threaded cgroup) is stopped with SIGSTOP. Processes the guard
+//! spares are left running, and so is what they started. A process re-parented away
+//! before the freeze is not in the tree: the agent adds those it knows from events.
 
 use crate::config::FreezeMethod;
 use crate::procs::{children, Guard, ProcInfo, Spared, Target};
@@ -38,7 +40,8 @@ pub struct KillReport {
     pub killed: Vec<Frozen>,
     /// Processes of the branch left alone, and why.
     pub spared: Vec<(ProcInfo, Spared)>,
-    /// The flagged process did not exist (any more) when the kill began.
+    /// The flagged process did not exist (any more) when the kill began (its
+    /// descendants known from events may still have been killed).
     pub gone: bool,
     /// Processes still alive when `settle` ran out.
     pub survivors: Vec<Target>,
@@ -88,13 +91,19 @@ pub fn kill_branch(
 ) -> KillReport {
     let start = Instant::now();
     let mut report = KillReport::default();
-    let Some(info) = root.live() else {
-        report.gone = true;
-        return report;
-    };
-    if let Some(why) = guard.spare(&info) {
-        report.spared.push((info, why));
-        return report;
+    match root.live() {
+        // Gone already: its descendants known from events may still run.
+        None if more.is_empty() => {
+            report.gone = true;
+            return report;
+        }
+        None => report.gone = true,
+        Some(info) => {
+            if let Some(why) = guard.spare(&info) {
+                report.spared.push((info, why));
+                return report;
+            }
+        }
     }
     let mut cg = match method {
         FreezeMethod::Cgroup => match FreezeGroup::create() {
@@ -113,7 +122,6 @@ pub fn kill_branch(
     while !frontier.is_empty() && report.passes < MAX_PASSES {
         report.passes += 1;
         let mut next = Vec::new();
-        let stopped_before = stopped.len();
         for t in frontier.drain(..) {
             if !seen.insert(t.pid) {
                 continue;
@@ -150,19 +158,17 @@ pub fn kill_branch(
             });
             next.push(t.pid);
         }
-        // A freeze takes effect when the process next runs in the kernel's hands: wait
-        // for it before reading children, so no fork completes after the last read.
-        wait_frozen(cg.as_ref(), &stopped[stopped_before..]);
         for pid in next {
-            for c in children(pid) {
-                if !seen.contains(&c) {
-                    if let Some(ci) = ProcInfo::read(c) {
-                        frontier.push(Target {
-                            pid: c,
-                            start_ticks: ci.start_ticks,
-                        });
-                    }
-                }
+            push_children(pid, &seen, &mut frontier);
+        }
+        if frontier.is_empty() {
+            // No new child this pass. A freeze takes effect when its process next runs
+            // (on a busy host, milliseconds later), and a fork it was making may still
+            // complete: once everything is frozen, every child is read again; a child
+            // found then means another pass.
+            wait_frozen(cg.as_ref(), &stopped);
+            for k in &report.killed {
+                push_children(k.target.pid, &seen, &mut frontier);
             }
         }
     }
@@ -216,22 +222,46 @@ pub fn kill_branch(
     report
 }
 
+/// Adds the children of `pid` not seen yet to `frontier`.
+fn push_children(pid: i32, seen: &HashSet<i32>, frontier: &mut Vec<Target>) {
+    for c in children(pid) {
+        if !seen.contains(&c) {
+            if let Some(ci) = ProcInfo::read(c) {
+                frontier.push(Target {
+                    pid: c,
+                    start_ticks: ci.start_ticks,
+                });
+            }
+        }
+    }
+}
+
 /// Waits (briefly) until what was frozen is frozen: the cgroup says so, each stopped
 /// process shows state `T` (or has ended).
 fn wait_frozen(cg: Option<&FreezeGroup>, stopped: &[Target]) {
-    let deadline = Instant::now() + Duration::from_millis(50);
+    let deadline = Instant::now() + Duration::from_millis(250);
     loop {
         let group_done = cg.is_none_or(FreezeGroup::frozen);
         let stops_done = stopped.iter().all(|t| {
             ProcInfo::read(t.pid)
                 .filter(|i| i.start_ticks == t.start_ticks)
-                .is_none_or(|i| matches!(i.state, 'T' | 't' | 'Z' | 'X' | 'x'))
+                .is_none_or(|i| {
+                    matches!(i.state, 'T' | 't' | 'Z' | 'X' | 'x')
+                        || (i.state == 'D' && in_vfork(t.pid))
+                })
         });
         if (group_done && stops_done) || Instant::now() >= deadline {
             return;
         }
         std::thread::sleep(Duration::from_micros(50));
     }
+}
+
+/// Whether a process waits for its vfork child (to exec or exit): it can do nothing
+/// else, and its child is in the branch; the stop reaches it when the wait ends.
+fn in_vfork(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .is_ok_and(|w| w.contains("kernel_clone") || w.contains("vfork"))
 }
 
 /// A frozen cgroup v2 of the branch's own, under the hierarchy's root.

@@ -303,9 +303,16 @@ impl Responder {
             return;
         };
         let start = Instant::now();
-        let report = kill_branch(t, &[], &self.guard, self.config.kill.freeze, self.settle());
+        let more = self.tracked_descendants(uid);
+        let report = kill_branch(
+            t,
+            &more,
+            &self.guard,
+            self.config.kill.freeze,
+            self.settle(),
+        );
         self.killed.insert(uid.into(), (until, facts.clone(), rule));
-        if report.gone {
+        if report.killed.is_empty() && report.spared.is_empty() {
             return;
         }
         self.stats.late_kills += 1;
@@ -683,7 +690,7 @@ impl Responder {
         }
         extra.insert("elapsed_us".into(), json!(elapsed.as_micros() as u64));
         let n = r.killed.len();
-        let outcome = if r.gone {
+        let outcome = if r.gone && n == 0 {
             Outcome::failed(
                 remediation_status::DOES_NOT_EXIST,
                 format!("process {pid} had already exited; nothing was killed"),
