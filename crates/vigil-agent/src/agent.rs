@@ -91,7 +91,11 @@ pub fn run(
     }
     let mut own_paths: Vec<PathBuf> = std::env::current_exe().into_iter().collect();
     own_paths.extend(outputs.config.iter().cloned());
-    let responder = vigil_respond::Responder::new(config.respond.clone(), own_paths);
+    let mut responder = vigil_respond::Responder::new(config.respond.clone(), own_paths.clone());
+    // The permission guard's helper is the agent's own binary (`vigil perm-watchdog`).
+    if let Some(exe) = own_paths.first() {
+        responder.set_helper(exe.clone());
+    }
     let stages: Vec<Box<dyn Stage + '_>> = vec![
         Box::new(StoryStage(Storyline::new(config.story.clone()))),
         Box::new(DetectStage::new(Detector::new(

@@ -37,16 +37,27 @@ impl Stage for RespondStage {
         } else {
             self.responder.observe(event, now_ms, emit);
         }
+        // Refused execs are reported as they happen, not at the next tick.
+        self.responder.drain_guard(now_ms, emit);
+    }
+    fn tick(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        self.responder.tick(now_ms, emit);
+    }
+    fn finish(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        self.responder.tick(now_ms, emit);
     }
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = self.responder.stats();
-        vec![
+        let mut c = vec![
             ("respond_findings", s.findings),
             ("respond_done", s.done),
             ("respond_recorded", s.recorded),
             ("respond_repeats", s.repeats),
             ("respond_failed", s.failed),
             ("respond_late_kills", s.late_kills),
-        ]
+            ("journal_skipped", s.journal_skipped),
+        ];
+        c.extend(self.responder.guard_counters());
+        c
     }
 }

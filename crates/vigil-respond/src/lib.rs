@@ -7,12 +7,19 @@
 //! * [`kill`]: a branch frozen (cgroup v2 or SIGSTOP), then killed.
 //! * [`vault`]: the quarantine vault.
 //! * [`isolate`]: network isolation with nftables.
+//! * [`guard`]: fanotify permission events: executables refused before they run, files
+//!   journaled before they are written; a helper that answers when the agent cannot.
+//! * [`journal`]: the rollback journal and `vigil rollback`'s plan.
+//! * [`prevent`]: the blocklist, the journal and rollback, as the responder runs them.
 //! * [`responder`]: the stream followed, findings answered, every action reported once.
 
 pub mod config;
+pub mod guard;
 pub mod isolate;
+pub mod journal;
 pub mod kill;
 pub mod policy;
+pub mod prevent;
 pub mod procs;
 pub mod record;
 pub mod responder;

@@ -48,6 +48,8 @@ pub struct RespondStats {
     pub failed: u64,
     /// Processes killed late: started by a killed branch, seen after the kill.
     pub late_kills: u64,
+    /// Files the journal did not copy (too large, errors) and renames it could not keep.
+    pub journal_skipped: u64,
 }
 
 /// The responder.
@@ -66,7 +68,15 @@ pub struct Responder {
     /// finding's facts and policy rule).
     killed: HashMap<Box<str>, (Instant, FindingFacts, usize)>,
     vault: Option<Result<Vault, String>>,
-    stats: RespondStats,
+    pub(crate) stats: RespondStats,
+    /// The permission guard (block before exec, the journal), once started.
+    pub(crate) perm: Option<crate::guard::PermGuard>,
+    /// The program run as the guard's helper (the agent's own binary).
+    pub(crate) helper: Option<PathBuf>,
+    /// The blocklist: the configuration's and the block action's.
+    pub(crate) blocklist: crate::guard::Blocklist,
+    /// When the journaled directories were last scanned.
+    pub(crate) last_rescan: Option<Instant>,
 }
 
 /// The finding's flagged process's executable, if its path is known.
@@ -96,7 +106,35 @@ impl Responder {
             killed: HashMap::new(),
             vault: None,
             stats: RespondStats::default(),
+            perm: None,
+            helper: None,
+            blocklist: crate::guard::Blocklist::default(),
+            last_rescan: None,
         }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RespondConfig {
+        &self.config
+    }
+
+    /// The boot id process uids start with.
+    pub(crate) fn boot_id(&self) -> &str {
+        &self.boot_id
+    }
+
+    /// The guard rails.
+    pub(crate) fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// Live processes the stream placed in `story`.
+    pub(crate) fn story_members(&self, story: &str) -> HashSet<String> {
+        self.procs
+            .iter()
+            .filter(|(_, t)| t.story.as_deref() == Some(story))
+            .map(|(u, _)| u.to_string())
+            .collect()
     }
 
     /// What the agent does when it starts: puts back an isolation that was asked for
@@ -133,6 +171,7 @@ impl Responder {
                 now_ms,
             )));
         }
+        self.start_guard(now_ms, out);
         if let Some(root) = crate::kill::cgroup2_root() {
             for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
                 let p = e.path();
@@ -223,6 +262,9 @@ impl Responder {
                     _ => None,
                 };
                 let Some(path) = path else { return };
+                if f.activity_id == 5 {
+                    self.journal_rename(f, story);
+                }
                 if self.story_files.len() >= MAX_STORIES && !self.story_files.contains_key(story) {
                     return;
                 }
@@ -387,24 +429,11 @@ impl Responder {
                     }
                 }
                 Action::Isolate => self.isolate(p.mode, &cause, now_ms, out),
-                Action::Block | Action::Rollback => {
-                    // Wired by the agent (exec guard, journal); see `Extensions`.
-                    let key = format!(
-                        "{}:{}",
-                        p.action.name(),
-                        facts.story.as_deref().unwrap_or(&facts.uid)
-                    );
-                    if self.once(&key) {
-                        let outcome = Outcome::failed(
-                            remediation_status::UNSUPPORTED,
-                            format!("{} is not available in this agent", p.action.name()),
-                        );
-                        out.push(record::process(
-                            self.common(p.action, p.mode, &cause, key, outcome, Map::new(), now_ms),
-                            facts.process.clone().unwrap_or_default(),
-                        ));
-                    }
-                }
+                Action::Block => self.block(&facts, p.mode, &cause, now_ms, out),
+                Action::Rollback => match facts.story.clone() {
+                    Some(story) => self.rollback_story(&story, p.mode, &cause, now_ms, out),
+                    None => self.no_process(Action::Rollback, p.mode, &cause, &facts, now_ms, out),
+                },
             }
             self.count(p.mode, &out[before..]);
         }
@@ -412,7 +441,7 @@ impl Responder {
 
     /// A finding that names no process (a correlation over several): nothing to kill
     /// or block, and a record that says so.
-    fn no_process(
+    pub(crate) fn no_process(
         &mut self,
         action: Action,
         mode: Mode,
@@ -459,7 +488,7 @@ impl Responder {
     }
 
     /// Whether `command` is new (then it is remembered): every command is answered once.
-    fn once(&mut self, command: &str) -> bool {
+    pub(crate) fn once(&mut self, command: &str) -> bool {
         if self.done.contains(command) {
             self.stats.repeats += 1;
             return false;
@@ -472,7 +501,7 @@ impl Responder {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn common<'a>(
+    pub(crate) fn common<'a>(
         &self,
         action: Action,
         mode: Mode,

@@ -67,9 +67,35 @@ enum Command {
     /// policy would do over recorded findings.
     #[command(subcommand)]
     Respond(cmd::respond::RespondCommand),
+    /// Put back the files a story rewrote, from the rollback journal (root).
+    Rollback(cmd::rollback::RollbackArgs),
+    /// The agent's exec-guard helper (the agent runs it; it answers for a stalled
+    /// agent). Not for use by hand.
+    #[command(hide = true)]
+    PermWatchdog {
+        /// Milliseconds without a heartbeat before it answers for the agent.
+        #[arg(long)]
+        deadline_ms: u64,
+    },
     /// Sigma rules: check that rules load.
     #[command(subcommand)]
     Rules(cmd::rules::RulesCommand),
+}
+
+/// `vigil perm-watchdog`: stop signals are ignored (it ends when the agent's heartbeat
+/// pipe closes, so a group stop of the agent's unit does not leave the agent
+/// unguarded), then the helper loop.
+fn perm_watchdog(deadline_ms: u64) -> anyhow::Result<ExitCode> {
+    let ignored = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for s in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(s, std::sync::Arc::clone(&ignored))?;
+    }
+    vigil_respond::guard::watchdog(std::time::Duration::from_millis(deadline_ms))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -86,6 +112,8 @@ fn main() -> ExitCode {
         Command::Ocsf(c) => cmd::ocsf::run(c),
         Command::Quarantine(c) => cmd::quarantine::run(c),
         Command::Respond(c) => cmd::respond::run(c),
+        Command::Rollback(a) => cmd::rollback::run(a),
+        Command::PermWatchdog { deadline_ms } => perm_watchdog(deadline_ms),
         Command::Rules(c) => cmd::rules::run(c),
     };
     match result {

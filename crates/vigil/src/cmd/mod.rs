@@ -8,4 +8,5 @@ pub mod isolate;
 pub mod ocsf;
 pub mod quarantine;
 pub mod respond;
+pub mod rollback;
 pub mod rules;
