@@ -489,7 +489,10 @@ impl Journal {
         for e in chosen {
             // Follow the story's renames after the copy: where the file is now.
             let mut cur = e.path.clone();
-            for r in story_renames.iter().filter(|r| r.time_ms >= e.time_ms - 1) {
+            for r in story_renames
+                .iter()
+                .filter(|r| r.time_ms >= e.time_ms - 1000)
+            {
                 if r.from == cur {
                     cur = r.to.clone();
                 }

@@ -451,11 +451,8 @@ impl Responder {
         now_ms: i64,
         out: &mut Vec<OcsfEvent>,
     ) {
-        let key = format!("rollback:{story}");
-        if !self.once(&key) {
-            return;
-        }
         let members = self.story_members(story);
+        let mut done = std::mem::take(&mut self.rolled_back);
         let records = rollback_records(
             &self.config().rollback,
             story,
@@ -464,14 +461,18 @@ impl Responder {
             cause,
             false,
             now_ms,
+            &mut done,
         );
+        self.rolled_back = done;
         out.extend(records);
     }
 }
 
 /// Rolls `story` back (or, in detect mode, says what would be put back) from the journal
 /// configured in `rb`: a File Remediation record per file, and one for a journal that
-/// cannot be read.
+/// cannot be read or holds nothing of the story. `done` holds the steps already taken
+/// (or recorded), which are not repeated, and gains this call's.
+#[allow(clippy::too_many_arguments)]
 pub fn rollback_records(
     rb: &crate::config::RollbackConfig,
     story: &str,
@@ -480,6 +481,7 @@ pub fn rollback_records(
     cause: &Cause<'_>,
     remove_created: bool,
     now_ms: i64,
+    done: &mut HashSet<String>,
 ) -> Vec<OcsfEvent> {
     let common = |key: String, outcome: Outcome, extra: Map<String, serde_json::Value>| Common {
         action: Action::Rollback,
@@ -502,12 +504,32 @@ pub fn rollback_records(
             return vec![record::file(c, record::file_of(&rb.journal_dir))];
         }
     };
-    let plan = journal.plan(story, members);
+    let mut plan = journal.plan(story, members);
     let mut out = Vec::new();
     for u in &plan.unreadable {
         tracing::warn!("journal: {u}");
     }
-    if plan.restores.is_empty() && plan.unrename.is_empty() && plan.created.is_empty() {
+    let empty = |p: &journal::RollbackPlan| {
+        p.restores.is_empty() && p.unrename.is_empty() && p.created.is_empty()
+    };
+    let nothing = empty(&plan);
+    let rename_key = |a: &Path, b: &Path| format!("rename:{}>{}", a.display(), b.display());
+    let created_key = |c: &Path| format!("new:{}", c.display());
+    plan.restores.retain(|(e, _)| !done.contains(&e.id));
+    plan.unrename
+        .retain(|(a, b)| !done.contains(&rename_key(a, b)));
+    plan.created.retain(|c| !done.contains(&created_key(c)));
+    done.extend(plan.restores.iter().map(|(e, _)| e.id.clone()));
+    done.extend(plan.unrename.iter().map(|(a, b)| rename_key(a, b)));
+    done.extend(plan.created.iter().map(|c| created_key(c)));
+    if !nothing && empty(&plan) {
+        // Rolled back (or recorded) already.
+        return out;
+    }
+    if nothing {
+        if !done.insert(format!("nothing:{story}")) {
+            return out;
+        }
         let c = common(
             format!("rollback:{story}"),
             Outcome::failed(

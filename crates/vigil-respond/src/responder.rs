@@ -77,6 +77,8 @@ pub struct Responder {
     pub(crate) blocklist: crate::guard::Blocklist,
     /// When the journaled directories were last scanned.
     pub(crate) last_rescan: Option<Instant>,
+    /// Rollback steps taken or recorded (journal entries, renames): each once.
+    pub(crate) rolled_back: HashSet<String>,
 }
 
 /// The finding's flagged process's executable, if its path is known.
@@ -110,6 +112,7 @@ impl Responder {
             helper: None,
             blocklist: crate::guard::Blocklist::default(),
             last_rescan: None,
+            rolled_back: HashSet::new(),
         }
     }
 

@@ -49,6 +49,7 @@ pub fn run(args: RollbackArgs) -> Result<ExitCode> {
         &Cause::Manual(&line),
         args.remove_created,
         vigil_event::time::now_ms(),
+        &mut HashSet::new(),
     );
     print_records(&records)
 }
