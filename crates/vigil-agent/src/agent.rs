@@ -59,6 +59,8 @@ pub struct Summary {
 
 /// How often stages are told that time passes (finding Updates, correlation windows).
 const TICK: Duration = Duration::from_secs(1);
+/// How long events other than findings may wait in the output's buffer.
+const FLUSH: Duration = Duration::from_millis(25);
 
 /// Runs the sensor and the pipeline (storyline, detection with `engine`) until `stop`
 /// is set, then drains and writes everything held.
@@ -115,14 +117,16 @@ pub fn run(
     // Readers see at once that the agent runs, even on a quiet host.
     pipeline.flush()?;
     let mut last_tick = Instant::now();
+    let mut last_flush = Instant::now();
+    let mut unflushed = false;
     let mut last_stats = Instant::now();
     let mut failed: Option<SinkError> = None;
-    // The kernel wakes the reader only when enough records wait: the poll timeout
-    // bounds how long a quiet host's events wait (25 ms).
+    // The kernel wakes the reader at each exec, and otherwise only when enough records
+    // wait: the poll timeout bounds how long a quiet host's other events wait (25 ms).
     while !stop.load(Ordering::Relaxed) {
-        let n = sensor.poll(Duration::from_millis(25), &mut |ev| {
+        let n = sensor.poll_timed(Duration::from_millis(25), &mut |ev, kernel_ns| {
             if failed.is_none() {
-                if let Err(e) = pipeline.push(ev, now_ms()) {
+                if let Err(e) = pipeline.push_timed(ev, now_ms(), kernel_ns) {
                     failed = Some(e);
                 }
             }
@@ -139,7 +143,12 @@ pub fn run(
             let ev = stats_event(&pipeline, device.clone());
             pipeline.push(ev, now_ms())?;
         }
-        if n > 0 {
+        // Findings are flushed at once; other events at most every 25 ms (a write per
+        // exec wake-up would cost more than the matching).
+        unflushed |= n > 0;
+        if pipeline.has_unflushed_findings() || (unflushed && last_flush.elapsed() >= FLUSH) {
+            last_flush = Instant::now();
+            unflushed = false;
             pipeline.flush()?;
         }
     }

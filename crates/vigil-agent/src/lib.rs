@@ -11,9 +11,11 @@
 //! * [`respond`]: the response stage: findings answered by the `[respond]` policy.
 //! * [`sink`]: JSON lines outputs, with what happens when a write fails.
 //! * [`agent`]: the run loop.
+//! * [`latency`]: the histogram of the time from an exec to its finding.
 
 pub mod agent;
 pub mod config;
+pub mod latency;
 pub mod pipeline;
 pub mod respond;
 pub mod rules;

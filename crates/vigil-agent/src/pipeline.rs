@@ -10,6 +10,7 @@
 //! through the stages after the one that emitted it, so a response stage placed after
 //! detection will see the findings. An event is written before the events it caused.
 
+use crate::latency::Histogram;
 use crate::sink::{Sink, SinkError};
 use vigil_detect::{DetectStats, Detector, StoryStats, Storyline};
 use vigil_event::OcsfEvent;
@@ -117,6 +118,12 @@ pub struct Pipeline<'a> {
     /// One event's JSON line, serialized once for every sink.
     line: Vec<u8>,
     written: u64,
+    /// From the kernel's time of an exec to its findings being written (µs).
+    exec_to_finding: Histogram,
+    /// Kernel times of the execs whose findings wait for the next flush.
+    unflushed: Vec<u64>,
+    /// Whether a finding or incident was written since the last flush.
+    findings_unflushed: bool,
 }
 
 impl<'a> Pipeline<'a> {
@@ -129,16 +136,44 @@ impl<'a> Pipeline<'a> {
             emitted,
             line: Vec::with_capacity(16 * 1024),
             written: 0,
+            exec_to_finding: Histogram::default(),
+            unflushed: Vec::new(),
+            findings_unflushed: false,
         }
     }
 
     /// Runs one event from the source through every stage and writes it and what it
     /// caused. A sink that must not lose anything (the events output) fails the call.
     pub fn push(&mut self, event: OcsfEvent, now_ms: i64) -> Result<(), SinkError> {
-        self.run(event, 0, now_ms)
+        self.run(event, 0, now_ms, None)
     }
 
-    fn run(&mut self, mut event: OcsfEvent, from: usize, now_ms: i64) -> Result<(), SinkError> {
+    /// [`Pipeline::push`] for an event the sensor made from a kernel record at
+    /// `kernel_ns` (ns since boot): a finding an exec causes is timed from then to its
+    /// writing ([`Pipeline::exec_to_finding`]).
+    pub fn push_timed(
+        &mut self,
+        event: OcsfEvent,
+        now_ms: i64,
+        kernel_ns: Option<u64>,
+    ) -> Result<(), SinkError> {
+        let exec = matches!(&event, OcsfEvent::Process(p) if p.activity_id == 1);
+        self.run(event, 0, now_ms, kernel_ns.filter(|_| exec))
+    }
+
+    /// The time from an exec (the kernel's record) to each finding it caused being
+    /// written out by every sink that takes it (at the flush that follows), in µs.
+    pub fn exec_to_finding(&self) -> &Histogram {
+        &self.exec_to_finding
+    }
+
+    fn run(
+        &mut self,
+        mut event: OcsfEvent,
+        from: usize,
+        now_ms: i64,
+        exec_ns: Option<u64>,
+    ) -> Result<(), SinkError> {
         let mut caused: Vec<(usize, OcsfEvent)> = Vec::new();
         for i in from..self.stages.len() {
             let mut out = std::mem::take(&mut self.emitted[i]);
@@ -147,8 +182,13 @@ impl<'a> Pipeline<'a> {
             self.emitted[i] = out;
         }
         self.write(&event)?;
+        if let Some(t) = exec_ns {
+            if matches!(&event, OcsfEvent::Finding(f) if f.activity_id == 1) {
+                self.unflushed.push(t);
+            }
+        }
         for (next, e) in caused {
-            self.run(e, next, now_ms)?;
+            self.run(e, next, now_ms, exec_ns)?;
         }
         Ok(())
     }
@@ -173,7 +213,7 @@ impl<'a> Pipeline<'a> {
             let mut events = Vec::new();
             f(self.stages[i].as_mut(), now_ms, &mut events);
             for e in events {
-                self.run(e, i + 1, now_ms)?;
+                self.run(e, i + 1, now_ms, None)?;
             }
         }
         Ok(())
@@ -188,6 +228,7 @@ impl<'a> Pipeline<'a> {
             .map_err(|e| SinkError::Serialize(e.to_string()))?;
         self.line.push(b'\n');
         self.written += 1;
+        self.findings_unflushed |= matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_));
         for s in &mut self.sinks {
             if s.accepts(event) {
                 s.write(&self.line)?;
@@ -202,12 +243,32 @@ impl<'a> Pipeline<'a> {
         for s in &mut self.sinks {
             s.flush()?;
         }
+        self.findings_unflushed = false;
+        if !self.unflushed.is_empty() {
+            let now = vigil_sensor::boot_ns();
+            for t in self.unflushed.drain(..) {
+                self.exec_to_finding.record(now.saturating_sub(t) / 1000);
+            }
+        }
         Ok(())
+    }
+
+    /// Whether a finding or an incident was written since the last flush: one that
+    /// waits in a buffer is a finding no one sees yet.
+    pub fn has_unflushed_findings(&self) -> bool {
+        self.findings_unflushed
     }
 
     /// Counters of every stage and sink, and the events written.
     pub fn counters(&self) -> Vec<(String, u64)> {
-        let mut out = vec![("events_written".to_string(), self.written)];
+        let h = &self.exec_to_finding;
+        let mut out = vec![
+            ("events".to_string(), self.written),
+            ("exec_findings".to_string(), h.count()),
+            ("exec_to_finding_p50_us".to_string(), h.quantile(0.5)),
+            ("exec_to_finding_p99_us".to_string(), h.quantile(0.99)),
+            ("exec_to_finding_max_us".to_string(), h.max()),
+        ];
         for s in &self.stages {
             out.extend(s.counters().into_iter().map(|(k, v)| (k.to_string(), v)));
         }

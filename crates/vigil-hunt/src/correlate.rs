@@ -13,7 +13,7 @@
 //! `related_events_count` still counts every event.
 
 use crate::detection::{Correlated, Detection, EventRef};
-use crate::input::InputFile;
+use crate::discover::InputFile;
 use crate::sort::{ExternalSort, Sortable};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;

@@ -1,211 +1,28 @@
-//! Inputs: finding the files under the given paths, telling their format, and cutting them
-//! into units of work (EVTX chunks, blocks of JSON lines, batches of JSON values) that the
-//! workers match in parallel.
+//! Reading inputs: cutting each file into units of work (EVTX chunks, blocks of whole JSON
+//! lines, blocks of the values of a `.json` file) that the matching threads take in turn.
+//!
+//! Lines and values are bounded: one longer than [`crate::HuntConfig::max_record`] is
+//! reported (file, line or offset) and skipped, and the rest of the file is read. The
+//! reader looks for line ends only in bytes it has not looked at yet, so a long line costs
+//! time in proportion to its length.
 
-use crate::error::{HuntError, InputError, Location};
+use crate::discover::{read_full, Format, InputFile};
+use crate::error::{InputError, Location};
+use crate::split::{Mark, Splitter};
 use flate2::read::MultiGzDecoder;
-use serde::de::{DeserializeSeed, SeqAccess, Visitor};
-use serde_json::Value;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-/// The format of an input file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// A Windows XML event log (`.evtx`).
-    Evtx,
-    /// One JSON object, a JSON array of objects, or objects one after another (`.json`).
-    Json,
-    /// One JSON object per line (`.jsonl`, `.ndjson`).
-    JsonLines,
-}
-
-impl Format {
-    /// The name used in messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Evtx => "evtx",
-            Format::Json => "json",
-            Format::JsonLines => "jsonl",
-        }
-    }
-}
-
-/// One input file to hunt through.
-#[derive(Debug, Clone)]
-pub struct InputFile {
-    /// Its path.
-    pub path: Arc<Path>,
-    /// Its format.
-    pub format: Format,
-    /// Whether it is gzip-compressed.
-    pub gzip: bool,
-    /// Its size on disk, in bytes.
-    pub size: u64,
-}
-
-/// The format a file name tells: `(format, gzip)`.
-pub fn format_of_name(path: &Path) -> Option<(Format, bool)> {
-    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
-    let (stem, gzip) = match name.strip_suffix(".gz") {
-        Some(s) => (s.to_string(), true),
-        None => (name, false),
-    };
-    let ext = stem.rsplit_once('.')?.1;
-    let format = match ext {
-        "evtx" => Format::Evtx,
-        "json" => Format::Json,
-        "jsonl" | "ndjson" => Format::JsonLines,
-        _ => return None,
-    };
-    Some((format, gzip))
-}
-
-/// The format of a file named explicitly whose name says nothing: from its first bytes.
-fn sniff(path: &Path) -> io::Result<Option<(Format, bool)>> {
-    let mut head = [0u8; 8];
-    let mut f = File::open(path)?;
-    let n = read_full(&mut f, &mut head)?;
-    let head = &head[..n];
-    if head.starts_with(&[0x1f, 0x8b]) {
-        let mut gz = MultiGzDecoder::new(File::open(path)?);
-        let mut inner = [0u8; 8];
-        let n = read_full(&mut gz, &mut inner).unwrap_or(0);
-        return Ok(sniff_bytes(&inner[..n]).map(|f| (f, true)));
-    }
-    Ok(sniff_bytes(head).map(|f| (f, false)))
-}
-
-fn sniff_bytes(head: &[u8]) -> Option<Format> {
-    if head.starts_with(b"ElfFile\0") {
-        return Some(Format::Evtx);
-    }
-    match head.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{' | b'[') => Some(Format::Json),
-        _ => None,
-    }
-}
-
-/// Reads until `buf` is full or the input ends; returns how many bytes were read.
-pub(crate) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-/// Every input file under `paths`: files as given (their format from the name, else from
-/// their first bytes), directories walked recursively for `.evtx`, `.json`, `.jsonl`,
-/// `.ndjson` and the `.gz` forms of each. Sorted by path within each directory.
-///
-/// A path that does not exist is an error; a file given explicitly whose format cannot be
-/// told is reported in the second list and skipped.
-pub fn discover(paths: &[PathBuf]) -> Result<(Vec<InputFile>, Vec<InputError>), HuntError> {
-    let mut files = Vec::new();
-    let mut skipped = Vec::new();
-    for p in paths {
-        let meta = std::fs::metadata(p).map_err(|e| HuntError::Input {
-            path: p.clone(),
-            reason: e.to_string(),
-        })?;
-        if meta.is_dir() {
-            walk(p, &mut files, &mut skipped, &mut Vec::new());
-            continue;
-        }
-        let format = match format_of_name(p) {
-            Some(f) => Some(f),
-            None => sniff(p).unwrap_or(None),
-        };
-        match format {
-            Some((format, gzip)) => files.push(InputFile {
-                path: Arc::from(p.as_path()),
-                format,
-                gzip,
-                size: meta.len(),
-            }),
-            None => skipped.push(InputError {
-                path: p.clone(),
-                location: Location::File,
-                reason: "not an EVTX, JSON or JSON lines file (by name or content)".into(),
-                fatal: true,
-            }),
-        }
-    }
-    Ok((files, skipped))
-}
-
-fn walk(
-    dir: &Path,
-    files: &mut Vec<InputFile>,
-    errors: &mut Vec<InputError>,
-    open: &mut Vec<PathBuf>,
-) {
-    // Symbolic links are followed; a link back to a directory being walked is not.
-    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    if open.contains(&real) {
-        return;
-    }
-    open.push(real);
-    walk_entries(dir, files, errors, open);
-    open.pop();
-}
-
-fn walk_entries(
-    dir: &Path,
-    files: &mut Vec<InputFile>,
-    errors: &mut Vec<InputError>,
-    open: &mut Vec<PathBuf>,
-) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            errors.push(InputError {
-                path: dir.to_path_buf(),
-                location: Location::File,
-                reason: format!("cannot list directory: {e}"),
-                fatal: true,
-            });
-            return;
-        }
-    };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
-    for p in paths {
-        let Ok(meta) = std::fs::metadata(&p) else {
-            continue;
-        };
-        if meta.is_dir() {
-            walk(&p, files, errors, open);
-        } else if let Some((format, gzip)) = format_of_name(&p) {
-            files.push(InputFile {
-                path: Arc::from(p.as_path()),
-                format,
-                gzip,
-                size: meta.len(),
-            });
-        }
-    }
-}
 
 /// Size of an EVTX file header block.
 pub(crate) const EVTX_HEADER: usize = 4096;
 /// Size of an EVTX chunk.
 pub(crate) const EVTX_CHUNK: usize = 65536;
-/// Target size of a block of JSON lines handed to a worker.
-const LINES_BLOCK: usize = 256 << 10;
-/// JSON values per batch read from a `.json` file.
-const VALUES_BATCH: usize = 256;
+/// Bytes read at a time from JSON inputs, and about the size of a unit of them.
+pub(crate) const BLOCK: usize = 256 << 10;
 
-/// Chunk buffers handed back by the matching threads for the readers to fill again, so
-/// that each 64 KiB chunk does not cost an allocation and a free on two threads.
+/// Buffers handed back by the matching threads for the readers to fill again, so that each
+/// unit does not cost an allocation and a free on two threads (nor, for blocks this large,
+/// fresh pages from the kernel).
 #[derive(Default)]
 pub(crate) struct Pool(std::sync::Mutex<Vec<Vec<u8>>>);
 
@@ -213,8 +30,8 @@ impl Pool {
     /// Buffers kept at most.
     const MAX: usize = 64;
 
-    /// A zeroed buffer of `len` bytes.
-    pub(crate) fn get(&self, len: usize) -> Vec<u8> {
+    /// An empty buffer (with the capacity it had).
+    pub(crate) fn take(&self) -> Vec<u8> {
         let mut v = self
             .0
             .lock()
@@ -222,18 +39,38 @@ impl Pool {
             .and_then(|mut p| p.pop())
             .unwrap_or_default();
         v.clear();
+        v
+    }
+
+    /// A zeroed buffer of `len` bytes.
+    pub(crate) fn get(&self, len: usize) -> Vec<u8> {
+        let mut v = self.take();
         v.resize(len, 0);
         v
     }
 
-    /// Gives a buffer back.
+    /// Gives a buffer back. Buffers grown far past a block (by a long line) are dropped.
     pub(crate) fn put(&self, v: Vec<u8>) {
+        if v.capacity() > 4 * BLOCK {
+            return;
+        }
         if let Ok(mut p) = self.0.lock() {
             if p.len() < Self::MAX {
                 p.push(v);
             }
         }
     }
+}
+
+/// Where a value of a `.json` file is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ValueAt {
+    /// Its 1-based index among the file's values.
+    pub(crate) index: u64,
+    /// Its byte offset in the (decompressed) file.
+    pub(crate) offset: u64,
+    /// The end of its text in the unit's `data`.
+    pub(crate) end: u32,
 }
 
 /// A unit of work for a matching thread.
@@ -245,19 +82,19 @@ pub(crate) enum Work {
         offset: u64,
         data: Vec<u8>,
     },
-    /// Whole lines of a JSON lines file; `first_line` is the 1-based number of the first.
+    /// Whole lines of a JSON lines file (the last may lack its newline at the end of the
+    /// file); `first_line` is the 1-based number of the first, `offset` its byte offset.
     Lines {
         file: u32,
         first_line: u64,
+        offset: u64,
         data: Vec<u8>,
     },
-    /// JSON values of a `.json` file; `first` is the 1-based index of the first; `bytes`
-    /// how much of the (decompressed) file they took.
+    /// Values of a `.json` file, their texts one after another in `data`.
     Values {
         file: u32,
-        first: u64,
-        values: Vec<Value>,
-        bytes: u64,
+        data: Vec<u8>,
+        values: Vec<ValueAt>,
     },
 }
 
@@ -265,23 +102,26 @@ impl Work {
     /// The bytes of input this unit covers (for progress).
     pub(crate) fn bytes(&self) -> u64 {
         match self {
-            Work::Evtx { data, .. } | Work::Lines { data, .. } => data.len() as u64,
-            Work::Values { bytes, .. } => *bytes,
+            Work::Evtx { data, .. } | Work::Lines { data, .. } | Work::Values { data, .. } => {
+                data.len() as u64
+            }
         }
     }
-}
 
-/// Counts the bytes read through it, for progress.
-struct Counting<R> {
-    inner: R,
-    n: std::rc::Rc<std::cell::Cell<u64>>,
-}
+    /// The input file it is from.
+    pub(crate) fn file(&self) -> u32 {
+        match self {
+            Work::Evtx { file, .. } | Work::Lines { file, .. } | Work::Values { file, .. } => *file,
+        }
+    }
 
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let k = self.inner.read(buf)?;
-        self.n.set(self.n.get() + k as u64);
-        Ok(k)
+    /// Where it starts, for an error about it as a whole.
+    pub(crate) fn location(&self) -> Location {
+        match self {
+            Work::Evtx { offset, .. } => Location::Offset(*offset),
+            Work::Lines { first_line, .. } => Location::Line(*first_line),
+            Work::Values { values, .. } => Location::Offset(values.first().map_or(0, |v| v.offset)),
+        }
     }
 }
 
@@ -302,49 +142,59 @@ fn open(file: &InputFile) -> io::Result<Box<dyn Read + Send>> {
     }
 }
 
+/// What reading a file needs besides the file.
+pub(crate) struct Reading<'a> {
+    /// Buffers to fill.
+    pub(crate) pool: &'a Pool,
+    /// The longest line or value kept (see [`crate::HuntConfig::max_record`]).
+    pub(crate) max_record: usize,
+}
+
 /// Reads `file` (index `id`) into units of work, handing each to `send`, which returns
 /// false when the hunt is being stopped. Problems are handed to `error`; reading stops at
 /// the first fatal one.
 pub(crate) fn read_file(
     id: u32,
     file: &InputFile,
-    pool: &Pool,
+    how: &Reading<'_>,
     send: &mut dyn FnMut(Work) -> bool,
     error: &mut dyn FnMut(InputError),
 ) {
-    let err = |location: Location, reason: String, fatal: bool| InputError {
-        path: file.path.to_path_buf(),
-        location,
-        reason,
-        fatal,
+    let path = &file.path;
+    let mut report = |location: Location, reason: String, fatal: bool| {
+        error(InputError {
+            path: path.to_path_buf(),
+            location,
+            reason,
+            fatal,
+        })
     };
     let mut r = match open(file) {
         Ok(r) => r,
         Err(e) => {
-            error(err(Location::File, format!("cannot open: {e}"), true));
+            report(Location::File, format!("cannot open: {e}"), true);
             return;
         }
     };
     let result = match file.format {
-        Format::Evtx => read_evtx(id, &mut *r, pool, send, &mut |loc, reason, fatal| {
-            error(err(loc, reason, fatal))
-        }),
-        Format::JsonLines => read_lines(id, &mut *r, send),
-        Format::Json => read_json(id, r, send),
+        Format::Evtx => read_evtx(id, &mut *r, how.pool, send, &mut report),
+        Format::JsonLines => read_lines(id, &mut *r, how, send, &mut report),
+        Format::Json => read_values(id, &mut *r, how, send, &mut report),
     };
     if let Err((loc, reason)) = result {
-        error(err(loc, reason, true));
+        report(loc, reason, true);
     }
 }
 
 type ReadResult = Result<(), (Location, String)>;
+type Report<'a> = dyn FnMut(Location, String, bool) + 'a;
 
 fn read_evtx(
     id: u32,
     r: &mut dyn Read,
     pool: &Pool,
     send: &mut dyn FnMut(Work) -> bool,
-    error: &mut dyn FnMut(Location, String, bool),
+    error: &mut Report<'_>,
 ) -> ReadResult {
     let mut header = vec![0u8; EVTX_HEADER];
     let n = read_full(r, &mut header).map_err(|e| (Location::Offset(0), e.to_string()))?;
@@ -369,16 +219,19 @@ fn read_evtx(
         let mut data = pool.get(EVTX_CHUNK);
         let n = read_full(r, &mut data).map_err(|e| (Location::Offset(offset), e.to_string()))?;
         if n == 0 {
+            pool.put(data);
             return Ok(());
         }
         if data.iter().all(|b| *b == 0) {
             // An empty chunk, as dirty logs have.
+            pool.put(data);
             number += 1;
             continue;
         }
         let is_chunk = data.starts_with(b"ElfChnk\0");
         if !is_chunk && number >= declared {
             // Past the chunks the header declares, anything but a chunk is slack space.
+            pool.put(data);
             number += 1;
             if n < EVTX_CHUNK {
                 return Ok(());
@@ -406,6 +259,7 @@ fn read_evtx(
             ));
         }
         if !is_chunk {
+            pool.put(data);
             error(
                 Location::Offset(offset),
                 format!("chunk {number}: bad chunk signature, chunk skipped"),
@@ -423,186 +277,360 @@ fn read_evtx(
     }
 }
 
-fn read_lines(id: u32, r: &mut dyn Read, send: &mut dyn FnMut(Work) -> bool) -> ReadResult {
-    let mut carry: Vec<u8> = Vec::new();
+/// The reason given for a line or value longer than the limit.
+pub(crate) fn too_long(what: &str, offset: u64, max: usize) -> String {
+    format!(
+        "{what} at offset {offset} is longer than the limit of {} bytes, skipped",
+        max
+    )
+}
+
+/// Reads into `buf` past its length, up to `BLOCK` bytes more (fewer only at the end of
+/// the input); returns how many. A file is read straight into the buffer's spare
+/// capacity, without zeroing it first.
+fn read_more(r: &mut dyn Read, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.reserve(BLOCK);
+    r.take(BLOCK as u64).read_to_end(buf)
+}
+
+fn read_lines(
+    id: u32,
+    r: &mut dyn Read,
+    how: &Reading<'_>,
+    send: &mut dyn FnMut(Work) -> bool,
+    error: &mut Report<'_>,
+) -> ReadResult {
+    let max = how.max_record.max(1);
+    // `buf` holds the start of a line whose end is not read yet (no newline), then what
+    // was just read: only that is searched for newlines.
+    let mut buf = how.pool.take();
+    // The 1-based number and the offset of the first line in `buf`.
     let mut line = 1u64;
     let mut offset = 0u64;
+    // Skipping a line longer than `max`: nothing is kept until its end.
+    let mut skipping = false;
     loop {
-        let mut buf = std::mem::take(&mut carry);
         let start = buf.len();
-        buf.resize(start + LINES_BLOCK, 0);
-        let n = read_full(r, &mut buf[start..]).map_err(|e| {
+        let n = read_more(r, &mut buf).map_err(|e| {
             (
-                Location::Offset(offset),
+                Location::Offset(offset + start as u64),
                 format!("read error (at line {line}): {e}"),
             )
         })?;
-        offset += n as u64;
-        buf.truncate(start + n);
         if n == 0 {
-            if !buf.is_empty() {
+            if !buf.is_empty() && !skipping {
                 send(Work::Lines {
                     file: id,
                     first_line: line,
+                    offset,
                     data: buf,
                 });
+            } else {
+                how.pool.put(buf);
             }
             return Ok(());
         }
-        // Hand over whole lines; keep the partial last one for the next block.
-        match buf.iter().rposition(|b| *b == b'\n') {
-            Some(end) => {
-                carry = buf[end + 1..].to_vec();
-                buf.truncate(end + 1);
-                let lines = buf.iter().filter(|b| **b == b'\n').count() as u64;
-                if !send(Work::Lines {
-                    file: id,
-                    first_line: line,
-                    data: buf,
-                }) {
-                    return Ok(());
+        if skipping {
+            // The long line ends at the first newline read.
+            match memchr::memchr(b'\n', &buf) {
+                Some(end) => {
+                    skipping = false;
+                    offset += end as u64 + 1;
+                    line += 1;
+                    buf.drain(..=end);
                 }
-                line += lines;
+                None => {
+                    offset += buf.len() as u64;
+                    buf.clear();
+                    continue;
+                }
             }
-            None => carry = buf,
         }
-    }
-}
-
-/// Hands each element of a top-level array to a callback as it is parsed.
-struct ArraySeed<'a> {
-    f: &'a mut dyn FnMut(Value) -> bool,
-}
-
-impl<'de> DeserializeSeed<'de> for ArraySeed<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ArraySeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON array")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(v) = seq.next_element::<Value>()? {
-            if !(self.f)(v) {
-                // Stopping: drain nothing more.
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        // Send the whole lines; keep the start of the last one for the next block.
+        let from = start.min(buf.len());
+        if let Some(i) = memchr::memrchr(b'\n', &buf[from..]) {
+            let end = from + i + 1;
+            let mut rest = how.pool.take();
+            rest.extend_from_slice(&buf[end..]);
+            buf.truncate(end);
+            let lines = memchr::memchr_iter(b'\n', &buf).count() as u64;
+            let (first_line, first_offset) = (line, offset);
+            line += lines;
+            offset += end as u64;
+            if !send(Work::Lines {
+                file: id,
+                first_line,
+                offset: first_offset,
+                data: std::mem::replace(&mut buf, rest),
+            }) {
                 return Ok(());
             }
         }
-        Ok(())
+        if buf.len() > max {
+            // One line, no end in sight: report it, and skip to its end.
+            error(
+                Location::Line(line),
+                too_long(&format!("line {line}"), offset, max),
+                false,
+            );
+            skipping = true;
+            offset += buf.len() as u64;
+            buf.clear();
+        }
     }
 }
 
-fn read_json(id: u32, r: Box<dyn Read + Send>, send: &mut dyn FnMut(Work) -> bool) -> ReadResult {
-    let count = std::rc::Rc::new(std::cell::Cell::new(0u64));
-    let mut counted = 0u64;
-    let r = Counting {
-        inner: r,
-        n: count.clone(),
-    };
-    let mut r = BufReader::with_capacity(1 << 16, r);
-    // Is the top level an array? Peek at the first non-blank byte.
-    let first = loop {
-        let buf = io::BufRead::fill_buf(&mut r)
-            .map_err(|e| (Location::Offset(0), format!("read error: {e}")))?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let bom = usize::from(buf.starts_with(b"\xEF\xBB\xBF")) * 3;
-        if bom > 0 {
-            io::BufRead::consume(&mut r, bom);
-            continue;
-        }
-        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-            Some(i) => {
-                let b = buf[i];
-                io::BufRead::consume(&mut r, i);
-                break b;
-            }
-            None => {
-                let n = buf.len();
-                io::BufRead::consume(&mut r, n);
-            }
-        }
-    };
-    let mut batch = Vec::with_capacity(VALUES_BATCH);
-    let mut next = 1u64;
-    let mut stopped = false;
-    let mut flush = |batch: &mut Vec<Value>, next: &mut u64| -> bool {
-        if batch.is_empty() {
-            return true;
-        }
-        let values = std::mem::replace(batch, Vec::with_capacity(VALUES_BATCH));
-        let first = *next;
-        *next += values.len() as u64;
-        let bytes = count.get() - counted;
-        counted = count.get();
-        send(Work::Values {
-            file: id,
-            first,
-            values,
-            bytes,
-        })
-    };
-    let json_err = |e: serde_json::Error, what: &str| {
-        (
-            Location::Line(e.line() as u64),
-            format!("{what} (column {}): {e}", e.column()),
-        )
-    };
-    if first == b'[' {
-        let mut de = serde_json::Deserializer::from_reader(r);
-        let mut push = |v: Value| {
-            batch.push(v);
-            if batch.len() >= VALUES_BATCH && !flush(&mut batch, &mut next) {
-                stopped = true;
-                return false;
-            }
-            true
-        };
-        let res = ArraySeed { f: &mut push }.deserialize(&mut de);
-        let done = res.and_then(|()| de.end());
-        if !stopped {
-            flush(&mut batch, &mut next);
-        }
-        return done.map_err(|e| json_err(e, "invalid JSON"));
-    }
-    let stream = serde_json::Deserializer::from_reader(r).into_iter::<Value>();
-    for v in stream {
-        match v {
-            Ok(v) => {
-                batch.push(v);
-                if batch.len() >= VALUES_BATCH && !flush(&mut batch, &mut next) {
-                    return Ok(());
+/// The values of a `.json` file being gathered into units.
+struct Values<'a> {
+    id: u32,
+    how: &'a Reading<'a>,
+    data: Vec<u8>,
+    values: Vec<ValueAt>,
+    /// The 1-based index of the next value.
+    next: u64,
+    /// The value being read: its offset, where its text starts in `data`, and whether it
+    /// is too long (and no longer copied).
+    open: Option<(u64, usize, bool)>,
+}
+
+impl Values<'_> {
+    /// Copies more of the open value's text.
+    fn copy(&mut self, bytes: &[u8]) {
+        let max = self.how.max_record.max(1);
+        if let Some((_, start, long)) = &mut self.open {
+            if !*long {
+                if self.data.len() - *start + bytes.len() > max {
+                    *long = true;
+                    self.data.truncate(*start);
+                } else {
+                    self.data.extend_from_slice(bytes);
                 }
             }
-            Err(e) => {
-                flush(&mut batch, &mut next);
-                return Err(json_err(e, "invalid JSON"));
-            }
         }
     }
-    flush(&mut batch, &mut next);
-    Ok(())
+
+    /// Ends the open value; false if the hunt is being stopped.
+    fn close(&mut self, send: &mut dyn FnMut(Work) -> bool, error: &mut Report<'_>) -> bool {
+        let Some((offset, _, long)) = self.open.take() else {
+            return true;
+        };
+        let index = self.next;
+        self.next += 1;
+        if long {
+            let reason = too_long(&format!("value {index}"), offset, self.how.max_record);
+            error(Location::Offset(offset), reason, false);
+            return true;
+        }
+        self.values.push(ValueAt {
+            index,
+            offset,
+            end: self.data.len() as u32,
+        });
+        self.data.len() < BLOCK || self.send(send)
+    }
+
+    /// Sends the values gathered; false if the hunt is being stopped.
+    fn send(&mut self, send: &mut dyn FnMut(Work) -> bool) -> bool {
+        if self.values.is_empty() {
+            return true;
+        }
+        let data = std::mem::replace(&mut self.data, self.how.pool.take());
+        send(Work::Values {
+            file: self.id,
+            data,
+            values: std::mem::take(&mut self.values),
+        })
+    }
+}
+
+fn read_values(
+    id: u32,
+    r: &mut dyn Read,
+    how: &Reading<'_>,
+    send: &mut dyn FnMut(Work) -> bool,
+    error: &mut Report<'_>,
+) -> ReadResult {
+    let mut splitter = Splitter::default();
+    let mut marks = Vec::new();
+    let mut chunk = how.pool.take();
+    let mut v = Values {
+        id,
+        how,
+        data: how.pool.take(),
+        values: Vec::new(),
+        next: 1,
+        open: None,
+    };
+    let mut offset = 0u64;
+    loop {
+        chunk.clear();
+        let n = read_more(r, &mut chunk)
+            .map_err(|e| (Location::Offset(offset), format!("read error: {e}")))?;
+        if n == 0 {
+            how.pool.put(chunk);
+            let end = splitter.finish();
+            if end == Ok(true) && !v.close(send, error) {
+                return Ok(());
+            }
+            v.send(send);
+            return end
+                .map(|_| ())
+                .map_err(|r| (Location::Offset(offset), r.into()));
+        }
+        marks.clear();
+        splitter.scan(&chunk, &mut marks);
+        // Bytes of `chunk` from `from` on belong to the open value, if any.
+        let mut from = 0usize;
+        for mark in &marks {
+            match *mark {
+                Mark::Start(at) => {
+                    v.open = Some((offset + at as u64, v.data.len(), false));
+                    from = at;
+                }
+                Mark::End(at) => {
+                    v.copy(&chunk[from..at]);
+                    if !v.close(send, error) {
+                        return Ok(());
+                    }
+                }
+                Mark::Error(at, reason) => {
+                    v.send(send);
+                    return Err((Location::Offset(offset + at as u64), reason.into()));
+                }
+            }
+        }
+        if v.open.is_some() {
+            v.copy(&chunk[from..]);
+        }
+        offset += n as u64;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Reads `text` as a JSON lines or `.json` file; the units' lines or values (with
+    /// their numbers) and the errors.
+    fn read(text: &[u8], format: Format, max: usize) -> (Vec<(u64, String)>, Vec<String>) {
+        let dir = std::env::temp_dir().join(format!("vigil-hunt-input-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join(format!("t{}.{}", text.len(), format.name()));
+        std::fs::write(&path, text).expect("write");
+        let file = InputFile {
+            path: std::sync::Arc::from(path.as_path()),
+            format,
+            gzip: false,
+            size: text.len() as u64,
+        };
+        let pool = Pool::default();
+        let how = Reading {
+            pool: &pool,
+            max_record: max,
+        };
+        let mut got = Vec::new();
+        let mut errors = Vec::new();
+        read_file(
+            0,
+            &file,
+            &how,
+            &mut |w| {
+                match w {
+                    Work::Lines {
+                        first_line, data, ..
+                    } => {
+                        let text = String::from_utf8(data).expect("utf8");
+                        for (i, l) in text.split_terminator('\n').enumerate() {
+                            got.push((first_line + i as u64, l.to_string()));
+                        }
+                    }
+                    Work::Values { data, values, .. } => {
+                        let mut start = 0;
+                        for v in &values {
+                            let t = String::from_utf8(data[start..v.end as usize].to_vec());
+                            got.push((v.index, t.expect("utf8")));
+                            start = v.end as usize;
+                        }
+                    }
+                    Work::Evtx { .. } => unreachable!(),
+                }
+                true
+            },
+            &mut |e| errors.push(e.to_string()),
+        );
+        let _ = std::fs::remove_file(&path);
+        (got, errors)
+    }
+
     #[test]
-    fn names() {
-        let f = |s: &str| format_of_name(Path::new(s));
-        assert_eq!(f("a/Security.evtx"), Some((Format::Evtx, false)));
-        assert_eq!(f("x.EVTX.gz"), Some((Format::Evtx, true)));
-        assert_eq!(f("x.ndjson"), Some((Format::JsonLines, false)));
-        assert_eq!(f("x.json.gz"), Some((Format::Json, true)));
-        assert_eq!(f("x.txt"), None);
-        assert_eq!(f("gz"), None);
+    fn a_line_with_no_newline_is_capped_and_the_rest_is_read() {
+        // The bug: a line with no newline grew without bound, rescanned at every block.
+        let long = "x".repeat(3 * BLOCK + 17);
+        let text = format!("{{\"a\":1}}\n{long}\n{{\"b\":2}}\n{long}");
+        let (got, errors) = read(text.as_bytes(), Format::JsonLines, BLOCK);
+        let lines: Vec<_> = got.iter().map(|(n, l)| (*n, l.as_str())).collect();
+        assert_eq!(lines, [(1, "{\"a\":1}"), (3, "{\"b\":2}")]);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].contains(":2: line 2 at offset 8 is longer than the limit"),
+            "{errors:?}"
+        );
+        let second = 8 + long.len() as u64 + 1 + 8;
+        assert!(
+            errors[1].contains(&format!(":4: line 4 at offset {second} is longer")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn lines_split_across_blocks_keep_their_numbers() {
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&format!(
+                "{{\"i\":{i},\"pad\":\"{}\"}}\n",
+                "p".repeat(i % 97)
+            ));
+        }
+        text.push_str("{\"last\":true}");
+        let (got, errors) = read(text.as_bytes(), Format::JsonLines, 1000);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(got.len(), 20_001);
+        for (i, (n, l)) in got.iter().enumerate().take(20_000) {
+            assert_eq!(*n, i as u64 + 1);
+            assert!(l.starts_with(&format!("{{\"i\":{i},")), "{l}");
+        }
+        assert_eq!(got[20_000], (20_001, "{\"last\":true}".to_string()));
+    }
+
+    #[test]
+    fn values_of_a_json_file_are_cut_out_and_long_ones_skipped() {
+        let long = format!("{{\"s\":\"{}\"}}", "y".repeat(2 * BLOCK));
+        let text = format!(" [ {{\"a\":[1,{{\"b\":\"]}}\\\"\"}}]}},\n{long} , 5,\"s\" ,{{}} ]  ");
+        let (got, errors) = read(text.as_bytes(), Format::Json, BLOCK);
+        let values: Vec<_> = got.iter().map(|(n, l)| (*n, l.as_str())).collect();
+        assert_eq!(
+            values,
+            [
+                (1, "{\"a\":[1,{\"b\":\"]}\\\"\"}]}"),
+                (3, "5"),
+                (4, "\"s\""),
+                (5, "{}")
+            ]
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(":offset 27: value 2 at offset 27 is longer"),
+            "{errors:?}"
+        );
+        // Objects one after another.
+        let (got, errors) = read(b"{\"a\":1}{\"b\":2}\n  {\"c\":3}", Format::Json, 100);
+        assert!(errors.is_empty(), "{errors:?}");
+        let values: Vec<_> = got.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(values, ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]);
+        // A file cut short inside a value: what came before is read, the cut reported.
+        let (got, errors) = read(b"[{\"a\":1},{\"b\":", Format::Json, 100);
+        assert_eq!(got.len(), 1);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains(":offset 14: "), "{errors:?}");
     }
 }

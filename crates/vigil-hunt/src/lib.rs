@@ -21,20 +21,31 @@
 //!   object, an array, or objects one after another), `.jsonl`/`.ndjson`, and the `.gz`
 //!   form of each. A file named explicitly is recognised by its content when its name says
 //!   nothing.
-//! * **Units of work**: reader threads cut each file into independent units: one 64 KiB
-//!   EVTX chunk (gzip-compressed EVTX is read as a stream, chunk after chunk), about
-//!   256 KiB of whole JSON lines, or 256 values of a `.json` file (parsed as a stream, so a
-//!   large array is never held whole). Units go through a bounded channel to the matching
-//!   threads, so small files and one huge file alike keep every core busy, and memory is
-//!   bounded by the channel capacity (a few units per thread), not by the input size.
-//! * **Matching**: each worker renders EVTX records to JSON with the `evtx` crate and
-//!   matches them with the shared, immutable [`vigil_sigma::Engine`]. Routing follows what
-//!   an event is: EVTX records and EVTX-shaped JSON (`Event.System`, or flat `Channel` +
-//!   `EventID`) are Windows records; JSON with an integer `class_uid` and `activity_id`
-//!   is one of Vigil's OCSF events; any other JSON takes the logsource declared in
-//!   [`HuntConfig::logsource`]. An event is kept only when a rule fires on it, and then
-//!   only until the matching thread has rendered what the sink needs of it
-//!   ([`HuntConfig::render`]): the OCSF line or the timeline row.
+//! * **Units of work** (`input`): each file is cut into independent
+//!   units: one 64 KiB EVTX chunk (gzip-compressed EVTX is read as a stream, chunk after
+//!   chunk), about 256 KiB of whole JSON lines, or about 256 KiB of the values of a
+//!   `.json` file, cut out by their brackets and strings without parsing them (`split`),
+//!   so a large array is never held whole and a bad value is reported alone. A line or
+//!   value longer than [`HuntConfig::max_record`] (16 MiB) is reported and skipped, and
+//!   the rest of the file read.
+//! * **Threads** ([`hunt()`]): with one matching thread the calling thread reads, matches
+//!   and writes, unit after unit, with no thread beside it (on one core, threads handing
+//!   units to each other only cost switches). With more, reader threads send units
+//!   through a bounded channel to the matching threads, so small files and one huge file
+//!   alike keep every core busy, and memory is bounded by the channel capacity (a few
+//!   units per thread), not by the input size; the calling thread collects.
+//! * **Matching** (`matcher`): a JSON record (a line, a value, an EVTX record rendered to
+//!   JSON by the `evtx` crate) is parsed once into a borrowed table
+//!   ([`vigil_sigma::JsonEvent`]) and matched with the shared, immutable
+//!   [`vigil_sigma::Engine`]. Routing follows what an event is: EVTX records and
+//!   EVTX-shaped JSON (`Event.System`, or flat `Channel` + `EventID`) are Windows records;
+//!   JSON with an integer `class_uid` and `activity_id` is one of Vigil's OCSF events
+//!   (read as a `serde_json::Value`, whose keyword searches leave out the lineage
+//!   context); any other JSON takes the logsource declared in [`HuntConfig::logsource`].
+//!   Most records match nothing and are done with then. When a rule fires, the matching
+//!   thread renders what the sink needs ([`HuntConfig::render`]): the OCSF line, written
+//!   from a per-rule template with the record's own text as the event (`render`), or the
+//!   timeline row.
 //! * **Correlations** run after detection, on event time: the base findings of
 //!   correlation rules (a small subset of all findings) are buffered in memory up to
 //!   [`HuntConfig::correlation_buffer`] bytes, then spilled to sorted temporary files; at
@@ -54,22 +65,29 @@
 //! Peak memory is the compiled rules plus a bounded working set: on 2 threads with all
 //! 3,754 SigmaHQ rules, under ~100 MiB from 100 MiB to 3 GiB of EVTX (BENCHMARKS.md).
 
+mod collect;
+mod config;
 mod correlate;
 mod detection;
+mod discover;
 mod error;
 mod hunt;
 mod input;
+mod matcher;
 mod output;
+mod render;
+mod report;
 mod rules;
 mod sort;
+mod split;
 
+pub use config::{parse_logsource, HuntConfig, Render, MAX_RECORD};
 pub use detection::{Correlated, Detection, EventRef};
+pub use discover::{discover, format_of_name, Format, InputFile};
 pub use error::{HuntError, InputError, Location};
-pub use hunt::{
-    hunt, parse_logsource, FileReport, HuntConfig, Progress, Render, Report, RuleCount, Sink,
-};
-pub use input::{discover, format_of_name, Format, InputFile};
+pub use hunt::hunt;
 pub use output::{CsvSink, JsonlSink, TableSink, ROW_BUFFER};
+pub use report::{FileReport, Progress, Report, RuleCount, Sink};
 pub use rules::{load_rules, load_rules_with, RuleSet, RuleTiming};
 pub use vigil_detect::finding::{attacks, level_rank, LEVELS};
 pub use vigil_sigma::{Engine, Level, LogSource};

@@ -2,7 +2,7 @@
 //! sorted by event time), each a [`Sink`].
 
 use crate::detection::{windows_system, Detection};
-use crate::hunt::{Report, Sink};
+use crate::report::{Report, Sink};
 use crate::sort::{ExternalSort, Sortable};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -166,7 +166,7 @@ fn row_of(d: &Detection<'_>) -> io::Result<Row> {
 fn row(d: &Detection<'_>) -> Row {
     let first = d.events.last();
     let (mut channel, mut eid, mut computer) =
-        first.map(|e| windows_system(&e.event)).unwrap_or_default();
+        first.map(|e| windows_system(&*e.event)).unwrap_or_default();
     if let Some(ev) = first
         .map(|e| &*e.event)
         .filter(|v| v.get("class_uid").is_some())

@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use support::{config, run_files, walk};
+use support::{config, rendered_as_built, run_files, walk};
 use vigil_hunt::{Format, InputFile};
 
 fn sigmahq(sigma: &Path) -> vigil_hunt::RuleSet {
@@ -137,6 +137,34 @@ fn golden_detection_sets_for_corpus_files() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The findings on the golden corpus files, written by the matching threads from each
+/// rule's template and the record's text, are the findings built from the events.
+#[test]
+fn findings_written_from_evtx_records_are_the_findings_built_from_values() {
+    let data = vigil_testdata::corpus_or_skip!("sigma");
+    let evtx = vigil_testdata::corpus_or_skip!("evtx");
+    let rules = sigmahq(&data);
+    let mut all = Vec::new();
+    walk(&evtx, &mut all);
+    let files: Vec<InputFile> = GOLDEN
+        .iter()
+        .map(|(name, _)| {
+            let path = all
+                .iter()
+                .find(|p| p.to_string_lossy().ends_with(name))
+                .unwrap_or_else(|| panic!("{name} not in the corpus"));
+            InputFile {
+                path: path.as_path().into(),
+                format: Format::Evtx,
+                gzip: false,
+                size: 0,
+            }
+        })
+        .collect();
+    let n = rendered_as_built(&rules.built.engine, &files, &config());
+    assert!(n > 50, "{n} findings");
 }
 
 /// Vigil's own example intrusion (OCSF events, routed by class_uid) against the SigmaHQ

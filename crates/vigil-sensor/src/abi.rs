@@ -405,6 +405,18 @@ pub enum Record {
     Syscall(Box<RawSyscall>),
 }
 
+impl Record {
+    /// The kernel's time of the record (ns since boot, `CLOCK_BOOTTIME`).
+    pub fn ktime(&self) -> u64 {
+        match self {
+            Record::Exec(r) => r.header.ktime,
+            Record::Fork(r) => r.header.ktime,
+            Record::Exit(r) => r.header.ktime,
+            Record::Syscall(r) => r.header.ktime,
+        }
+    }
+}
+
 /// Why a ring buffer record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

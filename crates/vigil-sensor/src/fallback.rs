@@ -623,6 +623,16 @@ impl Fallback {
         timeout: Duration,
         sink: &mut dyn FnMut(OcsfEvent),
     ) -> Result<usize, SensorError> {
+        self.poll_timed(timeout, &mut |ev, _| sink(ev))
+    }
+
+    /// [`Fallback::poll`] with the times of the events' messages (see
+    /// [`Fallback::drain_timed`]).
+    pub fn poll_timed(
+        &mut self,
+        timeout: Duration,
+        sink: &mut dyn FnMut(OcsfEvent, Option<u64>),
+    ) -> Result<usize, SensorError> {
         let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
         {
             let mut fds = vec![PollFd::new(self.netlink.as_fd(), PollFlags::POLLIN)];
@@ -634,11 +644,20 @@ impl Fallback {
                 Err(e) => return Err(io_err("wait for events")(std::io::Error::from(e))),
             }
         }
-        self.drain(sink)
+        self.drain_timed(sink)
     }
 
     /// Hands every pending event to `sink` without waiting.
     pub fn drain(&mut self, sink: &mut dyn FnMut(OcsfEvent)) -> Result<usize, SensorError> {
+        self.drain_timed(&mut |ev, _| sink(ev))
+    }
+
+    /// [`Fallback::drain`], handing each event with the time its message was received
+    /// (ns since boot; `None` for the sensor's own events).
+    pub fn drain_timed(
+        &mut self,
+        sink: &mut dyn FnMut(OcsfEvent, Option<u64>),
+    ) -> Result<usize, SensorError> {
         let mut emitted = 0;
         loop {
             match self.netlink.read(&mut self.buf) {
@@ -652,7 +671,9 @@ impl Fallback {
                         match ev {
                             Ok(ev) => {
                                 if let Some(record) = self.record_of(*ev) {
-                                    emitted += self.converter.convert(record, sink);
+                                    let t = record.ktime();
+                                    emitted +=
+                                        self.converter.convert(record, &mut |ev| sink(ev, Some(t)));
                                 }
                             }
                             Err(e) => self
@@ -670,6 +691,7 @@ impl Fallback {
                 Err(e) => return Err(io_err("read the proc connector")(e)),
             }
         }
+        let sink = &mut |ev| sink(ev, None);
         emitted += self.drain_files(sink)?;
         self.stats.malformed = self.converter.malformed();
         emitted += self.converter.expire_forks(false, sink);

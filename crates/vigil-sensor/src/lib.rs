@@ -32,7 +32,7 @@ pub mod proc;
 mod sensor;
 mod stats;
 
-pub use backend::SensorBackend;
+pub use backend::{boot_ns, SensorBackend};
 pub use config::{ConfigError, Mode, SensorConfig};
 pub use error::SensorError;
 pub use fallback::Fallback;

@@ -215,18 +215,37 @@ impl Sensor {
         timeout: Duration,
         sink: &mut dyn FnMut(OcsfEvent),
     ) -> Result<usize, SensorError> {
+        self.poll_timed(timeout, &mut |ev, _| sink(ev))
+    }
+
+    /// [`Sensor::poll`], handing each event with the kernel's time of the record it
+    /// came from (ns since boot, `CLOCK_BOOTTIME`; `None` for the sensor's own events):
+    /// what the agent measures its latency from.
+    pub fn poll_timed(
+        &mut self,
+        timeout: Duration,
+        sink: &mut dyn FnMut(OcsfEvent, Option<u64>),
+    ) -> Result<usize, SensorError> {
         match self.ring.poll(timeout) {
             Ok(()) => {}
             // A signal (the agent's stop request) interrupted the wait: not an error.
             Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
             Err(e) => return Err(bpf_err("read the ring buffer")(e)),
         }
-        self.drain(sink)
+        self.drain_timed(sink)
     }
 
     /// Hands every queued record to `sink` without waiting, then checks the loss
     /// counters when due.
     pub fn drain(&mut self, sink: &mut dyn FnMut(OcsfEvent)) -> Result<usize, SensorError> {
+        self.drain_timed(&mut |ev, _| sink(ev))
+    }
+
+    /// [`Sensor::drain`] with the records' times (see [`Sensor::poll_timed`]).
+    pub fn drain_timed(
+        &mut self,
+        sink: &mut dyn FnMut(OcsfEvent, Option<u64>),
+    ) -> Result<usize, SensorError> {
         self.ring
             .consume()
             .map_err(bpf_err("read the ring buffer"))?;
@@ -236,13 +255,17 @@ impl Sensor {
             let Some(item) = next else { break };
             self.stats.received += 1;
             match item {
-                Ok(record) => emitted += self.converter.convert(record, sink),
+                Ok(record) => {
+                    let t = record.ktime();
+                    emitted += self.converter.convert(record, &mut |ev| sink(ev, Some(t)));
+                }
                 Err(e) => self
                     .converter
                     .note_malformed(&format_args!("ring buffer record: {e}")),
             }
         }
         self.stats.malformed = self.converter.malformed();
+        let sink = &mut |ev| sink(ev, None);
         emitted += self.converter.expire_forks(false, sink);
         if self.last_loss_check.elapsed() >= Duration::from_millis(self.config.loss_check_ms) {
             emitted += self.check_loss(sink)?;

@@ -186,6 +186,21 @@ fn a_finding_is_written_while_the_agent_runs_with_its_story_and_lineage() {
         .find(|e| e["class_uid"] == 1007 && e["process"]["uid"] == process["parent_process"]["uid"])
         .expect("the shell's launch");
     assert_eq!(sh["metadata"]["correlation_uid"], story);
+    // The agent timed it from the exec's kernel record to its writing.
+    let stats = events
+        .iter()
+        .rev()
+        .find(|e| e["class_uid"] == 1008 && e["metadata"]["product"]["feature"]["name"] == "agent")
+        .expect("the agent's statistics");
+    // The echo and the true: two execs, each with its finding.
+    assert_eq!(stats["unmapped"]["exec_findings"], 2, "{stats}");
+    let p50 = stats["unmapped"]["exec_to_finding_p50_us"]
+        .as_u64()
+        .expect("p50");
+    let max = stats["unmapped"]["exec_to_finding_max_us"]
+        .as_u64()
+        .expect("max");
+    assert!(p50 > 0 && p50 <= max && max < 20_000_000, "{stats}");
     // The finding is in the events output too, and the incident in both.
     assert!(events
         .iter()

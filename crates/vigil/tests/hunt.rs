@@ -253,3 +253,95 @@ fn example_story_hunt() {
         "{titles:?}"
     );
 }
+
+#[test]
+fn a_record_over_max_record_is_reported_and_the_rest_hunted() {
+    let s = Scratch::new("maxrecord");
+    let rules = s.write("rules/whoami.yml", RULE);
+    let long = event(
+        &format!(r"C:\{}\whoami.exe", "x".repeat(3000)),
+        "2024-05-01 10:00:01.000",
+    );
+    let log = s.write(
+        "logs/a.jsonl",
+        &format!(
+            "{}\n{long}\n{}\n",
+            event(r"C:\x\whoami.exe", "2024-05-01 10:00:00.000"),
+            event(r"C:\y\whoami.exe", "2024-05-01 10:00:02.000"),
+        ),
+    );
+    for threads in ["1", "2"] {
+        let out = vigil(&[
+            "hunt",
+            &log,
+            "--rules",
+            &rules,
+            "-f",
+            "jsonl",
+            "--max-record",
+            "1K",
+            "-j",
+            threads,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let sources: Vec<String> = text(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json");
+                v["metadata"]["source"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(sources.len(), 2, "{sources:?}");
+        assert!(sources[0].ends_with("a.jsonl#1") && sources[1].ends_with("a.jsonl#3"));
+        let err = text(&out.stderr);
+        let offset = event(r"C:\x\whoami.exe", "2024-05-01 10:00:00.000").len() + 1;
+        let want = format!(
+            "a.jsonl:2: line 2 at offset {offset} is longer than the limit of 1024 bytes, skipped"
+        );
+        assert!(err.contains(&want), "{err}");
+    }
+    // Without the flag the default (16 MiB) lets it through.
+    let out = vigil(&["hunt", &log, "--rules", &rules, "-f", "jsonl"]);
+    assert_eq!(text(&out.stdout).lines().count(), 3);
+    for bad in ["0", "1X", "-5", ""] {
+        let out = vigil(&["hunt", &log, "--rules", &rules, "--max-record", bad]);
+        assert_eq!(out.status.code(), Some(2), "--max-record {bad:?}");
+    }
+}
+
+#[test]
+fn load_warnings_are_printed_as_rules_check_prints_them() {
+    let s = Scratch::new("warnings");
+    let (_, log) = fixture(&s);
+    let rules = s.0.join("rules").display().to_string();
+    s.write(
+        "rules/placeholder.yml",
+        "title: Placeholder\nlogsource: {product: windows, category: process_creation}\n\
+         detection:\n    sel:\n        Image|expand: '%admins%'\n    condition: sel\n",
+    );
+    s.write(
+        "rules/nowhere.yml",
+        "title: No Such Source\nlogsource: {product: linux, service: nosuchservice}\n\
+         detection:\n    sel:\n        a: b\n    condition: sel\n",
+    );
+    let hunt = vigil(&["hunt", &log, "--rules", &rules, "-f", "jsonl"]);
+    assert!(hunt.status.success(), "{}", text(&hunt.stderr));
+    let check = vigil(&["rules", "check", &rules]);
+    let (hunt_err, check_err) = (text(&hunt.stderr), text(&check.stderr));
+    // The same lines from both commands: on stdout from `rules check`, on stderr from
+    // `hunt` (whose stdout holds the findings).
+    let check_out = text(&check.stdout);
+    let note = "warning: 1 rule(s) with logsource linux/*/nosuchservice match only declared events";
+    let placeholder = "placeholder `%admins%` has no values";
+    for want in [note, placeholder] {
+        assert!(hunt_err.contains(want), "{want}: {hunt_err}");
+        assert!(check_out.contains(want), "{want}: {check_out}");
+    }
+    assert!(!check_err.contains(note), "{check_err}");
+    // -q keeps the notes out.
+    let quiet = vigil(&["-q", "hunt", &log, "--rules", &rules, "-f", "jsonl"]);
+    assert!(!text(&quiet.stderr).contains(note));
+}

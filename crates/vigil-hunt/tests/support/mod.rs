@@ -5,6 +5,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use vigil_hunt::{Detection, HuntConfig, InputFile, Report, Sink};
 
+/// A rule that fires on `whoami.exe` being run (process creation, Windows).
+pub const WHOAMI: &str = r#"
+title: Whoami Execution
+id: 00000000-0000-0000-0000-000000000001
+level: medium
+tags: [attack.discovery, attack.t1033]
+logsource: {product: windows, category: process_creation}
+detection:
+    selection:
+        Image|endswith: '\whoami.exe'
+    condition: selection
+"#;
+
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);
 
@@ -118,14 +131,66 @@ pub fn run(rule_paths: &[PathBuf], inputs: &[PathBuf], config: &HuntConfig) -> (
     run_files(&rules.built.engine, &files, config)
 }
 
+/// Hunts `files` with `config`, and again on one thread (everything on the calling
+/// thread): both must find the same and report the same.
 pub fn run_files(
     engine: &vigil_hunt::Engine,
     files: &[InputFile],
     config: &HuntConfig,
 ) -> (Vec<Seen>, Report) {
-    let mut keep = Keep::default();
-    let report = vigil_hunt::hunt(engine, files, config, &mut keep, None).expect("hunt");
-    (keep.seen, report)
+    let once = |config: &HuntConfig| {
+        let mut keep = Keep::default();
+        let report = vigil_hunt::hunt(engine, files, config, &mut keep, None).expect("hunt");
+        (keep.seen, report)
+    };
+    let (seen, report) = once(config);
+    if config.threads != 1 {
+        let (alone, alone_report) = once(&HuntConfig {
+            threads: 1,
+            ..config.clone()
+        });
+        let key = |s: &Seen| {
+            (
+                s.file.clone(),
+                s.record,
+                s.rule.clone(),
+                format!("{:?}", s.group),
+            )
+        };
+        let sorted = |v: &[Seen]| {
+            let mut v = v.to_vec();
+            v.sort_by_key(key);
+            v
+        };
+        assert_eq!(
+            sorted(&alone),
+            sorted(&seen),
+            "one thread and {} differ",
+            config.threads
+        );
+        let errors = |r: &Report| {
+            let mut e: Vec<String> = r.errors.iter().map(ToString::to_string).collect();
+            e.sort();
+            e
+        };
+        // Errors past the per-file limit are counted, and which are kept in detail depends
+        // on the order they came in.
+        let counts = |r: &Report| -> Vec<(usize, bool)> {
+            r.files.iter().map(|f| (f.errors, f.fatal)).collect()
+        };
+        assert_eq!(counts(&alone_report), counts(&report));
+        if report
+            .files
+            .iter()
+            .all(|f| f.errors <= config.max_errors_per_file)
+        {
+            assert_eq!(errors(&alone_report), errors(&report));
+        }
+        assert_eq!(alone_report.records, report.records);
+        assert_eq!(alone_report.findings, report.findings);
+        assert_eq!(alone_report.bytes, report.bytes);
+    }
+    (seen, report)
 }
 
 pub fn config() -> HuntConfig {
@@ -157,4 +222,43 @@ pub fn walk(root: &Path, out: &mut Vec<PathBuf>) {
             out.push(p);
         }
     }
+}
+
+/// Hunts `files` twice, the sink getting findings with their events (`Render::None`, the
+/// finding then built from the event as a `serde_json::Value`) and as lines the matching
+/// threads wrote (`Render::Jsonl`, from each rule's template and the record's own text):
+/// both must give the same OCSF findings. Returns how many there were.
+pub fn rendered_as_built(
+    engine: &vigil_hunt::Engine,
+    files: &[InputFile],
+    config: &HuntConfig,
+) -> usize {
+    let by_key = |render: vigil_hunt::Render| {
+        let (seen, _) = run_files(
+            engine,
+            files,
+            &HuntConfig {
+                render,
+                ..config.clone()
+            },
+        );
+        let mut m = std::collections::BTreeMap::new();
+        for s in seen {
+            let key = (
+                s.file.clone(),
+                s.record,
+                s.rule.clone(),
+                s.ocsf["finding_info"]["uid"].to_string(),
+            );
+            assert!(m.insert(key, s.ocsf).is_none(), "two findings alike");
+        }
+        m
+    };
+    let built = by_key(vigil_hunt::Render::None);
+    let rendered = by_key(vigil_hunt::Render::Jsonl);
+    assert_eq!(built.len(), rendered.len());
+    for (k, b) in &built {
+        assert_eq!(Some(b), rendered.get(k), "{k:?}");
+    }
+    built.len()
 }

@@ -57,7 +57,9 @@ struct {
 } vigil_sys_scratch SEC(".maps");
 
 /* Wake the reader only once this much is waiting: batching wakeups saves a context
- * switch per record. User space polls with a short timeout for the rest. */
+ * switch per record. User space polls with a short timeout for the rest. Exec records
+ * are the exception: they wake the reader at once, since detection on an exec is due
+ * within a millisecond or two (exec.bpf.h). */
 #define VIGIL_WAKEUP_BYTES (256 * 1024)
 
 static __always_inline __u64 wakeup_flag(void)

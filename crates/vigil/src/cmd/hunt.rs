@@ -14,6 +14,10 @@ use vigil_hunt::{
 const EXIT_USAGE: u8 = 2;
 /// Exit code when no input could be read at all.
 const EXIT_NO_INPUT: u8 = 3;
+/// Bytes of output written at a time. Findings with their events run to kilobytes each:
+/// large writes of whole pages cost the kernel far less than the default 8 KiB (measured:
+/// a third less system time over the flat corpus).
+const OUTPUT_BUFFER: usize = 1 << 20;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,6 +107,11 @@ pub struct HuntArgs {
     /// present of @timestamp, timestamp, time, UtcTime, TimeCreated, EventTime.
     #[arg(long, value_name = "NAME")]
     time_field: Option<String>,
+    /// The longest record read: a JSON line, or a value of a `.json` file (bytes, or with a
+    /// K, M or G suffix). A longer one is reported (file, line or offset) and skipped, and
+    /// the rest of the file is read.
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
+    max_record: usize,
     /// Matching threads (default: one per CPU).
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
@@ -135,6 +144,26 @@ impl Sink for ClearProgress<'_> {
     }
 }
 
+/// A size in bytes: a number, with an optional K, M or G suffix (powers of 1024).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.as_bytes().last() {
+        Some(b'k' | b'K') => (&t[..t.len() - 1], 10),
+        Some(b'm' | b'M') => (&t[..t.len() - 1], 20),
+        Some(b'g' | b'G') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (bytes, or with K, M or G)"))?;
+    n.checked_mul(1 << shift).filter(|n| *n > 0).ok_or_else(|| {
+        format!(
+            "`{s}` is not a size between 1 byte and {} bytes",
+            usize::MAX
+        )
+    })
+}
+
 fn parse_logsource(s: &str) -> Result<LogSource, String> {
     vigil_hunt::parse_logsource(s).map_err(|e| e.to_string())
 }
@@ -164,17 +193,12 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
         build = format!("{:.3}", rules.timing.build.as_secs_f64()),
         "rule loading time (s)"
     );
-    for e in &rules.built.errors {
-        tracing::debug!("rule not loaded: {e}");
-    }
-    if let Some(e) = rules.built.errors.first() {
-        tracing::warn!(
-            "{} rule(s) did not load (first: {e}); -v lists them all",
-            rules.built.errors.len()
-        );
-    }
-    for w in &rules.built.warnings {
-        tracing::warn!("{w}");
+    // What loading said of the rules, as every command that loads rules prints it; on
+    // stderr, as stdout holds the findings.
+    let mut notes = Vec::new();
+    crate::cmd::rules::report_built(&rules.built, &mut notes)?;
+    for line in String::from_utf8_lossy(&notes).lines() {
+        tracing::warn!("{line}");
     }
 
     let mut files: Vec<InputFile> = Vec::new();
@@ -209,6 +233,7 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
         min_level: args.min_level.map(Level::from),
         logsource: args.logsource,
         time_field: args.time_field,
+        max_record: args.max_record,
         // Findings are rendered by the matching threads, in parallel.
         render: match args.format {
             OutputFormat::Jsonl => Render::Jsonl,
@@ -218,10 +243,14 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
     };
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
     let out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(BufWriter::new(
+        Some(p) => Box::new(BufWriter::with_capacity(
+            OUTPUT_BUFFER,
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+        None => Box::new(BufWriter::with_capacity(
+            OUTPUT_BUFFER,
+            std::io::stdout().lock(),
+        )),
     };
     let inner: Box<dyn Sink> = match args.format {
         OutputFormat::Table => Box::new(TableSink::new(out, to_terminal)),

@@ -80,20 +80,26 @@ fn check(paths: &[PathBuf], builtin: bool, config: vigil_sigma::Config) -> Resul
 }
 
 /// Prints what went wrong or is worth knowing while rules loaded, one line each: paths
-/// that could not be read, rules that failed (`file:line: reason`), rules that loaded
-/// with a warning (a placeholder without values), and rules no built-in logsource
-/// routes events to. Every command that loads rules prints these.
+/// that could not be read, then [`report_built`]'s lines. Every command that loads rules
+/// prints these.
 pub fn report_load(loaded: &vigil_rules::Loaded, out: &mut dyn Write) -> std::io::Result<()> {
     for e in &loaded.unreadable {
         writeln!(out, "{e}")?;
     }
-    for e in &loaded.built.errors {
+    report_built(&loaded.built, out)
+}
+
+/// Prints what the engine said of the rules it was given, one line each: rules that
+/// failed (`file:line: reason`), rules that loaded with a warning (a placeholder without
+/// values), and rules no built-in logsource routes events to.
+pub fn report_built(built: &vigil_sigma::Built, out: &mut dyn Write) -> std::io::Result<()> {
+    for e in &built.errors {
         writeln!(out, "{e}")?;
     }
-    for w in &loaded.built.warnings {
+    for w in &built.warnings {
         writeln!(out, "{w}")?;
     }
-    for w in loaded.built.engine.warnings() {
+    for w in built.engine.warnings() {
         writeln!(out, "warning: {w}")?;
     }
     Ok(())

@@ -87,7 +87,7 @@ static __always_inline int try_exec(struct task_struct *task, pid_t old_pid, str
 	fill_header(&e->h, VIGIL_EXEC, size, task);
 	if (size > sizeof(*e))
 		size = sizeof(*e);
-	if (bpf_ringbuf_output(&vigil_events, e, size, wakeup_flag()) != 0)
+	if (bpf_ringbuf_output(&vigil_events, e, size, BPF_RB_FORCE_WAKEUP) != 0)
 		count_drop(VIGIL_EXEC);
 	return 0;
 }
