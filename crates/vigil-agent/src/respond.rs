@@ -45,6 +45,7 @@ impl Stage for RespondStage {
     }
     fn finish(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
         self.responder.tick(now_ms, emit);
+        self.responder.tamper_stop();
     }
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = self.responder.stats();
@@ -56,6 +57,7 @@ impl Stage for RespondStage {
             ("respond_failed", s.failed),
             ("respond_late_kills", s.late_kills),
             ("journal_skipped", s.journal_skipped),
+            ("tamper_findings", s.tamper_findings),
         ];
         c.extend(self.responder.guard_counters());
         c

@@ -11,6 +11,7 @@
 //!   journaled before they are written; a helper that answers when the agent cannot.
 //! * [`journal`]: the rollback journal and `vigil rollback`'s plan.
 //! * [`prevent`]: the blocklist, the journal and rollback, as the responder runs them.
+//! * [`tamper`]: findings on attempts against the agent; the gap after a restart.
 //! * [`responder`]: the stream followed, findings answered, every action reported once.
 
 pub mod config;
@@ -23,6 +24,7 @@ pub mod prevent;
 pub mod procs;
 pub mod record;
 pub mod responder;
+pub mod tamper;
 pub mod vault;
 
 pub use config::{Action, Mode, RespondConfig};

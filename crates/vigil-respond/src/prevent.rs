@@ -203,6 +203,7 @@ impl Responder {
     /// scanned for new ones.
     pub fn tick(&mut self, now_ms: i64, out: &mut Vec<OcsfEvent>) {
         self.drain_guard(now_ms, out);
+        self.tamper_tick(now_ms, out);
         let every = Duration::from_secs(self.config().rollback.rescan_secs.max(1));
         if self.perm.is_some()
             && !self.config().rollback.paths.is_empty()

@@ -208,6 +208,16 @@ impl Guard {
         self.own.push(pid);
     }
 
+    /// Whether `pid` is the agent, its helper or one of its ancestors.
+    pub fn is_own(&self, pid: i32) -> bool {
+        self.own.contains(&pid)
+    }
+
+    /// Whether `path` is one of the agent's own files (or under its directories).
+    pub fn is_own_path(&self, path: &Path) -> bool {
+        self.own_paths.iter().any(|p| path.starts_with(p))
+    }
+
     /// Why `p` must be left alone, if it must.
     pub fn spare(&self, p: &ProcInfo) -> Option<Spared> {
         if p.pid == 1 {

@@ -50,6 +50,8 @@ pub struct RespondStats {
     pub late_kills: u64,
     /// Files the journal did not copy (too large, errors) and renames it could not keep.
     pub journal_skipped: u64,
+    /// Findings about attempts on the agent itself.
+    pub tamper_findings: u64,
 }
 
 /// The responder.
@@ -79,6 +81,8 @@ pub struct Responder {
     pub(crate) last_rescan: Option<Instant>,
     /// Rollback steps taken or recorded (journal entries, renames): each once.
     pub(crate) rolled_back: HashSet<String>,
+    /// Anti-tamper.
+    pub(crate) tamper: crate::tamper::TamperState,
 }
 
 /// The finding's flagged process's executable, if its path is known.
@@ -113,6 +117,7 @@ impl Responder {
             blocklist: crate::guard::Blocklist::default(),
             last_rescan: None,
             rolled_back: HashSet::new(),
+            tamper: crate::tamper::TamperState::default(),
         }
     }
 
@@ -175,6 +180,7 @@ impl Responder {
             )));
         }
         self.start_guard(now_ms, out);
+        self.tamper_start(now_ms, out);
         if let Some(root) = crate::kill::cgroup2_root() {
             for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
                 let p = e.path();
@@ -195,7 +201,10 @@ impl Responder {
 
     /// The counters.
     pub fn stats(&self) -> RespondStats {
-        self.stats
+        RespondStats {
+            tamper_findings: self.tamper.findings,
+            ..self.stats
+        }
     }
 
     /// The guard rails, to add the agent's helper processes.
@@ -206,6 +215,7 @@ impl Responder {
     /// Follows one event of the stream; returns records of late kills (a process
     /// started by a branch killed moments ago).
     pub fn observe(&mut self, ev: &OcsfEvent, now_ms: i64, out: &mut Vec<OcsfEvent>) {
+        self.tamper_event(ev, out);
         match ev {
             OcsfEvent::Process(p) => {
                 let Some(uid) = p.process.uid.as_deref() else {

@@ -78,10 +78,10 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     if args.no_builtin_rules {
         config.rules.builtin = false;
     }
+    // Signals are read with their sender (anti-tamper); SIGINT and SIGTERM stop. First,
+    // before any thread starts: threads inherit the blocked mask.
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).context("cannot handle signals")?;
-    }
+    vigil_respond::tamper::listen_signals(Arc::clone(&stop)).context("cannot handle signals")?;
     let (engine, report) = vigil_agent::rules::load(&config.rules, &vigil_sigma::Config::default());
     for p in &report.problems {
         tracing::warn!("rule not loaded: {p}");
