@@ -148,6 +148,13 @@ impl Histogram {
         self.buckets[Self::bucket(us)] += 1;
     }
 
+    /// Adds another histogram's times.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+    }
+
     /// Times recorded.
     pub fn count(&self) -> u64 {
         self.buckets.iter().sum()
@@ -575,6 +582,8 @@ struct Verdicts {
     journal: Option<Journal>,
     tx: Sender<GuardEvent>,
     cache: HashMap<CacheKey, String>,
+    /// Writers seen, by pid and start.
+    writers: HashMap<(i32, u64), crate::journal::Writer>,
     boot_id: String,
     own_pid: i32,
 }
@@ -595,6 +604,7 @@ fn verdicts(
         journal,
         tx,
         cache: HashMap::new(),
+        writers: HashMap::new(),
         boot_id,
         own_pid: std::process::id() as i32,
     };
@@ -740,16 +750,19 @@ impl Verdicts {
 
     /// Journals the file before a write, when the open is one.
     fn before_write(&mut self, fd: BorrowedFd<'_>, tid: i32) {
-        let Some(journal) = self.journal.as_mut() else {
-            return;
-        };
-        if tgid_of(tid) == self.own_pid {
+        if self.journal.is_none() {
             return;
         }
+        // The open's flags first: most opens read, and pass at once.
         let OpenKind::Write { creat } = open_kind(tid) else {
             return;
         };
-        let writer = writer_of(tid, &self.boot_id);
+        let Some(writer) = self.writer(tid) else {
+            return;
+        };
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
         if let Some(exe) = &writer.exe {
             if journal_trusts(journal, exe) {
                 return;
@@ -760,6 +773,25 @@ impl Verdicts {
         if let Noted::Skipped(why) = noted {
             let _ = self.tx.send(GuardEvent::JournalSkip { why });
         }
+    }
+
+    /// The writing process (with its ancestors), remembered per process; `None` for
+    /// the agent itself.
+    fn writer(&mut self, tid: i32) -> Option<crate::journal::Writer> {
+        let tgid = tgid_of(tid);
+        if tgid == self.own_pid {
+            return None;
+        }
+        let start = crate::procs::ProcInfo::read(tgid).map_or(0, |p| p.start_ticks);
+        if let Some(w) = self.writers.get(&(tgid, start)) {
+            return Some(w.clone());
+        }
+        let w = writer_of(tgid, &self.boot_id);
+        if self.writers.len() >= 4096 {
+            self.writers.clear();
+        }
+        self.writers.insert((tgid, start), w.clone());
+        Some(w)
     }
 }
 

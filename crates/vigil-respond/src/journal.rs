@@ -12,9 +12,10 @@
 //! rewritten and renamed (`x` -> `x.locked`) comes back under its own name.
 //!
 //! Bounded: at most `max_bytes` of copies, none older than `max_age_secs`, no file over
-//! `max_file_bytes` (noted as skipped). Not covered: a file deleted without being
-//! opened for writing first, content changed through a memory map opened read-only,
-//! writes by trusted programs.
+//! `max_file_bytes` (noted as skipped). Not covered: a file replaced by a rename over it
+//! or deleted without being opened for writing first (the story's renames are undone,
+//! but what a rename replaced is gone), appends (`O_APPEND` opens cannot overwrite, so
+//! they are not copied; a `ftruncate` through one is a gap), writes by trusted programs.
 
 use crate::config::RollbackConfig;
 use crate::vault::{hex, private_dir};
@@ -562,6 +563,16 @@ impl Journal {
                 entry: None,
             });
         }
+        // One flush per filesystem at the end, not one per file.
+        let mut devs = std::collections::HashSet::new();
+        for s in &steps {
+            let Some(dir) = s.path.parent() else { continue };
+            let Ok(d) = File::open(dir) else { continue };
+            let Ok(m) = d.metadata() else { continue };
+            if devs.insert(std::os::unix::fs::MetadataExt::dev(&m)) {
+                let _ = nix::unistd::syncfs(&d);
+            }
+        }
         for c in &plan.created {
             let outcome = if !remove_created {
                 Ok("created by the story; left in place (--remove-created removes it)".to_string())
@@ -615,7 +626,6 @@ fn restore_file(data: &Path, target: &Path, e: &Entry) -> Result<String, String>
                 .set_accessed(system_time(e.atime_ns))
                 .set_modified(system_time(e.mtime_ns)),
         )?;
-        out.sync_all()?;
         Ok(hex(&h.finalize()))
     })();
     let sha = match result {
@@ -644,6 +654,9 @@ fn restore_file(data: &Path, target: &Path, e: &Entry) -> Result<String, String>
 pub enum OpenKind {
     /// Read only.
     Read,
+    /// Appending (`O_APPEND` without `O_TRUNC`): what is there cannot be overwritten
+    /// through it, only added to (a later `ftruncate` through it is the gap).
+    Append,
     /// For writing or truncating; `creat`: `O_CREAT` too.
     Write {
         /// `O_CREAT` is set.
@@ -673,6 +686,7 @@ mod nr {
 const O_ACCMODE: u64 = 3;
 const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
+const O_APPEND: u64 = 0o2000;
 
 /// Reads what thread `tid` is opening from `/proc/TID/syscall` (the thread waits in the
 /// open for the verdict). An open the journal cannot read the flags of counts as a
@@ -699,6 +713,7 @@ pub fn open_kind(tid: i32) -> OpenKind {
     };
     match flags {
         Some(f) if f & O_ACCMODE == 0 && f & O_TRUNC == 0 => OpenKind::Read,
+        Some(f) if f & O_APPEND != 0 && f & O_TRUNC == 0 => OpenKind::Append,
         Some(f) => OpenKind::Write {
             creat: f & O_CREAT != 0,
         },
