@@ -2,6 +2,7 @@
 
 use crate::config::AgentConfig;
 use crate::pipeline::{DetectStage, Pipeline, Stage, StoryStage};
+use crate::respond::RespondStage;
 use crate::sink::{JsonlSink, OnError, Select, Sink, SinkError, Threaded};
 use serde_json::{json, Map};
 use std::path::PathBuf;
@@ -21,6 +22,9 @@ pub struct Outputs {
     pub events: PathBuf,
     /// Findings and incidents again, on their own, if given.
     pub findings: Option<PathBuf>,
+    /// The configuration file the agent runs with, if any: one of the agent's own
+    /// files, never acted on by response.
+    pub config: Option<PathBuf>,
 }
 
 /// Why the agent stopped with an error.
@@ -93,6 +97,13 @@ pub fn run(
             64,
         )?));
     }
+    let mut own_paths: Vec<PathBuf> = std::env::current_exe().into_iter().collect();
+    own_paths.extend(outputs.config.iter().cloned());
+    let mut responder = vigil_respond::Responder::new(config.respond.clone(), own_paths.clone());
+    // The permission guard's helper is the agent's own binary (`vigil perm-watchdog`).
+    if let Some(exe) = own_paths.first() {
+        responder.set_helper(exe.clone());
+    }
     let stages: Vec<Box<dyn Stage + '_>> = vec![
         Box::new(StoryStage(Storyline::new(config.story.clone()))),
         Box::new(DetectStage::new(Detector::new(
@@ -100,6 +111,7 @@ pub fn run(
             config.detect.clone(),
             "agent",
         ))),
+        Box::new(RespondStage::new(responder)),
     ];
     let mut pipeline = Pipeline::new(stages, sinks);
     let stats_every = Duration::from_secs(config.output.stats_interval_secs);

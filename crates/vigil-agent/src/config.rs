@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use vigil_detect::{DetectConfig, StoryConfig};
+use vigil_respond::RespondConfig;
 use vigil_sensor::SensorConfig;
 
 /// The agent's configuration.
@@ -21,6 +22,8 @@ pub struct AgentConfig {
     pub detect: DetectConfig,
     /// Where the agent writes (`[output]`).
     pub output: OutputConfig,
+    /// Response: the policy and its actions (`[respond]`).
+    pub respond: RespondConfig,
 }
 
 /// Which rules the agent runs.
@@ -85,6 +88,16 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A response policy rule names a rule id no loaded rule has.
+    #[error("{}:{line}: respond.policy names rule `{id}`, which no loaded rule has (a typo, or a rule that failed to load)", path.display())]
+    UnknownRule {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// The id.
+        id: String,
+    },
     /// A setting has a value out of its range.
     #[error("{}: invalid setting: {message}", path.display())]
     Invalid {
@@ -108,13 +121,7 @@ impl AgentConfig {
     /// Parses and checks a configuration text (`path` names it in errors).
     pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigError> {
         let config: AgentConfig = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(0, |s| {
-                text.as_bytes()[..s.start.min(text.len())]
-                    .iter()
-                    .filter(|&&b| b == b'\n')
-                    .count()
-                    + 1
-            });
+            let line = e.span().map_or(0, |s| line_at(text, s.start));
             ConfigError::Syntax {
                 path: path.to_path_buf(),
                 line,
@@ -126,6 +133,31 @@ impl AgentConfig {
             message,
         })?;
         Ok(config)
+    }
+
+    /// Checks that every rule id the response policy names is one `known` knows (the
+    /// rules loaded); `text` is the configuration file's text, for the line of an
+    /// unknown id (`None`: the configuration is the default).
+    pub fn check_policy_rules(
+        &self,
+        path: &Path,
+        text: Option<&str>,
+        known: &dyn Fn(&str) -> bool,
+    ) -> Result<(), ConfigError> {
+        match self.respond.unknown_rules(known).into_iter().next() {
+            None => Ok(()),
+            Some(u) => Err(ConfigError::UnknownRule {
+                path: path.to_path_buf(),
+                line: text.map_or(0, |t| {
+                    if u.span.is_empty() {
+                        0
+                    } else {
+                        line_at(t, u.span.start)
+                    }
+                }),
+                id: u.id,
+            }),
+        }
     }
 
     /// Checks the ranges of settings the types do not bound.
@@ -141,8 +173,18 @@ impl AgentConfig {
         if self.story.linger_ms < 0 {
             return Err("story.linger_ms must not be negative".into());
         }
+        self.respond.validate()?;
         Ok(())
     }
+}
+
+/// The 1-based line of a byte offset.
+fn line_at(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]
@@ -214,5 +256,39 @@ mod tests {
             e.to_string(),
             "agent.toml: invalid setting: rules.trial_budget_ms must be a positive number"
         );
+    }
+
+    #[test]
+    fn a_policy_with_an_unknown_action_or_rule_is_refused_with_its_line() {
+        let p = Path::new("agent.toml");
+        let text = "[respond]\npolicy = [\n  { min_level = \"high\", actions = [\"kil\"] },\n]\n";
+        let e = AgentConfig::parse(p, text).expect_err("unknown action");
+        assert!(
+            e.to_string()
+                .starts_with("agent.toml:3: unknown variant `kil`, expected one of `kill`"),
+            "{e}"
+        );
+        let text = "[respond]\npolicy = [\n  { rules = [\"r-1\",\n    \"r-typo\"], actions = [\"kill\"] },\n]\n";
+        let c = AgentConfig::parse(p, text).expect("parses");
+        let e = c
+            .check_policy_rules(p, Some(text), &|id| id == "r-1")
+            .expect_err("unknown rule");
+        assert_eq!(
+            e.to_string(),
+            "agent.toml:4: respond.policy names rule `r-typo`, which no loaded rule has \
+             (a typo, or a rule that failed to load)"
+        );
+        c.check_policy_rules(p, Some(text), &|_| true)
+            .expect("every rule known");
+        let e = AgentConfig::parse(p, "[respond]\npolicy = [{ actions = [\"kill\"] }]\n")
+            .expect_err("no criterion");
+        assert!(
+            e.to_string()
+                .starts_with("agent.toml: invalid setting: respond.policy rule 1: no criterion"),
+            "{e}"
+        );
+        let e = AgentConfig::parse(p, "[respond.isolate]\nmanagement = [\"10.0.0.1:http\"]\n")
+            .expect_err("bad endpoint");
+        assert!(e.to_string().contains("`http` is not a port"), "{e}");
     }
 }

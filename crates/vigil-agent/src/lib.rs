@@ -1,13 +1,14 @@
 //! Vigil's agent: the pipeline from the sensor to the outputs, and its configuration.
 //!
 //! ```text
-//!  sensor ──▶ story ──▶ detect ──▶ sinks (events, findings)
+//!  sensor ──▶ story ──▶ detect ──▶ respond ──▶ sinks (events, findings)
 //! ```
 //!
 //! * [`config`]: the configuration file, every setting documented, unknown ones refused.
 //! * [`rules`]: the rules the agent runs: Vigil's pack and configured files, compiled and
 //!   tried on sample events before they run.
 //! * [`pipeline`]: stages and sinks; the seam response and shipping plug into.
+//! * [`respond`]: the response stage: findings answered by the `[respond]` policy.
 //! * [`sink`]: JSON lines outputs, with what happens when a write fails.
 //! * [`agent`]: the run loop.
 //! * [`latency`]: the histogram of the time from an exec to its finding.
@@ -16,11 +17,13 @@ pub mod agent;
 pub mod config;
 pub mod latency;
 pub mod pipeline;
+pub mod respond;
 pub mod rules;
 pub mod sink;
 
 pub use agent::{run, AgentError, Outputs, Summary};
 pub use config::{AgentConfig, ConfigError, OutputConfig, RulesConfig};
 pub use pipeline::{DetectStage, Pipeline, Stage, StoryStage};
+pub use respond::RespondStage;
 pub use rules::RuleReport;
 pub use sink::{JsonlSink, OnError, Select, Sink, SinkError};

@@ -36,7 +36,10 @@ pub trait Sink {
     fn accepts(&self, event: &OcsfEvent) -> bool {
         match self.select() {
             Select::All => true,
-            Select::Findings => matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_)),
+            Select::Findings => {
+                matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_))
+                    || event.is_remediation()
+            }
         }
     }
     /// Writes `count` complete JSON lines (one event each, with its newline).
@@ -87,7 +90,8 @@ fn record_latency(exec_ns: &[u64], latency: &Mutex<Histogram>) {
 pub enum Select {
     /// Every event.
     All,
-    /// Detection and Incident Findings (2004, 2005).
+    /// Detection and Incident Findings (2004, 2005) and what was done about them:
+    /// Remediation Activity (7002, 7003, 7004).
     Findings,
 }
 

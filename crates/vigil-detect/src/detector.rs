@@ -192,10 +192,12 @@ impl<'e> Detector<'e> {
     /// the findings and incident changes it causes to `out`, stamped `now_ms` as their
     /// creation time.
     pub fn process(&mut self, ev: &OcsfEvent, now_ms: i64, out: &mut Vec<OcsfEvent>) {
-        if matches!(
-            ev,
-            OcsfEvent::Finding(_) | OcsfEvent::Incident(_) | OcsfEvent::EventLog(_)
-        ) {
+        if ev.is_remediation()
+            || matches!(
+                ev,
+                OcsfEvent::Finding(_) | OcsfEvent::Incident(_) | OcsfEvent::EventLog(_)
+            )
+        {
             return;
         }
         self.stats.events += 1;
@@ -545,21 +547,7 @@ fn update_of_closed(o: &Open, now_ms: i64) -> OcsfEvent {
 
 /// The story id the storyline put on an event.
 fn story_of(ev: &OcsfEvent) -> Option<&str> {
-    metadata(ev).correlation_uid.as_deref()
-}
-
-fn metadata(ev: &OcsfEvent) -> &vigil_event::model::Metadata {
-    match ev {
-        OcsfEvent::Process(e) => &e.metadata,
-        OcsfEvent::File(e) => &e.metadata,
-        OcsfEvent::Module(e) => &e.metadata,
-        OcsfEvent::Network(e) => &e.metadata,
-        OcsfEvent::Dns(e) => &e.metadata,
-        OcsfEvent::Authentication(e) => &e.metadata,
-        OcsfEvent::EventLog(e) => &e.metadata,
-        OcsfEvent::Finding(e) => &e.metadata,
-        OcsfEvent::Incident(e) => &e.metadata,
-    }
+    ev.metadata().correlation_uid.as_deref()
 }
 
 fn device_of(ev: &OcsfEvent) -> Option<Shared<vigil_event::model::Device>> {
@@ -573,12 +561,15 @@ fn device_of(ev: &OcsfEvent) -> Option<Shared<vigil_event::model::Device>> {
         OcsfEvent::EventLog(e) => e.device.clone(),
         OcsfEvent::Finding(e) => e.device.clone(),
         OcsfEvent::Incident(e) => e.device.clone(),
+        OcsfEvent::FileRemediation(e) => e.device.clone(),
+        OcsfEvent::ProcessRemediation(e) => e.device.clone(),
+        OcsfEvent::NetworkRemediation(e) => e.device.clone(),
     }
 }
 
 /// The event a finding was made from, as a related event.
 fn related(ev: &OcsfEvent) -> RelatedEvent {
-    let m = metadata(ev);
+    let m = ev.metadata();
     RelatedEvent {
         uid: m
             .uid
@@ -600,6 +591,9 @@ fn type_uid(ev: &OcsfEvent) -> i64 {
         OcsfEvent::EventLog(e) => e.type_uid,
         OcsfEvent::Finding(e) => e.type_uid,
         OcsfEvent::Incident(e) => e.type_uid,
+        OcsfEvent::FileRemediation(e) => e.type_uid,
+        OcsfEvent::ProcessRemediation(e) => e.type_uid,
+        OcsfEvent::NetworkRemediation(e) => e.type_uid,
     }
 }
 

@@ -173,7 +173,12 @@ pub fn subject(ev: &OcsfEvent) -> Option<&Process> {
         OcsfEvent::Network(e) => e.actor.as_ref()?.process.as_deref(),
         OcsfEvent::Dns(e) => e.actor.as_ref()?.process.as_deref(),
         OcsfEvent::Authentication(e) => e.actor.as_ref()?.process.as_deref(),
-        OcsfEvent::EventLog(_) | OcsfEvent::Finding(_) | OcsfEvent::Incident(_) => None,
+        OcsfEvent::EventLog(_)
+        | OcsfEvent::Finding(_)
+        | OcsfEvent::Incident(_)
+        | OcsfEvent::FileRemediation(_)
+        | OcsfEvent::ProcessRemediation(_)
+        | OcsfEvent::NetworkRemediation(_) => None,
     }
 }
 
@@ -224,7 +229,12 @@ impl Storyline {
             OcsfEvent::Network(e) => e.metadata.correlation_uid = Some(id),
             OcsfEvent::Dns(e) => e.metadata.correlation_uid = Some(id),
             OcsfEvent::Authentication(e) => e.metadata.correlation_uid = Some(id),
-            OcsfEvent::EventLog(_) | OcsfEvent::Finding(_) | OcsfEvent::Incident(_) => {}
+            OcsfEvent::EventLog(_)
+            | OcsfEvent::Finding(_)
+            | OcsfEvent::Incident(_)
+            | OcsfEvent::FileRemediation(_)
+            | OcsfEvent::ProcessRemediation(_)
+            | OcsfEvent::NetworkRemediation(_) => {}
         }
         Some(story)
     }

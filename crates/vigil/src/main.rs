@@ -53,12 +53,49 @@ enum Command {
     Hunt(cmd::hunt::HuntArgs),
     /// Print the incidents in the agent's output, each as a process tree.
     Incidents(cmd::incidents::IncidentsArgs),
+    /// Cut the host off the network but for loopback and its management endpoints, or
+    /// let it back on (root).
+    #[command(subcommand)]
+    Isolate(cmd::isolate::IsolateCommand),
     /// OCSF events: write an example attack story, validate events against the schema.
     #[command(subcommand)]
     Ocsf(cmd::ocsf::OcsfCommand),
+    /// The quarantine vault: list its items, give one back, delete them (root).
+    #[command(subcommand)]
+    Quarantine(cmd::quarantine::QuarantineCommand),
+    /// Response by hand: kill a process or story branch, quarantine a file; what the
+    /// policy would do over recorded findings.
+    #[command(subcommand)]
+    Respond(cmd::respond::RespondCommand),
+    /// Put back the files a story rewrote, from the rollback journal (root).
+    Rollback(cmd::rollback::RollbackArgs),
+    /// The agent's exec-guard helper (the agent runs it; it answers for a stalled
+    /// agent). Not for use by hand.
+    #[command(hide = true)]
+    PermWatchdog {
+        /// Milliseconds without a heartbeat before it answers for the agent.
+        #[arg(long)]
+        deadline_ms: u64,
+    },
     /// Sigma rules: check that rules load.
     #[command(subcommand)]
     Rules(cmd::rules::RulesCommand),
+}
+
+/// `vigil perm-watchdog`: stop signals are ignored (it ends when the agent's heartbeat
+/// pipe closes, so a group stop of the agent's unit does not leave the agent
+/// unguarded), then the helper loop.
+fn perm_watchdog(deadline_ms: u64) -> anyhow::Result<ExitCode> {
+    let ignored = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for s in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(s, std::sync::Arc::clone(&ignored))?;
+    }
+    vigil_respond::guard::watchdog(std::time::Duration::from_millis(deadline_ms))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -71,7 +108,12 @@ fn main() -> ExitCode {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Hunt(a) => cmd::hunt::run(a, cli.quiet),
         Command::Incidents(a) => cmd::incidents::run(a),
+        Command::Isolate(c) => cmd::isolate::run(c),
         Command::Ocsf(c) => cmd::ocsf::run(c),
+        Command::Quarantine(c) => cmd::quarantine::run(c),
+        Command::Respond(c) => cmd::respond::run(c),
+        Command::Rollback(a) => cmd::rollback::run(a),
+        Command::PermWatchdog { deadline_ms } => perm_watchdog(deadline_ms),
         Command::Rules(c) => cmd::rules::run(c),
     };
     match result {

@@ -211,6 +211,54 @@ ocsf_class! {
     }
 }
 
+/// Declares a Remediation class (category 7, activities the D3FEND tactics): what Vigil
+/// did on a host, whoever asked for it, and how it went.
+macro_rules! remediation_class {
+    ($(#[$m:meta])* $name:ident, $uid:expr, $caption:literal, $(#[$tm:meta])* $target:ident : $ty:ty) => {
+        ocsf_class! {
+            $(#[$m])*
+            pub struct $name (
+                $uid, 7, $caption,
+                host_profile = [actor, device],
+                activities = { 1 => "Isolate", 2 => "Evict", 3 => "Restore", 4 => "Harden", 5 => "Detect" },
+                status = remediation_status
+            ) {
+                $(#[$tm])*
+                $target: $ty,
+                /// The id of the remediation command: one per action and target, so a
+                /// repeated request for the same action names the same command.
+                command_uid: String,
+                /// The D3FEND countermeasures the action applies.
+                countermeasures: Vec<D3fend>,
+                /// What was (or would have been) done, in a sentence.
+                remediation: Option<Remediation>,
+            }
+        }
+    };
+}
+
+remediation_class!(
+    /// File Remediation Activity (7002): a file moved into the quarantine vault, restored
+    /// from it, or put back from the rollback journal.
+    FileRemediationActivity, 7002, "File Remediation Activity",
+    /// The file acted on.
+    file: File
+);
+remediation_class!(
+    /// Process Remediation Activity (7003): a process and its branch frozen and killed,
+    /// or an executable refused before it ran.
+    ProcessRemediationActivity, 7003, "Process Remediation Activity",
+    /// The process acted on (for a refused exec: the process that asked).
+    process: Process
+);
+remediation_class!(
+    /// Network Remediation Activity (7004): the host cut off from the network (but for
+    /// loopback and its management endpoints), or the isolation lifted.
+    NetworkRemediationActivity, 7004, "Network Remediation Activity",
+    /// The traffic the action is about (direction and protocol).
+    connection_info: NetworkConnectionInfo
+);
+
 /// A fresh event's common part: time, severity, metadata for Vigil as producer.
 fn base_metadata(feature: &str) -> Metadata {
     Metadata {
@@ -300,6 +348,9 @@ class_new!(DnsActivity);
 class_new!(Authentication, user: User);
 class_new!(DetectionFinding, finding_info: FindingInfo);
 class_new!(IncidentFinding);
+class_new!(FileRemediationActivity, file: File);
+class_new!(ProcessRemediationActivity, process: Process);
+class_new!(NetworkRemediationActivity, connection_info: NetworkConnectionInfo);
 
 #[cfg(test)]
 mod tests {

@@ -105,3 +105,15 @@ ocsf_enum!(
     /// `priority_id` and `impact_id` of an incident.
     priority { UNKNOWN = 0 => "Unknown", LOW = 1 => "Low", MEDIUM = 2 => "Medium", HIGH = 3 => "High", CRITICAL = 4 => "Critical", OTHER = 99 => "Other" }
 );
+ocsf_enum!(
+    /// Remediation Activity's `status_id`: how the action went.
+    remediation_status {
+        UNKNOWN = 0 => "Unknown", SUCCESS = 1 => "Success", FAILURE = 2 => "Failure",
+        DOES_NOT_EXIST = 3 => "Does Not Exist", PARTIAL = 4 => "Partial",
+        UNSUPPORTED = 5 => "Unsupported", ERROR = 6 => "Error", OTHER = 99 => "Other",
+    }
+);
+ocsf_enum!(
+    /// Remediation Activity's `activity_id`: the D3FEND tactic of the action.
+    remediation_activity { ISOLATE = 1 => "Isolate", EVICT = 2 => "Evict", RESTORE = 3 => "Restore", HARDEN = 4 => "Harden", DETECT = 5 => "Detect" }
+);

@@ -132,6 +132,12 @@ pub enum OcsfEvent {
     Finding(Box<DetectionFinding>),
     /// Incident Finding (2005).
     Incident(Box<IncidentFinding>),
+    /// File Remediation Activity (7002).
+    FileRemediation(Box<FileRemediationActivity>),
+    /// Process Remediation Activity (7003).
+    ProcessRemediation(Box<ProcessRemediationActivity>),
+    /// Network Remediation Activity (7004).
+    NetworkRemediation(Box<NetworkRemediationActivity>),
 }
 
 /// Why a JSON document is not one of Vigil's OCSF events.
@@ -174,6 +180,9 @@ macro_rules! event_dispatch {
             OcsfEvent::EventLog($e) => $body,
             OcsfEvent::Finding($e) => $body,
             OcsfEvent::Incident($e) => $body,
+            OcsfEvent::FileRemediation($e) => $body,
+            OcsfEvent::ProcessRemediation($e) => $body,
+            OcsfEvent::NetworkRemediation($e) => $body,
         }
     };
 }
@@ -210,6 +219,19 @@ impl OcsfEvent {
             Some(c) if c == i64::from(IncidentFinding::CLASS_UID) => {
                 OcsfEvent::Incident(serde_json::from_value(value).map_err(ParseError::Json)?)
             }
+            Some(c) if c == i64::from(FileRemediationActivity::CLASS_UID) => {
+                OcsfEvent::FileRemediation(serde_json::from_value(value).map_err(ParseError::Json)?)
+            }
+            Some(c) if c == i64::from(ProcessRemediationActivity::CLASS_UID) => {
+                OcsfEvent::ProcessRemediation(
+                    serde_json::from_value(value).map_err(ParseError::Json)?,
+                )
+            }
+            Some(c) if c == i64::from(NetworkRemediationActivity::CLASS_UID) => {
+                OcsfEvent::NetworkRemediation(
+                    serde_json::from_value(value).map_err(ParseError::Json)?,
+                )
+            }
             other => return Err(ParseError::UnknownClass(other)),
         };
         Ok(ev)
@@ -223,6 +245,26 @@ impl OcsfEvent {
     /// The event's time (ms since the epoch).
     pub fn time(&self) -> i64 {
         event_dispatch!(self, e => e.time)
+    }
+
+    /// Whether the event is a Remediation Activity (7002, 7003, 7004): what Vigil did.
+    pub fn is_remediation(&self) -> bool {
+        matches!(
+            self,
+            OcsfEvent::FileRemediation(_)
+                | OcsfEvent::ProcessRemediation(_)
+                | OcsfEvent::NetworkRemediation(_)
+        )
+    }
+
+    /// The event's `metadata`.
+    pub fn metadata(&self) -> &Metadata {
+        event_dispatch!(self, e => &e.metadata)
+    }
+
+    /// The event's `metadata`, to change.
+    pub fn metadata_mut(&mut self) -> &mut Metadata {
+        event_dispatch!(self, e => &mut e.metadata)
     }
 
     /// The event as a JSON value.
@@ -252,7 +294,10 @@ from_class!(
     Authentication => Authentication,
     EventLogActivity => EventLog,
     DetectionFinding => Finding,
-    IncidentFinding => Incident
+    IncidentFinding => Incident,
+    FileRemediationActivity => FileRemediation,
+    ProcessRemediationActivity => ProcessRemediation,
+    NetworkRemediationActivity => NetworkRemediation
 );
 
 impl Event for OcsfEvent {

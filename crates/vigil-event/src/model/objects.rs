@@ -628,3 +628,43 @@ ocsf_object! {
         uid: Option<String>,
     }
 }
+
+ocsf_object! {
+    /// `d3fend`: a MITRE D3FEND countermeasure.
+    pub struct D3fend {
+        /// The defensive tactic (`Evict`, `Isolate`, `Restore`).
+        d3f_tactic: Option<D3fTactic>,
+        /// The defensive technique (`D3-PT` Process Termination).
+        d3f_technique: Option<D3fTechnique>,
+        /// The D3FEND version.
+        version: Option<String>,
+    }
+}
+
+ocsf_object! {
+    /// `d3f_tactic`: a D3FEND tactic.
+    pub struct D3fTactic {
+        /// Tactic name.
+        name: Option<String>,
+        /// Tactic id.
+        uid: Option<String>,
+    }
+}
+
+ocsf_object! {
+    /// `d3f_technique`: a D3FEND technique.
+    pub struct D3fTechnique {
+        /// Technique name (`Process Termination`).
+        name: Option<String>,
+        /// Technique id (`D3-PT`).
+        uid: Option<String>,
+    }
+}
+
+ocsf_object! {
+    /// `remediation`: the remediation's description.
+    pub struct Remediation {
+        /// What was done, or would have been.
+        desc: String,
+    }
+}

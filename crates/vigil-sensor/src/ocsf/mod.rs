@@ -499,10 +499,18 @@ impl Converter {
         let h = &e.header;
         let start_ticks = ticks(h.start_boottime);
         let cmdline = join_argv(&e.argv);
+        // A process re-parented between its fork and this exec (its parent exited
+        // first: a double fork) keeps the parent that forked it, for its lineage and
+        // story; the kernel's real parent is init by now.
+        let ppid = self
+            .table
+            .get(h.pid)
+            .filter(|p| p.start_ticks == start_ticks)
+            .map_or(h.ppid, |p| p.ppid);
         // The table learns of the exec even when the event itself is excluded.
         self.table.upsert(ProcInfo {
             pid: h.pid,
-            ppid: h.ppid,
+            ppid,
             start_ticks,
             exe: e.exe.clone(),
             cmdline: cmdline.clone(),
@@ -603,7 +611,7 @@ impl Converter {
         };
         ev.launch_type_id = Some(launch);
         ev.launch_type = Some(launch_type::name(launch).into());
-        ev.actor = Some(launcher(parent, h.ppid));
+        ev.actor = Some(launcher(parent, ppid));
         ev.device = Some(self.device.clone());
         Some(ev.into())
     }

@@ -895,6 +895,9 @@ fn set_status(ev: &mut OcsfEvent, ret: i64) {
         OcsfEvent::EventLog(e) => apply!(e),
         OcsfEvent::Finding(e) => apply!(e),
         OcsfEvent::Incident(e) => apply!(e),
+        OcsfEvent::FileRemediation(e) => apply!(e),
+        OcsfEvent::ProcessRemediation(e) => apply!(e),
+        OcsfEvent::NetworkRemediation(e) => apply!(e),
     }
 }
 

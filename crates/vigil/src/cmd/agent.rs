@@ -31,6 +31,23 @@ pub struct AgentArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     format: Format,
+    /// Response, in one switch: `protect` kills and quarantines on high and critical
+    /// findings (the recommended set; with the configuration's policy rules if it has
+    /// any); `detect` records what every action would do; `off` does nothing. Without
+    /// it, the configuration's `[respond.modes]` decide (by default: detect).
+    #[arg(long, value_enum, value_name = "MODE")]
+    policy: Option<PolicySwitch>,
+}
+
+/// `--policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PolicySwitch {
+    /// No action, no record.
+    Off,
+    /// Record what would be done.
+    Detect,
+    /// Kill and quarantine on high and critical findings.
+    Protect,
 }
 
 /// Output formats.
@@ -42,19 +59,29 @@ enum Format {
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub fn run(args: AgentArgs) -> Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => AgentConfig::load(path)?,
-        None => AgentConfig::default(),
+    let (mut config, text) = match &args.config {
+        Some(path) => {
+            let config = AgentConfig::load(path)?;
+            (config, std::fs::read_to_string(path).ok())
+        }
+        None => (AgentConfig::default(), None),
     };
+    if let Some(p) = args.policy {
+        config.respond.apply_switch(match p {
+            PolicySwitch::Off => vigil_respond::Mode::Off,
+            PolicySwitch::Detect => vigil_respond::Mode::Detect,
+            PolicySwitch::Protect => vigil_respond::Mode::Protect,
+        });
+    }
     let Format::Jsonl = args.format;
     config.rules.paths.extend(args.rules.iter().cloned());
     if args.no_builtin_rules {
         config.rules.builtin = false;
     }
+    // Signals are read with their sender (anti-tamper); SIGINT and SIGTERM stop. First,
+    // before any thread starts: threads inherit the blocked mask.
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).context("cannot handle signals")?;
-    }
+    vigil_respond::tamper::listen_signals(Arc::clone(&stop)).context("cannot handle signals")?;
     let (engine, report) = vigil_agent::rules::load(&config.rules, &vigil_sigma::Config::default());
     for p in &report.problems {
         tracing::warn!("rule not loaded: {p}");
@@ -75,9 +102,32 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     if report.loaded == 0 {
         tracing::warn!("no rule loaded: the agent records events but detects nothing");
     }
+    let known: std::collections::HashSet<&str> = engine
+        .rules()
+        .iter()
+        .flat_map(|r| r.id.as_deref().into_iter().chain(r.name.as_deref()))
+        .collect();
+    config.check_policy_rules(
+        args.config
+            .as_deref()
+            .unwrap_or(std::path::Path::new("(default configuration)")),
+        text.as_deref(),
+        &|id| known.contains(id),
+    )?;
+    let modes = &config.respond.modes;
+    tracing::info!(
+        kill = modes.kill.name(),
+        block = modes.block.name(),
+        rollback = modes.rollback.name(),
+        quarantine = modes.quarantine.name(),
+        isolate = modes.isolate.name(),
+        policy_rules = config.respond.policy.len(),
+        "response policy"
+    );
     let outputs = Outputs {
         events: args.output,
         findings: args.findings,
+        config: args.config.clone(),
     };
     let summary = vigil_agent::run(config, &engine, &outputs, &stop)?;
     let find = |k: &str| {

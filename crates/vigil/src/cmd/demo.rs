@@ -101,6 +101,7 @@ fn play(dir: &Path, keep: bool) -> Result<ExitCode> {
     let outputs = Outputs {
         events: dir.join("events.jsonl"),
         findings: Some(dir.join("findings.jsonl")),
+        config: None,
     };
     let work = dir.join("work");
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;

@@ -30,3 +30,65 @@ impl Drop for Agent {
         }
     }
 }
+
+/// A fresh, empty directory for one test: `<tmp>/vigil-<prefix>-<pid>-<n>-<name>`.
+#[allow(dead_code)]
+pub fn tmp(prefix: &str, name: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("vigil-{prefix}-{}-{n}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Waits up to `secs` for a line of `path` for which `want` holds.
+#[allow(dead_code)]
+pub fn wait_for(
+    path: &Path,
+    secs: u64,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> Option<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if let Some(v) = lines(path).unwrap_or_default().into_iter().find(&want) {
+            return Some(v);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+/// Starts `vigil agent` (the command given, its output `out`, its log `log`) and waits
+/// up to 60 s for its Start event; panics with its log if it does not start.
+#[allow(dead_code)]
+pub fn start_agent(mut cmd: std::process::Command, out: &Path, log: &Path) -> Agent {
+    let child = cmd
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("agent starts");
+    let mut agent = Agent(child);
+    let started = wait_for(out, 60, |e| {
+        e["class_uid"] == 1008 && e["activity_name"] == "Start"
+    });
+    if started.is_none() {
+        let _ = agent.0.kill();
+        let _ = agent.0.wait();
+        panic!(
+            "the agent did not start within 60 s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+    agent
+}
+
+/// Stops an agent with SIGINT and returns its exit code.
+#[allow(dead_code)]
+pub fn stop_agent(agent: &mut Agent) -> Option<i32> {
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &agent.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    agent.0.wait().expect("agent exits").code()
+}

@@ -1,0 +1,65 @@
+//! The response stage: after detection, it follows the stream and answers each new
+//! finding with what the `[respond]` policy calls for ([`vigil_respond::Responder`]).
+//! Its records (Remediation Activity) go on to the sinks like every event.
+
+use crate::pipeline::Stage;
+use vigil_event::OcsfEvent;
+use vigil_respond::Responder;
+
+/// Answers findings ([`Responder`]).
+pub struct RespondStage {
+    responder: Responder,
+    started: bool,
+}
+
+impl RespondStage {
+    /// A stage around a responder.
+    pub fn new(responder: Responder) -> Self {
+        RespondStage {
+            responder,
+            started: false,
+        }
+    }
+}
+
+impl Stage for RespondStage {
+    fn name(&self) -> &'static str {
+        "respond"
+    }
+    fn process(&mut self, event: &mut OcsfEvent, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        if !self.started {
+            // The agent's first event (its Start): what response does at start.
+            self.started = true;
+            self.responder.startup(now_ms, emit);
+        }
+        if let OcsfEvent::Finding(_) = event {
+            self.responder.on_finding(event, now_ms, emit);
+        } else {
+            self.responder.observe(event, now_ms, emit);
+        }
+        // Refused execs are reported as they happen, not at the next tick.
+        self.responder.drain_guard(now_ms, emit);
+    }
+    fn tick(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        self.responder.tick(now_ms, emit);
+    }
+    fn finish(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        self.responder.tick(now_ms, emit);
+        self.responder.tamper_stop();
+    }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = self.responder.stats();
+        let mut c = vec![
+            ("respond_findings", s.findings),
+            ("respond_done", s.done),
+            ("respond_recorded", s.recorded),
+            ("respond_repeats", s.repeats),
+            ("respond_failed", s.failed),
+            ("respond_late_kills", s.late_kills),
+            ("journal_skipped", s.journal_skipped),
+            ("tamper_findings", s.tamper_findings),
+        ];
+        c.extend(self.responder.guard_counters());
+        c
+    }
+}
