@@ -62,6 +62,28 @@ pub struct SensorConfig {
     /// costs less CPU on a host running thousands of programs a second; 0 lets execs
     /// wait with the other records for a batch (up to 25 ms).
     pub exec_wakeup_us: u32,
+    /// Files whose read-only opens are reported (File System Activity `Open`); every
+    /// other read-only open is dropped in the kernel. At most 16 patterns, each an
+    /// absolute path or `*/` and a path at any depth; a component is literal or holds one
+    /// `*` (any characters but `/`), and the file name is not a bare `*`.
+    pub watched_reads: Vec<String>,
+}
+
+/// The default watch list: credential stores, private keys, other processes' memory.
+fn default_watched_reads() -> Vec<String> {
+    [
+        "/etc/shadow",
+        "/etc/shadow-",
+        "/etc/gshadow",
+        "/etc/gshadow-",
+        "/etc/security/opasswd",
+        "*/.ssh/id_*",
+        "/etc/ssh/ssh_host_*_key",
+        "/proc/*/mem",
+        "/proc/*/task/*/mem",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 impl Default for SensorConfig {
@@ -81,6 +103,7 @@ impl Default for SensorConfig {
             stats_interval_secs: 60,
             coalesce_fork_ms: 100,
             exec_wakeup_us: 1000,
+            watched_reads: default_watched_reads(),
         }
     }
 }
@@ -94,6 +117,17 @@ pub enum ConfigError {
     /// A comm longer than the kernel keeps.
     #[error("sensor.exclude_comms: `{0}` is longer than 15 bytes, the kernel's comm length")]
     CommTooLong(String),
+    /// A pattern of the watch list that cannot be checked.
+    #[error("sensor.watched_reads: `{}`: {reason}", pattern.escape_debug())]
+    WatchPattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// More patterns than the kernel side checks.
+    #[error("sensor.watched_reads: {0} patterns; the kernel side checks 16 at most")]
+    TooManyWatched(usize),
 }
 
 impl SensorConfig {
@@ -105,6 +139,7 @@ impl SensorConfig {
         if let Some(c) = self.exclude_comms.iter().find(|c| c.len() > 15) {
             return Err(ConfigError::CommTooLong(c.clone()));
         }
+        crate::watch::WatchList::parse(&self.watched_reads)?;
         Ok(())
     }
 }

@@ -126,6 +126,11 @@ impl Sensor {
         cfg_map
             .update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY)
             .map_err(bpf_err("configure the sensor"))?;
+        let watch = crate::watch::WatchList::parse(&config.watched_reads)?;
+        find("vigil_watch")
+            .ok_or_else(|| missing_map("vigil_watch"))?
+            .update(&0u32.to_ne_bytes(), &watch.kernel_bytes(), MapFlags::ANY)
+            .map_err(bpf_err("load the watch list"))?;
         let comm_map = find("vigil_comm_filter").ok_or_else(|| missing_map("vigil_comm_filter"))?;
         for comm in &config.exclude_comms {
             let mut key = [0u8; 16];
