@@ -911,6 +911,8 @@ fn reads_of_another_process_memory_peek_process_vm_readv_and_proc_mem() {
            my $remote = pack("QQ", $addr, 16);
            for (1..3) { syscall(310, $t, $local, 1, $remote, 1, 0) == 16 or die "readv: $!" }
            substr($buf, 0, 4) eq "\x7fELF" or die "readv read no ELF header";
+           # Its own memory: not reported.
+           syscall(310, $$ + 0, $local, 1, $local, 1, 0) == 16 or die "self readv: $!";
            # No such process: fails (ESRCH), twice, and both are reported.
            for (1..2) { syscall(310, 0x3ffffff0, $local, 1, $remote, 1, 0) == -1 or die }
            open(my $mem, "<", "/proc/$t/mem") or die "mem: $!"; close($mem);"#,
@@ -948,6 +950,10 @@ fn reads_of_another_process_memory_peek_process_vm_readv_and_proc_mem() {
     assert_eq!(r["unmapped"]["flags"], 0);
     assert_eq!(r["unmapped"]["remote_iovecs"], 1);
     assert_eq!(failed.len(), 2, "failures are each reported: {failed:#?}");
+    assert!(
+        !readv.iter().any(|e| e["process"]["pid"] == pid),
+        "a read of its own memory is no event"
+    );
     assert!(failed
         .iter()
         .all(|e| e["status"] == "Failure" && e["process"]["pid"] == 0x3fff_fff0));

@@ -159,7 +159,9 @@ static __always_inline bool boring(long nr, __u64 *a)
 	} else if (nr == NR_bpf)
 		return a[0] != BPF_PROG_LOAD;
 	else if (nr == NR_process_vm_readv)
-		return read_repeat(nr, a);
+		/* A process reading its own memory (libraries probe their own addresses so)
+		 * reads no one else's. */
+		return a[0] == bpf_get_current_pid_tgid() >> 32 || read_repeat(nr, a);
 	else
 		return false;
 	/* Opens: only for writing, creating or truncating. */
