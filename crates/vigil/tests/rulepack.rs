@@ -96,6 +96,8 @@ cases! {
     ssh_key_read,
     ptrace_attach,
     process_memory_write,
+    process_memory_read,
+    credential_file_open,
     discovery_burst,
     port_scan,
     host_sweep,
@@ -107,10 +109,7 @@ cases! {
     disk_wipe,
 }
 
-needs_sensor_cases! {
-    process_memory_read,
-    credential_file_open,
-}
+needs_sensor_cases! {}
 
 /// The benign workload's script name.
 const BENIGN: &str = "benign";
