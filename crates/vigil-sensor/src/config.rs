@@ -69,23 +69,6 @@ pub struct SensorConfig {
     pub watched_reads: Vec<String>,
 }
 
-/// The default watch list: credential stores, private keys, other processes' memory.
-fn default_watched_reads() -> Vec<String> {
-    [
-        "/etc/shadow",
-        "/etc/shadow-",
-        "/etc/gshadow",
-        "/etc/gshadow-",
-        "/etc/security/opasswd",
-        "*/.ssh/id_*",
-        "/etc/ssh/ssh_host_*_key",
-        "/proc/*/mem",
-        "/proc/*/task/*/mem",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 impl Default for SensorConfig {
     fn default() -> Self {
         SensorConfig {
@@ -103,7 +86,10 @@ impl Default for SensorConfig {
             stats_interval_secs: 60,
             coalesce_fork_ms: 100,
             exec_wakeup_us: 1000,
-            watched_reads: default_watched_reads(),
+            watched_reads: crate::watch::DEFAULT_WATCHED_READS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
         }
     }
 }
@@ -117,17 +103,9 @@ pub enum ConfigError {
     /// A comm longer than the kernel keeps.
     #[error("sensor.exclude_comms: `{0}` is longer than 15 bytes, the kernel's comm length")]
     CommTooLong(String),
-    /// A pattern of the watch list that cannot be checked.
-    #[error("sensor.watched_reads: `{}`: {reason}", pattern.escape_debug())]
-    WatchPattern {
-        /// The pattern.
-        pattern: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// More patterns than the kernel side checks.
-    #[error("sensor.watched_reads: {0} patterns; the kernel side checks 16 at most")]
-    TooManyWatched(usize),
+    /// A watch list that cannot be checked.
+    #[error("sensor.watched_reads: {0}")]
+    Watched(#[from] crate::watch::WatchError),
 }
 
 impl SensorConfig {

@@ -34,10 +34,11 @@ mod sensor;
 mod stats;
 pub mod watch;
 
-pub use backend::{boot_ns, SensorBackend};
+pub use backend::SensorBackend;
 pub use config::{ConfigError, Mode, SensorConfig};
 pub use error::SensorError;
 pub use fallback::Fallback;
+pub use host::boot_ns;
 pub use ocsf::Converter;
 pub use sensor::{Features, Sensor};
 pub use stats::Stats;

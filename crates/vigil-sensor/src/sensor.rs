@@ -1,7 +1,7 @@
 //! Loading the eBPF programs, attaching them, and reading the ring buffer.
 
 use crate::abi::{self, DecodeError, Record};
-use crate::config::SensorConfig;
+use crate::config::{ConfigError, SensorConfig};
 use crate::error::SensorError;
 use crate::ocsf::ids::event_log_activity;
 use crate::ocsf::Converter;
@@ -126,7 +126,8 @@ impl Sensor {
         cfg_map
             .update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY)
             .map_err(bpf_err("configure the sensor"))?;
-        let watch = crate::watch::WatchList::parse(&config.watched_reads)?;
+        let watch =
+            crate::watch::WatchList::parse(&config.watched_reads).map_err(ConfigError::from)?;
         find("vigil_watch")
             .ok_or_else(|| missing_map("vigil_watch"))?
             .update(&0u32.to_ne_bytes(), &watch.kernel_bytes(), MapFlags::ANY)
@@ -268,7 +269,7 @@ impl Sensor {
     /// Tells the kernel side that the reader was just awake.
     fn note_awake(&self) {
         if let Some(map) = self.object.maps().find(|m| m.name() == "vigil_cfg") {
-            let cfg = config_value(&self.config, crate::backend::boot_ns());
+            let cfg = config_value(&self.config, crate::host::boot_ns());
             // A failed update only costs an early wake-up.
             let _ = map.update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY);
         }

@@ -19,8 +19,37 @@
 //! alone.
 
 use crate::abi::{Watch, WatchRule, WATCH_MAX};
-use crate::config::ConfigError;
 use std::mem::{offset_of, size_of};
+
+/// The default list (`SensorConfig::default().watched_reads`): credential stores, private
+/// keys, other processes' memory.
+pub const DEFAULT_WATCHED_READS: &[&str] = &[
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/security/opasswd",
+    "*/.ssh/id_*",
+    "/etc/ssh/ssh_host_*_key",
+    "/proc/*/mem",
+    "/proc/*/task/*/mem",
+];
+
+/// A watch list that cannot be checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatchError {
+    /// A pattern the kernel side cannot check.
+    #[error("`{}`: {reason}", pattern.escape_debug())]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// More patterns than the kernel side checks.
+    #[error("{0} patterns; the kernel side checks {WATCH_MAX} at most")]
+    TooMany(usize),
+}
 
 /// One component of a pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,14 +216,14 @@ pub struct WatchList {
 
 impl WatchList {
     /// Parses `sensor.watched_reads`: at most [`WATCH_MAX`] patterns.
-    pub fn parse(patterns: &[String]) -> Result<WatchList, ConfigError> {
+    pub fn parse(patterns: &[String]) -> Result<WatchList, WatchError> {
         if patterns.len() > WATCH_MAX {
-            return Err(ConfigError::TooManyWatched(patterns.len()));
+            return Err(WatchError::TooMany(patterns.len()));
         }
         let patterns = patterns
             .iter()
             .map(|p| {
-                Pattern::parse(p).map_err(|reason| ConfigError::WatchPattern {
+                Pattern::parse(p).map_err(|reason| WatchError::Pattern {
                     pattern: p.clone(),
                     reason,
                 })
@@ -297,7 +326,10 @@ fn kernel_check(rule: &WatchRule, name: &str, parent: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SensorConfig;
+
+    fn defaults() -> WatchList {
+        list(DEFAULT_WATCHED_READS)
+    }
 
     fn list(patterns: &[&str]) -> WatchList {
         WatchList::parse(&patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>())
@@ -317,7 +349,7 @@ mod tests {
 
     #[test]
     fn the_default_list_matches_credential_files_keys_and_process_memory_only() {
-        let l = WatchList::parse(&SensorConfig::default().watched_reads).expect("defaults parse");
+        let l = defaults();
         for yes in [
             "/etc/shadow",
             "/etc/shadow-",
@@ -355,7 +387,7 @@ mod tests {
     /// what a host opens.
     #[test]
     fn the_kernel_check_lets_every_match_through_and_stops_most_other_files() {
-        let l = WatchList::parse(&SensorConfig::default().watched_reads).expect("defaults parse");
+        let l = defaults();
         let kernel = |path: &str| {
             let (name, parent) = leaf_and_parent(path);
             l.patterns
@@ -425,7 +457,7 @@ mod tests {
         ] {
             let err = WatchList::parse(&[p.to_string()]).expect_err(p).to_string();
             assert!(
-                err.contains(reason) && err.contains("sensor.watched_reads"),
+                err.contains(reason) && err.contains(p.escape_debug().to_string().as_str()),
                 "{p:?}: {err}"
             );
         }
