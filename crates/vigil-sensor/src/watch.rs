@@ -468,6 +468,94 @@ mod tests {
         assert!(err.contains("17") && err.contains("16"), "{err}");
     }
 
+    /// A random component: literal or with one `*`, short or past the 16 bytes the
+    /// kernel compares, often sharing letters so that near misses are common.
+    fn random_part(rng: &mut crate::fuzz::Rng) -> String {
+        let word = |rng: &mut crate::fuzz::Rng| {
+            let w = rng.pick(&["a", "ab", "id_", ".ssh", "mem", "key", "shadow", "x-y"]);
+            let n = rng.pick(&[1, 1, 2, 6]);
+            w.repeat(n)
+        };
+        match rng.below(4) {
+            0 => format!("{}*{}", word(rng), word(rng)),
+            1 => format!("{}*", word(rng)),
+            2 => format!("*{}", word(rng)),
+            _ => word(rng),
+        }
+    }
+
+    /// A path `p` matches: each `*` filled with random letters, `*/` with directories.
+    fn instance(rng: &mut crate::fuzz::Rng, p: &Pattern) -> String {
+        let mut path = String::new();
+        if p.anywhere {
+            for _ in 0..=rng.below(2) {
+                path.push_str(&format!("/d{}", rng.below(3)));
+            }
+        }
+        for part in &p.parts {
+            path.push('/');
+            match part {
+                Part::Literal(l) => path.push_str(l),
+                Part::Glob { prefix, suffix } => {
+                    let fill = "ab_".repeat(rng.below(8));
+                    path.push_str(&format!(
+                        "{prefix}{}{suffix}",
+                        &fill[..rng.below(fill.len() + 1)]
+                    ));
+                }
+            }
+        }
+        path
+    }
+
+    /// Random patterns and paths (instances of a pattern, changed or not): the kernel's
+    /// check lets every path the whole-path match accepts through; parsing and matching
+    /// any text returns, never panics.
+    #[test]
+    fn random_patterns_the_kernel_check_never_stops_a_match() {
+        let mut rng = crate::fuzz::Rng::for_test(0x3a7c);
+        let mut matched = 0;
+        for i in 0..crate::fuzz::iterations() {
+            let parts: Vec<String> = (0..=rng.below(3)).map(|_| random_part(&mut rng)).collect();
+            let text = format!("{}{}", rng.pick(&["/", "*/"]), parts.join("/"));
+            let Ok(p) = Pattern::parse(&text) else {
+                assert!(text.ends_with("/*"), "{text} refused");
+                continue;
+            };
+            let rule = p.rule();
+            for _ in 0..8 {
+                let mut path = instance(&mut rng, &p);
+                if rng.one_in(2) {
+                    path = rng.mutate_text(&path);
+                }
+                if !path.starts_with('/') || path.ends_with('/') || path.contains("//") {
+                    continue;
+                }
+                if p.matches(&path) {
+                    matched += 1;
+                    let (name, parent) = leaf_and_parent(&path);
+                    assert!(
+                        kernel_check(&rule, name, parent),
+                        "{text} matches {path} but the kernel check stops it"
+                    );
+                }
+            }
+            let bad = rng.mutate_text(&text);
+            let parsed = crate::fuzz::no_panic("watch pattern", i, bad.as_bytes(), || {
+                WatchList::parse(std::slice::from_ref(&bad))
+            });
+            if let Ok(l) = parsed {
+                let _ = l.matches(&rng.mutate_text(&text));
+                assert_eq!(l.kernel_bytes().len(), size_of::<Watch>());
+            }
+        }
+        // Unchanged instances match: the property was put to the test.
+        assert!(
+            matched >= 2 * crate::fuzz::iterations(),
+            "{matched} paths matched"
+        );
+    }
+
     /// The bytes written to the kernel: the count, then each rule at its offset.
     #[test]
     fn kernel_bytes_are_the_c_struct() {
