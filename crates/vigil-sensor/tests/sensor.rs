@@ -390,7 +390,7 @@ fn every_event_is_valid_ocsf_and_statistics_are_reported() {
     let (pid, more) = run_sh(
         &mut sensor,
         &dir,
-        "/bin/true; echo x > f; (exit 2); kill -TERM $$",
+        "/bin/true; echo x > f; head -c 0 /etc/shadow; (exit 2); kill -TERM $$",
     );
     events.extend(more);
     let is_stats = |e: &Value| e["class_uid"] == 1008 && e["activity_name"] == "Statistics";
@@ -402,6 +402,12 @@ fn every_event_is_valid_ocsf_and_statistics_are_reported() {
     events.push(sensor.stop_event().to_json());
     assert!(exit_of(&events, pid).is_some());
     assert!(events.len() >= 6);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["file"]["path"] == "/etc/shadow" && e["activity_id"] == 14),
+        "the read-only open of a watched file is among the events validated"
+    );
     for e in &events {
         let v = schema.validate(e);
         assert!(v.is_empty(), "invalid event: {v:?}\n{e:#}");
