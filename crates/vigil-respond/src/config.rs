@@ -498,7 +498,7 @@ impl RespondConfig {
                 ));
             }
             for t in &r.tags {
-                if crate::policy::Tag::parse(t).is_none() {
+                if Tag::parse(t).is_none() {
                     return Err(format!(
                         "respond.policy rule {n}: tag `{t}` names no ATT&CK technique \
                          (t1059, t1059.004) or tactic (impact, ta0040)"
@@ -511,7 +511,7 @@ impl RespondConfig {
                 .map_err(|e| format!("respond.isolate.management: `{m}`: {e}"))?;
         }
         for h in &self.block.sha256 {
-            if !crate::policy::is_sha256(h) {
+            if !is_sha256(h) {
                 return Err(format!(
                     "respond.block.sha256: `{h}` is not 64 hexadecimal digits"
                 ));
@@ -556,4 +556,68 @@ impl RespondConfig {
         self.modes.of(action) != Mode::Off
             && self.policy.iter().any(|r| r.actions.contains(&action))
     }
+}
+
+/// An ATT&CK tag of a policy rule, normalized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tag {
+    /// A technique or sub-technique id, upper case (`T1059`, `T1059.004`). A technique
+    /// matches its sub-techniques too.
+    Technique(String),
+    /// A tactic id (`TA0040`).
+    TacticId(String),
+    /// A tactic name, lower case with spaces (`defense evasion`).
+    TacticName(String),
+}
+
+/// The tactics of ATT&CK Enterprise, by name (lower case, spaces).
+const TACTIC_NAMES: [&str; 14] = [
+    "reconnaissance",
+    "resource development",
+    "initial access",
+    "execution",
+    "persistence",
+    "privilege escalation",
+    "defense evasion",
+    "credential access",
+    "discovery",
+    "lateral movement",
+    "collection",
+    "command and control",
+    "exfiltration",
+    "impact",
+];
+
+impl Tag {
+    /// Parses `attack.t1059.004`, `T1059`, `ta0040`, `attack.defense-evasion`,
+    /// `Defense Evasion`; `None` when the tag names nothing ATT&CK knows.
+    pub fn parse(tag: &str) -> Option<Tag> {
+        let t = tag.trim();
+        let t = t.strip_prefix("attack.").unwrap_or(t);
+        let lower = t.to_ascii_lowercase();
+        if let Some(digits) = lower.strip_prefix("ta") {
+            if digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Some(Tag::TacticId(lower.to_ascii_uppercase()));
+            }
+        }
+        if let Some(rest) = lower.strip_prefix('t') {
+            let (main, sub) = match rest.split_once('.') {
+                Some((m, s)) => (m, Some(s)),
+                None => (rest, None),
+            };
+            let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+            if digits(main, 4) && sub.is_none_or(|s| digits(s, 3)) {
+                return Some(Tag::Technique(lower.to_ascii_uppercase()));
+            }
+        }
+        let name = lower.replace(['-', '_'], " ");
+        TACTIC_NAMES
+            .contains(&name.as_str())
+            .then_some(Tag::TacticName(name))
+    }
+}
+
+/// Whether `s` is a SHA-256 digest in hex.
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }

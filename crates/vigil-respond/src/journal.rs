@@ -1,7 +1,7 @@
 //! The rollback journal: a file's bytes, owner, mode and times as they were before an
 //! untrusted process first opened it for writing, so a story's damage can be undone.
 //!
-//! The exec and write guard ([`crate::guard`]) holds each open of a journaled file
+//! The exec and write guard (the `guard` module) holds each open of a journaled file
 //! (fanotify `FAN_OPEN_PERM`) until the journal has decided: an open for reading, by a
 //! trusted program, or of a file this process already journaled passes at once; an open
 //! for writing (or truncating) is let through only after the file's content is copied

@@ -2,69 +2,13 @@
 //! No I/O: the same code decides in the agent and in `vigil respond plan` over recorded
 //! findings.
 
+pub use crate::config::{is_sha256, Tag};
 use crate::config::{Action, Mode, RespondConfig};
 use std::collections::HashSet;
 use vigil_event::model::{DetectionFinding, Process};
 use vigil_event::OcsfEvent;
 
-/// An ATT&CK tag of a policy rule, normalized.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tag {
-    /// A technique or sub-technique id, upper case (`T1059`, `T1059.004`). A technique
-    /// matches its sub-techniques too.
-    Technique(String),
-    /// A tactic id (`TA0040`).
-    TacticId(String),
-    /// A tactic name, lower case with spaces (`defense evasion`).
-    TacticName(String),
-}
-
-/// The tactics of ATT&CK Enterprise, by name (lower case, spaces).
-const TACTIC_NAMES: [&str; 14] = [
-    "reconnaissance",
-    "resource development",
-    "initial access",
-    "execution",
-    "persistence",
-    "privilege escalation",
-    "defense evasion",
-    "credential access",
-    "discovery",
-    "lateral movement",
-    "collection",
-    "command and control",
-    "exfiltration",
-    "impact",
-];
-
 impl Tag {
-    /// Parses `attack.t1059.004`, `T1059`, `ta0040`, `attack.defense-evasion`,
-    /// `Defense Evasion`; `None` when the tag names nothing ATT&CK knows.
-    pub fn parse(tag: &str) -> Option<Tag> {
-        let t = tag.trim();
-        let t = t.strip_prefix("attack.").unwrap_or(t);
-        let lower = t.to_ascii_lowercase();
-        if let Some(digits) = lower.strip_prefix("ta") {
-            if digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Some(Tag::TacticId(lower.to_ascii_uppercase()));
-            }
-        }
-        if let Some(rest) = lower.strip_prefix('t') {
-            let (main, sub) = match rest.split_once('.') {
-                Some((m, s)) => (m, Some(s)),
-                None => (rest, None),
-            };
-            let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
-            if digits(main, 4) && sub.is_none_or(|s| digits(s, 3)) {
-                return Some(Tag::Technique(lower.to_ascii_uppercase()));
-            }
-        }
-        let name = lower.replace(['-', '_'], " ");
-        TACTIC_NAMES
-            .contains(&name.as_str())
-            .then_some(Tag::TacticName(name))
-    }
-
     fn matches(&self, f: &FindingFacts) -> bool {
         match self {
             Tag::Technique(t) => f.techniques.iter().any(|x| {
@@ -77,11 +21,6 @@ impl Tag {
             Tag::TacticName(t) => f.tactic_names.iter().any(|x| x == t),
         }
     }
-}
-
-/// Whether `s` is a SHA-256 digest in hex.
-pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// What the policy needs of a Detection Finding, and what the actions act on.

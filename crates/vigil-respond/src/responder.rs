@@ -9,6 +9,7 @@ use crate::kill::{kill_branch, KillReport};
 use crate::policy::{FindingFacts, Policy};
 use crate::procs::{children, parse_uid, Guard, ProcInfo, Target};
 use crate::record::{self, Cause, Common, Outcome};
+use crate::tamper;
 use crate::vault::{Provenance, Vault, VaultError};
 use serde_json::{json, Map, Value as Json};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -82,7 +83,7 @@ pub struct Responder {
     /// Rollback steps taken or recorded (journal entries, renames): each once.
     pub(crate) rolled_back: HashSet<String>,
     /// Anti-tamper.
-    pub(crate) tamper: crate::tamper::TamperState,
+    pub(crate) tamper: tamper::TamperState,
 }
 
 /// The finding's flagged process's executable, if its path is known.
@@ -117,7 +118,7 @@ impl Responder {
             blocklist: crate::guard::Blocklist::default(),
             last_rescan: None,
             rolled_back: HashSet::new(),
-            tamper: crate::tamper::TamperState::default(),
+            tamper: tamper::TamperState::default(),
         }
     }
 
@@ -197,6 +198,46 @@ impl Responder {
                 }
             }
         }
+    }
+
+    /// At start: the gap since the last run (anti-tamper).
+    pub(crate) fn tamper_start(&mut self, now_ms: i64, out: &mut Vec<OcsfEvent>) {
+        let cx = tamper::Context {
+            config: &self.config,
+            boot_id: &self.boot_id,
+            guard: &self.guard,
+        };
+        self.tamper.start(&cx, now_ms, out);
+    }
+
+    /// Each tick: signals, stalls, eBPF links, the heartbeat (anti-tamper).
+    pub(crate) fn tamper_tick(&mut self, now_ms: i64, out: &mut Vec<OcsfEvent>) {
+        let cx = tamper::Context {
+            config: &self.config,
+            boot_id: &self.boot_id,
+            guard: &self.guard,
+        };
+        self.tamper.tick(&cx, now_ms, out);
+    }
+
+    /// An event that may touch the agent's process or files (anti-tamper).
+    fn tamper_event(&mut self, ev: &OcsfEvent, out: &mut Vec<OcsfEvent>) {
+        let cx = tamper::Context {
+            config: &self.config,
+            boot_id: &self.boot_id,
+            guard: &self.guard,
+        };
+        self.tamper.event(&cx, ev, out);
+    }
+
+    /// The clean stop, noted for the next start.
+    pub fn tamper_stop(&mut self) {
+        let cx = tamper::Context {
+            config: &self.config,
+            boot_id: &self.boot_id,
+            guard: &self.guard,
+        };
+        self.tamper.stop(&cx);
     }
 
     /// The counters.

@@ -17,7 +17,8 @@
 //! The findings go to the outputs, not back through the policy: response never acts on
 //! who stopped it (that may be the service manager).
 
-use crate::responder::Responder;
+use crate::config::RespondConfig;
+use crate::procs::Guard;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -213,9 +214,31 @@ fn finding(
     f.into()
 }
 
-impl Responder {
+/// What the checks read of the responder that holds them.
+pub(crate) struct Context<'a> {
+    /// The response configuration (`tamper` on or off, the state directory).
+    pub config: &'a RespondConfig,
+    /// This boot's id.
+    pub boot_id: &'a str,
+    /// What is the agent's own (processes, paths).
+    pub guard: &'a Guard,
+}
+
+impl Context<'_> {
+    fn config(&self) -> &RespondConfig {
+        self.config
+    }
+
+    fn boot_id(&self) -> &str {
+        self.boot_id
+    }
+
+    fn guard(&self) -> &Guard {
+        self.guard
+    }
+
     fn heartbeat_file(&self) -> PathBuf {
-        self.config().state_dir.join("agent.heartbeat")
+        self.config.state_dir.join("agent.heartbeat")
     }
 
     fn write_heartbeat(&self, clean: bool, stopped_by: Option<(i32, u32)>) {
@@ -241,24 +264,26 @@ impl Responder {
             tracing::warn!("cannot write the agent's heartbeat {}", path.display());
         }
     }
+}
 
+impl TamperState {
     /// At start: the gap since the last run, from its heartbeat.
-    pub(crate) fn tamper_start(&mut self, now_ms: i64, out: &mut Vec<OcsfEvent>) {
-        if !self.config().tamper {
+    pub(crate) fn start(&mut self, cx: &Context<'_>, now_ms: i64, out: &mut Vec<OcsfEvent>) {
+        if !cx.config().tamper {
             return;
         }
-        let path = self.heartbeat_file();
-        if !self.config().state_dir.is_dir() {
+        let path = cx.heartbeat_file();
+        if !cx.config().state_dir.is_dir() {
             tracing::info!(
                 "no state directory {}: the gap after a restart is not tracked",
-                self.config().state_dir.display()
+                cx.config().state_dir.display()
             );
         }
         if let Ok(text) = std::fs::read_to_string(&path) {
             match serde_json::from_str::<Heartbeat>(&text) {
                 Ok(hb) => {
                     let gap_s = (now_ms - hb.last_ms).max(0) as f64 / 1000.0;
-                    let same_boot = hb.boot_id == self.boot_id();
+                    let same_boot = hb.boot_id == cx.boot_id();
                     let (sev, title, how) = if hb.clean {
                         (
                             severity::LOW,
@@ -291,38 +316,38 @@ impl Responder {
                         vigil_event::time::format_ms(hb.last_ms),
                         vigil_event::time::format_ms(now_ms)
                     );
-                    self.tamper.findings += 1;
+                    self.findings += 1;
                     out.push(finding("vigil-tamper-gap", title, sev, desc, None, now_ms));
                 }
                 Err(e) => tracing::warn!("{}: unreadable heartbeat: {e}", path.display()),
             }
         }
-        self.write_heartbeat(false, None);
+        cx.write_heartbeat(false, None);
     }
 
     /// The clean stop, noted for the next start.
-    pub fn tamper_stop(&mut self) {
-        if self.config().tamper {
-            self.write_heartbeat(true, self.tamper.stopped_by);
+    pub(crate) fn stop(&mut self, cx: &Context<'_>) {
+        if cx.config().tamper {
+            cx.write_heartbeat(true, self.stopped_by);
         }
     }
 
     /// Each tick: signals received, a stall, the eBPF links, the heartbeat.
-    pub(crate) fn tamper_tick(&mut self, now_ms: i64, out: &mut Vec<OcsfEvent>) {
-        if !self.config().tamper {
+    pub(crate) fn tick(&mut self, cx: &Context<'_>, now_ms: i64, out: &mut Vec<OcsfEvent>) {
+        if !cx.config().tamper {
             let _ = take_signals();
             return;
         }
         let now = Instant::now();
         // A stall: wall time ran on while the agent did not.
         let mut stalled = None;
-        if let Some((at, at_ms)) = self.tamper.last_tick {
+        if let Some((at, at_ms)) = self.last_tick {
             let wall = now_ms - at_ms;
             if at.elapsed() > Duration::from_secs(5) || wall > 5_000 {
                 stalled = Some(wall.max(at.elapsed().as_millis() as i64));
             }
         }
-        self.tamper.last_tick = Some((now, now_ms));
+        self.last_tick = Some((now, now_ms));
         let signals = take_signals();
         let continued = signals
             .iter()
@@ -332,10 +357,10 @@ impl Responder {
             if s.signo == nix::libc::SIGCONT {
                 continue;
             }
-            let sender = crate::record::process_of(s.pid, self.boot_id());
+            let sender = crate::record::process_of(s.pid, cx.boot_id());
             let stop = s.signo == nix::libc::SIGINT || s.signo == nix::libc::SIGTERM;
             if stop {
-                self.tamper.stopped_by = Some((s.pid, s.uid));
+                self.stopped_by = Some((s.pid, s.uid));
             }
             // The terminal (the kernel sends its Ctrl-C), the service manager, the
             // process that started the agent or a command it ran (`kill` from the
@@ -363,7 +388,7 @@ impl Responder {
                     .or(sender.name.as_deref())
                     .unwrap_or("gone")
             );
-            self.tamper.findings += 1;
+            self.findings += 1;
             out.push(finding(
                 "vigil-tamper-signal",
                 "Signal to the Vigil agent",
@@ -382,8 +407,8 @@ impl Responder {
                 ),
                 None => format!("the agent did not run for {ms} ms (stopped, frozen or starved)"),
             };
-            let actor = continued.map(|c| crate::record::process_of(c.pid, self.boot_id()));
-            self.tamper.findings += 1;
+            let actor = continued.map(|c| crate::record::process_of(c.pid, cx.boot_id()));
+            self.findings += 1;
             out.push(finding(
                 "vigil-tamper-stall",
                 "Vigil agent stopped",
@@ -395,17 +420,16 @@ impl Responder {
         }
         // The eBPF links: counted once the sensor runs, then every ten seconds.
         let check = self
-            .tamper
             .last_links_check
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
         if check {
-            self.tamper.last_links_check = Some(now);
+            self.last_links_check = Some(now);
             let n = own_links();
-            match self.tamper.links {
-                None => self.tamper.links = Some(n),
-                Some(at_start) if n < at_start && !self.tamper.links_reported => {
-                    self.tamper.links_reported = true;
-                    self.tamper.findings += 1;
+            match self.links {
+                None => self.links = Some(n),
+                Some(at_start) if n < at_start && !self.links_reported => {
+                    self.links_reported = true;
+                    self.findings += 1;
                     out.push(finding(
                         "vigil-tamper-ebpf",
                         "Vigil agent's eBPF programs detached",
@@ -419,32 +443,31 @@ impl Responder {
             }
         }
         if self
-            .tamper
             .heartbeat_written
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
         {
-            self.tamper.heartbeat_written = Some(now);
-            self.write_heartbeat(false, None);
+            self.heartbeat_written = Some(now);
+            cx.write_heartbeat(false, None);
         }
     }
 
     /// An event of the stream that touches the agent: its process traced or written,
     /// its files changed.
-    pub(crate) fn tamper_event(&mut self, ev: &OcsfEvent, out: &mut Vec<OcsfEvent>) {
-        if !self.config().tamper {
+    pub(crate) fn event(&mut self, cx: &Context<'_>, ev: &OcsfEvent, out: &mut Vec<OcsfEvent>) {
+        if !cx.config().tamper {
             return;
         }
         match ev {
             OcsfEvent::Process(p) if p.activity_id == 3 || p.activity_id == 4 => {
                 let Some(pid) = p.process.pid else { return };
-                if !self.guard().is_own(pid) {
+                if !cx.guard().is_own(pid) {
                     return;
                 }
                 let actor = p.actor.as_ref().and_then(|a| a.process.as_deref()).cloned();
                 if actor
                     .as_ref()
                     .and_then(|a| a.pid)
-                    .is_some_and(|a| self.guard().is_own(a))
+                    .is_some_and(|a| cx.guard().is_own(a))
                 {
                     return;
                 }
@@ -457,7 +480,7 @@ impl Responder {
                     .as_ref()
                     .and_then(|a| a.cmd_line.clone())
                     .unwrap_or_default();
-                self.tamper.findings += 1;
+                self.findings += 1;
                 out.push(finding(
                     "vigil-tamper-process",
                     "Vigil agent's process tampered with",
@@ -475,7 +498,7 @@ impl Responder {
                 let Some(hit) = paths
                     .into_iter()
                     .flatten()
-                    .find(|p| self.guard().is_own_path(Path::new(p)))
+                    .find(|p| cx.guard().is_own_path(Path::new(p)))
                 else {
                     return;
                 };
@@ -483,7 +506,7 @@ impl Responder {
                 if actor
                     .as_ref()
                     .and_then(|a| a.pid)
-                    .is_some_and(|a| self.guard().is_own(a))
+                    .is_some_and(|a| cx.guard().is_own(a))
                 {
                     return;
                 }
@@ -499,7 +522,7 @@ impl Responder {
                     .as_ref()
                     .and_then(|a| a.cmd_line.clone().or(a.name.clone()))
                     .unwrap_or_default();
-                self.tamper.findings += 1;
+                self.findings += 1;
                 out.push(finding(
                     "vigil-tamper-files",
                     "Vigil agent's files changed",

@@ -19,11 +19,13 @@ fn with_marker(marker: &str) -> Vec<i32> {
         .collect()
 }
 
-/// A shell tree that forks in a loop: the root and three child shells each start
-/// `sleep MARKER` children as fast as they can (each sleep's argument is the marker, a
-/// number of seconds no other process uses).
+/// A shell tree that forks in a loop: the root and three child shells each start a
+/// `sleep MARKER` child every few milliseconds, all through the kill (each sleep's
+/// argument is the marker, a number of seconds no other process uses). Without the
+/// pause between forks the tree reaches thousands of processes before the kill and
+/// starves the host.
 fn forking_tree(marker: &str) -> Child {
-    let inner = format!("while :; do /bin/sleep {marker} & done");
+    let inner = format!("while :; do /bin/sleep {marker} & /bin/sleep 0.002; done");
     let script = format!("for i in 1 2 3; do /bin/sh -c '{inner}' & done; {inner}");
     Command::new("/bin/sh")
         .args(["-c", &script])

@@ -334,7 +334,8 @@ fn load_warnings_are_printed_as_rules_check_prints_them() {
     // The same lines from both commands: on stdout from `rules check`, on stderr from
     // `hunt` (whose stdout holds the findings).
     let check_out = text(&check.stdout);
-    let note = "warning: 1 rule(s) with logsource linux/*/nosuchservice match only declared events";
+    let note =
+        "nowhere.yml:1: warning: logsource linux/*/nosuchservice is not in the linux mapping";
     let placeholder = "placeholder `%admins%` has no values";
     for want in [note, placeholder] {
         assert!(hunt_err.contains(want), "{want}: {hunt_err}");

@@ -118,7 +118,8 @@ fn a_branch_forking_in_a_loop_is_frozen_and_killed_whole_when_its_finding_is_mad
     // branch's processes for the scan afterwards.
     let seconds = format!("{}.{}", 7000 + std::process::id() % 1000, 4242);
     let _cleanup = Cleanup(seconds.clone());
-    let rules = rule(&dir, &marker, "0f5e2c1a-0000-4000-8000-0000000000a1");
+    let flagged = format!("{marker}-flagged");
+    let rules = rule(&dir, &flagged, "0f5e2c1a-0000-4000-8000-0000000000a1");
     let cfg = config(&dir, "");
     let events = dir.join("events.jsonl");
     let mut agent = start_agent(
@@ -126,10 +127,17 @@ fn a_branch_forking_in_a_loop_is_frozen_and_killed_whole_when_its_finding_is_mad
         &events,
         &dir.join("agent.log"),
     );
-    // The flagged shell forks in a loop: sleeps as its children, and sleeps started
-    // through a subshell that exits at once (re-parented away from the branch).
-    let script =
-        format!("# {marker}\nwhile :; do /bin/sleep {seconds} & ( /bin/sleep {seconds} & ) ; done");
+    // The shell starts two loops that fork sleeps (as their children, and through a
+    // subshell that exits at once: re-parented away from the branch), then becomes the
+    // flagged program by exec (same pid, same children): the kill finds a branch that
+    // is forking. Only the exec'd command line holds the flagged marker (`${m}` stands
+    // for it before).
+    let script = format!(
+        "m={marker}\n\
+         for i in 1 2; do (while :; do /bin/sleep {seconds} & ( /bin/sleep {seconds} & ) ; \
+         /bin/sleep 0.005; done) & done\n\
+         /bin/sleep 0.2; exec /bin/sh -c \"# ${{m}}-flagged\n/bin/sleep {seconds}\""
+    );
     let mut sh = Command::new("/bin/sh")
         .args(["-c", &script])
         .spawn()
@@ -339,7 +347,11 @@ fn in_detect_mode_records_say_what_would_be_done_and_nothing_is_touched() {
     let dir = tmp("respond", "detect");
     let marker = format!("vigil-det-{}", std::process::id());
     let _cleanup = Cleanup(marker.clone());
-    let rules = rule(&dir, &marker, "0f5e2c1a-0000-4000-8000-0000000000a3");
+    let rules = rule(
+        &dir,
+        &format!("{marker}-flagged"),
+        "0f5e2c1a-0000-4000-8000-0000000000a3",
+    );
     let cfg = config(&dir, "");
     let events = dir.join("events.jsonl");
     let mut agent = start_agent(
@@ -348,11 +360,14 @@ fn in_detect_mode_records_say_what_would_be_done_and_nothing_is_touched() {
         &dir.join("agent.log"),
     );
     // The flagged shell has its child before it is flagged: it starts a sleep, then
-    // becomes the shell whose command line holds the marker.
+    // becomes the shell whose command line holds the flagged marker (the first command
+    // line has `${m}` in its place, so its own exec is not the one flagged).
     let mut sh = Command::new("/bin/sh")
         .args([
             "-c",
-            &format!("/bin/sleep 30 & exec /bin/sh -c '# {marker}\n/bin/sleep 30'"),
+            &format!(
+                "m={marker}; /bin/sleep 30 & exec /bin/sh -c \"# ${{m}}-flagged\n/bin/sleep 30\""
+            ),
         ])
         .spawn()
         .expect("sh");
