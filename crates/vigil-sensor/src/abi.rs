@@ -231,6 +231,7 @@ pub(crate) struct WatchRule {
 pub(crate) struct Watch {
     pub(crate) count: u32,
     pad: u32,
+    pub(crate) first_len: [u64; 256],
     pub(crate) rules: [WatchRule; WATCH_MAX],
 }
 
@@ -239,7 +240,7 @@ const _: () = assert!(size_of::<Header>() == 72);
 const _: () = assert!(size_of::<Creds>() == 64);
 const _: () = assert!(size_of::<Exec>() == 8936);
 const _: () = assert!(size_of::<WatchRule>() == 88);
-const _: () = assert!(size_of::<Watch>() == 8 + 16 * 88);
+const _: () = assert!(size_of::<Watch>() == 8 + 256 * 8 + 16 * 88);
 const _: () = assert!(size_of::<Fork>() == 136);
 const _: () = assert!(size_of::<Exit>() == 80);
 const _: () = assert!(size_of::<Sock>() == 48);

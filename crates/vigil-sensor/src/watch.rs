@@ -11,10 +11,11 @@
 //! `/` (`id_*`, `ssh_host_*_key`, `*` alone for any one component). The file name (the
 //! last component) may not be a bare `*`.
 //!
-//! The kernel side checks each open against the list cheaply and with a bound: the
-//! opened file's name (its first 16 and last 8 bytes, and its length) and its parent
-//! directory's name, as masked word compares, for at most [`WATCH_MAX`] patterns; it
-//! walks the path of a file that passes only. User space then matches the whole path
+//! The kernel side checks each open against the list cheaply and with a bound: first the
+//! name's first byte and length against a table of the pairs some pattern takes (one
+//! load: most opens stop there), then the opened file's name (its first 16 and last 8
+//! bytes, and its length) and its parent directory's name, as masked word compares, for
+//! at most [`WATCH_MAX`] patterns; it walks the path of a file that passes only. User space then matches the whole path
 //! ([`WatchList::matches`]) and drops what the kernel's check let through by its name
 //! alone.
 
@@ -135,6 +136,25 @@ impl Pattern {
             .all(|(c, p)| p.matches(c))
     }
 
+    /// The (first byte, length) pairs of file names this pattern may take, as bits of
+    /// the kernel's `first_len` table (length 63 stands for 63 and longer).
+    fn first_len(&self, table: &mut [u64; 256]) {
+        let (first, lens): (Option<u8>, u64) = match self.parts.last() {
+            Some(Part::Literal(name)) => {
+                (name.as_bytes().first().copied(), 1u64 << name.len().min(63))
+            }
+            Some(Part::Glob { prefix, suffix }) => {
+                let min = (prefix.len() + suffix.len()).min(63);
+                (prefix.as_bytes().first().copied(), u64::MAX << min)
+            }
+            None => (None, 0),
+        };
+        match first {
+            Some(b) => table[usize::from(b)] |= lens,
+            None => table.iter_mut().for_each(|t| *t |= lens),
+        }
+    }
+
     /// The kernel side's check: the file name and, when it is a short literal, the
     /// parent directory's name.
     fn rule(&self) -> WatchRule {
@@ -232,6 +252,15 @@ impl WatchList {
         Ok(WatchList { patterns })
     }
 
+    /// The kernel's first check: which (first byte, length) pairs any pattern takes.
+    fn first_len(&self) -> [u64; 256] {
+        let mut table = [0u64; 256];
+        for p in &self.patterns {
+            p.first_len(&mut table);
+        }
+        table
+    }
+
     /// Whether `path` (absolute, resolved) is on the list.
     pub fn matches(&self, path: &str) -> bool {
         self.patterns.iter().any(|p| p.matches(path))
@@ -242,6 +271,10 @@ impl WatchList {
         let mut buf = vec![0u8; size_of::<Watch>()];
         let count = u32::try_from(self.patterns.len()).unwrap_or(0);
         buf[..4].copy_from_slice(&count.to_ne_bytes());
+        for (b, bits) in self.first_len().iter().enumerate() {
+            let at = offset_of!(Watch, first_len) + 8 * b;
+            buf[at..at + 8].copy_from_slice(&bits.to_ne_bytes());
+        }
         for (i, p) in self.patterns.iter().enumerate() {
             let r = p.rule();
             let base = offset_of!(Watch, rules) + i * size_of::<WatchRule>();
@@ -272,6 +305,13 @@ impl WatchList {
         }
         buf
     }
+}
+
+/// The kernel side's first check, in Rust: the name's first byte and length in `table`.
+#[cfg(test)]
+fn first_check(table: &[u64; 256], name: &str) -> bool {
+    let first = name.as_bytes().first().copied().unwrap_or(0);
+    (table[usize::from(first)] >> name.len().min(63)) & 1 == 1
 }
 
 /// The kernel side's check of one pattern, done in Rust on a file's name and its
@@ -388,11 +428,13 @@ mod tests {
     #[test]
     fn the_kernel_check_lets_every_match_through_and_stops_most_other_files() {
         let l = defaults();
+        let table = l.first_len();
         let kernel = |path: &str| {
             let (name, parent) = leaf_and_parent(path);
-            l.patterns
-                .iter()
-                .any(|p| kernel_check(&p.rule(), name, parent))
+            first_check(&table, name)
+                && l.patterns
+                    .iter()
+                    .any(|p| kernel_check(&p.rule(), name, parent))
         };
         for path in [
             "/etc/shadow",
@@ -534,8 +576,10 @@ mod tests {
                 if p.matches(&path) {
                     matched += 1;
                     let (name, parent) = leaf_and_parent(&path);
+                    let mut table = [0u64; 256];
+                    p.first_len(&mut table);
                     assert!(
-                        kernel_check(&rule, name, parent),
+                        first_check(&table, name) && kernel_check(&rule, name, parent),
                         "{text} matches {path} but the kernel check stops it"
                     );
                 }
@@ -572,6 +616,14 @@ mod tests {
         );
         let parent = rule1 + offset_of!(WatchRule, parent);
         assert_eq!(&b[parent..parent + 5], b".ssh\0");
+        // First byte and length: `shadow` (s, 6) only; `id_*` (i, 3 and longer).
+        let first = |byte: u8| {
+            let at = offset_of!(Watch, first_len) + 8 * usize::from(byte);
+            u64::from_ne_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+        };
+        assert_eq!(first(b's'), 1 << 6);
+        assert_eq!(first(b'i'), u64::MAX << 3);
+        assert_eq!(first(b'x'), 0);
         let unused = offset_of!(Watch, rules) + 2 * size_of::<WatchRule>();
         assert!(b[unused..].iter().all(|&x| x == 0));
     }

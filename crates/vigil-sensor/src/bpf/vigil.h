@@ -175,6 +175,9 @@ struct vigil_watch_rule {
 struct vigil_watch {
 	__u32 count; /* rules in use */
 	__u32 pad;
+	/* The first check, before any rule: bit min(len, 63) of first_len[b] is set when some
+	 * rule takes a name of length len starting with byte b. */
+	__u64 first_len[256];
 	struct vigil_watch_rule rules[VIGIL_WATCH_MAX];
 };
 
@@ -187,7 +190,7 @@ _Static_assert(sizeof(struct vigil_fork) == 136, "vigil_fork ABI");
 _Static_assert(sizeof(struct vigil_exit) == 80, "vigil_exit ABI");
 _Static_assert(sizeof(struct vigil_sock) == 48, "vigil_sock ABI");
 _Static_assert(sizeof(struct vigil_watch_rule) == 88, "vigil_watch_rule ABI");
-_Static_assert(sizeof(struct vigil_watch) == 8 + 16 * 88, "vigil_watch ABI");
+_Static_assert(sizeof(struct vigil_watch) == 8 + 256 * 8 + 16 * 88, "vigil_watch ABI");
 _Static_assert(sizeof(struct vigil_syscall) == 72 + 16 + 48 + 16 + 48 + 2048 * 3 + 128 + 512, "vigil_syscall ABI");
 #endif
 
