@@ -921,7 +921,9 @@ fn reads_of_another_process_memory_peek_process_vm_readv_and_proc_mem() {
            syscall(310, $$ + 0, $local, 1, $local, 1, 0) == 16 or die "self readv: $!";
            # No such process: fails (ESRCH), twice, and both are reported.
            for (1..2) { syscall(310, 0x3ffffff0, $local, 1, $remote, 1, 0) == -1 or die }
-           open(my $mem, "<", "/proc/$t/mem") or die "mem: $!"; close($mem);"#,
+           open(my $mem, "<", "/proc/$t/mem") or die "mem: $!"; close($mem);
+           # Its own memory file: not reported.
+           open(my $own, "<", "/proc/self/mem") or die "own mem: $!"; close($own);"#,
     );
     let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
         exit_of(ev, pid).is_some()
@@ -969,6 +971,11 @@ fn reads_of_another_process_memory_peek_process_vm_readv_and_proc_mem() {
         .find(|e| e["file"]["path"] == mem_path.as_str())
         .unwrap_or_else(|| panic!("no open of {mem_path}"));
     assert_eq!(mem["activity_id"], 14);
+    let own = format!("/proc/{pid}/mem");
+    assert!(
+        !events.iter().any(|e| e["file"]["path"] == own.as_str()),
+        "an open of its own memory file is no event"
+    );
     assert_eq!(mem["file"]["xattributes"]["watched_read"], true);
     assert_eq!(
         mem["file"]["xattributes"]["open_flags"], "0o2000000",

@@ -513,7 +513,9 @@ impl Converter {
     fn open(&mut self, s: &RawSyscall, flags: u64, mut x: Map<String, Json>) -> Option<OcsfEvent> {
         let watched_read = s.flags & abi::SYS_WATCHED_READ != 0;
         if watched_read {
-            if !self.watch.matches(&s.str0) {
+            // A process reading its own memory reads no one else's (as process_vm_readv
+            // of the caller's own pid, which the kernel side drops).
+            if !self.watch.matches(&s.str0) || own_proc_mem(&s.str0, s.header.pid) {
                 return None;
             }
             // Read-only: the flags say so even when they are 0 (O_RDONLY).
@@ -887,6 +889,22 @@ impl Converter {
     }
 }
 
+/// Whether `path` is `/proc/PID/mem` or `/proc/PID/task/TID/mem` of process `pid`.
+fn own_proc_mem(path: &str, pid: u32) -> bool {
+    let Some(rest) = path.strip_prefix("/proc/") else {
+        return false;
+    };
+    let Some((n, tail)) = rest.split_once('/') else {
+        return false;
+    };
+    n.parse::<u32>() == Ok(pid)
+        && (tail == "mem"
+            || tail
+                .strip_prefix("task/")
+                .and_then(|t| t.split_once('/'))
+                .is_some_and(|(tid, m)| m == "mem" && tid.parse::<u32>().is_ok()))
+}
+
 /// `PTRACE_SEIZE`, whose `data` argument is the tracing options.
 const PTRACE_SEIZE: u64 = 0x4206;
 
@@ -942,6 +960,25 @@ mod tests {
     use crate::abi::testgen::{random_header, random_syscall};
     use crate::config::SensorConfig;
     use crate::host::Host;
+
+    #[test]
+    fn own_proc_mem_is_the_process_memory_files_of_that_pid_only() {
+        assert!(own_proc_mem("/proc/42/mem", 42));
+        assert!(own_proc_mem("/proc/42/task/43/mem", 42));
+        for (path, pid) in [
+            ("/proc/42/mem", 43),
+            ("/proc/420/mem", 42),
+            ("/proc/42/maps", 42),
+            ("/proc/42/task/mem", 42),
+            ("/proc/42/task/x/mem", 42),
+            ("/proc/42/task/43/mem/x", 42),
+            ("/proc/self/mem", 42),
+            ("/dev/mem", 42),
+            ("/proc/42", 42),
+        ] {
+            assert!(!own_proc_mem(path, pid), "{path} {pid}");
+        }
+    }
 
     /// The table and `bpf/syscalls.h` list the same syscalls, with the same numbers: a
     /// syscall added on one side and not the other fails here.
