@@ -17,6 +17,26 @@
 //! from `/proc/AGENT/fd`) and for every new one, until the heartbeat comes back. When the
 //! agent exits, the pipe closes, the helper exits, and the group (and its marks) goes.
 //! Without a helper (tests of this crate), only the deadline protects.
+//!
+//! **No round trip for what is already judged.** Once an executable is judged allowed
+//! (hashed and not on the list, or too large to hash), the guard puts an *ignore mark*
+//! for `FAN_OPEN_EXEC_PERM` on its inode (`FAN_MARK_IGNORED_MASK`, deliberately without
+//! `FAN_MARK_IGNORED_SURV_MODIFY`): the next exec of the same file raises no event and
+//! never waits for the agent. Soundness:
+//! * *The file changes*: the kernel drops the ignore mark on the first modification
+//!   (write, truncate), so the next exec is judged again. (Writes through a shared
+//!   writable mapping raise no modify event; whoever can do that can as well write a
+//!   new file, which is judged, so nothing is gained over the digest check.)
+//! * *The list changes* (a digest added by the block action, a new configuration):
+//!   [`PermGuard::set_blocklist`] swaps the list and flushes every inode mark of the
+//!   group under one lock, then puts back the directory marks (exec `watch` directories
+//!   and journaled directories; between the two, for microseconds, those directories
+//!   are unwatched). A verdict judged against the old list cannot put a stale ignore
+//!   mark afterwards: it marks only if the list generation it read is still current,
+//!   checked under the same lock.
+//! * *Renames*: the path blocklist judges a path, and a file renamed onto a blocklisted
+//!   path keeps its inode (and would keep its ignore mark). So while the path blocklist
+//!   is non-empty, no ignore marks are put at all: every exec is judged.
 
 use crate::config::{BlockConfig, Mode};
 use crate::journal::{open_kind, writer_of, Journal, Noted, OpenKind};
@@ -205,6 +225,11 @@ struct Shared {
     /// What it is doing: 0 an exec verdict, 1 a journal copy.
     busy_kind: AtomicU8,
     epoch: Instant,
+    /// The list's generation, bumped (with the ignore marks flushed) at each change;
+    /// held while an ignore mark is put.
+    generation: Mutex<u64>,
+    /// Ignore marks put (exec verdicts spared from then on).
+    ignore_marks: AtomicU64,
 }
 
 /// The guard.
@@ -310,6 +335,8 @@ impl PermGuard {
             busy_since: AtomicU64::new(0),
             busy_kind: AtomicU8::new(0),
             epoch: Instant::now(),
+            generation: Mutex::new(0),
+            ignore_marks: AtomicU64::new(0),
         });
         let (tx, rx) = channel();
         let mut threads = Vec::new();
@@ -370,15 +397,58 @@ impl PermGuard {
     }
 
     /// Replaces the blocklist; the first non-empty list starts the exec watch.
+    /// Every ignore mark (on files judged allowed) is dropped: each file is judged again
+    /// against the new list at its next exec.
     pub fn set_blocklist(&mut self, list: Blocklist) -> Result<(), GuardError> {
         let empty = list.is_empty();
-        if let Ok(mut b) = self.shared.blocklist.lock() {
-            *b = Arc::new(list);
+        {
+            let shared = Arc::clone(&self.shared);
+            let mut generation = shared.generation.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok(mut b) = self.shared.blocklist.lock() {
+                *b = Arc::new(list);
+            }
+            *generation += 1;
+            self.flush_ignore_marks()?;
         }
         if !empty && !self.exec_marked {
             self.watch_exec()?;
         }
         Ok(())
+    }
+
+    /// Flushes the group's inode marks (the ignore marks among them) and puts back the
+    /// directory marks.
+    fn flush_ignore_marks(&mut self) -> Result<(), GuardError> {
+        if self.shared.ignore_marks.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        self.fan
+            .mark::<_, Path>(
+                MarkFlags::FAN_MARK_FLUSH,
+                MaskFlags::empty(),
+                nix::fcntl::AT_FDCWD,
+                None,
+            )
+            .map_err(|source| GuardError::Fanotify {
+                what: "cannot flush the ignore marks".into(),
+                source,
+            })?;
+        self.shared.ignore_marks.store(0, Ordering::Relaxed);
+        if self.exec_marked {
+            for w in self.config.watch.clone() {
+                if !is_mount_point(&w) {
+                    self.mark_exec_place(&w, false)?;
+                }
+            }
+        }
+        let dirs: Vec<PathBuf> = self.journal_dirs.drain().collect();
+        self.watch_journal_dirs(&dirs)?;
+        Ok(())
+    }
+
+    /// Ignore marks put since the last list change.
+    pub fn ignore_marks(&self) -> u64 {
+        self.shared.ignore_marks.load(Ordering::Relaxed)
     }
 
     /// Sets the block mode (detect: let run and report; protect: refuse).
@@ -400,6 +470,14 @@ impl PermGuard {
             places.push((w.clone(), is_mount_point(w)));
         }
         for (p, mount) in places {
+            self.mark_exec_place(&p, mount)?;
+        }
+        self.exec_marked = true;
+        Ok(())
+    }
+
+    fn mark_exec_place(&self, p: &Path, mount: bool) -> Result<(), GuardError> {
+        {
             let (flags, mask) = if mount {
                 (
                     MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_MOUNT,
@@ -411,7 +489,7 @@ impl PermGuard {
                     MaskFlags::FAN_OPEN_EXEC_PERM | MaskFlags::FAN_EVENT_ON_CHILD,
                 )
             };
-            if let Err(e) = self.fan.mark(flags, mask, nix::fcntl::AT_FDCWD, Some(&p)) {
+            if let Err(e) = self.fan.mark(flags, mask, nix::fcntl::AT_FDCWD, Some(p)) {
                 // A mount that vanished or refuses marks is skipped; the rest are watched.
                 tracing::warn!("cannot watch {} for execs: {e}", p.display());
                 if !self.config.all_mounts {
@@ -422,7 +500,6 @@ impl PermGuard {
                 }
             }
         }
-        self.exec_marked = true;
         Ok(())
     }
 
@@ -671,6 +748,7 @@ impl Verdicts {
 
     /// Whether the exec may go on.
     fn exec(&mut self, fd: BorrowedFd<'_>, tid: i32, start: Instant) -> bool {
+        let generation = self.s.generation.lock().map(|g| *g).unwrap_or(u64::MAX);
         let list = self
             .s
             .blocklist
@@ -695,6 +773,7 @@ impl Verdicts {
                 return true;
             };
             if st.st_size.max(0) as u64 > self.cfg.max_hash_bytes {
+                self.ignore(fd, &list, generation);
                 return true;
             }
             let key = cache_key(&st);
@@ -727,6 +806,7 @@ impl Verdicts {
             }
         }
         let Some((what, sha256)) = matched else {
+            self.ignore(fd, &list, generation);
             return true;
         };
         let refused = mode == Mode::Protect;
@@ -746,6 +826,30 @@ impl Verdicts {
             refused,
         });
         !refused
+    }
+
+    /// Puts an ignore mark on a file judged allowed, unless the path blocklist is in use
+    /// or the list changed since `generation` was read (see the module doc).
+    fn ignore(&self, fd: BorrowedFd<'_>, list: &Blocklist, generation: u64) {
+        if !list.paths.is_empty() {
+            return;
+        }
+        let Ok(current) = self.s.generation.lock() else {
+            return;
+        };
+        if *current != generation {
+            return;
+        }
+        let put = self.fan.mark::<_, Path>(
+            MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_IGNORED_MASK,
+            MaskFlags::FAN_OPEN_EXEC_PERM,
+            fd,
+            None,
+        );
+        if put.is_ok() {
+            self.s.ignore_marks.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(current);
     }
 
     /// Journals the file before a write, when the open is one.

@@ -319,3 +319,105 @@ fn files_rewritten_by_another_process_come_back_from_the_journal() {
     assert!(j.plan("b-1-1", &Default::default()).restores.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A guard on `bin` with a digest list that matches nothing there yet.
+fn guard_on(bin: &Path, sha256: &[String]) -> PermGuard {
+    let mut guard = PermGuard::start(
+        &config(bin),
+        Mode::Protect,
+        Blocklist::default(),
+        None,
+        None,
+        "boot".into(),
+    )
+    .expect("guard");
+    guard
+        .set_blocklist(Blocklist {
+            sha256: sha256.iter().cloned().collect(),
+            ..Blocklist::default()
+        })
+        .expect("watch");
+    guard
+}
+
+/// The guard's exec verdicts, once the last one is counted.
+fn verdicts_now(guard: &PermGuard) -> u64 {
+    std::thread::sleep(Duration::from_millis(50));
+    guard.stats().exec_verdicts
+}
+
+#[test]
+fn an_allowed_program_run_again_raises_no_permission_event() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let dir = tmp("ignore");
+    let good = script(&dir, "good", &dir.join("good-ran"));
+    let guard = guard_on(&dir, &["00".repeat(32)]);
+    assert!(run(&good).expect("runs").success());
+    let first = verdicts_now(&guard);
+    assert_eq!(first, 1, "the first exec is judged");
+    assert_eq!(guard.ignore_marks(), 1);
+    for _ in 0..3 {
+        assert!(run(&good).expect("runs").success());
+    }
+    assert_eq!(verdicts_now(&guard), first, "no event for the same file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_digest_added_after_an_allowed_exec_is_refused_at_the_next_exec() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let dir = tmp("ignore-list");
+    let fx = dir.join("ran");
+    let prog = script(&dir, "prog", &fx);
+    let mut guard = guard_on(&dir, &["00".repeat(32)]);
+    assert!(run(&prog).expect("runs").success());
+    assert_eq!(verdicts_now(&guard), 1);
+    std::fs::remove_file(&fx).expect("effect");
+    let sha = sha256_of(std::fs::File::open(&prog).expect("open")).expect("hash");
+    guard
+        .set_blocklist(Blocklist {
+            sha256: [sha].into(),
+            ..Blocklist::default()
+        })
+        .expect("list");
+    let e = run(&prog).expect_err("refused");
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    assert!(!fx.exists(), "it never ran");
+    assert_eq!(guard.stats().refused, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_file_modified_after_being_allowed_is_judged_again() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let dir = tmp("ignore-modify");
+    let fx = dir.join("ran");
+    let prog = script(&dir, "prog", &fx);
+    // What the file will become: a blocklisted program.
+    let bad_text = format!("#!/bin/sh\n# bad\ntouch {}\n", fx.display());
+    let bad_sha = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(bad_text.as_bytes());
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let guard = guard_on(&dir, &[bad_sha]);
+    assert!(run(&prog).expect("runs").success());
+    assert_eq!(verdicts_now(&guard), 1);
+    assert_eq!(guard.ignore_marks(), 1);
+    std::fs::remove_file(&fx).expect("effect");
+    let ino = std::fs::metadata(&prog).expect("meta").ino();
+    // Rewritten in place: the same inode, new content.
+    std::fs::write(&prog, &bad_text).expect("rewrite");
+    assert_eq!(std::fs::metadata(&prog).expect("meta").ino(), ino);
+    let e = run(&prog).expect_err("refused");
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    assert!(!fx.exists(), "it never ran");
+    assert_eq!(verdicts_now(&guard), 2, "judged again");
+    let _ = std::fs::remove_dir_all(&dir);
+}
