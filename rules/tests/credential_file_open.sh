@@ -2,7 +2,6 @@
 # technique: T1003.008 OS Credential Dumping: /etc/passwd and /etc/shadow
 # technique: T1552.004 Unsecured Credentials: Private Keys
 # rules: vigil_credential_file_opened
-# needs-sensor: read-only opens of /etc/shadow, /etc/gshadow and SSH private keys reported as File System Activity Open (activity 14)
 # Acts out: a program that opens /etc/shadow and a private key without naming them on
 # its command line. It reads nothing from /etc/shadow; the key is one made for the test.
 source lib/common.sh

@@ -45,6 +45,11 @@ pub const SYS_FILE_CREATED: u32 = 1 << 3;
 pub const SYS_DATA_TRUNCATED: u32 = 1 << 4;
 /// `base` holds the directory relative path arguments start from.
 pub const SYS_BASE: u32 = 1 << 5;
+/// A read-only open the kernel let through because the file is on the watch list
+/// (`sensor.watched_reads`); user space matches its whole path.
+pub const SYS_WATCHED_READ: u32 = 1 << 6;
+/// `VIGIL_WATCH_MAX`: patterns of the watch list at most.
+pub const WATCH_MAX: usize = 16;
 /// `VIGIL_KIND_MAX`: size of the drop-counter array.
 pub const KIND_MAX: u32 = 16;
 
@@ -200,10 +205,42 @@ struct Syscall {
     data: [u8; DATA_LEN],
 }
 
+/// `struct vigil_watch_rule`: one pattern of the watch list as the kernel checks it.
+#[repr(C)]
+#[allow(
+    dead_code,
+    reason = "layout mirror of the C ABI, written through offset_of!"
+)]
+pub(crate) struct WatchRule {
+    pub(crate) prefix: [u64; 2],
+    pub(crate) prefix_mask: [u64; 2],
+    pub(crate) suffix: u64,
+    pub(crate) suffix_mask: u64,
+    pub(crate) min_len: u32,
+    pub(crate) max_len: u32,
+    pub(crate) parent: [u64; 2],
+    pub(crate) parent_mask: [u64; 2],
+}
+
+/// `struct vigil_watch`: the watch list, the one entry of the `vigil_watch` map.
+#[repr(C)]
+#[allow(
+    dead_code,
+    reason = "layout mirror of the C ABI, written through offset_of!"
+)]
+pub(crate) struct Watch {
+    pub(crate) count: u32,
+    pad: u32,
+    pub(crate) first_len: [u64; 256],
+    pub(crate) rules: [WatchRule; WATCH_MAX],
+}
+
 // The same sizes bpf/vigil.h asserts.
 const _: () = assert!(size_of::<Header>() == 72);
 const _: () = assert!(size_of::<Creds>() == 64);
 const _: () = assert!(size_of::<Exec>() == 8936);
+const _: () = assert!(size_of::<WatchRule>() == 88);
+const _: () = assert!(size_of::<Watch>() == 8 + 256 * 8 + 16 * 88);
 const _: () = assert!(size_of::<Fork>() == 136);
 const _: () = assert!(size_of::<Exit>() == 80);
 const _: () = assert!(size_of::<Sock>() == 48);
@@ -533,6 +570,18 @@ fn creds(b: &Bytes<'_>, base: usize) -> RawCreds {
     }
 }
 
+fn sock(b: &Bytes<'_>, off: usize) -> RawSock {
+    RawSock {
+        family: b.u16(off + offset_of!(Sock, family)),
+        protocol: b.u16(off + offset_of!(Sock, protocol)),
+        kind: b.u16(off + offset_of!(Sock, kind)),
+        lport: b.u16(off + offset_of!(Sock, lport)),
+        rport: b.u16(off + offset_of!(Sock, rport)),
+        laddr: b.array(off + offset_of!(Sock, laddr)),
+        raddr: b.array(off + offset_of!(Sock, raddr)),
+    }
+}
+
 /// Joins path components written leaf first (`true\0bin\0usr\0`) into `/usr/bin/true`.
 fn leaf_first_path(components: Vec<String>) -> String {
     if components.is_empty() {
@@ -646,16 +695,7 @@ pub fn decode(data: &[u8]) -> Result<Record, DecodeError> {
             } else {
                 b.cstr(str0_off, STR_LEN)
             };
-            let sock_off = offset_of!(Syscall, sock);
-            let sock = (flags & SYS_SOCK != 0).then(|| RawSock {
-                family: b.u16(sock_off + offset_of!(Sock, family)),
-                protocol: b.u16(sock_off + offset_of!(Sock, protocol)),
-                kind: b.u16(sock_off + offset_of!(Sock, kind)),
-                lport: b.u16(sock_off + offset_of!(Sock, lport)),
-                rport: b.u16(sock_off + offset_of!(Sock, rport)),
-                laddr: b.array(sock_off + offset_of!(Sock, laddr)),
-                raddr: b.array(sock_off + offset_of!(Sock, raddr)),
-            });
+            let sock = (flags & SYS_SOCK != 0).then(|| sock(&b, offset_of!(Syscall, sock)));
             let args_off = offset_of!(Syscall, args);
             let mut args = [0u64; 6];
             for (i, a) in args.iter_mut().enumerate() {
@@ -757,6 +797,20 @@ pub(crate) mod testgen {
         );
         let inh = c.cap_inheritable.to_ne_bytes();
         put(buf, base + offset_of!(Creds, cap_inheritable), &inh);
+    }
+
+    fn put_sock(buf: &mut [u8], off: usize, k: &RawSock) {
+        put(buf, off + offset_of!(Sock, family), &k.family.to_ne_bytes());
+        put(
+            buf,
+            off + offset_of!(Sock, protocol),
+            &k.protocol.to_ne_bytes(),
+        );
+        put(buf, off + offset_of!(Sock, kind), &k.kind.to_ne_bytes());
+        put(buf, off + offset_of!(Sock, lport), &k.lport.to_ne_bytes());
+        put(buf, off + offset_of!(Sock, rport), &k.rport.to_ne_bytes());
+        put(buf, off + offset_of!(Sock, laddr), &k.laddr);
+        put(buf, off + offset_of!(Sock, raddr), &k.raddr);
     }
 
     fn len16(v: &[u8]) -> [u8; 2] {
@@ -869,30 +923,7 @@ pub(crate) mod testgen {
                 put(&mut buf, offset_of!(Syscall, data_len), &len16(&s.data));
                 put(&mut buf, offset_of!(Syscall, base_len), &len16(&base));
                 if let Some(k) = &s.sock {
-                    let at = |f: usize| offset_of!(Syscall, sock) + f;
-                    put(
-                        &mut buf,
-                        at(offset_of!(Sock, family)),
-                        &k.family.to_ne_bytes(),
-                    );
-                    put(
-                        &mut buf,
-                        at(offset_of!(Sock, protocol)),
-                        &k.protocol.to_ne_bytes(),
-                    );
-                    put(&mut buf, at(offset_of!(Sock, kind)), &k.kind.to_ne_bytes());
-                    put(
-                        &mut buf,
-                        at(offset_of!(Sock, lport)),
-                        &k.lport.to_ne_bytes(),
-                    );
-                    put(
-                        &mut buf,
-                        at(offset_of!(Sock, rport)),
-                        &k.rport.to_ne_bytes(),
-                    );
-                    put(&mut buf, at(offset_of!(Sock, laddr)), &k.laddr);
-                    put(&mut buf, at(offset_of!(Sock, raddr)), &k.raddr);
+                    put_sock(&mut buf, offset_of!(Syscall, sock), k);
                 }
                 put(&mut buf, offset_of!(Syscall, str0), &str0);
                 put_str(&mut buf, offset_of!(Syscall, str1), &s.str1);
@@ -981,6 +1012,23 @@ pub(crate) mod testgen {
             cap_effective: rng.edgy(),
             cap_permitted: rng.edgy(),
             cap_inheritable: rng.edgy(),
+        }
+    }
+
+    /// A socket's state: IPv4, IPv6, UNIX or another family, any ports and addresses.
+    fn random_sock(rng: &mut Rng) -> RawSock {
+        RawSock {
+            family: rng.pick(&[2, 10, 1, u16::MAX]),
+            protocol: rng.pick(&[6, 17, 0, u16::MAX]),
+            kind: rng.pick(&[1, 2, 3]),
+            lport: rng.edgy() as u16,
+            rport: match rng.below(3) {
+                0 => 0,
+                1 => 53,
+                _ => rng.edgy() as u16,
+            },
+            laddr: rng.bytes(16).try_into().unwrap_or_default(),
+            raddr: rng.bytes(16).try_into().unwrap_or_default(),
         }
     }
 
@@ -1090,7 +1138,7 @@ pub(crate) mod testgen {
         } else {
             rng.pick(&watched)
         };
-        let flags = rng.next() as u32 & 0x3f;
+        let flags = rng.next() as u32 & 0x7f;
         let ret = match rng.below(3) {
             0 => -(rng.below(134) as i64),
             1 => rng.below(1024) as i64,
@@ -1114,19 +1162,7 @@ pub(crate) mod testgen {
             str1: string(rng),
             addr: sockaddr(rng),
             data: payload(rng),
-            sock: (flags & SYS_SOCK != 0).then(|| RawSock {
-                family: rng.pick(&[2, 10, 1, u16::MAX]),
-                protocol: rng.pick(&[6, 17, 0, u16::MAX]),
-                kind: rng.pick(&[1, 2, 3]),
-                lport: rng.edgy() as u16,
-                rport: match rng.below(3) {
-                    0 => 0,
-                    1 => 53,
-                    _ => rng.edgy() as u16,
-                },
-                laddr: rng.bytes(16).try_into().unwrap_or_default(),
-                raddr: rng.bytes(16).try_into().unwrap_or_default(),
-            }),
+            sock: (flags & SYS_SOCK != 0).then(|| random_sock(rng)),
             base: (flags & SYS_BASE != 0).then(|| path(rng)),
         }
     }

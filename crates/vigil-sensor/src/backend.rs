@@ -68,7 +68,7 @@ impl SensorBackend {
     }
 
     /// Waits up to `timeout` and hands events to `sink` with the kernel's time of the
-    /// record each came from (ns since boot, `CLOCK_BOOTTIME`; see [`boot_ns`]), `None`
+    /// record each came from (ns since boot, `CLOCK_BOOTTIME`; see [`boot_ns`](crate::host::boot_ns)), `None`
     /// for the sensor's own events.
     pub fn poll_timed(
         &mut self,
@@ -108,12 +108,4 @@ impl SensorBackend {
     pub fn stats(&self) -> &Stats {
         both!(self, s => s.stats())
     }
-}
-
-/// Now, on the clock of the kernel's record times: ns since boot (`CLOCK_BOOTTIME`).
-pub fn boot_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or(0, |t| {
-        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
-            + u64::try_from(t.tv_nsec()).unwrap_or(0)
-    })
 }

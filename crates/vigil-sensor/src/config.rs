@@ -62,6 +62,11 @@ pub struct SensorConfig {
     /// costs less CPU on a host running thousands of programs a second; 0 lets execs
     /// wait with the other records for a batch (up to 25 ms).
     pub exec_wakeup_us: u32,
+    /// Files whose read-only opens are reported (File System Activity `Open`); every
+    /// other read-only open is dropped in the kernel. At most 16 patterns, each an
+    /// absolute path or `*/` and a path at any depth; a component is literal or holds one
+    /// `*` (any characters but `/`), and the file name is not a bare `*`.
+    pub watched_reads: Vec<String>,
 }
 
 impl Default for SensorConfig {
@@ -81,6 +86,10 @@ impl Default for SensorConfig {
             stats_interval_secs: 60,
             coalesce_fork_ms: 100,
             exec_wakeup_us: 1000,
+            watched_reads: crate::watch::DEFAULT_WATCHED_READS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
         }
     }
 }
@@ -94,6 +103,9 @@ pub enum ConfigError {
     /// A comm longer than the kernel keeps.
     #[error("sensor.exclude_comms: `{0}` is longer than 15 bytes, the kernel's comm length")]
     CommTooLong(String),
+    /// A watch list that cannot be checked.
+    #[error("sensor.watched_reads: {0}")]
+    Watched(#[from] crate::watch::WatchError),
 }
 
 impl SensorConfig {
@@ -105,6 +117,7 @@ impl SensorConfig {
         if let Some(c) = self.exclude_comms.iter().find(|c| c.len() > 15) {
             return Err(ConfigError::CommTooLong(c.clone()));
         }
+        crate::watch::WatchList::parse(&self.watched_reads)?;
         Ok(())
     }
 }

@@ -125,6 +125,14 @@ pub fn ticks(boot_ns: u64) -> u64 {
     boot_ns / (1_000_000_000 / USER_HZ)
 }
 
+/// Now, on the clock of the kernel's record times: ns since boot (`CLOCK_BOOTTIME`).
+pub fn boot_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or(0, |t| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(t.tv_nsec()).unwrap_or(0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,9 @@
 //!
 //! What it sees today: process exec (path, argv, cwd, credentials and capabilities,
 //! tty, session, cgroup, the executable's device, inode and mtime and its SHA-256),
-//! fork and exit (code or signal); file, network, DNS, ptrace, injection, memfd,
-//! identity, BPF and module events from syscalls. The agent's own process and configured
+//! fork and exit (code or signal); file, network, DNS, ptrace, process memory access, memfd,
+//! identity, BPF and module events from syscalls; read-only opens of the files on the
+//! watch list ([`watch`]). The agent's own process and configured
 //! commands are filtered out in the kernel.
 //!
 //! [`SensorBackend`] is the sensor the agent runs: this eBPF [`Sensor`] or, without
@@ -31,11 +32,13 @@ pub mod ocsf;
 pub mod proc;
 mod sensor;
 mod stats;
+pub mod watch;
 
-pub use backend::{boot_ns, SensorBackend};
+pub use backend::SensorBackend;
 pub use config::{ConfigError, Mode, SensorConfig};
 pub use error::SensorError;
 pub use fallback::Fallback;
+pub use host::boot_ns;
 pub use ocsf::Converter;
 pub use sensor::{Features, Sensor};
 pub use stats::Stats;

@@ -1,7 +1,7 @@
 //! Loading the eBPF programs, attaching them, and reading the ring buffer.
 
 use crate::abi::{self, DecodeError, Record};
-use crate::config::SensorConfig;
+use crate::config::{ConfigError, SensorConfig};
 use crate::error::SensorError;
 use crate::ocsf::ids::event_log_activity;
 use crate::ocsf::Converter;
@@ -232,6 +232,12 @@ impl Sensor {
             .update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY)
             .map_err(bpf_err("configure the sensor"))?;
         let awake = AwakeNote::new(&cfg_map, cfg)?;
+        let watch =
+            crate::watch::WatchList::parse(&config.watched_reads).map_err(ConfigError::from)?;
+        find("vigil_watch")
+            .ok_or_else(|| missing_map("vigil_watch"))?
+            .update(&0u32.to_ne_bytes(), &watch.kernel_bytes(), MapFlags::ANY)
+            .map_err(bpf_err("load the watch list"))?;
         let comm_map = find("vigil_comm_filter").ok_or_else(|| missing_map("vigil_comm_filter"))?;
         for comm in &config.exclude_comms {
             let mut key = [0u8; 16];
@@ -363,7 +369,7 @@ impl Sensor {
             // Awake now, with execs coming: those within the gap need not wake us (the
             // next wait is that short). Without execs the next wait is long, and the
             // next exec must wake us at once: the last note stays as it was.
-            self.awake.note(crate::backend::boot_ns());
+            self.awake.note(crate::host::boot_ns());
         }
         Ok(n)
     }

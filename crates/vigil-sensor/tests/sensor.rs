@@ -390,7 +390,7 @@ fn every_event_is_valid_ocsf_and_statistics_are_reported() {
     let (pid, more) = run_sh(
         &mut sensor,
         &dir,
-        "/bin/true; echo x > f; (exit 2); kill -TERM $$",
+        "/bin/true; echo x > f; head -c 0 /etc/shadow; (exit 2); kill -TERM $$",
     );
     events.extend(more);
     let is_stats = |e: &Value| e["class_uid"] == 1008 && e["activity_name"] == "Statistics";
@@ -402,6 +402,12 @@ fn every_event_is_valid_ocsf_and_statistics_are_reported() {
     events.push(sensor.stop_event().to_json());
     assert!(exit_of(&events, pid).is_some());
     assert!(events.len() >= 6);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["file"]["path"] == "/etc/shadow" && e["activity_id"] == 14),
+        "the read-only open of a watched file is among the events validated"
+    );
     for e in &events {
         let v = schema.validate(e);
         assert!(v.is_empty(), "invalid event: {v:?}\n{e:#}");
@@ -505,6 +511,17 @@ fn perl(script: &str, args: &[&str]) -> u32 {
         "perl script failed: {script}"
     );
     pid
+}
+
+/// Runs a perl `script` with the pid of a `sleep 30` it acts on, then kills the sleeper:
+/// perl's pid and the sleeper's.
+fn perl_on_sleeper(script: &str) -> (u32, u32) {
+    let mut target = Command::new("/bin/sleep").arg("30").spawn().expect("sleep");
+    let tpid = target.id();
+    let pid = perl(script, &[&tpid.to_string()]);
+    let _ = target.kill();
+    let _ = target.wait();
+    (pid, tpid)
 }
 
 #[test]
@@ -785,11 +802,9 @@ fn ptrace_attach_setuid_and_memfd_create() {
     let Some((_g, mut sensor)) = sensor_with(ebpf()) else {
         return;
     };
-    let mut target = Command::new("/bin/sleep").arg("30").spawn().expect("sleep");
-    let tpid = target.id();
     // PTRACE_ATTACH (16) the sleeper, a child's PTRACE_TRACEME (0), then memfd_create and
     // drop root with setuid(65534): syscalls 101, 319 and 105 on x86_64.
-    let pid = perl(
+    let (pid, tpid) = perl_on_sleeper(
         r#"my $t = $ARGV[0] + 0;
            syscall(101, 16, $t, 0, 0) == 0 or die "ptrace: $!";
            waitpid($t, 0);
@@ -799,10 +814,7 @@ fn ptrace_attach_setuid_and_memfd_create() {
            waitpid($c, 0); $? == 0 or die "traceme failed";
            syscall(319, my $n = "vigil-memfd-test", 0) >= 0 or die "memfd: $!";
            syscall(105, 65534) == 0 or die "setuid: $!";"#,
-        &[&tpid.to_string()],
     );
-    let _ = target.kill();
-    let _ = target.wait();
     let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
         exit_of(ev, pid).is_some()
     });
@@ -925,4 +937,151 @@ fn an_exec_wakes_a_reader_waiting_for_a_minute() {
             "the exec of {pid} after {quiet:?} of quiet took {took:?}: it did not wake the reader"
         );
     }
+}
+
+/// Reads of another process's memory: ptrace's PEEKDATA after an attach,
+/// process_vm_readv, and a read-only open of /proc/PID/mem (on the default watch list).
+/// A reader's repeated successful reads of the same target are reported once; a failed
+/// one is reported each time.
+#[test]
+fn reads_of_another_process_memory_peek_process_vm_readv_and_proc_mem() {
+    let Some((_g, mut sensor)) = sensor_with(ebpf()) else {
+        return;
+    };
+    // x86_64: ptrace 101 (ATTACH 16, PEEKDATA 2, DETACH 17), process_vm_readv 310. The
+    // address read is the start of the sleeper's first mapping (its executable).
+    let (pid, tpid) = perl_on_sleeper(
+        r#"my $t = $ARGV[0] + 0;
+           open(my $maps, "<", "/proc/$t/maps") or die "maps: $!";
+           my ($addr) = (<$maps> =~ /^([0-9a-f]+)-/); $addr = hex($addr); close($maps);
+           syscall(101, 16, $t, 0, 0) == 0 or die "ptrace attach: $!";
+           waitpid($t, 0);
+           my $word = "\0" x 8;
+           for (1..3) { syscall(101, 2, $t, $addr, $word) == 0 or die "peekdata: $!" }
+           syscall(101, 17, $t, 0, 0) == 0 or die "detach: $!";
+           my $buf = "\0" x 16;
+           my $local = pack("QQ", unpack("J", pack("p", $buf)), 16);
+           my $remote = pack("QQ", $addr, 16);
+           for (1..3) { syscall(310, $t, $local, 1, $remote, 1, 0) == 16 or die "readv: $!" }
+           substr($buf, 0, 4) eq "\x7fELF" or die "readv read no ELF header";
+           # Its own memory: not reported.
+           syscall(310, $$ + 0, $local, 1, $local, 1, 0) == 16 or die "self readv: $!";
+           # No such process: fails (ESRCH), twice, and both are reported.
+           for (1..2) { syscall(310, 0x3ffffff0, $local, 1, $remote, 1, 0) == -1 or die }
+           open(my $mem, "<", "/proc/$t/mem") or die "mem: $!"; close($mem);
+           # Its own memory file: not reported.
+           open(my $own, "<", "/proc/self/mem") or die "own mem: $!"; close($own);"#,
+    );
+    let events = collect(&mut sensor, Duration::from_secs(10), |ev| {
+        exit_of(ev, pid).is_some()
+    });
+    let procs = by_actor(&events, pid, 1007);
+    let peeks: Vec<_> = procs
+        .iter()
+        .filter(|e| e["unmapped"]["ptrace_request"] == "PTRACE_PEEKDATA")
+        .collect();
+    assert_eq!(peeks.len(), 1, "three peeks, reported once: {peeks:#?}");
+    assert_eq!(peeks[0]["activity_id"], 3);
+    assert_eq!(peeks[0]["process"]["pid"], tpid);
+    assert_eq!(peeks[0]["process"]["file"]["path"], "/usr/bin/sleep");
+    assert_eq!(peeks[0]["unmapped"]["syscall"], "ptrace");
+    assert_eq!(peeks[0]["status"], "Success");
+    let readv: Vec<_> = procs
+        .iter()
+        .filter(|e| e["unmapped"]["syscall"] == "process_vm_readv")
+        .collect();
+    let (ok, failed): (Vec<&Value>, Vec<&Value>) = readv
+        .iter()
+        .copied()
+        .partition(|e| e["status"] == "Success");
+    assert_eq!(ok.len(), 1, "three reads, reported once: {ok:#?}");
+    let r = ok[0];
+    assert_eq!(r["activity_id"], 3);
+    assert_eq!(r["activity_name"], "Open");
+    assert_eq!(r["process"]["pid"], tpid);
+    assert_eq!(r["process"]["cmd_line"], "/bin/sleep 30");
+    assert_eq!(r["process"]["file"]["path"], "/usr/bin/sleep");
+    assert_eq!(r["actor"]["process"]["pid"], pid);
+    assert_eq!(r["unmapped"]["flags"], 0);
+    assert_eq!(r["unmapped"]["remote_iovecs"], 1);
+    assert_eq!(failed.len(), 2, "failures are each reported: {failed:#?}");
+    assert!(
+        !readv.iter().any(|e| e["process"]["pid"] == pid),
+        "a read of its own memory is no event"
+    );
+    assert!(failed
+        .iter()
+        .all(|e| e["status"] == "Failure" && e["process"]["pid"] == 0x3fff_fff0));
+    let mem_path = format!("/proc/{tpid}/mem");
+    let mem = by_actor(&events, pid, 1001)
+        .into_iter()
+        .find(|e| e["file"]["path"] == mem_path.as_str())
+        .unwrap_or_else(|| panic!("no open of {mem_path}"));
+    assert_eq!(mem["activity_id"], 14);
+    let own = format!("/proc/{pid}/mem");
+    assert!(
+        !events.iter().any(|e| e["file"]["path"] == own.as_str()),
+        "an open of its own memory file is no event"
+    );
+    assert_eq!(mem["file"]["xattributes"]["watched_read"], true);
+    assert_eq!(
+        mem["file"]["xattributes"]["open_flags"], "0o2000000",
+        "O_RDONLY|O_CLOEXEC"
+    );
+}
+
+/// Read-only opens are dropped in the kernel except those of the files on the watch
+/// list: /etc/shadow and an SSH private key (the default list), a file of the test's
+/// own pattern; not a file beside them, nor one whose name and parent directory match
+/// a pattern but whose whole path does not.
+#[test]
+fn read_only_opens_of_watched_files_are_reported_and_others_are_not() {
+    let dir = temp_dir();
+    let d = dir.display().to_string();
+    let mut config = ebpf();
+    config.watched_reads.push(format!("{d}/vault/secret-*.key"));
+    let Some((_g, mut sensor)) = sensor_with(config) else {
+        return;
+    };
+    std::fs::create_dir_all(dir.join("home/.ssh")).expect("dirs");
+    std::fs::create_dir_all(dir.join("vault")).expect("dirs");
+    std::fs::create_dir_all(dir.join("elsewhere/vault")).expect("dirs");
+    for f in [
+        "home/.ssh/id_ed25519",
+        "home/.ssh/known_hosts",
+        "vault/secret-1.key",
+        "vault/secret-1.pub",
+        "elsewhere/vault/secret-2.key",
+    ] {
+        std::fs::write(dir.join(f), "x").expect("write");
+    }
+    let (sh, events) = run_sh(
+        &mut sensor,
+        &dir,
+        "cat /etc/shadow home/.ssh/id_ed25519 home/.ssh/known_hosts vault/secret-1.key \
+         vault/secret-1.pub elsewhere/vault/secret-2.key /etc/passwd > /dev/null",
+    );
+    let opened: Vec<String> = events
+        .iter()
+        .filter(|e| {
+            e["class_uid"] == 1001
+                && e["actor"]["process"]["parent_process"]["pid"] == sh
+                && e["file"]["xattributes"]["watched_read"] == true
+        })
+        .map(|e| {
+            assert_eq!(e["activity_id"], 14, "{e:#}");
+            assert_eq!(e["actor"]["process"]["file"]["path"], "/usr/bin/cat");
+            assert_eq!(e["file"]["xattributes"]["open_flags"], "0o0", "{e:#}");
+            e["file"]["path"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    assert_eq!(
+        opened,
+        [
+            "/etc/shadow".to_string(),
+            format!("{d}/home/.ssh/id_ed25519"),
+            format!("{d}/vault/secret-1.key"),
+        ]
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

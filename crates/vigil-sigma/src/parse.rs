@@ -289,6 +289,81 @@ fn parse_meta(doc: &Node, source: &Arc<str>, kind: RuleKind) -> Result<RuleMeta,
     })
 }
 
+/// The top-level fields of a Sigma 2.1 rule, correlation or filter (`action` marks a
+/// multi-document file's global and reset documents).
+const RULE_FIELDS: &[&str] = &[
+    "title",
+    "id",
+    "related",
+    "name",
+    "taxonomy",
+    "status",
+    "description",
+    "license",
+    "author",
+    "references",
+    "date",
+    "modified",
+    "logsource",
+    "detection",
+    "fields",
+    "falsepositives",
+    "level",
+    "tags",
+    "scope",
+    "correlation",
+    "filter",
+    "action",
+];
+
+/// The fields of a logsource.
+const LOGSOURCE_FIELDS: &[&str] = &["product", "category", "service", "definition"];
+
+/// Warns of keys of `node` (a mapping) that look like a misspelt known field: same
+/// letters in another case, or at most two edits from one (`levl`, `Level`, `tag`,
+/// `prodcut`). The Sigma specification allows custom fields (SigmaHQ's rules carry
+/// `regression_tests_path` and `simulation`), so other unknown keys are left alone;
+/// a misspelt one would silently drop what it meant to say (a level, a logsource).
+fn warn_misspelt_keys(node: &Node, known: &[&str], what: &str, ctx: &ParseCtx<'_>) {
+    let Kind::Map(entries) = &node.kind else {
+        return;
+    };
+    for (k, _) in entries {
+        let Some(key) = k.as_scalar_str() else {
+            continue;
+        };
+        if known.contains(&key.as_str()) {
+            continue;
+        }
+        let lower = key.to_ascii_lowercase();
+        let near = known.iter().find(|f| {
+            **f == lower || (key.len() >= 3 && edit_distance(&lower, f) <= 2.min(f.len() / 3))
+        });
+        if let Some(f) = near {
+            ctx.warnings.borrow_mut().push((
+                k.line,
+                format!("unknown {what} `{key}`, ignored: did you mean `{f}`?"),
+            ));
+        }
+    }
+}
+
+/// Levenshtein distance between two short ASCII-ish strings (by bytes).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, &ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
 /// Parses one YAML document into a rule.
 pub(crate) fn parse_doc(
     doc: &Node,
@@ -312,6 +387,10 @@ pub(crate) fn parse_doc(
         RuleKind::Detection
     };
     let meta = parse_meta(doc, source, kind).map_err(|e| (None, e))?;
+    warn_misspelt_keys(doc, RULE_FIELDS, "field", ctx);
+    if let Some(ls) = doc.get("logsource") {
+        warn_misspelt_keys(ls, LOGSOURCE_FIELDS, "logsource field", ctx);
+    }
     let handle = Some(meta.title.clone());
     let body = match kind {
         RuleKind::Detection => {

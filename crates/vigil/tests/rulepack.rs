@@ -96,6 +96,8 @@ cases! {
     ssh_key_read,
     ptrace_attach,
     process_memory_write,
+    process_memory_read,
+    credential_file_open,
     discovery_burst,
     port_scan,
     host_sweep,
@@ -107,10 +109,7 @@ cases! {
     disk_wipe,
 }
 
-needs_sensor_cases! {
-    process_memory_read,
-    credential_file_open,
-}
+needs_sensor_cases! {}
 
 /// The benign workload's script name.
 const BENIGN: &str = "benign";
@@ -130,11 +129,13 @@ fn tests_dir() -> PathBuf {
     repo().join("rules/tests")
 }
 
-/// A technique script's header: `# technique:`, `# rules:`, `# needs-sensor:` lines.
+/// A technique script's header: `# technique:`, `# rules:`, `# not-rules:` (rules the
+/// case must not raise: a near miss the rule must tell apart), `# needs-sensor:` lines.
 #[derive(Debug, Default)]
 struct Header {
     techniques: Vec<String>,
     rules: Vec<String>,
+    not_rules: Vec<String>,
     needs_sensor: Option<String>,
 }
 
@@ -147,6 +148,8 @@ fn header(case: &str) -> Header {
             h.techniques.push(t.trim().to_string());
         } else if let Some(r) = line.strip_prefix("# rules: ") {
             h.rules.extend(r.split_whitespace().map(str::to_string));
+        } else if let Some(r) = line.strip_prefix("# not-rules: ") {
+            h.not_rules.extend(r.split_whitespace().map(str::to_string));
         } else if let Some(n) = line.strip_prefix("# needs-sensor: ") {
             h.needs_sensor = Some(n.trim().to_string());
         }
@@ -639,6 +642,22 @@ fn check_case(case: &str) {
         {
             panic!(
                 "{case}: {name} ({}) also fires on the benign workload (by {})",
+                rule.title,
+                hit.by()
+            );
+        }
+    }
+    for name in &h.not_rules {
+        let rule = pack
+            .get(name)
+            .unwrap_or_else(|| panic!("{case}: no rule is named {name}"));
+        if let Some(hit) = run
+            .hits
+            .iter()
+            .find(|hit| hit.rule_id == rule.id && hit.cases.contains(case))
+        {
+            panic!(
+                "{case}: {name} ({}) fires on it (by {}), and the case is a near miss of it",
                 rule.title,
                 hit.by()
             );

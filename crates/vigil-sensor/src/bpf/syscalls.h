@@ -34,6 +34,7 @@
 #define NR_sendmsg 46
 #define NR_sendmmsg 307
 #define NR_ptrace 101
+#define NR_process_vm_readv 310
 #define NR_process_vm_writev 311
 #define NR_memfd_create 319
 #define NR_setuid 105
@@ -80,6 +81,7 @@
 #define NR_sendmsg 211
 #define NR_sendmmsg 269
 #define NR_ptrace 117
+#define NR_process_vm_readv 270
 #define NR_process_vm_writev 271
 #define NR_memfd_create 279
 #define NR_setuid 146

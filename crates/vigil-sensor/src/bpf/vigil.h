@@ -107,6 +107,7 @@ struct vigil_exit {
 #define VIGIL_SYS_FILE_CREATED (1u << 3)  /* the open created the file */
 #define VIGIL_SYS_DATA_TRUNCATED (1u << 4)
 #define VIGIL_SYS_BASE (1u << 5)	  /* base holds the directory relative paths start from */
+#define VIGIL_SYS_WATCHED_READ (1u << 6) /* a read-only open the watch list let through */
 
 /* A socket's state, read from the kernel. Addresses in network byte order. */
 struct vigil_sock {
@@ -121,7 +122,8 @@ struct vigil_sock {
 };
 
 /* A security-relevant syscall, reported at its exit with its arguments, result and
- * what it referred to. */
+ * what it referred to. For openat2, args[2] is the flags of its struct open_how (read
+ * from the caller's memory), not the struct's address. */
 struct vigil_syscall {
 	struct vigil_header h;
 	__u32 nr;     /* syscall number (of this architecture) */
@@ -151,6 +153,34 @@ struct vigil_config {
 	__u64 last_wake_ns;
 };
 
+/* Patterns of the watch list at most. */
+#define VIGIL_WATCH_MAX 16
+
+/* One pattern of the watch list (files whose read-only opens are reported), as the
+ * kernel side checks it: the opened file's name and its parent directory's name, with
+ * bounded masked compares. User space then matches the whole path. Names are read as
+ * little-endian words: byte i of a name is bits 8i..8i+7 of its word. */
+struct vigil_watch_rule {
+	__u64 prefix[2];      /* the name's first 16 bytes ... */
+	__u64 prefix_mask[2]; /* ... where these bits are set (a literal name: its NUL too) */
+	__u64 suffix;	      /* the name's last 8 bytes, right-aligned ... */
+	__u64 suffix_mask;    /* ... where these bits are set */
+	__u32 min_len;	      /* the name's length: at least */
+	__u32 max_len;	      /* and at most */
+	__u64 parent[2];      /* the parent directory's name, NUL-terminated ... */
+	__u64 parent_mask[2]; /* ... where these bits are set (zero: any parent) */
+};
+
+/* The watch list, the one entry of the `vigil_watch` array map. */
+struct vigil_watch {
+	__u32 count; /* rules in use */
+	__u32 pad;
+	/* The first check, before any rule: bit min(len, 63) of first_len[b] is set when some
+	 * rule takes a name of length len starting with byte b. */
+	__u64 first_len[256];
+	struct vigil_watch_rule rules[VIGIL_WATCH_MAX];
+};
+
 #ifndef __cplusplus
 _Static_assert(sizeof(struct vigil_config) == 24, "vigil_config ABI");
 _Static_assert(sizeof(struct vigil_header) == 72, "vigil_header ABI");
@@ -159,6 +189,8 @@ _Static_assert(sizeof(struct vigil_exec) == 72 + 64 + 48 + 32 + 16 + 2048 * 2 + 
 _Static_assert(sizeof(struct vigil_fork) == 136, "vigil_fork ABI");
 _Static_assert(sizeof(struct vigil_exit) == 80, "vigil_exit ABI");
 _Static_assert(sizeof(struct vigil_sock) == 48, "vigil_sock ABI");
+_Static_assert(sizeof(struct vigil_watch_rule) == 88, "vigil_watch_rule ABI");
+_Static_assert(sizeof(struct vigil_watch) == 8 + 256 * 8 + 16 * 88, "vigil_watch ABI");
 _Static_assert(sizeof(struct vigil_syscall) == 72 + 16 + 48 + 16 + 48 + 2048 * 3 + 128 + 512, "vigil_syscall ABI");
 #endif
 

@@ -63,6 +63,8 @@ pub struct Converter {
     file_excludes: std::sync::Arc<[String]>,
     /// Malformed inputs: /proc files, syscall records, and those the backend notes.
     malformed: Malformed,
+    /// `watched_reads`: the whole-path check of read-only opens the kernel let through.
+    watch: crate::watch::WatchList,
 }
 
 pub(crate) fn file_of(path: &str) -> File {
@@ -172,6 +174,11 @@ impl Converter {
             pending_forks: HashMap::new(),
             open_writes: open_writes::OpenWrites::new(config.process_table_max),
             file_excludes: config.exclude_file_prefixes.clone().into(),
+            // SensorConfig::validate (Sensor::start) has refused a bad list already.
+            watch: crate::watch::WatchList::parse(&config.watched_reads).unwrap_or_else(|e| {
+                tracing::error!(%e, "watched_reads: no read-only open is reported");
+                crate::watch::WatchList::default()
+            }),
             config,
             malformed,
         }

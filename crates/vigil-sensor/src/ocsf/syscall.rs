@@ -182,6 +182,8 @@ pub enum Conv {
     DnsSend,
     /// `ptrace(2)`: Process Open of the tracee.
     Ptrace,
+    /// `process_vm_readv(2)`: Process Open of the process read.
+    VmRead,
     /// `process_vm_writev(2)`: Process Inject.
     VmWrite,
     /// A set*id call: Process Set User ID, with the first `ids` arguments.
@@ -210,6 +212,7 @@ impl Conv {
         !matches!(
             self,
             Conv::Ptrace
+                | Conv::VmRead
                 | Conv::VmWrite
                 | Conv::SetIds { .. }
                 | Conv::Capset
@@ -283,7 +286,8 @@ pub const SYSCALLS: &[Watched] = &[
     row(nr::OPEN,         "open",         FILE, OPENED, Conv::Open { flags: Some(1) }),
     row(nr::OPENAT,       "openat",       FILE, OPENED, Conv::Open { flags: Some(2) }),
     row(nr::CREAT,        "creat",        FILE, OPENED, Conv::Open { flags: None }),
-    row(nr::OPENAT2,      "openat2",      FILE, OPENED, Conv::Open { flags: None }),
+    // The kernel side puts openat2's flags (of its struct open_how) in args[2].
+    row(nr::OPENAT2,      "openat2",      FILE, OPENED, Conv::Open { flags: Some(2) }),
     row(nr::RENAME,       "rename",       FILE, &[fa::RENAME], Conv::Rename { dirs: None }),
     row(nr::RENAMEAT,     "renameat",     FILE, &[fa::RENAME], Conv::Rename { dirs: Some((0, 2)) }),
     row(nr::RENAMEAT2,    "renameat2",    FILE, &[fa::RENAME], Conv::Rename { dirs: Some((0, 2)) }),
@@ -314,6 +318,7 @@ pub const SYSCALLS: &[Watched] = &[
     row(nr::SENDMMSG,     "sendmmsg",     DNS, &[dns_activity::QUERY], Conv::DnsSend),
     // Processes.
     row(nr::PTRACE,       "ptrace",       PROC, &[pa::OPEN], Conv::Ptrace),
+    row(nr::PROCESS_VM_READV,  "process_vm_readv",  PROC, &[pa::OPEN], Conv::VmRead),
     row(nr::PROCESS_VM_WRITEV, "process_vm_writev", PROC, &[pa::INJECT], Conv::VmWrite),
     row(nr::SETUID,       "setuid",       PROC, &[pa::SET_USER_ID], Conv::SetIds { ids: 1 }),
     row(nr::SETGID,       "setgid",       PROC, &[pa::SET_USER_ID], Conv::SetIds { ids: 1 }),
@@ -437,7 +442,7 @@ impl Converter {
                 x.insert("close_write".into(), json!(true));
                 Some(self.file_event(&s.header, fa::UPDATE, file_of(&s.str0), x))
             }
-            Conv::Open { flags } => Some(self.open(&s, arg(flags).unwrap_or(0), x)),
+            Conv::Open { flags } => self.open(&s, arg(flags).unwrap_or(0), x),
             Conv::Rename { dirs } => {
                 let (old_dir, new_dir) = (arg(dirs.map(|d| d.0)), arg(dirs.map(|d| d.1)));
                 Some(self.rename(&s, old_dir, new_dir, x))
@@ -479,7 +484,7 @@ impl Converter {
             Conv::Mount => Some(self.mount(&s, x)),
             Conv::Socket(call) => self.socket_call(&s, call, x),
             Conv::DnsSend => self.dns_send(&s, row),
-            Conv::Ptrace | Conv::VmWrite => Some(self.process_access(&s, row.conv, x)),
+            Conv::Ptrace | Conv::VmRead | Conv::VmWrite => Some(self.process_access(&s, row, x)),
             Conv::SetIds { ids } => Some(self.identity(&s, row, ids, x)),
             Conv::Capset => Some(self.identity(&s, row, 0, x)),
             Conv::BpfLoad | Conv::ModuleLoad { .. } => Some(self.module_load(&s, row.conv)),
@@ -503,11 +508,23 @@ impl Converter {
         }
     }
 
-    fn open(&mut self, s: &RawSyscall, flags: u64, mut x: Map<String, Json>) -> OcsfEvent {
-        if flags != 0 {
+    /// An open: one for writing, or a read-only one of a file on the watch list (the
+    /// kernel side checks names only: `None` for a path the whole list does not match).
+    fn open(&mut self, s: &RawSyscall, flags: u64, mut x: Map<String, Json>) -> Option<OcsfEvent> {
+        let watched_read = s.flags & abi::SYS_WATCHED_READ != 0;
+        if watched_read {
+            // A process reading its own memory reads no one else's (as process_vm_readv
+            // of the caller's own pid, which the kernel side drops).
+            if !self.watch.matches(&s.str0) || own_proc_mem(&s.str0, s.header.pid) {
+                return None;
+            }
+            // Read-only: the flags say so even when they are 0 (O_RDONLY).
+            x.insert("open_flags".into(), json!(format!("{flags:#o}")));
+            x.insert("watched_read".into(), json!(true));
+        } else if flags != 0 {
             x.insert("open_flags".into(), json!(format!("{flags:#o}")));
         }
-        if let Ok(fd) = i32::try_from(s.ret) {
+        if let (Ok(fd), false) = (i32::try_from(s.ret), watched_read) {
             self.open_writes
                 .opened(s.header.pid, fd, &s.str0, flags & O_CLOEXEC != 0);
         }
@@ -516,7 +533,7 @@ impl Converter {
         } else {
             fa::OPEN
         };
-        self.file_event(&s.header, activity, file_of(&s.str0), x)
+        Some(self.file_event(&s.header, activity, file_of(&s.str0), x))
     }
 
     fn rename(
@@ -730,22 +747,36 @@ impl Converter {
         Some(ev.into())
     }
 
-    /// `ptrace` (Open of the tracee) or `process_vm_writev` (Inject).
+    /// Another process's memory or execution reached: `ptrace` (Open of the tracee),
+    /// `process_vm_readv` (Open of the process read), `process_vm_writev` (Inject). The
+    /// event names the call (`unmapped.syscall`) and its flags or ptrace request.
     fn process_access(
         &mut self,
         s: &RawSyscall,
-        conv: Conv,
+        row: &Watched,
         mut x: Map<String, Json>,
     ) -> OcsfEvent {
         let a = s.args;
-        let (target_pid, activity) = if conv == Conv::Ptrace {
+        x.insert("syscall".into(), json!(row.name));
+        let (target_pid, activity) = if row.conv == Conv::Ptrace {
             let req = a[0];
             // PTRACE_TRACEME: the tracer-to-be is the parent.
             let target = if req == 0 { s.header.ppid } else { a[1] as u32 };
             x.insert("ptrace_request".into(), json!(ptrace_request(req)));
+            if req == PTRACE_SEIZE {
+                x.insert("ptrace_options".into(), json!(format!("{:#x}", a[3])));
+            }
             (target, pa::OPEN)
         } else {
-            (a[0] as u32, pa::INJECT)
+            // process_vm_readv/writev(pid, local_iov, liovcnt, remote_iov, riovcnt, flags)
+            x.insert("flags".into(), json!(a[5]));
+            x.insert("remote_iovecs".into(), json!(a[4]));
+            let activity = if row.conv == Conv::VmRead {
+                pa::OPEN
+            } else {
+                pa::INJECT
+            };
+            (a[0] as u32, activity)
         };
         let target = self.target_process(target_pid);
         let mut ev = ProcessActivity::new(activity, self.header_time(&s.header), FEATURE, target);
@@ -858,9 +889,31 @@ impl Converter {
     }
 }
 
+/// Whether `path` is `/proc/PID/mem` or `/proc/PID/task/TID/mem` of process `pid`.
+fn own_proc_mem(path: &str, pid: u32) -> bool {
+    let Some(rest) = path.strip_prefix("/proc/") else {
+        return false;
+    };
+    let Some((n, tail)) = rest.split_once('/') else {
+        return false;
+    };
+    n.parse::<u32>() == Ok(pid)
+        && (tail == "mem"
+            || tail
+                .strip_prefix("task/")
+                .and_then(|t| t.split_once('/'))
+                .is_some_and(|(tid, m)| m == "mem" && tid.parse::<u32>().is_ok()))
+}
+
+/// `PTRACE_SEIZE`, whose `data` argument is the tracing options.
+const PTRACE_SEIZE: u64 = 0x4206;
+
 fn ptrace_request(req: u64) -> &'static str {
     match req {
         0 => "PTRACE_TRACEME",
+        1 => "PTRACE_PEEKTEXT",
+        2 => "PTRACE_PEEKDATA",
+        3 => "PTRACE_PEEKUSER",
         4 => "PTRACE_POKETEXT",
         5 => "PTRACE_POKEDATA",
         6 => "PTRACE_POKEUSER",
@@ -907,6 +960,25 @@ mod tests {
     use crate::abi::testgen::{random_header, random_syscall};
     use crate::config::SensorConfig;
     use crate::host::Host;
+
+    #[test]
+    fn own_proc_mem_is_the_process_memory_files_of_that_pid_only() {
+        assert!(own_proc_mem("/proc/42/mem", 42));
+        assert!(own_proc_mem("/proc/42/task/43/mem", 42));
+        for (path, pid) in [
+            ("/proc/42/mem", 43),
+            ("/proc/420/mem", 42),
+            ("/proc/42/maps", 42),
+            ("/proc/42/task/mem", 42),
+            ("/proc/42/task/x/mem", 42),
+            ("/proc/42/task/43/mem/x", 42),
+            ("/proc/self/mem", 42),
+            ("/dev/mem", 42),
+            ("/proc/42", 42),
+        ] {
+            assert!(!own_proc_mem(path, pid), "{path} {pid}");
+        }
+    }
 
     /// The table and `bpf/syscalls.h` list the same syscalls, with the same numbers: a
     /// syscall added on one side and not the other fails here.
