@@ -146,10 +146,10 @@ impl AwakeNote {
     fn note(&mut self, now_ns: u64) {
         match self {
             AwakeNote::Mapped(p, _) => {
-                // SAFETY: the mapping is live (unmapped only on drop), page-aligned and
-                // at least a page long, so the 8 bytes at LAST_WAKE_OFFSET are in it and
-                // 8-byte aligned; the kernel side reads and writes the same field with
-                // plain 8-byte accesses, so an atomic store is what both can share.
+                // The kernel side reads and writes this field with plain 8-byte
+                // accesses, so an atomic store is what both can share.
+                // SAFETY: the mapping is live (unmapped only on drop), page-aligned and a
+                // page long at least: the 8 bytes at LAST_WAKE_OFFSET are in it, aligned.
                 let field = unsafe {
                     &*p.as_ptr()
                         .cast::<u8>()
