@@ -66,6 +66,8 @@ pub struct Sensor {
     /// Whether the last drain handed over an exec: more may follow within the exec
     /// wake-up gap, so the next wait is that short.
     execs_flowing: bool,
+    /// Where the reader notes that it was awake (`vigil_cfg`'s `last_wake_ns`).
+    awake: AwakeNote,
 }
 
 /// The kernel side's `struct vigil_config`, with the reader last awake at `last_wake_ns`.
@@ -76,6 +78,109 @@ fn config_value(config: &SensorConfig, last_wake_ns: u64) -> [u8; 24] {
     cfg[8..16].copy_from_slice(&gap.to_ne_bytes());
     cfg[16..].copy_from_slice(&last_wake_ns.to_ne_bytes());
     cfg
+}
+
+/// The offset of `last_wake_ns` in `struct vigil_config`.
+const LAST_WAKE_OFFSET: usize = 16;
+
+/// How the reader tells the kernel side when it was last awake: a store into the
+/// memory-mapped `vigil_cfg` map (no syscall per wake-up), else, where the mapping
+/// failed, a map update of the whole value.
+enum AwakeNote {
+    /// The map's value, mapped shared and writable (one page).
+    Mapped(std::ptr::NonNull<libc::c_void>, usize),
+    /// A handle on the map, for updates.
+    Update(libbpf_rs::MapHandle, [u8; 24]),
+}
+
+impl std::fmt::Debug for AwakeNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AwakeNote::Mapped(..) => "AwakeNote::Mapped",
+            AwakeNote::Update(..) => "AwakeNote::Update",
+        })
+    }
+}
+
+impl AwakeNote {
+    /// Maps `map` (an array of one `struct vigil_config`, created mmapable), or keeps a
+    /// handle on it for updates if the kernel refuses the mapping.
+    #[allow(
+        unsafe_code,
+        reason = "mmap(2) of a BPF array map: the way to write it without a syscall"
+    )]
+    fn new(map: &libbpf_rs::Map<'_>, value: [u8; 24]) -> Result<AwakeNote, SensorError> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let len = 4096usize;
+        // SAFETY: mmap(2) of the map's descriptor, shared, one page from offset 0 (an
+        // mmapable array's values start there, the whole map fitting in the page); the
+        // result is checked before use and unmapped on drop.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr != libc::MAP_FAILED {
+            if let Some(p) = std::ptr::NonNull::new(ptr) {
+                return Ok(AwakeNote::Mapped(p, len));
+            }
+        }
+        tracing::debug!(
+            "cannot map vigil_cfg ({}): the reader's wake-ups update it by syscall",
+            std::io::Error::last_os_error()
+        );
+        let handle = libbpf_rs::MapHandle::try_from(map).map_err(bpf_err("open vigil_cfg"))?;
+        Ok(AwakeNote::Update(handle, value))
+    }
+
+    /// Notes that the reader is awake at `now_ns` (ns since boot).
+    #[allow(
+        unsafe_code,
+        reason = "a store into the mapped BPF map, shared with the kernel side"
+    )]
+    fn note(&mut self, now_ns: u64) {
+        match self {
+            AwakeNote::Mapped(p, _) => {
+                // The kernel side reads and writes this field with plain 8-byte
+                // accesses, so an atomic store is what both can share.
+                // SAFETY: the mapping is live (unmapped only on drop), page-aligned and a
+                // page long at least: the 8 bytes at LAST_WAKE_OFFSET are in it, aligned.
+                let field = unsafe {
+                    &*p.as_ptr()
+                        .cast::<u8>()
+                        .add(LAST_WAKE_OFFSET)
+                        .cast::<std::sync::atomic::AtomicU64>()
+                };
+                field.store(now_ns, Ordering::Relaxed);
+            }
+            AwakeNote::Update(map, value) => {
+                value[LAST_WAKE_OFFSET..].copy_from_slice(&now_ns.to_ne_bytes());
+                // A failed update only costs an early wake-up.
+                let _ = map.update(&0u32.to_ne_bytes(), &value[..], MapFlags::ANY);
+            }
+        }
+    }
+}
+
+impl Drop for AwakeNote {
+    #[allow(
+        unsafe_code,
+        reason = "munmap(2) of the mapping made in AwakeNote::new"
+    )]
+    fn drop(&mut self) {
+        if let AwakeNote::Mapped(p, len) = self {
+            // SAFETY: the pointer and length are those mmap(2) returned, and nothing
+            // refers to the mapping after this.
+            unsafe {
+                libc::munmap(p.as_ptr(), *len);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Sensor {
@@ -126,6 +231,7 @@ impl Sensor {
         cfg_map
             .update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY)
             .map_err(bpf_err("configure the sensor"))?;
+        let awake = AwakeNote::new(&cfg_map, cfg)?;
         let watch =
             crate::watch::WatchList::parse(&config.watched_reads).map_err(ConfigError::from)?;
         find("vigil_watch")
@@ -183,6 +289,7 @@ impl Sensor {
             last_loss_check: Instant::now(),
             lost_reported: 0,
             execs_flowing: false,
+            awake,
         })
     }
 
@@ -258,21 +365,13 @@ impl Sensor {
             Err(e) => return Err(bpf_err("read the ring buffer")(e)),
         }
         let n = self.drain_timed(sink)?;
-        if !gap.is_zero() {
-            // Awake now: execs within the gap need not wake us (the next wait is short
-            // while they come).
-            self.note_awake();
+        if !gap.is_zero() && self.execs_flowing {
+            // Awake now, with execs coming: those within the gap need not wake us (the
+            // next wait is that short). Without execs the next wait is long, and the
+            // next exec must wake us at once: the last note stays as it was.
+            self.awake.note(crate::host::boot_ns());
         }
         Ok(n)
-    }
-
-    /// Tells the kernel side that the reader was just awake.
-    fn note_awake(&self) {
-        if let Some(map) = self.object.maps().find(|m| m.name() == "vigil_cfg") {
-            let cfg = config_value(&self.config, crate::host::boot_ns());
-            // A failed update only costs an early wake-up.
-            let _ = map.update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY);
-        }
     }
 
     /// Hands every queued record to `sink` without waiting, then checks the loss

@@ -125,6 +125,7 @@ fn build_once(
     let mut routes = RouteBuilder::new(win, linux);
     let mut buckets = Vec::new();
     let mut n_memo = 0u32;
+    let mut n_kw_memo = 0u32;
     let mut warned: HashSet<LogSource> = HashSet::new();
     for ((ls, split_eid), idxs) in members {
         let bi = buckets.len() as u32;
@@ -147,9 +148,14 @@ fn build_once(
             Ok(c) => c,
             Err(_) => return Err(culprits(&idxs, compile)),
         };
-        for g in groups.iter_mut().filter(|g| g.worth_memoizing()) {
-            g.memo = Some(n_memo);
-            n_memo += 1;
+        for g in groups.iter_mut() {
+            if g.worth_memoizing() {
+                g.memo = Some(n_memo);
+                n_memo += 1;
+            } else if g.keywords_by_string() {
+                g.memo = Some(n_kw_memo);
+                n_kw_memo += 1;
+            }
         }
         // Triggers.
         let mut triggers: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n_pats as usize];
@@ -230,6 +236,7 @@ fn build_once(
             corrs,
             max_pat_words,
             n_memo: n_memo as usize,
+            n_kw_memo: n_kw_memo as usize,
         },
         errors,
         loaded,

@@ -409,6 +409,12 @@ struct GroupBuilder {
 
 impl GroupBuilder {
     fn finish(self, field: Option<u32>, dfa_max: usize) -> Result<Group, String> {
+        let nul_free = !self
+            .contains
+            .iter()
+            .map(|c| &c.0)
+            .chain(self.cased.iter().map(|c| &c.0))
+            .any(|l| l.contains('\0'));
         // A DFA is fast to scan but grows with its literals. Up to MAX_DFA_LITERALS (the
         // default `dfa_max`, 50) sets are DFAs; larger ones scan as fast through the anchor
         // index at a fraction of the memory (DFAs up to 2,000 literals took 25 MiB more
@@ -479,6 +485,7 @@ impl GroupBuilder {
                 .map(|(k, v)| (k, v.into_boxed_slice()))
                 .collect(),
             memo: None,
+            nul_free,
         })
     }
 }
@@ -502,8 +509,12 @@ pub(crate) struct Group {
     pub cased_pats: Box<[AnchorPats]>,
     pub nums: FxMap<i64, Box<[PatternId]>>,
     /// This group's table in [`crate::memo::Memo`], for a field whose scan is worth
-    /// keeping (an automaton or a trie walk, not only hash lookups).
+    /// keeping (an automaton or a trie walk, not only hash lookups); for the keywords
+    /// ([`Group::keywords_by_string`]), its table in the keyword memo.
     pub memo: Option<u32>,
+    /// Whether no substring or case-sensitive literal holds a NUL byte: none can then
+    /// span two of an event's NUL-joined strings, and each string can be scanned alone.
+    pub nul_free: bool,
 }
 
 impl Group {
@@ -524,6 +535,14 @@ impl Group {
                 || self.contains.is_some()
                 || !self.prefix.is_empty()
                 || !self.suffix.is_empty())
+    }
+
+    /// Whether this keyword group is scanned string by string with a memo of each
+    /// string's hits (most of an event's strings come back event after event), not
+    /// over all of the event's strings joined: what it finds is the same when no
+    /// literal can span two strings.
+    pub(crate) fn keywords_by_string(&self) -> bool {
+        self.field.is_none() && self.has_strings() && self.nul_free
     }
 }
 

@@ -46,6 +46,8 @@ pub struct Engine {
     pub(crate) max_pat_words: usize,
     /// Field groups whose scans are memoized (see [`crate::memo`]).
     pub(crate) n_memo: usize,
+    /// Keyword groups whose scans are memoized string by string.
+    pub(crate) n_kw_memo: usize,
 }
 
 /// One rule that matched one event.
@@ -96,6 +98,10 @@ pub struct Scratch {
     /// held (a finding reports the searches that held without evaluating them again).
     pub(crate) searched: Vec<u8>,
     pub(crate) memo: Memo,
+    /// The memo of keyword groups: the hits of each of an event's strings.
+    pub(crate) kw_memo: Memo,
+    /// The hits of one string of a keyword group's scan.
+    pub(crate) kw_piece: Vec<u32>,
     /// Field scans answered from the memo, and scans done.
     pub(crate) memo_hits: u64,
     pub(crate) scans: u64,
@@ -149,6 +155,8 @@ impl Engine {
             evaluated: 0,
             searched: Vec::new(),
             memo: Memo::new(self.n_memo),
+            kw_memo: Memo::with_slots(self.n_kw_memo, crate::memo::KEYWORD_SLOTS),
+            kw_piece: Vec::new(),
             memo_hits: 0,
             scans: 0,
         }

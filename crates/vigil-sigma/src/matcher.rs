@@ -39,6 +39,7 @@ impl Engine {
             || scratch.rule_epoch.len() != self.dets.len()
             || scratch.hits.len() < self.max_pat_words
             || scratch.memo.groups() != self.n_memo
+            || scratch.kw_memo.groups() != self.n_kw_memo
         {
             // A scratch made by another engine: start afresh rather than misread it.
             *scratch = self.scratch();
@@ -167,6 +168,42 @@ impl<'e, 'r> Matcher<'e, 'r, '_> {
                         scan::scan_scalar(g, sv, hits, list, lower, num);
                         false
                     });
+                }
+                None if g.memo.is_some() && g.keywords_by_string() => {
+                    // Each of the event's strings on its own, its hits from the memo
+                    // when it came before (most do: host, user, program, parent).
+                    let m = g.memo.unwrap_or_default();
+                    let s = &mut *self.s;
+                    let (hits, list, memo, lower, piece) = (
+                        &mut s.hits,
+                        &mut s.hit_list,
+                        &mut s.kw_memo,
+                        &mut s.lower,
+                        &mut s.kw_piece,
+                    );
+                    self.event.for_each_str(&mut |h| {
+                        let hash = memo::hash(h);
+                        let pats = match memo.get(m, hash, h) {
+                            Some(pats) => pats,
+                            None => {
+                                piece.clear();
+                                scan::scan_piece(g, h, lower, piece);
+                                memo.put(m, hash, h, piece);
+                                &piece[..]
+                            }
+                        };
+                        for p in pats {
+                            scan::set_hit(hits, list, *p);
+                        }
+                    });
+                    // The empty string after the last NUL of the joined strings, which
+                    // the joined scan also looks at (an empty keyword, an event without
+                    // strings).
+                    piece.clear();
+                    scan::scan_piece(g, "", lower, piece);
+                    for p in piece.iter() {
+                        scan::set_hit(hits, list, *p);
+                    }
                 }
                 None => {
                     // The event's strings joined, as they are and lowercased, each made

@@ -12,8 +12,12 @@
 use crate::fxhash::FxBuild;
 use std::hash::{BuildHasher, Hasher};
 
-/// Entries per memoized group.
+/// Entries per memoized field group.
 pub(crate) const SLOTS: usize = 64;
+/// Entries per memoized keyword group: its texts are each of an event's strings (tens
+/// per event, most of them the same from event to event: host, user, program, parent),
+/// so its table is larger.
+pub(crate) const KEYWORD_SLOTS: usize = 1024;
 /// Longest text kept.
 pub(crate) const MAX_TEXT: usize = 16 * 1024;
 /// Most text bytes kept by one scratch over all groups.
@@ -31,6 +35,8 @@ struct Entry {
 pub(crate) struct Memo {
     tables: Vec<Vec<Entry>>,
     bytes: usize,
+    /// Entries per table.
+    slots: usize,
 }
 
 /// The hash a text is kept under.
@@ -41,17 +47,23 @@ pub(crate) fn hash(text: &str) -> u64 {
     h.finish()
 }
 
-fn slot(hash: u64) -> usize {
-    (hash >> 7) as usize % SLOTS
-}
-
 impl Memo {
-    /// A memo for `groups` memoized groups.
+    /// A memo for `groups` memoized field groups ([`SLOTS`] entries each).
     pub(crate) fn new(groups: usize) -> Self {
+        Memo::with_slots(groups, SLOTS)
+    }
+
+    /// A memo for `groups` groups of `slots` entries each.
+    pub(crate) fn with_slots(groups: usize, slots: usize) -> Self {
         Memo {
             tables: vec![Vec::new(); groups],
             bytes: 0,
+            slots: slots.max(1),
         }
+    }
+
+    fn slot(&self, hash: u64) -> usize {
+        (hash >> 7) as usize % self.slots
     }
 
     /// How many groups this memo was made for.
@@ -61,7 +73,7 @@ impl Memo {
 
     /// The hits kept for `text` in `group`, if any.
     pub(crate) fn get(&self, group: u32, hash: u64, text: &str) -> Option<&[u32]> {
-        let e = self.tables.get(group as usize)?.get(slot(hash))?;
+        let e = self.tables.get(group as usize)?.get(self.slot(hash))?;
         (e.hash == hash && e.text == text).then_some(e.pats.as_slice())
     }
 
@@ -71,13 +83,14 @@ impl Memo {
         if text.len() > MAX_TEXT {
             return;
         }
+        let slot = self.slot(hash);
         let Some(table) = self.tables.get_mut(group as usize) else {
             return;
         };
         if table.is_empty() {
-            table.resize(SLOTS, Entry::default());
+            table.resize(self.slots, Entry::default());
         }
-        let e = &mut table[slot(hash)];
+        let e = &mut table[slot];
         let bytes = self.bytes - e.text.len() + text.len();
         if bytes > BUDGET {
             return;

@@ -75,41 +75,63 @@ pub(crate) fn scan_joined(
 ) {
     if !g.exact.is_empty() || !g.prefix.is_empty() || !g.suffix.is_empty() {
         let mut buf = String::new();
-        for piece in joined.split('\0') {
-            let f = folded(piece, false, &mut buf);
-            if let Some(pats) = g.exact.get(f) {
-                for p in pats.iter() {
-                    set_hit(hits, list, *p);
-                }
-            }
-            let mut hit = |p: u32| set_hit(hits, list, p);
-            g.prefix.walk(f.bytes(), &mut hit);
-            g.suffix.walk(f.bytes().rev(), &mut hit);
-        }
+        let mut hit = |p: u32| set_hit(hits, list, p);
+        whole_pieces(g, joined, &mut buf, &mut hit);
     }
-    let bytes = joined.as_bytes();
-    if let Some(ac) = &g.cased {
-        for m in ac.find_overlapping_iter(joined) {
-            let starts = m.start() == 0 || bytes[m.start() - 1] == 0;
-            let ends = m.end() == bytes.len() || bytes[m.end()] == 0;
-            for (anchor, pat) in g.cased_pats[m.pattern().as_usize()].iter() {
-                let ok = match anchor {
-                    Anchor::Contains => true,
-                    Anchor::Prefix => starts,
-                    Anchor::Suffix => ends,
-                    Anchor::Exact => starts && ends,
-                };
-                if ok {
-                    set_hit(hits, list, *pat);
-                }
-            }
-        }
-    }
+    cased_scan(g, joined, &mut |p| set_hit(hits, list, p));
     if let Some(ac) = &g.contains {
         // The keyword automaton is case-sensitive over folded text.
         contains_scan(ac, &g.packed, &g.contains_pats, lower, &mut |p| {
             set_hit(hits, list, p)
         });
+    }
+}
+
+/// Pushes to `out` the pats of keyword group `g` found in `piece`, one of an event's
+/// strings: what [`scan_joined`] finds in that string of the joined text (anchored
+/// literals at its ends, substrings within it), some pats maybe more than once.
+pub(crate) fn scan_piece(g: &Group, piece: &str, buf: &mut String, out: &mut Vec<PatternId>) {
+    let mut push = |p: u32| out.push(p);
+    whole_pieces(g, piece, buf, &mut push);
+    if let Some(ac) = &g.contains {
+        let f = folded(piece, false, buf);
+        contains_scan(ac, &g.packed, &g.contains_pats, f.as_bytes(), &mut push);
+    }
+    cased_scan(g, piece, &mut push);
+}
+
+/// The exact, prefix and suffix keyword literals of `g` that a NUL-separated piece of
+/// `text` (folded) is, starts or ends with.
+fn whole_pieces(g: &Group, text: &str, buf: &mut String, hit: &mut impl FnMut(u32)) {
+    for piece in text.split('\0') {
+        let f = folded(piece, false, buf);
+        if let Some(pats) = g.exact.get(f) {
+            pats.iter().for_each(|p| hit(*p));
+        }
+        g.prefix.walk(f.bytes(), hit);
+        g.suffix.walk(f.bytes().rev(), hit);
+    }
+}
+
+/// The case-sensitive keyword literals of `g` found in `text`, those anchored to a
+/// string's start or end where a NUL (or the text's end) is.
+fn cased_scan(g: &Group, text: &str, hit: &mut impl FnMut(u32)) {
+    let Some(ac) = &g.cased else { return };
+    let bytes = text.as_bytes();
+    for m in ac.find_overlapping_iter(text) {
+        let starts = m.start() == 0 || bytes[m.start() - 1] == 0;
+        let ends = m.end() == bytes.len() || bytes[m.end()] == 0;
+        for (anchor, pat) in g.cased_pats[m.pattern().as_usize()].iter() {
+            let ok = match anchor {
+                Anchor::Contains => true,
+                Anchor::Prefix => starts,
+                Anchor::Suffix => ends,
+                Anchor::Exact => starts && ends,
+            };
+            if ok {
+                hit(*pat);
+            }
+        }
     }
 }
 

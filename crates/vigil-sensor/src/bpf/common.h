@@ -24,9 +24,11 @@ struct {
 	__type(value, __u64);
 } vigil_drops SEC(".maps");
 
-/* Settings written by user space after load (index 0). */
+/* Settings written by user space after load (index 0). Mappable: the reader notes
+ * when it was last awake with a store to its mapping, not a syscall per wake-up. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct vigil_config);
