@@ -135,8 +135,17 @@ fn attempts_on_the_agent_raise_findings_and_the_gap_is_reported_after_a_restart(
         .as_str()
         .expect("m")
         .contains(cfg.to_str().expect("utf-8")));
-    // A clean stop by its parent: a low finding, and a clean heartbeat.
-    assert_eq!(stop_agent(&mut a), Some(0));
+    // A clean stop by a command of its parent's: a low finding, and a clean heartbeat.
+    // The sender is the shell (its builtin `kill`), which lives on a second so that the
+    // agent can read its parent: a `kill` process reaped before the agent reads
+    // /proc/PID/stat has no parent left to show (regression: this test used
+    // `stop_agent`'s /bin/kill and saw "High" when the test reaped it first).
+    let stop = Command::new("/bin/sh")
+        .args(["-c", &format!("kill -INT {}; sleep 1", a.0.id())])
+        .status()
+        .expect("sh");
+    assert!(stop.success());
+    assert_eq!(a.0.wait().expect("the agent exits").code(), Some(0));
     let stop = lines(&events)
         .expect("events")
         .into_iter()
