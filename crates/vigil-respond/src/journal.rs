@@ -18,14 +18,14 @@
 //! they are not copied; a `ftruncate` through one is a gap), writes by trusted programs.
 
 use crate::config::RollbackConfig;
-use crate::vault::{hex, private_dir};
+use crate::vault::{hex, private_dir, write_restored, Restored};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::os::fd::BorrowedFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Why the journal could not be opened or written.
@@ -168,15 +168,6 @@ const META: &str = "json";
 
 fn ns(secs: i64, nsec: i64) -> i128 {
     i128::from(secs) * 1_000_000_000 + i128::from(nsec)
-}
-
-fn system_time(ns: i128) -> std::time::SystemTime {
-    let d = std::time::Duration::from_nanos(ns.unsigned_abs() as u64);
-    if ns >= 0 {
-        std::time::UNIX_EPOCH + d
-    } else {
-        std::time::UNIX_EPOCH - d
-    }
 }
 
 impl Journal {
@@ -602,32 +593,20 @@ impl Journal {
 fn restore_file(data: &Path, target: &Path, e: &Entry) -> Result<String, String> {
     let parent = target.parent().unwrap_or(Path::new("/"));
     let tmp = parent.join(format!(".vigil-rollback-{}-{}", std::process::id(), e.id));
-    let result = (|| -> std::io::Result<String> {
-        let mut src = File::open(data)?;
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 128 * 1024];
-        loop {
-            let n = src.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
-        }
-        std::os::unix::fs::fchown(&out, Some(e.uid), Some(e.gid))?;
-        out.set_permissions(fs::Permissions::from_mode(e.mode))?;
-        out.set_times(
-            fs::FileTimes::new()
-                .set_accessed(system_time(e.atime_ns))
-                .set_modified(system_time(e.mtime_ns)),
-        )?;
-        Ok(hex(&h.finalize()))
-    })();
+    let result = File::open(data).and_then(|mut src| {
+        write_restored(
+            &mut src,
+            &tmp,
+            Restored {
+                uid: e.uid,
+                gid: e.gid,
+                mode: e.mode,
+                atime_ns: e.atime_ns,
+                mtime_ns: e.mtime_ns,
+                sync: false,
+            },
+        )
+    });
     let sha = match result {
         Ok(s) => s,
         Err(err) => {

@@ -181,6 +181,53 @@ fn system_time(ns: i128) -> std::time::SystemTime {
     }
 }
 
+/// The owner, mode and times a restored file gets, and whether it is synced.
+pub(crate) struct Restored {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub atime_ns: i128,
+    pub mtime_ns: i128,
+    pub sync: bool,
+}
+
+/// Writes `src` into a new file `tmp` (created 0600, never over an existing one) with
+/// the owner, mode and times of `meta`; returns the SHA-256 of the bytes written. The
+/// caller checks the digest and renames `tmp` into place (or removes it on error).
+pub(crate) fn write_restored(
+    src: &mut impl Read,
+    tmp: &Path,
+    meta: Restored,
+) -> std::io::Result<String> {
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+    }
+    // Owner first: chown clears set-uid and set-gid bits, the mode puts them back.
+    std::os::unix::fs::fchown(&out, Some(meta.uid), Some(meta.gid))?;
+    out.set_permissions(fs::Permissions::from_mode(meta.mode))?;
+    out.set_times(
+        fs::FileTimes::new()
+            .set_accessed(system_time(meta.atime_ns))
+            .set_modified(system_time(meta.mtime_ns)),
+    )?;
+    if meta.sync {
+        out.sync_all()?;
+    }
+    Ok(hex(&h.finalize()))
+}
+
 /// Makes `dir` (and its parents) a root-only directory: created 0700, and an existing
 /// one made 0700 if it was looser. Refuses a symbolic link or a non-directory.
 pub fn private_dir(dir: &Path) -> Result<(), String> {
@@ -412,33 +459,18 @@ impl Vault {
         let tmp = parent.join(format!(".vigil-restore-{}-{id}", std::process::id()));
         let mut src =
             File::open(dir.join(CONTENT)).map_err(|e| io("cannot open the vault copy", e))?;
-        let written = (|| -> std::io::Result<String> {
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = src.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-                out.write_all(&buf[..n])?;
-            }
-            // Owner first: chown clears set-uid and set-gid bits, the mode puts them back.
-            std::os::unix::fs::fchown(&out, Some(item.uid), Some(item.gid))?;
-            out.set_permissions(fs::Permissions::from_mode(item.mode))?;
-            out.set_times(
-                fs::FileTimes::new()
-                    .set_accessed(system_time(item.atime_ns))
-                    .set_modified(system_time(item.mtime_ns)),
-            )?;
-            out.sync_all()?;
-            Ok(hex(&h.finalize()))
-        })();
+        let written = write_restored(
+            &mut src,
+            &tmp,
+            Restored {
+                uid: item.uid,
+                gid: item.gid,
+                mode: item.mode,
+                atime_ns: item.atime_ns,
+                mtime_ns: item.mtime_ns,
+                sync: true,
+            },
+        );
         let got = match written {
             Ok(g) => g,
             Err(e) => {
