@@ -1,8 +1,8 @@
 //! `vigil incidents`: the incidents in the agent's output, each as a process tree.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,34 +30,10 @@ enum Format {
 /// Reads the files and prints their incidents, worst first.
 pub fn run(args: IncidentsArgs) -> Result<ExitCode> {
     let mut all = vigil_detect::Incidents::new();
-    let mut bad = 0usize;
-    for path in &args.files {
-        let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
-            Box::new(std::io::stdin().lock())
-        } else {
-            let f = std::fs::File::open(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            Box::new(std::io::BufReader::new(f))
-        };
-        for (i, line) in reader.split(b'\n').enumerate() {
-            let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match serde_json::from_slice::<serde_json::Value>(&line) {
-                Ok(v) => all.add(&v),
-                Err(e) => {
-                    bad += 1;
-                    if bad <= 20 {
-                        tracing::warn!("{}:{}: not a JSON event: {e}", path.display(), i + 1);
-                    }
-                }
-            }
-        }
-    }
-    if bad > 20 {
-        tracing::warn!("{bad} lines were not JSON events (the first 20 are listed)");
-    }
+    super::lines::for_each_json(&args.files, "a JSON event", |v| {
+        all.add(&v);
+        Ok(())
+    })?;
     let incidents = all.incidents();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

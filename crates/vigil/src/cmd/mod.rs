@@ -5,6 +5,7 @@ pub mod demo;
 pub mod hunt;
 pub mod incidents;
 pub mod isolate;
+pub mod lines;
 pub mod ocsf;
 pub mod quarantine;
 pub mod respond;

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vigil_agent::AgentConfig;
@@ -230,63 +230,29 @@ fn plan(files: &[PathBuf], config: &RespondConfig, format: PlanFormat) -> Result
     let policy = Policy::new(config);
     let mut story_files: HashMap<String, Vec<String>> = HashMap::new();
     let mut findings: Vec<FindingFacts> = Vec::new();
-    let mut bad = 0usize;
-    for path in files {
-        let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
-            Box::new(std::io::stdin().lock())
-        } else {
-            let f = std::fs::File::open(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            Box::new(std::io::BufReader::new(f))
+    let bad = super::lines::for_each_json(files, "an OCSF event Vigil reads", |v| {
+        let ev = match v["class_uid"].as_i64() {
+            Some(2004) | Some(1001) => OcsfEvent::from_json(v).map_err(|e| e.to_string())?,
+            _ => return Ok(()),
         };
-        for (i, line) in reader.split(b'\n').enumerate() {
-            let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let ev = serde_json::from_slice::<serde_json::Value>(&line)
-                .map_err(|e| e.to_string())
-                .and_then(|v| {
-                    let class = v["class_uid"].as_i64();
-                    match class {
-                        Some(2004) | Some(1001) => {
-                            OcsfEvent::from_json(v).map(Some).map_err(|e| e.to_string())
-                        }
-                        _ => Ok(None),
-                    }
-                });
-            match ev {
-                Ok(Some(OcsfEvent::File(f))) => {
-                    let path = match f.activity_id {
-                        1 | 3 => f.file.path.clone(),
-                        5 => f.file_result.as_ref().and_then(|r| r.path.clone()),
-                        _ => None,
-                    };
-                    if let (Some(story), Some(p)) = (f.metadata.correlation_uid.clone(), path) {
-                        let list = story_files.entry(story).or_default();
-                        if !list.contains(&p) {
-                            list.push(p);
-                        }
-                    }
-                }
-                Ok(Some(ev)) => findings.extend(FindingFacts::of_event(&ev)),
-                Ok(None) => {}
-                Err(e) => {
-                    bad += 1;
-                    if bad <= 20 {
-                        tracing::warn!(
-                            "{}:{}: not an OCSF event Vigil reads: {e}",
-                            path.display(),
-                            i + 1
-                        );
+        match ev {
+            OcsfEvent::File(f) => {
+                let path = match f.activity_id {
+                    1 | 3 => f.file.path.clone(),
+                    5 => f.file_result.as_ref().and_then(|r| r.path.clone()),
+                    _ => None,
+                };
+                if let (Some(story), Some(p)) = (f.metadata.correlation_uid.clone(), path) {
+                    let list = story_files.entry(story).or_default();
+                    if !list.contains(&p) {
+                        list.push(p);
                     }
                 }
             }
+            ev => findings.extend(FindingFacts::of_event(&ev)),
         }
-    }
-    if bad > 20 {
-        tracing::warn!("{bad} lines could not be read (the first 20 are listed)");
-    }
+        Ok(())
+    })?;
     let mut out = std::io::stdout().lock();
     let mut planned = 0usize;
     for f in &findings {
