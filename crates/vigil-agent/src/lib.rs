@@ -12,16 +12,18 @@
 //! * [`sink`]: JSON lines outputs, with what happens when a write fails.
 //! * [`agent`]: the run loop.
 //! * [`latency`]: the histogram of the time from an exec to its finding.
+//! * [`metrics`]: the Prometheus metrics, and their HTTP server.
 
 pub mod agent;
 pub mod config;
 pub mod latency;
+pub mod metrics;
 pub mod pipeline;
 pub mod respond;
 pub mod rules;
 pub mod sink;
 
-pub use agent::{run, AgentError, Outputs, Summary};
+pub use agent::{run, run_with_metrics, AgentError, Outputs, Summary};
 pub use config::{AgentConfig, ConfigError, OutputConfig, RulesConfig};
 pub use pipeline::{DetectStage, Pipeline, Stage, StoryStage};
 pub use respond::RespondStage;

@@ -303,6 +303,11 @@ impl Sensor {
         &self.stats
     }
 
+    /// Processes in the sensor's process table.
+    pub fn processes(&self) -> usize {
+        self.converter.table().len()
+    }
+
     /// The `Start` event that opens an agent's output.
     pub fn start_event(&self) -> OcsfEvent {
         let f = self.features;
