@@ -117,13 +117,26 @@ pub fn run_with_metrics(
     if let Some(exe) = own_paths.first() {
         responder.set_helper(exe.clone());
     }
+    let (intel, intel_report) = crate::intel::load(&config.intel);
+    for p in &intel_report.problems {
+        tracing::warn!("indicator not loaded: {p}");
+    }
+    if !config.intel.paths.is_empty() {
+        tracing::info!(
+            indicators = intel_report.indicators,
+            files = intel_report.files,
+            duplicates = intel_report.duplicates,
+            problems = intel_report.problems.len() + intel_report.more_problems,
+            "indicators loaded"
+        );
+    }
+    let mut detector = Detector::new(engine, config.detect.clone(), "agent");
+    if !intel.is_empty() {
+        detector = detector.with_intel(&intel, config.intel.level.severity_id());
+    }
     let stages: Vec<Box<dyn Stage + '_>> = vec![
         Box::new(StoryStage(Storyline::new(config.story.clone()))),
-        Box::new(DetectStage::new(Detector::new(
-            engine,
-            config.detect.clone(),
-            "agent",
-        ))),
+        Box::new(DetectStage::new(detector)),
         Box::new(RespondStage::new(responder)),
     ];
     let mut pipeline = Pipeline::new(stages, sinks);

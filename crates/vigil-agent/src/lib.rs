@@ -5,6 +5,7 @@
 //! ```
 //!
 //! * [`config`]: the configuration file, every setting documented, unknown ones refused.
+//! * [`intel`]: the indicators the agent matches: the `[intel]` files, read and loaded.
 //! * [`rules`]: the rules the agent runs: Vigil's pack and configured files, compiled and
 //!   tried on sample events before they run.
 //! * [`pipeline`]: stages and sinks; the seam response and shipping plug into.
@@ -16,6 +17,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod intel;
 pub mod latency;
 pub mod metrics;
 pub mod pipeline;
@@ -24,7 +26,7 @@ pub mod rules;
 pub mod sink;
 
 pub use agent::{run, run_with_metrics, AgentError, Outputs, Summary};
-pub use config::{AgentConfig, ConfigError, OutputConfig, RulesConfig};
+pub use config::{AgentConfig, ConfigError, IntelConfig, OutputConfig, RulesConfig};
 pub use pipeline::{DetectStage, Pipeline, Stage, StoryStage};
 pub use respond::RespondStage;
 pub use rules::RuleReport;

@@ -25,6 +25,10 @@ pub struct AgentArgs {
     /// to the configuration's `rules.paths`).
     #[arg(long = "rules", value_name = "DIR_OR_FILE")]
     rules: Vec<PathBuf>,
+    /// Indicator files (lists, STIX 2.1 bundles, MISP events) or directories of them
+    /// (repeatable; added to the configuration's `intel.paths`).
+    #[arg(long = "intel", value_name = "DIR_OR_FILE")]
+    intel: Vec<PathBuf>,
     /// Leave Vigil's own Linux rule pack (compiled in) out.
     #[arg(long)]
     no_builtin_rules: bool,
@@ -80,6 +84,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     }
     let Format::Jsonl = args.format;
     config.rules.paths.extend(args.rules.iter().cloned());
+    config.intel.paths.extend(args.intel.iter().cloned());
     if args.no_builtin_rules {
         config.rules.builtin = false;
     }
