@@ -1,7 +1,7 @@
 //! `vigil`: endpoint detection and response for Linux.
 //!
 //! Exit codes (also in `vigil --help`):
-//! * 0: success (for `hunt`: whether or not anything was found);
+//! * 0: success (for `hunt` and `scan`: whether or not anything was found);
 //! * 1: a check failed (`ocsf validate` found invalid events, `rules check` bad rules);
 //! * 2: usage error (bad arguments);
 //! * 3: runtime error (input that could not be read at all, an I/O failure).
@@ -19,8 +19,8 @@ pub const EXIT_RUNTIME_ERROR: u8 = 3;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success (hunt: whether or not anything was found)
-  1  a check failed (invalid events, invalid rules)
+  0  success (hunt, scan: whether or not anything was found)
+  1  a check failed (invalid events, invalid rules; scan: a rule file refused)
   2  usage error
   3  runtime error (unreadable input, I/O failure)";
 
@@ -80,6 +80,8 @@ enum Command {
     /// Sigma rules: check that rules load.
     #[command(subcommand)]
     Rules(cmd::rules::RulesCommand),
+    /// Scan files and folders with YARA rules, offline.
+    Scan(cmd::scan::ScanArgs),
 }
 
 /// `vigil perm-watchdog`: stop signals are ignored (it ends when the agent's heartbeat
@@ -115,6 +117,7 @@ fn main() -> ExitCode {
         Command::Rollback(a) => cmd::rollback::run(a),
         Command::PermWatchdog { deadline_ms } => perm_watchdog(deadline_ms),
         Command::Rules(c) => cmd::rules::run(c),
+        Command::Scan(a) => cmd::scan::run(a, cli.quiet),
     };
     match result {
         Ok(code) => code,

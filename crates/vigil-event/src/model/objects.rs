@@ -572,10 +572,24 @@ ocsf_object! {
         src_url: Option<String>,
         /// Data sources the finding was made from (file names).
         data_sources: Vec<String>,
+        /// Tags: name and value pairs (a YARA rule's tags and metadata).
+        tags: Vec<KeyValue>,
         /// Events the finding refers to.
         related_events: Vec<RelatedEvent>,
         /// Number of related events.
         related_events_count: Option<i32>,
+    }
+}
+
+ocsf_object! {
+    /// `key_value_object`: a name with one value or several.
+    pub struct KeyValue {
+        /// The name.
+        name: String,
+        /// The value.
+        value: Option<String>,
+        /// The values, when there are several.
+        values: Vec<String>,
     }
 }
 

@@ -145,7 +145,7 @@ impl Sink for ClearProgress<'_> {
 }
 
 /// A size in bytes: a number, with an optional K, M or G suffix (powers of 1024).
-fn parse_size(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let (digits, shift) = match t.as_bytes().last() {
         Some(b'k' | b'K') => (&t[..t.len() - 1], 10),

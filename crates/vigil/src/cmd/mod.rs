@@ -11,3 +11,4 @@ pub mod quarantine;
 pub mod respond;
 pub mod rollback;
 pub mod rules;
+pub mod scan;
