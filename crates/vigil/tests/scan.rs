@@ -253,7 +253,7 @@ fn exclude_and_max_size() {
     assert!(stderr.contains("scanned 2 files"), "{stderr}");
     let out = vigil(&["scan", &tree, "--yara", &rules, "--max-size", "11"]);
     assert!(
-        text(&out.stderr).contains("1 too large"),
+        text(&out.stderr).contains("2 too large"),
         "{}",
         text(&out.stderr)
     );

@@ -166,7 +166,7 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
     // keep one thread busy while the others idle.
     let mut tally = Tally::default();
     let mut files: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
-    let mut skip = |tally: &mut Tally, path: &Path, why: &Skip| {
+    let skip = |tally: &mut Tally, path: &Path, why: &Skip| {
         *tally.skipped.entry(why.kind()).or_default() += 1;
         tracing::warn!("skipped {}: {why}", path.display());
     };
