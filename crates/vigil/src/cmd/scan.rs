@@ -129,7 +129,26 @@ pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
 /// Runs `vigil scan`; `quiet` (the global `-q`) hides the progress line.
 pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
     let started = Instant::now();
-    let (set, report) = match RuleSet::load(&args.yara) {
+    let mut walk = Walk::new(&args.exclude).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The listing runs while the rules compile (compiling is mostly one thread); then
+    // the largest files are scanned first: a 100 MB binary met last would keep one
+    // thread busy while the others idle.
+    let (loaded, (mut files, skips)) = std::thread::scope(|s| {
+        let lister = s.spawn(|| {
+            let mut files: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+            let mut skips: Vec<(PathBuf, Skip)> = Vec::new();
+            for root in &args.paths {
+                walk.walk(root, &mut |item| match item {
+                    WalkItem::File(p, m) => files.push((p, m)),
+                    WalkItem::Skipped(p, why) => skips.push((p, why)),
+                });
+            }
+            (files, skips)
+        });
+        let loaded = RuleSet::load(&args.yara);
+        (loaded, lister.join().unwrap_or_default())
+    });
+    let (set, report) = match loaded {
         Ok(r) => r,
         Err(e) => {
             if let vigil_yara::LoadError::NothingLoaded(errors) = &e {
@@ -152,7 +171,6 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
         seconds = format!("{:.2}", report.seconds),
         "YARA rules loaded"
     );
-    let mut walk = Walk::new(&args.exclude).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = ScanConfig {
         max_size: args.max_size as u64,
         timeout: Duration::from_secs(args.timeout),
@@ -162,19 +180,13 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
     let cache: Cache = Mutex::new(VerdictCache::new(args.cache_entries));
     let show_progress = !quiet && std::io::stderr().is_terminal();
 
-    // List first, then scan the largest files first: a 100 MB binary met last would
-    // keep one thread busy while the others idle.
     let mut tally = Tally::default();
-    let mut files: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
     let skip = |tally: &mut Tally, path: &Path, why: &Skip| {
         *tally.skipped.entry(why.kind()).or_default() += 1;
         tracing::warn!("skipped {}: {why}", path.display());
     };
-    for root in &args.paths {
-        walk.walk(root, &mut |item| match item {
-            WalkItem::File(p, m) => files.push((p, m)),
-            WalkItem::Skipped(p, why) => skip(&mut tally, &p, &why),
-        });
+    for (p, why) in &skips {
+        skip(&mut tally, p, why);
     }
     files.sort_by(|a, b| b.1.size().cmp(&a.1.size()).then_with(|| a.0.cmp(&b.0)));
     let total_files = files.len();
