@@ -22,6 +22,11 @@ pub struct ScanConfig {
     pub timeout: Duration,
     /// External variables fixed to a value for every file (`-d name=value`).
     pub fixed: Vec<(String, String)>,
+    /// A read buffer larger than this is given back after its file, so one huge file
+    /// does not keep its size in memory per thread. A caller scanning the largest files
+    /// first keeps it (no file after needs more): every later file is read without
+    /// allocating or faulting in fresh pages.
+    pub keep_buffer: usize,
 }
 
 impl Default for ScanConfig {
@@ -30,6 +35,7 @@ impl Default for ScanConfig {
             max_size: 256 << 20,
             timeout: Duration::from_secs(60),
             fixed: Vec::new(),
+            keep_buffer: 64 << 20,
         }
     }
 }
@@ -187,10 +193,6 @@ fn same_content(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
         && a.ctime_nsec() == b.ctime_nsec()
 }
 
-/// Buffers above this are given back after a scan, so one huge file does not keep its
-/// size in memory per thread.
-const KEEP_BUFFER: usize = 64 << 20;
-
 /// One thread's scanner: a `yara_x::Scanner`, a read buffer, the configuration.
 pub struct FileScanner<'r> {
     scanner: yara_x::Scanner<'r>,
@@ -301,6 +303,10 @@ impl<'r> FileScanner<'r> {
             }
         }
         self.buf.clear();
+        // Room for the whole file at once: growing by doubling would copy a large file
+        // several times over.
+        self.buf
+            .reserve_exact(usize::try_from(fmeta.size()).unwrap_or(usize::MAX).saturating_add(1));
         // One byte more than the size: a file that grew is noticed.
         (&file)
             .take(fmeta.size() + 1)
@@ -364,7 +370,7 @@ impl<'r> FileScanner<'r> {
     }
 
     fn release(&mut self) {
-        if self.buf.capacity() > KEEP_BUFFER {
+        if self.buf.capacity() > self.config.keep_buffer {
             self.buf = Vec::new();
         }
     }

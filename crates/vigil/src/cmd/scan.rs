@@ -175,6 +175,8 @@ pub fn run(args: ScanArgs, quiet: bool) -> Result<ExitCode> {
         max_size: args.max_size as u64,
         timeout: Duration::from_secs(args.timeout),
         fixed: args.define.clone(),
+        // The largest files come first: the first buffer fits every later file.
+        keep_buffer: args.max_size,
     };
     let owners = Owners::system();
     let cache: Cache = Mutex::new(VerdictCache::new(args.cache_entries));
