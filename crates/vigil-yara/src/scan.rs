@@ -305,8 +305,11 @@ impl<'r> FileScanner<'r> {
         self.buf.clear();
         // Room for the whole file at once: growing by doubling would copy a large file
         // several times over.
-        self.buf
-            .reserve_exact(usize::try_from(fmeta.size()).unwrap_or(usize::MAX).saturating_add(1));
+        self.buf.reserve_exact(
+            usize::try_from(fmeta.size())
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        );
         // One byte more than the size: a file that grew is noticed.
         (&file)
             .take(fmeta.size() + 1)
