@@ -18,7 +18,8 @@
 //! Size: the table holds at most [`MAX_TABLE_ROWS`] findings (the highest levels first
 //! when there are more) and at most [`TABLE_BUDGET`] bytes of them, each finding's
 //! details cut to [`TABLE_DETAILS`] characters, and the strings the rows repeat (rules,
-//! hosts, files, channels) are written once. The summary counts every finding. Memory is
+//! hosts, files, channels) are written once (and counted in the budget); the rules and
+//! computers tables list at most [`MAX_LISTED`] each. The summary counts every finding. Memory is
 //! bounded as for the other timeline sinks: rows go through an external sort.
 
 use crate::detection::Detection;
@@ -39,6 +40,9 @@ pub const MAX_TABLE_ROWS: usize = 20_000;
 pub const TABLE_BUDGET: usize = 3_500_000;
 /// The most characters of a finding's details shown in the table.
 pub const TABLE_DETAILS: usize = 200;
+/// The most rules and computers listed in their tables (the most findings first); the
+/// rest are counted.
+pub const MAX_LISTED: usize = 1000;
 /// The most time buckets of the chart.
 const MAX_BUCKETS: i64 = 96;
 
@@ -479,6 +483,8 @@ fn plural(n: i64) -> &'static str {
 struct Interner {
     index: HashMap<String, usize>,
     list: Vec<String>,
+    /// Bytes of the strings (as they are; JSON adds a little).
+    bytes: usize,
 }
 
 impl Interner {
@@ -486,6 +492,7 @@ impl Interner {
         if let Some(&i) = self.index.get(s) {
             return i;
         }
+        self.bytes += s.len() + 3;
         self.list.push(s.to_string());
         self.index.insert(s.to_string(), self.list.len() - 1);
         self.list.len() - 1
@@ -538,7 +545,8 @@ impl<W: Write> HtmlSink<W> {
                 (Some(t), Some(b)) => b.add(t, level),
                 _ => untimed += 1,
             }
-            if quota[level] == 0 || table.len() >= TABLE_BUDGET {
+            let bytes = table.len() + hosts.bytes + files.bytes + channels.bytes;
+            if quota[level] == 0 || bytes >= TABLE_BUDGET {
                 continue;
             }
             quota[level] -= 1;
@@ -636,9 +644,9 @@ impl<W: Write> HtmlSink<W> {
             if untimed > 0 && buckets.is_some() {
                 let _ = write!(
                     p,
-                    "<p class=\"note\" id=\"untimed\">{untimed} findings have no event time, \
-                     or an unset one (1601-01-01 or 1970-01-01 at midnight), and are not in \
-                     the chart.</p>"
+                    "<p class=\"note\" id=\"untimed\">Not in the chart: {untimed} of the \
+                     findings, without an event time or with an unset one (1601-01-01 or \
+                     1970-01-01 at midnight).</p>"
                 );
             }
             p.push_str("</section>\n");
@@ -763,7 +771,8 @@ impl<W: Write> HtmlSink<W> {
              <thead><tr><th>findings</th><th>level</th><th>rule</th><th>ATT&amp;CK and other \
              tags</th><th>first</th><th>last</th></tr></thead><tbody>",
         );
-        for r in rules {
+        let more = rules.len().saturating_sub(MAX_LISTED);
+        for r in rules.into_iter().take(MAX_LISTED) {
             let _ = write!(
                 p,
                 "<tr><td class=\"num\">{}</td><td class=\"lvl l{}\">{}</td><td title=\"{}\">{}</td>\
@@ -778,7 +787,9 @@ impl<W: Write> HtmlSink<W> {
                 time_cell(r.span.last)
             );
         }
-        p.push_str("</tbody></table></div></section>\n");
+        p.push_str("</tbody></table></div>");
+        more_note(p, more, "rules");
+        p.push_str("</section>\n");
     }
 
     fn host_table(&self, p: &mut String) {
@@ -789,7 +800,8 @@ impl<W: Write> HtmlSink<W> {
              class=\"data\"><thead><tr><th>findings</th><th>computer</th><th>first</th>\
              <th>last</th></tr></thead><tbody>",
         );
-        for (h, s) in hosts {
+        let more = hosts.len().saturating_sub(MAX_LISTED);
+        for (h, s) in hosts.into_iter().take(MAX_LISTED) {
             let name = if h.is_empty() {
                 "<span class=\"none\">(none)</span>".to_string()
             } else {
@@ -803,7 +815,9 @@ impl<W: Write> HtmlSink<W> {
                 time_cell(s.last)
             );
         }
-        p.push_str("</tbody></table></div></section>\n");
+        p.push_str("</tbody></table></div>");
+        more_note(p, more, "computers");
+        p.push_str("</section>\n");
     }
 
     /// The ATT&CK matrix: tactics as columns in kill-chain order, the techniques their
@@ -941,6 +955,16 @@ impl<W: Write> HtmlSink<W> {
     }
 }
 
+/// Says how many entries a list leaves out, if any.
+fn more_note(p: &mut String, more: usize, what: &str) {
+    if more > 0 {
+        let _ = write!(
+            p,
+            "<p class=\"note more\">and {more} more {what} with fewer findings, not listed</p>"
+        );
+    }
+}
+
 fn legend() -> String {
     let mut s = String::from("<div class=\"legend\">");
     for l in (0..5).rev() {
@@ -953,6 +977,126 @@ fn legend() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detection::Detection;
+    use crate::output::Row;
+
+    /// Rules of the given levels, built.
+    fn engine(levels: &[&str], title_len: usize) -> vigil_sigma::Engine {
+        let mut loader = vigil_sigma::Loader::new();
+        for (i, level) in levels.iter().enumerate() {
+            loader.add(
+                &format!("r{i}.yml"),
+                &format!(
+                    "title: Rule {i} {}\nlevel: {level}\ntags: [attack.execution, attack.t1059]\n\
+                     logsource: {{product: windows, category: process_creation}}\n\
+                     detection: {{sel: {{Image: x{i}}}, condition: sel}}\n",
+                    "x".repeat(title_len)
+                ),
+            );
+        }
+        let built = loader.build();
+        assert!(built.errors.is_empty(), "{:?}", built.errors);
+        built.engine
+    }
+
+    /// Feeds findings (rule index, host, file, details) to a report; the page.
+    fn page_of(
+        engine: &vigil_sigma::Engine,
+        findings: impl Iterator<Item = (usize, String, String, String)>,
+    ) -> String {
+        let mut sink = HtmlSink::new(Vec::new(), ReportMeta::default());
+        let mut report = Report::default();
+        for (n, (rule, computer, file, details)) in findings.enumerate() {
+            let meta = &engine.rules()[rule];
+            let row = Row {
+                time: Some(1_700_000_000_000 + n as i64 * 1000),
+                level: level_rank(meta.level),
+                title: meta.title.clone(),
+                id: String::new(),
+                computer,
+                channel: "Security".into(),
+                event_id: "4688".into(),
+                file,
+                record: n as u64,
+                details,
+            };
+            let d = Detection {
+                rule: meta,
+                rule_index: rule,
+                time_ms: row.time,
+                events: Vec::new(),
+                correlation: None,
+                rendered: Some(serde_json::to_vec(&row).expect("row")),
+            };
+            sink.detection(&d).expect("detection");
+            report.findings += 1;
+            report.by_level[row.level] += 1;
+        }
+        sink.finish(&report).expect("finish");
+        String::from_utf8(sink.out).expect("utf-8")
+    }
+
+    /// The JSON the page embeds.
+    fn data_of(page: &str) -> serde_json::Value {
+        let start = page.find("id=\"vigil-data\">").expect("data") + "id=\"vigil-data\">".len();
+        let end = start + page[start..].find("</script>").expect("end");
+        serde_json::from_str(&page[start..end]).expect("JSON")
+    }
+
+    #[test]
+    fn table_keeps_the_highest_levels_when_capped() {
+        let engine = engine(&["critical", "high", "low"], 0);
+        let rule_of = |n: usize| match n {
+            0..10 => 0,
+            10..20 => 1,
+            _ => 2,
+        };
+        let total = MAX_TABLE_ROWS + 20;
+        // The low ones first in time: the cap still keeps the higher levels.
+        let page = page_of(
+            &engine,
+            (0..total).map(|n| {
+                let n = total - 1 - n;
+                (rule_of(n), "h".into(), "/f".into(), "d".into())
+            }),
+        );
+        let data = data_of(&page);
+        let rows = data["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), MAX_TABLE_ROWS);
+        let mut by_level = [0usize; 5];
+        for r in rows {
+            let rule = &data["rules"][r[1].as_u64().expect("rule") as usize];
+            by_level[rule[2].as_u64().expect("level") as usize] += 1;
+        }
+        assert_eq!(by_level, [0, MAX_TABLE_ROWS - 20, 0, 10, 10]);
+        assert!(page.contains(&format!(
+            "The table holds {MAX_TABLE_ROWS} of the {total} findings"
+        )));
+    }
+
+    #[test]
+    fn page_stays_under_5_mb_whatever_the_findings() {
+        // Long titles, every finding on its own computer and file, long details.
+        let levels: Vec<&str> = (0..300).map(|i| ["low", "high"][i % 2]).collect();
+        let engine = engine(&levels, 200);
+        let page = page_of(
+            &engine,
+            (0..40_000).map(|n| {
+                (
+                    n % 300,
+                    format!("host-{n}-{}", "h".repeat(60)),
+                    format!("/logs/{n}/{}.evtx", "f".repeat(120)),
+                    format!("{n} {}", "d".repeat(400)),
+                )
+            }),
+        );
+        assert!(page.len() < 5_000_000, "{} bytes", page.len());
+        let data = data_of(&page);
+        let rows = data["rows"].as_array().expect("rows").len();
+        assert!(rows > 1000 && rows < 40_000, "{rows}");
+        assert!(page.contains("more computers with fewer findings, not listed"));
+        assert!(page.contains(&format!("The table holds {rows} of the 40000 findings")));
+    }
 
     #[test]
     fn base64_of_known_vectors() {
