@@ -234,7 +234,10 @@ impl Sortable for RuleRow {
 }
 
 /// Several sinks fed the same findings, in order: the main output, a report, a timeline.
-/// Each sees every finding; the first error stops the hunt.
+/// Each sees every finding; the first error stops the hunt. The sinks that read timeline
+/// rows ([`CsvSink`], [`TableSink`], [`crate::HtmlSink`], [`crate::TimelineSink`]) need
+/// the findings rendered as [`crate::Render::Timeline`] or not at all
+/// ([`crate::Render::None`]), not as OCSF lines.
 pub struct Tee(pub Vec<Box<dyn Sink>>);
 
 impl Sink for Tee {
