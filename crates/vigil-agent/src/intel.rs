@@ -19,6 +19,8 @@ pub struct IntelReport {
     pub problems: Vec<String>,
     /// Problems counted but not listed (past 100 per file).
     pub more_problems: usize,
+    /// The files read, as their indicators name them.
+    pub sources: Vec<String>,
 }
 
 /// Reads every configured file (directories: every regular file below them, in name
@@ -50,6 +52,7 @@ pub fn load(config: &IntelConfig) -> (IntelSet, IntelReport) {
         };
         report.files += 1;
         let r = set.add(&name, &text, Format::Auto);
+        report.sources.push(name);
         report.duplicates += r.duplicates;
         report.more_problems += r.more_problems;
         report

@@ -76,6 +76,7 @@ mod error;
 mod html;
 mod hunt;
 mod input;
+mod intel;
 mod matcher;
 mod output;
 mod render;
@@ -94,6 +95,7 @@ pub use html::{
     TABLE_DETAILS,
 };
 pub use hunt::hunt;
+pub use intel::HuntIntel;
 pub use output::{CsvSink, JsonlSink, TableSink, Tee, ROW_BUFFER};
 pub use report::{FileReport, Progress, Report, RuleCount, Sink};
 pub use rules::{load_rules, load_rules_with, RuleSet, RuleTiming};

@@ -122,6 +122,16 @@ pub struct HuntArgs {
     /// Report only rules of this level or above.
     #[arg(long, value_enum, value_name = "LEVEL")]
     min_level: Option<MinLevel>,
+    /// Threat-intelligence indicators matched too: lists of hashes, addresses, networks
+    /// and domains, STIX 2.1 bundles, MISP events (files or directories; repeatable).
+    /// Windows records are matched by their Sysmon fields (Hashes, SourceIp,
+    /// DestinationIp, QueryName, DestinationHostname, QueryResults), Vigil's events as the
+    /// agent matches them.
+    #[arg(long, value_name = "DIR_OR_FILE")]
+    intel: Vec<PathBuf>,
+    /// The level of indicators' findings.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value = "high")]
+    intel_level: MinLevel,
     /// The logsource of JSON records that do not say what they are, e.g.
     /// `product=linux,service=auditd`.
     #[arg(long, value_name = "product=..,category=..,service=..", value_parser = parse_logsource)]
@@ -284,7 +294,31 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_NO_INPUT));
     }
 
+    let intel = if args.intel.is_empty() {
+        None
+    } else {
+        let (set, report) = vigil_agent::intel::load(&vigil_agent::IntelConfig {
+            paths: args.intel.clone(),
+            ..vigil_agent::IntelConfig::default()
+        });
+        for p in &report.problems {
+            tracing::warn!("indicator not loaded: {p}");
+        }
+        tracing::info!(
+            indicators = report.indicators,
+            files = report.files,
+            duplicates = report.duplicates,
+            problems = report.problems.len() + report.more_problems,
+            "indicators loaded"
+        );
+        Some(std::sync::Arc::new(vigil_hunt::HuntIntel::new(
+            set,
+            &report.sources,
+            Level::from(args.intel_level),
+        )))
+    };
     let config = HuntConfig {
+        intel,
         threads: args
             .threads
             .map(usize::from)
