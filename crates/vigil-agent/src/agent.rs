@@ -118,17 +118,8 @@ pub fn run_with_metrics(
         responder.set_helper(exe.clone());
     }
     let (intel, intel_report) = crate::intel::load(&config.intel);
-    for p in &intel_report.problems {
-        tracing::warn!("indicator not loaded: {p}");
-    }
     if !config.intel.paths.is_empty() {
-        tracing::info!(
-            indicators = intel_report.indicators,
-            files = intel_report.files,
-            duplicates = intel_report.duplicates,
-            problems = intel_report.problems.len() + intel_report.more_problems,
-            "indicators loaded"
-        );
+        intel_report.log();
     }
     let mut detector = Detector::new(engine, config.detect.clone(), "agent");
     if !intel.is_empty() {

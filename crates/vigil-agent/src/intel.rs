@@ -63,6 +63,22 @@ pub fn load(config: &IntelConfig) -> (IntelSet, IntelReport) {
     (set, report)
 }
 
+impl IntelReport {
+    /// Logs each problem (a warning) and what was loaded.
+    pub fn log(&self) {
+        for p in &self.problems {
+            tracing::warn!("indicator not loaded: {p}");
+        }
+        tracing::info!(
+            indicators = self.indicators,
+            files = self.files,
+            duplicates = self.duplicates,
+            problems = self.problems.len() + self.more_problems,
+            "indicators loaded"
+        );
+    }
+}
+
 fn collect(path: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<String>) {
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => {

@@ -301,16 +301,7 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
             paths: args.intel.clone(),
             ..vigil_agent::IntelConfig::default()
         });
-        for p in &report.problems {
-            tracing::warn!("indicator not loaded: {p}");
-        }
-        tracing::info!(
-            indicators = report.indicators,
-            files = report.files,
-            duplicates = report.duplicates,
-            problems = report.problems.len() + report.more_problems,
-            "indicators loaded"
-        );
+        report.log();
         Some(std::sync::Arc::new(vigil_hunt::HuntIntel::new(
             set,
             &report.sources,
