@@ -9,7 +9,8 @@
 //!   tried on sample events before they run.
 //! * [`pipeline`]: stages and sinks; the seam response and shipping plug into.
 //! * [`respond`]: the response stage: findings answered by the `[respond]` policy.
-//! * [`sink`]: JSON lines outputs, with what happens when a write fails.
+//! * [`sink`]: JSON lines outputs, with what happens when a write fails, and the network
+//!   outputs of `vigil-output` (syslog, Splunk HEC, Elasticsearch) as sinks.
 //! * [`agent`]: the run loop.
 //! * [`latency`]: the histogram of the time from an exec to its finding.
 
@@ -26,4 +27,4 @@ pub use config::{AgentConfig, ConfigError, OutputConfig, RulesConfig};
 pub use pipeline::{DetectStage, Pipeline, Stage, StoryStage};
 pub use respond::RespondStage;
 pub use rules::RuleReport;
-pub use sink::{JsonlSink, OnError, Select, Sink, SinkError};
+pub use sink::{JsonlSink, NetSink, OnError, Select, Sink, SinkError};

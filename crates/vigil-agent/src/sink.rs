@@ -1,6 +1,7 @@
 //! Where the agent's events go: JSON lines to a file or standard output, each output
 //! written by a thread of its own ([`Threaded`]), so that a slow disk never holds up the
-//! sensor, detection or response.
+//! sensor, detection or response; and the network outputs ([`NetSink`]), which never
+//! hold it up either.
 
 use crate::latency::Histogram;
 use std::io::Write;
@@ -70,6 +71,12 @@ pub trait Sink {
     /// Counters for the agent's statistics.
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
+    }
+    /// Whether a flush writes what this sink holds, so that the time from an exec to
+    /// its finding can be measured at it (not so for a network output, which batches on
+    /// its own clock).
+    fn writes_on_flush(&self) -> bool {
+        true
     }
 }
 
@@ -232,6 +239,55 @@ impl Sink for JsonlSink {
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
         vec![("written", self.written), ("dropped", self.dropped)]
+    }
+}
+
+/// A network output (syslog, Splunk HEC, Elasticsearch: [`vigil_output::Output`]) as a
+/// sink. It never makes the pipeline wait: each event goes into the output's bounded
+/// buffer, or is counted as dropped when the buffer is full; the output's own thread
+/// batches, sends and retries. A flush leaves batching to the output (`flush_ms`); a
+/// sync or close waits for delivery at most `shutdown_ms`.
+pub struct NetSink(pub vigil_output::Output);
+
+impl Sink for NetSink {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn select(&self) -> Select {
+        match self.0.select() {
+            vigil_output::Selection::All => Select::All,
+            vigil_output::Selection::Findings => Select::Findings,
+        }
+    }
+
+    fn write(&mut self, lines: &[u8], _count: u64) -> Result<(), SinkError> {
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            self.0.offer(line);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.0.close();
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.0.sync();
+        Ok(())
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.0.counters()
+    }
+
+    fn writes_on_flush(&self) -> bool {
+        false
     }
 }
 
