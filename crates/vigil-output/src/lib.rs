@@ -13,6 +13,7 @@
 //! * `http`, `net`, `tls`: HTTP/1.1 POST with keep-alive over TCP or rustls, every step
 //!   bounded by a timeout.
 
+mod check;
 pub mod config;
 mod elastic;
 mod event;
