@@ -226,6 +226,8 @@ impl Output {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+        // Events offered from now on are batched as usual.
+        st.drain = false;
     }
 
     /// Delivers what is held (for `shutdown_ms` at most, counted from the first sync or
