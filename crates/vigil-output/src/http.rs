@@ -4,7 +4,7 @@
 
 use crate::net::{Conn, Endpoint};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ pub(crate) struct Client {
     endpoint: Endpoint,
     host_header: String,
     timeout: Duration,
-    conn: Option<BufReader<Conn>>,
+    conn: Option<BufReader<Timed>>,
 }
 
 impl Client {
@@ -178,16 +178,62 @@ impl Client {
     fn try_exchange(&mut self, head: &[u8], body: &[u8]) -> Result<(Response, bool), HttpError> {
         if self.conn.is_none() {
             let c = self.endpoint.connect(self.timeout)?;
-            self.conn = Some(BufReader::with_capacity(16 * 1024, c));
+            self.conn = Some(BufReader::with_capacity(
+                16 * 1024,
+                Timed {
+                    conn: c,
+                    deadline: Instant::now(),
+                },
+            ));
         }
         let Some(conn) = self.conn.as_mut() else {
             return Err(HttpError::Protocol("no connection".into()));
         };
+        // Sending the request, then the answer, each within the timeout in all: a server
+        // that reads or answers a byte at a time is given up on too.
         let w = conn.get_mut();
+        w.deadline = Instant::now() + self.timeout;
         w.write_all(head)?;
         w.write_all(body)?;
         w.flush()?;
+        conn.get_mut().deadline = Instant::now() + self.timeout;
         read_response(conn)
+    }
+}
+
+/// A connection whose reads and writes fail once a deadline has passed (each call is
+/// bounded by the socket's timeouts besides).
+struct Timed {
+    conn: Conn,
+    deadline: Instant,
+}
+
+impl Timed {
+    fn check(&self) -> std::io::Result<()> {
+        if Instant::now() > self.deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the server is too slow (timeout_ms)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.check()?;
+        self.conn.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.check()?;
+        self.conn.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.conn.flush()
     }
 }
 

@@ -244,7 +244,8 @@ impl Deliver for SyslogDeliver {
                     ends.push(self.buf.len());
                 }
                 let tls = matches!(link, Link::Net(Conn::Tls(_)));
-                let (written, err) = write_counted(&mut link, &self.buf);
+                let deadline = std::time::Instant::now() + self.timeout;
+                let (written, err) = write_counted(&mut link, &self.buf, deadline);
                 match err {
                     None => {
                         items.resize(batch.len(), Item::Sent);
@@ -273,8 +274,13 @@ impl Deliver for SyslogDeliver {
     }
 }
 
-/// Writes `buf`, saying how much was taken before an error.
-fn write_counted(link: &mut Link, buf: &[u8]) -> (usize, Option<std::io::Error>) {
+/// Writes `buf` by `deadline` (a server reading slowly is given up on), saying how
+/// much was taken before an error.
+fn write_counted(
+    link: &mut Link,
+    buf: &[u8],
+    deadline: std::time::Instant,
+) -> (usize, Option<std::io::Error>) {
     let w: &mut dyn Write = match link {
         Link::Stream(s) => s,
         Link::Net(c) => c,
@@ -282,6 +288,15 @@ fn write_counted(link: &mut Link, buf: &[u8]) -> (usize, Option<std::io::Error>)
     };
     let mut done = 0;
     while done < buf.len() {
+        if std::time::Instant::now() > deadline {
+            return (
+                done,
+                Some(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the server reads too slowly (timeout_ms)",
+                )),
+            );
+        }
         match w.write(&buf[done..]) {
             Ok(0) => return (done, Some(std::io::ErrorKind::WriteZero.into())),
             Ok(n) => done += n,

@@ -97,7 +97,7 @@ fn syslog_over_tcp_is_rfc5424_with_octet_counting_and_survives_an_outage() {
 }
 
 /// A HEC server that takes batches only while `mode` is 0; 1: answers 500; 2: closes
-/// mid-request; 3: never answers. Events of accepted batches go to `got`.
+/// mid-request; 3: never answers; 4: answers a byte every 100 ms. Events of accepted batches go to `got`.
 fn hec(
     got: Arc<Mutex<Vec<Value>>>,
     mode: Arc<AtomicUsize>,
@@ -116,6 +116,7 @@ fn hec(
                 }
                 2 => return Answer::Close,
                 3 => return Answer::Silence,
+                4 => return Answer::Trickle,
                 _ => {}
             }
             if req.header("Authorization") != Some("Splunk 11111111-2222") {
@@ -180,9 +181,9 @@ fn splunk_hec_gets_envelopes_and_survives_outages_500s_cut_connections_and_silen
     }
     // Each kind of trouble in turn, for a share of the outage, events coming all along;
     // then the server is stopped outright for the rest.
-    let quarter = outage() / 4;
+    let quarter = outage() / 5;
     let mut n = 10;
-    for m in [1, 2, 3] {
+    for m in [1, 2, 3, 4] {
         mode.store(m, Ordering::Relaxed);
         let until = Instant::now() + quarter;
         while Instant::now() < until {

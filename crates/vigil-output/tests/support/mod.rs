@@ -161,6 +161,8 @@ pub enum Answer {
     Close,
     /// Never answer (hold the connection until the server stops).
     Silence,
+    /// Answer 200, a byte every 100 ms.
+    Trickle,
 }
 
 /// An HTTP/1.1 server with keep-alive: each request goes to `answer`.
@@ -183,6 +185,16 @@ pub fn http(answer: Arc<dyn Fn(&Request) -> Answer + Send + Sync>) -> Handler {
                     }
                 }
                 Answer::Close => return,
+                Answer::Trickle => {
+                    let text = "HTTP/1.1 200 OK\r\nContent-Length: 27\r\n\r\n{\"text\":\"Success\",\"code\":0}";
+                    for b in text.bytes() {
+                        let w = r.get_mut();
+                        if w.write_all(&[b]).is_err() || w.flush().is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
                 Answer::Silence => {
                     // Until the client gives up or the server stops.
                     let mut sink = Vec::new();
