@@ -213,23 +213,37 @@ macro_rules! output_config {
     };
 }
 
-/// The settings every output has (see the fields of [`SyslogConfig`]).
+/// The settings every output has, as its configuration table gives them (each is
+/// documented at the field of the same name of [`SyslogConfig`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(missing_docs)]
 pub struct Common {
+    /// `name`.
     pub name: Option<String>,
+    /// `select`.
     pub select: Selection,
+    /// `buffer_bytes`.
     pub buffer_bytes: u64,
+    /// `buffer_events`.
     pub buffer_events: u64,
+    /// `batch_events`.
     pub batch_events: u64,
+    /// `batch_bytes`.
     pub batch_bytes: u64,
+    /// `flush_ms`.
     pub flush_ms: u64,
+    /// `timeout_ms`.
     pub timeout_ms: u64,
+    /// `retry_initial_ms`.
     pub retry_initial_ms: u64,
+    /// `retry_max_ms`.
     pub retry_max_ms: u64,
+    /// `shutdown_ms`.
     pub shutdown_ms: u64,
+    /// `ca_file`.
     pub ca_file: Option<PathBuf>,
+    /// `client_cert`.
     pub client_cert: Option<PathBuf>,
+    /// `client_key`.
     pub client_key: Option<PathBuf>,
 }
 
