@@ -174,6 +174,18 @@ impl SyslogDeliver {
     }
 }
 
+/// Whether the daemon closed a local stream socket (it never writes to it: anything
+/// readable is the end of the stream or an error), seen without waiting.
+fn unix_closed(s: &mut UnixStream) -> bool {
+    use std::io::Read;
+    if s.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let r = s.read(&mut [0u8; 1]);
+    let _ = s.set_nonblocking(false);
+    !matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 /// EPROTOTYPE on Linux: connecting a datagram socket to a stream socket.
 const EPROTOTYPE: i32 = 91;
 
@@ -182,10 +194,13 @@ const EMSGSIZE: i32 = 90;
 
 impl Deliver for SyslogDeliver {
     fn deliver(&mut self, batch: &[Vec<u8>]) -> Outcome {
-        if let Some(Link::Net(c)) = &mut self.link {
-            if c.closed_by_peer() {
-                self.link = None;
-            }
+        let closed = match &mut self.link {
+            Some(Link::Net(c)) => c.closed_by_peer(),
+            Some(Link::Stream(s)) => unix_closed(s),
+            _ => false,
+        };
+        if closed {
+            self.link = None;
         }
         let mut link = match self.link.take() {
             Some(l) => l,

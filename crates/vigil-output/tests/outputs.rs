@@ -436,16 +436,29 @@ fn syslog_to_a_local_datagram_socket_and_a_stream_socket() {
     );
     out.offer(&event(7, 1));
     out.offer(&event(8, 1));
-    let (s, _) = listener.accept().unwrap();
-    let mut r = std::io::BufReader::new(s);
-    for n in [7, 8] {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut r, &mut line).unwrap();
-        assert!(
-            line.ends_with(&format!("{}\n", String::from_utf8(event(n, 1)).unwrap())),
-            "{line}"
-        );
-    }
+    let read_lines = |listener: &UnixListener, ns: &[usize]| {
+        let (s, _) = listener.accept().unwrap();
+        let mut r = std::io::BufReader::new(s);
+        for n in ns {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+            assert!(
+                line.ends_with(&format!("{}\n", String::from_utf8(event(*n, 1)).unwrap())),
+                "{line}"
+            );
+        }
+        r
+    };
+    let conn = read_lines(&listener, &[7, 8]);
+    // The daemon restarts: its socket is made anew; the output notices and reconnects.
+    drop((conn, listener));
+    std::fs::remove_file(&path).unwrap();
+    let listener = UnixListener::bind(&path).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    out.offer(&event(9, 1));
+    read_lines(&listener, &[9]);
+    wait_for(5, "counters", || counter(&out, "sent") == 3);
+    balanced(&out);
 }
 
 #[test]
