@@ -6,6 +6,7 @@
 use crate::latency::Histogram;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -70,6 +71,10 @@ pub trait Sink {
     }
     /// Counters for the agent's statistics.
     fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+    /// Values that go up and down (lines queued, bytes buffered), for the metrics.
+    fn gauges(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
     /// Whether a flush writes what this sink holds, so that the time from an exec to
@@ -249,6 +254,9 @@ impl Sink for JsonlSink {
 /// sync or close waits for delivery at most `shutdown_ms`.
 pub struct NetSink(pub vigil_output::Output);
 
+/// The output's values that go up and down: [`Sink::gauges`], not counters.
+const GAUGES: [&str; 2] = ["buffered_events", "buffered_bytes"];
+
 impl Sink for NetSink {
     fn name(&self) -> &str {
         self.0.name()
@@ -282,8 +290,22 @@ impl Sink for NetSink {
         Ok(())
     }
 
+    /// Every counter of the output ([`vigil_output::Output::counters`]) but its gauges.
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        self.0.counters()
+        let mut c = self.0.counters();
+        c.retain(|(k, _)| !GAUGES.contains(k));
+        c
+    }
+
+    /// Events held (`queued_lines`: waiting or in flight) and their bytes
+    /// (`buffered_bytes`).
+    fn gauges(&self) -> Vec<(&'static str, u64)> {
+        let c = self.0.counters();
+        let get = |k: &str| c.iter().find(|(n, _)| *n == k).map_or(0, |(_, v)| *v);
+        vec![
+            ("queued_lines", get("buffered_events")),
+            ("buffered_bytes", get("buffered_bytes")),
+        ]
     }
 
     fn writes_on_flush(&self) -> bool {
@@ -305,6 +327,8 @@ enum Msg {
 #[derive(Default)]
 struct Shared {
     counters: Mutex<Vec<(&'static str, u64)>>,
+    /// Lines handed to the thread and not written yet.
+    queued: AtomicU64,
     /// The first error of a sink that must not lose lines.
     error: Mutex<Option<SinkError>>,
 }
@@ -351,6 +375,7 @@ impl Threaded {
                     let r = match msg {
                         Msg::Lines(mut buf, n) => {
                             let r = sink.write(&buf, n);
+                            theirs.queued.fetch_sub(n, Ordering::Relaxed);
                             buf.clear();
                             let _ = back_tx.try_send(buf);
                             r
@@ -419,11 +444,16 @@ impl Threaded {
             name: name.clone(),
             source: std::io::Error::other("the output's thread has stopped"),
         };
+        if let Msg::Lines(_, n) = &msg {
+            // Counted before the send: the thread may write them before it returns.
+            self.shared.queued.fetch_add(*n, Ordering::Relaxed);
+        }
         match self.on_error {
             OnError::Fail => tx.send(msg).map_err(|_| gone()),
             OnError::Count => match tx.try_send(msg) {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(Msg::Lines(_, n))) => {
+                    self.shared.queued.fetch_sub(n, Ordering::Relaxed);
                     self.queue_dropped += n;
                     Ok(())
                 }
@@ -518,6 +548,11 @@ impl Sink for Threaded {
         }
         c.push(("queue_dropped", self.queue_dropped));
         c
+    }
+
+    fn gauges(&self) -> Vec<(&'static str, u64)> {
+        let queued = self.shared.queued.load(Ordering::Relaxed);
+        vec![("queued_lines", queued + self.pending_lines)]
     }
 }
 
