@@ -188,7 +188,15 @@ pub fn kill_branch(
             // (on a busy host, milliseconds later), and a fork it was making may still
             // complete: once everything is frozen, every child is read again; a child
             // found then means another pass.
-            wait_frozen(cg.as_ref(), &stopped, &mut confirmed, &mut threads);
+            let fresh = wait_frozen(cg.as_ref(), &stopped, &mut confirmed, &mut threads);
+            // What was read when a process was found may predate its exec: the read
+            // that saw it stopped names it as it is.
+            for k in &mut report.killed {
+                if let Some(i) = fresh.get(&k.target.pid) {
+                    k.comm.clone_from(&i.comm);
+                    k.ppid = i.ppid;
+                }
+            }
             for k in &report.killed {
                 let pid = k.target.pid;
                 // A process whose stop was seen has the threads read then; others (in
@@ -278,13 +286,15 @@ fn push_children(
 
 /// Waits (briefly) until what was frozen is frozen: the cgroup says so, each stopped
 /// process shows state `T` (or has ended). Each process seen stopped is read no more,
-/// and goes into `confirmed` with its threads as read then.
+/// and goes into `confirmed` with its threads as read then; returns what was read of
+/// the processes seen stopped this time.
 fn wait_frozen(
     cg: Option<&FreezeGroup>,
     stopped: &[Target],
     confirmed: &mut HashSet<i32>,
     threads: &mut HashMap<i32, u32>,
-) {
+) -> HashMap<i32, ProcInfo> {
+    let mut fresh = HashMap::new();
     let deadline = Instant::now() + Duration::from_millis(250);
     let mut pending: Vec<Target> = stopped
         .iter()
@@ -299,13 +309,14 @@ fn wait_frozen(
                 Some(i) if matches!(i.state, 'T' | 't' | 'Z' | 'X' | 'x') => {
                     confirmed.insert(t.pid);
                     threads.insert(t.pid, i.threads);
+                    fresh.insert(t.pid, i);
                     false
                 }
                 Some(i) => !(i.state == 'D' && in_vfork(t.pid)),
             }
         });
         if (group_done && pending.is_empty()) || Instant::now() >= deadline {
-            return;
+            return fresh;
         }
         std::thread::sleep(Duration::from_micros(50));
     }
