@@ -98,6 +98,16 @@ fn play(dir: &Path, keep: bool) -> Result<ExitCode> {
     for p in &report.problems {
         tracing::warn!("rule not loaded: {p}");
     }
+    // The agent appends to its outputs; the demo's story starts afresh (`--keep` may
+    // name the directory of an earlier run).
+    for f in ["events.jsonl", "findings.jsonl"] {
+        match std::fs::remove_file(dir.join(f)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", dir.join(f).display()))
+            }
+            _ => {}
+        }
+    }
     let outputs = Outputs {
         events: dir.join("events.jsonl"),
         findings: Some(dir.join("findings.jsonl")),
