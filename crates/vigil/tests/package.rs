@@ -327,10 +327,28 @@ fn the_package_installs_a_detecting_agent_keeps_its_configuration_on_upgrade_and
     assert_eq!(argv[0], "/usr/bin/vigil");
     let events = Path::new(LOGS).join("events.jsonl");
     let findings = Path::new(LOGS).join("findings.jsonl");
-    let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--bounding-set=-all,{caps}"))
-        .args(["--inh-caps=-all", "--no-new-privs", "--"])
-        .args(&argv);
+    // Much as systemd would: a mount namespace of its own with the root file system
+    // read-only but for the unit's ReadWritePaths= and its state and logs (what
+    // ProtectSystem=strict does; /home is on the root here), no new privileges, and
+    // only the bounding set's capabilities.
+    let writable: Vec<String> = unit_setting(&unit, "ReadWritePaths")
+        .split_whitespace()
+        .map(|p| p.trim_start_matches('-').to_string())
+        .chain([STATE.to_string(), LOGS.to_string()])
+        .filter(|p| Path::new(p).is_dir())
+        .collect();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "slave", "--", "sh", "-c"])
+        .arg(
+            "set -e; for d in $RW; do mount --bind \"$d\" \"$d\"; done; \
+             mount -o remount,bind,ro /; \
+             if touch /usr/vigil-ro-check 2>/dev/null; then rm -f /usr/vigil-ro-check; echo / is writable >&2; exit 1; fi; \
+             exec setpriv \"--bounding-set=-all,$CAPS\" --inh-caps=-all --no-new-privs -- \"$@\"",
+        )
+        .arg("sh")
+        .args(&argv)
+        .env("RW", writable.join(" "))
+        .env("CAPS", &caps);
     guard.agent = Some(support::start_agent(cmd, &events, &dir.join("agent.log")));
     let rule_id =
         std::fs::read_to_string("/usr/share/vigil/rules/linux/execution/vigil_exec_from_tmp.yml")
