@@ -243,6 +243,21 @@ fn the_package_installs_a_detecting_agent_keeps_its_configuration_on_upgrade_and
         agent: None,
     };
     let deb1 = build(&dir.join("v1"), "0.1.0-1");
+    // Lintian-clean where lintian is installed (scripts/setup leaves it out: heavy);
+    // the overrides are justified in packaging/debian/lintian-overrides.
+    if has("lintian") {
+        let o = Command::new("lintian")
+            .arg(&deb1)
+            .stdin(Stdio::null())
+            .output()
+            .expect("lintian");
+        let tags: Vec<String> = text(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("E:") || l.starts_with("W:"))
+            .map(str::to_string)
+            .collect();
+        assert!(tags.is_empty(), "lintian: {tags:#?}");
+    }
 
     // Install.
     install(&deb1, "0.1.0-1");
