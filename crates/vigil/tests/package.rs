@@ -427,6 +427,24 @@ fn the_package_installs_a_detecting_agent_keeps_its_configuration_on_upgrade_and
     guard.agent = None;
     let _ = std::fs::remove_dir_all(&probe_dir);
 
+    // `vigil demo` beside the installed service leaves the service's state alone (its
+    // heartbeat, read at the service's next start to report the gap).
+    let heartbeat = Path::new(STATE).join("agent.heartbeat");
+    let beat = std::fs::read_to_string(&heartbeat).expect("the agent's heartbeat in the state dir");
+    let demo = ok(Command::new("/usr/bin/vigil").arg("demo"));
+    assert!(
+        text(&demo.stdout)
+            .lines()
+            .any(|l| l.starts_with("incident ")),
+        "{}",
+        text(&demo.stdout)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&heartbeat).expect("heartbeat"),
+        beat,
+        "the demo rewrote the service's heartbeat"
+    );
+
     // An edited configuration survives an upgrade.
     let config = format!("{ETC}/agent.toml");
     let edited = std::fs::read_to_string(&config)

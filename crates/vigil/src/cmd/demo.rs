@@ -93,7 +93,13 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
 }
 
 fn play(dir: &Path, keep: bool) -> Result<ExitCode> {
-    let config = AgentConfig::default();
+    let mut config = AgentConfig::default();
+    // Response's state is the demo's own, never the installed service's
+    // (/var/lib/vigil): its heartbeat, blocklist, isolation state, vault and journal.
+    let state = dir.join("state");
+    config.respond.quarantine.vault_dir = state.join("vault");
+    config.respond.rollback.journal_dir = state.join("journal");
+    config.respond.state_dir = state;
     let (engine, report) = vigil_agent::rules::load(&config.rules, &vigil_sigma::Config::default());
     for p in &report.problems {
         tracing::warn!("rule not loaded: {p}");
