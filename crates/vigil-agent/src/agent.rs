@@ -1,6 +1,7 @@
 //! The agent's run: the sensor feeding the pipeline until it is told to stop.
 
 use crate::config::AgentConfig;
+use crate::metrics::Metrics;
 use crate::pipeline::{DetectStage, Pipeline, Stage, StoryStage};
 use crate::respond::RespondStage;
 use crate::sink::{JsonlSink, OnError, Select, Sink, SinkError, Threaded};
@@ -70,6 +71,18 @@ pub fn run(
     outputs: &Outputs,
     stop: &AtomicBool,
 ) -> Result<Summary, AgentError> {
+    run_with_metrics(config, engine, outputs, stop, None)
+}
+
+/// [`run`], serving `metrics` while it runs: every pipeline stage is then timed, and a
+/// snapshot is rendered whenever a scrape asks for one.
+pub fn run_with_metrics(
+    config: AgentConfig,
+    engine: &Engine,
+    outputs: &Outputs,
+    stop: &AtomicBool,
+    metrics: Option<&Metrics>,
+) -> Result<Summary, AgentError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     // Each output on a thread of its own: the events output may hold 64 MiB (256 batches)
     // before the pipeline waits for it; the findings file drops and counts past 16 MiB.
@@ -104,16 +117,32 @@ pub fn run(
     if let Some(exe) = own_paths.first() {
         responder.set_helper(exe.clone());
     }
+    let (intel, intel_report) = crate::intel::load(&config.intel);
+    for p in &intel_report.problems {
+        tracing::warn!("indicator not loaded: {p}");
+    }
+    if !config.intel.paths.is_empty() {
+        tracing::info!(
+            indicators = intel_report.indicators,
+            files = intel_report.files,
+            duplicates = intel_report.duplicates,
+            problems = intel_report.problems.len() + intel_report.more_problems,
+            "indicators loaded"
+        );
+    }
+    let mut detector = Detector::new(engine, config.detect.clone(), "agent");
+    if !intel.is_empty() {
+        detector = detector.with_intel(&intel, config.intel.level.severity_id());
+    }
     let stages: Vec<Box<dyn Stage + '_>> = vec![
         Box::new(StoryStage(Storyline::new(config.story.clone()))),
-        Box::new(DetectStage::new(Detector::new(
-            engine,
-            config.detect.clone(),
-            "agent",
-        ))),
+        Box::new(DetectStage::new(detector)),
         Box::new(RespondStage::new(responder)),
     ];
     let mut pipeline = Pipeline::new(stages, sinks);
+    if metrics.is_some() {
+        pipeline.time_stages();
+    }
     let stats_every = Duration::from_secs(config.output.stats_interval_secs);
     let mut sensor = SensorBackend::start(config.sensor)?;
     tracing::info!(mode = sensor.mode_name(), "agent running");
@@ -139,6 +168,10 @@ pub fn run(
         })?;
         if let Some(e) = failed.take() {
             return Err(e.into());
+        }
+        if let Some(m) = metrics.filter(|m| m.exporter.wanted()) {
+            m.exporter
+                .publish(crate::metrics::render(&m.facts, &pipeline, &sensor));
         }
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();

@@ -16,6 +16,8 @@ pub struct AgentConfig {
     pub sensor: SensorConfig,
     /// Which rules the agent runs (`[rules]`).
     pub rules: RulesConfig,
+    /// Threat-intelligence indicators matched against every event (`[intel]`).
+    pub intel: IntelConfig,
     /// Storylines (`[story]`).
     pub story: StoryConfig,
     /// Detection (`[detect]`).
@@ -45,6 +47,27 @@ impl Default for RulesConfig {
             builtin: true,
             paths: Vec::new(),
             trial_budget_ms: 5.0,
+        }
+    }
+}
+
+/// Threat-intelligence indicators matched against every event: each one an event names
+/// (an executable's or a file's hash, a connection's address, a DNS name) is a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntelConfig {
+    /// Indicator files (plain lists, STIX 2.1 bundles, MISP events; the format is
+    /// recognised from the text), or directories whose files are all read.
+    pub paths: Vec<PathBuf>,
+    /// The level of an indicator's finding.
+    pub level: vigil_respond::config::Level,
+}
+
+impl Default for IntelConfig {
+    fn default() -> Self {
+        IntelConfig {
+            paths: Vec::new(),
+            level: vigil_respond::config::Level::High,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! A latency histogram: microseconds in buckets that are exact up to 16 µs and then 1/16
-//! of a power of two wide (so a quantile is off by at most 6.25%), in fixed memory.
+//! A latency histogram: whole units (µs or ns) in buckets that are exact up to 16 and
+//! then 1/16 of a power of two wide (so a quantile is off by at most 6.25%), in fixed
+//! memory.
 
 /// Sub-buckets per power of two.
 const SUB: u64 = 16;
@@ -12,6 +13,7 @@ pub struct Histogram {
     counts: Vec<u64>,
     total: u64,
     max: u64,
+    sum: u64,
 }
 
 impl Default for Histogram {
@@ -20,6 +22,7 @@ impl Default for Histogram {
             counts: vec![0; (SUB * (POWERS + 1)) as usize],
             total: 0,
             max: 0,
+            sum: 0,
         }
     }
 }
@@ -54,6 +57,25 @@ impl Histogram {
         self.counts[bucket(us)] += 1;
         self.total += 1;
         self.max = self.max.max(us);
+        self.sum = self.sum.saturating_add(us);
+    }
+
+    /// The sum of the values counted (saturating).
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+
+    /// How many counted values are below `2^power` (exact: `2^power - 1` is the last
+    /// value of a bucket), for `power` up to 40.
+    pub fn count_below_power_of_two(&self, power: u32) -> u64 {
+        if power >= 41 {
+            return self.total;
+        }
+        if power == 0 {
+            return self.counts[0];
+        }
+        let limit = (1u64 << power) - 1;
+        self.counts[..=bucket(limit)].iter().sum()
     }
 
     /// Latencies counted.
@@ -124,5 +146,37 @@ mod tests {
         assert_eq!(h.quantile(1.0), 1000);
         h.record(5_000_000);
         assert_eq!(h.quantile(1.0), 5_000_000);
+        assert_eq!(h.sum(), 500_500 + 5_000_000);
+    }
+
+    #[test]
+    fn counts_below_powers_of_two_are_exact() {
+        let mut h = Histogram::default();
+        let values = [
+            0u64,
+            1,
+            2,
+            3,
+            15,
+            16,
+            17,
+            31,
+            32,
+            1023,
+            1024,
+            1025,
+            1 << 20,
+            3 << 30,
+        ];
+        for v in values {
+            h.record(v);
+        }
+        for power in 0..=41 {
+            let want = values
+                .iter()
+                .filter(|&&v| power > 40 || v < (1 << power))
+                .count();
+            assert_eq!(h.count_below_power_of_two(power), want as u64, "2^{power}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! ```
 //!
 //! * [`config`]: the configuration file, every setting documented, unknown ones refused.
+//! * [`intel`]: the indicators the agent matches: the `[intel]` files, read and loaded.
 //! * [`rules`]: the rules the agent runs: Vigil's pack and configured files, compiled and
 //!   tried on sample events before they run.
 //! * [`pipeline`]: stages and sinks; the seam response and shipping plug into.
@@ -12,17 +13,20 @@
 //! * [`sink`]: JSON lines outputs, with what happens when a write fails.
 //! * [`agent`]: the run loop.
 //! * [`latency`]: the histogram of the time from an exec to its finding.
+//! * [`metrics`]: the Prometheus metrics, and their HTTP server.
 
 pub mod agent;
 pub mod config;
+pub mod intel;
 pub mod latency;
+pub mod metrics;
 pub mod pipeline;
 pub mod respond;
 pub mod rules;
 pub mod sink;
 
-pub use agent::{run, AgentError, Outputs, Summary};
-pub use config::{AgentConfig, ConfigError, OutputConfig, RulesConfig};
+pub use agent::{run, run_with_metrics, AgentError, Outputs, Summary};
+pub use config::{AgentConfig, ConfigError, IntelConfig, OutputConfig, RulesConfig};
 pub use pipeline::{DetectStage, Pipeline, Stage, StoryStage};
 pub use respond::RespondStage;
 pub use rules::RuleReport;

@@ -13,6 +13,7 @@
 use crate::latency::Histogram;
 use crate::sink::{Select, Sink, SinkError};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 use vigil_detect::{DetectStats, Detector, StoryStats, Storyline};
 use vigil_event::OcsfEvent;
 
@@ -127,6 +128,31 @@ pub struct Pipeline<'a> {
     unflushed: Vec<u64>,
     /// Whether a finding or incident was written since the last flush.
     findings_unflushed: bool,
+    /// Events that went through, by class: `(class_uid, class_name, count)`.
+    classes: Vec<(i32, &'static str, u64)>,
+    /// New findings (activity Create) by `severity_id`: index 0..=6, 7 for any other.
+    findings_by_level: [u64; 8],
+    /// New incidents by `severity_id`, as `findings_by_level`.
+    incidents_by_level: [u64; 8],
+    /// Per stage, the ns each event took in it; `None` unless timing was asked for
+    /// ([`Pipeline::time_stages`]): two clock reads per stage and event.
+    stage_ns: Option<Vec<Histogram>>,
+}
+
+/// What the pipeline counted of the events that went through it, for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Tallies<'p> {
+    /// Events by class: `(class_uid, class_name, count)`.
+    pub classes: &'p [(i32, &'static str, u64)],
+    /// New findings by `severity_id` (index 7: any id above 6).
+    pub findings_by_level: &'p [u64; 8],
+    /// New incidents by `severity_id` (index 7: any id above 6).
+    pub incidents_by_level: &'p [u64; 8],
+}
+
+/// The index of a `severity_id` in a by-level tally.
+fn level_index(severity_id: i32) -> usize {
+    usize::try_from(severity_id).map_or(7, |i| i.min(7))
 }
 
 impl<'a> Pipeline<'a> {
@@ -147,7 +173,56 @@ impl<'a> Pipeline<'a> {
             timed_sink,
             unflushed: Vec::new(),
             findings_unflushed: false,
+            classes: Vec::new(),
+            findings_by_level: [0; 8],
+            incidents_by_level: [0; 8],
+            stage_ns: None,
         }
+    }
+
+    /// Times every stage on every event from now on (for the metrics).
+    pub fn time_stages(&mut self) {
+        self.stage_ns
+            .get_or_insert_with(|| self.stages.iter().map(|_| Histogram::default()).collect());
+    }
+
+    /// Per stage, its name and the ns each event took in it (empty unless
+    /// [`Pipeline::time_stages`] was called).
+    pub fn stage_times(&self) -> Vec<(&'static str, &Histogram)> {
+        match &self.stage_ns {
+            Some(h) => self.stages.iter().map(|s| s.name()).zip(h).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// What was counted of the events that went through.
+    pub fn tallies(&self) -> Tallies<'_> {
+        Tallies {
+            classes: &self.classes,
+            findings_by_level: &self.findings_by_level,
+            incidents_by_level: &self.incidents_by_level,
+        }
+    }
+
+    /// Each sink's name and its counters.
+    pub fn sink_counters(&self) -> Vec<(&str, Vec<(&'static str, u64)>)> {
+        self.sinks
+            .iter()
+            .map(|s| (s.name(), s.counters()))
+            .collect()
+    }
+
+    /// Each sink's name and its gauges (lines queued, bytes buffered).
+    pub fn sink_gauges(&self) -> Vec<(&str, Vec<(&'static str, u64)>)> {
+        self.sinks.iter().map(|s| (s.name(), s.gauges())).collect()
+    }
+
+    /// Each stage's name and its counters.
+    pub fn stage_counters(&self) -> Vec<(&'static str, Vec<(&'static str, u64)>)> {
+        self.stages
+            .iter()
+            .map(|s| (s.name(), s.counters()))
+            .collect()
     }
 
     /// Runs one event from the source through every stage and writes it and what it
@@ -187,12 +262,20 @@ impl<'a> Pipeline<'a> {
         exec_ns: Option<u64>,
     ) -> Result<(), SinkError> {
         let mut caused: Vec<(usize, OcsfEvent)> = Vec::new();
+        let mut clock = self.stage_ns.as_ref().map(|_| Instant::now());
         for i in from..self.stages.len() {
             let mut out = std::mem::take(&mut self.emitted[i]);
             self.stages[i].process(&mut event, now_ms, &mut out);
             caused.extend(out.drain(..).map(|e| (i + 1, e)));
             self.emitted[i] = out;
+            if let (Some(times), Some(then)) = (&mut self.stage_ns, &mut clock) {
+                let now = Instant::now();
+                let ns = u64::try_from((now - *then).as_nanos()).unwrap_or(u64::MAX);
+                times[i].record(ns);
+                *then = now;
+            }
         }
+        self.tally(&event);
         self.write(&event)?;
         if let Some(t) = exec_ns {
             if matches!(&event, OcsfEvent::Finding(f) if f.activity_id == 1) {
@@ -203,6 +286,23 @@ impl<'a> Pipeline<'a> {
             self.run(e, next, now_ms, exec_ns)?;
         }
         Ok(())
+    }
+
+    fn tally(&mut self, event: &OcsfEvent) {
+        let uid = event.class_uid();
+        match self.classes.iter_mut().find(|(c, _, _)| *c == uid) {
+            Some((_, _, n)) => *n += 1,
+            None => self.classes.push((uid, event.class_name(), 1)),
+        }
+        match event {
+            OcsfEvent::Finding(f) if f.activity_id == 1 => {
+                self.findings_by_level[level_index(f.severity_id)] += 1;
+            }
+            OcsfEvent::Incident(f) if f.activity_id == 1 => {
+                self.incidents_by_level[level_index(f.severity_id)] += 1;
+            }
+            _ => {}
+        }
     }
 
     /// Lets every stage act on the passing of time.

@@ -38,6 +38,10 @@ pub struct RuleReport {
     pub trial_us_per_event: f64,
     /// Microseconds the slowest sample event took.
     pub trial_us_max: f64,
+    /// The version of the rule content that runs: `sha256:` and the first 16 hex digits
+    /// of the SHA-256 of every rule file's name and text, in order, that was not
+    /// refused. The same files give the same version on every host.
+    pub content_version: String,
 }
 
 /// Reads, compiles and tries the configured rules; returns the engine to run.
@@ -91,6 +95,10 @@ pub fn load(config: &RulesConfig, engine_config: &vigil_sigma::Config) -> (Engin
         built = build(&kept, engine_config);
         cost = trial(&built.engine, &samples);
     }
+    report.content_version = content_version(
+        all.iter()
+            .filter(|(n, _)| !report.refused.iter().any(|r| r == n)),
+    );
     report.trial_us_per_event = cost.mean;
     report.trial_us_max = cost.max;
     report.loaded = built.loaded;
@@ -101,6 +109,22 @@ pub fn load(config: &RulesConfig, engine_config: &vigil_sigma::Config) -> (Engin
         .warnings
         .extend(built.warnings.iter().map(ToString::to_string));
     (built.engine, report)
+}
+
+/// See [`RuleReport::content_version`].
+fn content_version<'t>(files: impl Iterator<Item = &'t (&'t str, &'t str)>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (name, text) in files {
+        // Lengths first, so that no two lists of files hash alike.
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update((text.len() as u64).to_le_bytes());
+        h.update(text.as_bytes());
+    }
+    let digest = h.finalize();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 fn build(texts: &[(&str, &str)], config: &vigil_sigma::Config) -> Built {
@@ -216,4 +240,38 @@ pub fn sample_events() -> Vec<OcsfEvent> {
     });
     events.push(dns.into());
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_content_version_follows_every_file_name_and_byte() {
+        let a = [("a.yml", "title: x"), ("b.yml", "title: y")];
+        let v = content_version(a.iter());
+        assert!(v.starts_with("sha256:") && v.len() == 7 + 16, "{v}");
+        assert_eq!(v, content_version(a.iter()));
+        let changed = [("a.yml", "title: x"), ("b.yml", "title: z")];
+        assert_ne!(v, content_version(changed.iter()));
+        let renamed = [("a.yml", "title: x"), ("c.yml", "title: y")];
+        assert_ne!(v, content_version(renamed.iter()));
+        // The boundary between name and text is part of the hash.
+        let shifted = [("a.ymltitle: x", ""), ("b.yml", "title: y")];
+        assert_ne!(v, content_version(shifted.iter()));
+    }
+
+    #[test]
+    fn the_pack_has_one_content_version_and_no_rules_another() {
+        let config = RulesConfig::default();
+        let (_, first) = load(&config, &vigil_sigma::Config::default());
+        let (_, again) = load(&config, &vigil_sigma::Config::default());
+        assert_eq!(first.content_version, again.content_version);
+        let none = RulesConfig {
+            builtin: false,
+            ..RulesConfig::default()
+        };
+        let (_, empty) = load(&none, &vigil_sigma::Config::default());
+        assert_ne!(first.content_version, empty.content_version);
+    }
 }

@@ -5,6 +5,7 @@
 use crate::latency::Histogram;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -69,6 +70,10 @@ pub trait Sink {
     }
     /// Counters for the agent's statistics.
     fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+    /// Values that go up and down (lines queued, bytes buffered), for the metrics.
+    fn gauges(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
 }
@@ -256,6 +261,8 @@ enum Msg {
 #[derive(Default)]
 struct Shared {
     counters: Mutex<Vec<(&'static str, u64)>>,
+    /// Lines handed to the thread and not written yet.
+    queued: AtomicU64,
     /// The first error of a sink that must not lose lines.
     error: Mutex<Option<SinkError>>,
 }
@@ -302,6 +309,7 @@ impl Threaded {
                     let r = match msg {
                         Msg::Lines(mut buf, n) => {
                             let r = sink.write(&buf, n);
+                            theirs.queued.fetch_sub(n, Ordering::Relaxed);
                             buf.clear();
                             let _ = back_tx.try_send(buf);
                             r
@@ -370,11 +378,16 @@ impl Threaded {
             name: name.clone(),
             source: std::io::Error::other("the output's thread has stopped"),
         };
+        if let Msg::Lines(_, n) = &msg {
+            // Counted before the send: the thread may write them before it returns.
+            self.shared.queued.fetch_add(*n, Ordering::Relaxed);
+        }
         match self.on_error {
             OnError::Fail => tx.send(msg).map_err(|_| gone()),
             OnError::Count => match tx.try_send(msg) {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(Msg::Lines(_, n))) => {
+                    self.shared.queued.fetch_sub(n, Ordering::Relaxed);
                     self.queue_dropped += n;
                     Ok(())
                 }
@@ -469,6 +482,11 @@ impl Sink for Threaded {
         }
         c.push(("queue_dropped", self.queue_dropped));
         c
+    }
+
+    fn gauges(&self) -> Vec<(&'static str, u64)> {
+        let queued = self.shared.queued.load(Ordering::Relaxed);
+        vec![("queued_lines", queued + self.pending_lines)]
     }
 }
 

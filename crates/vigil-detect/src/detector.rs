@@ -99,9 +99,16 @@ pub struct DetectStats {
     pub untracked_incidents: u64,
 }
 
+/// What a finding is about: a rule, or an indicator (`kind:indicator`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Key {
+    Rule(usize),
+    Indicator(Box<str>),
+}
+
 /// A finding reported once and counted since.
 struct Open {
-    rule_index: usize,
+    key: Key,
     /// The finding as created, without its evidences: what an Update repeats.
     base: DetectionFinding,
     count: u64,
@@ -156,6 +163,9 @@ pub struct Detector<'e> {
     /// Newest event time seen (ms).
     now: i64,
     stats: DetectStats,
+    /// Indicators matched against every event, and the severity of their findings.
+    intel: Option<(&'e vigil_intel::IntelSet, i32)>,
+    hits: Vec<vigil_intel::Hit<'e>>,
 }
 
 impl<'e> Detector<'e> {
@@ -180,7 +190,17 @@ impl<'e> Detector<'e> {
             now: i64::MIN,
             stats: DetectStats::default(),
             config,
+            intel: None,
+            hits: Vec::new(),
         }
+    }
+
+    /// Also matches every event against `intel`: each indicator an event names is a
+    /// finding of severity `severity_id` (one per indicator and process, counted as a
+    /// rule's are), in the story's incident.
+    pub fn with_intel(mut self, intel: &'e vigil_intel::IntelSet, severity_id: i32) -> Self {
+        self.intel = Some((intel, severity_id));
+        self
     }
 
     /// The counters.
@@ -225,6 +245,17 @@ impl<'e> Detector<'e> {
             }
         }
         self.matched = matched;
+        if let Some((intel, level)) = self.intel {
+            let mut hits = std::mem::take(&mut self.hits);
+            hits.clear();
+            intel.match_event(ev, &mut hits);
+            for h in &hits {
+                self.stats.matches += 1;
+                self.indicated(h, level, ev, time, now_ms, out);
+            }
+            hits.clear();
+            self.hits = hits;
+        }
         if let OcsfEvent::Process(p) = ev {
             if p.activity_id == TERMINATE {
                 if let Some(uid) = p.process.uid.as_deref() {
@@ -281,6 +312,33 @@ impl<'e> Detector<'e> {
         });
     }
 
+    /// Counts a repeat of an open finding about `key` on `ev`'s process; false if there
+    /// is none (the finding is new).
+    fn repeated(&mut self, key: &Key, ev: &OcsfEvent, time: i64) -> bool {
+        let Some(uid) = subject(ev).and_then(|p| p.uid.as_deref()) else {
+            return false;
+        };
+        let Some(o) = self
+            .open
+            .get_mut(uid)
+            .and_then(|l| l.iter_mut().find(|o| o.key == *key))
+        else {
+            return false;
+        };
+        o.count += 1;
+        o.last_seen = o.last_seen.max(time);
+        self.stats.repeats += 1;
+        true
+    }
+
+    /// The uid of a new finding about `handle` on `ev`: per process, else per event.
+    fn finding_uid(&self, handle: &str, ev: &OcsfEvent, time: i64) -> String {
+        match subject(ev).and_then(|p| p.uid.as_deref()) {
+            Some(p) => format!("{handle}@{p}"),
+            None => format!("{handle}@{}#{}", time, self.seq),
+        }
+    }
+
     /// A non-silent rule fired on `ev`.
     fn fired(
         &mut self,
@@ -290,27 +348,55 @@ impl<'e> Detector<'e> {
         now_ms: i64,
         out: &mut Vec<OcsfEvent>,
     ) {
-        let process = subject(ev);
-        let process_uid = process.and_then(|p| p.uid.as_deref());
-        if let Some(uid) = process_uid {
-            if let Some(o) = self
-                .open
-                .get_mut(uid)
-                .and_then(|l| l.iter_mut().find(|o| o.rule_index == rule_index))
-            {
-                o.count += 1;
-                o.last_seen = o.last_seen.max(time);
-                self.stats.repeats += 1;
-                return;
-            }
+        let key = Key::Rule(rule_index);
+        if self.repeated(&key, ev, time) {
+            return;
         }
         let rule = &self.engine.rules()[rule_index];
-        let rule_handle = rule.handle();
-        let uid = match process_uid {
-            Some(p) => format!("{rule_handle}@{p}"),
-            None => format!("{rule_handle}@{}#{}", time, self.seq),
-        };
-        let mut f = finding::detection_finding(rule, uid, time, now_ms, self.feature);
+        let uid = self.finding_uid(rule.handle(), ev, time);
+        let f = finding::detection_finding(rule, uid, time, now_ms, self.feature);
+        self.report_new(key, f, &rule.title, ev, time, now_ms, out);
+    }
+
+    /// An event named an indicator.
+    fn indicated(
+        &mut self,
+        hit: &vigil_intel::Hit<'_>,
+        level: i32,
+        ev: &OcsfEvent,
+        time: i64,
+        now_ms: i64,
+        out: &mut Vec<OcsfEvent>,
+    ) {
+        let handle = format!("intel:{}:{}", hit.kind.name(), hit.indicator);
+        let key = Key::Indicator(handle.as_str().into());
+        if self.repeated(&key, ev, time) {
+            return;
+        }
+        let uid = self.finding_uid(&handle, ev, time);
+        let f = finding::indicator_finding(hit, uid, level, time, now_ms, self.feature);
+        let title = f.finding_info.title.clone().unwrap_or_default();
+        self.report_new(key, f, &title, ev, time, now_ms, out);
+    }
+
+    /// Completes a new finding with what it was found in (process, story, device, the
+    /// event as evidence), reports it and its incident, and keeps it open for counting.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of one new finding, each needed"
+    )]
+    fn report_new(
+        &mut self,
+        key: Key,
+        mut f: DetectionFinding,
+        title: &str,
+        ev: &OcsfEvent,
+        time: i64,
+        now_ms: i64,
+        out: &mut Vec<OcsfEvent>,
+    ) {
+        let process = subject(ev);
+        let process_uid = process.and_then(|p| p.uid.as_deref());
         f.finding_info.first_seen_time = Some(time);
         f.finding_info.last_seen_time = Some(time);
         f.count = Some(1);
@@ -323,14 +409,13 @@ impl<'e> Detector<'e> {
         });
         f.message = Some(match process {
             Some(p) => format!(
-                "{}: {}",
-                rule.title,
+                "{title}: {}",
                 p.cmd_line
                     .as_deref()
                     .or(p.name.as_deref())
                     .unwrap_or_default()
             ),
-            None => rule.title.clone(),
+            None => title.to_string(),
         });
         f.finding_info.related_events = vec![related(ev)];
         let base = f.clone();
@@ -345,7 +430,7 @@ impl<'e> Detector<'e> {
         }
         self.open_count += 1;
         self.open.entry(uid.into()).or_default().push(Open {
-            rule_index,
+            key,
             base,
             count: 1,
             reported_count: 1,

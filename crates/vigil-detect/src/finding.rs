@@ -1,5 +1,6 @@
-//! The one way a rule that fired becomes an OCSF Detection Finding (class 2004): the
-//! rule's identity, level and ATT&CK tags, the same for `vigil hunt` and the agent.
+//! The one way a rule that fired, or an indicator an event named, becomes an OCSF
+//! Detection Finding (class 2004): the rule's identity, level and ATT&CK tags, or the
+//! indicator and its source, the same for `vigil hunt` and the agent.
 
 use vigil_event::model::{
     analytic_type, severity, Analytic, Attack, DetectionFinding, FindingInfo, SubTechnique, Tactic,
@@ -67,6 +68,18 @@ fn tactic_of(tag: &str) -> Option<&'static (&'static str, &'static str, &'static
 pub fn tactics(rule: &RuleMeta) -> impl Iterator<Item = &'static str> + '_ {
     rule.attack_tags()
         .filter_map(|t| tactic_of(t).map(|(_, name, _)| *name))
+}
+
+/// The ATT&CK Enterprise tactic names in kill-chain order (Reconnaissance first, Impact
+/// last).
+pub fn tactic_names() -> impl Iterator<Item = &'static str> {
+    TACTICS.iter().map(|(_, name, _)| *name)
+}
+
+/// The ATT&CK techniques of a rule's tags, each with the sub-technique the tag names
+/// (`attack.t1059.001` -> `("T1059", Some("T1059.001"))`), upper-cased.
+pub fn techniques(rule: &RuleMeta) -> impl Iterator<Item = (String, Option<String>)> + '_ {
+    rule.attack_tags().filter_map(technique_of)
 }
 
 /// The technique (`T1059`) and sub-technique (`T1059.004`) a tag names, upper-cased.
@@ -174,6 +187,69 @@ pub fn detection_finding(
     let mut f = DetectionFinding::new(1, time, feature, info);
     f.severity_id = severity_of(rule.level);
     f.is_alert = Some(true);
+    f
+}
+
+/// A new Detection Finding (activity Create) for an indicator of compromise an event
+/// named: titled with the indicator and its source, the indicator as `osint` (with its
+/// id, name and STIX pattern when its source gave them), severity `level`. The
+/// caller adds what it was found in, as for a rule's finding.
+pub fn indicator_finding(
+    hit: &vigil_intel::Hit<'_>,
+    uid: String,
+    level: i32,
+    time: i64,
+    now_ms: i64,
+    feature: &str,
+) -> DetectionFinding {
+    use vigil_event::model::{detection_pattern_type, osint_type, Osint};
+    use vigil_intel::IndicatorKind;
+    let (type_id, what) = match hit.kind {
+        IndicatorKind::Sha256 => (osint_type::HASH, "SHA-256"),
+        IndicatorKind::Sha1 => (osint_type::HASH, "SHA-1"),
+        IndicatorKind::Md5 => (osint_type::HASH, "MD5"),
+        IndicatorKind::Ip => (osint_type::IP_ADDRESS, "address"),
+        IndicatorKind::Domain => (osint_type::DOMAIN, "domain"),
+    };
+    let meta = hit.meta;
+    let title = format!("Known-bad {what} {} ({})", hit.indicator, meta.source);
+    let info = FindingInfo {
+        uid,
+        title: Some(title),
+        analytic: Some(Analytic {
+            type_id: analytic_type::EXACT_DATA_MATCH,
+            kind: Some(analytic_type::name(analytic_type::EXACT_DATA_MATCH).into()),
+            uid: meta.uid.clone(),
+            name: Some(meta.name.clone().unwrap_or_else(|| meta.source.clone())),
+            category: Some(format!("indicator/{}", hit.kind.name())),
+            ..Analytic::default()
+        }),
+        types: vec!["Indicator".into()],
+        src_url: Some(meta.source.clone()),
+        created_time: Some(now_ms),
+        ..FindingInfo::default()
+    };
+    let mut f = DetectionFinding::new(1, time, feature, info);
+    f.severity_id = level;
+    f.is_alert = Some(true);
+    f.osint = vec![Osint {
+        value: hit.indicator.clone(),
+        type_id,
+        kind: Some(osint_type::name(type_id).into()),
+        uid: meta.uid.clone(),
+        name: meta.name.clone(),
+        src_url: Some(meta.source.clone()),
+        comment: (hit.observed != hit.indicator).then(|| format!("matched {}", hit.observed)),
+        detection_pattern_type_id: meta.pattern.as_ref().map(|_| detection_pattern_type::STIX),
+        detection_pattern_type: meta
+            .pattern
+            .as_ref()
+            .map(|_| detection_pattern_type::name(detection_pattern_type::STIX).into()),
+        detection_pattern: meta.pattern.clone(),
+    }];
+    if !f.metadata.profiles.iter().any(|p| p == "osint") {
+        f.metadata.profiles.push("osint".into());
+    }
     f
 }
 

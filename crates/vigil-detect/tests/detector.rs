@@ -466,3 +466,116 @@ fn incidents_read_back_show_the_flagged_branch_of_the_story() {
     );
     assert_eq!(json["severity"], "critical");
 }
+
+/// The example story matched against indicators: the domain curl asks for, and the
+/// hash of the shell it starts.
+fn run_with_intel(intel: &vigil_intel::IntelSet) -> Vec<serde_json::Value> {
+    let engine = engine();
+    let mut story = Storyline::new(StoryConfig::default());
+    let mut det = Detector::new(&engine, DetectConfig::default(), "agent")
+        .with_intel(intel, vigil_event::model::severity::HIGH);
+    let mut out = Vec::new();
+    for mut ev in attack_story(START) {
+        story.assign(&mut ev);
+        det.process(&ev, ev.time() + 1, &mut out);
+        // The same exec seen twice is one finding, counted.
+        if matches!(&ev, OcsfEvent::Process(p) if p.process.pid == Some(4124)) {
+            det.process(&ev, ev.time() + 2, &mut out);
+        }
+    }
+    det.finish(START + 1_000_000, &mut out);
+    out.iter().map(OcsfEvent::to_json).collect()
+}
+
+fn example_intel() -> vigil_intel::IntelSet {
+    let sha = format!("{:064x}", 4124u128 * 0x9e37_79b9_7f4a_7c15);
+    let mut intel = vigil_intel::IntelSet::new();
+    let r = intel.add(
+        "feed.txt",
+        &format!("# test feed\nexample-cdn.net\n{sha}\n192.0.2.200\n"),
+        vigil_intel::Format::List,
+    );
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    intel
+}
+
+#[test]
+fn indicators_named_by_events_are_findings_with_their_source_in_the_incident() {
+    let out = run_with_intel(&example_intel());
+    let intel: Vec<&serde_json::Value> = by_class(&out, 2004)
+        .into_iter()
+        .filter(|f| f["finding_info"]["types"][0] == "Indicator")
+        .collect();
+    let titles: Vec<&str> = intel
+        .iter()
+        .filter(|f| f["activity_id"] == 1)
+        .filter_map(|f| f["finding_info"]["title"].as_str())
+        .collect();
+    let sha = format!("{:064x}", 4124u128 * 0x9e37_79b9_7f4a_7c15);
+    assert_eq!(
+        titles,
+        [
+            format!("Known-bad SHA-256 {sha} (feed.txt)"),
+            "Known-bad domain example-cdn.net (feed.txt)".to_string(),
+        ]
+    );
+    let dns = intel
+        .iter()
+        .find(|f| f["osint"][0]["type_id"] == 2)
+        .expect("the domain's finding");
+    assert_eq!(dns["osint"][0]["value"], "example-cdn.net");
+    assert_eq!(
+        dns["osint"][0]["comment"],
+        "matched updates.example-cdn.net"
+    );
+    assert_eq!(dns["osint"][0]["src_url"], "feed.txt");
+    assert_eq!(dns["severity_id"], 4);
+    assert!(dns["metadata"]["profiles"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|x| x == "osint")));
+    assert_eq!(dns["finding_info"]["analytic"]["type_id"], 9);
+    assert_eq!(dns["actor"]["process"]["name"], "curl");
+    // The exec seen twice: one finding, its count 2 in the Update at the end.
+    let hash: Vec<_> = intel
+        .iter()
+        .filter(|f| f["osint"][0]["type_id"] == 4)
+        .collect();
+    assert_eq!(hash.len(), 2, "{hash:#?}");
+    assert_eq!(hash[1]["activity_id"], 2);
+    assert_eq!(hash[1]["count"], 2);
+    // Both are in the story's incident.
+    let incident = by_class(&out, 2005)
+        .into_iter()
+        .last()
+        .expect("the incident");
+    let listed: Vec<&str> = incident["finding_info_list"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|f| f["title"].as_str())
+        .collect();
+    assert!(
+        listed.contains(&"Known-bad domain example-cdn.net (feed.txt)"),
+        "{listed:?}"
+    );
+    assert_eq!(
+        dns["metadata"]["correlation_uid"],
+        incident["metadata"]["correlation_uid"]
+    );
+}
+
+#[test]
+fn indicator_findings_are_valid_ocsf() {
+    let Some(dir) = vigil_testdata::corpus("ocsf-schema") else {
+        return;
+    };
+    let schema = vigil_ocsf_schema::Schema::load(&dir).expect("schema");
+    let out = run_with_intel(&example_intel());
+    let mut checked = 0;
+    for json in out.iter().filter(|e| !e["osint"].is_null()) {
+        let v = schema.validate(json);
+        assert!(v.is_empty(), "{v:?}\n{json:#}");
+        checked += 1;
+    }
+    assert!(checked >= 2);
+}

@@ -66,7 +66,8 @@ pub enum Render {
     None,
     /// The OCSF JSON line, for [`crate::JsonlSink`].
     Jsonl,
-    /// The timeline row, for [`crate::TableSink`] and [`crate::CsvSink`].
+    /// The timeline row, for [`crate::TableSink`], [`crate::CsvSink`],
+    /// [`crate::HtmlSink`] and [`crate::TimelineSink`].
     Timeline,
 }
 

@@ -12,9 +12,10 @@
 //! before the freeze is not in the tree: the agent adds those it knows from events.
 
 use crate::config::FreezeMethod;
-use crate::procs::{children, Guard, ProcInfo, Spared, Target};
+use crate::procs::{children_of, Guard, ProcInfo, Spared, Target};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -116,17 +117,32 @@ pub fn kill_branch(
         FreezeMethod::Sigstop => None,
     };
     let mut seen: HashSet<i32> = HashSet::new();
-    let mut frontier: Vec<Target> = std::iter::once(root).chain(more.iter().copied()).collect();
+    // Each process with what was read of it when it was found (children are read with
+    // their /proc/PID/stat, which need not be read again when their turn comes).
+    let mut frontier: Vec<(Target, Option<ProcInfo>)> = std::iter::once(root)
+        .chain(more.iter().copied())
+        .map(|t| (t, None))
+        .collect();
     let mut stopped: Vec<Target> = Vec::new();
     let mut group_members: Vec<Target> = Vec::new();
+    // Threads of each process frozen, as last read (the children files to read).
+    let mut threads: HashMap<i32, u32> = HashMap::new();
+    let mut confirmed: HashSet<i32> = HashSet::new();
     while !frontier.is_empty() && report.passes < MAX_PASSES {
         report.passes += 1;
         let mut next = Vec::new();
-        for t in frontier.drain(..) {
+        for (t, info) in frontier.drain(..) {
             if !seen.insert(t.pid) {
                 continue;
             }
-            let Some(p) = t.live() else { continue };
+            let p = match info {
+                Some(i) if i.start_ticks == t.start_ticks && !i.ended() => i,
+                Some(_) => continue,
+                None => match t.live() {
+                    Some(i) => i,
+                    None => continue,
+                },
+            };
             if let Some(why) = guard.spare(&p) {
                 report.spared.push((p, why));
                 continue;
@@ -150,6 +166,7 @@ pub fn kill_branch(
                     "sigstop"
                 }
             };
+            threads.insert(t.pid, p.threads);
             report.killed.push(Frozen {
                 target: t,
                 ppid: p.ppid,
@@ -159,16 +176,29 @@ pub fn kill_branch(
             next.push(t.pid);
         }
         for pid in next {
-            push_children(pid, &seen, &mut frontier);
+            push_children(
+                pid,
+                threads.get(&pid).copied().unwrap_or(0),
+                &seen,
+                &mut frontier,
+            );
         }
         if frontier.is_empty() {
             // No new child this pass. A freeze takes effect when its process next runs
             // (on a busy host, milliseconds later), and a fork it was making may still
             // complete: once everything is frozen, every child is read again; a child
             // found then means another pass.
-            wait_frozen(cg.as_ref(), &stopped);
+            wait_frozen(cg.as_ref(), &stopped, &mut confirmed, &mut threads);
             for k in &report.killed {
-                push_children(k.target.pid, &seen, &mut frontier);
+                let pid = k.target.pid;
+                // A process whose stop was seen has the threads read then; others (in
+                // the frozen cgroup) may have made threads since: all are listed.
+                let n = if confirmed.contains(&pid) {
+                    threads.get(&pid).copied().unwrap_or(0)
+                } else {
+                    0
+                };
+                push_children(pid, n, &seen, &mut frontier);
             }
         }
     }
@@ -190,7 +220,9 @@ pub fn kill_branch(
         }
     }
     for t in &stopped {
-        if t.live().is_some() {
+        // A process seen stopped cannot have ended by itself since, nor its pid gone to
+        // another: it is killed without reading it again. Others are checked first.
+        if confirmed.contains(&t.pid) || t.live().is_some() {
             if let Err(e) = kill(Pid::from_raw(t.pid), Signal::SIGKILL) {
                 if e != nix::errno::Errno::ESRCH {
                     report.errors.push(format!("SIGKILL to {}: {e}", t.pid));
@@ -199,11 +231,12 @@ pub fn kill_branch(
         }
     }
     report.killed_after = start.elapsed();
-    // Settle: every killed process gone (a zombie waiting for its parent is gone).
+    // Settle: every killed process gone (a zombie waiting for its parent is gone); each
+    // round reads only those not seen gone yet.
     let deadline = start + report.killed_after + settle;
-    let all: Vec<Target> = report.killed.iter().map(|f| f.target).collect();
+    let mut alive: Vec<Target> = report.killed.iter().map(|f| f.target).collect();
     loop {
-        let alive: Vec<Target> = all.iter().copied().filter(|t| t.live().is_some()).collect();
+        alive.retain(|t| t.live().is_some());
         if alive.is_empty() {
             report.gone_after = Some(start.elapsed());
             break;
@@ -222,35 +255,56 @@ pub fn kill_branch(
     report
 }
 
-/// Adds the children of `pid` not seen yet to `frontier`.
-fn push_children(pid: i32, seen: &HashSet<i32>, frontier: &mut Vec<Target>) {
-    for c in children(pid) {
+/// Adds the children of `pid` (a process of `threads` threads, 0 if unknown) not seen
+/// yet to `frontier`, each with what was read of it.
+fn push_children(
+    pid: i32,
+    threads: u32,
+    seen: &HashSet<i32>,
+    frontier: &mut Vec<(Target, Option<ProcInfo>)>,
+) {
+    for c in children_of(pid, threads) {
         if !seen.contains(&c) {
             if let Some(ci) = ProcInfo::read(c) {
-                frontier.push(Target {
+                let t = Target {
                     pid: c,
                     start_ticks: ci.start_ticks,
-                });
+                };
+                frontier.push((t, Some(ci)));
             }
         }
     }
 }
 
 /// Waits (briefly) until what was frozen is frozen: the cgroup says so, each stopped
-/// process shows state `T` (or has ended).
-fn wait_frozen(cg: Option<&FreezeGroup>, stopped: &[Target]) {
+/// process shows state `T` (or has ended). Each process seen stopped is read no more,
+/// and goes into `confirmed` with its threads as read then.
+fn wait_frozen(
+    cg: Option<&FreezeGroup>,
+    stopped: &[Target],
+    confirmed: &mut HashSet<i32>,
+    threads: &mut HashMap<i32, u32>,
+) {
     let deadline = Instant::now() + Duration::from_millis(250);
+    let mut pending: Vec<Target> = stopped
+        .iter()
+        .filter(|t| !confirmed.contains(&t.pid))
+        .copied()
+        .collect();
     loop {
         let group_done = cg.is_none_or(FreezeGroup::frozen);
-        let stops_done = stopped.iter().all(|t| {
-            ProcInfo::read(t.pid)
-                .filter(|i| i.start_ticks == t.start_ticks)
-                .is_none_or(|i| {
-                    matches!(i.state, 'T' | 't' | 'Z' | 'X' | 'x')
-                        || (i.state == 'D' && in_vfork(t.pid))
-                })
+        pending.retain(|t| {
+            match ProcInfo::read(t.pid).filter(|i| i.start_ticks == t.start_ticks) {
+                None => false,
+                Some(i) if matches!(i.state, 'T' | 't' | 'Z' | 'X' | 'x') => {
+                    confirmed.insert(t.pid);
+                    threads.insert(t.pid, i.threads);
+                    false
+                }
+                Some(i) => !(i.state == 'D' && in_vfork(t.pid)),
+            }
         });
-        if (group_done && stops_done) || Instant::now() >= deadline {
+        if (group_done && pending.is_empty()) || Instant::now() >= deadline {
             return;
         }
         std::thread::sleep(Duration::from_micros(50));

@@ -108,4 +108,9 @@ impl SensorBackend {
     pub fn stats(&self) -> &Stats {
         both!(self, s => s.stats())
     }
+
+    /// Processes in the sensor's process table.
+    pub fn processes(&self) -> usize {
+        both!(self, s => s.processes())
+    }
 }

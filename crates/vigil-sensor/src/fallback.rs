@@ -587,6 +587,11 @@ impl Fallback {
         &self.stats
     }
 
+    /// Processes in the sensor's process table.
+    pub fn processes(&self) -> usize {
+        self.converter.table().len()
+    }
+
     /// The `Start` event.
     pub fn start_event(&self) -> OcsfEvent {
         self.converter.sensor_event(

@@ -384,3 +384,54 @@ fn a_full_findings_disk_drops_findings_but_not_events() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn an_executable_on_an_indicator_list_is_a_finding_naming_the_indicator_and_its_list() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let dir = tmp("intel");
+    // A program of its own (a copy of true with bytes of this run after it: same code,
+    // a hash no other file has).
+    let exe = dir.join("vigil-ioc-probe");
+    let mut bytes = std::fs::read("/bin/true").expect("true");
+    bytes.extend_from_slice(format!("vigil-intel-{}", std::process::id()).as_bytes());
+    std::fs::write(&exe, &bytes).expect("copy");
+    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let sum = Command::new("sha256sum").arg(&exe).output().expect("sha256sum");
+    let sha = String::from_utf8_lossy(&sum.stdout)[..64].to_string();
+    let feed = dir.join("feed.txt");
+    std::fs::write(&feed, format!("# test feed\n{}\nnot-an-indicator!\n", sha.to_uppercase()))
+        .expect("feed");
+    let findings = dir.join("findings.jsonl");
+    let agent = start_agent(
+        &dir,
+        &[
+            "--no-builtin-rules",
+            "--intel",
+            feed.to_str().expect("utf-8"),
+            "--findings",
+            findings.to_str().expect("utf-8"),
+        ],
+    );
+    let st = Command::new(&exe).status().expect("probe");
+    assert!(st.success());
+    let finding = wait_for(&findings, |f| f["class_uid"] == 2004 && !f["osint"].is_null())
+        .expect("the indicator's finding, written while the agent runs");
+    let (code, log) = agent.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(finding["osint"][0]["value"], sha);
+    assert_eq!(finding["osint"][0]["type"], "Hash");
+    assert_eq!(finding["osint"][0]["src_url"], feed.display().to_string());
+    assert_eq!(finding["severity"], "High");
+    assert_eq!(
+        finding["actor"]["process"]["file"]["path"],
+        exe.display().to_string()
+    );
+    assert!(
+        log.contains(&format!("{}:3: \"not-an-indicator!\" is not a hash", feed.display())),
+        "the bad line is reported with its place: {log}"
+    );
+    assert!(log.contains("indicators loaded indicators=1 files=1"), "{log}");
+}

@@ -171,6 +171,8 @@ ocsf_class! {
         confidence_id: Option<i32>,
         /// Whether the finding is an alert.
         is_alert: Option<bool>,
+        /// The indicators of compromise the finding is about (the `osint` profile).
+        osint: Vec<Osint>,
     }
 }
 

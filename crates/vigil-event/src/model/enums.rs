@@ -68,7 +68,15 @@ ocsf_enum!(
 );
 ocsf_enum!(
     /// `analytic.type_id`.
-    analytic_type { UNKNOWN = 0 => "Unknown", RULE = 1 => "Rule", BEHAVIORAL = 2 => "Behavioral", STATISTICAL = 3 => "Statistical", OTHER = 99 => "Other" }
+    analytic_type { UNKNOWN = 0 => "Unknown", RULE = 1 => "Rule", BEHAVIORAL = 2 => "Behavioral", STATISTICAL = 3 => "Statistical", EXACT_DATA_MATCH = 9 => "Exact Data Match", OTHER = 99 => "Other" }
+);
+ocsf_enum!(
+    /// `osint.type_id`: what an indicator is.
+    osint_type { UNKNOWN = 0 => "Unknown", IP_ADDRESS = 1 => "IP Address", DOMAIN = 2 => "Domain", HOSTNAME = 3 => "Hostname", HASH = 4 => "Hash", URL = 5 => "URL", OTHER = 99 => "Other" }
+);
+ocsf_enum!(
+    /// `osint.detection_pattern_type_id`.
+    detection_pattern_type { UNKNOWN = 0 => "Unknown", STIX = 1 => "STIX", OTHER = 99 => "Other" }
 );
 ocsf_enum!(
     /// `logon_type_id`.

@@ -242,6 +242,14 @@ impl OcsfEvent {
         event_dispatch!(self, e => e.class_uid)
     }
 
+    /// The event's `class_name` (the class's caption in the schema).
+    pub fn class_name(&self) -> &'static str {
+        fn name<T: OcsfClass>(_: &T) -> &'static str {
+            T::CLASS_NAME
+        }
+        event_dispatch!(self, e => name(&**e))
+    }
+
     /// The event's time (ms since the epoch).
     pub fn time(&self) -> i64 {
         event_dispatch!(self, e => e.time)

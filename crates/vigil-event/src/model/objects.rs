@@ -668,3 +668,29 @@ ocsf_object! {
         desc: String,
     }
 }
+
+ocsf_object! {
+    /// `osint`: an indicator of compromise, and what its source says of it.
+    pub struct Osint {
+        /// The indicator: a hash, an address or network, a domain.
+        value: String,
+        /// What the indicator is ([`osint_type`](crate::model::osint_type)).
+        type_id: i32,
+        /// Its caption.
+        kind as "type": Option<String>,
+        /// The indicator's id in its source (a STIX id, a MISP attribute uuid).
+        uid: Option<String>,
+        /// Its name in its source.
+        name: Option<String>,
+        /// Where it comes from (the source file).
+        src_url: Option<String>,
+        /// A comment (what matched it).
+        comment: Option<String>,
+        /// The pattern it came from (a STIX pattern).
+        detection_pattern: Option<String>,
+        /// The pattern's type ([`detection_pattern_type`](crate::model::detection_pattern_type)).
+        detection_pattern_type_id: Option<i32>,
+        /// Its caption.
+        detection_pattern_type: Option<String>,
+    }
+}

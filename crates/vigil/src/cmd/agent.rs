@@ -25,6 +25,10 @@ pub struct AgentArgs {
     /// to the configuration's `rules.paths`).
     #[arg(long = "rules", value_name = "DIR_OR_FILE")]
     rules: Vec<PathBuf>,
+    /// Indicator files (lists, STIX 2.1 bundles, MISP events) or directories of them
+    /// (repeatable; added to the configuration's `intel.paths`).
+    #[arg(long = "intel", value_name = "DIR_OR_FILE")]
+    intel: Vec<PathBuf>,
     /// Leave Vigil's own Linux rule pack (compiled in) out.
     #[arg(long)]
     no_builtin_rules: bool,
@@ -37,6 +41,11 @@ pub struct AgentArgs {
     /// it, the configuration's `[respond.modes]` decide (by default: detect).
     #[arg(long, value_enum, value_name = "MODE")]
     policy: Option<PolicySwitch>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0
+    /// lets the system choose, and the log says which). Metrics name no file, user or
+    /// command, but bind to loopback unless a firewall stands in front.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// `--policy` values.
@@ -75,6 +84,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     }
     let Format::Jsonl = args.format;
     config.rules.paths.extend(args.rules.iter().cloned());
+    config.intel.paths.extend(args.intel.iter().cloned());
     if args.no_builtin_rules {
         config.rules.builtin = false;
     }
@@ -97,6 +107,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         refused = report.refused.len(),
         trial_us_per_event = format!("{:.1}", report.trial_us_per_event),
         trial_us_max = format!("{:.1}", report.trial_us_max),
+        content_version = %report.content_version,
         "rules loaded"
     );
     if report.loaded == 0 {
@@ -124,12 +135,33 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         policy_rules = config.respond.policy.len(),
         "response policy"
     );
+    let metrics = match args.metrics {
+        Some(addr) => {
+            let exporter = vigil_agent::metrics::Exporter::bind(addr)
+                .with_context(|| format!("--metrics {addr}: cannot listen"))?;
+            tracing::info!("metrics served at http://{}/metrics", exporter.local_addr());
+            let start_time = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            Some(vigil_agent::metrics::Metrics {
+                exporter,
+                facts: vigil_agent::metrics::AgentFacts {
+                    content_version: report.content_version.clone(),
+                    rules_loaded: report.loaded,
+                    rules_failed: report.problems.len(),
+                    start_time,
+                },
+            })
+        }
+        None => None,
+    };
     let outputs = Outputs {
         events: args.output,
         findings: args.findings,
         config: args.config.clone(),
     };
-    let summary = vigil_agent::run(config, &engine, &outputs, &stop)?;
+    let summary =
+        vigil_agent::run_with_metrics(config, &engine, &outputs, &stop, metrics.as_ref())?;
     let find = |k: &str| {
         summary
             .counters
