@@ -399,11 +399,17 @@ fn an_executable_on_an_indicator_list_is_a_finding_naming_the_indicator_and_its_
     std::fs::write(&exe, &bytes).expect("copy");
     std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .expect("chmod");
-    let sum = Command::new("sha256sum").arg(&exe).output().expect("sha256sum");
+    let sum = Command::new("sha256sum")
+        .arg(&exe)
+        .output()
+        .expect("sha256sum");
     let sha = String::from_utf8_lossy(&sum.stdout)[..64].to_string();
     let feed = dir.join("feed.txt");
-    std::fs::write(&feed, format!("# test feed\n{}\nnot-an-indicator!\n", sha.to_uppercase()))
-        .expect("feed");
+    std::fs::write(
+        &feed,
+        format!("# test feed\n{}\nnot-an-indicator!\n", sha.to_uppercase()),
+    )
+    .expect("feed");
     let findings = dir.join("findings.jsonl");
     let agent = start_agent(
         &dir,
@@ -417,8 +423,10 @@ fn an_executable_on_an_indicator_list_is_a_finding_naming_the_indicator_and_its_
     );
     let st = Command::new(&exe).status().expect("probe");
     assert!(st.success());
-    let finding = wait_for(&findings, |f| f["class_uid"] == 2004 && !f["osint"].is_null())
-        .expect("the indicator's finding, written while the agent runs");
+    let finding = wait_for(&findings, |f| {
+        f["class_uid"] == 2004 && !f["osint"].is_null()
+    })
+    .expect("the indicator's finding, written while the agent runs");
     let (code, log) = agent.stop();
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(finding["osint"][0]["value"], sha);
@@ -430,8 +438,14 @@ fn an_executable_on_an_indicator_list_is_a_finding_naming_the_indicator_and_its_
         exe.display().to_string()
     );
     assert!(
-        log.contains(&format!("{}:3: \"not-an-indicator!\" is not a hash", feed.display())),
+        log.contains(&format!(
+            "{}:3: \"not-an-indicator!\" is not a hash",
+            feed.display()
+        )),
         "the bad line is reported with its place: {log}"
     );
-    assert!(log.contains("indicators loaded indicators=1 files=1"), "{log}");
+    assert!(
+        log.contains("indicators loaded indicators=1 files=1"),
+        "{log}"
+    );
 }
