@@ -134,7 +134,9 @@ pub struct JsonlSink {
 
 impl JsonlSink {
     /// A sink named `name` (`events`, `findings`) writing to `path` (`-` for standard
-    /// output), created or truncated.
+    /// output), created or appended to: an agent restarted (by its service manager,
+    /// after a kill) never wipes what it wrote before, and a file truncated under it
+    /// (logrotate's copytruncate) is written from its start again, without a hole.
     pub fn create(
         name: &str,
         path: &Path,
@@ -145,7 +147,12 @@ impl JsonlSink {
         let out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
             Box::new(std::io::stdout())
         } else {
-            Box::new(std::fs::File::create(path)?)
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            )
         };
         Ok(Self::new(
             name,

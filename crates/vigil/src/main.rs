@@ -9,7 +9,7 @@
 mod cmd;
 mod logging;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Exit code for a check that found problems.
@@ -80,6 +80,20 @@ enum Command {
     /// Sigma rules: check that rules load.
     #[command(subcommand)]
     Rules(cmd::rules::RulesCommand),
+    /// Print the shell completion script for SHELL (for packagers: scripts/build-deb).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages, vigil.1 and one per subcommand, into DIR (for packagers:
+    /// scripts/build-deb).
+    #[command(hide = true)]
+    Man {
+        /// The directory (created if missing).
+        dir: std::path::PathBuf,
+    },
 }
 
 /// `vigil perm-watchdog`: stop signals are ignored (it ends when the agent's heartbeat
@@ -115,6 +129,8 @@ fn main() -> ExitCode {
         Command::Rollback(a) => cmd::rollback::run(a),
         Command::PermWatchdog { deadline_ms } => perm_watchdog(deadline_ms),
         Command::Rules(c) => cmd::rules::run(c),
+        Command::Completions { shell } => cmd::docs::completions(Cli::command(), shell),
+        Command::Man { dir } => cmd::docs::man(Cli::command(), &dir),
     };
     match result {
         Ok(code) => code,
