@@ -44,7 +44,7 @@ impl BulkDeliver {
         let auth = match (&c.username, &c.password, &c.api_key) {
             (Some(u), Some(p), _) => Some(format!(
                 "Basic {}",
-                crate::http::base64(format!("{u}:{p}").as_bytes())
+                vigil_event::encode::base64(format!("{u}:{p}").as_bytes())
             )),
             (_, _, Some(k)) => Some(format!("ApiKey {k}")),
             _ => None,
