@@ -69,6 +69,35 @@ impl KillReport {
 /// Passes over a branch at most (a fork storm outrunning the freeze is reported).
 const MAX_PASSES: u32 = 256;
 
+/// What became of one process asked to freeze.
+#[derive(Debug, PartialEq, Eq)]
+enum Freeze {
+    /// Moved into the frozen cgroup.
+    Cgroup,
+    /// Sent SIGSTOP.
+    Sigstop,
+    /// It no longer exists (it ended after it was found): not an error.
+    Gone,
+    /// Refused, as a sentence.
+    Failed(String),
+}
+
+/// Freezes `pid`: into the cgroup if there is one and the move works, else with SIGSTOP.
+fn freeze_one(cg: Option<&FreezeGroup>, pid: i32) -> Freeze {
+    if let Some(g) = cg {
+        match g.add(pid) {
+            Ok(()) => return Freeze::Cgroup,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => return Freeze::Gone,
+            Err(e) => tracing::debug!(pid, "cannot move into the freeze cgroup: {e}"),
+        }
+    }
+    match kill(Pid::from_raw(pid), Signal::SIGSTOP) {
+        Ok(()) => Freeze::Sigstop,
+        Err(nix::errno::Errno::ESRCH) => Freeze::Gone,
+        Err(e) => Freeze::Failed(format!("SIGSTOP to {pid}: {e}")),
+    }
+}
+
 /// The cgroup v2 mount point, if there is one.
 pub fn cgroup2_root() -> Option<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -147,23 +176,20 @@ pub fn kill_branch(
                 report.spared.push((p, why));
                 continue;
             }
-            let how = match cg.as_mut().map(|g| g.add(t.pid)) {
-                Some(Ok(())) => {
+            let how = match freeze_one(cg.as_ref(), t.pid) {
+                Freeze::Cgroup => {
                     group_members.push(t);
                     "cgroup"
                 }
-                other => {
-                    if let Some(Err(e)) = other {
-                        tracing::debug!(pid = t.pid, "cannot move into the freeze cgroup: {e}");
-                    }
-                    match kill(Pid::from_raw(t.pid), Signal::SIGSTOP) {
-                        Ok(()) => stopped.push(t),
-                        Err(e) => {
-                            report.errors.push(format!("SIGSTOP to {}: {e}", t.pid));
-                            continue;
-                        }
-                    }
+                Freeze::Sigstop => {
+                    stopped.push(t);
                     "sigstop"
+                }
+                // Ended between its read and its freeze: nothing left to kill.
+                Freeze::Gone => continue,
+                Freeze::Failed(e) => {
+                    report.errors.push(e);
+                    continue;
                 }
             };
             threads.insert(t.pid, p.threads);
@@ -353,7 +379,7 @@ impl FreezeGroup {
         Ok(g)
     }
 
-    fn add(&mut self, pid: i32) -> std::io::Result<()> {
+    fn add(&self, pid: i32) -> std::io::Result<()> {
         std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
     }
 
@@ -396,4 +422,25 @@ pub fn is_freeze_group(dir: &Path) -> bool {
     dir.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with("vigil-kill-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No process ever has this pid (above any `pid_max`): it stands for one that ended
+    /// between being found and being frozen.
+    const NO_SUCH_PID: i32 = i32::MAX;
+
+    /// CI run of 2026-12-06: a process of a forking tree ended between its read and its
+    /// freeze, and "SIGSTOP to PID: ESRCH" was reported as a failed kill.
+    #[test]
+    fn a_process_ending_before_its_freeze_is_gone_not_an_error() {
+        assert_eq!(freeze_one(None, NO_SUCH_PID), Freeze::Gone);
+        // With a cgroup to move into (root, cgroup v2), the move's ESRCH is read alike.
+        if let Ok(g) = FreezeGroup::create() {
+            assert_eq!(freeze_one(Some(&g), NO_SUCH_PID), Freeze::Gone);
+            g.remove(Duration::from_secs(1)).unwrap();
+        }
+    }
 }
