@@ -4,7 +4,7 @@ use crate::config::AgentConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::{DetectStage, Pipeline, Stage, StoryStage};
 use crate::respond::RespondStage;
-use crate::sink::{JsonlSink, OnError, Select, Sink, SinkError, Threaded};
+use crate::sink::{JsonlSink, NetSink, OnError, Select, Sink, SinkError, Threaded};
 use serde_json::{json, Map};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +45,9 @@ pub enum AgentError {
     /// The events output failed.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// A network output could not start.
+    #[error(transparent)]
+    NetOutput(#[from] vigil_output::StartError),
 }
 
 /// What the agent did, for its last log line.
@@ -110,6 +113,10 @@ pub fn run_with_metrics(
             64,
         )?));
     }
+    // The network outputs, each behind its bounded buffer on a thread of its own.
+    for out in vigil_output::start(&config.output.network())? {
+        sinks.push(Box::new(NetSink(out)));
+    }
     let mut own_paths: Vec<PathBuf> = std::env::current_exe().into_iter().collect();
     own_paths.extend(outputs.config.iter().cloned());
     let mut responder = vigil_respond::Responder::new(config.respond.clone(), own_paths.clone());
@@ -118,17 +125,8 @@ pub fn run_with_metrics(
         responder.set_helper(exe.clone());
     }
     let (intel, intel_report) = crate::intel::load(&config.intel);
-    for p in &intel_report.problems {
-        tracing::warn!("indicator not loaded: {p}");
-    }
     if !config.intel.paths.is_empty() {
-        tracing::info!(
-            indicators = intel_report.indicators,
-            files = intel_report.files,
-            duplicates = intel_report.duplicates,
-            problems = intel_report.problems.len() + intel_report.more_problems,
-            "indicators loaded"
-        );
+        intel_report.log();
     }
     let mut detector = Detector::new(engine, config.detect.clone(), "agent");
     if !intel.is_empty() {

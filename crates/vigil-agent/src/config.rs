@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use vigil_detect::{DetectConfig, StoryConfig};
+use vigil_output::{ElasticConfig, OutputsConfig, SplunkConfig, SyslogConfig};
 use vigil_respond::RespondConfig;
 use vigil_sensor::SensorConfig;
 
@@ -79,12 +80,32 @@ pub struct OutputConfig {
     /// Seconds between the agent's own Statistics events (detection and output
     /// counters; the sensor's come at `sensor.stats_interval_secs`). 0: none.
     pub stats_interval_secs: u64,
+    /// Syslog outputs (`[[output.syslog]]`: RFC 5424 to the local socket, TCP or TLS).
+    pub syslog: Vec<SyslogConfig>,
+    /// Splunk HTTP Event Collector outputs (`[[output.splunk]]`).
+    pub splunk: Vec<SplunkConfig>,
+    /// Elasticsearch / OpenSearch bulk API outputs (`[[output.elasticsearch]]`).
+    pub elasticsearch: Vec<ElasticConfig>,
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
             stats_interval_secs: 60,
+            syslog: Vec::new(),
+            splunk: Vec::new(),
+            elasticsearch: Vec::new(),
+        }
+    }
+}
+
+impl OutputConfig {
+    /// The network outputs.
+    pub fn network(&self) -> OutputsConfig {
+        OutputsConfig {
+            syslog: self.syslog.clone(),
+            splunk: self.splunk.clone(),
+            elasticsearch: self.elasticsearch.clone(),
         }
     }
 }
@@ -121,6 +142,17 @@ pub enum ConfigError {
         /// The id.
         id: String,
     },
+    /// A network output's setting is wrong (a bad URL, an empty token, an unreadable CA
+    /// file, a zero buffer), named as `output.KIND[N].KEY`.
+    #[error("{}:{line}: {source}", path.display())]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the setting, or of its output's table (0 when unknown).
+        line: usize,
+        /// The setting and what is wrong.
+        source: vigil_output::Invalid,
+    },
     /// A setting has a value out of its range.
     #[error("{}: invalid setting: {message}", path.display())]
     Invalid {
@@ -155,6 +187,15 @@ impl AgentConfig {
             path: path.to_path_buf(),
             message,
         })?;
+        config
+            .output
+            .network()
+            .validate()
+            .map_err(|source| ConfigError::Output {
+                path: path.to_path_buf(),
+                line: output_line(text, source.kind, source.index, source.key),
+                source,
+            })?;
         Ok(config)
     }
 
@@ -199,6 +240,37 @@ impl AgentConfig {
         self.respond.validate()?;
         Ok(())
     }
+}
+
+/// The line of `key` in the `index`th (from 1) `[[output.KIND]]` table, or of the table
+/// itself when the key is not written there; 0 when the table is not found (written
+/// inline, say).
+fn output_line(text: &str, kind: &str, index: usize, key: &str) -> usize {
+    let header = format!("[[output.{kind}]]");
+    let mut seen = 0;
+    let mut table = None;
+    for (i, l) in text.lines().enumerate() {
+        let l = l.trim();
+        if l.starts_with('[') {
+            if table.is_some() {
+                break;
+            }
+            if l.starts_with(&header) {
+                seen += 1;
+                if seen == index {
+                    table = Some(i + 1);
+                }
+            }
+            continue;
+        }
+        if table.is_some()
+            && l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        {
+            return i + 1;
+        }
+    }
+    table.unwrap_or(0)
 }
 
 /// The 1-based line of a byte offset.
@@ -313,5 +385,84 @@ mod tests {
         let e = AgentConfig::parse(p, "[respond.isolate]\nmanagement = [\"10.0.0.1:http\"]\n")
             .expect_err("bad endpoint");
         assert!(e.to_string().contains("`http` is not a port"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_output_examples_name_every_default_right() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/agent.toml");
+        let text = std::fs::read_to_string(&path).expect("readable");
+        for (kind, required) in [
+            ("syslog", ""),
+            ("splunk", "url = \"http://h:8088\"\ntoken = \"t\"\n"),
+            ("elasticsearch", "url = \"http://h:9200\"\n"),
+        ] {
+            let header = format!("# [[output.{kind}]]");
+            let block: String = text
+                .lines()
+                .skip_while(|l| *l != header)
+                .take_while(|l| !l.is_empty())
+                .filter_map(|l| l.strip_prefix("# "))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert!(!block.is_empty(), "no example of {kind}");
+            // Every key of the example exists (unknown ones are refused) ...
+            let example: AgentConfig = toml::from_str(&block).expect("the example parses");
+            let minimal: AgentConfig =
+                toml::from_str(&format!("[[output.{kind}]]\n{required}")).expect("parses");
+            let pick =
+                |c: &AgentConfig| serde_json::to_value(&c.output).expect("json")[kind][0].clone();
+            let (example, minimal) = (pick(&example), pick(&minimal));
+            // ... and every setting that has a default is shown at it.
+            for (k, v) in minimal.as_object().expect("table") {
+                if required.contains(&format!("{k} =")) {
+                    continue;
+                }
+                assert_eq!(&example[k], v, "output.{kind}.{k} in config/agent.toml");
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_output_is_refused_with_the_setting_and_its_line() {
+        let p = Path::new("agent.toml");
+        let refused = |text: &str| {
+            AgentConfig::parse(p, text)
+                .expect_err("refused")
+                .to_string()
+        };
+        assert_eq!(
+            refused("[[output.splunk]]\nurl = \"htp://h\"\ntoken = \"t\"\n"),
+            "agent.toml:2: output.splunk[1].url: `htp://h` is not a usable URL: it must start \
+             with http:// or https://"
+        );
+        assert_eq!(
+            refused("[[output.splunk]]\nurl = \"http://h\"\ntoken = \"\"\n"),
+            "agent.toml:3: output.splunk[1].token: is empty"
+        );
+        let e = refused("[[output.splunk]]\nurl = \"http://h\"\n");
+        assert!(e.starts_with("agent.toml:1: missing field `token`"), "{e}");
+        assert_eq!(
+            refused("[[output.syslog]]\n[[output.syslog]]\naddress = \"tcp://h:514\"\nbuffer_bytes = 0\n"),
+            "agent.toml:4: output.syslog[2].buffer_bytes: must be at least 1"
+        );
+        let e = refused(
+            "[[output.elasticsearch]]\nurl = \"https://h:9200\"\nca_file = \"/nonexistent/ca.pem\"\n",
+        );
+        assert!(
+            e.starts_with(
+                "agent.toml:3: output.elasticsearch[1].ca_file: /nonexistent/ca.pem: cannot read: "
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            refused("[[output.syslog]]\n[[output.syslog]]\n"),
+            "agent.toml:2: output.syslog[2].name: `syslog` is taken by another output; give \
+             each output its own name"
+        );
+        let e = refused("[[output.syslog]]\nfacility = \"local9\"\n");
+        assert!(
+            e.starts_with("agent.toml:2: unknown variant `local9`"),
+            "{e}"
+        );
     }
 }

@@ -19,6 +19,8 @@ pub struct IntelReport {
     pub problems: Vec<String>,
     /// Problems counted but not listed (past 100 per file).
     pub more_problems: usize,
+    /// The files read, as their indicators name them.
+    pub sources: Vec<String>,
 }
 
 /// Reads every configured file (directories: every regular file below them, in name
@@ -50,6 +52,7 @@ pub fn load(config: &IntelConfig) -> (IntelSet, IntelReport) {
         };
         report.files += 1;
         let r = set.add(&name, &text, Format::Auto);
+        report.sources.push(name);
         report.duplicates += r.duplicates;
         report.more_problems += r.more_problems;
         report
@@ -58,6 +61,22 @@ pub fn load(config: &IntelConfig) -> (IntelSet, IntelReport) {
     }
     report.indicators = set.len();
     (set, report)
+}
+
+impl IntelReport {
+    /// Logs each problem (a warning) and what was loaded.
+    pub fn log(&self) {
+        for p in &self.problems {
+            tracing::warn!("indicator not loaded: {p}");
+        }
+        tracing::info!(
+            indicators = self.indicators,
+            files = self.files,
+            duplicates = self.duplicates,
+            problems = self.problems.len() + self.more_problems,
+            "indicators loaded"
+        );
+    }
 }
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<String>) {

@@ -10,7 +10,8 @@
 //!   tried on sample events before they run.
 //! * [`pipeline`]: stages and sinks; the seam response and shipping plug into.
 //! * [`respond`]: the response stage: findings answered by the `[respond]` policy.
-//! * [`sink`]: JSON lines outputs, with what happens when a write fails.
+//! * [`sink`]: JSON lines outputs, with what happens when a write fails, and the network
+//!   outputs of `vigil-output` (syslog, Splunk HEC, Elasticsearch) as sinks.
 //! * [`agent`]: the run loop.
 //! * [`latency`]: the histogram of the time from an exec to its finding.
 //! * [`metrics`]: the Prometheus metrics, and their HTTP server.
@@ -30,4 +31,4 @@ pub use config::{AgentConfig, ConfigError, IntelConfig, OutputConfig, RulesConfi
 pub use pipeline::{DetectStage, Pipeline, Stage, StoryStage};
 pub use respond::RespondStage;
 pub use rules::RuleReport;
-pub use sink::{JsonlSink, OnError, Select, Sink, SinkError};
+pub use sink::{JsonlSink, NetSink, OnError, Select, Sink, SinkError};

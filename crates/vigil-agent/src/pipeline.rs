@@ -161,7 +161,7 @@ impl<'a> Pipeline<'a> {
         let emitted = stages.iter().map(|_| Vec::new()).collect();
         let timed_sink = sinks
             .iter()
-            .position(|s| s.select() == Select::Findings)
+            .position(|s| s.select() == Select::Findings && s.writes_on_flush())
             .unwrap_or(0);
         Pipeline {
             stages,

@@ -1,6 +1,7 @@
 //! Where the agent's events go: JSON lines to a file or standard output, each output
 //! written by a thread of its own ([`Threaded`]), so that a slow disk never holds up the
-//! sensor, detection or response.
+//! sensor, detection or response; and the network outputs ([`NetSink`]), which never
+//! hold it up either.
 
 use crate::latency::Histogram;
 use std::io::Write;
@@ -76,6 +77,12 @@ pub trait Sink {
     fn gauges(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+    /// Whether a flush writes what this sink holds, so that the time from an exec to
+    /// its finding can be measured at it (not so for a network output, which batches on
+    /// its own clock).
+    fn writes_on_flush(&self) -> bool {
+        true
+    }
 }
 
 /// Counts the time from each kernel time to now in the histogram (µs).
@@ -127,7 +134,9 @@ pub struct JsonlSink {
 
 impl JsonlSink {
     /// A sink named `name` (`events`, `findings`) writing to `path` (`-` for standard
-    /// output), created or truncated.
+    /// output), created or appended to: an agent restarted (by its service manager,
+    /// after a kill) never wipes what it wrote before, and a file truncated under it
+    /// (logrotate's copytruncate) is written from its start again, without a hole.
     pub fn create(
         name: &str,
         path: &Path,
@@ -138,7 +147,12 @@ impl JsonlSink {
         let out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
             Box::new(std::io::stdout())
         } else {
-            Box::new(std::fs::File::create(path)?)
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            )
         };
         Ok(Self::new(
             name,
@@ -237,6 +251,72 @@ impl Sink for JsonlSink {
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
         vec![("written", self.written), ("dropped", self.dropped)]
+    }
+}
+
+/// A network output (syslog, Splunk HEC, Elasticsearch: [`vigil_output::Output`]) as a
+/// sink. It never makes the pipeline wait: each event goes into the output's bounded
+/// buffer, or is counted as dropped when the buffer is full; the output's own thread
+/// batches, sends and retries. A flush leaves batching to the output (`flush_ms`); a
+/// sync or close waits for delivery at most `shutdown_ms`.
+pub struct NetSink(pub vigil_output::Output);
+
+/// The output's values that go up and down: [`Sink::gauges`], not counters.
+const GAUGES: [&str; 2] = ["buffered_events", "buffered_bytes"];
+
+impl Sink for NetSink {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn select(&self) -> Select {
+        match self.0.select() {
+            vigil_output::Selection::All => Select::All,
+            vigil_output::Selection::Findings => Select::Findings,
+        }
+    }
+
+    fn write(&mut self, lines: &[u8], _count: u64) -> Result<(), SinkError> {
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            self.0.offer(line);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.0.close();
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.0.sync();
+        Ok(())
+    }
+
+    /// Every counter of the output ([`vigil_output::Output::counters`]) but its gauges.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut c = self.0.counters();
+        c.retain(|(k, _)| !GAUGES.contains(k));
+        c
+    }
+
+    /// Events held (`queued_lines`: waiting or in flight) and their bytes
+    /// (`buffered_bytes`).
+    fn gauges(&self) -> Vec<(&'static str, u64)> {
+        let c = self.0.counters();
+        let get = |k: &str| c.iter().find(|(n, _)| *n == k).map_or(0, |(_, v)| *v);
+        vec![
+            ("queued_lines", get("buffered_events")),
+            ("buffered_bytes", get("buffered_bytes")),
+        ]
+    }
+
+    fn writes_on_flush(&self) -> bool {
+        false
     }
 }
 

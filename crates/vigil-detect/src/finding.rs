@@ -70,6 +70,18 @@ pub fn tactics(rule: &RuleMeta) -> impl Iterator<Item = &'static str> + '_ {
         .filter_map(|t| tactic_of(t).map(|(_, name, _)| *name))
 }
 
+/// The ATT&CK Enterprise tactic names in kill-chain order (Reconnaissance first, Impact
+/// last).
+pub fn tactic_names() -> impl Iterator<Item = &'static str> {
+    TACTICS.iter().map(|(_, name, _)| *name)
+}
+
+/// The ATT&CK techniques of a rule's tags, each with the sub-technique the tag names
+/// (`attack.t1059.001` -> `("T1059", Some("T1059.001"))`), upper-cased.
+pub fn techniques(rule: &RuleMeta) -> impl Iterator<Item = (String, Option<String>)> + '_ {
+    rule.attack_tags().filter_map(technique_of)
+}
+
 /// The technique (`T1059`) and sub-technique (`T1059.004`) a tag names, upper-cased.
 fn technique_of(tag: &str) -> Option<(String, Option<String>)> {
     let t = tag.strip_prefix("attack.").unwrap_or(tag);

@@ -173,7 +173,16 @@ impl<'e, 'f> Collector<'e, 'f> {
             .by_rule
             .iter()
             .filter_map(|(i, n)| {
-                let r = self.engine.rules().get(*i)?;
+                let engine_rules = self.engine.rules().len();
+                let r = match self.engine.rules().get(*i) {
+                    Some(r) => r,
+                    None => self
+                        .config
+                        .intel
+                        .as_deref()?
+                        .rules()
+                        .get(*i - engine_rules)?,
+                };
                 Some(RuleCount {
                     title: r.title.clone(),
                     id: r.id.clone(),

@@ -40,6 +40,8 @@ pub struct HuntConfig {
     /// The longest record (a JSON line, a value of a `.json` file) read, in bytes: a
     /// longer one is reported and skipped (default [`MAX_RECORD`]).
     pub max_record: usize,
+    /// Indicators matched beside the rules (default: none).
+    pub intel: Option<std::sync::Arc<crate::HuntIntel>>,
 }
 
 impl Default for HuntConfig {
@@ -55,6 +57,7 @@ impl Default for HuntConfig {
             render: Render::None,
             now_ms: time::now_ms(),
             max_record: MAX_RECORD,
+            intel: None,
         }
     }
 }
@@ -66,7 +69,8 @@ pub enum Render {
     None,
     /// The OCSF JSON line, for [`crate::JsonlSink`].
     Jsonl,
-    /// The timeline row, for [`crate::TableSink`] and [`crate::CsvSink`].
+    /// The timeline row, for [`crate::TableSink`], [`crate::CsvSink`],
+    /// [`crate::HtmlSink`] and [`crate::TimelineSink`].
     Timeline,
 }
 

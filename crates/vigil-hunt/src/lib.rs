@@ -60,7 +60,9 @@
 //! * **Output** ([`Sink`]): [`JsonlSink`] streams OCSF Detection Findings (class 2004);
 //!   [`CsvSink`] and [`TableSink`] keep one short row per finding and sort them by time
 //!   with an external merge sort ([`ROW_BUFFER`] bytes in memory, the rest in sorted
-//!   temporary files).
+//!   temporary files); [`HtmlSink`] writes a self-contained HTML report (summary, chart,
+//!   ATT&CK matrix, a searchable table; `html`) and [`TimelineSink`] a timeline that
+//!   Timesketch imports (`timeline`); [`Tee`] feeds several sinks at once.
 //!
 //! Peak memory is the compiled rules plus a bounded working set: on 2 threads with all
 //! 3,754 SigmaHQ rules, under ~100 MiB from 100 MiB to 3 GiB of EVTX (BENCHMARKS.md).
@@ -71,8 +73,10 @@ mod correlate;
 mod detection;
 mod discover;
 mod error;
+mod html;
 mod hunt;
 mod input;
+mod intel;
 mod matcher;
 mod output;
 mod render;
@@ -80,14 +84,21 @@ mod report;
 mod rules;
 mod sort;
 mod split;
+mod timeline;
 
 pub use config::{parse_logsource, HuntConfig, Render, MAX_RECORD};
 pub use detection::{Correlated, Detection, EventRef};
 pub use discover::{discover, format_of_name, Format, InputFile};
 pub use error::{HuntError, InputError, Location};
+pub use html::{
+    content_security_policy, technique_name, HtmlSink, ReportMeta, MAX_TABLE_ROWS, TABLE_BUDGET,
+    TABLE_DETAILS,
+};
 pub use hunt::hunt;
-pub use output::{CsvSink, JsonlSink, TableSink, ROW_BUFFER};
+pub use intel::HuntIntel;
+pub use output::{CsvSink, JsonlSink, TableSink, Tee, ROW_BUFFER};
 pub use report::{FileReport, Progress, Report, RuleCount, Sink};
 pub use rules::{load_rules, load_rules_with, RuleSet, RuleTiming};
+pub use timeline::{TimelineFormat, TimelineSink, TIMELINE_COLUMNS};
 pub use vigil_detect::finding::{attacks, level_rank, LEVELS};
 pub use vigil_sigma::{Engine, Level, LogSource};

@@ -15,6 +15,7 @@ use crate::detection::{Detection, EventMeta, EventRef};
 use crate::discover::InputFile;
 use crate::error::{InputError, Location};
 use crate::input::{too_long, Pool, ValueAt, Work, EVTX_CHUNK};
+use crate::intel::HuntIntel;
 use crate::render::Renderer;
 use serde_json::Value;
 use std::path::Path;
@@ -37,6 +38,8 @@ pub(crate) struct Matcher<'e> {
     render: Render,
     now_ms: i64,
     max_record: usize,
+    /// Indicators matched beside the rules; their rules' indexes follow the engine's.
+    intel: Option<&'e HuntIntel>,
 }
 
 /// How a JSON record is routed.
@@ -226,7 +229,7 @@ pub(crate) struct Worker<'e> {
 }
 
 impl<'e> Matcher<'e> {
-    pub(crate) fn new(engine: &'e Engine, files: &'e [InputFile], config: &HuntConfig) -> Self {
+    pub(crate) fn new(engine: &'e Engine, files: &'e [InputFile], config: &'e HuntConfig) -> Self {
         Matcher {
             engine,
             files,
@@ -237,6 +240,44 @@ impl<'e> Matcher<'e> {
             render: config.render,
             now_ms: config.now_ms,
             max_record: config.max_record.max(1),
+            intel: config.intel.as_deref(),
+        }
+    }
+
+    /// Adds to `findings` one finding per indicator rule an event names (a Windows
+    /// record by its fields, an OCSF event as the agent matches it).
+    fn indicators(
+        &self,
+        ev: &dyn Event,
+        value: Option<&Value>,
+        kind: Kind,
+        findings: &mut Vec<Finding<'e>>,
+    ) {
+        let Some(intel) = self.intel else { return };
+        let mut hits = Vec::new();
+        match (kind, value) {
+            (Kind::Windows, _) => intel.windows_hits(ev, &mut hits),
+            (Kind::Ocsf, Some(v)) => {
+                if let Ok(e) = vigil_event::OcsfEvent::from_json(v.clone()) {
+                    intel.set().match_event(&e, &mut hits);
+                }
+            }
+            _ => {}
+        }
+        let base = self.engine.rules().len();
+        for h in &hits {
+            let Some(i) = intel.rule_of(h) else { continue };
+            if findings.iter().any(|f| f.rule_index == base + i) {
+                continue;
+            }
+            findings.push(Finding {
+                rule: &intel.rules()[i],
+                rule_index: base + i,
+                selections: Vec::new(),
+                silent: false,
+                time_ms: None,
+                fields: Vec::new(),
+            });
         }
     }
 
@@ -450,6 +491,7 @@ impl<'e> Worker<'e> {
         self.findings.clear();
         m.engine
             .match_event(&mut self.scratch, &event, source, &mut self.findings);
+        m.indicators(&event, None, kind, &mut self.findings);
         let kept = match self.findings.is_empty() {
             true => Ok(()),
             false => {
@@ -495,6 +537,7 @@ impl<'e> Worker<'e> {
                 .engine
                 .match_event(&mut self.scratch, &value, source, &mut self.findings),
         }
+        m.indicators(&value, Some(&value), kind, &mut self.findings);
         if !self.findings.is_empty() {
             let time = m.record_time(&value, kind);
             if let Err(e) = self.keep(m, path, place.record(), text, &value, Some(&value), time) {

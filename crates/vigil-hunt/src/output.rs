@@ -42,17 +42,17 @@ impl<W: Write> Sink for JsonlSink<W> {
 
 /// A finding as a timeline row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Row {
-    time: Option<i64>,
-    level: usize,
-    title: String,
-    id: String,
-    computer: String,
-    channel: String,
-    event_id: String,
-    file: String,
-    record: u64,
-    details: String,
+pub(crate) struct Row {
+    pub(crate) time: Option<i64>,
+    pub(crate) level: usize,
+    pub(crate) title: String,
+    pub(crate) id: String,
+    pub(crate) computer: String,
+    pub(crate) channel: String,
+    pub(crate) event_id: String,
+    pub(crate) file: String,
+    pub(crate) record: u64,
+    pub(crate) details: String,
 }
 
 const DETAILS_MAX: usize = 300;
@@ -156,7 +156,7 @@ pub(crate) fn row_bytes(d: &Detection<'_>) -> Option<Vec<u8>> {
 }
 
 /// The timeline row of a finding: prepared by a matching thread, or made here.
-fn row_of(d: &Detection<'_>) -> io::Result<Row> {
+pub(crate) fn row_of(d: &Detection<'_>) -> io::Result<Row> {
     match &d.rendered {
         Some(bytes) => serde_json::from_slice(bytes).map_err(io::Error::other),
         None => Ok(row(d)),
@@ -215,6 +215,40 @@ impl Sortable for Row {
     }
 }
 
+/// A timeline row with the index of its rule (in [`vigil_sigma::Engine::rules`]), for the
+/// sinks that show more of the rule than the row holds (its ATT&CK tags).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RuleRow {
+    pub(crate) rule: usize,
+    pub(crate) row: Row,
+}
+
+impl Sortable for RuleRow {
+    type Key = <Row as Sortable>::Key;
+    fn key(&self) -> Self::Key {
+        self.row.key()
+    }
+    fn bytes(&self) -> usize {
+        self.row.bytes() + std::mem::size_of::<usize>()
+    }
+}
+
+/// Several sinks fed the same findings, in order: the main output, a report, a timeline.
+/// Each sees every finding; the first error stops the hunt. The sinks that read timeline
+/// rows ([`CsvSink`], [`TableSink`], [`crate::HtmlSink`], [`crate::TimelineSink`]) need
+/// the findings rendered as [`crate::Render::Timeline`] or not at all
+/// ([`crate::Render::None`]), not as OCSF lines.
+pub struct Tee(pub Vec<Box<dyn Sink>>);
+
+impl Sink for Tee {
+    fn detection(&mut self, d: &Detection<'_>) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|s| s.detection(d))
+    }
+    fn finish(&mut self, report: &Report) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|s| s.finish(report))
+    }
+}
+
 /// Bytes of timeline rows kept in memory before they are sorted into a temporary file.
 pub const ROW_BUFFER: usize = 4 << 20;
 
@@ -235,7 +269,7 @@ impl<W: Write> CsvSink<W> {
     }
 }
 
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

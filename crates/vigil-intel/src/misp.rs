@@ -7,22 +7,13 @@
 //! one note per event.
 
 use crate::error::IntelError;
-use crate::value::{parse_domain, parse_hash, parse_ip, Collect, Meta, Value};
+use crate::value::{parse_domain, parse_hash, parse_ip, parse_json, Collect, Meta, Value};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
 pub(crate) fn load(into: &mut dyn Collect, source: &str, text: &str) {
-    let doc: Json = match serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(text)) {
-        Ok(v) => v,
-        Err(e) => {
-            into.problem(IntelError::Json {
-                source_name: source.to_string(),
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            });
-            return;
-        }
+    let Some(doc) = parse_json(into, source, text) else {
+        return;
     };
     let list = match &doc {
         Json::Array(a) => a.iter().collect::<Vec<_>>(),

@@ -11,24 +11,15 @@
 //! values of an `OR` are loaded even when other values of it are not.
 
 use crate::error::IntelError;
-use crate::value::{parse_domain, parse_hash, parse_ip, Collect, Meta, Value};
+use crate::value::{parse_domain, parse_hash, parse_ip, parse_json, Collect, Meta, Value};
 use serde_json::Value as Json;
 
 /// Longest pattern kept with an indicator (for the finding).
 const PATTERN_KEPT: usize = 1024;
 
 pub(crate) fn load(into: &mut dyn Collect, source: &str, text: &str) {
-    let doc: Json = match serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(text)) {
-        Ok(v) => v,
-        Err(e) => {
-            into.problem(IntelError::Json {
-                source_name: source.to_string(),
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            });
-            return;
-        }
+    let Some(doc) = parse_json(into, source, text) else {
+        return;
     };
     let Some(objects) = doc.get("objects").and_then(Json::as_array) else {
         into.problem(IntelError::Format {

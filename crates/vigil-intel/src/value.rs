@@ -29,6 +29,27 @@ pub(crate) enum Value {
     Domain(String),
 }
 
+/// A JSON source parsed whole (a leading byte-order mark skipped); `None`, with the
+/// problem noted where it is, if it is not JSON.
+pub(crate) fn parse_json(
+    into: &mut dyn Collect,
+    source: &str,
+    text: &str,
+) -> Option<serde_json::Value> {
+    match serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(text)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            into.problem(IntelError::Json {
+                source_name: source.to_string(),
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            });
+            None
+        }
+    }
+}
+
 /// Where a format puts what it parses.
 pub(crate) trait Collect {
     /// Registers what a group of indicators says about itself; returns its index.

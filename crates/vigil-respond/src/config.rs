@@ -327,8 +327,8 @@ pub struct BlockConfig {
     /// every exec on the host is checked. The watch starts when the blocklist has an
     /// entry: an empty list costs nothing.
     pub all_mounts: bool,
-    /// More places watched: a mount point (the whole mount) or a directory (the files
-    /// directly in it).
+    /// More places watched: a mount point (its whole filesystem, through any mount) or
+    /// a directory (the files directly in it).
     pub watch: Vec<PathBuf>,
     /// Milliseconds a verdict may take. A verdict that runs longer (a huge file to hash,
     /// a slow disk) lets the program run; so does a helper process when the agent stops

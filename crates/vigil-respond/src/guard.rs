@@ -458,9 +458,12 @@ impl PermGuard {
         }
     }
 
-    /// Marks what the configuration says for exec checks: every real mount when
-    /// `all_mounts`, and each `watch` entry (a mount point: the mount; a directory:
-    /// the files in it).
+    /// Marks what the configuration says for exec checks: every real mount's
+    /// filesystem when `all_mounts`, and each `watch` entry (a mount point: its whole
+    /// filesystem; a directory: the files in it). Filesystem marks, not mount marks: a
+    /// mark on a mount sees only the execs made through that very mount object, and
+    /// the agent's mounts are copies when it runs in a mount namespace of its own (the
+    /// packaged unit's ProtectSystem=) or the exec comes from another one (a container).
     pub fn watch_exec(&mut self) -> Result<(), GuardError> {
         let mut places: Vec<(PathBuf, bool)> = Vec::new();
         if self.config.all_mounts {
@@ -480,7 +483,7 @@ impl PermGuard {
         {
             let (flags, mask) = if mount {
                 (
-                    MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_MOUNT,
+                    MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM,
                     MaskFlags::FAN_OPEN_EXEC_PERM,
                 )
             } else {

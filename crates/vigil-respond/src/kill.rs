@@ -12,9 +12,10 @@
 //! before the freeze is not in the tree: the agent adds those it knows from events.
 
 use crate::config::FreezeMethod;
-use crate::procs::{children, Guard, ProcInfo, Spared, Target};
+use crate::procs::{children_of, Guard, ProcInfo, Spared, Target};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -68,6 +69,35 @@ impl KillReport {
 /// Passes over a branch at most (a fork storm outrunning the freeze is reported).
 const MAX_PASSES: u32 = 256;
 
+/// What became of one process asked to freeze.
+#[derive(Debug, PartialEq, Eq)]
+enum Freeze {
+    /// Moved into the frozen cgroup.
+    Cgroup,
+    /// Sent SIGSTOP.
+    Sigstop,
+    /// It no longer exists (it ended after it was found): not an error.
+    Gone,
+    /// Refused, as a sentence.
+    Failed(String),
+}
+
+/// Freezes `pid`: into the cgroup if there is one and the move works, else with SIGSTOP.
+fn freeze_one(cg: Option<&FreezeGroup>, pid: i32) -> Freeze {
+    if let Some(g) = cg {
+        match g.add(pid) {
+            Ok(()) => return Freeze::Cgroup,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => return Freeze::Gone,
+            Err(e) => tracing::debug!(pid, "cannot move into the freeze cgroup: {e}"),
+        }
+    }
+    match kill(Pid::from_raw(pid), Signal::SIGSTOP) {
+        Ok(()) => Freeze::Sigstop,
+        Err(nix::errno::Errno::ESRCH) => Freeze::Gone,
+        Err(e) => Freeze::Failed(format!("SIGSTOP to {pid}: {e}")),
+    }
+}
+
 /// The cgroup v2 mount point, if there is one.
 pub fn cgroup2_root() -> Option<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -116,40 +146,53 @@ pub fn kill_branch(
         FreezeMethod::Sigstop => None,
     };
     let mut seen: HashSet<i32> = HashSet::new();
-    let mut frontier: Vec<Target> = std::iter::once(root).chain(more.iter().copied()).collect();
+    // Each process with what was read of it when it was found (children are read with
+    // their /proc/PID/stat, which need not be read again when their turn comes).
+    let mut frontier: Vec<(Target, Option<ProcInfo>)> = std::iter::once(root)
+        .chain(more.iter().copied())
+        .map(|t| (t, None))
+        .collect();
     let mut stopped: Vec<Target> = Vec::new();
     let mut group_members: Vec<Target> = Vec::new();
+    // Threads of each process frozen, as last read (the children files to read).
+    let mut threads: HashMap<i32, u32> = HashMap::new();
+    let mut confirmed: HashSet<i32> = HashSet::new();
     while !frontier.is_empty() && report.passes < MAX_PASSES {
         report.passes += 1;
         let mut next = Vec::new();
-        for t in frontier.drain(..) {
+        for (t, info) in frontier.drain(..) {
             if !seen.insert(t.pid) {
                 continue;
             }
-            let Some(p) = t.live() else { continue };
+            let p = match info {
+                Some(i) if i.start_ticks == t.start_ticks && !i.ended() => i,
+                Some(_) => continue,
+                None => match t.live() {
+                    Some(i) => i,
+                    None => continue,
+                },
+            };
             if let Some(why) = guard.spare(&p) {
                 report.spared.push((p, why));
                 continue;
             }
-            let how = match cg.as_mut().map(|g| g.add(t.pid)) {
-                Some(Ok(())) => {
+            let how = match freeze_one(cg.as_ref(), t.pid) {
+                Freeze::Cgroup => {
                     group_members.push(t);
                     "cgroup"
                 }
-                other => {
-                    if let Some(Err(e)) = other {
-                        tracing::debug!(pid = t.pid, "cannot move into the freeze cgroup: {e}");
-                    }
-                    match kill(Pid::from_raw(t.pid), Signal::SIGSTOP) {
-                        Ok(()) => stopped.push(t),
-                        Err(e) => {
-                            report.errors.push(format!("SIGSTOP to {}: {e}", t.pid));
-                            continue;
-                        }
-                    }
+                Freeze::Sigstop => {
+                    stopped.push(t);
                     "sigstop"
                 }
+                // Ended between its read and its freeze: nothing left to kill.
+                Freeze::Gone => continue,
+                Freeze::Failed(e) => {
+                    report.errors.push(e);
+                    continue;
+                }
             };
+            threads.insert(t.pid, p.threads);
             report.killed.push(Frozen {
                 target: t,
                 ppid: p.ppid,
@@ -159,16 +202,37 @@ pub fn kill_branch(
             next.push(t.pid);
         }
         for pid in next {
-            push_children(pid, &seen, &mut frontier);
+            push_children(
+                pid,
+                threads.get(&pid).copied().unwrap_or(0),
+                &seen,
+                &mut frontier,
+            );
         }
         if frontier.is_empty() {
             // No new child this pass. A freeze takes effect when its process next runs
             // (on a busy host, milliseconds later), and a fork it was making may still
             // complete: once everything is frozen, every child is read again; a child
             // found then means another pass.
-            wait_frozen(cg.as_ref(), &stopped);
+            let fresh = wait_frozen(cg.as_ref(), &stopped, &mut confirmed, &mut threads);
+            // What was read when a process was found may predate its exec: the read
+            // that saw it stopped names it as it is.
+            for k in &mut report.killed {
+                if let Some(i) = fresh.get(&k.target.pid) {
+                    k.comm.clone_from(&i.comm);
+                    k.ppid = i.ppid;
+                }
+            }
             for k in &report.killed {
-                push_children(k.target.pid, &seen, &mut frontier);
+                let pid = k.target.pid;
+                // A process whose stop was seen has the threads read then; others (in
+                // the frozen cgroup) may have made threads since: all are listed.
+                let n = if confirmed.contains(&pid) {
+                    threads.get(&pid).copied().unwrap_or(0)
+                } else {
+                    0
+                };
+                push_children(pid, n, &seen, &mut frontier);
             }
         }
     }
@@ -190,7 +254,9 @@ pub fn kill_branch(
         }
     }
     for t in &stopped {
-        if t.live().is_some() {
+        // A process seen stopped cannot have ended by itself since, nor its pid gone to
+        // another: it is killed without reading it again. Others are checked first.
+        if confirmed.contains(&t.pid) || t.live().is_some() {
             if let Err(e) = kill(Pid::from_raw(t.pid), Signal::SIGKILL) {
                 if e != nix::errno::Errno::ESRCH {
                     report.errors.push(format!("SIGKILL to {}: {e}", t.pid));
@@ -199,11 +265,12 @@ pub fn kill_branch(
         }
     }
     report.killed_after = start.elapsed();
-    // Settle: every killed process gone (a zombie waiting for its parent is gone).
+    // Settle: every killed process gone (a zombie waiting for its parent is gone); each
+    // round reads only those not seen gone yet.
     let deadline = start + report.killed_after + settle;
-    let all: Vec<Target> = report.killed.iter().map(|f| f.target).collect();
+    let mut alive: Vec<Target> = report.killed.iter().map(|f| f.target).collect();
     loop {
-        let alive: Vec<Target> = all.iter().copied().filter(|t| t.live().is_some()).collect();
+        alive.retain(|t| t.live().is_some());
         if alive.is_empty() {
             report.gone_after = Some(start.elapsed());
             break;
@@ -222,36 +289,60 @@ pub fn kill_branch(
     report
 }
 
-/// Adds the children of `pid` not seen yet to `frontier`.
-fn push_children(pid: i32, seen: &HashSet<i32>, frontier: &mut Vec<Target>) {
-    for c in children(pid) {
+/// Adds the children of `pid` (a process of `threads` threads, 0 if unknown) not seen
+/// yet to `frontier`, each with what was read of it.
+fn push_children(
+    pid: i32,
+    threads: u32,
+    seen: &HashSet<i32>,
+    frontier: &mut Vec<(Target, Option<ProcInfo>)>,
+) {
+    for c in children_of(pid, threads) {
         if !seen.contains(&c) {
             if let Some(ci) = ProcInfo::read(c) {
-                frontier.push(Target {
+                let t = Target {
                     pid: c,
                     start_ticks: ci.start_ticks,
-                });
+                };
+                frontier.push((t, Some(ci)));
             }
         }
     }
 }
 
 /// Waits (briefly) until what was frozen is frozen: the cgroup says so, each stopped
-/// process shows state `T` (or has ended).
-fn wait_frozen(cg: Option<&FreezeGroup>, stopped: &[Target]) {
+/// process shows state `T` (or has ended). Each process seen stopped is read no more,
+/// and goes into `confirmed` with its threads as read then; returns what was read of
+/// the processes seen stopped this time.
+fn wait_frozen(
+    cg: Option<&FreezeGroup>,
+    stopped: &[Target],
+    confirmed: &mut HashSet<i32>,
+    threads: &mut HashMap<i32, u32>,
+) -> HashMap<i32, ProcInfo> {
+    let mut fresh = HashMap::new();
     let deadline = Instant::now() + Duration::from_millis(250);
+    let mut pending: Vec<Target> = stopped
+        .iter()
+        .filter(|t| !confirmed.contains(&t.pid))
+        .copied()
+        .collect();
     loop {
         let group_done = cg.is_none_or(FreezeGroup::frozen);
-        let stops_done = stopped.iter().all(|t| {
-            ProcInfo::read(t.pid)
-                .filter(|i| i.start_ticks == t.start_ticks)
-                .is_none_or(|i| {
-                    matches!(i.state, 'T' | 't' | 'Z' | 'X' | 'x')
-                        || (i.state == 'D' && in_vfork(t.pid))
-                })
+        pending.retain(|t| {
+            match ProcInfo::read(t.pid).filter(|i| i.start_ticks == t.start_ticks) {
+                None => false,
+                Some(i) if matches!(i.state, 'T' | 't' | 'Z' | 'X' | 'x') => {
+                    confirmed.insert(t.pid);
+                    threads.insert(t.pid, i.threads);
+                    fresh.insert(t.pid, i);
+                    false
+                }
+                Some(i) => !(i.state == 'D' && in_vfork(t.pid)),
+            }
         });
-        if (group_done && stops_done) || Instant::now() >= deadline {
-            return;
+        if (group_done && pending.is_empty()) || Instant::now() >= deadline {
+            return fresh;
         }
         std::thread::sleep(Duration::from_micros(50));
     }
@@ -288,7 +379,7 @@ impl FreezeGroup {
         Ok(g)
     }
 
-    fn add(&mut self, pid: i32) -> std::io::Result<()> {
+    fn add(&self, pid: i32) -> std::io::Result<()> {
         std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
     }
 
@@ -331,4 +422,25 @@ pub fn is_freeze_group(dir: &Path) -> bool {
     dir.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with("vigil-kill-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No process ever has this pid (above any `pid_max`): it stands for one that ended
+    /// between being found and being frozen.
+    const NO_SUCH_PID: i32 = i32::MAX;
+
+    /// CI run of 2026-12-06: a process of a forking tree ended between its read and its
+    /// freeze, and "SIGSTOP to PID: ESRCH" was reported as a failed kill.
+    #[test]
+    fn a_process_ending_before_its_freeze_is_gone_not_an_error() {
+        assert_eq!(freeze_one(None, NO_SUCH_PID), Freeze::Gone);
+        // With a cgroup to move into (root, cgroup v2), the move's ESRCH is read alike.
+        if let Ok(g) = FreezeGroup::create() {
+            assert_eq!(freeze_one(Some(&g), NO_SUCH_PID), Freeze::Gone);
+            g.remove(Duration::from_secs(1)).unwrap();
+        }
+    }
 }

@@ -23,6 +23,8 @@ pub struct ProcInfo {
     pub state: char,
     /// Kernel thread.
     pub kthread: bool,
+    /// Threads of the process (`num_threads`).
+    pub threads: u32,
 }
 
 impl ProcInfo {
@@ -54,6 +56,7 @@ pub fn parse_stat(pid: i32, text: &str) -> Option<ProcInfo> {
         comm,
         state: field(3)?.chars().next()?,
         kthread: field(9)?.parse::<u64>().ok()? & PF_KTHREAD != 0,
+        threads: field(20)?.parse().ok()?,
     })
 }
 
@@ -76,6 +79,24 @@ pub fn cmd_line(pid: i32) -> Option<String> {
 /// The children of a process: every thread's `children` list (a thread may be the
 /// parent). Falls back to a scan of /proc when the kernel has no `children` files.
 pub fn children(pid: i32) -> Vec<i32> {
+    children_of(pid, 0)
+}
+
+/// [`children`] of a process known to have `threads` threads (from its
+/// [`ProcInfo::threads`]; 0 when unknown): a process of one thread has one `children`
+/// file, read without listing its threads.
+pub fn children_of(pid: i32, threads: u32) -> Vec<i32> {
+    if threads == 1 {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+            let mut out: Vec<i32> = text
+                .split_whitespace()
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            out.sort_unstable();
+            out.dedup();
+            return out;
+        }
+    }
     let mut out = Vec::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
@@ -271,11 +292,38 @@ mod tests {
         assert_eq!(p.ppid, 17);
         assert_eq!(p.state, 'S');
         assert_eq!(p.start_ticks, 987654);
+        assert_eq!(p.threads, 1);
         assert!(!p.kthread);
         let kthread = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0";
         assert!(parse_stat(2, kthread).expect("parses").kthread);
         assert_eq!(parse_stat(1, "1 (init S 0"), None);
         assert_eq!(parse_stat(1, ""), None);
+    }
+
+    #[test]
+    fn children_of_a_one_thread_process_are_read_from_its_one_file() {
+        let mut sh = std::process::Command::new("/bin/sh")
+            .args(["-c", "/bin/sleep 30 & /bin/sleep 30 & wait"])
+            .spawn()
+            .expect("sh");
+        let pid = sh.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while children(pid).len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let all = children(pid);
+        assert_eq!(all.len(), 2, "{all:?}");
+        let info = ProcInfo::read(pid).expect("sh");
+        assert_eq!(info.threads, 1);
+        assert_eq!(children_of(pid, info.threads), all);
+        for c in all {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = sh.kill();
+        let _ = sh.wait();
     }
 
     #[test]

@@ -9,7 +9,7 @@
 mod cmd;
 mod logging;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Exit code for a check that found problems.
@@ -82,6 +82,20 @@ enum Command {
     Rules(cmd::rules::RulesCommand),
     /// Scan files and folders with YARA rules, offline.
     Scan(cmd::scan::ScanArgs),
+    /// Print the shell completion script for SHELL (for packagers: scripts/build-deb).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages, vigil.1 and one per subcommand, into DIR (for packagers:
+    /// scripts/build-deb).
+    #[command(hide = true)]
+    Man {
+        /// The directory (created if missing).
+        dir: std::path::PathBuf,
+    },
 }
 
 /// `vigil perm-watchdog`: stop signals are ignored (it ends when the agent's heartbeat
@@ -118,6 +132,8 @@ fn main() -> ExitCode {
         Command::PermWatchdog { deadline_ms } => perm_watchdog(deadline_ms),
         Command::Rules(c) => cmd::rules::run(c),
         Command::Scan(a) => cmd::scan::run(a, cli.quiet),
+        Command::Completions { shell } => cmd::docs::completions(Cli::command(), shell),
+        Command::Man { dir } => cmd::docs::man(Cli::command(), &dir),
     };
     match result {
         Ok(code) => code,

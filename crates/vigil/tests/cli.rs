@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+mod support;
 
 fn vigil(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
@@ -38,16 +39,7 @@ fn version_and_help_tell_the_truth() {
     let help = text(&h.stdout);
     assert!(help.contains("Exit codes:"), "{help}");
     // Every command listed in the help must run its own --help successfully.
-    let commands: Vec<&str> = help
-        .lines()
-        .skip_while(|l| !l.starts_with("Commands:"))
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
-        // A command's line is indented by two spaces; wrapped descriptions by more.
-        .filter(|l| !l.starts_with("   "))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| *c != "help")
-        .collect();
+    let commands = support::help_commands(&help);
     assert!(commands.contains(&"ocsf"), "{commands:?}");
     for c in commands {
         assert!(vigil(&[c, "--help"], None).status.success(), "{c} --help");

@@ -346,3 +346,91 @@ fn load_warnings_are_printed_as_rules_check_prints_them() {
     let quiet = vigil(&["-q", "hunt", &log, "--rules", &rules, "-f", "jsonl"]);
     assert!(!text(&quiet.stderr).contains(note));
 }
+
+#[test]
+fn indicators_are_hunted_in_windows_records_and_vigils_events() {
+    let s = Scratch::new("intel");
+    let (rules, _) = fixture(&s);
+    let story = s.0.join("logs/example.jsonl").display().to_string();
+    assert!(vigil(&[
+        "ocsf",
+        "example",
+        "--output",
+        &story,
+        "--start",
+        "1700000000000"
+    ])
+    .status
+    .success());
+    let md5 = "0123456789abcdef0123456789abcdef";
+    let sysmon = |id: u32, fields: serde_json::Value| {
+        let mut e = serde_json::json!({"Channel": "Microsoft-Windows-Sysmon/Operational",
+            "EventID": id, "Computer": "ws-02", "UtcTime": "2024-05-01 11:00:00.000"});
+        for (k, v) in fields.as_object().expect("object") {
+            e[k] = v.clone();
+        }
+        e.to_string()
+    };
+    s.write(
+        "logs/sysmon.jsonl",
+        &[
+            sysmon(1, serde_json::json!({"Image": r"C:\x\a.exe",
+                "Hashes": format!("SHA1=0000000000000000000000000000000000000000,MD5={},IMPHASH=ffffffffffffffffffffffffffffffff", md5.to_uppercase())})),
+            sysmon(3, serde_json::json!({"SourceIp": "10.1.1.1", "DestinationIp": "203.0.113.77"})),
+            sysmon(3, serde_json::json!({"SourceIp": "10.1.1.1", "DestinationIp": "198.51.100.1"})),
+        ]
+        .join("\n"),
+    );
+    // The example story's curl asks for updates.example-cdn.net.
+    let feed = s.write(
+        "intel/feed.txt",
+        &format!("{md5}\n203.0.113.0/24\nexample-cdn.net\nffffffffffffffffffffffffffffffff\nnot an indicator!\n"),
+    );
+    let logs = s.0.join("logs").display().to_string();
+    let out = vigil(&[
+        "hunt", &logs, "--rules", &rules, "--intel", &feed, "-f", "jsonl",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut found: Vec<(String, String)> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            (
+                v["finding_info"]["title"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                v["severity"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .filter(|(t, _)| t.starts_with("Known-bad"))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            (format!("Known-bad MD5 ({feed})"), "High".to_string()),
+            (format!("Known-bad address ({feed})"), "High".to_string()),
+            (format!("Known-bad domain ({feed})"), "High".to_string()),
+        ],
+        "the import hash is not a file hash; 198.51.100.1 is listed nowhere"
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{feed}:5: \"not\" is not a hash")),
+        "the bad line is named: {err}"
+    );
+    // The table's summary counts them with the rules' findings.
+    let table = vigil(&[
+        "hunt",
+        &logs,
+        "--rules",
+        &rules,
+        "--intel",
+        &feed,
+        "--intel-level",
+        "critical",
+    ]);
+    let t = text(&table.stdout);
+    assert!(t.contains(&format!("Known-bad domain ({feed})")), "{t}");
+}

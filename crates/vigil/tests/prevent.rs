@@ -77,6 +77,14 @@ fn script(path: &Path, effect: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
+/// A copy of touch at `path` with `marker`'s bytes at the end: a digest of its own.
+fn program_of_its_own(path: &Path, marker: &str) {
+    let mut bytes = std::fs::read("/usr/bin/touch").expect("touch");
+    bytes.extend_from_slice(marker.as_bytes());
+    std::fs::write(path, &bytes).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
 #[test]
 fn a_flagged_program_is_blocked_by_its_digest_and_never_runs_again() {
     if !vigil_testdata::root_or_skip() {
@@ -92,10 +100,7 @@ fn a_flagged_program_is_blocked_by_its_digest_and_never_runs_again() {
     // digest); its side effect: the file it is given.
     let marker = format!("dropper-{}", std::process::id());
     let prog = work.join(&marker);
-    let mut bytes = std::fs::read("/usr/bin/touch").expect("touch");
-    bytes.extend_from_slice(marker.as_bytes());
-    std::fs::write(&prog, &bytes).expect("write");
-    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    program_of_its_own(&prog, &marker);
     let ran = dir.join("ran");
     let rules = rule(
         &dir,
@@ -454,5 +459,79 @@ fn vigil_rollback_puts_back_a_story_recorded_in_detect_mode() {
         .expect("vigil");
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains("the journal holds nothing"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The packaged unit runs the agent in a mount namespace of its own (ProtectSystem=,
+/// ReadWritePaths=): its copies of the host's mounts are other mount objects than the
+/// ones the host's programs run through. Exec marks on mounts (FAN_MARK_MOUNT) then saw
+/// no exec outside the agent's namespace, and a blocked program ran; marks on the
+/// filesystem see every exec of it, whatever the mount.
+#[test]
+fn exec_blocking_sees_execs_from_outside_the_agents_mount_namespace() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let _one = ONE_AGENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tmp("prevent", "mountns");
+    // A filesystem of the test's own, watched as a whole (a mount point).
+    let fs = dir.join("fs");
+    std::fs::create_dir_all(&fs).expect("fs");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "vigil-test"])
+        .arg(&fs)
+        .status()
+        .expect("mount");
+    assert!(mounted.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(fs.clone());
+    let marker = format!("blocked-{}", std::process::id());
+    let prog = fs.join(&marker);
+    program_of_its_own(&prog, &marker);
+    let sha =
+        vigil_respond::vault::sha256_of(std::fs::File::open(&prog).expect("open")).expect("hash");
+    let rules = rule(
+        &dir,
+        "Image",
+        "/nothing/runs/this",
+        "0f5e2c1a-0000-4000-8000-0000000000c2",
+    );
+    let cfg = config(
+        &dir,
+        "[respond.modes]\nblock = \"protect\"",
+        &format!(
+            "[respond.block]\nall_mounts = false\nwatch = [\"{}\"]\nsha256 = [\"{sha}\"]",
+            fs.display()
+        ),
+    );
+    // The agent in a mount namespace of its own, as systemd starts the unit.
+    let events = dir.join("events.jsonl");
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "slave", "--"])
+        .arg(env!("CARGO_BIN_EXE_vigil"))
+        .args(["agent", "--no-builtin-rules", "--output"])
+        .arg(&events)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--rules")
+        .arg(&rules);
+    let mut a = start_agent(c, &events, &dir.join("agent.log"));
+    let ran = dir.join("ran");
+    let refused = Command::new(&prog).arg(&ran).status();
+    assert!(
+        refused.is_err(),
+        "the blocked program ran from the host's namespace\n{}",
+        log(&dir)
+    );
+    assert!(!ran.exists());
+    assert_eq!(stop_agent(&mut a), Some(0));
+    drop(_unmount);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -178,5 +178,22 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         findings_dropped = find("findings_dropped"),
         "agent stopped"
     );
+    // Each network output: what it was given, what the server acknowledged, what it lost.
+    for (k, offered) in summary
+        .counters
+        .iter()
+        .filter(|(k, _)| k.ends_with("_offered"))
+    {
+        let name = k.trim_end_matches("_offered");
+        tracing::info!(
+            output = name,
+            offered,
+            sent = find(&format!("{name}_sent")),
+            overflow_dropped = find(&format!("{name}_overflow_dropped")),
+            rejected_dropped = find(&format!("{name}_rejected_dropped")),
+            exit_dropped = find(&format!("{name}_exit_dropped")),
+            "output stopped"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -93,10 +93,26 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
 }
 
 fn play(dir: &Path, keep: bool) -> Result<ExitCode> {
-    let config = AgentConfig::default();
+    let mut config = AgentConfig::default();
+    // Response's state is the demo's own, never the installed service's
+    // (/var/lib/vigil): its heartbeat, blocklist, isolation state, vault and journal.
+    let state = dir.join("state");
+    config.respond.quarantine.vault_dir = state.join("vault");
+    config.respond.rollback.journal_dir = state.join("journal");
+    config.respond.state_dir = state;
     let (engine, report) = vigil_agent::rules::load(&config.rules, &vigil_sigma::Config::default());
     for p in &report.problems {
         tracing::warn!("rule not loaded: {p}");
+    }
+    // The agent appends to its outputs; the demo's story starts afresh (`--keep` may
+    // name the directory of an earlier run).
+    for f in ["events.jsonl", "findings.jsonl"] {
+        match std::fs::remove_file(dir.join(f)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", dir.join(f).display()))
+            }
+            _ => {}
+        }
     }
     let outputs = Outputs {
         events: dir.join("events.jsonl"),

@@ -7,7 +7,8 @@ use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vigil_hunt::{
-    CsvSink, HuntConfig, InputFile, JsonlSink, Level, LogSource, Progress, Render, Sink, TableSink,
+    CsvSink, HtmlSink, HuntConfig, InputFile, JsonlSink, Level, LogSource, Progress, Render,
+    ReportMeta, Sink, TableSink, Tee, TimelineFormat, TimelineSink,
 };
 
 /// Exit code for a usage error (bad arguments, rules that cannot be read).
@@ -28,6 +29,15 @@ pub enum OutputFormat {
     Jsonl,
     /// A timeline sorted by event time.
     Csv,
+}
+
+/// Timeline formats (Timesketch's importers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TimelineArg {
+    /// Comma-separated values with a header line.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
 }
 
 /// Minimum rule levels.
@@ -96,9 +106,32 @@ pub struct HuntArgs {
     /// Write findings to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Also write a self-contained HTML report to FILE: totals by level, findings by
+    /// level over time, rules, computers, ATT&CK tactics and techniques, and a searchable
+    /// table of the findings. It fetches nothing when opened.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Also write a timeline that Timesketch imports to FILE (columns message, datetime,
+    /// timestamp_desc, and the finding's fields), sorted by event time; its format by the
+    /// extension (.csv, .jsonl) or --timeline-format.
+    #[arg(long, value_name = "FILE")]
+    timeline: Option<PathBuf>,
+    /// The format of the --timeline file (default: by its extension).
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "timeline")]
+    timeline_format: Option<TimelineArg>,
     /// Report only rules of this level or above.
     #[arg(long, value_enum, value_name = "LEVEL")]
     min_level: Option<MinLevel>,
+    /// Threat-intelligence indicators matched too: lists of hashes, addresses, networks
+    /// and domains, STIX 2.1 bundles, MISP events (files or directories; repeatable).
+    /// Windows records are matched by their Sysmon fields (Hashes, SourceIp,
+    /// DestinationIp, QueryName, DestinationHostname, QueryResults), Vigil's events as the
+    /// agent matches them.
+    #[arg(long, value_name = "DIR_OR_FILE")]
+    intel: Vec<PathBuf>,
+    /// The level of indicators' findings.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value = "high")]
+    intel_level: MinLevel,
     /// The logsource of JSON records that do not say what they are, e.g.
     /// `product=linux,service=auditd`.
     #[arg(long, value_name = "product=..,category=..,service=..", value_parser = parse_logsource)]
@@ -168,9 +201,45 @@ fn parse_logsource(s: &str) -> Result<LogSource, String> {
     vigil_hunt::parse_logsource(s).map_err(|e| e.to_string())
 }
 
+/// Creates an output file the hunt writes (`what`: report, timeline), with an error
+/// naming it.
+fn create(path: &std::path::Path, what: &str) -> Result<BufWriter<std::fs::File>> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create the {what} file {}", path.display()))?;
+    Ok(BufWriter::with_capacity(OUTPUT_BUFFER, file))
+}
+
 /// Runs `vigil hunt`; `quiet` (the global `-q`/`--quiet`) silences the progress line.
 pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
     let started = std::time::Instant::now();
+    // The files asked for are created first: a path that cannot be written is told before
+    // the hunt, not after it.
+    let timeline_format = match (&args.timeline, args.timeline_format) {
+        (None, _) => None,
+        (Some(_), Some(TimelineArg::Csv)) => Some(TimelineFormat::Csv),
+        (Some(_), Some(TimelineArg::Jsonl)) => Some(TimelineFormat::Jsonl),
+        (Some(p), None) => match TimelineFormat::of_name(p) {
+            Some(f) => Some(f),
+            None => {
+                tracing::error!(
+                    "--timeline {}: the format is not told by the extension (.csv, .jsonl): \
+                     give --timeline-format",
+                    p.display()
+                );
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+        },
+    };
+    let report_file = args
+        .report
+        .as_ref()
+        .map(|p| create(p, "report"))
+        .transpose()?;
+    let timeline_file = args
+        .timeline
+        .as_ref()
+        .map(|p| create(p, "timeline"))
+        .transpose()?;
     let config = crate::cmd::rules::engine_config(args.placeholders.clone());
     let rules = match vigil_hunt::load_rules_with(&args.rules, config) {
         Ok(r) => r,
@@ -225,7 +294,22 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_NO_INPUT));
     }
 
+    let intel = if args.intel.is_empty() {
+        None
+    } else {
+        let (set, report) = vigil_agent::intel::load(&vigil_agent::IntelConfig {
+            paths: args.intel.clone(),
+            ..vigil_agent::IntelConfig::default()
+        });
+        report.log();
+        Some(std::sync::Arc::new(vigil_hunt::HuntIntel::new(
+            set,
+            &report.sources,
+            Level::from(args.intel_level),
+        )))
+    };
     let config = HuntConfig {
+        intel,
         threads: args
             .threads
             .map(usize::from)
@@ -235,7 +319,10 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
         time_field: args.time_field,
         max_record: args.max_record,
         // Findings are rendered by the matching threads, in parallel.
+        // The report and the timeline read timeline rows: with them, OCSF lines are
+        // written by the collecting thread from the events.
         render: match args.format {
+            OutputFormat::Jsonl if report_file.is_some() || timeline_file.is_some() => Render::None,
             OutputFormat::Jsonl => Render::Jsonl,
             OutputFormat::Table | OutputFormat::Csv => Render::Timeline,
         },
@@ -252,10 +339,38 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
             std::io::stdout().lock(),
         )),
     };
-    let inner: Box<dyn Sink> = match args.format {
+    let main: Box<dyn Sink> = match args.format {
         OutputFormat::Table => Box::new(TableSink::new(out, to_terminal)),
         OutputFormat::Jsonl => Box::new(JsonlSink::new(out)),
         OutputFormat::Csv => Box::new(CsvSink::new(out)),
+    };
+    let mut sinks = vec![main];
+    if let Some(file) = report_file {
+        let meta = ReportMeta {
+            description: format!(
+                "vigil hunt over {} input files with {} rules from {}",
+                files.len(),
+                rules.built.loaded,
+                args.rules
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            generated_ms: vigil_event::time::now_ms(),
+        };
+        sinks.push(Box::new(HtmlSink::new(file, meta)));
+    }
+    let mut untimed = None;
+    if let (Some(file), Some(format)) = (timeline_file, timeline_format) {
+        let sink = TimelineSink::new(file, format);
+        untimed = Some(sink.untimed());
+        sinks.push(Box::new(sink));
+    }
+    let inner: Box<dyn Sink> = if sinks.len() == 1 {
+        sinks.remove(0)
+    } else {
+        Box::new(Tee(sinks))
     };
     let show_progress = !quiet && std::io::stderr().is_terminal();
     let shown = Cell::new(false);
@@ -289,6 +404,14 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
     );
     clear_progress(&shown);
     let report = report.context("hunt failed")?;
+    if let Some(n) = untimed.map(|n| n.load(std::sync::atomic::Ordering::Relaxed)) {
+        if n > 0 {
+            tracing::warn!(
+                "{n} findings have no event time and are not in the timeline (Timesketch \
+                 needs one); they are in the other outputs"
+            );
+        }
+    }
     for e in &report.errors {
         tracing::warn!("{e}");
     }

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod demo;
+pub mod docs;
 pub mod hunt;
 pub mod incidents;
 pub mod isolate;

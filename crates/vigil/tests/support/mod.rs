@@ -6,6 +6,7 @@ use std::process::Child;
 /// The complete lines the agent wrote to `path` so far (a line still being written is
 /// left out), each parsed as one JSON event; a line that is not JSON is an error naming
 /// its number.
+#[allow(dead_code)]
 pub fn lines(path: &Path) -> Result<Vec<serde_json::Value>, String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
@@ -20,6 +21,7 @@ pub fn lines(path: &Path) -> Result<Vec<serde_json::Value>, String> {
 }
 
 /// A running agent, killed if a test fails before stopping it.
+#[allow(dead_code)]
 pub struct Agent(pub Child);
 
 impl Drop for Agent {
@@ -91,4 +93,18 @@ pub fn stop_agent(agent: &mut Agent) -> Option<i32> {
         .expect("kill");
     assert!(ok.success());
     agent.0.wait().expect("agent exits").code()
+}
+
+/// The commands `vigil --help` lists (not `help`).
+#[allow(dead_code)]
+pub fn help_commands(help: &str) -> Vec<&str> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        // A command's line is indented by two spaces; wrapped descriptions by more.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect()
 }
