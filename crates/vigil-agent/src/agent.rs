@@ -132,9 +132,13 @@ pub fn run_with_metrics(
     if !intel.is_empty() {
         detector = detector.with_intel(&intel, config.intel.level.severity_id());
     }
+    let mut detect = DetectStage::new(detector);
+    if let Some(files) = crate::yara::load(&config.yara) {
+        detect = detect.with_files(files);
+    }
     let stages: Vec<Box<dyn Stage + '_>> = vec![
         Box::new(StoryStage(Storyline::new(config.story.clone()))),
-        Box::new(DetectStage::new(detector)),
+        Box::new(detect),
         Box::new(RespondStage::new(responder)),
     ];
     let mut pipeline = Pipeline::new(stages, sinks);
@@ -171,6 +175,8 @@ pub fn run_with_metrics(
             m.exporter
                 .publish(crate::metrics::render(&m.facts, &pipeline, &sensor));
         }
+        // Verdicts of files scanned off the event thread.
+        pipeline.poll(now_ms())?;
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
             pipeline.tick(now_ms())?;

@@ -19,6 +19,9 @@ pub struct AgentConfig {
     pub rules: RulesConfig,
     /// Threat-intelligence indicators matched against every event (`[intel]`).
     pub intel: IntelConfig,
+    /// File verdicts with YARA: executables at exec, files closed after writing
+    /// (`[yara]`).
+    pub yara: YaraConfig,
     /// Storylines (`[story]`).
     pub story: StoryConfig,
     /// Detection (`[detect]`).
@@ -69,6 +72,55 @@ impl Default for IntelConfig {
         IntelConfig {
             paths: Vec::new(),
             level: vigil_respond::config::Level::High,
+        }
+    }
+}
+
+/// File verdicts with YARA rules: each executable at its exec and each file closed
+/// after being written, scanned off the event thread, verdicts cached by device, inode,
+/// times and size; a match is a Detection Finding like a rule's, answered by the policy.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct YaraConfig {
+    /// YARA rule files (`.yar`, `.yara`) or directories searched for them. None: no
+    /// scanning.
+    pub paths: Vec<PathBuf>,
+    /// Scan each executable when it is executed.
+    pub exec: bool,
+    /// Scan each file when it is closed after being written.
+    pub written: bool,
+    /// Only files under these directories are scanned (empty: files anywhere).
+    pub include: Vec<PathBuf>,
+    /// Files whose path matches one of these globs are not scanned (`*` within a path
+    /// component, `**` across components).
+    pub exclude: Vec<String>,
+    /// Files larger than this many bytes are not scanned (counted as skipped).
+    pub max_size: u64,
+    /// Seconds the rules may take on one file; past it the scan ends, counted as a
+    /// timeout, and the file is not judged.
+    pub timeout_secs: u64,
+    /// Threads that scan (each holds one file's content at a time).
+    pub threads: usize,
+    /// Files waiting for a scan at most; a file past it is not scanned (counted as
+    /// dropped), the events never wait.
+    pub queue: usize,
+    /// Verdicts remembered (an unchanged file is judged once).
+    pub cache_entries: usize,
+}
+
+impl Default for YaraConfig {
+    fn default() -> Self {
+        YaraConfig {
+            paths: Vec::new(),
+            exec: true,
+            written: true,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            max_size: 64 << 20,
+            timeout_secs: 10,
+            threads: 1,
+            queue: 4096,
+            cache_entries: 65_536,
         }
     }
 }
@@ -236,6 +288,16 @@ impl AgentConfig {
         }
         if self.story.linger_ms < 0 {
             return Err("story.linger_ms must not be negative".into());
+        }
+        let y = &self.yara;
+        if y.threads == 0 || y.threads > 64 {
+            return Err("yara.threads must be between 1 and 64".into());
+        }
+        if y.queue == 0 || y.cache_entries == 0 {
+            return Err("yara.queue and yara.cache_entries must be at least 1".into());
+        }
+        if y.timeout_secs == 0 {
+            return Err("yara.timeout_secs must be at least 1".into());
         }
         self.respond.validate()?;
         Ok(())

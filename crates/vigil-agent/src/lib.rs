@@ -12,6 +12,8 @@
 //! * [`respond`]: the response stage: findings answered by the `[respond]` policy.
 //! * [`sink`]: JSON lines outputs, with what happens when a write fails, and the network
 //!   outputs of `vigil-output` (syslog, Splunk HEC, Elasticsearch) as sinks.
+//! * [`yara`]: file verdicts with YARA: executables at exec and files closed after
+//!   writing, scanned off the event thread, cached; matches reported by the detector.
 //! * [`agent`]: the run loop.
 //! * [`latency`]: the histogram of the time from an exec to its finding.
 //! * [`metrics`]: the Prometheus metrics, and their HTTP server.
@@ -25,9 +27,10 @@ pub mod pipeline;
 pub mod respond;
 pub mod rules;
 pub mod sink;
+pub mod yara;
 
 pub use agent::{run, run_with_metrics, AgentError, Outputs, Summary};
-pub use config::{AgentConfig, ConfigError, IntelConfig, OutputConfig, RulesConfig};
+pub use config::{AgentConfig, ConfigError, IntelConfig, OutputConfig, RulesConfig, YaraConfig};
 pub use pipeline::{DetectStage, Pipeline, Stage, StoryStage};
 pub use respond::RespondStage;
 pub use rules::RuleReport;

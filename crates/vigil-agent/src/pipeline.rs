@@ -12,8 +12,9 @@
 
 use crate::latency::Histogram;
 use crate::sink::{Select, Sink, SinkError};
+use crate::yara::FileVerdicts;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use vigil_detect::{DetectStats, Detector, StoryStats, Storyline};
 use vigil_event::OcsfEvent;
 
@@ -25,6 +26,9 @@ pub trait Stage {
     fn process(&mut self, event: &mut OcsfEvent, now_ms: i64, emit: &mut Vec<OcsfEvent>);
     /// Time passes (`now_ms`, the wall clock): may emit what waited for it.
     fn tick(&mut self, _now_ms: i64, _emit: &mut Vec<OcsfEvent>) {}
+    /// Called after every batch from the source (every few milliseconds): may emit
+    /// what work off the event thread finished (a file's verdict).
+    fn poll(&mut self, _now_ms: i64, _emit: &mut Vec<OcsfEvent>) {}
     /// The stream ends: emit everything still held.
     fn finish(&mut self, _now_ms: i64, _emit: &mut Vec<OcsfEvent>) {}
     /// Counters for the agent's statistics.
@@ -59,13 +63,18 @@ impl Stage for StoryStage {
     }
 }
 
-/// Matches every event against the rules ([`Detector`]).
+/// Matches every event against the rules ([`Detector`]), and asks for the verdicts of
+/// the files events name ([`FileVerdicts`]) when YARA rules are loaded.
 pub struct DetectStage<'e> {
     detector: Detector<'e>,
     /// How far behind the wall clock event time may be when windows are closed on a
     /// tick (events held for fork coalescing arrive late).
     slack_ms: i64,
+    files: Option<FileVerdicts>,
 }
+
+/// How long the end of the stream waits for the file scans asked for.
+const FILES_FINISH: Duration = Duration::from_secs(3);
 
 impl<'e> DetectStage<'e> {
     /// A stage around a detector.
@@ -73,7 +82,14 @@ impl<'e> DetectStage<'e> {
         DetectStage {
             detector,
             slack_ms: 2_000,
+            files: None,
         }
+    }
+
+    /// Judges the files events name with YARA as well.
+    pub fn with_files(mut self, files: FileVerdicts) -> Self {
+        self.files = Some(files);
+        self
     }
 
     /// The detector's counters.
@@ -88,16 +104,27 @@ impl Stage for DetectStage<'_> {
     }
     fn process(&mut self, event: &mut OcsfEvent, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
         self.detector.process(event, now_ms, emit);
+        if let Some(files) = &mut self.files {
+            files.check(event, &mut self.detector, now_ms, emit);
+        }
     }
     fn tick(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
         self.detector.tick(now_ms - self.slack_ms, now_ms, emit);
     }
+    fn poll(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        if let Some(files) = &mut self.files {
+            files.poll(&mut self.detector, now_ms, emit);
+        }
+    }
     fn finish(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        if let Some(files) = &mut self.files {
+            files.finish(FILES_FINISH, &mut self.detector, now_ms, emit);
+        }
         self.detector.finish(now_ms, emit);
     }
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = self.detector.stats();
-        vec![
+        let mut out = vec![
             ("events_matched", s.events),
             ("rule_matches", s.matches),
             ("findings", s.findings),
@@ -107,7 +134,11 @@ impl Stage for DetectStage<'_> {
             ("incidents", s.incidents),
             ("findings_untracked", s.untracked),
             ("incidents_untracked", s.untracked_incidents),
-        ]
+        ];
+        if let Some(files) = &self.files {
+            out.extend(files.counters());
+        }
+        out
     }
 }
 
@@ -303,6 +334,11 @@ impl<'a> Pipeline<'a> {
             }
             _ => {}
         }
+    }
+
+    /// Lets every stage emit what finished off the event thread (after each batch).
+    pub fn poll(&mut self, now_ms: i64) -> Result<(), SinkError> {
+        self.each_stage(now_ms, |s, now, out| s.poll(now, out))
     }
 
     /// Lets every stage act on the passing of time.

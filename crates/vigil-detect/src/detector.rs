@@ -103,7 +103,8 @@ pub struct DetectStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Key {
     Rule(usize),
-    Indicator(Box<str>),
+    /// An indicator, or a finding made outside the engine (a file verdict), by handle.
+    Handle(Box<str>),
 }
 
 /// A finding reported once and counted since.
@@ -358,6 +359,32 @@ impl<'e> Detector<'e> {
         self.report_new(key, f, &rule.title, ev, time, now_ms, out);
     }
 
+    /// A finding made outside the engine about `ev` (a file verdict: `f` carries its
+    /// analytic, severity and evidence), under `handle` (what found it: the same
+    /// handle on the same process again is a repeat, counted, as a rule's): completed
+    /// as a rule's finding is (uid, process, story, device, the triggering event as
+    /// evidence after `f`'s own) and joined to its story's incident. `ev` may be an
+    /// event already gone through (a verdict that came later).
+    pub fn report_finding(
+        &mut self,
+        handle: &str,
+        mut f: DetectionFinding,
+        ev: &OcsfEvent,
+        now_ms: i64,
+        out: &mut Vec<OcsfEvent>,
+    ) {
+        self.stats.matches += 1;
+        let time = ev.time();
+        let key = Key::Handle(handle.into());
+        if self.repeated(&key, ev, time) {
+            return;
+        }
+        f.finding_info.uid = self.finding_uid(handle, ev, time);
+        f.time = time;
+        let title = f.finding_info.title.clone().unwrap_or_default();
+        self.report_new(key, f, &title, ev, time, now_ms, out);
+    }
+
     /// An event named an indicator.
     fn indicated(
         &mut self,
@@ -369,7 +396,7 @@ impl<'e> Detector<'e> {
         out: &mut Vec<OcsfEvent>,
     ) {
         let handle = format!("intel:{}:{}", hit.kind.name(), hit.indicator);
-        let key = Key::Indicator(handle.as_str().into());
+        let key = Key::Handle(handle.as_str().into());
         if self.repeated(&key, ev, time) {
             return;
         }
@@ -418,8 +445,10 @@ impl<'e> Detector<'e> {
             None => title.to_string(),
         });
         f.finding_info.related_events = vec![related(ev)];
+        // What the finding brought (a file verdict's file) stays first, in its Updates
+        // too; the triggering event follows.
         let base = f.clone();
-        f.evidences = vec![evidence(ev)];
+        f.evidences.push(evidence(ev));
         self.stats.findings += 1;
         self.join_incident(&f, now_ms, out);
         out.push(OcsfEvent::from(f));

@@ -579,3 +579,81 @@ fn indicator_findings_are_valid_ocsf() {
     }
     assert!(checked >= 2);
 }
+
+/// A finding made outside the engine (a file verdict) about an exec of the example
+/// story, reported twice for one process and once for another.
+#[test]
+fn findings_made_elsewhere_are_completed_counted_per_process_and_join_the_incident() {
+    use vigil_event::model::{DetectionFinding, Evidences, File, FindingInfo};
+    let engine = engine();
+    let mut story = Storyline::new(StoryConfig::default());
+    let mut det = Detector::new(&engine, DetectConfig::default(), "agent");
+    let mut out = Vec::new();
+    let verdict = || {
+        let info = FindingInfo {
+            title: Some("YARA rule Test matched payload".into()),
+            types: vec!["YARA".into()],
+            ..FindingInfo::default()
+        };
+        let mut f = DetectionFinding::new(1, 0, "yara", info);
+        f.severity_id = vigil_event::model::severity::HIGH;
+        f.evidences = vec![Evidences {
+            file: Some(File {
+                name: "payload".into(),
+                path: Some("/tmp/payload".into()),
+                ..File::default()
+            }),
+            ..Evidences::default()
+        }];
+        f
+    };
+    let mut execs = Vec::new();
+    for mut ev in attack_story(START) {
+        story.assign(&mut ev);
+        det.process(&ev, ev.time() + 1, &mut out);
+        if matches!(&ev, OcsfEvent::Process(p) if p.activity_id == 1) {
+            execs.push(ev);
+        }
+    }
+    let (first, second) = (&execs[1], &execs[2]);
+    det.report_finding("yara:test:1", verdict(), first, START + 10, &mut out);
+    det.report_finding("yara:test:1", verdict(), first, START + 11, &mut out);
+    det.report_finding("yara:test:1", verdict(), second, START + 12, &mut out);
+    det.finish(START + 1_000_000, &mut out);
+    let out: Vec<serde_json::Value> = out.iter().map(OcsfEvent::to_json).collect();
+    let yara: Vec<&serde_json::Value> = by_class(&out, 2004)
+        .into_iter()
+        .filter(|f| f["finding_info"]["types"][0] == "YARA")
+        .collect();
+    let new: Vec<_> = yara.iter().filter(|f| f["activity_id"] == 1).collect();
+    assert_eq!(new.len(), 2, "one per process: {yara:#?}");
+    let f = new[0];
+    // Completed as a rule's finding: its time and process from the event, its own
+    // evidence first, then the triggering event.
+    assert_eq!(f["time"], first.time());
+    assert_eq!(f["evidences"][0]["file"]["path"], "/tmp/payload");
+    assert_eq!(f["evidences"][1]["name"], "triggering event");
+    let OcsfEvent::Process(p) = first else {
+        unreachable!()
+    };
+    assert_eq!(f["actor"]["process"]["uid"], p.process.uid.clone().unwrap());
+    assert!(f["finding_info"]["uid"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("yara:test:1@")));
+    // The repeat on the first process is its count.
+    let update = yara
+        .iter()
+        .find(|u| u["activity_id"] == 2 && u["finding_info"]["uid"] == f["finding_info"]["uid"])
+        .expect("the repeat's Update");
+    assert_eq!(update["count"], 2);
+    let incident = by_class(&out, 2005).into_iter().last().expect("incident");
+    assert!(incident["finding_info_list"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|i| i["title"] == "YARA rule Test matched payload"));
+    assert_eq!(
+        f["metadata"]["correlation_uid"],
+        incident["metadata"]["correlation_uid"]
+    );
+}

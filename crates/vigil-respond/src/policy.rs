@@ -5,7 +5,7 @@
 pub use crate::config::{is_sha256, Tag};
 use crate::config::{Action, Mode, RespondConfig};
 use std::collections::HashSet;
-use vigil_event::model::{DetectionFinding, Process};
+use vigil_event::model::{DetectionFinding, File, Process};
 use vigil_event::OcsfEvent;
 
 impl Tag {
@@ -47,6 +47,10 @@ pub struct FindingFacts {
     /// Whether the finding is new (activity Create): only new findings are acted on;
     /// their Updates repeat what was already answered.
     pub is_new: bool,
+    /// The file a file verdict judged (a YARA match: `finding_info.types` has `YARA`,
+    /// the file is the first evidence), with its SHA-256: what block and quarantine act
+    /// on instead of the process's executable.
+    pub file: Option<File>,
 }
 
 impl FindingFacts {
@@ -69,6 +73,12 @@ impl FindingFacts {
             story: f.metadata.correlation_uid.clone(),
             process: f.actor.as_ref().and_then(|a| a.process.as_deref().cloned()),
             is_new: f.activity_id == 1,
+            file: info
+                .types
+                .iter()
+                .any(|t| t == "YARA")
+                .then(|| f.evidences.first().and_then(|e| e.file.clone()))
+                .flatten(),
             ..FindingFacts::default()
         };
         for a in &info.attacks {
@@ -384,5 +394,34 @@ mod tests {
         assert_eq!(unknown.len(), 1);
         assert_eq!(unknown[0].id, "typo");
         assert_eq!(unknown[0].span, 20..25);
+    }
+
+    #[test]
+    fn a_file_verdict_names_its_file_and_other_findings_do_not() {
+        use vigil_event::model::{Evidences, FindingInfo};
+        let finding = |types: Vec<String>| {
+            let info = FindingInfo {
+                types,
+                ..FindingInfo::default()
+            };
+            let mut f = DetectionFinding::new(1, 0, "test", info);
+            f.evidences = vec![Evidences {
+                file: Some(File {
+                    name: "payload".into(),
+                    path: Some("/tmp/payload".into()),
+                    ..File::default()
+                }),
+                ..Evidences::default()
+            }];
+            f
+        };
+        let yara = FindingFacts::of(&finding(vec!["YARA".into()]));
+        assert_eq!(
+            yara.file.and_then(|f| f.path).as_deref(),
+            Some("/tmp/payload")
+        );
+        // A rule's finding on a file event has the file as evidence too: what it flags
+        // is its process's executable, not that file.
+        assert!(FindingFacts::of(&finding(Vec::new())).file.is_none());
     }
 }

@@ -327,16 +327,22 @@ impl Responder {
         now_ms: i64,
         out: &mut Vec<OcsfEvent>,
     ) {
-        let Some(process) = facts.process.clone() else {
-            self.no_process(Action::Block, mode, cause, facts, now_ms, out);
-            return;
+        // A file verdict blocks the file it judged (written now, executed perhaps
+        // later: its first exec is refused); any other finding, the process's
+        // executable.
+        let target = match (&facts.file, &facts.process) {
+            (Some(file), _) => Some(file.clone()),
+            (None, Some(p)) => p.file.clone(),
+            (None, None) => {
+                self.no_process(Action::Block, mode, cause, facts, now_ms, out);
+                return;
+            }
         };
-        let path = process
-            .file
+        let path = target
             .as_ref()
             .and_then(|f| f.path.as_deref())
             .map(PathBuf::from);
-        let known = process.file.as_ref().and_then(|f| {
+        let known = target.as_ref().and_then(|f| {
             f.hashes
                 .iter()
                 .find(|h| h.algorithm_id == hash_algorithm::SHA256)
@@ -378,7 +384,11 @@ impl Responder {
             }
         };
         let c = self.common(Action::Block, mode, cause, key, outcome, extra, now_ms);
-        out.push(record::process(c, process));
+        match (&facts.file, facts.process.clone()) {
+            (Some(file), _) => out.push(record::file(c, file.clone())),
+            (None, Some(process)) => out.push(record::process(c, process)),
+            (None, None) => {}
+        }
     }
 
     fn add_to_blocklist(&mut self, sha: &str) -> Outcome {

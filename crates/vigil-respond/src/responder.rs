@@ -464,9 +464,13 @@ impl Responder {
                 }
                 Action::Quarantine => {
                     let mut paths = Vec::new();
-                    if let Some(exe) = facts.process.as_ref().and_then(exe_path) {
-                        paths.push(exe);
-                    }
+                    // A file verdict flags its file (the process that wrote it may be
+                    // a shell or a download tool); any other finding, the executable.
+                    let flagged = match &facts.file {
+                        Some(f) => f.path.as_deref().map(PathBuf::from),
+                        None => facts.process.as_ref().and_then(exe_path),
+                    };
+                    paths.extend(flagged);
                     if self.config.quarantine.story_files {
                         if let Some(files) =
                             facts.story.as_deref().and_then(|s| self.story_files.get(s))

@@ -14,5 +14,5 @@ pub mod walk;
 pub use cache::{CacheKey, VerdictCache};
 pub use externals::{file_type, Owners, EXTERNALS};
 pub use rules::{LoadError, LoadReport, RuleError, RuleSet};
-pub use scan::{FileScanner, Outcome, RuleHit, ScanConfig, Skip, Verdict};
+pub use scan::{key_of, Cache, FileScanner, Outcome, RuleHit, ScanConfig, Skip, Verdict};
 pub use walk::{Walk, WalkItem};

@@ -284,14 +284,7 @@ impl<'r> FileScanner<'r> {
         if fmeta.size() > self.config.max_size {
             return Err(Skip::TooLarge(fmeta.size()));
         }
-        let filename = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let filepath = path.to_string_lossy().into_owned();
-        let ext = extension(path);
-        let owner = self.owners.name(fmeta.uid()).into_owned();
-        let key = CacheKey::new(&fmeta, &[&filename, &filepath, &ext, &owner]);
+        let (key, [filename, filepath, ext, owner]) = key_of(path, &fmeta, self.owners);
         if let Some(cache) = self.cache {
             let hit = cache.lock().ok().and_then(|mut c| c.get(&key));
             if let Some(verdict) = hit {
@@ -377,6 +370,21 @@ impl<'r> FileScanner<'r> {
             self.buf = Vec::new();
         }
     }
+}
+
+/// The cache key of the file at `path` with metadata `meta`, and the per-file external
+/// values it is keyed by (`filename`, `filepath`, `extension`, `owner`): what a caller
+/// checking the cache before asking for a scan computes, as the scanner does.
+pub fn key_of(path: &Path, meta: &std::fs::Metadata, owners: &Owners) -> (CacheKey, [String; 4]) {
+    let filename = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let filepath = path.to_string_lossy().into_owned();
+    let ext = extension(path);
+    let owner = owners.name(meta.uid()).into_owned();
+    let key = CacheKey::new(meta, &[&filename, &filepath, &ext, &owner]);
+    (key, [filename, filepath, ext, owner])
 }
 
 fn meta_text(v: &yara_x::MetaValue<'_>) -> String {

@@ -64,8 +64,13 @@ impl Walk {
         })
     }
 
+    /// Whether `path` matches an exclusion (not counted).
+    pub fn is_excluded(&self, path: &Path) -> bool {
+        self.excludes.as_ref().is_some_and(|s| s.is_match(path))
+    }
+
     fn excluded(&mut self, path: &Path) -> bool {
-        let hit = self.excludes.as_ref().is_some_and(|s| s.is_match(path));
+        let hit = self.is_excluded(path);
         if hit {
             self.excluded += 1;
         }

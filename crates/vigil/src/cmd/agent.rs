@@ -29,6 +29,11 @@ pub struct AgentArgs {
     /// (repeatable; added to the configuration's `intel.paths`).
     #[arg(long = "intel", value_name = "DIR_OR_FILE")]
     intel: Vec<PathBuf>,
+    /// YARA rule files or directories of them (repeatable; added to the configuration's
+    /// `yara.paths`): each executable at exec and each file closed after writing is
+    /// scanned, off the event thread.
+    #[arg(long = "yara", value_name = "DIR_OR_FILE")]
+    yara: Vec<PathBuf>,
     /// Leave Vigil's own Linux rule pack (compiled in) out.
     #[arg(long)]
     no_builtin_rules: bool,
@@ -85,6 +90,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     let Format::Jsonl = args.format;
     config.rules.paths.extend(args.rules.iter().cloned());
     config.intel.paths.extend(args.intel.iter().cloned());
+    config.yara.paths.extend(args.yara.iter().cloned());
     if args.no_builtin_rules {
         config.rules.builtin = false;
     }
