@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use vigil_detect::Detector;
 use vigil_event::OcsfEvent;
 use vigil_yara::{
-    key_of, Cache, CacheKey, FileScanner, Outcome, Owners, RuleSet, ScanConfig, Verdict,
+    cache_key, Cache, CacheKey, FileScanner, Outcome, Owners, RuleSet, ScanConfig, Verdict,
     VerdictCache, Walk,
 };
 
@@ -164,7 +164,7 @@ impl FileVerdicts {
 
     /// The file an event asks to judge, if any: the executable of an exec, the file of
     /// a close after writing.
-    fn candidate(&self, ev: &OcsfEvent) -> Option<PathBuf> {
+    fn candidate<'v>(&self, ev: &'v OcsfEvent) -> Option<&'v Path> {
         let path = match ev {
             OcsfEvent::Process(p) if p.activity_id == 1 && self.config.exec => {
                 p.process.file.as_ref()?.path.as_deref()?
@@ -183,7 +183,7 @@ impl FileVerdicts {
             }
             _ => return None,
         };
-        Some(PathBuf::from(path))
+        Some(Path::new(path))
     }
 
     fn wanted(&self, path: &Path) -> bool {
@@ -204,13 +204,13 @@ impl FileVerdicts {
             return;
         };
         self.stats.asked += 1;
-        if !self.wanted(&path) {
+        if !self.wanted(path) {
             self.stats.excluded += 1;
             return;
         }
         // The scanner judges what lstat says (a symlink is not followed, a special
         // file never opened); here the lstat only makes the key.
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
             self.stats.skipped += 1;
             return;
         };
@@ -222,7 +222,7 @@ impl FileVerdicts {
             self.stats.skipped += 1;
             return;
         }
-        let (key, _) = key_of(&path, &meta, &self.shared.owners);
+        let key = cache_key(path, &meta, &self.shared.owners);
         if let Some(list) = self.waiting.get_mut(&key) {
             if list.len() < MAX_WAITING {
                 list.push(ev.clone());
@@ -241,13 +241,13 @@ impl FileVerdicts {
         if let Some(verdict) = cached {
             self.stats.cache_hits += 1;
             if !verdict.hits.is_empty() {
-                self.report(&verdict, &path, &meta, ev, detector, now_ms, out);
+                self.report(&verdict, path, &meta, ev, detector, now_ms, out);
             }
             return;
         }
         let Some(jobs) = &self.jobs else { return };
         match jobs.try_send(Job {
-            path: path.clone(),
+            path: path.to_path_buf(),
             key,
         }) {
             Ok(()) => {

@@ -387,6 +387,19 @@ pub fn key_of(path: &Path, meta: &std::fs::Metadata, owners: &Owners) -> (CacheK
     (key, [filename, filepath, ext, owner])
 }
 
+/// [`key_of`] without the values (the same key): for a caller on a hot path that only
+/// looks the verdict up, so nothing is copied but the lower-cased extension.
+pub fn cache_key(path: &Path, meta: &std::fs::Metadata, owners: &Owners) -> CacheKey {
+    let filename = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let filepath = path.to_string_lossy();
+    let ext = extension(path);
+    let owner = owners.name(meta.uid());
+    CacheKey::new(meta, &[&filename, &filepath, &ext, &owner])
+}
+
 fn meta_text(v: &yara_x::MetaValue<'_>) -> String {
     match v {
         yara_x::MetaValue::Integer(i) => i.to_string(),
@@ -407,4 +420,34 @@ pub fn sha256_hex(data: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hot_path_key_is_the_scanners_key() {
+        let dir = std::env::temp_dir().join(format!("vigil-yara-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("Payload.BIN");
+        std::fs::write(&path, b"content").expect("write");
+        let meta = std::fs::symlink_metadata(&path).expect("lstat");
+        let owners = Owners::from_passwd("root:x:0:0::/root:/bin/sh\n");
+        let (key, values) = key_of(&path, &meta, &owners);
+        assert_eq!(cache_key(&path, &meta, &owners), key);
+        assert_eq!(values[2], ".bin");
+        // Another name for the same content is another key (a rule may test it).
+        let other = dir.join("payload.exe");
+        std::fs::hard_link(&path, &other).expect("link");
+        let (m1, m2) = (
+            std::fs::symlink_metadata(&path).expect("lstat"),
+            std::fs::symlink_metadata(&other).expect("lstat"),
+        );
+        assert_ne!(
+            cache_key(&other, &m2, &owners),
+            cache_key(&path, &m1, &owners)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
