@@ -47,6 +47,9 @@ const MAX_WAITING: usize = 256;
 struct Job {
     path: PathBuf,
     key: CacheKey,
+    /// Scan the program this process runs (`/proc/PID/exe`) rather than `path`: its
+    /// executable is deleted or has no path (a `memfd`).
+    process: Option<i32>,
 }
 
 /// A scan's result.
@@ -162,12 +165,19 @@ impl FileVerdicts {
         self.waiting.len()
     }
 
-    /// The file an event asks to judge, if any: the executable of an exec, the file of
+    /// The file an event asks to judge, if any: the executable of an exec (with the
+    /// process when only `/proc/PID/exe` reaches it: deleted, or a `memfd`), the file of
     /// a close after writing.
-    fn candidate<'v>(&self, ev: &'v OcsfEvent) -> Option<&'v Path> {
+    fn candidate<'v>(&self, ev: &'v OcsfEvent) -> Option<(&'v Path, Option<i32>)> {
         let path = match ev {
             OcsfEvent::Process(p) if p.activity_id == 1 && self.config.exec => {
-                p.process.file.as_ref()?.path.as_deref()?
+                let file = p.process.file.as_ref()?;
+                let path = file.path.as_deref()?;
+                let unnamed = file.is_deleted == Some(true) || path.starts_with("/memfd:");
+                if unnamed {
+                    return Some((Path::new(path), Some(p.process.pid?)));
+                }
+                path
             }
             OcsfEvent::File(f)
                 if f.activity_id == FILE_UPDATE
@@ -183,7 +193,7 @@ impl FileVerdicts {
             }
             _ => return None,
         };
-        Some(Path::new(path))
+        Some((Path::new(path), None))
     }
 
     fn wanted(&self, path: &Path) -> bool {
@@ -200,7 +210,7 @@ impl FileVerdicts {
         now_ms: i64,
         out: &mut Vec<OcsfEvent>,
     ) {
-        let Some(path) = self.candidate(ev) else {
+        let Some((path, process)) = self.candidate(ev) else {
             return;
         };
         self.stats.asked += 1;
@@ -209,8 +219,13 @@ impl FileVerdicts {
             return;
         }
         // The scanner judges what lstat says (a symlink is not followed, a special
-        // file never opened); here the lstat only makes the key.
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
+        // file never opened); here the lstat only makes the key. A program with no path
+        // is reached through its process (the link is followed on purpose).
+        let meta = match process {
+            Some(pid) => std::fs::metadata(format!("/proc/{pid}/exe")),
+            None => std::fs::symlink_metadata(path),
+        };
+        let Ok(meta) = meta else {
             self.stats.skipped += 1;
             return;
         };
@@ -249,6 +264,7 @@ impl FileVerdicts {
         match jobs.try_send(Job {
             path: path.to_path_buf(),
             key,
+            process,
         }) {
             Ok(()) => {
                 self.stats.queued += 1;
@@ -422,7 +438,10 @@ fn scan_thread(shared: &Shared, jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender
         let started = Instant::now();
         // A fresh lstat: the file may have changed since the event (then its key
         // differs, and the verdict is cached under the new one).
-        let outcome = scanner.scan_path(&job.path, None);
+        let outcome = match job.process {
+            Some(pid) => scanner.scan_process_exe(pid, &job.path),
+            None => scanner.scan_path(&job.path, None),
+        };
         let d = Done {
             path: job.path,
             key: job.key,

@@ -278,7 +278,41 @@ impl<'r> FileScanner<'r> {
         if !same_content(&meta, &fmeta) {
             return Err(Skip::Changed("written to since it was listed"));
         }
-        if let Some(fs) = pseudo_fs(&file) {
+        self.scan_opened(&file, fmeta, path)
+    }
+
+    /// Scans the executable process `pid` runs, through `/proc/PID/exe`: the program
+    /// even when no path names it any more (deleted after its exec, or a `memfd`: a
+    /// fileless payload). `name` is the path the process was started from (the
+    /// external variables' file name and path). A process gone is [`Skip::Vanished`].
+    pub fn scan_process_exe(&mut self, pid: i32, name: &Path) -> Outcome {
+        let mut run = || -> Result<Outcome, Skip> {
+            // The kernel's link to the open executable, followed on purpose; no blocking,
+            // no controlling terminal taken.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+                .open(format!("/proc/{pid}/exe"))
+                .map_err(|e| io_skip(&e))?;
+            let fmeta = file.metadata().map_err(|e| io_skip(&e))?;
+            if !fmeta.file_type().is_file() {
+                return Err(Skip::Unreadable("not a regular file".into()));
+            }
+            self.scan_opened(&file, fmeta, name)
+        };
+        run().unwrap_or_else(Outcome::Skipped)
+    }
+
+    /// The part of a scan after the file is open and known to be the one asked for:
+    /// not on a pseudo filesystem, within the size bound, not judged already, read whole
+    /// and unchanged while read, matched.
+    fn scan_opened(
+        &mut self,
+        file: &std::fs::File,
+        fmeta: std::fs::Metadata,
+        path: &Path,
+    ) -> Result<Outcome, Skip> {
+        if let Some(fs) = pseudo_fs(file) {
             return Err(Skip::PseudoFs(fs));
         }
         if fmeta.size() > self.config.max_size {
@@ -304,8 +338,7 @@ impl<'r> FileScanner<'r> {
                 .saturating_add(1),
         );
         // One byte more than the size: a file that grew is noticed.
-        (&file)
-            .take(fmeta.size() + 1)
+        file.take(fmeta.size() + 1)
             .read_to_end(&mut self.buf)
             .map_err(|e| io_skip(&e))?;
         let after = file.metadata().map_err(|e| io_skip(&e))?;
