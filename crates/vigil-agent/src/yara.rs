@@ -109,8 +109,39 @@ pub struct FileVerdicts {
     workers: Vec<JoinHandle<()>>,
     /// Events waiting for the verdict of a file being scanned.
     waiting: HashMap<CacheKey, Vec<OcsfEvent>>,
+    /// The cache key last made for each path, with the metadata it was made from: an
+    /// unchanged file's next event reuses it instead of hashing its names again.
+    recent: HashMap<Box<str>, (Ident, CacheKey)>,
     stats: YaraStats,
 }
+
+/// What a cache key is made of besides the path: the metadata fields it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ident {
+    dev: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    size: u64,
+    uid: u32,
+}
+
+impl Ident {
+    fn of(m: &std::fs::Metadata) -> Ident {
+        use std::os::unix::fs::MetadataExt;
+        Ident {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            size: m.size(),
+            uid: m.uid(),
+        }
+    }
+}
+
+/// Paths whose key is remembered at most (then the memo starts again).
+const MAX_RECENT: usize = 4096;
 
 impl FileVerdicts {
     /// Starts the scan threads for `rules` (already compiled) with `config`.
@@ -151,6 +182,7 @@ impl FileVerdicts {
             done,
             workers,
             waiting: HashMap::new(),
+            recent: HashMap::new(),
             stats: YaraStats::default(),
         })
     }
@@ -237,7 +269,7 @@ impl FileVerdicts {
             self.stats.skipped += 1;
             return;
         }
-        let key = cache_key(path, &meta, &self.shared.owners);
+        let key = self.key(path, &meta);
         if let Some(list) = self.waiting.get_mut(&key) {
             if list.len() < MAX_WAITING {
                 list.push(ev.clone());
@@ -272,6 +304,24 @@ impl FileVerdicts {
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.stats.dropped += 1,
         }
+    }
+
+    /// The cache key of `path` with metadata `meta`: the one made last time when the
+    /// metadata it was made from is the same.
+    fn key(&mut self, path: &Path, meta: &std::fs::Metadata) -> CacheKey {
+        let ident = Ident::of(meta);
+        let name = path.to_string_lossy();
+        if let Some((i, k)) = self.recent.get(name.as_ref()) {
+            if *i == ident {
+                return *k;
+            }
+        }
+        let key = cache_key(path, meta, &self.shared.owners);
+        if self.recent.len() >= MAX_RECENT {
+            self.recent.clear();
+        }
+        self.recent.insert(name.into(), (ident, key));
+        key
     }
 
     /// Reports the verdicts that came back since the last call.
