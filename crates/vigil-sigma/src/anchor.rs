@@ -1,7 +1,8 @@
 //! An anchor-hash index of many substring literals: each literal of 4 bytes or more is
 //! found through one of its 4-byte pieces (its *anchor*, the piece fewest other literals
-//! share), looked up in a hash table for every 4-byte window of the text and verified
-//! in place; literals of 2 or 3 bytes are found in the same pass, through a bitmap of
+//! share), looked up in a hash table for every 4-byte window of the text whose first
+//! two bytes start an anchor (a bitmap of them dismisses most windows) and verified in
+//! place; literals of 2 or 3 bytes are found in the same pass, through a bitmap of
 //! their first two bytes and the same hash table, and 1-byte ones by `memchr` before
 //! it (they are few, and would cost a test at every position of the scan). It
 //! reports every literal that occurs in the text (at least once), as an overlapping
@@ -52,6 +53,10 @@ pub(crate) struct Anchored {
     /// If there are literals shorter than 4 bytes, a bit per pair of bytes (first byte
     /// low) that a literal of 2 or 3 bytes starts with.
     pairs: Option<Box<[u64; 1024]>>,
+    /// A bit per pair of bytes (first byte low) that an anchor or a literal of 2 or 3
+    /// bytes starts with: a window whose first two bytes have no bit here is passed over
+    /// without hashing it (most are: 8 KiB, in the first-level cache).
+    gate: Box<[u64; 1024]>,
     /// The 1-byte literals: (byte, literal), each found by `memchr` before the scan of
     /// the windows (not tested at every position: they are few).
     ones: Box<[(u8, u32)]>,
@@ -145,6 +150,7 @@ impl Anchored {
         let mut bytes = Vec::new();
         let mut ends = Vec::with_capacity(lits.len());
         let mut pairs: Option<Box<[u64; 1024]>> = None;
+        let mut gate = Box::new([0u64; 1024]);
         let mut ones = Vec::new();
         let mut empty = None;
         for (i, l) in lits.iter().enumerate() {
@@ -165,6 +171,7 @@ impl Anchored {
                 };
                 let p = pairs.get_or_insert_with(|| Box::new([0; 1024]));
                 set_bit(&mut p[..], usize::from(first) | usize::from(second) << 8);
+                set_bit(&mut gate[..], usize::from(first) | usize::from(second) << 8);
                 let mut key = [0u8; 4];
                 key[..l.len()].copy_from_slice(l);
                 entries.push(Entry {
@@ -184,6 +191,7 @@ impl Anchored {
                 })
                 .unwrap_or_default();
             anchors += 1;
+            set_bit(&mut gate[..], (key & 0xffff) as usize);
             entries.push(Entry {
                 key,
                 lit: i as u32,
@@ -224,6 +232,7 @@ impl Anchored {
             bytes: bytes.into_boxed_slice(),
             ends: ends.into_boxed_slice(),
             pairs,
+            gate,
             ones: ones.into_boxed_slice(),
             empty,
         })
@@ -264,17 +273,19 @@ impl Anchored {
         }
         let fmask = filter.len() - 1;
         let fshift = self.fshift % 32;
+        let gate = &self.gate;
         for (pos, win) in hay.windows(4).enumerate() {
             let w = u32::from_le_bytes(win.try_into().unwrap_or_default());
+            let k = (w & 0xffff) as usize;
+            if gate[k / 64] & (1 << (k % 64)) == 0 {
+                continue;
+            }
             let f = (w.wrapping_mul(MUL) >> fshift) as usize;
             if filter[(f / 64) & fmask] & (1 << (f % 64)) != 0 {
                 self.lookup(f >> 4, w, pos, hay, hit);
             }
-            if SHORT {
-                let k = (w & 0xffff) as usize;
-                if pairs[k / 64] & (1 << (k % 64)) != 0 {
-                    self.short_in(self.bucket(w & 0xffff), w, 4, hit);
-                }
+            if SHORT && pairs[k / 64] & (1 << (k % 64)) != 0 {
+                self.short_in(self.bucket(w & 0xffff), w, 4, hit);
             }
         }
         if SHORT {
@@ -345,6 +356,7 @@ impl Anchored {
             + self.bytes.len()
             + self.ends.len() * 4
             + self.pairs.as_ref().map_or(0, |_| 1024 * 8)
+            + 1024 * 8
     }
 }
 
