@@ -59,7 +59,7 @@ fn main() {
     let stages: Vec<Box<dyn Stage + '_>> = vec![
         Box::new(StoryStage(Storyline::new(config.story.clone()))),
         Box::new(DetectStage::new(Detector::new(
-            &engine,
+            std::sync::Arc::new(engine),
             config.detect.clone(),
             "agent",
         ))),

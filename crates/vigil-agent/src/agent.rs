@@ -8,6 +8,7 @@ use crate::sink::{JsonlSink, NetSink, OnError, Select, Sink, SinkError, Threaded
 use serde_json::{json, Map};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vigil_detect::{Detector, Storyline};
 use vigil_event::model::{severity, status, EventLogActivity};
@@ -70,7 +71,7 @@ const FLUSH: Duration = Duration::from_millis(25);
 /// is set, then drains and writes everything held.
 pub fn run(
     config: AgentConfig,
-    engine: &Engine,
+    engine: Arc<Engine>,
     outputs: &Outputs,
     stop: &AtomicBool,
 ) -> Result<Summary, AgentError> {
@@ -81,7 +82,7 @@ pub fn run(
 /// snapshot is rendered whenever a scrape asks for one.
 pub fn run_with_metrics(
     config: AgentConfig,
-    engine: &Engine,
+    engine: Arc<Engine>,
     outputs: &Outputs,
     stop: &AtomicBool,
     metrics: Option<&Metrics>,
@@ -130,7 +131,7 @@ pub fn run_with_metrics(
     }
     let mut detector = Detector::new(engine, config.detect.clone(), "agent");
     if !intel.is_empty() {
-        detector = detector.with_intel(&intel, config.intel.level.severity_id());
+        detector = detector.with_intel(Arc::new(intel), config.intel.level.severity_id());
     }
     let mut detect = DetectStage::new(detector);
     if let Some(files) = crate::yara::load(&config.yara) {

@@ -65,8 +65,8 @@ impl Stage for StoryStage {
 
 /// Matches every event against the rules ([`Detector`]), and asks for the verdicts of
 /// the files events name ([`FileVerdicts`]) when YARA rules are loaded.
-pub struct DetectStage<'e> {
-    detector: Detector<'e>,
+pub struct DetectStage {
+    detector: Detector,
     /// How far behind the wall clock event time may be when windows are closed on a
     /// tick (events held for fork coalescing arrive late).
     slack_ms: i64,
@@ -76,9 +76,9 @@ pub struct DetectStage<'e> {
 /// How long the end of the stream waits for the file scans asked for.
 const FILES_FINISH: Duration = Duration::from_secs(3);
 
-impl<'e> DetectStage<'e> {
+impl DetectStage {
     /// A stage around a detector.
-    pub fn new(detector: Detector<'e>) -> Self {
+    pub fn new(detector: Detector) -> Self {
         DetectStage {
             detector,
             slack_ms: 2_000,
@@ -98,7 +98,7 @@ impl<'e> DetectStage<'e> {
     }
 }
 
-impl Stage for DetectStage<'_> {
+impl Stage for DetectStage {
     fn name(&self) -> &'static str {
         "detect"
     }

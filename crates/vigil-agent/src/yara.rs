@@ -196,7 +196,7 @@ impl FileVerdicts {
     pub fn check(
         &mut self,
         ev: &OcsfEvent,
-        detector: &mut Detector<'_>,
+        detector: &mut Detector,
         now_ms: i64,
         out: &mut Vec<OcsfEvent>,
     ) {
@@ -259,7 +259,7 @@ impl FileVerdicts {
     }
 
     /// Reports the verdicts that came back since the last call.
-    pub fn poll(&mut self, detector: &mut Detector<'_>, now_ms: i64, out: &mut Vec<OcsfEvent>) {
+    pub fn poll(&mut self, detector: &mut Detector, now_ms: i64, out: &mut Vec<OcsfEvent>) {
         while let Ok(d) = self.done.try_recv() {
             self.finished(d, detector, now_ms, out);
         }
@@ -270,7 +270,7 @@ impl FileVerdicts {
     pub fn finish(
         &mut self,
         wait: Duration,
-        detector: &mut Detector<'_>,
+        detector: &mut Detector,
         now_ms: i64,
         out: &mut Vec<OcsfEvent>,
     ) {
@@ -299,7 +299,7 @@ impl FileVerdicts {
     fn finished(
         &mut self,
         d: Done,
-        detector: &mut Detector<'_>,
+        detector: &mut Detector,
         now_ms: i64,
         out: &mut Vec<OcsfEvent>,
     ) {
@@ -346,7 +346,7 @@ impl FileVerdicts {
         path: &Path,
         meta: &std::fs::Metadata,
         ev: &OcsfEvent,
-        detector: &mut Detector<'_>,
+        detector: &mut Detector,
         now_ms: i64,
         out: &mut Vec<OcsfEvent>,
     ) {

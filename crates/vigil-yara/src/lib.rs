@@ -9,10 +9,12 @@ pub mod externals;
 pub mod finding;
 pub mod rules;
 pub mod scan;
+pub mod trial;
 pub mod walk;
 
 pub use cache::{CacheKey, VerdictCache};
 pub use externals::{file_type, Owners, EXTERNALS};
 pub use rules::{LoadError, LoadReport, RuleError, RuleSet};
 pub use scan::{key_of, Cache, FileScanner, Outcome, RuleHit, ScanConfig, Skip, Verdict};
+pub use trial::{trial, TrialCost, TrialError};
 pub use walk::{Walk, WalkItem};

@@ -166,8 +166,13 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         findings: args.findings,
         config: args.config.clone(),
     };
-    let summary =
-        vigil_agent::run_with_metrics(config, &engine, &outputs, &stop, metrics.as_ref())?;
+    let summary = vigil_agent::run_with_metrics(
+        config,
+        std::sync::Arc::new(engine),
+        &outputs,
+        &stop,
+        metrics.as_ref(),
+    )?;
     let find = |k: &str| {
         summary
             .counters
