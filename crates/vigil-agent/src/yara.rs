@@ -377,6 +377,32 @@ impl FileVerdicts {
         }
     }
 
+    /// Judges files with `rules` from now on: new scan threads and a fresh cache (the
+    /// old verdicts were the old rules'); the old threads end after their current scan,
+    /// and what they find is not reported. Files waiting for a verdict are asked of the
+    /// new rules. The counters go on.
+    pub fn replace_rules(&mut self, rules: RuleSet) -> Result<(), String> {
+        let mut fresh = FileVerdicts::start(rules, self.config.clone())?;
+        fresh.stats = self.stats;
+        let waiting = std::mem::take(&mut self.waiting);
+        *self = fresh;
+        for (key, events) in waiting {
+            let Some(path) = events.first().and_then(|ev| self.candidate(ev)) else {
+                continue;
+            };
+            let sent = self
+                .jobs
+                .as_ref()
+                .is_some_and(|jobs| jobs.try_send(Job { path, key }).is_ok());
+            if sent {
+                self.waiting.insert(key, events);
+            } else {
+                self.stats.dropped += events.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
     /// The counters, named for the agent's statistics.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = self.stats;
