@@ -377,7 +377,7 @@ fn output_line(text: &str, kind: &str, index: usize, key: &str) -> usize {
 }
 
 /// The 1-based line of a byte offset.
-fn line_at(text: &str, offset: usize) -> usize {
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')

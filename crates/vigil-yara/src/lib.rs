@@ -5,6 +5,7 @@
 //! times and size so an unchanged file costs a stat and a lookup.
 
 pub mod cache;
+pub mod depth;
 pub mod externals;
 pub mod finding;
 pub mod rules;

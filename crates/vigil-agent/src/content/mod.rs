@@ -27,7 +27,7 @@
 pub mod store;
 pub mod watch;
 
-use crate::config::{ContentConfig, IntelConfig, RulesConfig};
+use crate::config::{line_at, ContentConfig, IntelConfig, RulesConfig};
 use crate::intel::IntelReport;
 use crate::rules::RuleReport;
 use serde::Deserialize;
@@ -524,15 +524,6 @@ fn relative(dir: &Path, line: &str) -> String {
     line.replace(&prefix, "")
 }
 
-/// The 1-based line of a byte offset.
-fn line_at(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
 /// Writes `dir`'s manifest: every file under `sigma/`, `yara/`, `intel/` and
 /// `policy.toml`, with its hash, under `version`. What the bundle's author runs once
 /// the content is final (`vigil content seal`).
@@ -575,4 +566,254 @@ pub fn seal(dir: &Path, version: &str, description: &str) -> Result<Manifest, Re
     std::fs::write(dir.join(MANIFEST), manifest.to_toml())
         .map_err(|e| refused(vec![format!("{MANIFEST}: cannot write: {e}")]))?;
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory for one test.
+    pub(crate) fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vigil-content-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temp dir");
+        d
+    }
+
+    pub(crate) const RULE_ID: &str = "11111111-2222-4333-8444-555555555555";
+
+    /// A bundle that passes: a Sigma rule, a YARA rule, indicators, a policy naming the
+    /// rule; sealed as `version`.
+    pub(crate) fn good(dir: &Path, version: &str) {
+        for part in PARTS {
+            std::fs::create_dir_all(dir.join(part)).expect("part");
+        }
+        std::fs::write(
+            dir.join("sigma/marker.yml"),
+            format!(
+                "title: Bundle marker\nid: {RULE_ID}\nlevel: high\n\
+                 logsource: {{product: linux, category: process_creation}}\n\
+                 detection:\n    selection:\n        CommandLine|contains: 'bundle-marker-{version}'\n    condition: selection\n"
+            ),
+        )
+        .expect("rule");
+        std::fs::write(
+            dir.join("yara/marker.yar"),
+            "rule marker { strings: $a = \"vigil-yara-marker\" condition: $a }\n",
+        )
+        .expect("yara");
+        std::fs::write(dir.join("intel/list.txt"), "203.0.113.77\nevil.example\n").expect("intel");
+        std::fs::write(
+            dir.join(POLICY),
+            format!("policy = [\n  {{ rules = [\"{RULE_ID}\"], actions = [\"kill\"] }},\n]\n"),
+        )
+        .expect("policy");
+        seal(dir, version, "a test bundle").expect("seals");
+    }
+
+    pub(crate) fn settings() -> Settings {
+        Settings {
+            rules: RulesConfig::default(),
+            intel: IntelConfig::default(),
+            content: ContentConfig::default(),
+        }
+    }
+
+    fn problems(dir: &Path) -> Vec<String> {
+        load(dir, &settings()).expect_err("refused").problems
+    }
+
+    /// The one problem containing `what`, or a panic listing them all.
+    fn has(problems: &[String], what: &str) {
+        assert!(
+            problems.iter().any(|p| p.contains(what)),
+            "no problem says `{what}`: {problems:#?}"
+        );
+    }
+
+    #[test]
+    fn a_sealed_bundle_loads_whole() {
+        let dir = tmp("good");
+        good(&dir, "2026.12.06-1");
+        let m = verify(&dir).expect("verifies");
+        assert_eq!(m.description, "a test bundle");
+        assert_eq!(m.files.len(), 4);
+        let c = load(&dir, &settings()).expect("passes");
+        assert_eq!(c.version, "2026.12.06-1");
+        assert!(c
+            .engine
+            .rules()
+            .iter()
+            .any(|r| r.id.as_deref() == Some(RULE_ID)));
+        assert!(
+            c.rules.builtin_files > 0,
+            "the built-in pack runs beside it"
+        );
+        assert_eq!(c.intel.len(), 2);
+        assert!(c.yara.is_some());
+        assert_eq!(c.yara_files, 1);
+        assert_eq!(c.policy.as_ref().map(Vec::len), Some(1));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_manifest_is_refused_with_what_is_wrong_in_it() {
+        let dir = tmp("manifest");
+        std::fs::write(dir.join(MANIFEST), "version = \"1\"\n[files]\nx = 3\n").expect("m");
+        has(&problems(&dir), "bundle.toml:3: invalid type");
+        std::fs::write(
+            dir.join(MANIFEST),
+            "version = \"1\"\nfiles = {}\ncolour = 1\n",
+        )
+        .expect("m");
+        has(&problems(&dir), "bundle.toml:3: unknown field `colour`");
+        std::fs::write(
+            dir.join(MANIFEST),
+            "version = \"../up\"\n[files]\n\"../../etc/passwd\" = \"00\"\n\"notes/a.txt\" = \"00\"\n\"sigma/r.txt\" = \"00\"\n\"intel/a.txt\" = \"00\"\n",
+        )
+        .expect("m");
+        let p = problems(&dir);
+        has(&p, "version `../up` is not");
+        has(
+            &p,
+            "file `../../etc/passwd`: not a plain relative path inside the bundle",
+        );
+        has(&p, "file `notes/a.txt`: not under sigma/, yara/ or intel/");
+        has(&p, "file `sigma/r.txt`: files under sigma/ are Sigma rules");
+        has(&p, "`00` is not a SHA-256");
+        std::fs::remove_file(dir.join(MANIFEST)).expect("rm");
+        has(&problems(&dir), "bundle.toml: cannot read");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_file_changed_added_removed_or_linked_after_sealing_is_refused() {
+        let dir = tmp("changed");
+        good(&dir, "1");
+        std::fs::write(dir.join("intel/list.txt"), "203.0.113.78\n").expect("change");
+        std::fs::write(dir.join("intel/extra.txt"), "203.0.113.79\n").expect("add");
+        std::fs::remove_file(dir.join("yara/marker.yar")).expect("remove");
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("sigma/link.yml")).expect("link");
+        let p = problems(&dir);
+        has(&p, "intel/list.txt: changed: its SHA-256 is ");
+        has(&p, "intel/extra.txt: not listed in bundle.toml");
+        has(
+            &p,
+            "yara/marker.yar: listed in bundle.toml but cannot be read",
+        );
+        has(&p, "sigma/link.yml: not a regular file or directory");
+        assert_eq!(p.len(), 4, "{p:#?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Adds `name` with `text` to the good bundle and seals it again.
+    fn with(name: &str, text: &[u8]) -> (PathBuf, Vec<String>) {
+        let dir = tmp(&name.replace('/', "-"));
+        good(&dir, "1");
+        std::fs::write(dir.join(name), text).expect("write");
+        seal(&dir, "1", "").expect("seals");
+        let p = problems(&dir);
+        (dir, p)
+    }
+
+    #[test]
+    fn corrupt_and_hostile_yara_files_are_refused_with_file_and_line() {
+        let (dir, p) = with(
+            "yara/bad.yar",
+            b"rule ok { condition: true }\nrule bad {\n  condition: $missing\n}\n",
+        );
+        has(&p, "yara/bad.yar:3:");
+        let _ = std::fs::remove_dir_all(dir);
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let (dir, p) = with("yara/noise.yara", &noise);
+        has(&p, "yara/noise.yara:");
+        let _ = std::fs::remove_dir_all(dir);
+        // Deep nesting overflowed yara-x's recursion (an abort): refused before it.
+        let deep = format!(
+            "rule deep {{ condition: {}true{} }}\n",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        let (dir, p) = with("yara/deep.yar", deep.as_bytes());
+        has(
+            &p,
+            "yara/deep.yar:1:124: nesting expressions nested more than 100 deep",
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_yara_set_that_takes_seconds_per_file_is_refused() {
+        let (dir, p) = with(
+            "yara/slow.yar",
+            b"rule quadratic { condition: for any i in (0..filesize) : ( for any j in (0..filesize) : ( uint8(i) + uint8(j) == 600 ) ) }\n",
+        );
+        has(&p, "yara/: refused: scanning the executable sample");
+        has(&p, "past the budget of 1000 ms per sample");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn truncated_stix_and_misp_are_refused_with_file_and_reason() {
+        let stix = br#"{"type": "bundle", "objects": [{"type": "indicator", "id": "indicator--1", "pattern_type": "stix", "pattern": "[domain-name:value = 'c2.exa"#;
+        let (dir, p) = with("intel/stix.json", stix);
+        has(
+            &p,
+            "intel/stix.json:1:139: not valid JSON: EOF while parsing",
+        );
+        assert!(
+            p.iter().all(|l| !l.contains(&dir.display().to_string())),
+            "paths are the bundle's: {p:#?}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+        let misp = br#"{"Event": {"info": "x", "Attribute": [{"type": "ip-dst", "value": "203.0"#;
+        let (dir, p) = with("intel/misp.json", misp);
+        has(&p, "intel/misp.json");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_broken_sigma_rule_is_refused_with_file_and_line() {
+        let (dir, p) = with("sigma/bad.yml", b"title: Bad\nlogsource: {product: linux}\ndetection:\n  sel:\n    Image|nosuchmodifier: x\n  condition: sel\n");
+        has(&p, "sigma/bad.yml:");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_policy_naming_an_unknown_rule_or_badly_written_is_refused_with_its_line() {
+        let (dir, p) = with(POLICY, b"policy = [\n  { min_level = \"high\", actions = [\"kill\"] },\n  { rules = [\"no-such-rule\"], actions = [\"kill\"] },\n]\n");
+        has(&p, "policy.toml:3: the policy names rule `no-such-rule`");
+        let _ = std::fs::remove_dir_all(dir);
+        let (dir, p) = with(
+            POLICY,
+            b"policy = [\n  { min_level = \"high\", actions = [\"kil\"] },\n]\n",
+        );
+        has(&p, "policy.toml:2: unknown variant `kil`");
+        let _ = std::fs::remove_dir_all(dir);
+        let (dir, p) = with(POLICY, b"policy = [ { actions = [\"kill\"] } ]\n");
+        has(&p, "policy.toml: respond.policy rule 1: no criterion");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_bundle_past_the_memory_bound_is_refused() {
+        let dir = tmp("memory");
+        good(&dir, "1");
+        let mut list = String::new();
+        for i in 0..300_000u32 {
+            list.push_str(&format!("{:064x}\n", u64::from(i) * 0x9e37_79b9));
+        }
+        std::fs::write(dir.join("intel/hashes.txt"), list).expect("write");
+        seal(&dir, "1", "").expect("seals");
+        let mut s = settings();
+        s.content.max_memory_mib = 1;
+        let p = load(&dir, &s).expect_err("refused").problems;
+        has(
+            &p,
+            "MiB of memory, past the bound of 1 MiB (content.max_memory_mib)",
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

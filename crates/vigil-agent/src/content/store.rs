@@ -198,3 +198,94 @@ pub fn status(dir: &Path) -> Status {
         versions,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::tests::{good, settings, tmp};
+
+    #[test]
+    fn apply_switches_current_and_previous_and_rollback_switches_back() {
+        let root = tmp("store");
+        let (b1, b2, store) = (root.join("b1"), root.join("b2"), root.join("store"));
+        good(&b1, "1");
+        good(&b2, "2");
+        let s = settings();
+        let first = apply(&b1, &store, &s).expect("applies");
+        assert_eq!(
+            (first.content.version.as_str(), first.previous),
+            ("1", None)
+        );
+        let second = apply(&b2, &store, &s).expect("applies");
+        assert_eq!(second.previous.as_deref(), Some("1"));
+        let st = status(&store);
+        assert_eq!(
+            st,
+            Status {
+                current: Some("2".into()),
+                previous: Some("1".into()),
+                versions: vec!["1".into(), "2".into()],
+            }
+        );
+        // The applied copy is what runs: the source may change afterwards.
+        std::fs::write(b2.join("intel/list.txt"), "changed\n").expect("write");
+        assert!(verify(&version_dir(&store, "2")).is_ok());
+        let mode = std::fs::metadata(&store)
+            .expect("store")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let back = rollback(&store, &s).expect("rolls back");
+        assert_eq!(back.content.version, "1");
+        assert_eq!(back.previous.as_deref(), Some("2"));
+        assert_eq!(linked(&store, CURRENT).as_deref(), Some("1"));
+        assert_eq!(linked(&store, PREVIOUS).as_deref(), Some("2"));
+        // Applying a version again with the same content is a switch; with other
+        // content, a refusal.
+        apply(&b1, &store, &s).expect("same content again");
+        let e = apply(&b2, &store, &s).expect_err("version 2 changed");
+        assert!(matches!(e, StoreError::Refused(_)), "{e}");
+        seal(&b2, "2");
+        let e = apply(&b2, &store, &s).expect_err("version 2 taken");
+        assert!(matches!(e, StoreError::VersionTaken { .. }), "{e}");
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    fn seal(dir: &Path, version: &str) {
+        crate::content::seal(dir, version, "").expect("seals");
+    }
+
+    #[test]
+    fn a_refused_bundle_changes_nothing() {
+        let root = tmp("store-refused");
+        let (b1, bad, store) = (root.join("b1"), root.join("bad"), root.join("store"));
+        good(&b1, "1");
+        good(&bad, "2");
+        std::fs::write(bad.join("yara/bad.yar"), "rule bad { condition: $x }\n").expect("w");
+        seal(&bad, "2");
+        let s = settings();
+        apply(&b1, &store, &s).expect("applies");
+        let e = apply(&bad, &store, &s).expect_err("refused");
+        let StoreError::Refused(r) = e else {
+            panic!("{e}")
+        };
+        assert!(
+            r.problems[0].starts_with("yara/bad.yar:1:"),
+            "{:?}",
+            r.problems
+        );
+        assert_eq!(r.dir, bad, "named as given");
+        assert_eq!(
+            status(&store),
+            Status {
+                current: Some("1".into()),
+                previous: None,
+                versions: vec!["1".into()],
+            },
+            "no copy left behind, nothing switched"
+        );
+        let e = rollback(&store, &s).expect_err("nothing to roll back to");
+        assert!(matches!(e, StoreError::NoPrevious(_)), "{e}");
+        let _ = std::fs::remove_dir_all(root);
+    }
+}

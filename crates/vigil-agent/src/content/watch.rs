@@ -42,6 +42,8 @@ impl Watcher {
         let done = Arc::clone(&closed);
         std::thread::Builder::new()
             .name("content".into())
+            // Loading compiles rules recursively: room for what the checks allow.
+            .stack_size(64 << 20)
             .spawn(move || {
                 let mut seen = running;
                 let step = Duration::from_millis(50).min(every);
