@@ -1,0 +1,203 @@
+//! Content updates under the real agent: a bundle applied while it runs is checked and
+//! swapped in (a rule only the new bundle has fires; the statistics name the new
+//! version); a bad bundle the `current` link is pointed at is refused with its reason
+//! in an Event Log Activity, and the old rules keep firing; a rollback brings the first
+//! bundle back. Needs root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+mod support;
+
+use support::{start_agent, stop_agent, tmp, wait_for};
+
+/// The marker a bundle's rule looks for in command lines: this run's own.
+fn marker(version: &str) -> String {
+    format!("vigil-content-{version}-{}-mark", std::process::id())
+}
+
+fn rule_id(version: &str) -> String {
+    format!("0c0ffee0-0000-4000-8000-00000000000{version}")
+}
+
+/// A bundle whose one Sigma rule fires on `marker(version)`.
+fn bundle(root: &Path, version: &str) -> PathBuf {
+    let dir = root.join(format!("bundle-{version}"));
+    std::fs::create_dir_all(dir.join("sigma")).expect("dir");
+    std::fs::write(
+        dir.join("sigma/marker.yml"),
+        format!(
+            "title: Content {version} marker\nid: {}\nlevel: medium\n\
+             logsource: {{product: linux, category: process_creation}}\n\
+             detection:\n    selection:\n        CommandLine|contains: '{}'\n    condition: selection\n",
+            rule_id(version),
+            marker(version)
+        ),
+    )
+    .expect("rule");
+    content(&["seal"], &[&dir, Path::new(version)]);
+    dir
+}
+
+fn content(args: &[&str], paths: &[&Path]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("content")
+        .args(args)
+        .args(paths)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("vigil runs");
+    assert!(o.status.success(), "vigil content {args:?}: {o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs a shell whose command line carries `marker(version)`.
+fn fire(version: &str) {
+    let st = Command::new("/bin/sh")
+        .args(["-c", &format!(": {}", marker(version))])
+        .status()
+        .expect("sh");
+    assert!(st.success());
+}
+
+/// Fires `version`'s marker every 200 ms until a new finding of its rule is written
+/// (up to `secs`).
+fn fires(findings: &Path, version: &str, secs: u64) -> bool {
+    let before = count(findings, version);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        fire(version);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if count(findings, version) > before {
+            return true;
+        }
+    }
+    false
+}
+
+fn count(findings: &Path, version: &str) -> usize {
+    let id = rule_id(version);
+    support::lines(findings)
+        .unwrap_or_default()
+        .iter()
+        .filter(|f| {
+            f["class_uid"] == 2004
+                && f["activity_id"] == 1
+                && f["finding_info"]["analytic"]["uid"] == id.as_str()
+        })
+        .count()
+}
+
+fn content_update(events: &Path, version: &str, secs: u64) -> Option<serde_json::Value> {
+    wait_for(events, secs, |e| {
+        e["class_uid"] == 1008
+            && e["activity_name"] == "Content Update"
+            && e["unmapped"]["content_version"] == version
+    })
+}
+
+#[test]
+fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rolled_back() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let root = tmp("content-agent", "swap");
+    let store = root.join("store");
+    let (b1, b2) = (bundle(&root, "1"), bundle(&root, "2"));
+    let cfg = root.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[rules]\nbuiltin = false\n[output]\nstats_interval_secs = 1\n\
+             [respond]\nstate_dir = \"{d}/state\"\n[respond.quarantine]\nvault_dir = \"{d}/vault\"\n\
+             [content]\ndir = \"{s}\"\ncheck_secs = 1\n",
+            d = root.display(),
+            s = store.display()
+        ),
+    )
+    .expect("config");
+    let cfg_arg = ["--config", cfg.to_str().expect("utf-8")];
+    content(&["apply", cfg_arg[0], cfg_arg[1]], &[&b1]);
+    let events = root.join("events.jsonl");
+    let findings = root.join("findings.jsonl");
+    let log = root.join("agent.log");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    c.args(["agent", "--config"])
+        .arg(&cfg)
+        .arg("--output")
+        .arg(&events)
+        .arg("--findings")
+        .arg(&findings);
+    let mut agent = start_agent(c, &events, &log);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // Bundle 1 runs from the start.
+    assert!(
+        fires(&findings, "1", 20),
+        "bundle 1's rule fires\n{}",
+        log_text()
+    );
+
+    // Bundle 2, applied while the agent runs: swapped in, its rule fires, 1's no more.
+    content(&["apply", cfg_arg[0], cfg_arg[1]], &[&b2]);
+    let update = content_update(&events, "2", 30)
+        .unwrap_or_else(|| panic!("no Content Update to 2\n{}", log_text()));
+    assert_eq!(update["status"], "Success", "{update}");
+    assert_eq!(update["unmapped"]["previous_version"], "1", "{update}");
+    assert!(
+        fires(&findings, "2", 20),
+        "bundle 2's rule fires\n{}",
+        log_text()
+    );
+    let ones = count(&findings, "1");
+    fire("1");
+    // A later process's finding: the one before it was matched.
+    assert!(fires(&findings, "2", 20), "{}", log_text());
+    assert_eq!(count(&findings, "1"), ones, "bundle 1's rule runs no more");
+    let stats = wait_for(&events, 10, |e| {
+        e["activity_name"] == "Statistics" && e["unmapped"]["content_version"] == "2"
+    });
+    assert!(stats.is_some(), "the statistics name the content that runs");
+
+    // A bad bundle the link is pointed at by hand (as a corrupted store would be): a
+    // copy of 2 as version 3 whose rule file no longer matches the manifest.
+    let v3 = store.join("versions/3");
+    std::fs::create_dir_all(v3.join("sigma")).expect("v3");
+    let manifest = std::fs::read_to_string(store.join("versions/2/bundle.toml"))
+        .expect("manifest")
+        .replace("version = \"2\"", "version = \"3\"");
+    std::fs::write(v3.join("bundle.toml"), manifest).expect("manifest");
+    std::fs::write(v3.join("sigma/marker.yml"), "title: tampered\n").expect("rule");
+    let tmp_link = store.join("current.new");
+    std::os::unix::fs::symlink("versions/3", &tmp_link).expect("link");
+    std::fs::rename(&tmp_link, store.join("current")).expect("switch");
+    let refused = content_update(&events, "3", 30)
+        .unwrap_or_else(|| panic!("no Content Update refusing 3\n{}", log_text()));
+    assert_eq!(refused["status"], "Failure", "{refused}");
+    assert_eq!(refused["unmapped"]["running_version"], "2", "{refused}");
+    let problems = refused["unmapped"]["problems"].to_string();
+    assert!(
+        problems.contains("sigma/marker.yml: changed: its SHA-256 is "),
+        "{refused}"
+    );
+    // The old content still runs: 2's rule fires on a new process.
+    assert!(
+        fires(&findings, "2", 20),
+        "bundle 2's rule still fires after the refusal\n{}",
+        log_text()
+    );
+
+    // Rollback: the previous bundle (1) runs again.
+    let out = content(&["rollback", cfg_arg[0], cfg_arg[1]], &[]);
+    assert!(out.contains("content 1 runs again"), "{out}");
+    let back = content_update(&events, "1", 30)
+        .unwrap_or_else(|| panic!("no Content Update back to 1\n{}", log_text()));
+    assert_eq!(back["status"], "Success", "{back}");
+    assert!(
+        fires(&findings, "1", 20),
+        "bundle 1's rule fires again\n{}",
+        log_text()
+    );
+    assert_eq!(stop_agent(&mut agent), Some(0), "{}", log_text());
+    assert!(log_text().contains("new content runs"), "{}", log_text());
+    let _ = std::fs::remove_dir_all(root);
+}
