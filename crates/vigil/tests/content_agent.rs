@@ -87,6 +87,18 @@ fn count(findings: &Path, version: &str) -> usize {
         .count()
 }
 
+/// The agent's metrics, as text.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: vigil\r\n\r\n").expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
 fn content_update(events: &Path, version: &str, secs: u64) -> Option<serde_json::Value> {
     wait_for(events, secs, |e| {
         e["class_uid"] == 1008
@@ -120,8 +132,12 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
     let events = root.join("events.jsonl");
     let findings = root.join("findings.jsonl");
     let log = root.join("agent.log");
+    let metrics = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
     let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    c.args(["agent", "--config"])
+    c.args(["agent", "--metrics", &metrics.to_string(), "--config"])
         .arg(&cfg)
         .arg("--output")
         .arg(&events)
@@ -157,6 +173,11 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
         e["activity_name"] == "Statistics" && e["unmapped"]["content_version"] == "2"
     });
     assert!(stats.is_some(), "the statistics name the content that runs");
+    let scraped = scrape(metrics);
+    assert!(
+        scraped.contains("vigil_content_info{version=\"2\"} 1"),
+        "the metrics name the content that runs:\n{scraped}"
+    );
 
     // A bad bundle the link is pointed at by hand (as a corrupted store would be): a
     // copy of 2 as version 3 whose rule file no longer matches the manifest.

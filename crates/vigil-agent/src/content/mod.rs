@@ -345,7 +345,27 @@ struct PolicyFile {
 }
 
 /// Checks the bundle at `dir` completely and returns its content, or every problem.
+/// A panic while checking (a bug in Vigil or a library, hit by the bundle's content)
+/// refuses the bundle too, rather than ending the agent's watcher or the command.
 pub fn load(dir: &Path, settings: &Settings) -> Result<Content, Refused> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_checked(dir, settings)))
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Refused {
+                dir: dir.to_path_buf(),
+                version: None,
+                problems: vec![format!(
+                    "refused: checking the bundle panicked ({why}); a bug in Vigil, to report"
+                )],
+            })
+        })
+}
+
+fn load_checked(dir: &Path, settings: &Settings) -> Result<Content, Refused> {
     let manifest = verify(dir)?;
     let mut problems = Vec::new();
     let before = rss_bytes();
