@@ -34,8 +34,48 @@ fn bundle(root: &Path, version: &str) -> PathBuf {
         ),
     )
     .expect("rule");
+    // A YARA rule of its own: the file verdicts change with the bundle too.
+    std::fs::create_dir_all(dir.join("yara")).expect("dir");
+    std::fs::write(
+        dir.join("yara/marker.yar"),
+        format!(
+            "rule content_{version} {{ meta: score = 85 strings: $m = \"{}-file\" condition: $m }}\n",
+            marker(version)
+        ),
+    )
+    .expect("yara rule");
     content(&["seal"], &[&dir, Path::new(version)]);
     dir
+}
+
+/// Writes files carrying `marker(version)` into `work` every 300 ms until a YARA
+/// finding of `version`'s rule is written (up to `secs`).
+fn file_judged(findings: &Path, work: &Path, version: &str, secs: u64) -> bool {
+    let name = format!("content_{version}");
+    let judged = || {
+        support::lines(findings)
+            .unwrap_or_default()
+            .iter()
+            .filter(|f| {
+                f["class_uid"] == 2004
+                    && f["activity_id"] == 1
+                    && f["finding_info"]["analytic"]["name"] == name.as_str()
+            })
+            .count()
+    };
+    let before = judged();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut n = 0;
+    while std::time::Instant::now() < deadline {
+        n += 1;
+        let path = work.join(format!("dropped-{version}-{n}-{}", before));
+        std::fs::write(&path, format!("payload {}-file\n", marker(version))).expect("write");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        if judged() > before {
+            return true;
+        }
+    }
+    false
 }
 
 fn content(args: &[&str], paths: &[&Path]) -> String {
@@ -115,15 +155,18 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
     let root = tmp("content-agent", "swap");
     let store = root.join("store");
     let (b1, b2) = (bundle(&root, "1"), bundle(&root, "2"));
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).expect("work");
     let cfg = root.join("agent.toml");
     std::fs::write(
         &cfg,
         format!(
             "[rules]\nbuiltin = false\n[output]\nstats_interval_secs = 1\n\
              [respond]\nstate_dir = \"{d}/state\"\n[respond.quarantine]\nvault_dir = \"{d}/vault\"\n\
-             [content]\ndir = \"{s}\"\ncheck_secs = 1\n",
+             [yara]\ninclude = [\"{w}\"]\n[content]\ndir = \"{s}\"\ncheck_secs = 1\n",
             d = root.display(),
-            s = store.display()
+            s = store.display(),
+            w = work.display()
         ),
     )
     .expect("config");
@@ -150,6 +193,11 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
     assert!(
         fires(&findings, "1", 20),
         "bundle 1's rule fires\n{}",
+        log_text()
+    );
+    assert!(
+        file_judged(&findings, &work, "1", 20),
+        "bundle 1's YARA rule judges files\n{}",
         log_text()
     );
 
