@@ -314,14 +314,10 @@ fn list(root: &Path, dir: &Path, out: &mut Vec<String>, problems: &mut Vec<Strin
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.is_dir() => list(root, &p, out, problems),
             Ok(m) if m.is_file() => out.push(rel(&p)),
-            Ok(_) => {
-                if !out.contains(&rel(&p)) {
-                    problems.push(format!(
-                        "{}: not a regular file or directory (a symlink, a device, a FIFO)",
-                        rel(&p)
-                    ));
-                }
-            }
+            Ok(_) => problems.push(format!(
+                "{}: not a regular file or directory (a symlink, a device, a FIFO)",
+                rel(&p)
+            )),
             Err(e) => problems.push(format!("{}: {e}", rel(&p))),
         }
     }

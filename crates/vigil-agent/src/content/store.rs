@@ -12,7 +12,7 @@
 //! `current` ([`super::watch`]).
 
 use super::{load, verify, Content, Refused, Settings, MANIFEST};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The link to what runs.
@@ -104,8 +104,9 @@ fn make_private_dir(path: &Path) -> Result<(), StoreError> {
 /// `previous` to what ran. A refused bundle changes nothing.
 pub fn apply(src: &Path, dir: &Path, settings: &Settings) -> Result<Switched, StoreError> {
     let manifest = verify(src)?;
+    // Directories it creates are root-only; one that exists keeps its mode (a content
+    // directory given by mistake, /tmp say, is not changed).
     make_private_dir(&dir.join(VERSIONS))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
     let target = version_dir(dir, &manifest.version);
     let fresh = if target.exists() {
         let applied = std::fs::read(target.join(MANIFEST)).unwrap_or_default();
@@ -203,6 +204,7 @@ pub fn status(dir: &Path) -> Status {
 mod tests {
     use super::*;
     use crate::content::tests::{good, settings, tmp};
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn apply_switches_current_and_previous_and_rollback_switches_back() {
