@@ -44,6 +44,18 @@ fn bundle(root: &Path, version: &str) -> PathBuf {
         ),
     )
     .expect("yara rule");
+    if version == "2" {
+        // A policy of its own: bundle 2's rule (medium, below the configuration's
+        // policy) asks for a kill (recorded only: the modes stay the host's, detect).
+        std::fs::write(
+            dir.join("policy.toml"),
+            format!(
+                "policy = [{{ rules = [\"{}\"], actions = [\"kill\"] }}]\n",
+                rule_id(version)
+            ),
+        )
+        .expect("policy");
+    }
     content(&["seal"], &[&dir, Path::new(version)]);
     dir
 }
@@ -139,6 +151,16 @@ fn scrape(addr: std::net::SocketAddr) -> String {
     out
 }
 
+/// Response records of `action` answering a finding of `version`'s rule.
+fn answers(events: &Path, action: &str, version: &str) -> usize {
+    let id = rule_id(version);
+    support::lines(events)
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["unmapped"]["action"] == action && e["unmapped"]["rule_uid"] == id.as_str())
+        .count()
+}
+
 fn content_update(events: &Path, version: &str, secs: u64) -> Option<serde_json::Value> {
     wait_for(events, secs, |e| {
         e["class_uid"] == 1008
@@ -162,11 +184,12 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
         &cfg,
         format!(
             "[rules]\nbuiltin = false\n[output]\nstats_interval_secs = 1\n\
-             [respond]\nstate_dir = \"{d}/state\"\n[respond.quarantine]\nvault_dir = \"{d}/vault\"\n\
+             [respond]\nstate_dir = \"{d}/state\"\npolicy = [{{ rules = [\"{r1}\"], actions = [\"quarantine\"] }}]\n[respond.quarantine]\nvault_dir = \"{d}/vault\"\n\
              [yara]\ninclude = [\"{w}\"]\n[content]\ndir = \"{s}\"\ncheck_secs = 1\n",
             d = root.display(),
             s = store.display(),
-            w = work.display()
+            w = work.display(),
+            r1 = rule_id("1")
         ),
     )
     .expect("config");
@@ -200,6 +223,16 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
         "bundle 1's YARA rule judges files\n{}",
         log_text()
     );
+    // The configuration's policy (bundle 1 has none) answers bundle 1's rule.
+    let started = wait_for(&events, 20, |e| {
+        e["unmapped"]["action"] == "quarantine"
+            && e["unmapped"]["rule_uid"] == rule_id("1").as_str()
+    });
+    assert!(
+        started.is_some(),
+        "the configuration's policy answers\n{}",
+        log_text()
+    );
 
     // Bundle 2, applied while the agent runs: swapped in, its rule fires, 1's no more.
     content(&["apply", cfg_arg[0], cfg_arg[1]], &[&b2]);
@@ -210,6 +243,16 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
     assert!(
         fires(&findings, "2", 20),
         "bundle 2's rule fires\n{}",
+        log_text()
+    );
+    let kill = wait_for(&events, 20, |e| {
+        e["unmapped"]["action"] == "kill" && e["unmapped"]["rule_uid"] == rule_id("2").as_str()
+    })
+    .unwrap_or_else(|| panic!("bundle 2's policy answers its rule\n{}", log_text()));
+    assert_eq!(kill["unmapped"]["mode"], "detect", "{kill}");
+    assert!(
+        file_judged(&findings, &work, "2", 20),
+        "bundle 2's YARA rules judge files\n{}",
         log_text()
     );
     let ones = count(&findings, "1");
@@ -255,6 +298,7 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
         log_text()
     );
 
+    let before_rollback = answers(&events, "quarantine", "1");
     // Rollback: the previous bundle (1) runs again.
     let out = content(&["rollback", cfg_arg[0], cfg_arg[1]], &[]);
     assert!(out.contains("content 1 runs again"), "{out}");
@@ -264,6 +308,25 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
     assert!(
         fires(&findings, "1", 20),
         "bundle 1's rule fires again\n{}",
+        log_text()
+    );
+    assert!(
+        file_judged(&findings, &work, "1", 20),
+        "bundle 1's YARA rule judges files again\n{}",
+        log_text()
+    );
+    // The configuration's policy runs again (bundle 1 has none): its rule asks for a
+    // quarantine of what bundle 1's rule flags, as at the start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while answers(&events, "quarantine", "1") <= before_rollback
+        && std::time::Instant::now() < deadline
+    {
+        fire("1");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        answers(&events, "quarantine", "1") > before_rollback,
+        "the configuration's policy answers again after the rollback\n{}",
         log_text()
     );
     assert_eq!(stop_agent(&mut agent), Some(0), "{}", log_text());
