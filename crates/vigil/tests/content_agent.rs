@@ -19,8 +19,9 @@ fn rule_id(version: &str) -> String {
     format!("0c0ffee0-0000-4000-8000-00000000000{version}")
 }
 
-/// A bundle whose one Sigma rule fires on `marker(version)`.
-fn bundle(root: &Path, version: &str) -> PathBuf {
+/// A bundle whose one Sigma rule fires on `marker(version)`, with `intel` (a SHA-256)
+/// as its one indicator if given.
+fn bundle(root: &Path, version: &str, intel: Option<&str>) -> PathBuf {
     let dir = root.join(format!("bundle-{version}"));
     std::fs::create_dir_all(dir.join("sigma")).expect("dir");
     std::fs::write(
@@ -44,6 +45,10 @@ fn bundle(root: &Path, version: &str) -> PathBuf {
         ),
     )
     .expect("yara rule");
+    if let Some(sha) = intel {
+        std::fs::create_dir_all(dir.join("intel")).expect("dir");
+        std::fs::write(dir.join("intel/hashes.txt"), format!("{sha}\n")).expect("intel");
+    }
     if version == "2" {
         // A policy of its own: bundle 2's rule (medium, below the configuration's
         // policy) asks for a kill (recorded only: the modes stay the host's, detect).
@@ -176,7 +181,33 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
     }
     let root = tmp("content-agent", "swap");
     let store = root.join("store");
-    let (b1, b2) = (bundle(&root, "1"), bundle(&root, "2"));
+    let events = root.join("events.jsonl");
+    let findings = root.join("findings.jsonl");
+    // A program of its own (true with this run's bytes after it): an indicator of
+    // bundle 2 only.
+    let probe = root.join("vigil-content-probe");
+    let mut bytes = std::fs::read("/bin/true").expect("true");
+    bytes.extend_from_slice(marker("probe").as_bytes());
+    std::fs::write(&probe, &bytes).expect("probe");
+    std::fs::set_permissions(&probe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let sum = Command::new("sha256sum")
+        .arg(&probe)
+        .output()
+        .expect("sha256sum");
+    let sha = String::from_utf8_lossy(&sum.stdout)[..64].to_string();
+    let (b1, b2) = (bundle(&root, "1", None), bundle(&root, "2", Some(&sha)));
+    let indicated = || {
+        support::lines(&findings)
+            .unwrap_or_default()
+            .iter()
+            .filter(|f| f["class_uid"] == 2004 && f["osint"][0]["value"] == sha.as_str())
+            .count()
+    };
+    let run_probe = || {
+        let st = Command::new(&probe).status().expect("probe");
+        assert!(st.success());
+    };
     let work = root.join("work");
     std::fs::create_dir_all(&work).expect("work");
     let cfg = root.join("agent.toml");
@@ -195,8 +226,6 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
     .expect("config");
     let cfg_arg = ["--config", cfg.to_str().expect("utf-8")];
     content(&["apply", cfg_arg[0], cfg_arg[1]], &[&b1]);
-    let events = root.join("events.jsonl");
-    let findings = root.join("findings.jsonl");
     let log = root.join("agent.log");
     let metrics = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -223,6 +252,7 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
         "bundle 1's YARA rule judges files\n{}",
         log_text()
     );
+    run_probe();
     // The configuration's policy (bundle 1 has none) answers bundle 1's rule.
     let started = wait_for(&events, 20, |e| {
         e["unmapped"]["action"] == "quarantine"
@@ -253,6 +283,17 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
     assert!(
         file_judged(&findings, &work, "2", 20),
         "bundle 2's YARA rules judge files\n{}",
+        log_text()
+    );
+    assert_eq!(indicated(), 0, "bundle 1 has no indicators");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while indicated() == 0 && std::time::Instant::now() < deadline {
+        run_probe();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        indicated() > 0,
+        "bundle 2's indicator is matched\n{}",
         log_text()
     );
     let ones = count(&findings, "1");
@@ -299,6 +340,8 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
     );
 
     let before_rollback = answers(&events, "quarantine", "1");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let indicated_before = indicated();
     // Rollback: the previous bundle (1) runs again.
     let out = content(&["rollback", cfg_arg[0], cfg_arg[1]], &[]);
     assert!(out.contains("content 1 runs again"), "{out}");
@@ -329,6 +372,9 @@ fn a_bundle_applied_while_the_agent_runs_is_swapped_in_a_bad_one_refused_and_rol
         "the configuration's policy answers again after the rollback\n{}",
         log_text()
     );
+    run_probe();
+    assert!(fires(&findings, "1", 20), "{}", log_text());
+    assert_eq!(indicated(), indicated_before, "bundle 1 has no indicators");
     assert_eq!(stop_agent(&mut agent), Some(0), "{}", log_text());
     assert!(log_text().contains("new content runs"), "{}", log_text());
     let _ = std::fs::remove_dir_all(root);
