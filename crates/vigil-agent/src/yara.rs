@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use vigil_detect::Detector;
 use vigil_event::OcsfEvent;
 use vigil_yara::{
-    key_of, Cache, CacheKey, FileScanner, Outcome, Owners, RuleSet, ScanConfig, Verdict,
+    cache_key, Cache, CacheKey, FileScanner, Outcome, Owners, RuleSet, ScanConfig, Verdict,
     VerdictCache, Walk,
 };
 
@@ -47,6 +47,9 @@ const MAX_WAITING: usize = 256;
 struct Job {
     path: PathBuf,
     key: CacheKey,
+    /// Scan the program this process runs (`/proc/PID/exe`) rather than `path`: its
+    /// executable is deleted or has no path (a `memfd`).
+    process: Option<i32>,
 }
 
 /// A scan's result.
@@ -162,12 +165,19 @@ impl FileVerdicts {
         self.waiting.len()
     }
 
-    /// The file an event asks to judge, if any: the executable of an exec, the file of
+    /// The file an event asks to judge, if any: the executable of an exec (with the
+    /// process when only `/proc/PID/exe` reaches it: deleted, or a `memfd`), the file of
     /// a close after writing.
-    fn candidate(&self, ev: &OcsfEvent) -> Option<PathBuf> {
+    fn candidate<'v>(&self, ev: &'v OcsfEvent) -> Option<(&'v Path, Option<i32>)> {
         let path = match ev {
             OcsfEvent::Process(p) if p.activity_id == 1 && self.config.exec => {
-                p.process.file.as_ref()?.path.as_deref()?
+                let file = p.process.file.as_ref()?;
+                let path = file.path.as_deref()?;
+                let unnamed = file.is_deleted == Some(true) || path.starts_with("/memfd:");
+                if unnamed {
+                    return Some((Path::new(path), Some(p.process.pid?)));
+                }
+                path
             }
             OcsfEvent::File(f)
                 if f.activity_id == FILE_UPDATE
@@ -183,7 +193,7 @@ impl FileVerdicts {
             }
             _ => return None,
         };
-        Some(PathBuf::from(path))
+        Some((Path::new(path), None))
     }
 
     fn wanted(&self, path: &Path) -> bool {
@@ -200,17 +210,22 @@ impl FileVerdicts {
         now_ms: i64,
         out: &mut Vec<OcsfEvent>,
     ) {
-        let Some(path) = self.candidate(ev) else {
+        let Some((path, process)) = self.candidate(ev) else {
             return;
         };
         self.stats.asked += 1;
-        if !self.wanted(&path) {
+        if !self.wanted(path) {
             self.stats.excluded += 1;
             return;
         }
         // The scanner judges what lstat says (a symlink is not followed, a special
-        // file never opened); here the lstat only makes the key.
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        // file never opened); here the lstat only makes the key. A program with no path
+        // is reached through its process (the link is followed on purpose).
+        let meta = match process {
+            Some(pid) => std::fs::metadata(format!("/proc/{pid}/exe")),
+            None => std::fs::symlink_metadata(path),
+        };
+        let Ok(meta) = meta else {
             self.stats.skipped += 1;
             return;
         };
@@ -222,7 +237,7 @@ impl FileVerdicts {
             self.stats.skipped += 1;
             return;
         }
-        let (key, _) = key_of(&path, &meta, &self.shared.owners);
+        let key = cache_key(path, &meta, &self.shared.owners);
         if let Some(list) = self.waiting.get_mut(&key) {
             if list.len() < MAX_WAITING {
                 list.push(ev.clone());
@@ -241,14 +256,15 @@ impl FileVerdicts {
         if let Some(verdict) = cached {
             self.stats.cache_hits += 1;
             if !verdict.hits.is_empty() {
-                self.report(&verdict, &path, &meta, ev, detector, now_ms, out);
+                self.report(&verdict, path, &meta, ev, detector, now_ms, out);
             }
             return;
         }
         let Some(jobs) = &self.jobs else { return };
         match jobs.try_send(Job {
-            path: path.clone(),
+            path: path.to_path_buf(),
             key,
+            process,
         }) {
             Ok(()) => {
                 self.stats.queued += 1;
@@ -387,13 +403,18 @@ impl FileVerdicts {
         let waiting = std::mem::take(&mut self.waiting);
         *self = fresh;
         for (key, events) in waiting {
-            let Some(path) = events.first().and_then(|ev| self.candidate(ev)) else {
+            let Some((path, process)) = events.first().and_then(|ev| self.candidate(ev)) else {
                 continue;
+            };
+            let job = Job {
+                path: path.to_path_buf(),
+                key,
+                process,
             };
             let sent = self
                 .jobs
                 .as_ref()
-                .is_some_and(|jobs| jobs.try_send(Job { path, key }).is_ok());
+                .is_some_and(|jobs| jobs.try_send(job).is_ok());
             if sent {
                 self.waiting.insert(key, events);
             } else {
@@ -448,7 +469,10 @@ fn scan_thread(shared: &Shared, jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender
         let started = Instant::now();
         // A fresh lstat: the file may have changed since the event (then its key
         // differs, and the verdict is cached under the new one).
-        let outcome = scanner.scan_path(&job.path, None);
+        let outcome = match job.process {
+            Some(pid) => scanner.scan_process_exe(pid, &job.path),
+            None => scanner.scan_path(&job.path, None),
+        };
         let d = Done {
             path: job.path,
             key: job.key,

@@ -1,9 +1,9 @@
 //! An anchor-hash index of many substring literals: each literal of 4 bytes or more is
 //! found through one of its 4-byte pieces (its *anchor*, the piece fewest other literals
 //! share), looked up in a hash table for every 4-byte window of the text and verified
-//! in place; shorter literals are found in the same pass, through a bitmap of the first
-//! two bytes of those of 2 or 3 bytes and a bitmap of the 1-byte ones (each reported at
-//! its first occurrence, then left out of the scan), and the same hash table. It
+//! in place; literals of 2 or 3 bytes are found in the same pass, through a bitmap of
+//! their first two bytes and the same hash table, and 1-byte ones by `memchr` before
+//! it (they are few, and would cost a test at every position of the scan). It
 //! reports every literal that occurs in the text (at least once), as an overlapping
 //! automaton scan would, and is faster to scan than the large automaton it replaces.
 
@@ -52,8 +52,9 @@ pub(crate) struct Anchored {
     /// If there are literals shorter than 4 bytes, a bit per pair of bytes (first byte
     /// low) that a literal of 2 or 3 bytes starts with.
     pairs: Option<Box<[u64; 1024]>>,
-    /// A bit per byte that is a 1-byte literal.
-    ones: [u64; 4],
+    /// The 1-byte literals: (byte, literal), each found by `memchr` before the scan of
+    /// the windows (not tested at every position: they are few).
+    ones: Box<[(u8, u32)]>,
     /// The empty literal, if one of them (it occurs in every text).
     empty: Option<u32>,
 }
@@ -144,7 +145,7 @@ impl Anchored {
         let mut bytes = Vec::new();
         let mut ends = Vec::with_capacity(lits.len());
         let mut pairs: Option<Box<[u64; 1024]>> = None;
-        let mut ones = [0u64; 4];
+        let mut ones = Vec::new();
         let mut empty = None;
         for (i, l) in lits.iter().enumerate() {
             let l = l.as_ref();
@@ -158,13 +159,12 @@ impl Anchored {
                     empty = Some(i as u32);
                     continue;
                 };
+                let Some(&second) = l.get(1) else {
+                    ones.push((first, i as u32));
+                    continue;
+                };
                 let p = pairs.get_or_insert_with(|| Box::new([0; 1024]));
-                match l.get(1) {
-                    Some(&second) => {
-                        set_bit(&mut p[..], usize::from(first) | usize::from(second) << 8);
-                    }
-                    None => set_bit(&mut ones, usize::from(first)),
-                }
+                set_bit(&mut p[..], usize::from(first) | usize::from(second) << 8);
                 let mut key = [0u8; 4];
                 key[..l.len()].copy_from_slice(l);
                 entries.push(Entry {
@@ -224,7 +224,7 @@ impl Anchored {
             bytes: bytes.into_boxed_slice(),
             ends: ends.into_boxed_slice(),
             pairs,
-            ones,
+            ones: ones.into_boxed_slice(),
             empty,
         })
     }
@@ -239,6 +239,11 @@ impl Anchored {
     pub(crate) fn scan(&self, hay: &[u8], hit: &mut impl FnMut(u32)) {
         if let Some(e) = self.empty {
             hit(e);
+        }
+        for &(byte, lit) in self.ones.iter() {
+            if memchr::memchr(byte, hay).is_some() {
+                report(hit, lit);
+            }
         }
         match &self.pairs {
             Some(pairs) => self.scan_with::<true>(hay, pairs, hit),
@@ -259,7 +264,6 @@ impl Anchored {
         }
         let fmask = filter.len() - 1;
         let fshift = self.fshift % 32;
-        let mut ones = self.ones;
         for (pos, win) in hay.windows(4).enumerate() {
             let w = u32::from_le_bytes(win.try_into().unwrap_or_default());
             let f = (w.wrapping_mul(MUL) >> fshift) as usize;
@@ -271,7 +275,6 @@ impl Anchored {
                 if pairs[k / 64] & (1 << (k % 64)) != 0 {
                     self.short_in(self.bucket(w & 0xffff), w, 4, hit);
                 }
-                self.one_at(w, 4, &mut ones, hit);
             }
         }
         if SHORT {
@@ -286,20 +289,7 @@ impl Anchored {
                 if bit(pairs, k) {
                     self.short_in(self.bucket(w & 0xffff), w, rest.len(), hit);
                 }
-                self.one_at(w, rest.len(), &mut ones, hit);
             }
-        }
-    }
-
-    /// Reports the 1-byte literal that starts `w` (the text at a position, zero past its
-    /// end, `avail` bytes), if it is one of `ones`, the 1-byte literals not reported yet
-    /// (each is reported once: they are frequent bytes, `\\`, `-`, digits).
-    #[inline(always)]
-    fn one_at(&self, w: u32, avail: usize, ones: &mut [u64; 4], hit: &mut impl FnMut(u32)) {
-        let first = (w & 0xff) as usize;
-        if ones[first / 64] & (1 << (first % 64)) != 0 {
-            ones[first / 64] &= !(1 << (first % 64));
-            self.short_in(self.bucket(w & 0xff), w, avail, hit);
         }
     }
 

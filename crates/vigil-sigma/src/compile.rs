@@ -537,6 +537,17 @@ impl Group {
                 || !self.suffix.is_empty())
     }
 
+    /// Whether the group's only string literals are case-insensitive substrings: a
+    /// keyword group of these is scanned once over an event's joined strings lowercased
+    /// when the event has them joined already ([`vigil_event::Event::joined_strs`]),
+    /// which costs less than a memo lookup per string.
+    pub(crate) fn substrings_only(&self) -> bool {
+        self.cased.is_none()
+            && self.exact.is_empty()
+            && self.prefix.is_empty()
+            && self.suffix.is_empty()
+    }
+
     /// Whether this keyword group is scanned string by string with a memo of each
     /// string's hits (most of an event's strings come back event after event), not
     /// over all of the event's strings joined: what it finds is the same when no

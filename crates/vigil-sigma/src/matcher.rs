@@ -169,7 +169,10 @@ impl<'e, 'r> Matcher<'e, 'r, '_> {
                         false
                     });
                 }
-                None if g.memo.is_some() && g.keywords_by_string() => {
+                None if g.memo.is_some()
+                    && g.keywords_by_string()
+                    && !(g.substrings_only() && self.event.joined_strs().is_some()) =>
+                {
                     // Each of the event's strings on its own, its hits from the memo
                     // when it came before (most do: host, user, program, parent).
                     let m = g.memo.unwrap_or_default();

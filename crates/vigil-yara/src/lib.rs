@@ -16,6 +16,8 @@ pub mod walk;
 pub use cache::{CacheKey, VerdictCache};
 pub use externals::{file_type, Owners, EXTERNALS};
 pub use rules::{LoadError, LoadReport, RuleError, RuleSet};
-pub use scan::{key_of, Cache, FileScanner, Outcome, RuleHit, ScanConfig, Skip, Verdict};
+pub use scan::{
+    cache_key, key_of, Cache, FileScanner, Outcome, RuleHit, ScanConfig, Skip, Verdict,
+};
 pub use trial::{trial, TrialCost, TrialError};
 pub use walk::{Walk, WalkItem};

@@ -278,7 +278,41 @@ impl<'r> FileScanner<'r> {
         if !same_content(&meta, &fmeta) {
             return Err(Skip::Changed("written to since it was listed"));
         }
-        if let Some(fs) = pseudo_fs(&file) {
+        self.scan_opened(&file, fmeta, path)
+    }
+
+    /// Scans the executable process `pid` runs, through `/proc/PID/exe`: the program
+    /// even when no path names it any more (deleted after its exec, or a `memfd`: a
+    /// fileless payload). `name` is the path the process was started from (the
+    /// external variables' file name and path). A process gone is [`Skip::Vanished`].
+    pub fn scan_process_exe(&mut self, pid: i32, name: &Path) -> Outcome {
+        let mut run = || -> Result<Outcome, Skip> {
+            // The kernel's link to the open executable, followed on purpose; no blocking,
+            // no controlling terminal taken.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+                .open(format!("/proc/{pid}/exe"))
+                .map_err(|e| io_skip(&e))?;
+            let fmeta = file.metadata().map_err(|e| io_skip(&e))?;
+            if !fmeta.file_type().is_file() {
+                return Err(Skip::Unreadable("not a regular file".into()));
+            }
+            self.scan_opened(&file, fmeta, name)
+        };
+        run().unwrap_or_else(Outcome::Skipped)
+    }
+
+    /// The part of a scan after the file is open and known to be the one asked for:
+    /// not on a pseudo filesystem, within the size bound, not judged already, read whole
+    /// and unchanged while read, matched.
+    fn scan_opened(
+        &mut self,
+        file: &std::fs::File,
+        fmeta: std::fs::Metadata,
+        path: &Path,
+    ) -> Result<Outcome, Skip> {
+        if let Some(fs) = pseudo_fs(file) {
             return Err(Skip::PseudoFs(fs));
         }
         if fmeta.size() > self.config.max_size {
@@ -304,8 +338,7 @@ impl<'r> FileScanner<'r> {
                 .saturating_add(1),
         );
         // One byte more than the size: a file that grew is noticed.
-        (&file)
-            .take(fmeta.size() + 1)
+        file.take(fmeta.size() + 1)
             .read_to_end(&mut self.buf)
             .map_err(|e| io_skip(&e))?;
         let after = file.metadata().map_err(|e| io_skip(&e))?;
@@ -387,6 +420,19 @@ pub fn key_of(path: &Path, meta: &std::fs::Metadata, owners: &Owners) -> (CacheK
     (key, [filename, filepath, ext, owner])
 }
 
+/// [`key_of`] without the values (the same key): for a caller on a hot path that only
+/// looks the verdict up, so nothing is copied but the lower-cased extension.
+pub fn cache_key(path: &Path, meta: &std::fs::Metadata, owners: &Owners) -> CacheKey {
+    let filename = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let filepath = path.to_string_lossy();
+    let ext = extension(path);
+    let owner = owners.name(meta.uid());
+    CacheKey::new(meta, &[&filename, &filepath, &ext, &owner])
+}
+
 fn meta_text(v: &yara_x::MetaValue<'_>) -> String {
     match v {
         yara_x::MetaValue::Integer(i) => i.to_string(),
@@ -407,4 +453,34 @@ pub fn sha256_hex(data: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hot_path_key_is_the_scanners_key() {
+        let dir = std::env::temp_dir().join(format!("vigil-yara-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("Payload.BIN");
+        std::fs::write(&path, b"content").expect("write");
+        let meta = std::fs::symlink_metadata(&path).expect("lstat");
+        let owners = Owners::from_passwd("root:x:0:0::/root:/bin/sh\n");
+        let (key, values) = key_of(&path, &meta, &owners);
+        assert_eq!(cache_key(&path, &meta, &owners), key);
+        assert_eq!(values[2], ".bin");
+        // Another name for the same content is another key (a rule may test it).
+        let other = dir.join("payload.exe");
+        std::fs::hard_link(&path, &other).expect("link");
+        let (m1, m2) = (
+            std::fs::symlink_metadata(&path).expect("lstat"),
+            std::fs::symlink_metadata(&other).expect("lstat"),
+        );
+        assert_ne!(
+            cache_key(&other, &m2, &owners),
+            cache_key(&path, &m1, &owners)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

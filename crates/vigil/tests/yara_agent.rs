@@ -242,3 +242,45 @@ fn one_new_program_run_many_times_is_scanned_once_and_every_run_is_a_finding() {
     assert_eq!(last_counter(&events, "yara_dropped"), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_fileless_program_run_from_memory_is_judged_through_its_process() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let _one = ONE_AGENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tmp("yara-agent", "memfd");
+    let mark = marker("MEMFD");
+    let yara = rules(&dir, &mark);
+    // The payload: a copy of sleep with the marker after its code, loaded into a memfd
+    // and run from there (no path on any filesystem names it).
+    let staged = dir.join("staged-sleep");
+    let mut bytes = std::fs::read("/usr/bin/sleep").expect("sleep");
+    bytes.extend_from_slice(mark.as_bytes());
+    std::fs::write(&staged, &bytes).expect("stage");
+    let mut a = agent(&dir, None, &yara);
+    let memfd_name = format!("vigil-yara-mem-{}", std::process::id());
+    let st = Command::new("perl")
+        .arg("-e")
+        .arg(format!(
+            r#"my $fd = syscall(319, my $n = "{memfd_name}", 0); die "memfd_create: $!" if $fd < 0;
+               open(my $src, "<:raw", "{staged}") or die; open(my $dst, ">&=", $fd) or die;
+               my $data = do {{ local $/; <$src> }}; syswrite($dst, $data) == length($data) or die;
+               exec {{"/proc/self/fd/$fd"}} "vigil-fileless", "1" or die "exec: $!";"#,
+            staged = staged.display()
+        ))
+        .status()
+        .expect("perl");
+    assert!(st.success(), "the memfd program ran");
+    let path = format!("/memfd:{memfd_name}");
+    let f = wait_for(&dir.join("findings.jsonl"), 30, |f| {
+        is_yara_finding(f) && f["evidences"][0]["file"]["path"] == path.as_str()
+    })
+    .unwrap_or_else(|| panic!("no YARA finding for the fileless program\n{}", log(&dir)));
+    assert_eq!(f["finding_info"]["analytic"]["name"], "Vigil_Test_Dropper");
+    assert_eq!(f["actor"]["process"]["cmd_line"], "vigil-fileless 1");
+    assert_eq!(stop_agent(&mut a), Some(0), "{}", log(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
