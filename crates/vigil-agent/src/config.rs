@@ -53,7 +53,7 @@ pub struct ContentConfig {
     /// 1 MiB: an executable, a script, text, random bytes) before the bundle is refused.
     pub yara_trial_ms: u64,
     /// MiB of memory loading a bundle may take (the growth of the agent's resident
-    /// memory while it loads) before it is refused.
+    /// memory while it loads, or the bundle's size if larger) before it is refused.
     pub max_memory_mib: u64,
 }
 

@@ -16,8 +16,9 @@
 //! is refused), the Sigma rules compiled and tried on sample events (the agent's trial,
 //! [`crate::rules`]), every YARA file compiled and the set scanned over sample buffers
 //! with a time budget ([`vigil_yara::trial`]), every indicator file loaded, the policy
-//! parsed with the rule ids it names checked against the rules, and the growth of the
-//! process's resident memory while loading against a bound. Nothing is partly
+//! parsed with the rule ids it names checked against the rules, and the memory loading
+//! takes against a bound (the growth of the process's resident memory, or the bundle's
+//! size if that is larger: a floor the allocator's reuse cannot hide). Nothing is partly
 //! accepted: one problem refuses the bundle, and whatever runs keeps running.
 //!
 //! [`store`] keeps applied bundles (`versions/<version>/`) and switches the `current`
@@ -128,7 +129,8 @@ pub struct Content {
     pub yara_files: usize,
     /// The response policy rules, if the bundle has a policy.
     pub policy: Option<Vec<PolicyRule>>,
-    /// Growth of resident memory while loading, in bytes (0 when unknown).
+    /// Memory loading took, in bytes: the growth of resident memory while loading, or
+    /// the bundle's size if larger.
     pub memory_bytes: u64,
     /// Milliseconds the YARA trial took on its slowest sample.
     pub yara_trial_ms: f64,
@@ -433,7 +435,15 @@ fn load_checked(dir: &Path, settings: &Settings) -> Result<Content, Refused> {
     } else {
         None
     };
-    let memory_bytes = rss_bytes().saturating_sub(before);
+    // The resident memory's growth can hide what loading took (memory freed earlier
+    // reused), never the bundle's own size: the larger of the two.
+    let size: u64 = manifest
+        .files
+        .keys()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    let memory_bytes = rss_bytes().saturating_sub(before).max(size);
     let max = settings.content.max_memory_mib.saturating_mul(1 << 20);
     if memory_bytes > max {
         problems.push(format!(
