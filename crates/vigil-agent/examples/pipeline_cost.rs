@@ -64,7 +64,11 @@ fn main() {
     let stages: Vec<Box<dyn Stage + '_>> = vec![
         Box::new(StoryStage(Storyline::new(config.story.clone()))),
         Box::new({
-            let stage = DetectStage::new(Detector::new(&engine, config.detect.clone(), "agent"));
+            let stage = DetectStage::new(Detector::new(
+                std::sync::Arc::new(engine),
+                config.detect.clone(),
+                "agent",
+            ));
             match vigil_agent::yara::load(&config.yara) {
                 Some(files) => stage.with_files(files),
                 None => stage,

@@ -1,13 +1,17 @@
 //! The agent's run: the sensor feeding the pipeline until it is told to stop.
 
 use crate::config::AgentConfig;
+use crate::content::watch::{Update, Watcher};
+use crate::content::{Content, Settings};
 use crate::metrics::Metrics;
 use crate::pipeline::{DetectStage, Pipeline, Stage, StoryStage};
 use crate::respond::RespondStage;
 use crate::sink::{JsonlSink, NetSink, OnError, Select, Sink, SinkError, Threaded};
+use crate::yara::FileVerdicts;
 use serde_json::{json, Map};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vigil_detect::{Detector, Storyline};
 use vigil_event::model::{severity, status, EventLogActivity};
@@ -70,18 +74,21 @@ const FLUSH: Duration = Duration::from_millis(25);
 /// is set, then drains and writes everything held.
 pub fn run(
     config: AgentConfig,
-    engine: &Engine,
+    engine: Arc<Engine>,
     outputs: &Outputs,
     stop: &AtomicBool,
 ) -> Result<Summary, AgentError> {
-    run_with_metrics(config, engine, outputs, stop, None)
+    let content = crate::content::configured(&config, engine, crate::RuleReport::default());
+    run_with_metrics(config, content, outputs, stop, None)
 }
 
-/// [`run`], serving `metrics` while it runs: every pipeline stage is then timed, and a
-/// snapshot is rendered whenever a scrape asks for one.
+/// [`run`] with `content` (a bundle's, or the configuration's: [`crate::content`]),
+/// serving `metrics` while it runs: every pipeline stage is then timed, and a snapshot
+/// is rendered whenever a scrape asks for one. New bundles applied in `content.dir`
+/// are checked and swapped in while it runs.
 pub fn run_with_metrics(
     config: AgentConfig,
-    engine: &Engine,
+    mut content: Content,
     outputs: &Outputs,
     stop: &AtomicBool,
     metrics: Option<&Metrics>,
@@ -124,23 +131,46 @@ pub fn run_with_metrics(
     if let Some(exe) = own_paths.first() {
         responder.set_helper(exe.clone());
     }
-    let (intel, intel_report) = crate::intel::load(&config.intel);
-    if !config.intel.paths.is_empty() {
-        intel_report.log();
+    if !config.intel.paths.is_empty() || content.dir.is_some() {
+        content.intel_report.log();
     }
-    let mut detector = Detector::new(engine, config.detect.clone(), "agent");
-    if !intel.is_empty() {
-        detector = detector.with_intel(&intel, config.intel.level.severity_id());
+    let level = config.intel.level.severity_id();
+    let mut detector = Detector::new(Arc::clone(&content.engine), config.detect.clone(), "agent");
+    if !content.intel.is_empty() {
+        detector = detector.with_intel(Arc::clone(&content.intel), level);
     }
-    let mut detect = DetectStage::new(detector);
-    if let Some(files) = crate::yara::load(&config.yara) {
+    let mut detect = DetectStage::new(detector).follow_content(level, config.yara.clone());
+    let files = match content.yara.take() {
+        Some(rules) => FileVerdicts::start(rules, config.yara.clone())
+            .map_err(|e| tracing::error!("files are not scanned: {e}"))
+            .ok(),
+        None if content.dir.is_none() => crate::yara::load(&config.yara),
+        None => None,
+    };
+    if let Some(files) = files {
         detect = detect.with_files(files);
     }
+    let mut respond = RespondStage::new(responder);
+    respond.set_content_policy(content.policy.as_deref());
     let stages: Vec<Box<dyn Stage + '_>> = vec![
         Box::new(StoryStage(Storyline::new(config.story.clone()))),
         Box::new(detect),
-        Box::new(RespondStage::new(responder)),
+        Box::new(respond),
     ];
+    let mut version = content.version.clone();
+    let mut facts = metrics.map(|m| m.facts.clone());
+    let watcher = match config.content.check_secs {
+        0 => None,
+        secs => Watcher::start(
+            config.content.dir.clone(),
+            Settings::of(&config),
+            content.dir.is_some().then(|| version.clone()),
+            Duration::from_secs(secs),
+        )
+        .map_err(|e| tracing::error!("content updates are not followed: {e}"))
+        .ok(),
+    };
+    drop(content);
     let mut pipeline = Pipeline::new(stages, sinks);
     if metrics.is_some() {
         pipeline.time_stages();
@@ -171,9 +201,40 @@ pub fn run_with_metrics(
         if let Some(e) = failed.take() {
             return Err(e.into());
         }
-        if let Some(m) = metrics.filter(|m| m.exporter.wanted()) {
+        if let (Some(m), Some(f)) = (metrics.filter(|m| m.exporter.wanted()), &facts) {
             m.exporter
-                .publish(crate::metrics::render(&m.facts, &pipeline, &sensor));
+                .publish(crate::metrics::render(f, &pipeline, &sensor));
+        }
+        // New content, checked off the event thread: swapped in between two events.
+        while let Some(update) = watcher.as_ref().and_then(Watcher::try_next) {
+            let ev = match update {
+                Update::Ready(mut c) => {
+                    pipeline.replace_content(&mut c, now_ms())?;
+                    let previous = std::mem::replace(&mut version, c.version.clone());
+                    tracing::info!(
+                        version = %c.version,
+                        previous = %previous,
+                        rules = c.rules.loaded,
+                        indicators = c.intel.len(),
+                        yara_files = c.yara_files,
+                        policy_rules = c.policy.as_ref().map_or(0, Vec::len),
+                        memory_mib = c.memory_bytes >> 20,
+                        "new content runs"
+                    );
+                    if let Some(f) = &mut facts {
+                        f.content_version.clone_from(&version);
+                        f.rules_loaded = c.rules.loaded;
+                        f.rules_failed = 0;
+                    }
+                    content_event(&version, Some(&previous), &[], device.clone())
+                }
+                Update::Refused(r) => {
+                    tracing::error!("{r}; content {version} keeps running");
+                    let v = r.version.as_deref().unwrap_or("(unknown)");
+                    content_event(v, Some(&version), &r.problems, device.clone())
+                }
+            };
+            pipeline.push(ev, now_ms())?;
         }
         // Verdicts of files scanned off the event thread.
         pipeline.poll(now_ms())?;
@@ -183,7 +244,7 @@ pub fn run_with_metrics(
         }
         if !stats_every.is_zero() && last_stats.elapsed() >= stats_every {
             last_stats = Instant::now();
-            let ev = stats_event(&pipeline, device.clone());
+            let ev = stats_event(&pipeline, &version, device.clone());
             pipeline.push(ev, now_ms())?;
         }
         // Findings are flushed at once; other events at most every 25 ms (a write per
@@ -208,7 +269,7 @@ pub fn run_with_metrics(
     pipeline.finish(now_ms())?;
     // The last statistics count every line the outputs wrote or dropped.
     pipeline.sync()?;
-    let ev = stats_event(&pipeline, device);
+    let ev = stats_event(&pipeline, &version, device);
     pipeline.push(ev, now_ms())?;
     pipeline.push(sensor.stop_event(), now_ms())?;
     pipeline.close()?;
@@ -227,10 +288,49 @@ fn device_of(ev: &OcsfEvent) -> Option<vigil_event::model::Shared<vigil_event::m
     }
 }
 
+/// A content update (Event Log Activity, activity Other, `Content Update`): `version`
+/// runs now (no `problems`), or was refused for `problems` and `running` still runs.
+fn content_event(
+    version: &str,
+    running: Option<&str>,
+    problems: &[String],
+    device: Option<vigil_event::model::Shared<vigil_event::model::Device>>,
+) -> OcsfEvent {
+    let mut e = EventLogActivity::new(99, now_ms(), "agent");
+    e.activity_name = Some("Content Update".into());
+    e.log_name = Some("vigil-agent".into());
+    e.log_provider = Some("content".into());
+    let mut map = Map::new();
+    map.insert("content_version".into(), json!(version));
+    if problems.is_empty() {
+        e.severity_id = severity::INFORMATIONAL;
+        e.status_id = Some(status::SUCCESS);
+        e.status_detail = Some(format!(
+            "content {version} runs (was {})",
+            running.unwrap_or("none")
+        ));
+        map.insert("previous_version".into(), json!(running));
+    } else {
+        e.severity_id = severity::HIGH;
+        e.status_id = Some(status::FAILURE);
+        e.status_detail = Some(format!(
+            "content {version} refused, {} keeps running: {}",
+            running.unwrap_or("none"),
+            problems.join("; ")
+        ));
+        map.insert("running_version".into(), json!(running));
+        map.insert("problems".into(), json!(problems));
+    }
+    e.unmapped = Some(map);
+    e.device = device;
+    e.into()
+}
+
 /// The agent's `Statistics` event (Event Log Activity, activity Other): the counters
-/// of its stages and outputs in `unmapped`.
+/// of its stages and outputs in `unmapped`, and the content version it runs.
 fn stats_event(
     pipeline: &Pipeline<'_>,
+    version: &str,
     device: Option<vigil_event::model::Shared<vigil_event::model::Device>>,
 ) -> OcsfEvent {
     let counters = pipeline.counters();
@@ -256,8 +356,9 @@ fn stats_event(
             .collect::<Vec<_>>()
             .join(" "),
     );
-    let map: Map<String, serde_json::Value> =
+    let mut map: Map<String, serde_json::Value> =
         counters.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    map.insert("content_version".into(), json!(version));
     e.unmapped = Some(map);
     e.device = device;
     e.into()

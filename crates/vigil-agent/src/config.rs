@@ -30,6 +30,42 @@ pub struct AgentConfig {
     pub output: OutputConfig,
     /// Response: the policy and its actions (`[respond]`).
     pub respond: RespondConfig,
+    /// Content bundles: where applied ones live, how updates are checked (`[content]`).
+    pub content: ContentConfig,
+}
+
+/// Content bundles (`vigil content apply`): rules, YARA sets, indicators and policy as
+/// one versioned, checked whole. While a bundle is applied in `dir`, its Sigma rules,
+/// YARA rules, indicators and policy (when it has one) run instead of `rules.paths`,
+/// `yara.paths`, `intel.paths` and `respond.policy`; the built-in pack still follows
+/// `rules.builtin`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContentConfig {
+    /// Where applied bundles are kept (`versions/`) and which one runs (the `current`
+    /// link). Root-only.
+    pub dir: PathBuf,
+    /// Seconds between two looks at `current` while the agent runs (one readlink); a
+    /// new bundle is checked off the event thread and swapped in between two events.
+    /// 0: only at start.
+    pub check_secs: u64,
+    /// Milliseconds a bundle's YARA rules may take to scan one sample buffer (about
+    /// 1 MiB: an executable, a script, text, random bytes) before the bundle is refused.
+    pub yara_trial_ms: u64,
+    /// MiB of memory loading a bundle may take (the growth of the agent's resident
+    /// memory while it loads, or the bundle's size if larger) before it is refused.
+    pub max_memory_mib: u64,
+}
+
+impl Default for ContentConfig {
+    fn default() -> Self {
+        ContentConfig {
+            dir: PathBuf::from("/var/lib/vigil/content"),
+            check_secs: 2,
+            yara_trial_ms: 1000,
+            max_memory_mib: 2048,
+        }
+    }
 }
 
 /// Which rules the agent runs.
@@ -299,6 +335,11 @@ impl AgentConfig {
         if y.timeout_secs == 0 {
             return Err("yara.timeout_secs must be at least 1".into());
         }
+        if self.content.yara_trial_ms == 0 || self.content.max_memory_mib == 0 {
+            return Err(
+                "content.yara_trial_ms and content.max_memory_mib must be at least 1".into(),
+            );
+        }
         self.respond.validate()?;
         Ok(())
     }
@@ -336,7 +377,7 @@ fn output_line(text: &str, kind: &str, index: usize, key: &str) -> usize {
 }
 
 /// The 1-based line of a byte offset.
-fn line_at(text: &str, offset: usize) -> usize {
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')

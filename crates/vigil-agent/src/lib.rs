@@ -5,6 +5,8 @@
 //! ```
 //!
 //! * [`config`]: the configuration file, every setting documented, unknown ones refused.
+//! * [`content`]: content bundles: checked whole, applied and rolled back atomically,
+//!   followed by the running agent.
 //! * [`intel`]: the indicators the agent matches: the `[intel]` files, read and loaded.
 //! * [`rules`]: the rules the agent runs: Vigil's pack and configured files, compiled and
 //!   tried on sample events before they run.
@@ -20,6 +22,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod content;
 pub mod intel;
 pub mod latency;
 pub mod metrics;
@@ -30,7 +33,9 @@ pub mod sink;
 pub mod yara;
 
 pub use agent::{run, run_with_metrics, AgentError, Outputs, Summary};
-pub use config::{AgentConfig, ConfigError, IntelConfig, OutputConfig, RulesConfig, YaraConfig};
+pub use config::{
+    AgentConfig, ConfigError, ContentConfig, IntelConfig, OutputConfig, RulesConfig, YaraConfig,
+};
 pub use pipeline::{DetectStage, Pipeline, Stage, StoryStage};
 pub use respond::RespondStage;
 pub use rules::RuleReport;

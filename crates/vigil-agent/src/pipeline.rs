@@ -10,6 +10,8 @@
 //! through the stages after the one that emitted it, so a response stage placed after
 //! detection will see the findings. An event is written before the events it caused.
 
+use crate::config::YaraConfig;
+use crate::content::Content;
 use crate::latency::Histogram;
 use crate::sink::{Select, Sink, SinkError};
 use crate::yara::FileVerdicts;
@@ -31,6 +33,15 @@ pub trait Stage {
     fn poll(&mut self, _now_ms: i64, _emit: &mut Vec<OcsfEvent>) {}
     /// The stream ends: emit everything still held.
     fn finish(&mut self, _now_ms: i64, _emit: &mut Vec<OcsfEvent>) {}
+    /// New content (checked) runs from the next event on: a stage that uses rules,
+    /// indicators or policy takes its part of `content`.
+    fn replace_content(
+        &mut self,
+        _content: &mut Content,
+        _now_ms: i64,
+        _emit: &mut Vec<OcsfEvent>,
+    ) {
+    }
     /// Counters for the agent's statistics.
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
@@ -65,8 +76,11 @@ impl Stage for StoryStage {
 
 /// Matches every event against the rules ([`Detector`]), and asks for the verdicts of
 /// the files events name ([`FileVerdicts`]) when YARA rules are loaded.
-pub struct DetectStage<'e> {
-    detector: Detector<'e>,
+pub struct DetectStage {
+    detector: Detector,
+    /// What new content needs besides itself: the level of indicator findings and the
+    /// settings to scan files with when it brings YARA rules.
+    follow: Option<(i32, YaraConfig)>,
     /// How far behind the wall clock event time may be when windows are closed on a
     /// tick (events held for fork coalescing arrive late).
     slack_ms: i64,
@@ -76,11 +90,12 @@ pub struct DetectStage<'e> {
 /// How long the end of the stream waits for the file scans asked for.
 const FILES_FINISH: Duration = Duration::from_secs(3);
 
-impl<'e> DetectStage<'e> {
+impl DetectStage {
     /// A stage around a detector.
-    pub fn new(detector: Detector<'e>) -> Self {
+    pub fn new(detector: Detector) -> Self {
         DetectStage {
             detector,
+            follow: None,
             slack_ms: 2_000,
             files: None,
         }
@@ -92,13 +107,20 @@ impl<'e> DetectStage<'e> {
         self
     }
 
+    /// Takes new content when it comes ([`Stage::replace_content`]): indicator findings
+    /// at `intel_level`, files scanned with `yara`'s settings.
+    pub fn follow_content(mut self, intel_level: i32, yara: YaraConfig) -> Self {
+        self.follow = Some((intel_level, yara));
+        self
+    }
+
     /// The detector's counters.
     pub fn stats(&self) -> DetectStats {
         self.detector.stats()
     }
 }
 
-impl Stage for DetectStage<'_> {
+impl Stage for DetectStage {
     fn name(&self) -> &'static str {
         "detect"
     }
@@ -121,6 +143,32 @@ impl Stage for DetectStage<'_> {
             files.finish(FILES_FINISH, &mut self.detector, now_ms, emit);
         }
         self.detector.finish(now_ms, emit);
+    }
+    fn replace_content(&mut self, content: &mut Content, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        let Some((level, yara)) = &self.follow else {
+            return;
+        };
+        let intel = (!content.intel.is_empty()).then(|| (Arc::clone(&content.intel), *level));
+        self.detector
+            .replace_content(Arc::clone(&content.engine), intel, now_ms, emit);
+        match (content.yara.take(), &mut self.files) {
+            (Some(rules), Some(files)) => {
+                if let Err(e) = files.replace_rules(rules) {
+                    tracing::error!("the new YARA rules do not run: {e}");
+                }
+            }
+            (Some(rules), None) => match FileVerdicts::start(rules, yara.clone()) {
+                Ok(f) => self.files = Some(f),
+                Err(e) => tracing::error!("the new YARA rules do not run: {e}"),
+            },
+            (None, _) => {
+                // The new content has no YARA rules: the old ones stop; scans asked for
+                // are counted as dropped.
+                if let Some(mut files) = self.files.take() {
+                    files.finish(Duration::ZERO, &mut self.detector, now_ms, emit);
+                }
+            }
+        }
     }
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = self.detector.stats();
@@ -352,10 +400,16 @@ impl<'a> Pipeline<'a> {
         self.flush()
     }
 
+    /// New content (checked) runs from the next event on, in every stage; what the
+    /// change makes stages emit (the old rules' last correlations) is written.
+    pub fn replace_content(&mut self, content: &mut Content, now_ms: i64) -> Result<(), SinkError> {
+        self.each_stage(now_ms, |s, now, out| s.replace_content(content, now, out))
+    }
+
     fn each_stage(
         &mut self,
         now_ms: i64,
-        f: impl Fn(&mut dyn Stage, i64, &mut Vec<OcsfEvent>),
+        mut f: impl FnMut(&mut dyn Stage, i64, &mut Vec<OcsfEvent>),
     ) -> Result<(), SinkError> {
         for i in 0..self.stages.len() {
             let mut events = Vec::new();

@@ -2,23 +2,35 @@
 //! finding with what the `[respond]` policy calls for ([`vigil_respond::Responder`]).
 //! Its records (Remediation Activity) go on to the sinks like every event.
 
+use crate::content::Content;
 use crate::pipeline::Stage;
 use vigil_event::OcsfEvent;
+use vigil_respond::config::PolicyRule;
 use vigil_respond::Responder;
 
 /// Answers findings ([`Responder`]).
 pub struct RespondStage {
     responder: Responder,
     started: bool,
+    /// The configuration's policy rules: what runs when content brings none.
+    configured: Vec<PolicyRule>,
 }
 
 impl RespondStage {
     /// A stage around a responder.
     pub fn new(responder: Responder) -> Self {
         RespondStage {
+            configured: responder.config().policy.clone(),
             responder,
             started: false,
         }
+    }
+
+    /// Answers with the policy of content: its own rules, or the configuration's when
+    /// it has none.
+    pub fn set_content_policy(&mut self, policy: Option<&[PolicyRule]>) {
+        let rules = policy.map_or_else(|| self.configured.clone(), <[PolicyRule]>::to_vec);
+        self.responder.set_policy(rules);
     }
 }
 
@@ -42,6 +54,9 @@ impl Stage for RespondStage {
     }
     fn tick(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
         self.responder.tick(now_ms, emit);
+    }
+    fn replace_content(&mut self, content: &mut Content, _now_ms: i64, _emit: &mut Vec<OcsfEvent>) {
+        self.set_content_policy(content.policy.as_deref());
     }
     fn finish(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
         self.responder.tick(now_ms, emit);

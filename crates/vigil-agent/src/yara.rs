@@ -238,7 +238,7 @@ impl FileVerdicts {
     pub fn check(
         &mut self,
         ev: &OcsfEvent,
-        detector: &mut Detector<'_>,
+        detector: &mut Detector,
         now_ms: i64,
         out: &mut Vec<OcsfEvent>,
     ) {
@@ -325,7 +325,7 @@ impl FileVerdicts {
     }
 
     /// Reports the verdicts that came back since the last call.
-    pub fn poll(&mut self, detector: &mut Detector<'_>, now_ms: i64, out: &mut Vec<OcsfEvent>) {
+    pub fn poll(&mut self, detector: &mut Detector, now_ms: i64, out: &mut Vec<OcsfEvent>) {
         while let Ok(d) = self.done.try_recv() {
             self.finished(d, detector, now_ms, out);
         }
@@ -336,7 +336,7 @@ impl FileVerdicts {
     pub fn finish(
         &mut self,
         wait: Duration,
-        detector: &mut Detector<'_>,
+        detector: &mut Detector,
         now_ms: i64,
         out: &mut Vec<OcsfEvent>,
     ) {
@@ -365,7 +365,7 @@ impl FileVerdicts {
     fn finished(
         &mut self,
         d: Done,
-        detector: &mut Detector<'_>,
+        detector: &mut Detector,
         now_ms: i64,
         out: &mut Vec<OcsfEvent>,
     ) {
@@ -412,7 +412,7 @@ impl FileVerdicts {
         path: &Path,
         meta: &std::fs::Metadata,
         ev: &OcsfEvent,
-        detector: &mut Detector<'_>,
+        detector: &mut Detector,
         now_ms: i64,
         out: &mut Vec<OcsfEvent>,
     ) {
@@ -441,6 +441,37 @@ impl FileVerdicts {
             );
             detector.report_finding(&handle, f, ev, now_ms, out);
         }
+    }
+
+    /// Judges files with `rules` from now on: new scan threads and a fresh cache (the
+    /// old verdicts were the old rules'); the old threads end after their current scan,
+    /// and what they find is not reported. Files waiting for a verdict are asked of the
+    /// new rules. The counters go on.
+    pub fn replace_rules(&mut self, rules: RuleSet) -> Result<(), String> {
+        let mut fresh = FileVerdicts::start(rules, self.config.clone())?;
+        fresh.stats = self.stats;
+        let waiting = std::mem::take(&mut self.waiting);
+        *self = fresh;
+        for (key, events) in waiting {
+            let Some((path, process)) = events.first().and_then(|ev| self.candidate(ev)) else {
+                continue;
+            };
+            let job = Job {
+                path: path.to_path_buf(),
+                key,
+                process,
+            };
+            let sent = self
+                .jobs
+                .as_ref()
+                .is_some_and(|jobs| jobs.try_send(job).is_ok());
+            if sent {
+                self.waiting.insert(key, events);
+            } else {
+                self.stats.dropped += events.len() as u64;
+            }
+        }
+        Ok(())
     }
 
     /// The counters, named for the agent's statistics.

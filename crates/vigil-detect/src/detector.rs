@@ -147,14 +147,23 @@ struct Recent {
 }
 
 /// The detection stage. Holds the engine's per-thread scratch and all streaming state:
-/// use one per event stream.
-pub struct Detector<'e> {
-    engine: &'e Engine,
+/// use one per event stream. It shares its rules and indicators (`Arc`s), so they can
+/// be replaced while it runs ([`Detector::replace_content`]) without losing what it
+/// follows (open findings, incidents).
+pub struct Detector {
+    engine: Arc<Engine>,
+    /// Indicators matched against every event, and the severity of their findings.
+    intel: Option<(Arc<vigil_intel::IntelSet>, i32)>,
+    s: Streams,
+}
+
+/// Everything a [`Detector`] follows of the stream, apart from the rules (so a method
+/// can hold the engine's rules and change the state at once).
+struct Streams {
     config: DetectConfig,
     feature: &'static str,
     scratch: Scratch,
-    matched: Vec<Finding<'e>>,
-    correlation: CorrelationState<'e>,
+    correlation: CorrelationState,
     recent: VecDeque<Recent>,
     seq: u64,
     /// Open findings by process uid (most processes have none or one).
@@ -164,49 +173,94 @@ pub struct Detector<'e> {
     /// Newest event time seen (ms).
     now: i64,
     stats: DetectStats,
-    /// Indicators matched against every event, and the severity of their findings.
-    intel: Option<(&'e vigil_intel::IntelSet, i32)>,
-    hits: Vec<vigil_intel::Hit<'e>>,
 }
 
-impl<'e> Detector<'e> {
+fn limits(config: &DetectConfig) -> Limits {
+    Limits {
+        max_groups: config.correlation_groups,
+        ..Limits::default()
+    }
+}
+
+impl Detector {
     /// A detector over `engine`'s rules; its findings name `feature` as the reporting
     /// part of Vigil (`agent`).
-    pub fn new(engine: &'e Engine, config: DetectConfig, feature: &'static str) -> Self {
-        let limits = Limits {
-            max_groups: config.correlation_groups,
-            ..Limits::default()
-        };
+    pub fn new(engine: Arc<Engine>, config: DetectConfig, feature: &'static str) -> Self {
         Detector {
+            s: Streams {
+                feature,
+                scratch: engine.scratch(),
+                correlation: CorrelationState::new(&engine, limits(&config)),
+                recent: VecDeque::new(),
+                seq: 0,
+                open: HashMap::new(),
+                open_count: 0,
+                incidents: HashMap::new(),
+                now: i64::MIN,
+                stats: DetectStats::default(),
+                config,
+            },
             engine,
-            feature,
-            scratch: engine.scratch(),
-            matched: Vec::new(),
-            correlation: CorrelationState::new(engine, limits),
-            recent: VecDeque::new(),
-            seq: 0,
-            open: HashMap::new(),
-            open_count: 0,
-            incidents: HashMap::new(),
-            now: i64::MIN,
-            stats: DetectStats::default(),
-            config,
             intel: None,
-            hits: Vec::new(),
         }
     }
 
     /// Also matches every event against `intel`: each indicator an event names is a
     /// finding of severity `severity_id` (one per indicator and process, counted as a
     /// rule's are), in the story's incident.
-    pub fn with_intel(mut self, intel: &'e vigil_intel::IntelSet, severity_id: i32) -> Self {
+    pub fn with_intel(mut self, intel: Arc<vigil_intel::IntelSet>, severity_id: i32) -> Self {
         self.intel = Some((intel, severity_id));
         self
     }
 
+    /// The rules it runs.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Runs `engine`'s rules and `intel`'s indicators from the next event on, in place
+    /// of the ones it ran. The windows of the old rules' correlations are closed first
+    /// (what fires there goes to `out`). Open findings stay open: those of a rule the
+    /// new engine has too (by its handle: the id, else the name, else the title) go on
+    /// counting as its findings; those of a rule it lacks are still updated and closed
+    /// as before, by their handle. Incidents and storylines are untouched.
+    pub fn replace_content(
+        &mut self,
+        engine: Arc<Engine>,
+        intel: Option<(Arc<vigil_intel::IntelSet>, i32)>,
+        now_ms: i64,
+        out: &mut Vec<OcsfEvent>,
+    ) {
+        let old = std::mem::replace(&mut self.engine, engine);
+        for c in self.s.correlation.finish(&old) {
+            self.s.correlated(&c, now_ms, out);
+        }
+        let by_handle: HashMap<&str, usize> = self
+            .engine
+            .rules()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.handle(), i))
+            .collect();
+        for list in self.s.open.values_mut() {
+            for o in list.iter_mut() {
+                if let Key::Rule(i) = o.key {
+                    let handle = old.rules().get(i).map_or("", |r| r.handle());
+                    o.key = match by_handle.get(handle) {
+                        Some(&j) => Key::Rule(j),
+                        None => Key::Handle(handle.into()),
+                    };
+                }
+            }
+        }
+        self.s.scratch = self.engine.scratch();
+        self.s.correlation = CorrelationState::new(&self.engine, limits(&self.s.config));
+        self.intel = intel;
+    }
+
     /// The counters.
     pub fn stats(&self) -> DetectStats {
-        self.stats
+        self.s.stats
     }
 
     /// Matches one event (its story already in `metadata.correlation_uid`) and appends
@@ -221,46 +275,43 @@ impl<'e> Detector<'e> {
         {
             return;
         }
-        self.stats.events += 1;
-        self.seq += 1;
+        let engine = &*self.engine;
+        let s = &mut self.s;
+        s.stats.events += 1;
+        s.seq += 1;
         let time = ev.time();
-        self.now = self.now.max(time);
-        let mut matched = std::mem::take(&mut self.matched);
-        matched.clear();
-        self.engine
-            .match_event(&mut self.scratch, ev, EventKind::Ocsf, &mut matched);
+        s.now = s.now.max(time);
+        // Allocates only when a rule fires.
+        let mut matched: Vec<Finding<'_>> = Vec::new();
+        engine.match_event(&mut s.scratch, ev, EventKind::Ocsf, &mut matched);
         let mut kept = false;
         for f in &matched {
-            self.stats.matches += 1;
-            if self.correlation.wants(f) {
+            s.stats.matches += 1;
+            if s.correlation.wants(f) {
                 if !kept {
-                    self.keep_recent(ev);
+                    s.keep_recent(ev);
                     kept = true;
                 }
-                for c in self.correlation.feed(f, self.seq) {
-                    self.correlated(&c, now_ms, out);
+                for c in s.correlation.feed(engine, f, s.seq) {
+                    s.correlated(&c, now_ms, out);
                 }
             }
             if !f.silent {
-                self.fired(f.rule_index, ev, time, now_ms, out);
+                s.fired(f.rule_index, f.rule, ev, time, now_ms, out);
             }
         }
-        self.matched = matched;
-        if let Some((intel, level)) = self.intel {
-            let mut hits = std::mem::take(&mut self.hits);
-            hits.clear();
+        if let Some((intel, level)) = &self.intel {
+            let mut hits = Vec::new();
             intel.match_event(ev, &mut hits);
             for h in &hits {
-                self.stats.matches += 1;
-                self.indicated(h, level, ev, time, now_ms, out);
+                s.stats.matches += 1;
+                s.indicated(h, *level, ev, time, now_ms, out);
             }
-            hits.clear();
-            self.hits = hits;
         }
         if let OcsfEvent::Process(p) = ev {
             if p.activity_id == TERMINATE {
                 if let Some(uid) = p.process.uid.as_deref() {
-                    self.close_process(uid, now_ms, out);
+                    s.close_process(uid, now_ms, out);
                 }
             }
         }
@@ -269,37 +320,58 @@ impl<'e> Detector<'e> {
     /// Time passes without events (event time `now`, ms): closes correlation windows
     /// that ended and reports the counts of findings not reported for a while.
     pub fn tick(&mut self, now: i64, now_ms: i64, out: &mut Vec<OcsfEvent>) {
-        self.now = self.now.max(now);
-        for c in self.correlation.advance(self.now) {
-            self.correlated(&c, now_ms, out);
+        let s = &mut self.s;
+        s.now = s.now.max(now);
+        for c in s.correlation.advance(&self.engine, s.now) {
+            s.correlated(&c, now_ms, out);
         }
-        let interval = self.config.update_interval_ms;
+        let interval = s.config.update_interval_ms;
         let mut updates = Vec::new();
-        for list in self.open.values_mut() {
+        for list in s.open.values_mut() {
             for o in list.iter_mut() {
                 if o.count > o.reported_count && now_ms - o.reported_at >= interval {
                     updates.push(update_of(o, now_ms));
                 }
             }
         }
-        self.stats.updates += updates.len() as u64;
+        s.stats.updates += updates.len() as u64;
         out.extend(updates);
-        self.report_incidents(now_ms, false, out);
+        s.report_incidents(now_ms, false, out);
     }
 
     /// End of the stream: closes every correlation window and reports every count not
     /// yet reported.
     pub fn finish(&mut self, now_ms: i64, out: &mut Vec<OcsfEvent>) {
-        for c in self.correlation.finish() {
-            self.correlated(&c, now_ms, out);
+        let s = &mut self.s;
+        for c in s.correlation.finish(&self.engine) {
+            s.correlated(&c, now_ms, out);
         }
-        let uids: Vec<Box<str>> = self.open.keys().cloned().collect();
+        let uids: Vec<Box<str>> = s.open.keys().cloned().collect();
         for uid in uids {
-            self.close_process(&uid, now_ms, out);
+            s.close_process(&uid, now_ms, out);
         }
-        self.report_incidents(now_ms, true, out);
+        s.report_incidents(now_ms, true, out);
     }
 
+    /// A finding made outside the engine about `ev` (a file verdict: `f` carries its
+    /// analytic, severity and evidence), under `handle` (what found it: the same
+    /// handle on the same process again is a repeat, counted, as a rule's): completed
+    /// as a rule's finding is (uid, process, story, device, the triggering event as
+    /// evidence after `f`'s own) and joined to its story's incident. `ev` may be an
+    /// event already gone through (a verdict that came later).
+    pub fn report_finding(
+        &mut self,
+        handle: &str,
+        f: DetectionFinding,
+        ev: &OcsfEvent,
+        now_ms: i64,
+        out: &mut Vec<OcsfEvent>,
+    ) {
+        self.s.report_finding(handle, f, ev, now_ms, out);
+    }
+}
+
+impl Streams {
     fn keep_recent(&mut self, ev: &OcsfEvent) {
         if self.config.correlation_events == 0 {
             return;
@@ -341,9 +413,14 @@ impl<'e> Detector<'e> {
     }
 
     /// A non-silent rule fired on `ev`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the rule, what it fired on, and where its finding goes"
+    )]
     fn fired(
         &mut self,
         rule_index: usize,
+        rule: &vigil_sigma::RuleMeta,
         ev: &OcsfEvent,
         time: i64,
         now_ms: i64,
@@ -353,19 +430,12 @@ impl<'e> Detector<'e> {
         if self.repeated(&key, ev, time) {
             return;
         }
-        let rule = &self.engine.rules()[rule_index];
         let uid = self.finding_uid(rule.handle(), ev, time);
         let f = finding::detection_finding(rule, uid, time, now_ms, self.feature);
         self.report_new(key, f, &rule.title, ev, time, now_ms, out);
     }
 
-    /// A finding made outside the engine about `ev` (a file verdict: `f` carries its
-    /// analytic, severity and evidence), under `handle` (what found it: the same
-    /// handle on the same process again is a repeat, counted, as a rule's): completed
-    /// as a rule's finding is (uid, process, story, device, the triggering event as
-    /// evidence after `f`'s own) and joined to its story's incident. `ev` may be an
-    /// event already gone through (a verdict that came later).
-    pub fn report_finding(
+    fn report_finding(
         &mut self,
         handle: &str,
         mut f: DetectionFinding,
@@ -469,7 +539,7 @@ impl<'e> Detector<'e> {
     }
 
     /// A correlation rule fired.
-    fn correlated(&mut self, c: &CorrelationFinding<'e>, now_ms: i64, out: &mut Vec<OcsfEvent>) {
+    fn correlated(&mut self, c: &CorrelationFinding<'_>, now_ms: i64, out: &mut Vec<OcsfEvent>) {
         self.stats.matches += 1;
         if c.silent {
             return;

@@ -70,23 +70,23 @@ correlation:
     condition: {gte: 3}
 "#;
 
-fn engine() -> vigil_sigma::Engine {
+fn engine() -> std::sync::Arc<vigil_sigma::Engine> {
     let mut loader = vigil_sigma::Loader::new();
     loader.add("pack.yml", RULES);
     let built = loader.build();
     assert!(built.errors.is_empty(), "{:?}", built.errors);
-    built.engine
+    std::sync::Arc::new(built.engine)
 }
 
 /// Runs the story through the storyline and the detector; returns the events as the
 /// agent writes them and what the detector added.
 fn run(
     events: Vec<OcsfEvent>,
-    engine: &vigil_sigma::Engine,
+    engine: &std::sync::Arc<vigil_sigma::Engine>,
     config: DetectConfig,
 ) -> (Vec<OcsfEvent>, Vec<serde_json::Value>) {
     let mut story = Storyline::new(StoryConfig::default());
-    let mut det = Detector::new(engine, config, "agent");
+    let mut det = Detector::new(engine.clone(), config, "agent");
     let mut seen = Vec::new();
     let mut out = Vec::new();
     for mut ev in events {
@@ -271,7 +271,7 @@ fn updates_come_at_most_every_interval_while_the_process_lives() {
         update_interval_ms: 10_000,
         ..DetectConfig::default()
     };
-    let mut det = Detector::new(&engine, config, "agent");
+    let mut det = Detector::new(engine.clone(), config, "agent");
     let mut out = Vec::new();
     let mut now = START;
     for _ in 0..30 {
@@ -359,7 +359,7 @@ fn more_findings_of_the_same_kind_update_the_incident_once_per_interval() {
         })
         .expect("crontab write");
     let mut storyline = Storyline::new(StoryConfig::default());
-    let mut det = Detector::new(&engine, DetectConfig::default(), "agent");
+    let mut det = Detector::new(engine.clone(), DetectConfig::default(), "agent");
     let mut out = Vec::new();
     // Ten processes of one story each write a crontab, 100 ms apart.
     for i in 0..10 {
@@ -469,11 +469,13 @@ fn incidents_read_back_show_the_flagged_branch_of_the_story() {
 
 /// The example story matched against indicators: the domain curl asks for, and the
 /// hash of the shell it starts.
-fn run_with_intel(intel: &vigil_intel::IntelSet) -> Vec<serde_json::Value> {
+fn run_with_intel(intel: vigil_intel::IntelSet) -> Vec<serde_json::Value> {
     let engine = engine();
     let mut story = Storyline::new(StoryConfig::default());
-    let mut det = Detector::new(&engine, DetectConfig::default(), "agent")
-        .with_intel(intel, vigil_event::model::severity::HIGH);
+    let mut det = Detector::new(engine.clone(), DetectConfig::default(), "agent").with_intel(
+        std::sync::Arc::new(intel),
+        vigil_event::model::severity::HIGH,
+    );
     let mut out = Vec::new();
     for mut ev in attack_story(START) {
         story.assign(&mut ev);
@@ -501,7 +503,7 @@ fn example_intel() -> vigil_intel::IntelSet {
 
 #[test]
 fn indicators_named_by_events_are_findings_with_their_source_in_the_incident() {
-    let out = run_with_intel(&example_intel());
+    let out = run_with_intel(example_intel());
     let intel: Vec<&serde_json::Value> = by_class(&out, 2004)
         .into_iter()
         .filter(|f| f["finding_info"]["types"][0] == "Indicator")
@@ -570,7 +572,7 @@ fn indicator_findings_are_valid_ocsf() {
         return;
     };
     let schema = vigil_ocsf_schema::Schema::load(&dir).expect("schema");
-    let out = run_with_intel(&example_intel());
+    let out = run_with_intel(example_intel());
     let mut checked = 0;
     for json in out.iter().filter(|e| !e["osint"].is_null()) {
         let v = schema.validate(json);
@@ -587,7 +589,7 @@ fn findings_made_elsewhere_are_completed_counted_per_process_and_join_the_incide
     use vigil_event::model::{DetectionFinding, Evidences, File, FindingInfo};
     let engine = engine();
     let mut story = Storyline::new(StoryConfig::default());
-    let mut det = Detector::new(&engine, DetectConfig::default(), "agent");
+    let mut det = Detector::new(engine.clone(), DetectConfig::default(), "agent");
     let mut out = Vec::new();
     let verdict = || {
         let info = FindingInfo {
@@ -656,4 +658,68 @@ fn findings_made_elsewhere_are_completed_counted_per_process_and_join_the_incide
         f["metadata"]["correlation_uid"],
         incident["metadata"]["correlation_uid"]
     );
+}
+
+/// New rules while the stream runs: a rule both rule sets have goes on counting its open
+/// finding (no second Create), a rule only the new set has fires, one only the old set
+/// had fires no more, and the story keeps its one incident.
+#[test]
+fn replacing_the_rules_keeps_open_findings_and_incidents() {
+    let old = engine();
+    let mut loader = vigil_sigma::Loader::new();
+    let reverse_shell = RULES.split("\n---\n").next().expect("first rule");
+    loader.add("shell.yml", reverse_shell);
+    loader.add(
+        "new.yml",
+        "title: Crontab touched\nid: 6d3c7c0e-1111-4000-8000-000000000077\nlevel: high\n\
+         logsource: {product: linux, category: file_event}\n\
+         detection:\n    selection:\n        TargetFilename|contains: '/cron/'\n    condition: selection\n",
+    );
+    let built = loader.build();
+    assert!(built.errors.is_empty(), "{:?}", built.errors);
+    let new = std::sync::Arc::new(built.engine);
+    let mut story = Storyline::new(StoryConfig::default());
+    let mut det = Detector::new(old, DetectConfig::default(), "agent");
+    let mut out = Vec::new();
+    let mut new = Some(new);
+    for mut ev in attack_story(START) {
+        story.assign(&mut ev);
+        let before = out.len();
+        det.process(&ev, ev.time() + 1, &mut out);
+        let fired = out[before..]
+            .iter()
+            .any(|f| matches!(f, OcsfEvent::Finding(_)));
+        if let Some(engine) = new.take_if(|_| fired) {
+            // The rules change right after the first finding; the same event again is
+            // a repeat on its process.
+            det.replace_content(engine, None, ev.time() + 2, &mut out);
+            det.process(&ev, ev.time() + 3, &mut out);
+        }
+    }
+    det.finish(START + 1_000_000, &mut out);
+    let out: Vec<serde_json::Value> = out.iter().map(OcsfEvent::to_json).collect();
+    let creates = |id: &str| {
+        by_class(&out, 2004)
+            .into_iter()
+            .filter(|f| f["activity_id"] == 1 && f["finding_info"]["analytic"]["uid"] == id)
+            .count()
+    };
+    let shell = "6d3c7c0e-1111-4000-8000-000000000001";
+    assert_eq!(creates(shell), 1, "a repeat, not a new finding");
+    let last_shell = by_class(&out, 2004)
+        .into_iter()
+        .rfind(|f| f["finding_info"]["analytic"]["uid"] == shell)
+        .expect("shell finding");
+    assert_eq!(
+        last_shell["count"], 2,
+        "counted across the change: {last_shell:#}"
+    );
+    assert_eq!(creates("6d3c7c0e-1111-4000-8000-000000000077"), 1);
+    // The old set's crontab rule runs no more.
+    assert_eq!(creates("6d3c7c0e-1111-4000-8000-000000000002"), 0);
+    let incidents: std::collections::HashSet<&serde_json::Value> = by_class(&out, 2005)
+        .into_iter()
+        .map(|i| &i["finding_info"]["uid"])
+        .collect();
+    assert_eq!(incidents.len(), 1, "one story, one incident");
 }

@@ -90,7 +90,7 @@ pub(crate) fn correlate<'e>(
                 .map(|(k, v)| (k.as_str(), v.clone()))
                 .collect(),
         };
-        let fired = state.feed(&finding, next_ref);
+        let fired = state.feed(engine, &finding, next_ref);
         drop(finding);
         recent_bytes += c.bytes();
         recent.push_back(c);
@@ -104,7 +104,7 @@ pub(crate) fn correlate<'e>(
         report(fired, &recent, base, files, emit)?;
     }
     // End of input: windows still open (conditions judged when they close) close now.
-    report(state.finish(), &recent, base, files, emit)?;
+    report(state.finish(engine), &recent, base, files, emit)?;
     Ok(())
 }
 

@@ -218,7 +218,7 @@ pub(crate) struct Batch<'e> {
 pub(crate) struct Worker<'e> {
     scratch: Scratch,
     findings: Vec<Finding<'e>>,
-    corr: CorrelationState<'e>,
+    corr: CorrelationState,
     json: JsonBuffers,
     renderer: Renderer,
     settings: Arc<evtx::ParserSettings>,

@@ -127,6 +127,15 @@ impl Responder {
         &self.config
     }
 
+    /// Answers findings with these policy rules from now on (a content bundle's; the
+    /// modes stay the configuration's). What was set up at start for an action
+    /// (the exec guard, the rollback journal) is not: a policy that newly asks for
+    /// block or rollback acts from what is there.
+    pub fn set_policy(&mut self, policy: Vec<crate::config::PolicyRule>) {
+        self.config.policy = policy;
+        self.policy = Policy::new(&self.config);
+    }
+
     /// The boot id process uids start with.
     pub(crate) fn boot_id(&self) -> &str {
         &self.boot_id

@@ -115,8 +115,13 @@ impl CorrDef {
 }
 
 /// Correlation state: feed it the findings of [`Engine::match_event`] in event-time order.
-pub struct CorrelationState<'r> {
-    engine: &'r Engine,
+///
+/// The state does not hold its engine: each call is given it, and it must be the engine
+/// the state was made for (so a holder of the engine, an `Arc` say, can keep the state
+/// beside it and swap both at once).
+pub struct CorrelationState {
+    /// Correlations of the engine the state was made for.
+    corrs: usize,
     limits: Limits,
     groups: Vec<HashMap<Vec<Option<String>>, Group>>,
     /// Detection rule metadata index -> (correlation, position in its `rules`).
@@ -128,9 +133,9 @@ pub struct CorrelationState<'r> {
     fed: u64,
 }
 
-impl<'r> CorrelationState<'r> {
+impl CorrelationState {
     /// Empty state for an engine's correlations.
-    pub fn new(engine: &'r Engine, limits: Limits) -> Self {
+    pub fn new(engine: &Engine, limits: Limits) -> Self {
         let mut by_rule: HashMap<u32, Vec<(usize, usize)>> = HashMap::new();
         let mut by_corr: HashMap<u32, Vec<(usize, usize)>> = HashMap::new();
         for (ci, c) in engine.corrs.iter().enumerate() {
@@ -142,7 +147,7 @@ impl<'r> CorrelationState<'r> {
             }
         }
         CorrelationState {
-            engine,
+            corrs: engine.corrs.len(),
             limits,
             groups: engine.corrs.iter().map(|_| HashMap::new()).collect(),
             by_rule,
@@ -167,16 +172,24 @@ impl<'r> CorrelationState<'r> {
     /// without a time take the newest time seen. Returns the correlations that fired,
     /// including chained ones, and those whose windows the finding's time closed (see
     /// [`CorrelationState::advance`]).
-    pub fn feed(&mut self, f: &Finding<'_>, event_ref: u64) -> Vec<CorrelationFinding<'r>> {
+    pub fn feed<'r>(
+        &mut self,
+        engine: &'r Engine,
+        f: &Finding<'_>,
+        event_ref: u64,
+    ) -> Vec<CorrelationFinding<'r>> {
         let mut out = Vec::new();
+        if !self.made_for(engine) {
+            return out;
+        }
         let Some(targets) = self.by_rule.get(&(f.rule_index as u32)).cloned() else {
             return out;
         };
         let time = f.time_ms.unwrap_or(self.now);
-        self.close_until(time, &mut out);
+        self.close_until(engine, time, &mut out);
         self.fed += 1;
         if self.fed.is_multiple_of(4096) {
-            self.sweep();
+            self.sweep(engine);
         }
         let lookup = |name: &str| -> Option<String> {
             f.fields
@@ -185,11 +198,11 @@ impl<'r> CorrelationState<'r> {
                 .and_then(|(_, v)| v.clone())
         };
         for (ci, pos) in targets {
-            let def = &self.engine.corrs[ci];
+            let def = &engine.corrs[ci];
             let key: Vec<Option<String>> =
                 def.group_fields[pos].iter().map(|g| lookup(g)).collect();
             let value = def.value_field[pos].as_deref().and_then(lookup);
-            self.push(ci, pos, key, value, time, vec![event_ref], &mut out);
+            self.push(engine, ci, pos, key, value, time, vec![event_ref], &mut out);
         }
         out
     }
@@ -197,23 +210,39 @@ impl<'r> CorrelationState<'r> {
     /// Event time has reached `now` (ms since the epoch): closes every window that ended
     /// before it and returns the correlations that fired there (conditions with `lt`,
     /// `lte`, `eq` or `neq`). Time never goes back: an earlier `now` does nothing.
-    pub fn advance(&mut self, now: i64) -> Vec<CorrelationFinding<'r>> {
+    pub fn advance<'r>(&mut self, engine: &'r Engine, now: i64) -> Vec<CorrelationFinding<'r>> {
         let mut out = Vec::new();
-        self.close_until(now, &mut out);
+        if self.made_for(engine) {
+            self.close_until(engine, now, &mut out);
+        }
         out
     }
 
     /// End of input: closes every open window and returns the correlations that fired
     /// there. The state stays usable; later findings open new windows.
-    pub fn finish(&mut self) -> Vec<CorrelationFinding<'r>> {
+    pub fn finish<'r>(&mut self, engine: &'r Engine) -> Vec<CorrelationFinding<'r>> {
         let mut out = Vec::new();
+        if !self.made_for(engine) {
+            return out;
+        }
         while let Some(Reverse((_, ci, start, key))) = self.pending.pop() {
-            self.close(ci, start, key, &mut out);
+            self.close(engine, ci, start, key, &mut out);
         }
         out
     }
 
-    fn close_until(&mut self, now: i64, out: &mut Vec<CorrelationFinding<'r>>) {
+    /// Whether `engine` has the correlations the state was made for (given another
+    /// engine, the calls do nothing rather than index out of its tables).
+    fn made_for(&self, engine: &Engine) -> bool {
+        engine.corrs.len() == self.corrs
+    }
+
+    fn close_until<'r>(
+        &mut self,
+        engine: &'r Engine,
+        now: i64,
+        out: &mut Vec<CorrelationFinding<'r>>,
+    ) {
         self.now = self.now.max(now);
         // A window [start, start + timespan] closes once time is past its end.
         while let Some(Reverse((end, ..))) = self.pending.peek() {
@@ -221,20 +250,21 @@ impl<'r> CorrelationState<'r> {
                 break;
             }
             if let Some(Reverse((_, ci, start, key))) = self.pending.pop() {
-                self.close(ci, start, key, out);
+                self.close(engine, ci, start, key, out);
             }
         }
     }
 
     /// Judges the window of `key` in correlation `ci` opened at `start`, if it is still open.
-    fn close(
+    fn close<'r>(
         &mut self,
+        engine: &'r Engine,
         ci: usize,
         start: i64,
         key: Vec<Option<String>>,
         out: &mut Vec<CorrelationFinding<'r>>,
     ) {
-        let def = &self.engine.corrs[ci];
+        let def = &engine.corrs[ci];
         let Some(g) = self.groups[ci].get_mut(&key) else {
             return; // dropped (group limit)
         };
@@ -245,13 +275,14 @@ impl<'r> CorrelationState<'r> {
         let measured = measure(def, &g.entries);
         let entries: Vec<Entry> = g.entries.drain(..).collect();
         if def.range.test(measured) {
-            self.fire(ci, key, entries, measured, out);
+            self.fire(engine, ci, key, entries, measured, out);
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn push(
+    fn push<'r>(
         &mut self,
+        engine: &'r Engine,
         ci: usize,
         pos: usize,
         key: Vec<Option<String>>,
@@ -260,7 +291,6 @@ impl<'r> CorrelationState<'r> {
         events: Vec<u64>,
         out: &mut Vec<CorrelationFinding<'r>>,
     ) {
-        let engine = self.engine;
         let def = &engine.corrs[ci];
         let groups = &mut self.groups[ci];
         if !groups.contains_key(&key) && groups.len() >= self.limits.max_groups {
@@ -309,20 +339,20 @@ impl<'r> CorrelationState<'r> {
             return;
         }
         let entries: Vec<Entry> = g.entries.drain(..).collect();
-        self.fire(ci, key, entries, measured, out);
+        self.fire(engine, ci, key, entries, measured, out);
     }
 
     /// Emits the finding of correlation `ci` for a group's window, then feeds it to the
     /// correlations referring to `ci`.
-    fn fire(
+    fn fire<'r>(
         &mut self,
+        engine: &'r Engine,
         ci: usize,
         key: Vec<Option<String>>,
         entries: Vec<Entry>,
         measured: f64,
         out: &mut Vec<CorrelationFinding<'r>>,
     ) {
-        let engine = self.engine;
         let def = &engine.corrs[ci];
         let (first, last) = match (entries.first(), entries.last()) {
             (Some(f), Some(l)) => (f.time, l.time),
@@ -368,16 +398,19 @@ impl<'r> CorrelationState<'r> {
                         .find(|(n, _)| n == vf)
                         .and_then(|(_, v)| v.clone())
                 });
-                self.push(cj, p, k, v, last, events.clone(), out);
+                self.push(engine, cj, p, k, v, last, events.clone(), out);
             }
         }
     }
 
     /// Removes every group whose newest event is older than its correlation's timespan.
-    pub fn sweep(&mut self) {
+    pub fn sweep(&mut self, engine: &Engine) {
+        if !self.made_for(engine) {
+            return;
+        }
         let now = self.now;
         for (ci, groups) in self.groups.iter_mut().enumerate() {
-            let span = self.engine.corrs[ci].timespan_ms;
+            let span = engine.corrs[ci].timespan_ms;
             groups.retain(|_, g| g.last >= now.saturating_sub(span) && !g.entries.is_empty());
         }
     }
@@ -462,15 +495,15 @@ mod tests {
         );
         let t = findings[0].time_ms.expect("time");
         let mut state = CorrelationState::new(&engine, Limits::default());
-        assert!(state.feed(&findings[0], 7).is_empty());
+        assert!(state.feed(&engine, &findings[0], 7).is_empty());
         // The window is [t, t + 10 s]: still open at its end, closed just after.
-        assert!(state.advance(t + 10_000).is_empty());
-        let fired = state.advance(t + 10_001);
+        assert!(state.advance(&engine, t + 10_000).is_empty());
+        let fired = state.advance(&engine, t + 10_001);
         assert_eq!(fired.len(), 1);
         assert_eq!(fired[0].events, [7]);
         assert_eq!(fired[0].value, 1.0);
         // Closed once: neither advancing again nor finishing fires it again.
-        assert!(state.advance(t + 20_000).is_empty());
-        assert!(state.finish().is_empty());
+        assert!(state.advance(&engine, t + 20_000).is_empty());
+        assert!(state.finish(&engine).is_empty());
     }
 }

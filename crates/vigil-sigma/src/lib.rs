@@ -115,6 +115,6 @@ mod tests {
     fn engine_is_shareable_and_scratch_movable() {
         send_sync::<crate::Engine>();
         send::<crate::Scratch>();
-        send::<crate::CorrelationState<'static>>();
+        send::<crate::CorrelationState>();
     }
 }

@@ -180,12 +180,12 @@ fn run_case(path: &Path) -> Result<(), String> {
                 f.selections.join(", "),
                 if f.silent { " (silent)" } else { "" }
             ));
-            for c in corr.feed(f, i as u64) {
+            for c in corr.feed(&engine, f, i as u64) {
                 actual.push(corr_line(&c));
             }
         }
     }
-    for c in corr.finish() {
+    for c in corr.finish(&engine) {
         actual.push(corr_line(&c));
     }
     let expected: Vec<String> = spec

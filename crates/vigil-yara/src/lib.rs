@@ -5,10 +5,12 @@
 //! times and size so an unchanged file costs a stat and a lookup.
 
 pub mod cache;
+pub mod depth;
 pub mod externals;
 pub mod finding;
 pub mod rules;
 pub mod scan;
+pub mod trial;
 pub mod walk;
 
 pub use cache::{CacheKey, VerdictCache};
@@ -17,4 +19,5 @@ pub use rules::{LoadError, LoadReport, RuleError, RuleSet};
 pub use scan::{
     cache_key, key_of, Cache, FileScanner, Outcome, RuleHit, ScanConfig, Skip, Verdict,
 };
+pub use trial::{trial, TrialCost, TrialError};
 pub use walk::{Walk, WalkItem};

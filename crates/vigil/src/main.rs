@@ -20,7 +20,8 @@ pub const EXIT_RUNTIME_ERROR: u8 = 3;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success (hunt, scan: whether or not anything was found)
-  1  a check failed (invalid events, invalid rules; scan: a rule file refused)
+  1  a check failed (invalid events, invalid rules; scan: a rule file refused;
+     content: a bundle refused)
   2  usage error
   3  runtime error (unreadable input, I/O failure)";
 
@@ -46,6 +47,10 @@ enum Command {
     /// Run the sensor (eBPF or its fallback) and detection; write OCSF events, findings
     /// and incidents (root).
     Agent(cmd::agent::AgentArgs),
+    /// Content bundles (Sigma and YARA rules, indicators, policy as one versioned whole):
+    /// seal, check, apply where the agent follows it, roll back, status.
+    #[command(subcommand)]
+    Content(cmd::content::ContentCommand),
     /// Watch a harmless scripted intrusion on this host and print the incident the agent
     /// found (root).
     Demo(cmd::demo::DemoArgs),
@@ -121,6 +126,7 @@ fn main() -> ExitCode {
     logging::init(cli.verbose, quiet, cli.log_format);
     let result = match cli.command {
         Command::Agent(a) => cmd::agent::run(a),
+        Command::Content(c) => cmd::content::run(c),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Hunt(a) => cmd::hunt::run(a, cli.quiet),
         Command::Incidents(a) => cmd::incidents::run(a),

@@ -98,7 +98,8 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     // before any thread starts: threads inherit the blocked mask.
     let stop = Arc::new(AtomicBool::new(false));
     vigil_respond::tamper::listen_signals(Arc::clone(&stop)).context("cannot handle signals")?;
-    let (engine, report) = vigil_agent::rules::load(&config.rules, &vigil_sigma::Config::default());
+    let content = initial_content(&config);
+    let report = &content.rules;
     for p in &report.problems {
         tracing::warn!("rule not loaded: {p}");
     }
@@ -113,24 +114,28 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         refused = report.refused.len(),
         trial_us_per_event = format!("{:.1}", report.trial_us_per_event),
         trial_us_max = format!("{:.1}", report.trial_us_max),
-        content_version = %report.content_version,
+        content_version = %content.version,
         "rules loaded"
     );
     if report.loaded == 0 {
         tracing::warn!("no rule loaded: the agent records events but detects nothing");
     }
-    let known: std::collections::HashSet<&str> = engine
-        .rules()
-        .iter()
-        .flat_map(|r| r.id.as_deref().into_iter().chain(r.name.as_deref()))
-        .collect();
-    config.check_policy_rules(
-        args.config
-            .as_deref()
-            .unwrap_or(std::path::Path::new("(default configuration)")),
-        text.as_deref(),
-        &|id| known.contains(id),
-    )?;
+    if content.policy.is_none() {
+        // The configuration's policy runs: the rule ids it names must be loaded.
+        let known: std::collections::HashSet<&str> = content
+            .engine
+            .rules()
+            .iter()
+            .flat_map(|r| r.id.as_deref().into_iter().chain(r.name.as_deref()))
+            .collect();
+        config.check_policy_rules(
+            args.config
+                .as_deref()
+                .unwrap_or(std::path::Path::new("(default configuration)")),
+            text.as_deref(),
+            &|id| known.contains(id),
+        )?;
+    }
     let modes = &config.respond.modes;
     tracing::info!(
         kill = modes.kill.name(),
@@ -138,7 +143,10 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         rollback = modes.rollback.name(),
         quarantine = modes.quarantine.name(),
         isolate = modes.isolate.name(),
-        policy_rules = config.respond.policy.len(),
+        policy_rules = content
+            .policy
+            .as_ref()
+            .map_or(config.respond.policy.len(), Vec::len),
         "response policy"
     );
     let metrics = match args.metrics {
@@ -152,9 +160,9 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
             Some(vigil_agent::metrics::Metrics {
                 exporter,
                 facts: vigil_agent::metrics::AgentFacts {
-                    content_version: report.content_version.clone(),
-                    rules_loaded: report.loaded,
-                    rules_failed: report.problems.len(),
+                    content_version: content.version.clone(),
+                    rules_loaded: content.rules.loaded,
+                    rules_failed: content.rules.problems.len(),
                     start_time,
                 },
             })
@@ -167,7 +175,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         config: args.config.clone(),
     };
     let summary =
-        vigil_agent::run_with_metrics(config, &engine, &outputs, &stop, metrics.as_ref())?;
+        vigil_agent::run_with_metrics(config, content, &outputs, &stop, metrics.as_ref())?;
     let find = |k: &str| {
         summary
             .counters
@@ -202,4 +210,31 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the agent starts with: the bundle `content.dir/current` names, checked, if
+/// there is one and it passes; else the configuration's rules and indicators.
+fn initial_content(config: &AgentConfig) -> vigil_agent::content::Content {
+    use vigil_agent::content::{self, store};
+    let dir = &config.content.dir;
+    if let Some(version) = store::linked(dir, store::CURRENT) {
+        let settings = content::Settings::of(config);
+        match content::load(&store::version_dir(dir, &version), &settings) {
+            Ok(c) => {
+                if !(config.rules.paths.is_empty()
+                    && config.intel.paths.is_empty()
+                    && config.yara.paths.is_empty())
+                {
+                    tracing::info!(
+                        "content bundle {version} runs instead of rules.paths, intel.paths \
+                         and yara.paths"
+                    );
+                }
+                return c;
+            }
+            Err(r) => tracing::error!("{r}; the configured rules and indicators run instead"),
+        }
+    }
+    let (engine, report) = vigil_agent::rules::load(&config.rules, &vigil_sigma::Config::default());
+    content::configured(config, std::sync::Arc::new(engine), report)
 }

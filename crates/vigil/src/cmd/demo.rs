@@ -132,7 +132,14 @@ fn play(dir: &Path, keep: bool) -> Result<ExitCode> {
         report.loaded
     );
     let (script_pid, summary) = std::thread::scope(|s| -> Result<_> {
-        let agent = s.spawn(|| vigil_agent::run(config.clone(), &engine, &outputs, &stop_agent));
+        let agent = s.spawn(|| {
+            vigil_agent::run(
+                config.clone(),
+                std::sync::Arc::new(engine),
+                &outputs,
+                &stop_agent,
+            )
+        });
         s.spawn(|| serve_stage(http, &stop_servers));
         s.spawn(|| answer_shell(listen, &stop_servers));
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod agent;
+pub mod content;
 pub mod demo;
 pub mod docs;
 pub mod hunt;
