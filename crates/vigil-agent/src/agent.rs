@@ -235,6 +235,8 @@ pub fn run_with_metrics(
                 }
             };
             pipeline.push(ev, now_ms())?;
+            // Written within the flush interval even when the sensor is quiet.
+            unflushed = true;
         }
         // Verdicts of files scanned off the event thread.
         pipeline.poll(now_ms())?;
@@ -246,6 +248,8 @@ pub fn run_with_metrics(
             last_stats = Instant::now();
             let ev = stats_event(&pipeline, &version, device.clone());
             pipeline.push(ev, now_ms())?;
+            // Written within the flush interval even when the sensor is quiet.
+            unflushed = true;
         }
         // Findings are flushed at once; other events at most every 25 ms (a write per
         // exec wake-up would cost more than the matching).
