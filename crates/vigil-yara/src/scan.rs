@@ -405,32 +405,37 @@ impl<'r> FileScanner<'r> {
     }
 }
 
+/// The per-file external values a cache key is made from (`filename`, `filepath`,
+/// `extension`, `owner`), borrowed where they can be.
+fn key_values<'a>(
+    path: &'a Path,
+    meta: &std::fs::Metadata,
+    owners: &'a Owners,
+) -> [std::borrow::Cow<'a, str>; 4] {
+    [
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        path.to_string_lossy(),
+        std::borrow::Cow::Owned(extension(path)),
+        owners.name(meta.uid()),
+    ]
+}
+
 /// The cache key of the file at `path` with metadata `meta`, and the per-file external
 /// values it is keyed by (`filename`, `filepath`, `extension`, `owner`): what a caller
 /// checking the cache before asking for a scan computes, as the scanner does.
 pub fn key_of(path: &Path, meta: &std::fs::Metadata, owners: &Owners) -> (CacheKey, [String; 4]) {
-    let filename = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let filepath = path.to_string_lossy().into_owned();
-    let ext = extension(path);
-    let owner = owners.name(meta.uid()).into_owned();
-    let key = CacheKey::new(meta, &[&filename, &filepath, &ext, &owner]);
-    (key, [filename, filepath, ext, owner])
+    let values = key_values(path, meta, owners);
+    let key = CacheKey::new(meta, &values.each_ref().map(|v| v.as_ref()));
+    (key, values.map(std::borrow::Cow::into_owned))
 }
 
 /// [`key_of`] without the values (the same key): for a caller on a hot path that only
 /// looks the verdict up, so nothing is copied but the lower-cased extension.
 pub fn cache_key(path: &Path, meta: &std::fs::Metadata, owners: &Owners) -> CacheKey {
-    let filename = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let filepath = path.to_string_lossy();
-    let ext = extension(path);
-    let owner = owners.name(meta.uid());
-    CacheKey::new(meta, &[&filename, &filepath, &ext, &owner])
+    let values = key_values(path, meta, owners);
+    CacheKey::new(meta, &values.each_ref().map(|v| v.as_ref()))
 }
 
 fn meta_text(v: &yara_x::MetaValue<'_>) -> String {
