@@ -145,6 +145,10 @@ impl Sources {
             let v: serde_json::Value =
                 serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
             let class = match v.get("class_name").and_then(|c| c.as_str()) {
+                // OCSF's name for 1001 is not its caption's (the store's table name).
+                Some(_) if v.get("class_uid").and_then(serde_json::Value::as_i64) == Some(1001) => {
+                    "file_activity".to_string()
+                }
                 Some(c) => snake_case(c),
                 None if v.is_object() => "events".to_string(),
                 None => return Err(bad("not a JSON object".into())),
