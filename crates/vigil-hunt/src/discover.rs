@@ -40,6 +40,20 @@ pub struct InputFile {
     pub gzip: bool,
     /// Its size on disk, in bytes.
     pub size: u64,
+    /// How to read it when it is not a plain file to open (the store's Parquet files,
+    /// read back as JSON lines); `None` for a file on disk.
+    pub opener: Option<Opener>,
+}
+
+/// Opens an input that is not a plain file: the hunt reads what it returns as the
+/// file's bytes (in the file's [`Format`]).
+#[derive(Clone)]
+pub struct Opener(pub Arc<dyn Fn() -> io::Result<Box<dyn Read + Send>> + Send + Sync>);
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Opener")
+    }
 }
 
 /// The format a file name tells: `(format, gzip)`.
@@ -122,6 +136,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<(Vec<InputFile>, Vec<InputError>), 
         };
         match format {
             Some((format, gzip)) => files.push(InputFile {
+                opener: None,
                 path: Arc::from(p.as_path()),
                 format,
                 gzip,
@@ -182,6 +197,7 @@ fn walk_entries(
             walk(&p, files, errors, open);
         } else if let Some((format, gzip)) = format_of_name(&p) {
             files.push(InputFile {
+                opener: None,
                 path: Arc::from(p.as_path()),
                 format,
                 gzip,

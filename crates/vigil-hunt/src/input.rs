@@ -127,6 +127,9 @@ impl Work {
 
 /// Opens a file for reading, decompressing gzip on the fly.
 fn open(file: &InputFile) -> io::Result<Box<dyn Read + Send>> {
+    if let Some(opener) = &file.opener {
+        return (opener.0)();
+    }
     let mut f = File::open(&file.path)?;
     // Gzip by content too: a compressed file whose name does not say so.
     let mut magic = [0u8; 2];
@@ -518,6 +521,7 @@ mod tests {
         let path = dir.join(format!("t{}.{}", text.len(), format.name()));
         std::fs::write(&path, text).expect("write");
         let file = InputFile {
+            opener: None,
             path: std::sync::Arc::from(path.as_path()),
             format,
             gzip: false,

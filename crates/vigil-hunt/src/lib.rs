@@ -88,7 +88,7 @@ mod timeline;
 
 pub use config::{parse_logsource, HuntConfig, Render, MAX_RECORD};
 pub use detection::{Correlated, Detection, EventRef};
-pub use discover::{discover, format_of_name, Format, InputFile};
+pub use discover::{discover, format_of_name, Format, InputFile, Opener};
 pub use error::{HuntError, InputError, Location};
 pub use html::{
     content_security_policy, technique_name, HtmlSink, ReportMeta, MAX_TABLE_ROWS, TABLE_BUDGET,

@@ -47,6 +47,7 @@ fn sigmahq_regression_set_fires_every_rule() {
     let files: Vec<InputFile> = expected
         .keys()
         .map(|p| InputFile {
+            opener: None,
             path: p.as_path().into(),
             format: Format::Evtx,
             gzip: false,
@@ -120,6 +121,7 @@ fn golden_detection_sets_for_corpus_files() {
             .find(|p| p.to_string_lossy().ends_with(name))
             .unwrap_or_else(|| panic!("{name} not in the corpus"));
         let files = [InputFile {
+            opener: None,
             path: path.as_path().into(),
             format: Format::Evtx,
             gzip: false,
@@ -156,6 +158,7 @@ fn findings_written_from_evtx_records_are_the_findings_built_from_values() {
                 .find(|p| p.to_string_lossy().ends_with(name))
                 .unwrap_or_else(|| panic!("{name} not in the corpus"));
             InputFile {
+                opener: None,
                 path: path.as_path().into(),
                 format: Format::Evtx,
                 gzip: false,
