@@ -72,6 +72,9 @@ enum Command {
     /// policy would do over recorded findings.
     #[command(subcommand)]
     Respond(cmd::respond::RespondCommand),
+    /// Query stored events: SQL or a pipe language over the store or Parquet and JSON
+    /// lines files; shortcuts for a story's tree, a process's doings, an indicator.
+    Query(cmd::query::QueryArgs),
     /// Put back the files a story rewrote, from the rollback journal (root).
     Rollback(cmd::rollback::RollbackArgs),
     /// The agent's exec-guard helper (the agent runs it; it answers for a stalled
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
         Command::Ocsf(c) => cmd::ocsf::run(c),
         Command::Quarantine(c) => cmd::quarantine::run(c),
         Command::Respond(c) => cmd::respond::run(c),
+        Command::Query(a) => cmd::query::run(a),
         Command::Rollback(a) => cmd::rollback::run(a),
         Command::PermWatchdog { deadline_ms } => perm_watchdog(deadline_ms),
         Command::Rules(c) => cmd::rules::run(c),

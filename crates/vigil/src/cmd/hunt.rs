@@ -83,8 +83,21 @@ A progress line (files, records, MB/s, findings) is shown on stderr when it is a
 terminal; -q/--quiet hides it.")]
 pub struct HuntArgs {
     /// Log files or directories to hunt through.
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(required_unless_present = "store", value_name = "PATH")]
     paths: Vec<PathBuf>,
+    /// Hunt through the stored history of a store directory (the agent's `[store] dir`):
+    /// its Parquet files, read back as the agent's JSON lines (the retro-hunt).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// With --store: only events of the last DURATION (`30m`, `12h`, `7d`).
+    #[arg(long, value_name = "DURATION", requires = "store", conflicts_with = "from", value_parser = parse_duration_ms)]
+    since: Option<i64>,
+    /// With --store: only events at or after TIME (RFC 3339 or a date).
+    #[arg(long, value_name = "TIME", requires = "store", value_parser = parse_time_ms)]
+    from: Option<i64>,
+    /// With --store: only events at or before TIME (RFC 3339 or a date).
+    #[arg(long, value_name = "TIME", requires = "store", visible_alias = "until", value_parser = parse_time_ms)]
+    to: Option<i64>,
     /// Sigma rule files or directories (recursive); may be repeated. Default: the paths in
     /// $VIGIL_RULES, separated by ':'.
     #[arg(
@@ -197,6 +210,68 @@ pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     })
 }
 
+/// A duration (`30s`, `15m`, `12h`, `7d`) in milliseconds.
+fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let bad = || format!("`{s}` is not a duration: a whole number and s, m, h or d (30m, 12h, 7d)");
+    let unit = t.chars().last().ok_or_else(bad)?;
+    let n: i64 = t[..t.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
+    let ms = match unit {
+        's' => 1_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(ms).filter(|v| *v >= 0).ok_or_else(bad)
+}
+
+/// A time (RFC 3339, a date, or epoch milliseconds) in milliseconds since the epoch.
+fn parse_time_ms(s: &str) -> Result<i64, String> {
+    vigil_event::time::parse_timestamp(s)
+        .ok_or_else(|| format!("`{s}` is not a time (2026-01-02T12:00:00Z, 2026-01-02, epoch ms)"))
+}
+
+/// The time range of a retro-hunt, if bounded (epoch ms, inclusive).
+fn hunt_range(args: &HuntArgs) -> Option<(i64, i64)> {
+    let from = args
+        .since
+        .map(|d| vigil_event::time::now_ms() - d)
+        .or(args.from);
+    match (from, args.to) {
+        (None, None) => None,
+        (f, t) => Some((f.unwrap_or(i64::MIN), t.unwrap_or(i64::MAX))),
+    }
+}
+
+/// The store's Parquet files (within the range's hour partitions) as inputs read back
+/// as JSON lines, rows outside the range left out.
+fn store_inputs(dir: &std::path::Path, range: Option<(i64, i64)>) -> Result<Vec<InputFile>> {
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "{}: not a store directory (no such directory)",
+            dir.display()
+        );
+    }
+    let mut out = Vec::new();
+    for (_, path) in crate::cmd::query_store::lake_files(dir, range)? {
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let p = path.clone();
+        let opener = vigil_hunt::Opener(std::sync::Arc::new(move || {
+            Ok(Box::new(vigil_query::retro::JsonLines::parquet(&p, range)?)
+                as Box<dyn std::io::Read + Send>)
+        }));
+        out.push(InputFile {
+            path: path.into(),
+            format: vigil_hunt::Format::JsonLines,
+            gzip: false,
+            size,
+            opener: Some(opener),
+        });
+    }
+    Ok(out)
+}
+
 fn parse_logsource(s: &str) -> Result<LogSource, String> {
     vigil_hunt::parse_logsource(s).map_err(|e| e.to_string())
 }
@@ -284,6 +359,19 @@ pub fn run(args: HuntArgs, quiet: bool) -> Result<ExitCode> {
             Err(e) => {
                 unreadable += 1;
                 tracing::error!("{e}");
+            }
+        }
+    }
+    if let Some(dir) = &args.store {
+        let range = hunt_range(&args);
+        match store_inputs(dir, range) {
+            Ok(found) => {
+                tracing::info!(files = found.len(), "store files in range");
+                files.extend(found);
+            }
+            Err(e) => {
+                unreadable += 1;
+                tracing::error!("{e:#}");
             }
         }
     }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod agent;
+pub mod bench_gen;
 pub mod content;
 pub mod demo;
 pub mod docs;
@@ -10,6 +11,9 @@ pub mod isolate;
 pub mod lines;
 pub mod ocsf;
 pub mod quarantine;
+pub mod query;
+pub mod query_store;
+pub mod query_views;
 pub mod respond;
 pub mod rollback;
 pub mod rules;
