@@ -453,7 +453,8 @@ pub fn story(
     for _ in 0..commands {
         now += 200 + rng.below(20_000) as i64;
         let prog = rng.pick(PROGRAMS);
-        let args = fill(rng, rng.pick(prog.args), user.0);
+        let template = rng.pick(prog.args);
+        let args = fill(rng, template, user.0);
         let cmd = format!("{} {args}", name_of(prog.path));
         let p = host.spawn(rng, prog.path, cmd, user, now);
         launch(&p, &shell, Some(&sshd), now, emit);
@@ -463,7 +464,8 @@ pub fn story(
         let mut at = now;
         for _ in 0..rng.below(prog.files * 2 + 1) {
             at += 1 + rng.below(50) as i64;
-            let dir = fill(rng, rng.pick(FILE_DIRS), user.0);
+            let template = rng.pick(FILE_DIRS);
+            let dir = fill(rng, template, user.0);
             let path = format!(
                 "{dir}/{}.{}",
                 rng.pick(WORDS),

@@ -257,10 +257,11 @@ fn store_inputs(dir: &std::path::Path, range: Option<(i64, i64)>) -> Result<Vec<
     for (_, path) in crate::cmd::query_store::lake_files(dir, range)? {
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let p = path.clone();
-        let opener = vigil_hunt::Opener(std::sync::Arc::new(move || {
-            Ok(Box::new(vigil_query::retro::JsonLines::parquet(&p, range)?)
-                as Box<dyn std::io::Read + Send>)
-        }));
+        let opener = vigil_hunt::Opener(std::sync::Arc::new(
+            move || -> std::io::Result<Box<dyn std::io::Read + Send>> {
+                Ok(Box::new(vigil_query::retro::JsonLines::parquet(&p, range)?))
+            },
+        ));
         out.push(InputFile {
             path: path.into(),
             format: vigil_hunt::Format::JsonLines,
