@@ -33,21 +33,21 @@ pub struct InputArgs {
     /// A store directory (the agent's `[store] dir`): its Parquet files and the events
     /// still in its log.
     #[arg(long, value_name = "DIR", global = true)]
-    store: Option<PathBuf>,
+    pub(crate) store: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = FormatArg::Table, global = true)]
-    format: FormatArg,
+    pub(crate) format: FormatArg,
     /// At most this many rows (0: no limit). Default: 1000 for the table format, no limit
     /// for jsonl and csv. Said on stderr when it cuts.
     #[arg(long, value_name = "N", global = true)]
-    limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
     /// Stop a query after this many seconds (0: never) and print what was found so far,
     /// saying so on stderr.
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0, global = true)]
-    timeout: f64,
+    pub(crate) timeout: f64,
     /// Threads (default: one per CPU).
     #[arg(short = 'j', long, value_name = "N", global = true)]
-    threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
 }
 
 /// `vigil query` arguments.

@@ -317,10 +317,11 @@ fn story(engine: &mut Engine, id: &str, input: &InputArgs) -> Result<ExitCode> {
     for uid in &order {
         let parent = nodes[uid].parent.clone();
         match parent.filter(|p| nodes.contains_key(p) && p != uid) {
-            Some(p) => nodes
-                .get_mut(&p)
-                .map(|n| n.children.push(uid.clone()))
-                .unwrap_or(()),
+            Some(p) => {
+                if let Some(n) = nodes.get_mut(&p) {
+                    n.children.push(uid.clone());
+                }
+            }
             None => roots.push(uid.clone()),
         }
     }
