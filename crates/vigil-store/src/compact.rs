@@ -114,17 +114,18 @@ pub fn classify(line: &[u8]) -> Result<(&'static Class, i64, Map<String, Json>),
     Ok((class, time, ev))
 }
 
-/// Compacts `seg` into the lake under `root`. Does not write the mark or delete the
-/// segment ([`finish_segment`] does, once the caller has the result).
-pub fn compact_segment(root: &Path, seg: &Segment) -> Result<Compacted, Problem> {
+/// Compacts `seg` into the lake under `root`, leaving out sequences up to `mark` (in
+/// the lake already). Does not write the mark or delete the segment
+/// ([`finish_segment`] does, once the caller has the result).
+pub fn compact_segment(root: &Path, seg: &Segment, mark: u64) -> Result<Compacted, Problem> {
     let mut out = Compacted::default();
     let mut groups: BTreeMap<(i32, Hour), Group> = BTreeMap::new();
     let mut failed: Option<Problem> = None;
     let scan = wal::read_segment(&seg.path, |seq, line| {
-        if failed.is_some() {
+        out.last_seq = Some(seq);
+        if failed.is_some() || seq <= mark {
             return;
         }
-        out.last_seq = Some(seq);
         let (class, time, ev) = match classify(line) {
             Ok(x) => x,
             Err(what) => {

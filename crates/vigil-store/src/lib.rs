@@ -45,15 +45,15 @@ pub mod compact;
 pub mod convert;
 pub mod layout;
 pub mod read;
-// pub mod retention;
+pub mod retention;
 pub mod schema;
-// mod store;
+mod store;
 pub mod wal;
 
 pub use convert::{row_seq, row_to_json, Anomalies, BatchBuilder};
 pub use read::{read_parquet, snapshot, LakeFile, Snapshot};
 pub use schema::{schema_of, Class, CLASSES, SEQ_COLUMN};
-// pub use store::{Store, StoreConfig, StoreStats};
+pub use store::{Store, StoreConfig, StoreStats};
 
 use std::path::{Path, PathBuf};
 

@@ -246,6 +246,12 @@ impl Writer {
                     });
                 }
             }
+            if last_one && scan.damage.is_none() {
+                // Written before a crash but perhaps never fsynced: durable from now on.
+                File::open(&seg.path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Problem::io(&seg.path, e))?;
+            }
             if scan.records == 0 && (scan.damage.is_none() || last_one) {
                 // An empty segment (created just before a crash): nothing to keep.
                 let _ = std::fs::remove_file(&seg.path);
@@ -258,13 +264,16 @@ impl Writer {
 
     fn create(root: &Path, first: u64, now_ms: i64) -> Result<Writer, Problem> {
         let path = layout::segment_path(root, first);
+        // Append mode: after a failed write the file is cut back to its last whole
+        // record and the next write lands there.
         let mut file = OpenOptions::new()
             .create(true)
-            .truncate(true)
-            .write(true)
+            .append(true)
             .open(&path)
             .map_err(|e| Problem::io(&path, e))?;
-        file.write_all(MAGIC).map_err(|e| Problem::io(&path, e))?;
+        file.set_len(0)
+            .and_then(|()| file.write_all(MAGIC))
+            .map_err(|e| Problem::io(&path, e))?;
         file.sync_all().map_err(|e| Problem::io(&path, e))?;
         sync_dir(&layout::wal_dir(root)).map_err(|e| Problem::io(&path, e))?;
         Ok(Writer {
@@ -293,8 +302,10 @@ impl Writer {
             self.next += 1;
         }
         if let Err(e) = self.file.write_all(&self.buf) {
-            // What reached the file is a torn tail; the records are not counted.
+            // The records are not counted; what reached the file is cut off again, so
+            // the records after them do not follow a torn one.
             self.next = start;
+            let _ = self.file.set_len(self.bytes);
             return Err(e);
         }
         self.bytes += self.buf.len() as u64;

@@ -92,7 +92,7 @@ fn check_roundtrip(name: &str, events: Vec<Json>) {
         assert_eq!(*seq, i as u64 + 1);
         assert_eq!(got, want, "from the log, seq {seq}");
     }
-    let done = compact::compact_segment(&root, &seg).expect("compact");
+    let done = compact::compact_segment(&root, &seg, 0).expect("compact");
     assert!(done.rejected.is_empty(), "{:?}", done.rejected);
     assert!(done.anomalies.is_empty(), "{:?}", done.anomalies);
     assert_eq!(done.events, events.len() as u64);
