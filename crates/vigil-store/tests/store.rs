@@ -22,7 +22,7 @@ const T0: i64 = 1_709_300_700_000;
 
 fn event(i: u64, time: i64) -> Json {
     json!({
-        "class_uid": if i % 3 == 0 { 1007 } else { 1001 },
+        "class_uid": if i.is_multiple_of(3) { 1007 } else { 1001 },
         "activity_id": 1,
         "time": time,
         "metadata": {"uid": format!("uid-{i}"), "version": "1.8.0"},
