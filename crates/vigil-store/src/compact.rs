@@ -10,7 +10,7 @@
 //! files (same classes, hours and sequence ranges), a file already in place is kept and
 //! not written twice. No sequence ends up in two files.
 
-use crate::convert::BatchBuilder;
+use crate::convert::{BatchBuilder, Head};
 use crate::layout::{self, Hour};
 use crate::schema::Class;
 use crate::wal::{self, sync_dir, Segment};
@@ -18,7 +18,6 @@ use crate::{Anomalies, Problem};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -98,20 +97,13 @@ fn parquet_problem(path: &Path, e: parquet::errors::ParquetError) -> Problem {
     }
 }
 
-/// The class and hour of one event line, or why it is not storable.
-pub fn classify(line: &[u8]) -> Result<(&'static Class, i64, Map<String, Json>), String> {
-    let ev: Map<String, Json> =
-        serde_json::from_slice(line).map_err(|e| format!("not a JSON object: {e}"))?;
-    let uid = ev
-        .get("class_uid")
-        .and_then(Json::as_i64)
-        .ok_or("no integer class_uid")?;
-    let class = Class::by_uid(uid).ok_or_else(|| format!("class_uid {uid} is not stored"))?;
-    let time = ev
-        .get("time")
-        .and_then(Json::as_i64)
-        .ok_or("no integer time")?;
-    Ok((class, time, ev))
+/// The class and time of one event line (checked to be whole JSON), or why it is not
+/// storable.
+pub fn classify(line: &[u8]) -> Result<(&'static Class, i64), String> {
+    let head = Head::of(line)?;
+    let class = Class::by_uid(head.class_uid)
+        .ok_or_else(|| format!("class_uid {} is not stored", head.class_uid))?;
+    Ok((class, head.time))
 }
 
 /// Compacts `seg` into the lake under `root`, leaving out sequences up to `mark` (in
@@ -126,7 +118,7 @@ pub fn compact_segment(root: &Path, seg: &Segment, mark: u64) -> Result<Compacte
         if failed.is_some() || seq <= mark {
             return;
         }
-        let (class, time, ev) = match classify(line) {
+        let (class, time) = match classify(line) {
             Ok(x) => x,
             Err(what) => {
                 if out.rejected.len() < 16 {
@@ -150,7 +142,16 @@ pub fn compact_segment(root: &Path, seg: &Segment, mark: u64) -> Result<Compacte
             last: seq,
             rows: 0,
         });
-        g.builder.push(seq, &ev);
+        if let Err(what) = g.builder.push_json(seq, line) {
+            // Cannot happen after `classify` read the whole line; if it did, the batch
+            // is not whole: the segment is not compacted (reported, kept).
+            failed = Some(Problem {
+                path: seg.path.clone(),
+                offset: None,
+                what: format!("seq {seq}: {what}"),
+            });
+            return;
+        }
         g.last = seq;
         g.rows += 1;
         if g.builder.rows() >= ROW_GROUP {

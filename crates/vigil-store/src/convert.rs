@@ -421,3 +421,327 @@ fn value_at(col: &dyn Array, json: bool, row: usize) -> Option<Json> {
     }
     None
 }
+
+// ---------------------------------------------------------------------------------------
+// The direct path: a JSON line parsed straight into the columns, with no JSON tree in
+// between (what compaction runs; `BatchBuilder::push` over a parsed object is the same
+// mapping, for callers that hold one).
+
+/// Where a value sits, for reports: built only when something does not fit.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    parent: Option<&'a At<'a>>,
+    name: &'a str,
+}
+
+impl At<'_> {
+    fn path(&self) -> String {
+        let mut parts = vec![self.name];
+        let mut p = self.parent;
+        while let Some(a) = p {
+            if !a.name.is_empty() {
+                parts.push(a.name);
+            }
+            p = a.parent;
+        }
+        parts.reverse();
+        parts.join(".")
+    }
+}
+
+struct Seed<'c, 'a> {
+    col: &'c mut Col,
+    bad: &'c mut Anomalies,
+    at: At<'a>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Seed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if let Col::Json(b) = self.col {
+            // The value's own text, as written: no second serialization.
+            let raw = <&serde_json::value::RawValue>::deserialize(d)?;
+            match raw.get() {
+                "null" => b.append_null(),
+                text => b.append_value(text),
+            }
+            return Ok(());
+        }
+        d.deserialize_any(self)
+    }
+}
+
+use serde::Deserialize as _;
+
+impl Seed<'_, '_> {
+    fn mismatch(self) {
+        self.bad.mistyped += 1;
+        let what = format!("{}: not a {}", self.at.path(), self.col.kind());
+        self.bad.note(what);
+        self.col.append_null();
+    }
+
+    fn int(self, v: i128) {
+        let ok = match &mut *self.col {
+            Col::I32(b) => i32::try_from(v).map(|x| b.append_value(x)).is_ok(),
+            Col::I64(b) => i64::try_from(v).map(|x| b.append_value(x)).is_ok(),
+            Col::Time(b) => i64::try_from(v).map(|x| b.append_value(x)).is_ok(),
+            Col::U32(b) => u32::try_from(v).map(|x| b.append_value(x)).is_ok(),
+            Col::U64(b) => u64::try_from(v).map(|x| b.append_value(x)).is_ok(),
+            Col::F64(b) => {
+                b.append_value(v as f64);
+                true
+            }
+            _ => false,
+        };
+        if !ok {
+            self.mismatch();
+        }
+    }
+}
+
+/// Reads an object key as the index of the field of that name (`hint`: where to look
+/// first, the field after the last one found: the model writes them in order).
+struct KeySeed<'f> {
+    fields: &'f [FieldRef],
+    hint: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Result<usize, String>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
+    type Value = Result<usize, String>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an attribute name")
+    }
+    fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<Self::Value, E> {
+        let n = self.fields.len();
+        for j in 0..n {
+            let i = (self.hint + j) % n;
+            if self.fields[i].name() == k {
+                return Ok(Ok(i));
+            }
+        }
+        Ok(Err(k.to_string()))
+    }
+}
+
+fn visit_fields<'de, A: serde::de::MapAccess<'de>>(
+    fields: &[FieldRef],
+    cols: &mut [Col],
+    map: &mut A,
+    bad: &mut Anomalies,
+    at: At<'_>,
+) -> Result<(), A::Error> {
+    let mut seen = vec![false; cols.len()];
+    let mut hint = 0;
+    while let Some(key) = map.next_key_seed(KeySeed { fields, hint })? {
+        match key {
+            Ok(i) if !seen[i] => {
+                seen[i] = true;
+                hint = i + 1;
+                map.next_value_seed(Seed {
+                    col: &mut cols[i],
+                    bad,
+                    at: At {
+                        parent: Some(&at),
+                        name: fields[i].name(),
+                    },
+                })?;
+            }
+            Ok(i) => {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                bad.unknown += 1;
+                let name = At {
+                    parent: Some(&at),
+                    name: fields[i].name(),
+                }
+                .path();
+                bad.note(format!("{name}: given twice, the first kept"));
+            }
+            Err(k) => {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                bad.unknown += 1;
+                let name = At {
+                    parent: Some(&at),
+                    name: &k,
+                }
+                .path();
+                bad.note(format!("{name}: no such attribute"));
+            }
+        }
+    }
+    for (c, s) in cols.iter_mut().zip(seen) {
+        if !s {
+            c.append_null();
+        }
+    }
+    Ok(())
+}
+
+impl<'de> serde::de::Visitor<'de> for Seed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+        match self.col {
+            Col::Bool(b) => b.append_value(v),
+            _ => self.mismatch(),
+        }
+        Ok(())
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        self.int(i128::from(v));
+        Ok(())
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        self.int(i128::from(v));
+        Ok(())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        match self.col {
+            Col::F64(b) => b.append_value(v),
+            _ => self.mismatch(),
+        }
+        Ok(())
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        match self.col {
+            Col::Str(b) => b.append_value(v),
+            _ => self.mismatch(),
+        }
+        Ok(())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.col.append_null();
+        Ok(())
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        self.col.append_null();
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if let Col::List {
+            offsets,
+            nulls,
+            child,
+            ..
+        } = self.col
+        {
+            let mut n = 0;
+            while seq
+                .next_element_seed(Seed {
+                    col: child,
+                    bad: self.bad,
+                    at: self.at,
+                })?
+                .is_some()
+            {
+                n += 1;
+            }
+            let last = offsets.last().copied().unwrap_or(0);
+            offsets.push(last + n);
+            nulls.append_non_null();
+        } else {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            self.mismatch();
+        }
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if let Col::Struct {
+            fields,
+            cols,
+            nulls,
+        } = self.col
+        {
+            visit_fields(&fields[..], cols, &mut map, self.bad, self.at)?;
+            nulls.append_non_null();
+        } else {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            self.mismatch();
+        }
+        Ok(())
+    }
+}
+
+/// The top of an event: its attributes straight into the batch's columns.
+struct Top<'c> {
+    fields: &'c [FieldRef],
+    cols: &'c mut [Col],
+    bad: &'c mut Anomalies,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Top<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Top<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        visit_fields(
+            self.fields,
+            self.cols,
+            &mut map,
+            self.bad,
+            At {
+                parent: None,
+                name: "",
+            },
+        )
+    }
+}
+
+/// What every stored event has at its top, read first (and the line checked to be
+/// whole JSON) before its attributes go into the columns.
+#[derive(serde::Deserialize)]
+pub struct Head {
+    /// The event's class.
+    pub class_uid: i64,
+    /// Its time (ms since the epoch).
+    pub time: i64,
+}
+
+impl Head {
+    /// The head of a JSON line, or why it is not a storable event.
+    pub fn of(line: &[u8]) -> Result<Head, String> {
+        serde_json::from_slice(line).map_err(|e| format!("not a stored event: {e}"))
+    }
+}
+
+impl BatchBuilder {
+    /// Adds one event, given as its JSON text (checked by [`Head::of`] first), stored
+    /// with sequence `seq`; the same columns as [`BatchBuilder::push`] of the parsed
+    /// object, without building it.
+    pub fn push_json(&mut self, seq: u64, line: &[u8]) -> Result<(), String> {
+        let fields = self.schema.fields();
+        let mut d = serde_json::Deserializer::from_slice(line);
+        serde::de::DeserializeSeed::deserialize(
+            Top {
+                fields: &fields[..fields.len() - 1],
+                cols: &mut self.cols,
+                bad: &mut self.anomalies,
+            },
+            &mut d,
+        )
+        .map_err(|e| format!("cannot store (after its head was read): {e}"))?;
+        self.seqs.append_value(seq);
+        self.rows += 1;
+        Ok(())
+    }
+}

@@ -13,8 +13,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-type JsonObject = serde_json::Map<String, serde_json::Value>;
-
 /// One Parquet file of the lake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LakeFile {
@@ -133,19 +131,23 @@ pub fn snapshot(root: &Path, tables: Option<&[&str]>, range: Option<(i64, i64)>)
     let mut snap = Snapshot::default();
     let wanted = |c: &Class| tables.is_none_or(|t| t.contains(&c.table));
     // 1. The log.
-    let mut logged: BTreeMap<i32, Vec<(u64, JsonObject)>> = BTreeMap::new();
+    let mut logged: BTreeMap<i32, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
     let mark = crate::compact::read_mark(root);
     match wal::segments(root) {
         Ok(segs) => {
+            let newest = segs.last().map(|s| s.first);
             for seg in segs {
                 let r = wal::read_segment(&seg.path, |seq, line| {
                     if seq <= mark {
                         return;
                     }
-                    if let Ok((class, time, ev)) = classify(line) {
+                    if let Ok((class, time)) = classify(line) {
                         let in_range = range.is_none_or(|(a, b)| time >= a && time < b);
                         if wanted(class) && in_range {
-                            logged.entry(class.uid).or_default().push((seq, ev));
+                            logged
+                                .entry(class.uid)
+                                .or_default()
+                                .push((seq, line.to_vec()));
                         }
                     }
                 });
@@ -153,7 +155,10 @@ pub fn snapshot(root: &Path, tables: Option<&[&str]>, range: Option<(i64, i64)>)
                     // A torn tail of the segment being written is normal while the agent
                     // writes; older damage is reported.
                     Ok(scan) => {
-                        if let Some(d) = scan.damage {
+                        let torn = |d: &wal::Damage| {
+                            Some(seg.first) == newest && d.what.contains("cut short")
+                        };
+                        if let Some(d) = scan.damage.filter(|d| !torn(d)) {
                             snap.problems.push(Problem {
                                 path: seg.path.clone(),
                                 offset: Some(d.offset),
@@ -179,7 +184,17 @@ pub fn snapshot(root: &Path, tables: Option<&[&str]>, range: Option<(i64, i64)>)
                 if files.iter().any(|f| (f.first..=f.last).contains(seq)) {
                     continue;
                 }
-                b.push(*seq, ev);
+                if let Err(what) = b.push_json(*seq, ev) {
+                    // Cannot happen after `classify` read the whole line; the batch
+                    // is not whole then, so it is left out (reported).
+                    snap.problems.push(Problem {
+                        path: layout::wal_dir(root),
+                        offset: None,
+                        what: format!("seq {seq}: {what}"),
+                    });
+                    b = BatchBuilder::new(class);
+                    continue;
+                }
                 if b.rows() >= crate::compact::ROW_GROUP {
                     batches.push(b.finish());
                 }

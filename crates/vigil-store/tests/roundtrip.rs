@@ -132,3 +132,55 @@ fn a_parents_parent_is_kept_as_json_text() {
         json!({"pid": 1, "name": "init", "parent_process": {"pid": 0}});
     check_roundtrip("deep", vec![Json::Object(ev)]);
 }
+
+#[test]
+fn the_direct_path_and_the_tree_path_build_the_same_columns_and_report_the_same() {
+    let mut events: Vec<Json> = CLASSES
+        .iter()
+        .map(|c| Json::Object(full_event(c, 1)))
+        .collect();
+    // What does not fit: a string for an integer, an unknown attribute, an object for a
+    // string, a list for an object.
+    let class = Class::by_table("process_activity").expect("class");
+    let mut odd = full_event(class, 2);
+    odd["process"]["pid"] = json!("seven");
+    odd["process"]["no_such"] = json!(1);
+    odd["process"]["name"] = json!({"a": 1});
+    odd["actor"] = json!([1, 2]);
+    events.push(Json::Object(odd));
+    for ev in &events {
+        let class = Class::by_uid(ev["class_uid"].as_i64().expect("uid")).expect("class");
+        let mut tree = vigil_store::BatchBuilder::new(class);
+        let mut direct = vigil_store::BatchBuilder::new(class);
+        tree.push(9, ev.as_object().expect("object"));
+        direct
+            .push_json(9, ev.to_string().as_bytes())
+            .expect("stored");
+        let (ta, da) = (tree.anomalies().clone(), direct.anomalies().clone());
+        assert_eq!((ta.unknown, ta.mistyped), (da.unknown, da.mistyped));
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(ta.examples), sorted(da.examples), "{}", class.table);
+        let (a, b) = (tree.finish(), direct.finish());
+        assert_eq!(row_to_json(&a, 0), row_to_json(&b, 0), "{}", class.table);
+        assert_eq!(a, b, "{}", class.table);
+    }
+    let mut direct = vigil_store::BatchBuilder::new(class);
+    direct
+        .push_json(1, events.last().expect("odd").to_string().as_bytes())
+        .expect("stored");
+    let a = direct.anomalies();
+    assert_eq!((a.mistyped, a.unknown), (3, 1), "{a:?}");
+    assert!(
+        a.examples
+            .contains(&"process.pid: not a 32-bit integer".to_string()),
+        "{a:?}"
+    );
+    assert!(
+        a.examples
+            .contains(&"process.no_such: no such attribute".to_string()),
+        "{a:?}"
+    );
+}
