@@ -120,6 +120,15 @@ pub fn run_with_metrics(
             64,
         )?));
     }
+    // The telemetry store: its own writer and compactor threads; never waited for.
+    if let Some(store) = config.store.store_config() {
+        let dir = store.dir.clone();
+        let sink = crate::sink::StoreSink::open(store).map_err(|p| AgentError::Output {
+            path: dir,
+            source: std::io::Error::other(p.to_string()),
+        })?;
+        sinks.push(Box::new(sink));
+    }
     // The network outputs, each behind its bounded buffer on a thread of its own.
     for out in vigil_output::start(&config.output.network())? {
         sinks.push(Box::new(NetSink(out)));

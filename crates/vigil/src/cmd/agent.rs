@@ -34,6 +34,10 @@ pub struct AgentArgs {
     /// scanned, off the event thread.
     #[arg(long = "yara", value_name = "DIR_OR_FILE")]
     yara: Vec<PathBuf>,
+    /// Keep every event in the telemetry store in DIR (a checksummed log compacted into
+    /// Parquet by class and hour; sets the configuration's `store.dir`).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
     /// Leave Vigil's own Linux rule pack (compiled in) out.
     #[arg(long)]
     no_builtin_rules: bool,
@@ -91,6 +95,9 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     config.rules.paths.extend(args.rules.iter().cloned());
     config.intel.paths.extend(args.intel.iter().cloned());
     config.yara.paths.extend(args.yara.iter().cloned());
+    if let Some(dir) = args.store {
+        config.store.dir = dir;
+    }
     if args.no_builtin_rules {
         config.rules.builtin = false;
     }
