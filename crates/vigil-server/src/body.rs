@@ -22,6 +22,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::BadRequest
             }
         })?;
+        // An object, nothing else: serde would also read a struct from an array of
+        // its fields in order, which no client of this API means.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::BadRequest);
+        }
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|_| ApiError::BadRequest)

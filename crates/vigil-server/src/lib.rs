@@ -19,6 +19,8 @@ pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod state;
+#[doc(hidden)]
+pub mod testing;
 pub mod tls;
 pub mod totp;
 

@@ -64,25 +64,36 @@ pub fn server_config(dir: &Path) -> Result<Arc<ServerConfig>, ServerError> {
     Ok(Arc::new(config))
 }
 
-/// The agent a verified client certificate belongs to, if it is known and not revoked.
-async fn agent_of(state: &AppState, cert: &CertificateDer<'_>) -> Option<AgentIdentity> {
+/// What a verified client certificate is to the server.
+enum Known {
+    /// An enrolled agent in good standing.
+    Allowed(AgentIdentity),
+    /// An agent that was revoked (its organisation and id, for the audit log).
+    Revoked(i64, String),
+    /// Not an agent's certificate (or the database failed: refused alike).
+    Unknown,
+}
+
+/// The agent a verified client certificate belongs to.
+async fn agent_of(state: &AppState, cert: &CertificateDer<'_>) -> Known {
     let row = state
         .db()
         .query_opt(
-            "SELECT id, org_id, group_id FROM agents WHERE cert_sha256 = $1 AND NOT revoked",
+            "SELECT id, org_id, group_id, revoked FROM agents WHERE cert_sha256 = $1",
             &[&secret::sha256(cert.as_ref())],
         )
         .await;
     match row {
-        Ok(Some(r)) => Some(AgentIdentity {
+        Ok(Some(r)) if r.get::<_, bool>(3) => Known::Revoked(r.get(1), r.get(0)),
+        Ok(Some(r)) => Known::Allowed(AgentIdentity {
             id: r.get(0),
             org: r.get(1),
             group: r.get(2),
         }),
-        Ok(None) => None,
+        Ok(None) => Known::Unknown,
         Err(e) => {
             tracing::error!("cannot look an agent up: {e}");
-            None
+            Known::Unknown
         }
     }
 }
@@ -133,6 +144,20 @@ pub async fn serve(
     }
 }
 
+/// Audits a connection refused at the handshake.
+async fn refuse(state: &AppState, peer: SocketAddr, org: Option<i64>, target: &str, result: &str) {
+    state
+        .audit(crate::db::Audit {
+            org,
+            actor: "anonymous",
+            action: "agent.connect",
+            target,
+            source: &peer.ip().to_string(),
+            result,
+        })
+        .await;
+}
+
 async fn connection(
     acceptor: tokio_rustls::TlsAcceptor,
     tcp: tokio::net::TcpStream,
@@ -159,18 +184,21 @@ async fn connection(
         .cloned();
     let agent = match cert {
         Some(cert) => match agent_of(&state, &cert).await {
-            Some(a) => Some(a),
-            None => {
-                state
-                    .audit(crate::db::Audit {
-                        org: None,
-                        actor: "anonymous",
-                        action: "agent.connect",
-                        target: &secret::hex(&secret::sha256(cert.as_ref())),
-                        source: &peer.ip().to_string(),
-                        result: "denied: certificate revoked or unknown",
-                    })
-                    .await;
+            Known::Allowed(a) => Some(a),
+            Known::Revoked(org, id) => {
+                refuse(
+                    &state,
+                    peer,
+                    Some(org),
+                    &format!("agent {id}"),
+                    "denied: revoked",
+                )
+                .await;
+                return;
+            }
+            Known::Unknown => {
+                let fp = secret::hex(&secret::sha256(cert.as_ref()));
+                refuse(&state, peer, None, &fp, "denied: unknown certificate").await;
                 return;
             }
         },

@@ -79,6 +79,36 @@ pub fn base32(bytes: &[u8]) -> String {
     out
 }
 
+/// Decodes base32 (RFC 4648; either case, padding ignored); `None` on any other
+/// character.
+pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 5 / 8);
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for c in text.bytes().filter(|b| *b != b'=') {
+        let v = match c.to_ascii_uppercase() {
+            c @ b'A'..=b'Z' => c - b'A',
+            c @ b'2'..=b'7' => c - b'2' + 26,
+            _ => return None,
+        };
+        buffer = (buffer << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// The key of an `otpauth://` URI's `secret` parameter.
+pub fn key_of_uri(uri: &str) -> Option<Vec<u8>> {
+    let query = uri.split_once('?')?.1;
+    let secret = query.split('&').find_map(|kv| kv.strip_prefix("secret="))?;
+    base32_decode(secret)
+}
+
 /// The `otpauth://totp/` URI of a key (Google Authenticator's key URI format).
 pub fn uri(issuer: &str, account: &str, key: &[u8]) -> String {
     format!(
@@ -163,7 +193,11 @@ mod tests {
             ("foobar", "MZXW6YTBOI"),
         ] {
             assert_eq!(base32(input.as_bytes()), want);
+            assert_eq!(base32_decode(want).as_deref(), Some(input.as_bytes()));
         }
+        assert_eq!(base32_decode("MZXW6==="), Some(b"foo".to_vec()));
+        assert_eq!(base32_decode("mzxw6"), Some(b"foo".to_vec()));
+        assert_eq!(base32_decode("MZ1W6"), None);
     }
 
     #[test]
@@ -173,5 +207,6 @@ mod tests {
             u,
             "otpauth://totp/Vigil:a%20b%40c?secret=MZXW6&issuer=Vigil&algorithm=SHA1&digits=6&period=30"
         );
+        assert_eq!(key_of_uri(&u), Some(b"foo".to_vec()));
     }
 }
