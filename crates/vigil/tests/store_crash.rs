@@ -173,7 +173,7 @@ fn sigkill_during_heavy_writing_loses_and_duplicates_nothing_counted_as_written(
     let mut a = support::start_agent(agent(&dir, &config, &store, &out, true), &out, &log);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(support::stop_agent(&mut a), Some(0));
-    drop(busy.0.kill());
+    let _ = busy.0.kill();
     let _ = busy.0.wait();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     if let Some(name) = expect_torn.take() {
