@@ -398,6 +398,7 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
     );
     assert_eq!(s, 200);
     let closed = closed_within(&mut held, Duration::from_secs(3)).map(|_| t.elapsed());
+    eprintln!("open connection closed {closed:?} after the revocation was asked");
     assert!(
         closed.is_some_and(|d| d < Duration::from_secs(1)),
         "closed after {closed:?}"
@@ -442,6 +443,7 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
     );
     assert_eq!((s, &v["revoked"]), (200, &json!(1)));
     let closed = closed_within(&mut held, Duration::from_secs(3)).map(|_| t.elapsed());
+    eprintln!("open connection closed {closed:?} after the revocation was asked");
     assert!(
         closed.is_some_and(|d| d < Duration::from_secs(1)),
         "closed after {closed:?}"
