@@ -115,6 +115,34 @@ fn closed_within(stream: &mut impl Read, limit: Duration) -> Option<Duration> {
     None
 }
 
+/// A client with a certificate the server's own CA signed for a key the server never
+/// saw (no enrolment), valid from `from` to `to` (years).
+fn ca_signed(data: &Path, ca: &Path, from: i32, to: i32) -> Arc<rustls::ClientConfig> {
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(data.join("ca.key")).expect("ca.key"))
+            .expect("CA key");
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(ca).expect("ca.pem"), ca_key)
+            .expect("issuer");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["stray".to_string()]).expect("params");
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(to, 1, 1);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).expect("signed");
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots(ca))
+            .with_client_auth_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+            )
+            .expect("client auth"),
+    )
+}
+
 fn enroll(state: &Path, url: &str, token: &str, ca: &Path) -> std::process::Output {
     let config = state.join("agent.toml");
     std::fs::write(
@@ -366,6 +394,60 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
     );
     assert!(forged.is_err() || forged.is_ok_and(|r| r.status != 200));
 
+    // The CA's own certificates are refused when expired, or when no enrolment made them.
+    let heartbeat = br#"{"hostname":"h","version":"1"}"#;
+    for (what, from, to) in [("expired", 2020, 2021), ("never enrolled", 2020, 4000)] {
+        let config = ca_signed(&data, &ca, from, to);
+        let r = https::request(
+            &config,
+            &base,
+            "POST",
+            "/agent/v1/heartbeat",
+            &[],
+            heartbeat,
+            Duration::from_secs(5),
+        );
+        assert!(
+            r.as_ref().map_or(true, |r| r.status != 200),
+            "{what}: {:?}",
+            r.map(|r| r.status)
+        );
+    }
+
+    // Malformed and oversized heartbeats over mutual TLS: 4xx, the agent stays.
+    for (body, want) in [
+        (b"{not json".to_vec(), 400),
+        (b"[\"h\",\"1\"]".to_vec(), 400),
+        (br#"{"hostname":"a\u0000b","version":"1"}"#.to_vec(), 400),
+        (br#"{"hostname":"h","version":"1","extra":1}"#.to_vec(), 400),
+        (
+            format!(
+                r#"{{"hostname":"h","version":"1","stats":{{"x":"{}"}}}}"#,
+                "y".repeat(100_000)
+            )
+            .into_bytes(),
+            413,
+        ),
+    ] {
+        let r = https::request(
+            link.client_config(),
+            link.base(),
+            "POST",
+            "/agent/v1/heartbeat",
+            &[],
+            &body,
+            Duration::from_secs(5),
+        )
+        .expect("answer");
+        assert_eq!(
+            r.status,
+            want,
+            "{}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
+    }
+    link.heartbeat("web-1", &stats).expect("still enrolled");
+
     // Revocation closes a connection held open within 1 s, and refuses new ones.
     let mut held = https::connect(
         link.client_config(),
@@ -398,6 +480,7 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
     );
     assert_eq!(s, 200);
     let closed = closed_within(&mut held, Duration::from_secs(3)).map(|_| t.elapsed());
+    eprintln!("open connection closed {closed:?} after the revocation was asked");
     assert!(
         closed.is_some_and(|d| d < Duration::from_secs(1)),
         "closed after {closed:?}"
@@ -442,6 +525,7 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
     );
     assert_eq!((s, &v["revoked"]), (200, &json!(1)));
     let closed = closed_within(&mut held, Duration::from_secs(3)).map(|_| t.elapsed());
+    eprintln!("open connection closed {closed:?} after the revocation was asked");
     assert!(
         closed.is_some_and(|d| d < Duration::from_secs(1)),
         "closed after {closed:?}"
