@@ -124,7 +124,10 @@ fn sigkill_during_heavy_writing_loses_and_duplicates_nothing_counted_as_written(
         let out = dir.join(format!("events-{round}.jsonl"));
         let log = dir.join(format!("agent-{round}.log"));
         let mut a = support::start_agent(agent(&dir, &config, &store, &out, false), &out, &log);
-        std::thread::sleep(Duration::from_millis(100 + rand(900)));
+        // Statistics (with the durable sequence) come every second: most agents live
+        // past one, and some are killed before (a quiet host starts an agent quickly;
+        // with kills only in its first second, no statistics were ever reported).
+        std::thread::sleep(Duration::from_millis(400 + rand(2000)));
         a.0.kill().expect("SIGKILL");
         a.0.wait().expect("reaped");
         let text = std::fs::read_to_string(&log).unwrap_or_default();
