@@ -34,6 +34,28 @@ async fn not_found(state: &AppState, caller: &Caller, action: &str, target: &str
     ApiError::NotFound
 }
 
+/// Updates one row of the caller's organisation named by the id in the path: `sql`
+/// takes the id as `$1`, then `more` (the organisation, and the caller where it must own
+/// the row). An id that does not parse, or matches no row, is "not found", audited.
+async fn update_by_id(
+    state: &AppState,
+    c: &Caller,
+    action: &str,
+    raw: &str,
+    sql: &str,
+    more: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<i64, ApiError> {
+    let Ok(id) = body::id(raw) else {
+        return Err(not_found(state, c, action, raw).await);
+    };
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&id];
+    params.extend_from_slice(more);
+    if state.db().execute(sql, &params).await? == 0 {
+        return Err(not_found(state, c, action, raw).await);
+    }
+    Ok(id)
+}
+
 /// Audits and returns "bad request".
 async fn invalid(state: &AppState, caller: &Caller, action: &str, target: &str) -> ApiError {
     caller.audit(state, action, target, "invalid").await;
@@ -148,19 +170,15 @@ pub async fn disable_user(
     Extension(c): Extension<Caller>,
     Path((_, user)): Path<(String, String)>,
 ) -> Reply {
-    let Ok(id) = body::id(&user) else {
-        return Err(not_found(&state, &c, "user.disable", &user).await);
-    };
-    let n = state
-        .db()
-        .execute(
-            "UPDATE users SET disabled = true WHERE id = $1 AND org_id = $2",
-            &[&id, &c.org],
-        )
-        .await?;
-    if n == 0 {
-        return Err(not_found(&state, &c, "user.disable", &user).await);
-    }
+    let id = update_by_id(
+        &state,
+        &c,
+        "user.disable",
+        &user,
+        "UPDATE users SET disabled = true WHERE id = $1 AND org_id = $2",
+        &[&c.org],
+    )
+    .await?;
     state
         .db()
         .execute(
@@ -334,19 +352,15 @@ pub async fn revoke_enrolment_token(
     Extension(c): Extension<Caller>,
     Path((_, token)): Path<(String, String)>,
 ) -> Reply {
-    let Ok(id) = body::id(&token) else {
-        return Err(not_found(&state, &c, "enrolment_token.revoke", &token).await);
-    };
-    let n = state
-        .db()
-        .execute(
-            "UPDATE enrolment_tokens SET revoked = true WHERE id = $1 AND org_id = $2",
-            &[&id, &c.org],
-        )
-        .await?;
-    if n == 0 {
-        return Err(not_found(&state, &c, "enrolment_token.revoke", &token).await);
-    }
+    update_by_id(
+        &state,
+        &c,
+        "enrolment_token.revoke",
+        &token,
+        "UPDATE enrolment_tokens SET revoked = true WHERE id = $1 AND org_id = $2",
+        &[&c.org],
+    )
+    .await?;
     c.audit(&state, "enrolment_token.revoke", &token, "ok")
         .await;
     Ok(Json(json!({ "ok": true })))
@@ -447,19 +461,15 @@ pub async fn revoke_api_token(
     Extension(c): Extension<Caller>,
     Path((_, token)): Path<(String, String)>,
 ) -> Reply {
-    let Ok(id) = body::id(&token) else {
-        return Err(not_found(&state, &c, "api_token.revoke", &token).await);
-    };
-    let n = state
-        .db()
-        .execute(
-            "UPDATE api_tokens SET revoked = true WHERE id = $1 AND org_id = $2 AND user_id = $3",
-            &[&id, &c.org, &c.user],
-        )
-        .await?;
-    if n == 0 {
-        return Err(not_found(&state, &c, "api_token.revoke", &token).await);
-    }
+    update_by_id(
+        &state,
+        &c,
+        "api_token.revoke",
+        &token,
+        "UPDATE api_tokens SET revoked = true WHERE id = $1 AND org_id = $2 AND user_id = $3",
+        &[&c.org, &c.user],
+    )
+    .await?;
     c.audit(&state, "api_token.revoke", &token, "ok").await;
     Ok(Json(json!({ "ok": true })))
 }
