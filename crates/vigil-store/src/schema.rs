@@ -145,7 +145,7 @@ pub(crate) fn type_of(name: &str, shape: &Shape) -> DataType {
 pub(crate) fn field_of(name: &str, shape: &Shape) -> Field {
     let f = Field::new(name, type_of(name, shape), true);
     if matches!(shape, Shape::Json) {
-        f.with_metadata([("vigil.json", "true")])
+        f.with_metadata([("vigil.json".to_owned(), "true".to_owned())].into())
     } else {
         f
     }
