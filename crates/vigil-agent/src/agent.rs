@@ -30,6 +30,9 @@ pub struct Outputs {
     /// The configuration file the agent runs with, if any: one of the agent's own
     /// files, never acted on by response.
     pub config: Option<PathBuf>,
+    /// Where the latest Statistics counters go for the server's heartbeat, when the
+    /// agent is enrolled (`crate::server`).
+    pub stats_board: Option<crate::server::StatsBoard>,
 }
 
 /// Why the agent stopped with an error.
@@ -119,6 +122,15 @@ pub fn run_with_metrics(
             OnError::Count,
             64,
         )?));
+    }
+    // The telemetry store: its own writer and compactor threads; never waited for.
+    if let Some(store) = config.store.store_config() {
+        let dir = store.dir.clone();
+        let sink = crate::sink::StoreSink::open(store).map_err(|p| AgentError::Output {
+            path: dir,
+            source: std::io::Error::other(p.to_string()),
+        })?;
+        sinks.push(Box::new(sink));
     }
     // The network outputs, each behind its bounded buffer on a thread of its own.
     for out in vigil_output::start(&config.output.network())? {
@@ -247,6 +259,12 @@ pub fn run_with_metrics(
         if !stats_every.is_zero() && last_stats.elapsed() >= stats_every {
             last_stats = Instant::now();
             let ev = stats_event(&pipeline, &version, device.clone());
+            if let Some(board) = &outputs.stats_board {
+                let map = stats_map(&pipeline, &version);
+                if let Ok(mut b) = board.lock() {
+                    *b = map;
+                }
+            }
             pipeline.push(ev, now_ms())?;
             // Written within the flush interval even when the sensor is quiet.
             unflushed = true;
@@ -330,6 +348,17 @@ fn content_event(
     e.into()
 }
 
+/// The counters of the agent's stages and outputs, and the content version it runs.
+fn stats_map(pipeline: &Pipeline<'_>, version: &str) -> Map<String, serde_json::Value> {
+    let mut map: Map<String, serde_json::Value> = pipeline
+        .counters()
+        .into_iter()
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
+    map.insert("content_version".into(), json!(version));
+    map
+}
+
 /// The agent's `Statistics` event (Event Log Activity, activity Other): the counters
 /// of its stages and outputs in `unmapped`, and the content version it runs.
 fn stats_event(
@@ -360,10 +389,7 @@ fn stats_event(
             .collect::<Vec<_>>()
             .join(" "),
     );
-    let mut map: Map<String, serde_json::Value> =
-        counters.into_iter().map(|(k, v)| (k, json!(v))).collect();
-    map.insert("content_version".into(), json!(version));
-    e.unmapped = Some(map);
+    e.unmapped = Some(stats_map(pipeline, version));
     e.device = device;
     e.into()
 }

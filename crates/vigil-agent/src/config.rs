@@ -32,6 +32,68 @@ pub struct AgentConfig {
     pub respond: RespondConfig,
     /// Content bundles: where applied ones live, how updates are checked (`[content]`).
     pub content: ContentConfig,
+    /// The telemetry store on the host: every event kept as OCSF in Parquet (`[store]`).
+    pub store: StoreSettings,
+}
+
+/// The telemetry store (`vigil-store`): every event the agent writes is appended to a
+/// checksummed log under `dir`, fsynced in groups, and compacted into Parquet files by
+/// class and hour (`dir/lake/class=.../date=.../hour=...`), which `vigil query` and any
+/// Parquet reader read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// The store's directory; empty: no store (`--store DIR` sets it).
+    pub dir: PathBuf,
+    /// Milliseconds between two fsyncs of the log at most: an event counts as written
+    /// (`store_durable_seq` in the statistics) once fsynced.
+    pub sync_ms: u64,
+    /// A log segment is closed and compacted into Parquet past this many MiB...
+    pub segment_mib: u64,
+    /// ...or this many seconds after it was started.
+    pub segment_secs: u64,
+    /// Batches of 256 KiB of events waiting for the store's writer at most; past it
+    /// events are dropped and counted (`store_dropped`), the pipeline never waits.
+    pub queue: usize,
+    /// MiB the Parquet files may take; past it the oldest hours are deleted (each
+    /// deletion logged). 0: no limit.
+    pub max_size_mib: u64,
+    /// Hours of history kept; older hours are deleted (each deletion logged). 0: no
+    /// limit.
+    pub max_age_hours: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            dir: PathBuf::new(),
+            sync_ms: 100,
+            segment_mib: 64,
+            segment_secs: 600,
+            queue: 64,
+            max_size_mib: 10_240,
+            max_age_hours: 720,
+        }
+    }
+}
+
+impl StoreSettings {
+    /// The store's configuration, when one is configured.
+    pub fn store_config(&self) -> Option<vigil_store::StoreConfig> {
+        if self.dir.as_os_str().is_empty() {
+            return None;
+        }
+        let mut c = vigil_store::StoreConfig::new(self.dir.clone());
+        c.sync_ms = self.sync_ms;
+        c.segment_bytes = self.segment_mib << 20;
+        c.segment_secs = self.segment_secs;
+        c.queue = self.queue;
+        c.limits = vigil_store::retention::Limits {
+            max_bytes: self.max_size_mib << 20,
+            max_age_hours: self.max_age_hours,
+        };
+        Some(c)
+    }
 }
 
 /// Content bundles (`vigil content apply`): rules, YARA sets, indicators and policy as

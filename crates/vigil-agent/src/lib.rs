@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod respond;
 pub mod rules;
+pub mod server;
 pub mod sink;
 pub mod yara;
 

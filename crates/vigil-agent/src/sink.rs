@@ -320,6 +320,109 @@ impl Sink for NetSink {
     }
 }
 
+/// The telemetry store ([`vigil_store::Store`]) as a sink: lines are gathered into
+/// batches of 256 KiB and handed to the store's writer thread without waiting (a batch
+/// the store's queue has no room for is dropped and counted, `store_dropped`); the
+/// writer appends them to its log and fsyncs in groups; `store_durable_seq` is the last
+/// event fsynced, `store_written` how many were this run.
+pub struct StoreSink {
+    store: vigil_store::Store,
+    pending: Vec<u8>,
+    pending_lines: u64,
+}
+
+impl StoreSink {
+    /// Opens the store (recovering its log: what was cut or skipped is logged) and
+    /// starts its threads.
+    pub fn open(config: vigil_store::StoreConfig) -> Result<Self, vigil_store::Problem> {
+        let dir = config.dir.clone();
+        let (store, problems) = vigil_store::Store::open(config, vigil_event::time::now_ms())?;
+        for p in &problems {
+            tracing::warn!("store recovery: {p}");
+        }
+        tracing::info!(
+            dir = %dir.display(),
+            durable_seq = store.durable(),
+            "store open"
+        );
+        Ok(StoreSink {
+            pending: store.buffer(),
+            store,
+            pending_lines: 0,
+        })
+    }
+
+    fn hand_over(&mut self) {
+        if self.pending_lines == 0 {
+            return;
+        }
+        let next = self.store.buffer();
+        let full = std::mem::replace(&mut self.pending, next);
+        self.store
+            .append(full, std::mem::take(&mut self.pending_lines));
+    }
+}
+
+impl Sink for StoreSink {
+    fn name(&self) -> &str {
+        "store"
+    }
+
+    fn select(&self) -> Select {
+        Select::All
+    }
+
+    fn write(&mut self, lines: &[u8], count: u64) -> Result<(), SinkError> {
+        self.pending.extend_from_slice(lines);
+        self.pending_lines += count;
+        if self.pending.len() >= BATCH {
+            self.hand_over();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.hand_over();
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.hand_over();
+        self.store.sync();
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.hand_over();
+        self.store.close();
+        Ok(())
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = self.store.stats();
+        vec![
+            ("durable_seq", s.durable_seq),
+            ("written", s.written),
+            ("dropped", s.dropped),
+            ("compacted", s.compacted),
+            ("parquet_files", s.files),
+            ("rejected", s.rejected),
+            ("retention_deleted", s.retention_deleted),
+            ("retention_bytes", s.retention_bytes),
+            ("recovered_cut_bytes", s.recovered_cut_bytes),
+            ("errors", s.errors),
+        ]
+    }
+
+    fn gauges(&self) -> Vec<(&'static str, u64)> {
+        vec![("queued_lines", self.pending_lines)]
+    }
+
+    fn writes_on_flush(&self) -> bool {
+        false
+    }
+}
+
 /// What goes to a sink's thread.
 enum Msg {
     /// Complete lines, and how many.

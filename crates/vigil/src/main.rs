@@ -90,6 +90,9 @@ enum Command {
     Rules(cmd::rules::RulesCommand),
     /// Scan files and folders with YARA rules, offline.
     Scan(cmd::scan::ScanArgs),
+    /// The fleet server: set one up (`init`), run it (`run`).
+    #[command(subcommand)]
+    Server(cmd::server::ServerCommand),
     /// Print the shell completion script for SHELL (for packagers: scripts/build-deb).
     #[command(hide = true)]
     Completions {
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
     logging::init(cli.verbose, quiet, cli.log_format);
     let result = match cli.command {
         Command::Agent(a) => cmd::agent::run(a),
+        Command::Server(c) => cmd::server::run(c),
         Command::Content(c) => cmd::content::run(c),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Hunt(a) => cmd::hunt::run(a, cli.quiet),

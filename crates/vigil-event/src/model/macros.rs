@@ -12,7 +12,8 @@ macro_rules! ocsf_key {
 }
 
 /// Declares an OCSF object: a serde struct whose absent attributes are left out of the
-/// JSON, plus its [`Fields`](crate::access::Fields) implementation.
+/// JSON, plus its [`Fields`](crate::access::Fields) implementation and its stored
+/// [`Shape`](crate::model::Shape).
 macro_rules! ocsf_object {
     (
         $(#[$m:meta])*
@@ -37,6 +38,19 @@ macro_rules! ocsf_object {
         impl crate::model::Omit for $name {
             fn omit(&self) -> bool {
                 false
+            }
+        }
+
+        impl crate::model::Shaped for $name {
+            fn shape_in(outer: &mut Vec<&'static str>) -> crate::model::Shape {
+                crate::model::shape::object_shape(stringify!($name), outer, |outer| {
+                    vec![$(
+                        crate::model::shape::Field {
+                            name: ocsf_key!($field $(, $key)?),
+                            shape: <$ty as crate::model::Shaped>::shape_in(outer),
+                        },
+                    )*]
+                })
             }
         }
 

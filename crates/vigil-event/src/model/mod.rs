@@ -11,11 +11,13 @@ mod macros;
 mod classes;
 pub mod enums;
 mod objects;
+pub mod shape;
 mod shared;
 
 pub use classes::*;
 pub use enums::*;
 pub use objects::*;
+pub use shape::{Shape, Shaped};
 pub use shared::Shared;
 
 use crate::access::{Event, Fields};

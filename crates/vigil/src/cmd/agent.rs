@@ -34,6 +34,10 @@ pub struct AgentArgs {
     /// scanned, off the event thread.
     #[arg(long = "yara", value_name = "DIR_OR_FILE")]
     yara: Vec<PathBuf>,
+    /// Keep every event in the telemetry store in DIR (a checksummed log compacted into
+    /// Parquet by class and hour; sets the configuration's `store.dir`).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
     /// Leave Vigil's own Linux rule pack (compiled in) out.
     #[arg(long)]
     no_builtin_rules: bool,
@@ -51,6 +55,17 @@ pub struct AgentArgs {
     /// command, but bind to loopback unless a firewall stands in front.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Enrol this host with a Vigil server and exit: a key pair is made here, a CSR is
+    /// sent with the enrolment TOKEN, and the certificate the server's CA signs is kept
+    /// (with the key, mode 0600, and the CA) under the state directory's `server/`;
+    /// from then on the agent sends its heartbeat there over mutual TLS.
+    #[arg(long, num_args = 2, value_names = ["URL", "TOKEN"])]
+    enroll: Option<Vec<String>>,
+    /// The CA certificate (PEM) the server's certificate is checked against at
+    /// enrolment (default: the system's authorities); `vigil server init` writes it as
+    /// DATA/ca.pem.
+    #[arg(long, value_name = "FILE", requires = "enroll")]
+    enroll_ca: Option<PathBuf>,
 }
 
 /// `--policy` values.
@@ -71,6 +86,41 @@ enum Format {
     Jsonl,
 }
 
+/// The host's name, as the kernel has it.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `vigil agent --enroll URL TOKEN`: enrols, proves the mutual TLS link with a first
+/// heartbeat, and says where the credentials are.
+fn enroll(
+    config: &AgentConfig,
+    url: &str,
+    token: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    let state = &config.respond.state_dir;
+    let info = vigil_agent::server::enroll(url, token, ca, state, &hostname())
+        .with_context(|| format!("enrolment with {url} failed"))?;
+    let link = vigil_agent::server::Link::load(state)?
+        .context("the credentials just written cannot be read back")?;
+    link.heartbeat(&hostname(), &serde_json::Map::new())
+        .context("enrolled, but the first heartbeat over mutual TLS failed")?;
+    println!(
+        "enrolled: agent {} (organisation {}, host group {}) with {}; credentials in {}",
+        info.agent_id,
+        info.org_id,
+        info.group_id,
+        info.url,
+        state.join(vigil_agent::server::DIR).display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs the agent until SIGINT or SIGTERM.
 pub fn run(args: AgentArgs) -> Result<ExitCode> {
     let (mut config, text) = match &args.config {
@@ -80,6 +130,9 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         }
         None => (AgentConfig::default(), None),
     };
+    if let Some([url, token]) = args.enroll.as_deref() {
+        return enroll(&config, url, token, args.enroll_ca.as_deref());
+    }
     if let Some(p) = args.policy {
         config.respond.apply_switch(match p {
             PolicySwitch::Off => vigil_respond::Mode::Off,
@@ -91,6 +144,9 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     config.rules.paths.extend(args.rules.iter().cloned());
     config.intel.paths.extend(args.intel.iter().cloned());
     config.yara.paths.extend(args.yara.iter().cloned());
+    if let Some(dir) = args.store {
+        config.store.dir = dir;
+    }
     if args.no_builtin_rules {
         config.rules.builtin = false;
     }
@@ -169,13 +225,39 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    // Enrolled with a server: a heartbeat over mutual TLS carries the statistics.
+    let link = vigil_agent::server::Link::load(&config.respond.state_dir)
+        .context("the server link under the state directory cannot be loaded")?;
+    let stats_board = link
+        .as_ref()
+        .map(|_| vigil_agent::server::StatsBoard::default());
+    let heartbeat = match (link, &stats_board) {
+        (Some(link), Some(board)) => {
+            tracing::info!(server = %link.info.url, agent = %link.info.agent_id, "heartbeat to the server");
+            Some(
+                vigil_agent::server::spawn_heartbeat(
+                    link,
+                    hostname(),
+                    Arc::clone(board),
+                    Arc::clone(&stop),
+                )
+                .context("cannot start the heartbeat thread")?,
+            )
+        }
+        _ => None,
+    };
     let outputs = Outputs {
         events: args.output,
         findings: args.findings,
         config: args.config.clone(),
+        stats_board,
     };
     let summary =
         vigil_agent::run_with_metrics(config, content, &outputs, &stop, metrics.as_ref())?;
+    if let Some(h) = heartbeat {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = h.join();
+    }
     let find = |k: &str| {
         summary
             .counters

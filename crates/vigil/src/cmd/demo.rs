@@ -118,6 +118,7 @@ fn play(dir: &Path, keep: bool) -> Result<ExitCode> {
         events: dir.join("events.jsonl"),
         findings: Some(dir.join("findings.jsonl")),
         config: None,
+        stats_board: None,
     };
     let work = dir.join("work");
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;

@@ -21,3 +21,4 @@ pub mod respond;
 pub mod rollback;
 pub mod rules;
 pub mod scan;
+pub mod server;

@@ -1,0 +1,111 @@
+//! PostgreSQL: connecting, the versioned migrations, and the audit log's one writer.
+//!
+//! Every query in the crate is parameterised (`$1`, never text pasted into SQL), and
+//! every row that belongs to an organisation is read and written with its organisation
+//! in the WHERE clause.
+
+use crate::error::ServerError;
+use tokio_postgres::{Client, NoTls};
+
+/// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. Append only.
+pub const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// The newest schema version this binary knows.
+pub fn latest_version() -> i32 {
+    MIGRATIONS.len() as i32
+}
+
+/// Connects to `url` (a `postgresql://` URL or `key=value` pairs) and drives the
+/// connection on the runtime.
+pub async fn connect(url: &str) -> Result<Client, ServerError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(ServerError::db("cannot connect"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!("database connection lost: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies the migrations the database lacks, all in one transaction (another server
+/// starting at the same time waits on the lock); refuses a database whose schema is
+/// newer than this binary. Returns the version now in place.
+pub async fn migrate(client: &mut Client) -> Result<i32, ServerError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(ServerError::db("cannot begin the migration"))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS vigil_schema (
+             version     INTEGER PRIMARY KEY,
+             applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+         );
+         LOCK TABLE vigil_schema IN EXCLUSIVE MODE;",
+    )
+    .await
+    .map_err(ServerError::db("cannot lock the schema table"))?;
+    let row = tx
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM vigil_schema", &[])
+        .await
+        .map_err(ServerError::db("cannot read the schema version"))?;
+    let current: i32 = row.get(0);
+    let latest = latest_version();
+    if current > latest {
+        return Err(ServerError::NewerSchema {
+            database: current,
+            binary: latest,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i32 + 1;
+        tx.batch_execute(sql)
+            .await
+            .map_err(ServerError::db(format!("migration {version} failed")))?;
+        tx.execute(
+            "INSERT INTO vigil_schema (version) VALUES ($1)",
+            &[&version],
+        )
+        .await
+        .map_err(ServerError::db(format!(
+            "cannot record migration {version}"
+        )))?;
+        tracing::info!(version, "schema migration applied");
+    }
+    tx.commit()
+        .await
+        .map_err(ServerError::db("cannot commit the migration"))?;
+    Ok(latest)
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone)]
+pub struct Audit<'a> {
+    /// The organisation, when known.
+    pub org: Option<i64>,
+    /// Who: `user:NAME`, `token:ID`, `agent:ID`, `anonymous`.
+    pub actor: &'a str,
+    /// What: the action (`agent.revoke`) or the route refused (`POST /api/v1/...`).
+    pub action: &'a str,
+    /// On what: an id or a name.
+    pub target: &'a str,
+    /// From where: the peer's address.
+    pub source: &'a str,
+    /// The result: `ok`, `denied`, `not_found`, `invalid`, `failed`.
+    pub result: &'a str,
+}
+
+/// Writes an audit entry. A failure is logged: the request it records has been decided.
+pub async fn audit(client: &Client, a: &Audit<'_>) {
+    let r = client
+        .execute(
+            "INSERT INTO audit_log (org_id, actor, action, target, source, result)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&a.org, &a.actor, &a.action, &a.target, &a.source, &a.result],
+        )
+        .await;
+    if let Err(e) = r {
+        tracing::error!(action = a.action, "cannot write the audit log: {e}");
+    }
+}

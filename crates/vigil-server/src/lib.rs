@@ -1,0 +1,29 @@
+//! Vigil's fleet server: agents enrol with a token and a CSR and get a client
+//! certificate from the server's CA; from then on they connect over mutual TLS (a
+//! heartbeat today; events, findings and response later). People sign in with a
+//! password and TOTP (a session cookie with CSRF protection) or use API tokens; roles
+//! admin, analyst and viewer; organisations isolated from each other; every state change
+//! and every refusal in the audit log. State lives in PostgreSQL.
+//!
+//! [`routes::app`] is the Router (tests call it without a socket); [`server::start`]
+//! serves it over TLS; [`server::init`] sets a server up.
+
+pub mod agents;
+pub mod api;
+pub mod auth;
+pub mod body;
+pub mod ca;
+pub mod db;
+pub mod error;
+pub mod routes;
+pub mod secret;
+pub mod server;
+pub mod state;
+#[doc(hidden)]
+pub mod testing;
+pub mod tls;
+pub mod totp;
+
+pub use error::{ApiError, ServerError};
+pub use routes::{app, routes, RouteSpec};
+pub use state::{AppState, Settings};

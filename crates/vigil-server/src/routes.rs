@@ -1,0 +1,219 @@
+//! Every route, once: its method, path and who may call it. The Router is built from
+//! this table (each route behind the guard with its access), and tests walk the same
+//! table, so a route cannot be added without being tested across organisations.
+
+use crate::agents;
+use crate::api;
+use crate::auth::{self, Access, Role};
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::{header, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+
+/// A route of the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Its method.
+    pub method: Method,
+    /// Its path, with `{name}` parameters.
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+}
+
+fn route<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Entry
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    // Every method used below is one of the standard ones.
+    let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+    (
+        RouteSpec {
+            method,
+            path,
+            access,
+        },
+        on(filter, handler),
+    )
+}
+
+type Entry = (RouteSpec, MethodRouter<AppState>);
+
+fn table() -> Vec<Entry> {
+    use Access::{Agent, Org, Public, User};
+    use Role::{Admin, Viewer};
+    let (get, post) = (Method::GET, Method::POST);
+    vec![
+        route(post.clone(), "/api/v1/login", Public, auth::login),
+        route(post.clone(), "/api/v1/logout", User(Viewer), auth::logout),
+        route(get.clone(), "/api/v1/me", User(Viewer), auth::me),
+        route(
+            post.clone(),
+            "/api/v1/me/password",
+            User(Viewer),
+            auth::change_password,
+        ),
+        route(
+            get.clone(),
+            "/api/v1/orgs/{org}/users",
+            Org(Admin),
+            api::list_users,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/users",
+            Org(Admin),
+            api::new_user,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/users/{user}/disable",
+            Org(Admin),
+            api::disable_user,
+        ),
+        route(
+            get.clone(),
+            "/api/v1/orgs/{org}/host-groups",
+            Org(Viewer),
+            api::list_groups,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/host-groups",
+            Org(Admin),
+            api::new_group,
+        ),
+        route(
+            get.clone(),
+            "/api/v1/orgs/{org}/enrolment-tokens",
+            Org(Admin),
+            api::list_enrolment_tokens,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/enrolment-tokens",
+            Org(Admin),
+            api::new_enrolment_token,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/enrolment-tokens/{token}/revoke",
+            Org(Admin),
+            api::revoke_enrolment_token,
+        ),
+        route(
+            get.clone(),
+            "/api/v1/orgs/{org}/api-tokens",
+            Org(Viewer),
+            api::list_api_tokens,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/api-tokens",
+            Org(Viewer),
+            api::new_api_token,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/api-tokens/{token}/revoke",
+            Org(Viewer),
+            api::revoke_api_token,
+        ),
+        route(
+            get.clone(),
+            "/api/v1/orgs/{org}/agents",
+            Org(Viewer),
+            api::list_agents,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/agents/revoke-all",
+            Org(Admin),
+            api::revoke_org_agents,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/agents/{agent}/revoke",
+            Org(Admin),
+            api::revoke_agent,
+        ),
+        route(
+            get.clone(),
+            "/api/v1/orgs/{org}/audit",
+            Org(Admin),
+            api::audit_log,
+        ),
+        route(post.clone(), "/agent/v1/enroll", Public, agents::enroll),
+        route(post, "/agent/v1/heartbeat", Agent, agents::heartbeat),
+    ]
+}
+
+/// Every route of the Router, as the table declares them.
+pub fn routes() -> Vec<RouteSpec> {
+    table().into_iter().map(|(spec, _)| spec).collect()
+}
+
+/// The security headers every response carries.
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    (
+        "content-security-policy",
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    (
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains",
+    ),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+];
+
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        h.insert(*name, HeaderValue::from_static(value));
+    }
+    if !h.contains_key(header::CONTENT_TYPE) {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    resp
+}
+
+async fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::MethodNotAllowed.into_response()
+}
+
+/// The server's Router: the API and the agents' routes (which find the agent's
+/// identity in the connection's `ConnInfo`, put there by `tls::serve`).
+pub fn app(state: AppState) -> Router {
+    let limit = state.settings().max_body;
+    let mut router = Router::new();
+    for (spec, method_router) in table() {
+        let guarded = method_router.route_layer(axum::middleware::from_fn_with_state(
+            (state.clone(), spec.access),
+            auth::guard,
+        ));
+        router = router.route(spec.path, guarded);
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}

@@ -1,0 +1,192 @@
+//! `vigil server init` and `vigil server run`: setting a server up, and starting it.
+
+use crate::api;
+use crate::auth::Role;
+use crate::ca::{self, Ca};
+use crate::db;
+use crate::error::ServerError;
+use crate::routes;
+use crate::state::{AppState, Settings};
+use crate::tls;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use tokio::sync::oneshot;
+
+/// What `init` needs.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// The data directory (CA, server certificate).
+    pub data: PathBuf,
+    /// The database URL.
+    pub db: String,
+    /// The first organisation's name.
+    pub org: String,
+    /// The first admin's user name.
+    pub admin: String,
+    /// Names (DNS or IP) the server certificate is valid for.
+    pub names: Vec<String>,
+}
+
+/// What `init` made: the admin's one-time credentials, shown once.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    /// The organisation's id.
+    pub org: i64,
+    /// The admin's user name.
+    pub admin: String,
+    /// The admin's one-time password.
+    pub password: String,
+    /// The admin's TOTP key as an `otpauth://` URI.
+    pub totp_uri: String,
+    /// The admin's TOTP key.
+    pub totp_key: Vec<u8>,
+    /// The CA certificate agents are given to trust (`--enroll-ca`).
+    pub ca_cert: PathBuf,
+}
+
+/// Sets a server up: the data directory with the CA (key mode 0600) and the server's
+/// certificate, the schema, the first organisation and its admin. Refuses a data
+/// directory that has a CA or a database that has an organisation.
+pub async fn init(opts: &InitOptions) -> Result<InitReport, ServerError> {
+    crate::body::text(&opts.org, 128)
+        .map_err(|_| ServerError::Invalid(format!("organisation name {:?}", opts.org)))?;
+    crate::body::text(&opts.admin, 128)
+        .map_err(|_| ServerError::Invalid(format!("admin name {:?}", opts.admin)))?;
+    let mut client = db::connect(&opts.db).await?;
+    db::migrate(&mut client).await?;
+    let row = client
+        .query_one("SELECT count(*) FROM organisations", &[])
+        .await
+        .map_err(ServerError::db("cannot count organisations"))?;
+    if row.get::<_, i64>(0) > 0 {
+        return Err(ServerError::AlreadyInitialised(
+            "the database has an organisation".into(),
+        ));
+    }
+    std::fs::create_dir_all(&opts.data).map_err(ServerError::io(&opts.data))?;
+    std::fs::set_permissions(&opts.data, std::fs::Permissions::from_mode(0o700))
+        .map_err(ServerError::io(&opts.data))?;
+    ca::create(&opts.data, &opts.names)?;
+    let row = client
+        .query_one(
+            "INSERT INTO organisations (name) VALUES ($1) RETURNING id",
+            &[&opts.org],
+        )
+        .await
+        .map_err(ServerError::db("cannot create the organisation"))?;
+    let org: i64 = row.get(0);
+    let cred = api::create_user(&client, org, &opts.admin, Role::Admin)
+        .await
+        .map_err(|e| ServerError::Invalid(format!("cannot create the admin: {e}")))?;
+    db::audit(
+        &client,
+        &db::Audit {
+            org: Some(org),
+            actor: "vigil server init",
+            action: "server.init",
+            target: &format!("organisation {}, admin {}", opts.org, opts.admin),
+            source: "local",
+            result: "ok",
+        },
+    )
+    .await;
+    Ok(InitReport {
+        org,
+        admin: opts.admin.clone(),
+        password: cred.password,
+        totp_uri: cred.totp_uri,
+        totp_key: cred.totp_key,
+        ca_cert: opts.data.join(ca::CA_CERT),
+    })
+}
+
+/// A server running on the current runtime.
+#[derive(Debug)]
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its state (tests read the database through it).
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting connections and waits for the accept loop to end.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Starts a server: connects and migrates the database, loads the CA and the TLS
+/// settings of `data`, listens on `listen` and serves on the current runtime.
+pub async fn start(
+    data: &Path,
+    db_url: &str,
+    listen: SocketAddr,
+    settings: Settings,
+) -> Result<Running, ServerError> {
+    let mut client = db::connect(db_url).await?;
+    db::migrate(&mut client).await?;
+    let ca = Ca::load(data)?;
+    let config = tls::server_config(data)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| ServerError::Invalid(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Invalid(format!("{listen}: {e}")))?;
+    let state = AppState::new(client, ca, settings);
+    let router = routes::app(state.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(tls::serve(
+        listener,
+        config,
+        state.clone(),
+        router,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Ok(Running {
+        addr,
+        state,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// Runs a future on a new multi-threaded runtime (the CLI has none of its own).
+pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, ServerError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServerError::Invalid(format!("cannot start the runtime: {e}")))?;
+    Ok(rt.block_on(f))
+}
+
+/// Runs a server until SIGINT or SIGTERM (`vigil server run`).
+pub fn run(
+    data: &Path,
+    db_url: &str,
+    listen: SocketAddr,
+    settings: Settings,
+) -> Result<(), ServerError> {
+    block_on(async {
+        let running = start(data, db_url, listen, settings).await?;
+        tracing::info!(addr = %running.addr, "vigil server listening (HTTPS; agents over mutual TLS)");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| ServerError::Invalid(format!("cannot handle SIGTERM: {e}")))?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("vigil server stopping");
+        running.stop().await;
+        Ok(())
+    })?
+}

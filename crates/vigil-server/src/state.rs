@@ -1,0 +1,197 @@
+//! What every request shares: the database, the CA, settings, the failed-login limiter
+//! and the revocation channel that closes agents' open connections.
+
+use crate::ca::Ca;
+use crate::db::{self, Audit};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tokio_postgres::Client;
+
+/// Settings of a running server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a session lasts from login (absolute, not extended by use).
+    pub session_ttl: Duration,
+    /// Failed logins allowed per account and per address within `login_window`.
+    pub login_failures: u32,
+    /// The window of `login_failures`.
+    pub login_window: Duration,
+    /// How often agents are asked to send a heartbeat.
+    pub heartbeat_secs: u64,
+    /// The largest request body accepted, in bytes.
+    pub max_body: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            session_ttl: Duration::from_secs(8 * 3600),
+            login_failures: 5,
+            login_window: Duration::from_secs(15 * 60),
+            heartbeat_secs: 30,
+            max_body: 64 * 1024,
+        }
+    }
+}
+
+/// Agents whose connections must close now.
+#[derive(Debug, Clone)]
+pub enum Revocation {
+    /// These agents.
+    Agents(Vec<String>),
+    /// Every agent of this organisation.
+    Org(i64),
+}
+
+/// An agent, as its client certificate identified it at the TLS handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentIdentity {
+    /// The agent id (the certificate's common name).
+    pub id: String,
+    /// Its organisation.
+    pub org: i64,
+    /// Its host group.
+    pub group: i64,
+}
+
+impl Revocation {
+    /// Whether this revocation covers `agent`.
+    pub fn covers(&self, agent: &AgentIdentity) -> bool {
+        match self {
+            Revocation::Agents(ids) => ids.contains(&agent.id),
+            Revocation::Org(org) => *org == agent.org,
+        }
+    }
+}
+
+/// What the connection tells each request: the peer's address and, over mutual TLS,
+/// the agent its certificate names. Absent in tests that call the Router directly.
+#[derive(Debug, Clone, Default)]
+pub struct ConnInfo {
+    /// The peer's address.
+    pub peer: Option<SocketAddr>,
+    /// The agent, when a valid, unrevoked client certificate was presented.
+    pub agent: Option<AgentIdentity>,
+}
+
+impl ConnInfo {
+    /// The peer's address for the audit log.
+    pub fn source(&self) -> String {
+        match self.peer {
+            Some(p) => p.ip().to_string(),
+            None => "unknown".to_string(),
+        }
+    }
+}
+
+/// Failed logins counted per key (`user:NAME`, `addr:IP`) in a fixed window.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    failures: HashMap<String, (u32, Instant)>,
+}
+
+impl Limiter {
+    /// Whether any of `keys` has used up its failures in the current window.
+    pub fn blocked(&mut self, keys: &[&str], max: u32, window: Duration) -> bool {
+        let now = Instant::now();
+        keys.iter().any(|k| match self.failures.get(*k) {
+            Some((n, start)) => now.duration_since(*start) < window && *n >= max,
+            None => false,
+        })
+    }
+
+    /// Counts a failure against each of `keys`.
+    pub fn fail(&mut self, keys: &[&str], window: Duration) {
+        let now = Instant::now();
+        if self.failures.len() > 100_000 {
+            // Bounded memory under a spray of names: forget windows already over.
+            self.failures
+                .retain(|_, (_, start)| now.duration_since(*start) < window);
+        }
+        for k in keys {
+            let e = self.failures.entry((*k).to_string()).or_insert((0, now));
+            if now.duration_since(e.1) >= window {
+                *e = (0, now);
+            }
+            e.0 += 1;
+        }
+    }
+
+    /// Forgets the failures of `key` (after a successful login).
+    pub fn clear(&mut self, key: &str) {
+        self.failures.remove(key);
+    }
+}
+
+/// The server's shared state (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+/// The contents of [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// The database.
+    pub db: Client,
+    /// The CA.
+    pub ca: Ca,
+    /// Settings.
+    pub settings: Settings,
+    /// Failed logins.
+    pub limiter: Mutex<Limiter>,
+    /// Revocations, to every open agent connection.
+    pub revocations: broadcast::Sender<Revocation>,
+}
+
+impl AppState {
+    /// The state of a server on `db` (migrated) with `ca`.
+    pub fn new(db: Client, ca: Ca, settings: Settings) -> AppState {
+        let (revocations, _) = broadcast::channel(1024);
+        AppState(Arc::new(Inner {
+            db,
+            ca,
+            settings,
+            limiter: Mutex::new(Limiter::default()),
+            revocations,
+        }))
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Client {
+        &self.0.db
+    }
+
+    /// The CA.
+    pub fn ca(&self) -> &Ca {
+        &self.0.ca
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    /// The failed-login limiter.
+    pub fn limiter(&self) -> std::sync::MutexGuard<'_, Limiter> {
+        self.0.limiter.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the open connections a revocation covers (the database says revoked
+    /// already: new connections are refused at the handshake).
+    pub fn revoke(&self, r: Revocation) {
+        // No receiver (no agent connected) is not an error.
+        let _ = self.0.revocations.send(r);
+    }
+
+    /// A receiver of revocations.
+    pub fn revocations(&self) -> broadcast::Receiver<Revocation> {
+        self.0.revocations.subscribe()
+    }
+
+    /// Writes an audit entry.
+    pub async fn audit(&self, a: Audit<'_>) {
+        db::audit(self.db(), &a).await;
+    }
+}

@@ -1,0 +1,243 @@
+//! Compaction: a closed log segment into Parquet files, one per class and hour, exactly
+//! once.
+//!
+//! Each file is written under a temporary name in its partition, fsynced, renamed to
+//! `<first-seq>-<last-seq>.parquet` and its directory fsynced. When every file of a
+//! segment is in place, the compaction mark (`wal/compacted`, the segment's last
+//! sequence) is written the same way, and only then is the segment deleted. After a
+//! crash at any point: a segment at or below the mark is deleted without compacting; a
+//! segment above it is compacted again, and since the same segment always makes the same
+//! files (same classes, hours and sequence ranges), a file already in place is kept and
+//! not written twice. No sequence ends up in two files.
+
+use crate::convert::{BatchBuilder, Head};
+use crate::layout::{self, Hour};
+use crate::schema::Class;
+use crate::wal::{self, sync_dir, Segment};
+use crate::{Anomalies, Problem};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Rows per Parquet row group (and per Arrow batch while building).
+pub const ROW_GROUP: usize = 64 * 1024;
+
+/// What compacting a segment did.
+#[derive(Debug, Default)]
+pub struct Compacted {
+    /// Files written.
+    pub files: Vec<PathBuf>,
+    /// Files already in place from an earlier, interrupted compaction (kept).
+    pub existing: Vec<PathBuf>,
+    /// Events stored.
+    pub events: u64,
+    /// The segment's last sequence.
+    pub last_seq: Option<u64>,
+    /// Records that are not events of a stored class (not JSON, no known `class_uid`,
+    /// no `time`): each reported, none stored.
+    pub rejected: Vec<Problem>,
+    /// Records rejected beyond the ones listed.
+    pub rejected_more: u64,
+    /// What did not fit the schemas.
+    pub anomalies: Anomalies,
+    /// The segment's damage, if any (the records before it were compacted).
+    pub damage: Option<Problem>,
+}
+
+/// The writer settings: zstd, dictionary encoding (on by default for every column: the
+/// repetitive strings, hosts, users, paths, become small dictionaries), row groups of
+/// [`ROW_GROUP`] rows.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP))
+        .set_dictionary_enabled(true)
+        .build()
+}
+
+struct Group {
+    class: &'static Class,
+    builder: BatchBuilder,
+    writer: Option<(PathBuf, ArrowWriter<File>)>,
+    first: u64,
+    last: u64,
+    rows: u64,
+}
+
+impl Group {
+    fn spill(&mut self, root: &Path, hour: Hour, tag: u64) -> Result<(), Problem> {
+        if self.builder.rows() == 0 {
+            return Ok(());
+        }
+        let batch = self.builder.finish();
+        if self.writer.is_none() {
+            let dir = layout::partition_dir(root, self.class.table, hour);
+            std::fs::create_dir_all(&dir).map_err(|e| Problem::io(&dir, e))?;
+            let tmp = dir.join(format!(".{tag:020}.tmp"));
+            let file = File::create(&tmp).map_err(|e| Problem::io(&tmp, e))?;
+            let w = ArrowWriter::try_new(file, self.class.schema(), Some(writer_properties()))
+                .map_err(|e| parquet_problem(&tmp, e))?;
+            self.writer = Some((tmp, w));
+        }
+        if let Some((tmp, w)) = &mut self.writer {
+            w.write(&batch).map_err(|e| parquet_problem(tmp, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn parquet_problem(path: &Path, e: parquet::errors::ParquetError) -> Problem {
+    Problem {
+        path: path.to_path_buf(),
+        offset: None,
+        what: e.to_string(),
+    }
+}
+
+/// The class and time of one event line (checked to be whole JSON), or why it is not
+/// storable.
+pub fn classify(line: &[u8]) -> Result<(&'static Class, i64), String> {
+    let head = Head::of(line)?;
+    let class = Class::by_uid(head.class_uid)
+        .ok_or_else(|| format!("class_uid {} is not stored", head.class_uid))?;
+    Ok((class, head.time))
+}
+
+/// Compacts `seg` into the lake under `root`, leaving out sequences up to `mark` (in
+/// the lake already). Does not write the mark or delete the segment
+/// ([`finish_segment`] does, once the caller has the result).
+pub fn compact_segment(root: &Path, seg: &Segment, mark: u64) -> Result<Compacted, Problem> {
+    let mut out = Compacted::default();
+    let mut groups: BTreeMap<(i32, Hour), Group> = BTreeMap::new();
+    let mut failed: Option<Problem> = None;
+    let scan = wal::read_segment(&seg.path, |seq, line| {
+        out.last_seq = Some(seq);
+        if failed.is_some() || seq <= mark {
+            return;
+        }
+        let (class, time) = match classify(line) {
+            Ok(x) => x,
+            Err(what) => {
+                if out.rejected.len() < 16 {
+                    out.rejected.push(Problem {
+                        path: seg.path.clone(),
+                        offset: None,
+                        what: format!("seq {seq}: {what}; not stored"),
+                    });
+                } else {
+                    out.rejected_more += 1;
+                }
+                return;
+            }
+        };
+        let hour = Hour::of(time);
+        let g = groups.entry((class.uid, hour)).or_insert_with(|| Group {
+            class,
+            builder: BatchBuilder::new(class),
+            writer: None,
+            first: seq,
+            last: seq,
+            rows: 0,
+        });
+        if let Err(what) = g.builder.push_json(seq, line) {
+            // Cannot happen after `classify` read the whole line; if it did, the batch
+            // is not whole: the segment is not compacted (reported, kept).
+            failed = Some(Problem {
+                path: seg.path.clone(),
+                offset: None,
+                what: format!("seq {seq}: {what}"),
+            });
+            return;
+        }
+        g.last = seq;
+        g.rows += 1;
+        if g.builder.rows() >= ROW_GROUP {
+            if let Err(p) = g.spill(root, hour, seg.first) {
+                failed = Some(p);
+            }
+        }
+    })
+    .map_err(|e| Problem::io(&seg.path, e))?;
+    if let Some(p) = failed {
+        return Err(p);
+    }
+    if let Some(d) = scan.damage {
+        out.damage = Some(Problem {
+            path: seg.path.clone(),
+            offset: Some(d.offset),
+            what: format!("damaged segment: the rest is skipped ({})", d.what),
+        });
+    }
+    let mut dirs = Vec::new();
+    for ((_, hour), mut g) in groups {
+        let dir = layout::partition_dir(root, g.class.table, hour);
+        let fin = dir.join(layout::parquet_name(g.first, g.last));
+        let a = g.builder.anomalies().clone();
+        out.anomalies.unknown += a.unknown;
+        out.anomalies.mistyped += a.mistyped;
+        for e in a.examples {
+            if out.anomalies.examples.len() < 8 {
+                out.anomalies
+                    .examples
+                    .push(format!("{}: {e}", g.class.table));
+            }
+        }
+        if fin.exists() {
+            // Written by an interrupted compaction of this very segment: kept as is.
+            if let Some((tmp, _)) = g.writer.take() {
+                let _ = std::fs::remove_file(tmp);
+            }
+            out.existing.push(fin);
+            continue;
+        }
+        g.spill(root, hour, seg.first)?;
+        let Some((tmp, w)) = g.writer.take() else {
+            continue;
+        };
+        let file = w.into_inner().map_err(|e| parquet_problem(&tmp, e))?;
+        file.sync_all().map_err(|e| Problem::io(&tmp, e))?;
+        drop(file);
+        std::fs::rename(&tmp, &fin).map_err(|e| Problem::io(&fin, e))?;
+        out.events += g.rows;
+        out.files.push(fin);
+        dirs.push(dir);
+    }
+    dirs.sort();
+    dirs.dedup();
+    for d in &dirs {
+        sync_dir(d).map_err(|e| Problem::io(d, e))?;
+        // New partition directories must survive a power cut too.
+        for up in d.ancestors().skip(1).take(3) {
+            sync_dir(up).map_err(|e| Problem::io(up, e))?;
+        }
+    }
+    Ok(out)
+}
+
+/// The compaction mark: the last sequence compacted (0: none).
+pub fn read_mark(root: &Path) -> u64 {
+    let p = layout::wal_dir(root).join("compacted");
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Records that everything up to `last` is in the lake (atomically), then deletes the
+/// segment.
+pub fn finish_segment(root: &Path, seg: &Segment, last: u64) -> Result<(), Problem> {
+    let dir = layout::wal_dir(root);
+    if last > read_mark(root) {
+        let tmp = dir.join("compacted.tmp");
+        let fin = dir.join("compacted");
+        std::fs::write(&tmp, format!("{last}\n"))
+            .and_then(|()| File::open(&tmp)?.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &fin))
+            .map_err(|e| Problem::io(&fin, e))?;
+    }
+    std::fs::remove_file(&seg.path).map_err(|e| Problem::io(&seg.path, e))?;
+    sync_dir(&dir).map_err(|e| Problem::io(&dir, e))
+}

@@ -1,0 +1,82 @@
+//! Vigil's telemetry store: every event the agent writes, kept on the host as OCSF in
+//! Apache Parquet, readable by any Parquet reader (DuckDB, Spark, Athena, DataFusion).
+//!
+//! # Layout (stable)
+//!
+//! ```text
+//! DIR/wal/<first-seq>.wal                     the write-ahead log: segments of framed,
+//!                                             checksummed JSON lines ([`wal`])
+//! DIR/wal/compacted                           the last sequence compacted into the lake
+//! DIR/lake/class=<table>/date=YYYY-MM-DD/hour=HH/<first-seq>-<last-seq>.parquet
+//! ```
+//!
+//! * `<table>` is the class's snake_case OCSF name (`process_activity`, `file_activity`,
+//!   `network_activity`, `dns_activity`, `detection_finding`, ...: [`CLASSES`]); it is
+//!   the table name queries use. Partitions are Hive-style (`key=value` directories), so
+//!   every Parquet reader prunes by class, date and hour; the hour is the event's `time`
+//!   in UTC.
+//! * Sequence numbers (one per event, increasing, never reused) are zero-padded to 20
+//!   digits in file names. A Parquet file holds the events of one class and hour from
+//!   one log segment; its name is the smallest and largest sequence in it.
+//! * Every class has one Arrow schema ([`schema_of`]), derived from the event model
+//!   (`vigil_event::model::Shaped`): nested objects are nested struct columns, lists are
+//!   list columns, free-form maps (`unmapped`, a file's `xattributes`, evidence `data`)
+//!   are JSON text columns (field metadata `vigil.json = true`), `time` and `*_time` are
+//!   UTC millisecond timestamps. One column is the store's own, last in every table:
+//!   `vigil_seq`, the event's sequence number.
+//!
+//! # Reading
+//!
+//! [`read::snapshot`] gives what a query needs to see everything written so far: the
+//! Parquet files of each class (within a time range, by partition) and the events still
+//! in the log as Arrow batches of the same schema, with events already compacted left
+//! out. Damaged log segments and unreadable Parquet files are reported ([`Problem`]:
+//! path, offset, what) and skipped.
+//!
+//! # Writing
+//!
+//! [`Store`] appends the agent's JSON lines to the log on a thread of its own, makes them
+//! durable by group commit (an event counts as written once fsynced: [`Store::durable`]),
+//! and compacts closed segments into Parquet on another thread, exactly once, then
+//! applies retention (by total size and by age, oldest hours first, each deletion
+//! reported).
+
+pub mod compact;
+pub mod convert;
+pub mod layout;
+pub mod read;
+pub mod retention;
+pub mod schema;
+mod store;
+pub mod wal;
+
+pub use convert::{row_seq, row_to_json, Anomalies, BatchBuilder};
+pub use read::{read_parquet, snapshot, LakeFile, Snapshot};
+pub use schema::{schema_of, Class, CLASSES, SEQ_COLUMN};
+pub use store::{Store, StoreConfig, StoreStats};
+
+use std::path::{Path, PathBuf};
+
+/// Something in a store that could not be read or written: where, and what is wrong.
+/// Reading goes on past it; it is reported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {what}", path.display(), offset.map(|o| format!(" at byte {o}")).unwrap_or_default())]
+pub struct Problem {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// The byte offset in it, when known.
+    pub offset: Option<u64>,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl Problem {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, e: std::io::Error) -> Problem {
+        Problem {
+            path: path.to_path_buf(),
+            offset: None,
+            what: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The store as the agent writes it: durability, recovery after crashes at each step,
+//! damaged files reported and skipped, retention.
+
+use serde_json::{json, Value as Json};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use vigil_event::time::now_ms;
+use vigil_store::retention::Limits;
+use vigil_store::{compact, layout, read_parquet, row_seq, row_to_json, snapshot, wal};
+use vigil_store::{Store, StoreConfig};
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vigil-store-t-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+const HOUR: i64 = 3_600_000;
+const T0: i64 = 1_709_300_700_000;
+
+fn event(i: u64, time: i64) -> Json {
+    json!({
+        "class_uid": if i.is_multiple_of(3) { 1007 } else { 1001 },
+        "activity_id": 1,
+        "time": time,
+        "metadata": {"uid": format!("uid-{i}"), "version": "1.8.0"},
+        "process": {"pid": i, "cmd_line": format!("cmd {i}")},
+        "file": {"name": format!("f{i}"), "path": format!("/tmp/f{i}")},
+    })
+}
+
+fn lines(range: std::ops::Range<u64>, time: impl Fn(u64) -> i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in range {
+        out.extend_from_slice(event(i, time(i)).to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Every stored event: seq -> metadata.uid, failing on any seq or uid seen twice.
+fn stored(root: &Path) -> (BTreeMap<u64, String>, Vec<vigil_store::Problem>) {
+    let snap = snapshot(root, None, None);
+    let mut out = BTreeMap::new();
+    let mut uids = std::collections::BTreeSet::new();
+    let mut problems = snap.problems;
+    let mut take = |b: &arrow_array::RecordBatch| {
+        for r in 0..b.num_rows() {
+            let seq = row_seq(b, r).expect("seq");
+            let uid = row_to_json(b, r)["metadata"]["uid"]
+                .as_str()
+                .expect("uid")
+                .to_string();
+            assert!(uids.insert(uid.clone()), "uid {uid} stored twice");
+            assert!(out.insert(seq, uid).is_none(), "seq {seq} stored twice");
+        }
+    };
+    for files in snap.files.values() {
+        for f in files {
+            match read_parquet(&f.path) {
+                Ok(bs) => bs.iter().for_each(&mut take),
+                Err(p) => problems.push(p),
+            }
+        }
+    }
+    for bs in snap.log.values() {
+        bs.iter().for_each(&mut take);
+    }
+    (out, problems)
+}
+
+fn config(root: &Path) -> StoreConfig {
+    let mut c = StoreConfig::new(root.to_path_buf());
+    c.sync_ms = 5;
+    c
+}
+
+#[test]
+fn events_are_durable_after_sync_and_compacted_after_a_roll() {
+    let root = tempdir("durable");
+    let (mut store, problems) = Store::open(config(&root), now_ms()).expect("open");
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(store.append(lines(0..100, |i| T0 + i as i64 * 60_000), 100));
+    assert_eq!(store.sync(), 100);
+    let s = store.stats();
+    assert_eq!((s.durable_seq, s.written, s.dropped), (100, 100, 0));
+    store.close();
+    // Reopened: the closed segment is compacted, over two hours (100 minutes).
+    let (mut store, problems) = Store::open(config(&root), now_ms()).expect("reopen");
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(store.append(lines(100..110, |_| T0), 10));
+    assert_eq!(store.sync(), 110);
+    store.close();
+    let (got, problems) = stored(&root);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(got.len(), 110);
+    assert_eq!(got[&1], "uid-0");
+    assert_eq!(got[&110], "uid-109");
+    let snap = snapshot(&root, Some(&["process_activity"]), None);
+    let hours: std::collections::BTreeSet<_> = snap.files["process_activity"]
+        .iter()
+        .map(|f| f.hour.partition())
+        .collect();
+    // 13:45 plus 99 minutes: hours 13, 14 and 15.
+    assert_eq!(hours.len(), 3, "{hours:?}");
+    // A time range prunes by partition.
+    let one = snapshot(
+        &root,
+        Some(&["process_activity"]),
+        Some((T0 + 2 * HOUR, T0 + 3 * HOUR)),
+    );
+    assert!(one
+        .files
+        .get("process_activity")
+        .is_none_or(|f| f.len() <= 1));
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_reported_and_the_sequence_goes_on() {
+    let root = tempdir("torn");
+    let (mut store, _) = Store::open(config(&root), now_ms()).expect("open");
+    store.append(lines(0..10, |_| T0), 10);
+    assert_eq!(store.sync(), 10);
+    store.close();
+    let seg = wal::segments(&root).expect("segments").pop().expect("one");
+    // Half a record more, as a crash part-way through a write leaves it.
+    let mut extra = Vec::new();
+    wal::frame(&mut extra, 11, b"{\"class_uid\":1001,\"time\":1}");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg.path)
+        .expect("open");
+    f.write_all(&extra[..extra.len() / 2]).expect("write");
+    drop(f);
+    let (mut store, problems) = Store::open(config(&root), now_ms()).expect("reopen");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let p = problems[0].to_string();
+    assert!(
+        p.contains("torn tail cut") && p.contains("after 10 good records"),
+        "{p}"
+    );
+    assert!(p.contains(&seg.path.display().to_string()), "{p}");
+    assert_eq!(store.stats().recovered_cut_bytes, (extra.len() / 2) as u64);
+    store.append(lines(10..12, |_| T0), 2);
+    assert_eq!(store.sync(), 12);
+    store.close();
+    let (got, problems) = stored(&root);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        got.keys().copied().collect::<Vec<_>>(),
+        (1..=12).collect::<Vec<_>>()
+    );
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
+#[test]
+fn a_crash_between_the_parquet_rename_and_the_segment_deletion_stores_nothing_twice() {
+    let root = tempdir("twice");
+    let (mut w, _) = wal::Writer::open(&root, 0, T0).expect("open");
+    w.append_lines(&lines(0..50, |i| T0 + (i as i64 % 5) * HOUR))
+        .expect("append");
+    let seg = w.roll(T0).expect("roll");
+    drop(w);
+    // Compacted, files renamed into place, then the crash: no mark, segment kept.
+    let done = compact::compact_segment(&root, &seg, 0).expect("compact");
+    assert_eq!(done.events, 50);
+    assert!(done.files.len() >= 4);
+    // And one file of it lost its rename (still a temporary file).
+    let lost = &done.files[0];
+    std::fs::rename(lost, lost.with_file_name(".00000000000000000001.tmp")).expect("rename");
+    let (mut store, problems) = Store::open(config(&root), now_ms()).expect("reopen");
+    assert!(problems.is_empty(), "{problems:?}");
+    store.close();
+    assert!(!seg.path.exists(), "the segment is deleted once compacted");
+    assert_eq!(compact::read_mark(&root), 50);
+    let (got, problems) = stored(&root);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(got.len(), 50, "every event exactly once");
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
+#[test]
+fn a_damaged_segment_in_the_middle_and_a_corrupt_parquet_file_are_reported_and_skipped() {
+    let root = tempdir("damaged");
+    let (mut w, _) = wal::Writer::open(&root, 0, T0).expect("open");
+    w.append_lines(&lines(0..20, |_| T0)).expect("append");
+    let first = w.roll(T0).expect("roll");
+    w.append_lines(&lines(20..30, |_| T0 + HOUR))
+        .expect("append");
+    w.sync().expect("sync");
+    drop(w);
+    // A byte flipped in the 6th record of the older segment.
+    let mut bytes = std::fs::read(&first.path).expect("read");
+    let mut offsets = Vec::new();
+    let scan = wal::scan(&bytes, |_, _| {});
+    assert_eq!(scan.records, 20);
+    let mut at = wal::MAGIC.len();
+    while at < bytes.len() {
+        offsets.push(at);
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4")) as usize;
+        at += wal::RECORD_HEADER + len;
+    }
+    bytes[offsets[5] + wal::RECORD_HEADER + 3] ^= 0x20;
+    std::fs::write(&first.path, &bytes).expect("write");
+    let (mut store, problems) = Store::open(config(&root), now_ms()).expect("reopen");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let p = &problems[0];
+    assert_eq!(p.path, first.path);
+    assert_eq!(p.offset, Some(offsets[5] as u64));
+    assert!(
+        p.what.contains("damaged segment") && p.what.contains("checksum"),
+        "{p}"
+    );
+    store.close();
+    let (got, problems) = stored(&root);
+    assert!(problems.is_empty(), "{problems:?}");
+    let want: Vec<u64> = (1..=5).chain(21..=30).collect();
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), want);
+    // A Parquet file cut short: reported by path, the others still read.
+    let snap = snapshot(&root, None, None);
+    let victim = snap.files["file_activity"][0].path.clone();
+    let len = std::fs::metadata(&victim).expect("meta").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .expect("open");
+    f.set_len(len / 2).expect("cut");
+    let (got, problems) = stored(&root);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].path, victim);
+    assert!(!got.is_empty() && got.len() < want.len());
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
+#[test]
+fn retention_deletes_the_oldest_hours_first_and_says_why() {
+    let root = tempdir("retention");
+    let now = T0 + 10 * HOUR;
+    let (mut w, _) = wal::Writer::open(&root, 0, T0).expect("open");
+    w.append_lines(&lines(0..100, |i| T0 + (i as i64 % 10) * HOUR))
+        .expect("append");
+    let seg = w.roll(T0).expect("roll");
+    drop(w);
+    let done = compact::compact_segment(&root, &seg, 0).expect("compact");
+    compact::finish_segment(&root, &seg, done.last_seq.expect("some")).expect("finish");
+    let by_age = Limits {
+        max_bytes: 0,
+        max_age_hours: 5,
+    };
+    let (deleted, problems) = vigil_store::retention::apply(&root, by_age, now);
+    assert!(problems.is_empty(), "{problems:?}");
+    // Hours T0..T0+4 ended 6 to 10 hours before now (and T0+5 exactly 5): 2 classes each.
+    let hours: std::collections::BTreeSet<String> = deleted
+        .iter()
+        .map(|d| {
+            d.path
+                .parent()
+                .expect("date")
+                .file_name()
+                .expect("n")
+                .to_string_lossy()
+                .to_string()
+                + "/"
+                + &d.path.file_name().expect("h").to_string_lossy()
+        })
+        .collect();
+    assert_eq!(hours.len(), 5, "{hours:?}");
+    assert!(deleted
+        .iter()
+        .all(|d| d.reason.contains("age limit") && d.bytes > 0));
+    let left: u64 = vigil_store::CLASSES
+        .iter()
+        .flat_map(|c| vigil_store::read::lake_files(&root, c, None, &mut Vec::new()))
+        .map(|f| f.bytes)
+        .sum();
+    let by_size = Limits {
+        max_bytes: left / 2,
+        max_age_hours: 0,
+    };
+    let (deleted, _) = vigil_store::retention::apply(&root, by_size, now);
+    assert!(!deleted.is_empty());
+    assert!(deleted.iter().all(|d| d.reason.contains("over its limit")));
+    let (got, _) = stored(&root);
+    // What is left is the newest.
+    let oldest_left = got.keys().map(|s| (s - 1) % 10).min().expect("some left");
+    assert!(oldest_left >= 5, "{oldest_left}");
+    assert!(!layout::partition_dir(&root, "file_activity", layout::Hour::of(T0)).exists());
+    std::fs::remove_dir_all(&root).expect("clean");
+}

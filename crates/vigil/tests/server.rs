@@ -1,0 +1,555 @@
+//! `vigil server` and `vigil agent --enroll` as built: a real PostgreSQL server
+//! (`scripts/postgres`), the server binary on a loopback port, the agent binary
+//! enrolling over TLS, then its heartbeat and revocation over mutual TLS.
+
+use serde_json::{json, Value};
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use vigil_agent::server::https::{self, BaseUrl};
+use vigil_agent::server::Link;
+use vigil_server::testing::{fresh_database, TempDir};
+use vigil_server::totp;
+
+fn vigil() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[expect(deprecated, reason = "the workspace's provider")]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(ca: &Path) -> rustls::RootCertStore {
+    use rustls::pki_types::pem::PemObject;
+    let mut store = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("ca") {
+        store.add(c.expect("cert")).expect("add");
+    }
+    store
+}
+
+/// A client that trusts the server's CA, with no certificate of its own.
+fn console_config(ca: &Path) -> Arc<rustls::ClientConfig> {
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots(ca))
+            .with_no_client_auth(),
+    )
+}
+
+struct Api {
+    config: Arc<rustls::ClientConfig>,
+    base: BaseUrl,
+    headers: Vec<(String, String)>,
+}
+
+impl Api {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let r = https::request(
+            &self.config,
+            &self.base,
+            method,
+            path,
+            &headers,
+            body.as_bytes(),
+            Duration::from_secs(10),
+        )
+        .expect("request");
+        (
+            r.status,
+            serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+        )
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn line_after<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
+        .trim()
+}
+
+/// Waits until `stream` is closed by the server (EOF or an error); how long it took.
+fn closed_within(stream: &mut impl Read, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 256];
+    while start.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+/// A client with a certificate the server's own CA signed for a key the server never
+/// saw (no enrolment), valid from `from` to `to` (years).
+fn ca_signed(data: &Path, ca: &Path, from: i32, to: i32) -> Arc<rustls::ClientConfig> {
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(data.join("ca.key")).expect("ca.key"))
+            .expect("CA key");
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(ca).expect("ca.pem"), ca_key)
+            .expect("issuer");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["stray".to_string()]).expect("params");
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(to, 1, 1);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).expect("signed");
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots(ca))
+            .with_client_auth_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+            )
+            .expect("client auth"),
+    )
+}
+
+fn enroll(state: &Path, url: &str, token: &str, ca: &Path) -> std::process::Output {
+    let config = state.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[respond]\nstate_dir = {:?}\n",
+            state.join("state").display().to_string()
+        ),
+    )
+    .expect("config");
+    vigil()
+        .args(["agent", "--config"])
+        .arg(&config)
+        .args(["--enroll", url, token, "--enroll-ca"])
+        .arg(ca)
+        .output()
+        .expect("vigil agent --enroll")
+}
+
+#[test]
+fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
+    let db = vigil_server::server::block_on(fresh_database())
+        .expect("runtime")
+        .expect("a PostgreSQL database");
+    let dir = TempDir::new("server-e2e");
+    let data = dir.path().join("data");
+
+    // init: the CA, its key 0600, the admin's one-time credentials.
+    let out = vigil()
+        .args(["server", "init", "--data"])
+        .arg(&data)
+        .args([
+            "--db",
+            &db,
+            "--org",
+            "alpha",
+            "--admin",
+            "alice",
+            "--name",
+            "127.0.0.1",
+        ])
+        .output()
+        .expect("vigil server init");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let password = line_after(&stdout, "one-time password:").to_string();
+    let key = totp::key_of_uri(line_after(&stdout, "totp:")).expect("a TOTP key");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("ca.key"))
+        .expect("ca.key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = vigil()
+        .args(["server", "init", "--data"])
+        .arg(&data)
+        .args(["--db", &db])
+        .output()
+        .expect("init again");
+    assert!(!again.status.success(), "a second init is refused");
+
+    // run.
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let _server = Server(
+        vigil()
+            .args(["server", "run", "--data"])
+            .arg(&data)
+            .args([
+                "--db",
+                &db,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--heartbeat-secs",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("vigil server run"),
+    );
+    let base = BaseUrl::parse(&url).expect("url");
+    let ca = data.join("ca.pem");
+    let mut api = Api {
+        config: console_config(&ca),
+        base: base.clone(),
+        headers: vec![],
+    };
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Sign in with password and TOTP, change the one-time password, get an API token.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let code = totp::code(&key, totp::step_of(now));
+    let r = https::request(
+        &api.config,
+        &base,
+        "POST",
+        "/api/v1/login",
+        &[],
+        json!({ "user": "alice", "password": password, "totp": code })
+            .to_string()
+            .as_bytes(),
+        Duration::from_secs(10),
+    )
+    .expect("login");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    let cookie = r
+        .header("set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("kv")
+        .to_string();
+    let login: Value = serde_json::from_slice(&r.body).expect("json");
+    let org = login["org"].as_i64().expect("org");
+    api.headers = vec![
+        ("Cookie".into(), cookie),
+        (
+            "X-CSRF-Token".into(),
+            login["csrf_token"].as_str().expect("csrf").into(),
+        ),
+    ];
+    let (s, _) = api.call(
+        "POST",
+        "/api/v1/me/password",
+        Some(json!({ "current": password, "new": "correct horse battery staple" })),
+    );
+    assert_eq!(s, 200);
+    let (s, v) = api.call(
+        "POST",
+        &format!("/api/v1/orgs/{org}/host-groups"),
+        Some(json!({ "name": "servers" })),
+    );
+    assert_eq!(s, 200);
+    let group = v["id"].as_i64().expect("group");
+    let (s, v) = api.call(
+        "POST",
+        &format!("/api/v1/orgs/{org}/enrolment-tokens"),
+        Some(json!({ "group_id": group, "expires_in_secs": 600, "uses": 2 })),
+    );
+    assert_eq!(s, 200);
+    let token = v["token"].as_str().expect("token").to_string();
+
+    // A forged token: refused, nothing written.
+    let bad_dir = TempDir::new("agent-bad");
+    let out = enroll(
+        bad_dir.path(),
+        &url,
+        &format!("vet_{}", "00".repeat(32)),
+        &ca,
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HTTP 403"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!bad_dir.path().join("state/server/agent.pem").exists());
+
+    // Enrol the agent binary: key 0600, certificate, CA, and a first heartbeat.
+    let agent_dir = TempDir::new("agent-1");
+    let out = enroll(agent_dir.path(), &url, &token, &ca);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = agent_dir.path().join("state");
+    let creds = state.join("server");
+    let mode = std::fs::metadata(creds.join("agent.key"))
+        .expect("key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let link = Link::load(&state).expect("link").expect("enrolled");
+    assert_eq!(link.info.org_id, org);
+    let (s, v) = api.call("GET", &format!("/api/v1/orgs/{org}/agents"), None);
+    assert_eq!(s, 200);
+    let agents = v["agents"].as_array().expect("agents");
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents[0]["id"], json!(link.info.agent_id));
+    assert!(
+        agents[0]["last_seen"].is_u64(),
+        "the first heartbeat was recorded: {v}"
+    );
+    assert_eq!(agents[0]["version"], json!(env!("CARGO_PKG_VERSION")));
+
+    // A heartbeat with statistics updates the agent.
+    let mut stats = serde_json::Map::new();
+    stats.insert("events_written".into(), json!(42));
+    link.heartbeat("web-1", &stats)
+        .expect("heartbeat over mutual TLS");
+    let (_, v) = api.call("GET", &format!("/api/v1/orgs/{org}/agents"), None);
+    assert_eq!(v["agents"][0]["hostname"], "web-1");
+    assert_eq!(v["agents"][0]["stats"]["events_written"], 42);
+
+    // Without a client certificate the agents' route refuses; with a certificate from
+    // another CA the handshake fails.
+    let r = https::request(
+        &api.config,
+        &base,
+        "POST",
+        "/agent/v1/heartbeat",
+        &[],
+        b"{\"hostname\":\"h\",\"version\":\"1\"}",
+        Duration::from_secs(5),
+    )
+    .expect("request");
+    assert_eq!(r.status, 401);
+    let rogue_key = rcgen::KeyPair::generate().expect("key");
+    let rogue = rcgen::CertificateParams::new(vec!["rogue".to_string()])
+        .expect("params")
+        .self_signed(&rogue_key)
+        .expect("cert");
+    let rogue_config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots(&ca))
+            .with_client_auth_cert(
+                vec![rogue.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(rogue_key.serialize_der()).expect("key"),
+            )
+            .expect("client auth"),
+    );
+    let forged = https::request(
+        &rogue_config,
+        &base,
+        "POST",
+        "/agent/v1/heartbeat",
+        &[],
+        b"{}",
+        Duration::from_secs(5),
+    );
+    assert!(forged.is_err() || forged.is_ok_and(|r| r.status != 200));
+
+    // The CA's own certificates are refused when expired, or when no enrolment made them.
+    let heartbeat = br#"{"hostname":"h","version":"1"}"#;
+    for (what, from, to) in [("expired", 2020, 2021), ("never enrolled", 2020, 4000)] {
+        let config = ca_signed(&data, &ca, from, to);
+        let r = https::request(
+            &config,
+            &base,
+            "POST",
+            "/agent/v1/heartbeat",
+            &[],
+            heartbeat,
+            Duration::from_secs(5),
+        );
+        assert!(
+            r.as_ref().map_or(true, |r| r.status != 200),
+            "{what}: {:?}",
+            r.map(|r| r.status)
+        );
+    }
+
+    // Malformed and oversized heartbeats over mutual TLS: 4xx, the agent stays.
+    for (body, want) in [
+        (b"{not json".to_vec(), 400),
+        (b"[\"h\",\"1\"]".to_vec(), 400),
+        (br#"{"hostname":"a\u0000b","version":"1"}"#.to_vec(), 400),
+        (br#"{"hostname":"h","version":"1","extra":1}"#.to_vec(), 400),
+        (
+            format!(
+                r#"{{"hostname":"h","version":"1","stats":{{"x":"{}"}}}}"#,
+                "y".repeat(100_000)
+            )
+            .into_bytes(),
+            413,
+        ),
+    ] {
+        let r = https::request(
+            link.client_config(),
+            link.base(),
+            "POST",
+            "/agent/v1/heartbeat",
+            &[],
+            &body,
+            Duration::from_secs(5),
+        )
+        .expect("answer");
+        assert_eq!(
+            r.status,
+            want,
+            "{}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
+    }
+    link.heartbeat("web-1", &stats).expect("still enrolled");
+
+    // Revocation closes a connection held open within 1 s, and refuses new ones.
+    let mut held = https::connect(
+        link.client_config(),
+        link.base(),
+        Duration::from_millis(100),
+    )
+    .expect("connect");
+    https::write_request(
+        &mut held,
+        link.base(),
+        "POST",
+        "/agent/v1/heartbeat",
+        &[],
+        b"{\"hostname\":\"web-1\",\"version\":\"1\"}",
+        true,
+    )
+    .expect("write");
+    held.sock
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    assert_eq!(https::read_response(&mut held).expect("answer").status, 200);
+    held.sock
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let t = Instant::now();
+    let (s, _) = api.call(
+        "POST",
+        &format!("/api/v1/orgs/{org}/agents/{}/revoke", link.info.agent_id),
+        None,
+    );
+    assert_eq!(s, 200);
+    let closed = closed_within(&mut held, Duration::from_secs(3)).map(|_| t.elapsed());
+    eprintln!("open connection closed {closed:?} after the revocation was asked");
+    assert!(
+        closed.is_some_and(|d| d < Duration::from_secs(1)),
+        "closed after {closed:?}"
+    );
+    assert!(
+        link.heartbeat("web-1", &stats).is_err(),
+        "a revoked certificate is refused"
+    );
+
+    // A whole organisation: the second agent's open connection closes too.
+    let agent2 = TempDir::new("agent-2");
+    let out = enroll(agent2.path(), &url, &token, &ca);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let link2 = Link::load(&agent2.path().join("state"))
+        .expect("link")
+        .expect("enrolled");
+    let mut held = https::connect(link2.client_config(), link2.base(), Duration::from_secs(5))
+        .expect("connect");
+    https::write_request(
+        &mut held,
+        link2.base(),
+        "POST",
+        "/agent/v1/heartbeat",
+        &[],
+        b"{\"hostname\":\"db-1\",\"version\":\"1\"}",
+        true,
+    )
+    .expect("write");
+    assert_eq!(https::read_response(&mut held).expect("answer").status, 200);
+    held.sock
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let t = Instant::now();
+    let (s, v) = api.call(
+        "POST",
+        &format!("/api/v1/orgs/{org}/agents/revoke-all"),
+        None,
+    );
+    assert_eq!((s, &v["revoked"]), (200, &json!(1)));
+    let closed = closed_within(&mut held, Duration::from_secs(3)).map(|_| t.elapsed());
+    eprintln!("open connection closed {closed:?} after the revocation was asked");
+    assert!(
+        closed.is_some_and(|d| d < Duration::from_secs(1)),
+        "closed after {closed:?}"
+    );
+    assert!(link2.heartbeat("db-1", &stats).is_err());
+    // The token was revoked with the organisation: no third enrolment.
+    let out = enroll(TempDir::new("agent-3").path(), &url, &token, &ca);
+    assert!(!out.status.success());
+
+    // The audit log: enrolments, refusals, revocations.
+    let (s, v) = api.call("GET", &format!("/api/v1/orgs/{org}/audit?limit=1000"), None);
+    assert_eq!(s, 200);
+    let entries = v["entries"].as_array().expect("entries");
+    let has = |action: &str, result: &str| {
+        entries.iter().any(|e| {
+            e["action"] == action && e["result"].as_str().is_some_and(|r| r.starts_with(result))
+        })
+    };
+    assert!(has("agent.enroll", "ok"));
+    assert!(has("agent.revoke", "ok"));
+    assert!(has("agent.revoke_all", "ok"));
+    assert!(has("login", "ok"));
+    assert!(
+        has("agent.connect", "denied: revoked"),
+        "the revoked certificate's attempt is in the log"
+    );
+}
