@@ -1,16 +1,17 @@
 //! Stored events read back as the JSON lines the agent wrote, for the retro-hunt: the
 //! hunt's own JSON reader and Sigma engine then see what they see in a live log.
 //!
-//! Timestamps (stored as Arrow timestamps) go back to epoch milliseconds, the OCSF
-//! shape; null fields are left out, as the agent leaves out absent ones.
+//! Each row goes through the store's own [`vigil_store::row_to_json`]: timestamps back to
+//! epoch milliseconds (the OCSF shape), absent fields left out as the agent leaves them
+//! out, free-form objects stored as JSON text parsed back, the store's sequence column
+//! dropped.
 
-use datafusion::arrow::array::{Array, ArrayRef, ListArray, RecordBatch, StructArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::Arc;
 
 /// Rows per batch decoded at a time.
 const BATCH_ROWS: usize = 4096;
@@ -61,13 +62,15 @@ impl JsonLines {
             return Ok(false);
         };
         let to_io = |e: ArrowError| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
-        let mut batch = epoch_ms(&batch.map_err(to_io)?).map_err(to_io)?;
+        let mut batch = batch.map_err(to_io)?;
         if let Some((from, to)) = self.range {
             batch = within(&batch, from, to).map_err(to_io)?;
         }
-        let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut self.buf);
-        w.write(&batch).map_err(to_io)?;
-        w.finish().map_err(to_io)?;
+        for row in 0..batch.num_rows() {
+            serde_json::to_writer(&mut self.buf, &vigil_store::row_to_json(&batch, row))
+                .map_err(io::Error::other)?;
+            self.buf.push(b'\n');
+        }
         Ok(true)
     }
 }
@@ -102,91 +105,4 @@ fn within(b: &RecordBatch, from: i64, to: i64) -> Result<RecordBatch, ArrowError
         .map(|v| Some(v.is_some_and(|v| v >= from && v <= to)))
         .collect();
     datafusion::arrow::compute::filter_record_batch(b, &keep)
-}
-
-/// The batch with every timestamp (nested ones too) as epoch milliseconds (Int64).
-pub fn epoch_ms(b: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    if !b
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| has_timestamp(f.data_type()))
-    {
-        return Ok(b.clone());
-    }
-    let mut fields = Vec::new();
-    let mut cols = Vec::new();
-    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
-        let c = convert(c)?;
-        fields.push(Field::new(f.name(), c.data_type().clone(), f.is_nullable()));
-        cols.push(c);
-    }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
-}
-
-fn has_timestamp(t: &DataType) -> bool {
-    match t {
-        DataType::Timestamp(_, _) => true,
-        DataType::Struct(fs) => fs.iter().any(|f| has_timestamp(f.data_type())),
-        DataType::List(f) => has_timestamp(f.data_type()),
-        _ => false,
-    }
-}
-
-fn convert(c: &ArrayRef) -> Result<ArrayRef, ArrowError> {
-    if !has_timestamp(c.data_type()) {
-        return Ok(Arc::clone(c));
-    }
-    match c.data_type() {
-        DataType::Timestamp(unit, _) => {
-            use datafusion::arrow::datatypes::TimeUnit;
-            let ms = datafusion::arrow::compute::cast(
-                c,
-                &DataType::Timestamp(TimeUnit::Millisecond, None),
-            )?;
-            let _ = unit;
-            datafusion::arrow::compute::cast(&ms, &DataType::Int64)
-        }
-        DataType::Struct(_) => {
-            let s = c
-                .as_any()
-                .downcast_ref::<StructArray>()
-                .ok_or_else(|| ArrowError::CastError("not a struct array".into()))?;
-            let mut fields = Vec::new();
-            let mut cols = Vec::new();
-            for (f, child) in s.fields().iter().zip(s.columns()) {
-                let child = convert(child)?;
-                fields.push(Arc::new(Field::new(
-                    f.name(),
-                    child.data_type().clone(),
-                    f.is_nullable(),
-                )));
-                cols.push(child);
-            }
-            Ok(Arc::new(StructArray::try_new(
-                fields.into(),
-                cols,
-                s.nulls().cloned(),
-            )?))
-        }
-        DataType::List(f) => {
-            let l = c
-                .as_any()
-                .downcast_ref::<ListArray>()
-                .ok_or_else(|| ArrowError::CastError("not a list array".into()))?;
-            let values = convert(l.values())?;
-            let field = Arc::new(Field::new(
-                f.name(),
-                values.data_type().clone(),
-                f.is_nullable(),
-            ));
-            Ok(Arc::new(ListArray::try_new(
-                field,
-                l.offsets().clone(),
-                values,
-                l.nulls().cloned(),
-            )?))
-        }
-        _ => Ok(Arc::clone(c)),
-    }
 }

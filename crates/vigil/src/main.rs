@@ -93,6 +93,9 @@ enum Command {
     /// The fleet server: set one up (`init`), run it (`run`).
     #[command(subcommand)]
     Server(cmd::server::ServerCommand),
+    /// Inputs for the whole-process benchmarks (scripts/bench-query).
+    #[command(subcommand, hide = true)]
+    Bench(cmd::bench::BenchCommand),
     /// Print the shell completion script for SHELL (for packagers: scripts/build-deb).
     #[command(hide = true)]
     Completions {
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
         Command::Quarantine(c) => cmd::quarantine::run(c),
         Command::Respond(c) => cmd::respond::run(c),
         Command::Query(a) => cmd::query::run(a),
+        Command::Bench(c) => cmd::bench::run(c),
         Command::Rollback(a) => cmd::rollback::run(a),
         Command::PermWatchdog { deadline_ms } => perm_watchdog(deadline_ms),
         Command::Rules(c) => cmd::rules::run(c),

@@ -249,10 +249,10 @@ const FILE_ACTS: &[(i64, &str)] = &[
 fn fill(rng: &mut Rng, template: &str, user: &str) -> String {
     let mut s = template.replace("{user}", user);
     while let Some(i) = s.find("{word}") {
-        s.replace_range(i..i + 6, rng.pick(WORDS));
+        s.replace_range(i..i + 6, *rng.pick(WORDS));
     }
     while let Some(i) = s.find("{domain}") {
-        s.replace_range(i..i + 8, rng.pick(DOMAINS));
+        s.replace_range(i..i + 8, *rng.pick(DOMAINS));
     }
     while let Some(i) = s.find("{n}") {
         s.replace_range(i..i + 3, &rng.below(256).to_string());
@@ -428,7 +428,7 @@ pub fn story(
     let shell = host.spawn(rng, "/usr/bin/bash", "-bash".into(), user, t);
     let story_id = shell.uid.clone();
     let mut n = 0;
-    let mut launch =
+    let launch =
         |p: &Proc, parent: &Proc, grand: Option<&Proc>, t: i64, emit: &mut dyn FnMut(Value)| {
             let mut e = base(
                 1007,

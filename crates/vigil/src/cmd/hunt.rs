@@ -244,26 +244,45 @@ fn hunt_range(args: &HuntArgs) -> Option<(i64, i64)> {
     }
 }
 
-/// The store's Parquet files (within the range's hour partitions) as inputs read back
-/// as JSON lines, rows outside the range left out.
+/// The store's Parquet files (within the range's hour partitions) and the events still in
+/// its log as inputs read back as JSON lines, rows outside the range left out.
 fn store_inputs(dir: &std::path::Path, range: Option<(i64, i64)>) -> Result<Vec<InputFile>> {
-    if !dir.is_dir() {
-        anyhow::bail!(
-            "{}: not a store directory (no such directory)",
-            dir.display()
-        );
-    }
+    let snap = crate::cmd::query_store::snapshot(dir, range)?;
     let mut out = Vec::new();
-    for (_, path) in crate::cmd::query_store::lake_files(dir, range)? {
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let p = path.clone();
+    for f in snap.files.values().flatten() {
+        let p = f.path.clone();
         let opener = vigil_hunt::Opener(std::sync::Arc::new(
             move || -> std::io::Result<Box<dyn std::io::Read + Send>> {
                 Ok(Box::new(vigil_query::retro::JsonLines::parquet(&p, range)?))
             },
         ));
         out.push(InputFile {
-            path: path.into(),
+            path: f.path.clone().into(),
+            format: vigil_hunt::Format::JsonLines,
+            gzip: false,
+            size: f.bytes,
+            opener: Some(opener),
+        });
+    }
+    for (table, batches) in snap.log {
+        if batches.is_empty() {
+            continue;
+        }
+        let size = batches
+            .iter()
+            .map(|b| b.get_array_memory_size() as u64)
+            .sum();
+        let opener = vigil_hunt::Opener(std::sync::Arc::new(
+            move || -> std::io::Result<Box<dyn std::io::Read + Send>> {
+                Ok(Box::new(vigil_query::retro::JsonLines::batches(
+                    batches.clone(),
+                    range,
+                )))
+            },
+        ));
+        // Named after the log and the table, so a finding's source says where it came from.
+        out.push(InputFile {
+            path: dir.join("wal").join(format!("{table}.log")).into(),
             format: vigil_hunt::Format::JsonLines,
             gzip: false,
             size,

@@ -1,9 +1,7 @@
 //! One module per subcommand.
 
 pub mod agent;
-// The benchmark history generator: only its test runs until `vigil bench gen-store`
-// writes through the store's writer (branch `store` not merged yet).
-#[cfg(test)]
+pub mod bench;
 pub mod bench_gen;
 pub mod content;
 pub mod demo;
