@@ -47,7 +47,7 @@ fn history() -> &'static History {
         let dir = support::tmp("query", "history");
         let store = dir.join("store");
         let lines = dir.join("events.jsonl");
-        ok(&[
+        let out = vigil(&[
             "bench",
             "gen-store",
             "--out",
@@ -61,6 +61,10 @@ fn history() -> &'static History {
             "--days",
             "2",
         ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        // The generated events are the model's shapes: nothing falls outside the schema.
+        assert!(!err.contains("do not fit the schema"), "{err}");
         let events = support::lines(&lines).expect("events");
         assert!(events.len() >= 4000, "{} events", events.len());
         History {

@@ -482,7 +482,7 @@ pub fn story(
                 &device,
             );
             e["actor"] = actor.clone();
-            e["ancestry"] = ancestry.clone();
+            e["actor"]["process"]["ancestry"] = ancestry.clone();
             e["file"] = json!({"name": name_of(&path), "type_id": 1, "type": "Regular File", "path": path, "parent_folder": folder_of(&path)});
             emit(e);
             n += 1;
@@ -500,7 +500,7 @@ pub fn story(
                 &device,
             );
             e["actor"] = actor.clone();
-            e["ancestry"] = ancestry.clone();
+            e["actor"]["process"]["ancestry"] = ancestry.clone();
             e["query"] = json!({"hostname": domain, "type": "A", "class": "IN", "packet_uid": rng.below(65_536), "opcode_id": 0, "opcode": "Query"});
             e["src_endpoint"] = json!({"ip": host.ip, "port": 30_000 + rng.below(30_000)});
             e["dst_endpoint"] = json!({"ip": "10.0.0.2", "port": 53});
@@ -524,7 +524,7 @@ pub fn story(
                 &device,
             );
             e["actor"] = actor.clone();
-            e["ancestry"] = ancestry.clone();
+            e["actor"]["process"]["ancestry"] = ancestry.clone();
             e["src_endpoint"] = json!({"ip": host.ip, "port": 30_000 + rng.below(30_000)});
             e["dst_endpoint"] = json!({"ip": ip, "port": *rng.pick(PORTS)});
             e["connection_info"] = json!({"direction_id": 2, "direction": "Outbound", "protocol_name": "tcp", "protocol_num": 6,
