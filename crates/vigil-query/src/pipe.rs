@@ -1,5 +1,5 @@
 //! The pipe language: a hunter's query as a table and a chain of stages, in the shape of
-//! KQL or PowerQuery, parsed here into a [`Pipeline`] that [`crate::compile`] turns into
+//! KQL or PowerQuery, parsed here into a [`Pipeline`] that the `compile` module turns into
 //! SQL for DataFusion.
 //!
 //! ```text

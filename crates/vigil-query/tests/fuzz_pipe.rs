@@ -90,7 +90,7 @@ fn mutated_queries_parse_or_fail_with_a_position_inside_the_text() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let mut rng = Rng(0x5EED_0F_F1E5);
+    let mut rng = Rng(0x005E_ED0F_F1E5);
     let (mut ok, mut bad) = (0, 0);
     for _ in 0..iters {
         let text = mutate(SEEDS[rng.below(SEEDS.len())], &mut rng);

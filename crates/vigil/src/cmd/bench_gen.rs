@@ -249,10 +249,12 @@ const FILE_ACTS: &[(i64, &str)] = &[
 fn fill(rng: &mut Rng, template: &str, user: &str) -> String {
     let mut s = template.replace("{user}", user);
     while let Some(i) = s.find("{word}") {
-        s.replace_range(i..i + 6, *rng.pick(WORDS));
+        let word = *rng.pick::<&str>(WORDS);
+        s.replace_range(i..i + 6, word);
     }
     while let Some(i) = s.find("{domain}") {
-        s.replace_range(i..i + 8, *rng.pick(DOMAINS));
+        let domain = *rng.pick::<&str>(DOMAINS);
+        s.replace_range(i..i + 8, domain);
     }
     while let Some(i) = s.find("{n}") {
         s.replace_range(i..i + 3, &rng.below(256).to_string());
