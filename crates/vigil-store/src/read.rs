@@ -180,23 +180,32 @@ pub fn snapshot(root: &Path, tables: Option<&[&str]>, range: Option<(i64, i64)>)
         if let Some(events) = logged.remove(&class.uid) {
             let mut b = BatchBuilder::new(class);
             let mut batches = Vec::new();
-            for (seq, ev) in &events {
+            // The events in `b`, to build it again without a malformed one.
+            let mut pending: Vec<usize> = Vec::new();
+            for (i, (seq, ev)) in events.iter().enumerate() {
                 if files.iter().any(|f| (f.first..=f.last).contains(seq)) {
                     continue;
                 }
                 if let Err(what) = b.push_json(*seq, ev) {
-                    // Cannot happen after `classify` read the whole line; the batch
-                    // is not whole then, so it is left out (reported).
+                    // `classify` read only the line's head: the rest is not whole JSON.
+                    // The batch is not whole then: built again without it (reported).
                     snap.problems.push(Problem {
                         path: layout::wal_dir(root),
                         offset: None,
-                        what: format!("seq {seq}: {what}"),
+                        what: format!("seq {seq}: {what}; left out"),
                     });
                     b = BatchBuilder::new(class);
+                    for &j in &pending {
+                        let (seq, ev) = &events[j];
+                        // It went in before, so it does again.
+                        let _ = b.push_json(*seq, ev);
+                    }
                     continue;
                 }
+                pending.push(i);
                 if b.rows() >= crate::compact::ROW_GROUP {
                     batches.push(b.finish());
+                    pending.clear();
                 }
             }
             if b.rows() > 0 {
