@@ -906,3 +906,36 @@ impl BatchBuilder {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quick_head_agrees_with_the_whole_parse_or_gives_way_to_it() {
+        let cases: &[&[u8]] = &[
+            br#"{"activity_id":1,"class_uid":1007,"x":{"a":[1,"}"]},"time":-5,"y":2}"#,
+            br#" { "time" : 12 , "s":"a\"b", "class_uid":3002}"#,
+            br#"{"class_uid":1007,"time":1.5}"#,
+            br#"{"class_uid":1007,"time":05}"#,
+            br#"{"class_uid":"1007","time":5}"#,
+            br#"{"class_uid":1007,"class_uid":1001,"time":5}"#,
+            br#"{"cl\u0061ss_uid":1007,"time":5}"#,
+            br#"{"class_uid":1007}"#,
+            br#"[1,2]"#,
+            b"",
+        ];
+        for (i, line) in cases.iter().enumerate() {
+            let quick = Head::quick(line).map(|h| (h.class_uid, h.time));
+            let whole = Head::of(line).map(|h| (h.class_uid, h.time)).ok();
+            match i {
+                0 => assert_eq!(quick, Some((1007, -5))),
+                1 => assert_eq!(quick, Some((3002, 12))),
+                _ => assert_eq!(quick, None, "case {i}"),
+            }
+            if let Some(q) = quick {
+                assert_eq!(Some(q), whole, "case {i}");
+            }
+        }
+    }
+}

@@ -290,3 +290,120 @@ fn retention_deletes_the_oldest_hours_first_and_says_why() {
     assert!(!layout::partition_dir(&root, "file_activity", layout::Hour::of(T0)).exists());
     std::fs::remove_dir_all(&root).expect("clean");
 }
+
+/// A process event carrying every id column with a Bloom filter.
+fn ids_event(i: u64) -> Json {
+    json!({
+        "class_uid": 1007,
+        "activity_id": 1,
+        "time": T0,
+        "metadata": {"uid": format!("ev-{i}"), "correlation_uid": format!("story-{}", i / 10), "version": "1.8.0"},
+        "process": {"pid": i, "uid": format!("proc-{i}"), "cmd_line": format!("cmd {i}")},
+        "actor": {"process": {"pid": 1, "uid": format!("parent-{}", i / 5)}},
+    })
+}
+
+#[test]
+fn the_id_columns_have_bloom_filters_that_reject_an_absent_id() {
+    use parquet::file::reader::{FileReader, RowGroupReader};
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    let root = tempdir("bloom");
+    let (mut w, _) = wal::Writer::open(&root, 0, T0).expect("open");
+    let mut text = Vec::new();
+    for i in 0..200 {
+        text.extend_from_slice(ids_event(i).to_string().as_bytes());
+        text.push(b'\n');
+    }
+    w.append_lines(&text).expect("append");
+    let seg = w.roll(T0).expect("roll");
+    let done = compact::compact_segment(&root, &seg, 0).expect("compact");
+    assert_eq!((done.events, done.files.len()), (200, 1));
+    let opts = ReadOptionsBuilder::new()
+        .with_reader_properties(
+            parquet::file::properties::ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
+        .build();
+    let file = std::fs::File::open(&done.files[0]).expect("file");
+    let reader = SerializedFileReader::new_with_options(file, opts).expect("parquet");
+    let rg = reader.get_row_group(0).expect("row group");
+    let paths: Vec<String> = rg
+        .metadata()
+        .columns()
+        .iter()
+        .map(|c| c.column_path().string())
+        .collect();
+    let filter = |path: &str| {
+        let i = paths.iter().position(|p| p == path).expect(path);
+        rg.get_column_bloom_filter(i)
+    };
+    let present = [
+        ("metadata.correlation_uid", "story-7"),
+        ("metadata.uid", "ev-123"),
+        ("process.uid", "proc-42"),
+        ("actor.process.uid", "parent-39"),
+    ];
+    for (path, id) in present {
+        let f = filter(path).unwrap_or_else(|| panic!("no Bloom filter on {path}"));
+        assert!(f.check(id), "{path}: {id} is there");
+        assert!(!f.check("no-such-id"), "{path}: an absent id is rejected");
+    }
+    assert!(
+        filter("process.cmd_line").is_none(),
+        "only the id columns have filters"
+    );
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
+#[test]
+fn a_line_malformed_after_its_head_is_rejected_and_the_rest_stored() {
+    let root = tempdir("malformed");
+    let mut text = lines(0..10, |_| T0);
+    // class_uid and time read fine; the rest is not JSON.
+    text.extend_from_slice(b"{\"class_uid\":1007,\"time\":1709300700000,\"metadata\":{\"uid\":\n");
+    text.extend_from_slice(&lines(10..20, |_| T0));
+    let (mut w, _) = wal::Writer::open(&root, 0, T0).expect("open");
+    w.append_lines(&text).expect("append");
+    w.sync().expect("sync");
+    // Read from the log: the bad line left out and reported, all the others there.
+    let (got, problems) = stored(&root);
+    assert_eq!(got.len(), 20, "{problems:?}");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].what.contains("seq 11"), "{problems:?}");
+    // Compacted: the same.
+    let seg = w.roll(T0).expect("roll");
+    let done = compact::compact_segment(&root, &seg, 0).expect("compact");
+    assert_eq!(done.events, 20);
+    assert_eq!(done.rejected.len(), 1, "{:?}", done.rejected);
+    assert!(
+        done.rejected[0].what.contains("seq 11"),
+        "{:?}",
+        done.rejected
+    );
+    compact::finish_segment(&root, &seg, done.last_seq.expect("last")).expect("finish");
+    let (got, problems) = stored(&root);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(got.len(), 20);
+    let temps = walk(&layout::lake_dir(&root))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .count();
+    assert_eq!(temps, 0, "the first attempt's temporary files are deleted");
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
