@@ -44,6 +44,7 @@
 pub mod compact;
 pub mod convert;
 pub mod layout;
+pub mod merge;
 pub mod read;
 pub mod retention;
 pub mod schema;

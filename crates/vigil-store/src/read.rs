@@ -54,7 +54,9 @@ fn dir_entries(dir: &Path, problems: &mut Vec<Problem>) -> Vec<(String, PathBuf)
 
 /// The Parquet files of `class` whose hour overlaps `range` (ms since the epoch,
 /// `from..until`; `None`: all), oldest hour first. Unreadable directories are reported
-/// in `problems`; temporary files of a compaction under way are left out.
+/// in `problems`; temporary files of a compaction or merge under way are left out, and
+/// so are the inputs of a finished merge still there ([`superseded`]: see
+/// [`crate::merge`]).
 pub fn lake_files(
     root: &Path,
     class: &'static Class,
@@ -63,7 +65,40 @@ pub fn lake_files(
 ) -> Vec<LakeFile> {
     let mut out = Vec::new();
     let cdir = layout::lake_dir(root).join(format!("class={}", class.table));
-    for (date, dpath) in dir_entries(&cdir, problems) {
+    for (h, hpath) in partition_dirs(&cdir, range, problems) {
+        let files = list_partition(&hpath, class, h, problems);
+        let gone = superseded(&files);
+        out.extend(
+            files
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !gone.contains(i))
+                .map(|(_, f)| f),
+        );
+    }
+    out
+}
+
+/// The hours of a class's partitions (under its directory `cdir`) overlapping `range`,
+/// oldest first.
+pub fn partitions(
+    cdir: &Path,
+    range: Option<(i64, i64)>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Hour> {
+    partition_dirs(cdir, range, problems)
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect()
+}
+
+fn partition_dirs(
+    cdir: &Path,
+    range: Option<(i64, i64)>,
+    problems: &mut Vec<Problem>,
+) -> Vec<(Hour, PathBuf)> {
+    let mut out = Vec::new();
+    for (date, dpath) in dir_entries(cdir, problems) {
         for (hour, hpath) in dir_entries(&dpath, problems) {
             let Some(h) = Hour::parse(&date, &hour) else {
                 continue;
@@ -73,23 +108,54 @@ pub fn lake_files(
                     continue;
                 }
             }
-            for (name, path) in dir_entries(&hpath, problems) {
-                let Some((first, last)) = layout::parquet_range(&name) else {
-                    continue;
-                };
-                let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
-                out.push(LakeFile {
-                    path,
-                    table: class.table,
-                    hour: h,
-                    first,
-                    last,
-                    bytes,
-                });
-            }
+            out.push((h, hpath));
         }
     }
     out
+}
+
+/// Every Parquet file in one partition directory (of `class` and `hour`), by first
+/// sequence, inputs of a finished merge included.
+pub fn list_partition(
+    dir: &Path,
+    class: &'static Class,
+    hour: Hour,
+    problems: &mut Vec<Problem>,
+) -> Vec<LakeFile> {
+    let mut out = Vec::new();
+    for (name, path) in dir_entries(dir, problems) {
+        let Some((first, last)) = layout::parquet_range(&name) else {
+            continue;
+        };
+        let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+        out.push(LakeFile {
+            path,
+            table: class.table,
+            hour,
+            first,
+            last,
+            bytes,
+        });
+    }
+    out.sort_by_key(|f| (f.first, f.last));
+    out
+}
+
+/// The indices of the files of one partition whose sequence range lies within another
+/// file's: inputs of a merge whose merged file is in place (the naming rule of
+/// [`crate::merge`]), never to be read.
+pub fn superseded(files: &[LakeFile]) -> Vec<usize> {
+    (0..files.len())
+        .filter(|&i| {
+            let f = &files[i];
+            files.iter().enumerate().any(|(j, g)| {
+                j != i
+                    && g.first <= f.first
+                    && f.last <= g.last
+                    && (g.first, g.last) != (f.first, f.last)
+            })
+        })
+        .collect()
 }
 
 /// Every batch of a Parquet file; a file that cannot be read is a [`Problem`] naming it
