@@ -15,9 +15,12 @@ use crate::layout::{self, Hour};
 use crate::schema::Class;
 use crate::wal::{self, sync_dir, Segment};
 use crate::{Anomalies, Problem};
-use parquet::arrow::ArrowWriter;
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -51,11 +54,73 @@ pub struct Compacted {
 /// repetitive strings, hosts, users, paths, become small dictionaries), row groups of
 /// [`ROW_GROUP`] rows.
 pub fn writer_properties() -> WriterProperties {
+    base_properties().build()
+}
+
+fn base_properties() -> WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_row_count(Some(ROW_GROUP))
         .set_dictionary_enabled(true)
-        .build()
+}
+
+/// The id columns that get a Bloom filter in every file of a class that has them, so a
+/// lookup of one story (`metadata.correlation_uid`), one event (`metadata.uid`) or one
+/// process (`process.uid`, `actor.process.uid`) skips every row group that does not hold
+/// it without reading its pages.
+pub const BLOOM_COLUMNS: &[&str] = &[
+    "metadata.correlation_uid",
+    "metadata.uid",
+    "process.uid",
+    "actor.process.uid",
+];
+
+/// The Bloom filters' false positive probability (each filter is sized for its row
+/// group's distinct values, then folded to the smallest size that keeps it).
+pub const BLOOM_FPP: f64 = 0.01;
+
+/// The settings of a file of `class` whose first batch is `first`: [`writer_properties`],
+/// with a Bloom filter on each of the [`BLOOM_COLUMNS`] the class has, and no compression
+/// for the leaf columns that hold no value in `first` (most of a class's columns, for an
+/// agent's events: compressing their pages, a few bytes of levels each, saves nothing,
+/// and each compressed column costs a zstd context at every row group).
+pub fn file_properties(class: &Class, first: &RecordBatch) -> WriterProperties {
+    let mut b = base_properties();
+    let Ok(desc) = ArrowSchemaConverter::new().convert(&class.schema()) else {
+        return b.build();
+    };
+    let mut empty = Vec::with_capacity(desc.num_columns());
+    for col in first.columns() {
+        leaves_empty(col.as_ref(), &mut empty);
+    }
+    // The last column is the store's sequence, never empty; the leaves line up with the
+    // Parquet schema's columns in order (depth first) when their numbers agree.
+    let aligned = empty.len() == desc.num_columns();
+    for (i, col) in desc.columns().iter().enumerate() {
+        let path = col.path();
+        if BLOOM_COLUMNS.contains(&path.string().as_str()) {
+            b = b
+                .set_column_bloom_filter_enabled(path.clone(), true)
+                .set_column_bloom_filter_fpp(path.clone(), BLOOM_FPP);
+        }
+        if aligned && empty[i] {
+            b = b.set_column_compression(path.clone(), Compression::UNCOMPRESSED);
+        }
+    }
+    b.build()
+}
+
+/// Whether each leaf column of `a` holds no value, depth first.
+fn leaves_empty(a: &dyn Array, out: &mut Vec<bool>) {
+    match a.data_type() {
+        DataType::Struct(_) => {
+            for c in a.as_struct().columns() {
+                leaves_empty(c.as_ref(), out);
+            }
+        }
+        DataType::List(_) => leaves_empty(a.as_list::<i32>().values().as_ref(), out),
+        _ => out.push(a.null_count() == a.len()),
+    }
 }
 
 struct Group {
@@ -78,7 +143,8 @@ impl Group {
             std::fs::create_dir_all(&dir).map_err(|e| Problem::io(&dir, e))?;
             let tmp = dir.join(format!(".{tag:020}.tmp"));
             let file = File::create(&tmp).map_err(|e| Problem::io(&tmp, e))?;
-            let w = ArrowWriter::try_new(file, self.class.schema(), Some(writer_properties()))
+            let props = file_properties(self.class, &batch);
+            let w = ArrowWriter::try_new(file, self.class.schema(), Some(props))
                 .map_err(|e| parquet_problem(&tmp, e))?;
             self.writer = Some((tmp, w));
         }
@@ -97,10 +163,24 @@ fn parquet_problem(path: &Path, e: parquet::errors::ParquetError) -> Problem {
     }
 }
 
-/// The class and time of one event line (checked to be whole JSON), or why it is not
-/// storable.
+/// The class and time of one event line, or why it is not storable. Only the line's
+/// head is read when it starts as the model writes events ([`Head::quick`]); the rest
+/// is read, and checked, when the event goes into the columns
+/// ([`BatchBuilder::push_json`]). Otherwise the whole line is parsed ([`Head::of`]).
 pub fn classify(line: &[u8]) -> Result<(&'static Class, i64), String> {
-    let head = Head::of(line)?;
+    let head = match Head::quick(line) {
+        Some(h) => h,
+        None => Head::of(line)?,
+    };
+    class_of(&head)
+}
+
+/// [`classify`] reading the whole line first (checked to be whole JSON).
+pub fn classify_strict(line: &[u8]) -> Result<(&'static Class, i64), String> {
+    class_of(&Head::of(line)?)
+}
+
+fn class_of(head: &Head) -> Result<(&'static Class, i64), String> {
     let class = Class::by_uid(head.class_uid)
         .ok_or_else(|| format!("class_uid {} is not stored", head.class_uid))?;
     Ok((class, head.time))
@@ -109,13 +189,38 @@ pub fn classify(line: &[u8]) -> Result<(&'static Class, i64), String> {
 /// Compacts `seg` into the lake under `root`, leaving out sequences up to `mark` (in
 /// the lake already). Does not write the mark or delete the segment
 /// ([`finish_segment`] does, once the caller has the result).
+///
+/// Lines are classified by their head only ([`classify`]); should one turn out not to
+/// be whole JSON when its columns are read, the columns built so far are not whole:
+/// they are thrown away and the segment compacted again with every line read whole
+/// first ([`classify_strict`]), so that line is rejected (reported) like any other.
 pub fn compact_segment(root: &Path, seg: &Segment, mark: u64) -> Result<Compacted, Problem> {
+    match attempt(root, seg, mark, false)? {
+        Some(out) => Ok(out),
+        None => attempt(root, seg, mark, true)?.ok_or_else(|| Problem {
+            path: seg.path.clone(),
+            offset: None,
+            what: "a line read whole could not be stored".into(),
+        }),
+    }
+}
+
+/// One compaction of `seg`: `None` when a line was found malformed part-way through
+/// its columns (only when not `strict`; its temporary files are deleted).
+fn attempt(
+    root: &Path,
+    seg: &Segment,
+    mark: u64,
+    strict: bool,
+) -> Result<Option<Compacted>, Problem> {
     let mut out = Compacted::default();
     let mut groups: BTreeMap<(i32, Hour), Group> = BTreeMap::new();
     let mut failed: Option<Problem> = None;
+    let mut malformed = false;
+    let classify = if strict { classify_strict } else { classify };
     let scan = wal::read_segment(&seg.path, |seq, line| {
         out.last_seq = Some(seq);
-        if failed.is_some() || seq <= mark {
+        if failed.is_some() || malformed || seq <= mark {
             return;
         }
         let (class, time) = match classify(line) {
@@ -143,8 +248,12 @@ pub fn compact_segment(root: &Path, seg: &Segment, mark: u64) -> Result<Compacte
             rows: 0,
         });
         if let Err(what) = g.builder.push_json(seq, line) {
-            // Cannot happen after `classify` read the whole line; if it did, the batch
-            // is not whole: the segment is not compacted (reported, kept).
+            if !strict {
+                malformed = true;
+                return;
+            }
+            // Cannot happen after `classify_strict` read the whole line; if it did, the
+            // batch is not whole: the segment is not compacted (reported, kept).
             failed = Some(Problem {
                 path: seg.path.clone(),
                 offset: None,
@@ -161,8 +270,17 @@ pub fn compact_segment(root: &Path, seg: &Segment, mark: u64) -> Result<Compacte
         }
     })
     .map_err(|e| Problem::io(&seg.path, e))?;
-    if let Some(p) = failed {
-        return Err(p);
+    if malformed || failed.is_some() {
+        for g in groups.into_values() {
+            if let Some((tmp, w)) = g.writer {
+                drop(w);
+                let _ = std::fs::remove_file(tmp);
+            }
+        }
+        return match failed {
+            Some(p) => Err(p),
+            None => Ok(None),
+        };
     }
     if let Some(d) = scan.damage {
         out.damage = Some(Problem {
@@ -214,7 +332,7 @@ pub fn compact_segment(root: &Path, seg: &Segment, mark: u64) -> Result<Compacte
             sync_dir(up).map_err(|e| Problem::io(up, e))?;
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// The compaction mark: the last sequence compacted (0: none).

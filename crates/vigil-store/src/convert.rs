@@ -521,9 +521,13 @@ impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
     }
     fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<Self::Value, E> {
         let n = self.fields.len();
+        let kb = k.as_bytes();
         for j in 0..n {
             let i = (self.hint + j) % n;
-            if self.fields[i].name() == k {
+            let name = self.fields[i].name().as_bytes();
+            // Length and first byte first: most names differ there, without a call to
+            // compare the rest.
+            if name.len() == kb.len() && name.first() == kb.first() && name == kb {
                 return Ok(Ok(i));
             }
         }
@@ -538,12 +542,12 @@ fn visit_fields<'de, A: serde::de::MapAccess<'de>>(
     bad: &mut Anomalies,
     at: At<'_>,
 ) -> Result<(), A::Error> {
-    let mut seen = vec![false; cols.len()];
+    let mut seen = Seen::new(cols.len());
     let mut hint = 0;
     while let Some(key) = map.next_key_seed(KeySeed { fields, hint })? {
         match key {
-            Ok(i) if !seen[i] => {
-                seen[i] = true;
+            Ok(i) if !seen.get(i) => {
+                seen.set(i);
                 hint = i + 1;
                 map.next_value_seed(Seed {
                     col: &mut cols[i],
@@ -576,12 +580,43 @@ fn visit_fields<'de, A: serde::de::MapAccess<'de>>(
             }
         }
     }
-    for (c, s) in cols.iter_mut().zip(seen) {
-        if !s {
+    for (i, c) in cols.iter_mut().enumerate() {
+        if !seen.get(i) {
             c.append_null();
         }
     }
     Ok(())
+}
+
+/// The attributes of an object found so far: bits on the stack (no allocation per
+/// object of every event) unless it has more than 128.
+enum Seen {
+    Bits(u128),
+    Many(Vec<bool>),
+}
+
+impl Seen {
+    fn new(n: usize) -> Seen {
+        if n <= 128 {
+            Seen::Bits(0)
+        } else {
+            Seen::Many(vec![false; n])
+        }
+    }
+
+    fn get(&self, i: usize) -> bool {
+        match self {
+            Seen::Bits(b) => b >> i & 1 == 1,
+            Seen::Many(v) => v[i],
+        }
+    }
+
+    fn set(&mut self, i: usize) {
+        match self {
+            Seen::Bits(b) => *b |= 1 << i,
+            Seen::Many(v) => v[i] = true,
+        }
+    }
 }
 
 impl<'de> serde::de::Visitor<'de> for Seed<'_, '_> {
@@ -718,9 +753,135 @@ pub struct Head {
 }
 
 impl Head {
-    /// The head of a JSON line, or why it is not a storable event.
+    /// The head of a JSON line, or why it is not a storable event (the whole line is
+    /// parsed).
     pub fn of(line: &[u8]) -> Result<Head, String> {
         serde_json::from_slice(line).map_err(|e| format!("not a stored event: {e}"))
+    }
+
+    /// The head of a JSON line read from its start only as far as `class_uid` and
+    /// `time` (both near the start in every event the model writes), without reading
+    /// the rest: `None` when the line does not look like that (then [`Head::of`] says
+    /// what is wrong). The rest of the line is not checked here: [`BatchBuilder::
+    /// push_json`] reads all of it and fails on malformed JSON.
+    pub fn quick(line: &[u8]) -> Option<Head> {
+        let mut r = Scanner { b: line, at: 0 };
+        r.ws();
+        r.eat(b'{')?;
+        let (mut class_uid, mut time) = (None, None);
+        loop {
+            r.ws();
+            let key = r.plain_string()?;
+            r.ws();
+            r.eat(b':')?;
+            r.ws();
+            match key {
+                b"class_uid" if class_uid.is_none() => class_uid = Some(r.int()?),
+                b"time" if time.is_none() => time = Some(r.int()?),
+                b"class_uid" | b"time" => return None,
+                _ => r.skip_value()?,
+            }
+            if let (Some(class_uid), Some(time)) = (class_uid, time) {
+                return Some(Head { class_uid, time });
+            }
+            r.ws();
+            r.eat(b',')?;
+        }
+    }
+}
+
+/// A cursor over the start of a JSON line, for [`Head::quick`]: every step returns
+/// `None` on anything unexpected.
+struct Scanner<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn ws(&mut self) {
+        while matches!(self.b.get(self.at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.b.get(self.at) == Some(&c)).then(|| self.at += 1)
+    }
+
+    /// A string without escapes (a key), its bytes.
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
+        self.eat(b'"')?;
+        let rest = &self.b[self.at..];
+        let end = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        self.at += end + 1;
+        Some(&rest[..end])
+    }
+
+    /// A JSON integer that fits an i64 (no fraction, no exponent).
+    fn int(&mut self) -> Option<i64> {
+        let start = self.at;
+        if self.b.get(self.at) == Some(&b'-') {
+            self.at += 1;
+        }
+        let digits = self.at;
+        while self.b.get(self.at).is_some_and(u8::is_ascii_digit) {
+            self.at += 1;
+        }
+        let n = self.at - digits;
+        // JSON has no leading zeros; a fraction or exponent is not an integer.
+        if n == 0 || (n > 1 && self.b[digits] == b'0') {
+            return None;
+        }
+        if matches!(self.b.get(self.at), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        std::str::from_utf8(&self.b[start..self.at])
+            .ok()?
+            .parse()
+            .ok()
+    }
+
+    /// Steps over one value (not checked to be valid JSON: only strings, and the
+    /// nesting of objects and lists, are followed).
+    fn skip_value(&mut self) -> Option<()> {
+        let mut depth = 0usize;
+        loop {
+            match *self.b.get(self.at)? {
+                b'"' => {
+                    self.at += 1;
+                    loop {
+                        let rest = &self.b[self.at..];
+                        let i = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
+                        self.at += i + 1;
+                        if rest[i] == b'"' {
+                            break;
+                        }
+                        // An escape: the next byte is part of it.
+                        self.at += 1;
+                    }
+                    if depth == 0 {
+                        return Some(());
+                    }
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                // The end of the object holding a scalar: the scalar is over.
+                b'}' | b']' if depth == 0 => return Some(()),
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        self.at += 1;
+                        return Some(());
+                    }
+                }
+                b',' if depth == 0 => return Some(()),
+                _ => {}
+            }
+            self.at += 1;
+        }
     }
 }
 
@@ -743,5 +904,38 @@ impl BatchBuilder {
         self.seqs.append_value(seq);
         self.rows += 1;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quick_head_agrees_with_the_whole_parse_or_gives_way_to_it() {
+        let cases: &[&[u8]] = &[
+            br#"{"activity_id":1,"class_uid":1007,"x":{"a":[1,"}"]},"time":-5,"y":2}"#,
+            br#" { "time" : 12 , "s":"a\"b", "class_uid":3002}"#,
+            br#"{"class_uid":1007,"time":1.5}"#,
+            br#"{"class_uid":1007,"time":05}"#,
+            br#"{"class_uid":"1007","time":5}"#,
+            br#"{"class_uid":1007,"class_uid":1001,"time":5}"#,
+            br#"{"cl\u0061ss_uid":1007,"time":5}"#,
+            br#"{"class_uid":1007}"#,
+            br#"[1,2]"#,
+            b"",
+        ];
+        for (i, line) in cases.iter().enumerate() {
+            let quick = Head::quick(line).map(|h| (h.class_uid, h.time));
+            let whole = Head::of(line).map(|h| (h.class_uid, h.time)).ok();
+            match i {
+                0 => assert_eq!(quick, Some((1007, -5))),
+                1 => assert_eq!(quick, Some((3002, 12))),
+                _ => assert_eq!(quick, None, "case {i}"),
+            }
+            if let Some(q) = quick {
+                assert_eq!(Some(q), whole, "case {i}");
+            }
+        }
     }
 }

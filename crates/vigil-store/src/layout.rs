@@ -6,6 +6,9 @@
 //! DIR/lake/class=<table>/date=YYYY-MM-DD/hour=HH/<first-seq>-<last-seq>.parquet
 //! ```
 //!
+//! A file whose range lies within another's in the same partition is the input of a
+//! finished merge ([`crate::merge`]), never read.
+//!
 //! Partition values are the event's `time` in UTC. Sequence numbers in file names are
 //! zero-padded to 20 digits, so names sort by sequence.
 

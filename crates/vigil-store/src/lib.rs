@@ -18,6 +18,17 @@
 //! * Sequence numbers (one per event, increasing, never reused) are zero-padded to 20
 //!   digits in file names. A Parquet file holds the events of one class and hour from
 //!   one log segment; its name is the smallest and largest sequence in it.
+//! * A closed hour's files are merged ([`merge`]): the merged file is named by the range
+//!   of its inputs, so **a file whose sequence range lies within another file's range in
+//!   the same partition is the input of a finished merge**, never read (listings leave it
+//!   out) and deleted by the next merge pass. Compaction never makes two overlapping
+//!   ranges in one partition, so this rule is all a reader needs; other readers (DuckDB,
+//!   Spark) globbing the directory during the moment between a merge's rename and the
+//!   deletion of its inputs would see those events twice.
+//! * The id columns `metadata.correlation_uid`, `metadata.uid`, `process.uid` and
+//!   `actor.process.uid` have Parquet Bloom filters (false positive rate 1%,
+//!   [`compact::BLOOM_COLUMNS`]): a lookup of one story or one process skips the row
+//!   groups that do not hold it.
 //! * Every class has one Arrow schema ([`schema_of`]), derived from the event model
 //!   (`vigil_event::model::Shaped`): nested objects are nested struct columns, lists are
 //!   list columns, free-form maps (`unmapped`, a file's `xattributes`, evidence `data`)
@@ -39,11 +50,12 @@
 //! durable by group commit (an event counts as written once fsynced: [`Store::durable`]),
 //! and compacts closed segments into Parquet on another thread, exactly once, then
 //! applies retention (by total size and by age, oldest hours first, each deletion
-//! reported).
+//! reported) and merges the files of hours closed for longer than a grace period.
 
 pub mod compact;
 pub mod convert;
 pub mod layout;
+pub mod merge;
 pub mod read;
 pub mod retention;
 pub mod schema;

@@ -54,7 +54,9 @@ fn dir_entries(dir: &Path, problems: &mut Vec<Problem>) -> Vec<(String, PathBuf)
 
 /// The Parquet files of `class` whose hour overlaps `range` (ms since the epoch,
 /// `from..until`; `None`: all), oldest hour first. Unreadable directories are reported
-/// in `problems`; temporary files of a compaction under way are left out.
+/// in `problems`; temporary files of a compaction or merge under way are left out, and
+/// so are the inputs of a finished merge still there ([`superseded`]: see
+/// [`crate::merge`]).
 pub fn lake_files(
     root: &Path,
     class: &'static Class,
@@ -63,7 +65,40 @@ pub fn lake_files(
 ) -> Vec<LakeFile> {
     let mut out = Vec::new();
     let cdir = layout::lake_dir(root).join(format!("class={}", class.table));
-    for (date, dpath) in dir_entries(&cdir, problems) {
+    for (h, hpath) in partition_dirs(&cdir, range, problems) {
+        let files = list_partition(&hpath, class, h, problems);
+        let gone = superseded(&files);
+        out.extend(
+            files
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !gone.contains(i))
+                .map(|(_, f)| f),
+        );
+    }
+    out
+}
+
+/// The hours of a class's partitions (under its directory `cdir`) overlapping `range`,
+/// oldest first.
+pub fn partitions(
+    cdir: &Path,
+    range: Option<(i64, i64)>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Hour> {
+    partition_dirs(cdir, range, problems)
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect()
+}
+
+fn partition_dirs(
+    cdir: &Path,
+    range: Option<(i64, i64)>,
+    problems: &mut Vec<Problem>,
+) -> Vec<(Hour, PathBuf)> {
+    let mut out = Vec::new();
+    for (date, dpath) in dir_entries(cdir, problems) {
         for (hour, hpath) in dir_entries(&dpath, problems) {
             let Some(h) = Hour::parse(&date, &hour) else {
                 continue;
@@ -73,23 +108,54 @@ pub fn lake_files(
                     continue;
                 }
             }
-            for (name, path) in dir_entries(&hpath, problems) {
-                let Some((first, last)) = layout::parquet_range(&name) else {
-                    continue;
-                };
-                let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
-                out.push(LakeFile {
-                    path,
-                    table: class.table,
-                    hour: h,
-                    first,
-                    last,
-                    bytes,
-                });
-            }
+            out.push((h, hpath));
         }
     }
     out
+}
+
+/// Every Parquet file in one partition directory (of `class` and `hour`), by first
+/// sequence, inputs of a finished merge included.
+pub fn list_partition(
+    dir: &Path,
+    class: &'static Class,
+    hour: Hour,
+    problems: &mut Vec<Problem>,
+) -> Vec<LakeFile> {
+    let mut out = Vec::new();
+    for (name, path) in dir_entries(dir, problems) {
+        let Some((first, last)) = layout::parquet_range(&name) else {
+            continue;
+        };
+        let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+        out.push(LakeFile {
+            path,
+            table: class.table,
+            hour,
+            first,
+            last,
+            bytes,
+        });
+    }
+    out.sort_by_key(|f| (f.first, f.last));
+    out
+}
+
+/// The indices of the files of one partition whose sequence range lies within another
+/// file's: inputs of a merge whose merged file is in place (the naming rule of
+/// [`crate::merge`]), never to be read.
+pub fn superseded(files: &[LakeFile]) -> Vec<usize> {
+    (0..files.len())
+        .filter(|&i| {
+            let f = &files[i];
+            files.iter().enumerate().any(|(j, g)| {
+                j != i
+                    && g.first <= f.first
+                    && f.last <= g.last
+                    && (g.first, g.last) != (f.first, f.last)
+            })
+        })
+        .collect()
 }
 
 /// Every batch of a Parquet file; a file that cannot be read is a [`Problem`] naming it
@@ -180,23 +246,32 @@ pub fn snapshot(root: &Path, tables: Option<&[&str]>, range: Option<(i64, i64)>)
         if let Some(events) = logged.remove(&class.uid) {
             let mut b = BatchBuilder::new(class);
             let mut batches = Vec::new();
-            for (seq, ev) in &events {
+            // The events in `b`, to build it again without a malformed one.
+            let mut pending: Vec<usize> = Vec::new();
+            for (i, (seq, ev)) in events.iter().enumerate() {
                 if files.iter().any(|f| (f.first..=f.last).contains(seq)) {
                     continue;
                 }
                 if let Err(what) = b.push_json(*seq, ev) {
-                    // Cannot happen after `classify` read the whole line; the batch
-                    // is not whole then, so it is left out (reported).
+                    // `classify` read only the line's head: the rest is not whole JSON.
+                    // The batch is not whole then: built again without it (reported).
                     snap.problems.push(Problem {
                         path: layout::wal_dir(root),
                         offset: None,
-                        what: format!("seq {seq}: {what}"),
+                        what: format!("seq {seq}: {what}; left out"),
                     });
                     b = BatchBuilder::new(class);
+                    for &j in &pending {
+                        let (seq, ev) = &events[j];
+                        // It went in before, so it does again.
+                        let _ = b.push_json(*seq, ev);
+                    }
                     continue;
                 }
+                pending.push(i);
                 if b.rows() >= crate::compact::ROW_GROUP {
                     batches.push(b.finish());
+                    pending.clear();
                 }
             }
             if b.rows() > 0 {

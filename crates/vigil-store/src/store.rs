@@ -5,6 +5,7 @@
 
 use crate::compact::{self, compact_segment, finish_segment};
 use crate::layout;
+use crate::merge::{self, MergeLimits};
 use crate::read::lake_files;
 use crate::retention::{self, Limits};
 use crate::schema::CLASSES;
@@ -35,6 +36,8 @@ pub struct StoreConfig {
     pub queue: usize,
     /// Retention limits.
     pub limits: Limits,
+    /// When and how closed hours' files are merged ([`crate::merge`]).
+    pub merge: MergeLimits,
 }
 
 impl StoreConfig {
@@ -47,6 +50,7 @@ impl StoreConfig {
             segment_secs: 600,
             queue: 256,
             limits: Limits::default(),
+            merge: MergeLimits::default(),
         }
     }
 }
@@ -70,6 +74,8 @@ pub struct StoreStats {
     pub retention_deleted: u64,
     /// See `retention_deleted`.
     pub retention_bytes: u64,
+    /// Merged files made of closed hours' small files since open ([`crate::merge`]).
+    pub merged: u64,
     /// Bytes cut off the log's torn tail when it was opened.
     pub recovered_cut_bytes: u64,
     /// Write, sync or compaction errors (each logged).
@@ -86,6 +92,7 @@ struct Counters {
     rejected: AtomicU64,
     retention_deleted: AtomicU64,
     retention_bytes: AtomicU64,
+    merged: AtomicU64,
     errors: AtomicU64,
 }
 
@@ -142,10 +149,10 @@ impl Store {
         let compactor = {
             let theirs = root.clone();
             let counters = Arc::clone(&counters);
-            let limits = cfg.limits;
+            let (limits, merge) = (cfg.limits, cfg.merge);
             std::thread::Builder::new()
                 .name("vigil-store-compact".into())
-                .spawn(move || compactor(&theirs, &crx, &counters, limits))
+                .spawn(move || compactor(&theirs, &crx, &counters, limits, merge))
                 .map_err(|e| Problem::io(&root, e))?
         };
         let (tx, rx) = sync_channel::<Msg>(cfg.queue.max(1));
@@ -225,6 +232,7 @@ impl Store {
             rejected: get(&c.rejected),
             retention_deleted: get(&c.retention_deleted),
             retention_bytes: get(&c.retention_bytes),
+            merged: get(&c.merged),
             recovered_cut_bytes: self.cut_bytes,
             errors: get(&c.errors),
         }
@@ -340,7 +348,28 @@ fn seg_last(w: &Writer) -> u64 {
     w.last_appended()
 }
 
-fn compactor(root: &Path, rx: &Receiver<Segment>, counters: &Counters, limits: Limits) {
+/// Merges the closed hours' files (see [`crate::merge`]), reporting what it did.
+fn merge_pass(root: &Path, counters: &Counters, limits: MergeLimits) {
+    let pass = merge::merge_closed(root, limits, vigil_event::time::now_ms());
+    for m in &pass.merged {
+        tracing::info!(file = %m.path.display(), inputs = m.inputs, rows = m.rows, "store: merged a closed hour's files");
+    }
+    counters
+        .merged
+        .fetch_add(pass.merged.len() as u64, Ordering::Relaxed);
+    for p in &pass.problems {
+        error(counters, p);
+    }
+}
+
+fn compactor(
+    root: &Path,
+    rx: &Receiver<Segment>,
+    counters: &Counters,
+    limits: Limits,
+    merge: MergeLimits,
+) {
+    merge_pass(root, counters, merge);
     for seg in rx {
         let mark = compact::read_mark(root);
         match compact_segment(root, &seg, mark) {
@@ -381,5 +410,6 @@ fn compactor(root: &Path, rx: &Receiver<Segment>, counters: &Counters, limits: L
         for p in &problems {
             error(counters, p);
         }
+        merge_pass(root, counters, merge);
     }
 }

@@ -294,7 +294,12 @@ impl Writer {
     pub fn append_lines(&mut self, lines: &[u8]) -> std::io::Result<u64> {
         self.buf.clear();
         let start = self.next;
-        for line in lines.split(|&b| b == b'\n') {
+        self.buf
+            .reserve(lines.len() + lines.len() / 64 + RECORD_HEADER);
+        let mut from = 0;
+        for end in memchr::memchr_iter(b'\n', lines).chain([lines.len()]) {
+            let line = &lines[from..end];
+            from = end + 1;
             if line.is_empty() {
                 continue;
             }

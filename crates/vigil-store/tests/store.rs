@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use vigil_event::time::now_ms;
 use vigil_store::retention::Limits;
-use vigil_store::{compact, layout, read_parquet, row_seq, row_to_json, snapshot, wal};
+use vigil_store::{compact, layout, merge, read_parquet, row_seq, row_to_json, snapshot, wal};
 use vigil_store::{Store, StoreConfig};
 
 fn tempdir(name: &str) -> PathBuf {
@@ -288,5 +288,259 @@ fn retention_deletes_the_oldest_hours_first_and_says_why() {
     let oldest_left = got.keys().map(|s| (s - 1) % 10).min().expect("some left");
     assert!(oldest_left >= 5, "{oldest_left}");
     assert!(!layout::partition_dir(&root, "file_activity", layout::Hour::of(T0)).exists());
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
+/// A process event carrying every id column with a Bloom filter.
+fn ids_event(i: u64) -> Json {
+    json!({
+        "class_uid": 1007,
+        "activity_id": 1,
+        "time": T0,
+        "metadata": {"uid": format!("ev-{i}"), "correlation_uid": format!("story-{}", i / 10), "version": "1.8.0"},
+        "process": {"pid": i, "uid": format!("proc-{i}"), "cmd_line": format!("cmd {i}")},
+        "actor": {"process": {"pid": 1, "uid": format!("parent-{}", i / 5)}},
+    })
+}
+
+#[test]
+fn the_id_columns_have_bloom_filters_that_reject_an_absent_id() {
+    use parquet::file::reader::FileReader;
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    let root = tempdir("bloom");
+    let (mut w, _) = wal::Writer::open(&root, 0, T0).expect("open");
+    let mut text = Vec::new();
+    for i in 0..200 {
+        text.extend_from_slice(ids_event(i).to_string().as_bytes());
+        text.push(b'\n');
+    }
+    w.append_lines(&text).expect("append");
+    let seg = w.roll(T0).expect("roll");
+    let done = compact::compact_segment(&root, &seg, 0).expect("compact");
+    assert_eq!((done.events, done.files.len()), (200, 1));
+    let opts = ReadOptionsBuilder::new()
+        .with_reader_properties(
+            parquet::file::properties::ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
+        .build();
+    let file = std::fs::File::open(&done.files[0]).expect("file");
+    let reader = SerializedFileReader::new_with_options(file, opts).expect("parquet");
+    let rg = reader.get_row_group(0).expect("row group");
+    let paths: Vec<String> = rg
+        .metadata()
+        .columns()
+        .iter()
+        .map(|c| c.column_path().string())
+        .collect();
+    let filter = |path: &str| {
+        let i = paths.iter().position(|p| p == path).expect(path);
+        rg.get_column_bloom_filter(i)
+    };
+    let present = [
+        ("metadata.correlation_uid", "story-7"),
+        ("metadata.uid", "ev-123"),
+        ("process.uid", "proc-42"),
+        ("actor.process.uid", "parent-39"),
+    ];
+    for (path, id) in present {
+        let f = filter(path).unwrap_or_else(|| panic!("no Bloom filter on {path}"));
+        assert!(f.check(id), "{path}: {id} is there");
+        assert!(!f.check("no-such-id"), "{path}: an absent id is rejected");
+    }
+    assert!(
+        filter("process.cmd_line").is_none(),
+        "only the id columns have filters"
+    );
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
+#[test]
+fn a_line_malformed_after_its_head_is_rejected_and_the_rest_stored() {
+    let root = tempdir("malformed");
+    let mut text = lines(0..10, |_| T0);
+    // class_uid and time read fine; the rest is not JSON.
+    text.extend_from_slice(b"{\"class_uid\":1007,\"time\":1709300700000,\"metadata\":{\"uid\":\n");
+    text.extend_from_slice(&lines(10..20, |_| T0));
+    let (mut w, _) = wal::Writer::open(&root, 0, T0).expect("open");
+    w.append_lines(&text).expect("append");
+    w.sync().expect("sync");
+    // Read from the log: the bad line left out and reported, all the others there.
+    let (got, problems) = stored(&root);
+    assert_eq!(got.len(), 20, "{problems:?}");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].what.contains("seq 11"), "{problems:?}");
+    // Compacted: the same.
+    let seg = w.roll(T0).expect("roll");
+    let done = compact::compact_segment(&root, &seg, 0).expect("compact");
+    assert_eq!(done.events, 20);
+    assert_eq!(done.rejected.len(), 1, "{:?}", done.rejected);
+    assert!(
+        done.rejected[0].what.contains("seq 11"),
+        "{:?}",
+        done.rejected
+    );
+    compact::finish_segment(&root, &seg, done.last_seq.expect("last")).expect("finish");
+    let (got, problems) = stored(&root);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(got.len(), 20);
+    let temps = walk(&layout::lake_dir(&root))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .count();
+    assert_eq!(temps, 0, "the first attempt's temporary files are deleted");
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// A lake of `segments` compacted segments of 30 events each, in 3 partitions (a class
+/// and hour each) of 2024, closed long ago: a file per segment in each. Returns the partitions' file counts.
+fn lake_of_small_files(root: &Path, segments: u64) -> BTreeMap<PathBuf, usize> {
+    let mut floor = 0;
+    for s in 0..segments {
+        let (mut w, _) = wal::Writer::open(root, floor, T0).expect("open");
+        let from = s * 30;
+        w.append_lines(&lines(from..from + 30, |i| T0 + (i as i64 % 3) * HOUR))
+            .expect("append");
+        let seg = w.roll(T0).expect("roll");
+        drop(w);
+        let done = compact::compact_segment(root, &seg, 0).expect("compact");
+        let last = done.last_seq.expect("last");
+        compact::finish_segment(root, &seg, last).expect("finish");
+        floor = last;
+        // The writer's fresh, empty segment.
+        for s in wal::segments(root).expect("segments") {
+            std::fs::remove_file(s.path).expect("rm");
+        }
+    }
+    per_partition(root)
+}
+
+fn per_partition(root: &Path) -> BTreeMap<PathBuf, usize> {
+    let mut out = BTreeMap::new();
+    for p in walk(&layout::lake_dir(root)) {
+        if p.extension().is_some_and(|e| e == "parquet") {
+            *out.entry(p.parent().expect("dir").to_path_buf())
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_closed_hours_files_are_merged_into_one_and_every_event_read_once() {
+    let root = tempdir("merge");
+    let before = lake_of_small_files(&root, 4);
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert!(before.values().all(|&n| n == 4), "{before:?}");
+    let (want, problems) = stored(&root);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(want.len(), 120);
+    // An hour not closed yet (its end within the grace period) is not merged.
+    let open = merge::MergeLimits {
+        grace_ms: 100_000 * HOUR,
+        ..merge::MergeLimits::default()
+    };
+    assert!(merge::merge_closed(&root, open, now_ms()).merged.is_empty());
+    let pass = merge::merge_closed(&root, merge::MergeLimits::default(), now_ms());
+    assert!(pass.problems.is_empty(), "{:?}", pass.problems);
+    assert_eq!(pass.merged.len(), 3);
+    assert!(pass.merged.iter().all(|m| m.inputs == 4));
+    assert_eq!(pass.merged.iter().map(|m| m.rows).sum::<u64>(), 120);
+    let after = per_partition(&root);
+    assert!(after.values().all(|&n| n == 1), "{after:?}");
+    let (got, problems) = stored(&root);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(got, want, "the same events, each once");
+    // A second pass has nothing to do.
+    let again = merge::merge_closed(&root, merge::MergeLimits::default(), now_ms());
+    assert!(again.merged.is_empty() && again.leftovers == 0);
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
+#[test]
+fn a_crash_between_the_merged_files_rename_and_the_inputs_deletion_reads_nothing_twice() {
+    let root = tempdir("mergecrash");
+    lake_of_small_files(&root, 3);
+    let (want, _) = stored(&root);
+    // Keep copies of every input, merge, then put them back: as if the merge crashed
+    // after its rename, before deleting its inputs.
+    let inputs: Vec<(PathBuf, Vec<u8>)> = walk(&layout::lake_dir(&root))
+        .into_iter()
+        .map(|p| {
+            let b = std::fs::read(&p).expect("read");
+            (p, b)
+        })
+        .collect();
+    // And a temporary file of a merge that crashed before its rename.
+    let some_dir = inputs[0].0.parent().expect("dir").to_path_buf();
+    let pass = merge::merge_closed(&root, merge::MergeLimits::default(), now_ms());
+    assert_eq!(pass.merged.len(), 3);
+    for (p, b) in &inputs {
+        std::fs::write(p, b).expect("restore");
+    }
+    std::fs::write(some_dir.join(".merge-00000000000000000001.tmp"), b"half").expect("tmp");
+    assert!(
+        per_partition(&root).values().all(|&n| n == 4),
+        "3 inputs and the merged file"
+    );
+    // Read: every event once (the inputs are left out), in the log's view too.
+    let (got, problems) = stored(&root);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(got, want);
+    let (mut store, problems) = Store::open(config(&root), now_ms()).expect("reopen");
+    assert!(problems.is_empty(), "{problems:?}");
+    // The store's compactor finishes the merge at open: the inputs deleted, nothing
+    // merged twice.
+    store.close();
+    assert!(per_partition(&root).values().all(|&n| n == 1));
+    assert!(!some_dir.join(".merge-00000000000000000001.tmp").exists());
+    let (got, problems) = stored(&root);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(got, want);
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
+#[test]
+fn a_merge_makes_files_of_a_bounded_size() {
+    let root = tempdir("mergesize");
+    lake_of_small_files(&root, 6);
+    let (want, _) = stored(&root);
+    let smallest = walk(&layout::lake_dir(&root))
+        .iter()
+        .map(|p| std::fs::metadata(p).expect("meta").len())
+        .min()
+        .expect("files");
+    let limits = merge::MergeLimits {
+        max_bytes: 3 * smallest,
+        ..merge::MergeLimits::default()
+    };
+    let pass = merge::merge_closed(&root, limits, now_ms());
+    assert!(pass.problems.is_empty(), "{:?}", pass.problems);
+    assert!(
+        pass.merged.iter().all(|m| m.inputs <= 3),
+        "{:?}",
+        pass.merged
+    );
+    let after = per_partition(&root);
+    assert!(after.values().all(|&n| (2..=3).contains(&n)), "{after:?}");
+    let (got, problems) = stored(&root);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(got, want);
     std::fs::remove_dir_all(&root).expect("clean");
 }
