@@ -115,6 +115,16 @@ impl Sources {
         }
     }
 
+    /// Adds a Parquet file whose schema is known without reading it (a store's file: the
+    /// store writes every file of a table with the table's schema). Its footer is read
+    /// once, when a query scans it; a file that fails then is named and left out by the
+    /// engine, which runs the query again without it.
+    pub fn add_parquet_with_schema(&mut self, table: &str, path: &Path, schema: SchemaRef) {
+        let t = self.tables.entry(table.to_string()).or_default();
+        t.files.push((path.to_path_buf(), 0));
+        merge_schema(t, schema);
+    }
+
     /// Adds rows already in memory to `table`.
     pub fn add_batches(&mut self, table: &str, batches: Vec<RecordBatch>) {
         let t = self.tables.entry(table.to_string()).or_default();

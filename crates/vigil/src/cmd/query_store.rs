@@ -5,6 +5,7 @@
 
 use anyhow::Result;
 use std::path::Path;
+use std::sync::Arc;
 use vigil_query::Sources;
 
 /// What a query or a retro-hunt reads of a store: the snapshot, its problems already
@@ -30,8 +31,13 @@ pub fn snapshot(dir: &Path, range: Option<(i64, i64)>) -> Result<vigil_store::Sn
 pub fn add_store(sources: &mut Sources, dir: &Path, range: Option<(i64, i64)>) -> Result<()> {
     let snap = snapshot(dir, range)?;
     for (table, files) in &snap.files {
+        // The store's schema for the table: no footer is read before the query.
+        let schema = vigil_store::schema_of(table);
         for f in files {
-            sources.add_parquet(table, &f.path);
+            match &schema {
+                Some(schema) => sources.add_parquet_with_schema(table, &f.path, Arc::clone(schema)),
+                None => sources.add_parquet(table, &f.path),
+            }
         }
     }
     for (table, batches) in snap.log {
