@@ -119,7 +119,18 @@ impl Sources {
     /// store writes every file of a table with the table's schema). Its footer is read
     /// once, when a query scans it; a file that fails then is named and left out by the
     /// engine, which runs the query again without it.
+    ///
+    /// Only its frame is checked now (magic at both ends, a footer length that fits in
+    /// the file): a file that fails it is skipped and named (a bad footer length would
+    /// otherwise reach the Parquet reader's arithmetic).
     pub fn add_parquet_with_schema(&mut self, table: &str, path: &Path, schema: SchemaRef) {
+        if let Err(reason) = check_frame(path) {
+            self.skipped.push(Skipped {
+                path: path.to_path_buf(),
+                reason,
+            });
+            return;
+        }
         let t = self.tables.entry(table.to_string()).or_default();
         t.files.push((path.to_path_buf(), 0));
         merge_schema(t, schema);
@@ -239,6 +250,33 @@ fn table_of_parquet(path: &Path) -> String {
         .and_then(|s| s.to_str())
         .unwrap_or("parquet");
     snake_case(stem)
+}
+
+/// Checks a Parquet file's frame without parsing its metadata: `PAR1` at the start and
+/// the end, and a footer length that fits between them.
+pub fn check_frame(path: &Path) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    if len < 12 {
+        return Err(format!("not a Parquet file ({len} bytes)"));
+    }
+    let mut head = [0u8; 4];
+    let mut tail = [0u8; 8];
+    file.read_exact(&mut head)
+        .and_then(|()| file.seek(SeekFrom::End(-8)).map(drop))
+        .and_then(|()| file.read_exact(&mut tail))
+        .map_err(|e| e.to_string())?;
+    if &head != b"PAR1" || &tail[4..] != b"PAR1" {
+        return Err("not a Parquet file (no PAR1 magic at both ends)".into());
+    }
+    let footer = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if footer + 12 > len {
+        return Err(format!(
+            "unreadable Parquet footer: its length {footer} does not fit in the file ({len} bytes)"
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a Parquet file's footer: its Arrow schema and row count, or what is wrong.
