@@ -563,7 +563,7 @@ mod tests {
         let mut last = 0;
         for e in &events {
             assert_eq!(e["metadata"]["correlation_uid"], story_id.as_str());
-            assert_eq!(e["device"]["hostname"], "app-0003");
+            assert_eq!(e["device"]["hostname"], "ci-0003");
             let t = e["time"].as_i64().expect("time");
             assert!(t >= last);
             last = t;
