@@ -7,7 +7,7 @@
 //! ```
 //!
 //! A file whose range lies within another's in the same partition is the input of a
-//! finished merge ([`crate::merge`]), never read.
+//! finished merge (the `merge` module), never read.
 //!
 //! Partition values are the event's `time` in UTC. Sequence numbers in file names are
 //! zero-padded to 20 digits, so names sort by sequence.

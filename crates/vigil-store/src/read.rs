@@ -56,7 +56,7 @@ fn dir_entries(dir: &Path, problems: &mut Vec<Problem>) -> Vec<(String, PathBuf)
 /// `from..until`; `None`: all), oldest hour first. Unreadable directories are reported
 /// in `problems`; temporary files of a compaction or merge under way are left out, and
 /// so are the inputs of a finished merge still there ([`superseded`]: see
-/// [`crate::merge`]).
+/// the `merge` module).
 pub fn lake_files(
     root: &Path,
     class: &'static Class,
@@ -143,7 +143,7 @@ pub fn list_partition(
 
 /// The indices of the files of one partition whose sequence range lies within another
 /// file's: inputs of a merge whose merged file is in place (the naming rule of
-/// [`crate::merge`]), never to be read.
+/// the `merge` module), never to be read.
 pub fn superseded(files: &[LakeFile]) -> Vec<usize> {
     (0..files.len())
         .filter(|&i| {
