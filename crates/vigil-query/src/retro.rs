@@ -1,7 +1,8 @@
 //! Stored events read back as the JSON lines the agent wrote, for the retro-hunt: the
 //! hunt's own JSON reader and Sigma engine then see what they see in a live log.
 //!
-//! Each row goes through the store's own [`vigil_store::row_to_json`]: timestamps back to
+//! Each row goes through the store's own [`vigil_store::write_row_json`] (the text of
+//! [`vigil_store::row_to_json`]'s value, written straight from the columns): timestamps back to
 //! epoch milliseconds (the OCSF shape), absent fields left out as the agent leaves them
 //! out, free-form objects stored as JSON text parsed back, the store's sequence column
 //! dropped.
@@ -67,8 +68,7 @@ impl JsonLines {
             batch = within(&batch, from, to).map_err(to_io)?;
         }
         for row in 0..batch.num_rows() {
-            serde_json::to_writer(&mut self.buf, &vigil_store::row_to_json(&batch, row))
-                .map_err(io::Error::other)?;
+            vigil_store::write_row_json(&batch, row, &mut self.buf);
             self.buf.push(b'\n');
         }
         Ok(true)

@@ -62,7 +62,7 @@ pub mod schema;
 mod store;
 pub mod wal;
 
-pub use convert::{row_seq, row_to_json, Anomalies, BatchBuilder};
+pub use convert::{row_seq, row_to_json, write_row_json, Anomalies, BatchBuilder};
 pub use read::{read_parquet, snapshot, LakeFile, Snapshot};
 pub use schema::{schema_of, Class, CLASSES, SEQ_COLUMN};
 pub use store::{Store, StoreConfig, StoreStats};
