@@ -357,22 +357,16 @@ pub fn row_seq(batch: &RecordBatch, row: usize) -> Option<u64> {
 /// The event in row `row` of `batch`, as the JSON the model writes (absent attributes
 /// left out, times as epoch milliseconds, JSON text columns parsed back).
 pub fn row_to_json(batch: &RecordBatch, row: usize) -> Json {
-    let mut out = Map::new();
-    for (f, col) in batch.schema().fields().iter().zip(batch.columns()) {
-        if f.name() == SEQ_COLUMN {
-            continue;
-        }
-        if let Some(v) = value_at(col.as_ref(), f.metadata().contains_key("vigil.json"), row) {
-            out.insert(f.name().clone(), v);
-        }
-    }
-    Json::Object(out)
+    let mut text = Vec::new();
+    write_row_json(batch, row, &mut text);
+    // The text is JSON by construction (escaped strings, numbers, JSON text columns only
+    // when they parse); should that ever not hold, the row reads back as null, not a panic.
+    serde_json::from_slice(&text).unwrap_or(Json::Null)
 }
 
 /// Writes the event in row `row` of `batch` as one line of JSON text to `out` (no
-/// newline): the same JSON value as [`row_to_json`]'s (members in column order), written
-/// straight from the columns with no value tree in between (the retro-hunt reads every
-/// stored row).
+/// newline), members in column order, straight from the columns with no value tree in
+/// between (the retro-hunt reads every stored row); [`row_to_json`] parses it.
 pub fn write_row_json(batch: &RecordBatch, row: usize, out: &mut Vec<u8>) {
     out.push(b'{');
     let mut first = true;
@@ -419,8 +413,9 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-/// Writes the value at `row` as [`value_at`] gives it; false (nothing written) when it
-/// is absent.
+/// Writes the value at `row` (times as epoch ms, JSON text columns as the JSON they hold
+/// when it parses, lists with absent items as null); false (nothing written) when it is
+/// absent.
 fn write_value(col: &dyn Array, json: bool, row: usize, out: &mut Vec<u8>) -> bool {
     use std::io::Write as _;
     if col.is_null(row) {
@@ -456,7 +451,7 @@ fn write_value(col: &dyn Array, json: bool, row: usize, out: &mut Vec<u8>) -> bo
             .then(|| serde_json::from_str::<&serde_json::value::RawValue>(s).ok())
             .flatten();
         match raw {
-            // Valid JSON text goes in as it is (the value `value_at` parses it into).
+            // Valid JSON text goes in as it is: the object the model had.
             Some(r) => out.extend_from_slice(r.get().trim().as_bytes()),
             None => write_str(s, out),
         }
@@ -497,59 +492,6 @@ fn write_value(col: &dyn Array, json: bool, row: usize, out: &mut Vec<u8>) -> bo
         return true;
     }
     false
-}
-
-fn value_at(col: &dyn Array, json: bool, row: usize) -> Option<Json> {
-    if col.is_null(row) {
-        return None;
-    }
-    let any = col.as_any();
-    macro_rules! prim {
-        ($t:ty) => {
-            if let Some(a) = any.downcast_ref::<$t>() {
-                return Some(Json::from(a.value(row)));
-            }
-        };
-    }
-    prim!(BooleanArray);
-    prim!(Int32Array);
-    prim!(Int64Array);
-    prim!(TimestampMillisecondArray);
-    prim!(UInt32Array);
-    prim!(UInt64Array);
-    if let Some(a) = any.downcast_ref::<Float64Array>() {
-        return serde_json::Number::from_f64(a.value(row)).map(Json::Number);
-    }
-    if let Some(a) = any.downcast_ref::<StringArray>() {
-        let s = a.value(row);
-        return Some(if json {
-            serde_json::from_str(s).unwrap_or_else(|_| Json::String(s.to_string()))
-        } else {
-            Json::String(s.to_string())
-        });
-    }
-    if let Some(a) = any.downcast_ref::<ListArray>() {
-        let items = a.value(row);
-        let is_json = match a.data_type() {
-            DataType::List(f) => f.metadata().contains_key("vigil.json"),
-            _ => false,
-        };
-        return Some(Json::Array(
-            (0..items.len())
-                .map(|i| value_at(items.as_ref(), is_json, i).unwrap_or(Json::Null))
-                .collect(),
-        ));
-    }
-    if let Some(a) = any.downcast_ref::<StructArray>() {
-        let mut out = Map::new();
-        for (f, c) in a.fields().iter().zip(a.columns()) {
-            if let Some(v) = value_at(c.as_ref(), f.metadata().contains_key("vigil.json"), row) {
-                out.insert(f.name().clone(), v);
-            }
-        }
-        return Some(Json::Object(out));
-    }
-    None
 }
 
 // ---------------------------------------------------------------------------------------

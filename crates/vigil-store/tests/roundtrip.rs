@@ -4,9 +4,7 @@
 use serde_json::{json, Map, Value as Json};
 use std::path::Path;
 use vigil_event::model::Shape;
-use vigil_store::{
-    compact, read_parquet, row_seq, row_to_json, snapshot, wal, write_row_json, Class, CLASSES,
-};
+use vigil_store::{compact, read_parquet, row_seq, row_to_json, snapshot, wal, Class, CLASSES};
 
 fn tempdir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("vigil-store-{name}-{}", std::process::id()));
@@ -58,18 +56,6 @@ fn write_segment(root: &Path, lines: &[String]) -> wal::Segment {
     w.roll(0).expect("roll")
 }
 
-/// Row `r` of `b` as JSON, read back both ways (the value tree and the text written
-/// straight from the columns), which must agree.
-fn row(b: &arrow_array::RecordBatch, r: usize) -> Json {
-    let tree = row_to_json(b, r);
-    let mut text = Vec::new();
-    write_row_json(b, r, &mut text);
-    let written: Json = serde_json::from_slice(&text)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&text)));
-    assert_eq!(written, tree, "write_row_json and row_to_json disagree");
-    tree
-}
-
 /// Every stored row of the lake, as (seq, JSON), ordered by seq.
 fn lake_rows(root: &Path) -> Vec<(u64, Json)> {
     let snap = snapshot(root, None, None);
@@ -79,7 +65,7 @@ fn lake_rows(root: &Path) -> Vec<(u64, Json)> {
         for f in files {
             for b in read_parquet(&f.path).expect("readable") {
                 for r in 0..b.num_rows() {
-                    rows.push((row_seq(&b, r).expect("seq"), row(&b, r)));
+                    rows.push((row_seq(&b, r).expect("seq"), row_to_json(&b, r)));
                 }
             }
         }
@@ -87,7 +73,7 @@ fn lake_rows(root: &Path) -> Vec<(u64, Json)> {
     for batches in snap.log.values() {
         for b in batches {
             for r in 0..b.num_rows() {
-                rows.push((row_seq(b, r).expect("seq"), row(b, r)));
+                rows.push((row_seq(b, r).expect("seq"), row_to_json(b, r)));
             }
         }
     }
