@@ -125,7 +125,7 @@ impl Engine {
                     let urls = table
                         .files
                         .iter()
-                        .map(|(p, _)| ListingTableUrl::parse(absolute(p).to_string_lossy()))
+                        .map(|p| ListingTableUrl::parse(absolute(p).to_string_lossy()))
                         .collect::<Result<Vec<_>, _>>()?;
                     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
                         .with_file_extension(".parquet");
@@ -320,7 +320,7 @@ impl Engine {
     fn find_bad_files(&self) -> Vec<Skipped> {
         let mut bad = Vec::new();
         for t in self.sources.tables.values() {
-            for (path, _) in &t.files {
+            for path in &t.files {
                 if let Err(reason) = read_all(path) {
                     bad.push(Skipped {
                         path: path.clone(),

@@ -31,8 +31,8 @@ pub struct Skipped {
 /// with one schema.
 #[derive(Debug, Default)]
 pub struct Table {
-    /// Parquet files, each with its row count.
-    pub files: Vec<(PathBuf, u64)>,
+    /// Parquet files.
+    pub files: Vec<PathBuf>,
     /// Rows already in memory.
     pub batches: Vec<RecordBatch>,
     /// The schema (merged across the files and batches).
@@ -103,9 +103,9 @@ impl Sources {
     /// Adds one Parquet file to `table` if its footer reads; else records it as skipped.
     pub fn add_parquet(&mut self, table: &str, path: &Path) {
         match read_footer(path) {
-            Ok((schema, rows)) => {
+            Ok(schema) => {
                 let t = self.tables.entry(table.to_string()).or_default();
-                t.files.push((path.to_path_buf(), rows));
+                t.files.push(path.to_path_buf());
                 merge_schema(t, schema);
             }
             Err(reason) => self.skipped.push(Skipped {
@@ -132,7 +132,7 @@ impl Sources {
             return;
         }
         let t = self.tables.entry(table.to_string()).or_default();
-        t.files.push((path.to_path_buf(), 0));
+        t.files.push(path.to_path_buf());
         merge_schema(t, schema);
     }
 
@@ -200,21 +200,10 @@ impl Sources {
         Ok(())
     }
 
-    /// The rows in all tables, as the footers and batches count them.
-    pub fn rows(&self) -> u64 {
-        self.tables
-            .values()
-            .map(|t| {
-                t.files.iter().map(|(_, n)| n).sum::<u64>()
-                    + t.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>()
-            })
-            .sum()
-    }
-
     /// Leaves a file out (it failed while a query read it).
     pub fn remove_file(&mut self, path: &Path, reason: String) {
         for t in self.tables.values_mut() {
-            t.files.retain(|(p, _)| p != path);
+            t.files.retain(|p| p != path);
         }
         self.tables
             .retain(|_, t| !t.files.is_empty() || !t.batches.is_empty());
@@ -279,8 +268,8 @@ pub fn check_frame(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads a Parquet file's footer: its Arrow schema and row count, or what is wrong.
-pub fn read_footer(path: &Path) -> Result<(SchemaRef, u64), String> {
+/// Reads a Parquet file's footer: its Arrow schema, or what is wrong.
+pub fn read_footer(path: &Path) -> Result<SchemaRef, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let meta = ParquetMetaDataReader::new()
         .parse_and_finish(&file)
@@ -288,7 +277,7 @@ pub fn read_footer(path: &Path) -> Result<(SchemaRef, u64), String> {
     let fm = meta.file_metadata();
     let schema = parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
         .map_err(|e| format!("unreadable Parquet schema: {e}"))?;
-    Ok((Arc::new(schema), fm.num_rows().max(0) as u64))
+    Ok(Arc::new(schema))
 }
 
 #[cfg(test)]
