@@ -33,6 +33,9 @@ pub struct Outputs {
     /// Where the latest Statistics counters go for the server's heartbeat, when the
     /// agent is enrolled (`crate::server`).
     pub stats_board: Option<crate::server::StatsBoard>,
+    /// The server the agent is enrolled with: its events are shipped there through the
+    /// queue on disk (`crate::server::spool`), unless `[server] ship = false`.
+    pub server: Option<crate::server::Link>,
 }
 
 /// Why the agent stopped with an error.
@@ -131,6 +134,43 @@ pub fn run_with_metrics(
             source: std::io::Error::other(p.to_string()),
         })?;
         sinks.push(Box::new(sink));
+    }
+    // Shipping to the server: the queue on disk, one sink per stream, and its sender.
+    let mut shipper = None;
+    if let (Some(link), true) = (&outputs.server, config.server.ship) {
+        use crate::server::{ship, spool};
+        let dir = config
+            .respond
+            .state_dir
+            .join(crate::server::DIR)
+            .join("spool");
+        let mut cfg = spool::SpoolConfig::new(dir.clone());
+        cfg.max_bytes = config.server.queue_mib.max(1) << 20;
+        cfg.segment_bytes = (cfg.max_bytes / 16).clamp(64 << 10, 8 << 20);
+        let output_err = |what: String| AgentError::Output {
+            path: dir.clone(),
+            source: std::io::Error::other(what),
+        };
+        let (shared, writers, readers, problems) =
+            spool::open(&cfg, now_ms()).map_err(|p| output_err(p.to_string()))?;
+        for p in &problems {
+            tracing::warn!("server queue recovery: {p}");
+        }
+        for w in writers {
+            let sink = Threaded::new(ship::ShipSink::new(w), OnError::Count, 64)
+                .map_err(|e| output_err(e.to_string()))?;
+            sinks.push(Box::new(sink));
+        }
+        tracing::info!(
+            server = %link.info.url,
+            queue = %dir.display(),
+            backlog = shared.backlog(),
+            "shipping to the server"
+        );
+        shipper = Some(
+            ship::Shipper::spawn(link.clone(), readers, shared)
+                .map_err(|e| output_err(e.to_string()))?,
+        );
     }
     // The network outputs, each behind its bounded buffer on a thread of its own.
     for out in vigil_output::start(&config.output.network())? {
@@ -295,6 +335,10 @@ pub fn run_with_metrics(
     pipeline.push(ev, now_ms())?;
     pipeline.push(sensor.stop_event(), now_ms())?;
     pipeline.close()?;
+    if let Some(shipper) = shipper {
+        // A last pass: what the closed queue holds, for a few seconds at most.
+        shipper.stop();
+    }
     let s = sensor.stats();
     Ok(Summary {
         received: s.received,

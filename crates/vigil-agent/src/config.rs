@@ -34,6 +34,30 @@ pub struct AgentConfig {
     pub content: ContentConfig,
     /// The telemetry store on the host: every event kept as OCSF in Parquet (`[store]`).
     pub store: StoreSettings,
+    /// Shipping to the Vigil server the agent is enrolled with (`[server]`).
+    pub server: ServerSettings,
+}
+
+/// Shipping to the server (when the agent is enrolled: `vigil agent --enroll`): every
+/// event goes through a queue on disk under the state directory (`server/spool`) and is
+/// deleted from it only once the server has stored it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Whether an enrolled agent ships its events (the heartbeat goes on either way).
+    pub ship: bool,
+    /// MiB the queue may take on disk; when full, events are dropped first and
+    /// findings last, each counted (`ship_events_dropped`, `ship_findings_dropped`).
+    pub queue_mib: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            ship: true,
+            queue_mib: 1024,
+        }
+    }
 }
 
 /// The telemetry store (`vigil-store`): every event the agent writes is appended to a

@@ -36,12 +36,14 @@ pub trait Sink {
     fn select(&self) -> Select;
     /// Whether this sink takes the event.
     fn accepts(&self, event: &OcsfEvent) -> bool {
+        let finding = || {
+            matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_))
+                || event.is_remediation()
+        };
         match self.select() {
             Select::All => true,
-            Select::Findings => {
-                matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_))
-                    || event.is_remediation()
-            }
+            Select::Findings => finding(),
+            Select::NotFindings => !finding(),
         }
     }
     /// Writes `count` complete JSON lines (one event each, with its newline).
@@ -105,6 +107,8 @@ pub enum Select {
     /// Detection and Incident Findings (2004, 2005) and what was done about them:
     /// Remediation Activity (7002, 7003, 7004).
     Findings,
+    /// Every event but those [`Select::Findings`] takes.
+    NotFindings,
 }
 
 /// What a sink does when a write fails.

@@ -35,6 +35,9 @@ pub struct Damage {
     pub offset: u64,
     /// What is wrong there.
     pub what: String,
+    /// Whether the bytes simply ended part-way through a record (a torn tail, or the
+    /// end of a piece read from a segment), rather than holding a bad record.
+    pub cut: bool,
 }
 
 /// What reading a segment found.
@@ -52,11 +55,12 @@ pub struct Scan {
 
 /// Reads the records of a segment's bytes, calling `each(seq, payload)` for every good
 /// one; never panics, whatever the bytes.
-pub fn scan(bytes: &[u8], mut each: impl FnMut(u64, &[u8])) -> Scan {
+pub fn scan(bytes: &[u8], each: impl FnMut(u64, &[u8])) -> Scan {
     let mut out = Scan::default();
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         out.damage = Some(Damage {
             offset: 0,
+            cut: bytes.len() < MAGIC.len(),
             what: if bytes.len() < MAGIC.len() {
                 format!("header cut short ({} bytes)", bytes.len())
             } else {
@@ -65,20 +69,30 @@ pub fn scan(bytes: &[u8], mut each: impl FnMut(u64, &[u8])) -> Scan {
         });
         return out;
     }
-    let mut at = MAGIC.len();
+    scan_records(bytes, MAGIC.len(), each)
+}
+
+/// Reads the records of `bytes` from byte `start` on (a segment's bytes past its magic,
+/// or a piece of a segment read from a record's start), calling `each(seq, payload)` for
+/// every good one; offsets in the result are within `bytes`. A record cut short at the
+/// end of a piece is reported as damage there, as in a torn tail.
+pub fn scan_records(bytes: &[u8], start: usize, mut each: impl FnMut(u64, &[u8])) -> Scan {
+    let mut out = Scan::default();
+    let mut at = start.min(bytes.len());
     out.good_end = at as u64;
     let mut prev: Option<u64> = None;
     while at < bytes.len() {
-        let stop = |what: String| Damage {
+        let stop = |what: String, cut: bool| Damage {
             offset: at as u64,
             what,
+            cut,
         };
         let rest = &bytes[at..];
         if rest.len() < RECORD_HEADER {
-            out.damage = Some(stop(format!(
-                "record header cut short ({} bytes)",
-                rest.len()
-            )));
+            out.damage = Some(stop(
+                format!("record header cut short ({} bytes)", rest.len()),
+                true,
+            ));
             break;
         }
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
@@ -87,14 +101,17 @@ pub fn scan(bytes: &[u8], mut each: impl FnMut(u64, &[u8])) -> Scan {
         seq_bytes.copy_from_slice(&rest[8..16]);
         let seq = u64::from_le_bytes(seq_bytes);
         if len == 0 || len > MAX_RECORD {
-            out.damage = Some(stop(format!("record length {len} out of range")));
+            out.damage = Some(stop(format!("record length {len} out of range"), false));
             break;
         }
         if rest.len() - RECORD_HEADER < len {
-            out.damage = Some(stop(format!(
-                "record cut short ({} of {len} payload bytes)",
-                rest.len() - RECORD_HEADER
-            )));
+            out.damage = Some(stop(
+                format!(
+                    "record cut short ({} of {len} payload bytes)",
+                    rest.len() - RECORD_HEADER
+                ),
+                true,
+            ));
             break;
         }
         let payload = &rest[RECORD_HEADER..RECORD_HEADER + len];
@@ -102,12 +119,15 @@ pub fn scan(bytes: &[u8], mut each: impl FnMut(u64, &[u8])) -> Scan {
         h.update(&seq_bytes);
         h.update(payload);
         if h.finalize() != crc {
-            out.damage = Some(stop(format!("checksum mismatch (record of seq {seq}?)")));
+            out.damage = Some(stop(
+                format!("checksum mismatch (record of seq {seq}?)"),
+                false,
+            ));
             break;
         }
         if let Some(p) = prev {
             if seq != p + 1 {
-                out.damage = Some(stop(format!("sequence jumps from {p} to {seq}")));
+                out.damage = Some(stop(format!("sequence jumps from {p} to {seq}"), false));
                 break;
             }
         }

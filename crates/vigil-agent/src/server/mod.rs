@@ -6,6 +6,8 @@
 //! as the network outputs.
 
 pub mod https;
+pub mod ship;
+pub mod spool;
 
 use https::BaseUrl;
 use rustls::pki_types::pem::PemObject;

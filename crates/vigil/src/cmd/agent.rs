@@ -231,6 +231,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     let stats_board = link
         .as_ref()
         .map(|_| vigil_agent::server::StatsBoard::default());
+    let server = link.clone();
     let heartbeat = match (link, &stats_board) {
         (Some(link), Some(board)) => {
             tracing::info!(server = %link.info.url, agent = %link.info.agent_id, "heartbeat to the server");
@@ -251,6 +252,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         findings: args.findings,
         config: args.config.clone(),
         stats_board,
+        server,
     };
     let summary =
         vigil_agent::run_with_metrics(config, content, &outputs, &stop, metrics.as_ref())?;

@@ -119,6 +119,7 @@ fn play(dir: &Path, keep: bool) -> Result<ExitCode> {
         findings: Some(dir.join("findings.jsonl")),
         config: None,
         stats_board: None,
+        server: None,
     };
     let work = dir.join("work");
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;

@@ -1,0 +1,306 @@
+//! Shipping to the server: the pipeline writes into the on-disk queue ([`super::spool`])
+//! through two sinks ([`ShipSink`], one per stream), and a thread of its own
+//! ([`Shipper`]) sends the queue's durable records in batches over the mutual TLS link,
+//! findings first, and moves the queue's mark only when the server answers that it has
+//! stored them.
+//!
+//! The protocol: `POST /agent/v1/batches/{stream}/{first}`, the body the batch's JSON
+//! lines compressed with zstd (`Content-Encoding: zstd`); the server answers 200 with
+//! `{"acked": LAST}` once the records are durable on its side. A batch sent twice (an
+//! acknowledgement lost) is recognised by the server and not stored again.
+
+use super::spool::{Batch, SpoolReader, SpoolShared, SpoolWriter, Stream};
+use super::{https, Link};
+use crate::sink::{Select, Sink, SinkError};
+use rustls::{ClientConnection, StreamOwned};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bytes of JSON lines in one batch at most (before compression).
+pub const BATCH_BYTES: usize = 1 << 20;
+/// How long a request may take.
+const TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest wait between two attempts while the server cannot be reached.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long the last pass, at the agent's stop, may send for.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// One stream of the queue as a sink of the pipeline.
+pub struct ShipSink {
+    writer: SpoolWriter,
+    name: &'static str,
+}
+
+impl ShipSink {
+    /// The sink writing `writer`'s stream.
+    pub fn new(writer: SpoolWriter) -> ShipSink {
+        let name = match writer.stream() {
+            Stream::Findings => "ship_findings",
+            Stream::Events => "ship_events",
+        };
+        ShipSink { writer, name }
+    }
+}
+
+fn write_err(name: &str, source: std::io::Error) -> SinkError {
+    SinkError::Write {
+        name: name.to_string(),
+        source,
+    }
+}
+
+impl Sink for ShipSink {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn select(&self) -> Select {
+        match self.writer.stream() {
+            Stream::Findings => Select::Findings,
+            Stream::Events => Select::NotFindings,
+        }
+    }
+
+    fn write(&mut self, lines: &[u8], count: u64) -> Result<(), SinkError> {
+        self.writer
+            .append(lines, count, vigil_event::time::now_ms())
+            .map(|_| ())
+            .map_err(|e| write_err(self.name, e))
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.writer.sync().map_err(|e| write_err(self.name, e))
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.writer.close().map_err(|e| write_err(self.name, e))
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = self.writer.shared().stats(self.writer.stream());
+        vec![
+            ("durable_seq", s.durable),
+            ("acked_seq", s.acked),
+            ("sent", s.sent),
+            ("dropped", s.dropped),
+            ("rejected", s.rejected),
+        ]
+    }
+
+    fn gauges(&self) -> Vec<(&'static str, u64)> {
+        let s = self.writer.shared().stats(self.writer.stream());
+        vec![
+            ("backlog", s.durable.saturating_sub(s.acked)),
+            ("spool_bytes", self.writer.shared().bytes()),
+        ]
+    }
+
+    fn writes_on_flush(&self) -> bool {
+        false
+    }
+}
+
+/// What sending one batch came to.
+#[derive(Debug)]
+enum Sent {
+    /// Stored by the server.
+    Acked,
+    /// Refused for good (malformed: 400, 413): it will never be taken.
+    Rejected(u16),
+    /// Not now (the server down, overloaded, the link refused): try again later.
+    Retry(String),
+}
+
+/// The shipper's connection to the server, kept open between batches.
+struct Conn {
+    link: Link,
+    stream: Option<StreamOwned<ClientConnection, TcpStream>>,
+}
+
+impl Conn {
+    fn send(&mut self, batch: &Batch) -> Sent {
+        let body = match zstd::bulk::compress(&batch.lines, 3) {
+            Ok(b) => b,
+            Err(e) => return Sent::Retry(format!("cannot compress a batch: {e}")),
+        };
+        let path = format!("/agent/v1/batches/{}/{}", batch.stream.name(), batch.first);
+        let headers = [("Content-Encoding", "zstd")];
+        // One retry on a fresh connection: the kept one may have been closed by the
+        // server in the meantime.
+        let mut last = String::new();
+        for _ in 0..2 {
+            if self.stream.is_none() {
+                match https::connect(self.link.client_config(), self.link.base(), TIMEOUT) {
+                    Ok(s) => self.stream = Some(s),
+                    Err(e) => return Sent::Retry(format!("{}: {e}", self.link.info.url)),
+                }
+            }
+            let Some(s) = self.stream.as_mut() else {
+                continue;
+            };
+            let res =
+                https::write_request(s, self.link.base(), "POST", &path, &headers, &body, true)
+                    .and_then(|()| https::read_response(s));
+            match res {
+                Ok(r) => {
+                    if r.header("connection") == Some("close") {
+                        self.stream = None;
+                    }
+                    return match r.status {
+                        200 => match serde_json::from_slice::<serde_json::Value>(&r.body)
+                            .ok()
+                            .and_then(|v| v.get("acked").and_then(serde_json::Value::as_u64))
+                        {
+                            Some(a) if a >= batch.last() => Sent::Acked,
+                            _ => {
+                                self.stream = None;
+                                Sent::Retry(
+                                    "the server's acknowledgement does not cover the batch".into(),
+                                )
+                            }
+                        },
+                        400 | 413 => Sent::Rejected(r.status),
+                        s => {
+                            self.stream = None;
+                            Sent::Retry(format!("{}: HTTP {s}", self.link.info.url))
+                        }
+                    };
+                }
+                Err(e) => {
+                    self.stream = None;
+                    last = format!("{}: {e}", self.link.info.url);
+                }
+            }
+        }
+        Sent::Retry(last)
+    }
+}
+
+/// The thread sending the queue to the server.
+pub struct Shipper {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Shipper {
+    /// Starts sending `readers`' records over `link` until [`Shipper::stop`] is called;
+    /// then, for a few seconds at most, whatever the closed writers made durable last.
+    pub fn spawn(
+        link: Link,
+        readers: [SpoolReader; 2],
+        shared: Arc<SpoolShared>,
+    ) -> std::io::Result<Shipper> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let theirs = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("vigil-ship".into())
+            .spawn(move || run(link, readers, &shared, &theirs))?;
+        Ok(Shipper {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread (after its last pass) and waits for it.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Shipper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(link: Link, mut readers: [SpoolReader; 2], shared: &SpoolShared, stop: &AtomicBool) {
+    let mut conn = Conn { link, stream: None };
+    let mut backoff = Duration::from_millis(100);
+    let mut retry_at = Instant::now();
+    let mut drain_until: Option<Instant> = None;
+    let mut last_warn: Option<Instant> = None;
+    loop {
+        if stop.load(Ordering::Relaxed) && drain_until.is_none() {
+            drain_until = Some(Instant::now() + DRAIN);
+        }
+        if let Some(d) = drain_until {
+            if Instant::now() >= d || (shared.writers_closed() && shared.backlog() == 0) {
+                return;
+            }
+        }
+        let mut sent_any = false;
+        let mut failed = false;
+        if Instant::now() >= retry_at {
+            // Findings first: a batch of events goes only when no finding waits.
+            'streams: for r in &mut readers {
+                loop {
+                    let batch = match r.next_batch(BATCH_BYTES) {
+                        Ok(Some(b)) => b,
+                        Ok(None) => break,
+                        Err(p) => {
+                            tracing::error!("server queue: {p}");
+                            failed = true;
+                            break 'streams;
+                        }
+                    };
+                    match conn.send(&batch) {
+                        Sent::Acked => {
+                            r.count_sent(&batch);
+                            if let Err(e) = r.ack(&batch) {
+                                tracing::warn!("server queue: cannot keep the mark: {e}");
+                            }
+                            sent_any = true;
+                            backoff = Duration::from_millis(100);
+                        }
+                        Sent::Rejected(status) => {
+                            tracing::error!(
+                                stream = batch.stream.name(),
+                                first = batch.first,
+                                count = batch.count,
+                                status,
+                                "the server refused a batch as malformed; its records are counted rejected"
+                            );
+                            r.count_rejected(&batch);
+                            if let Err(e) = r.ack(&batch) {
+                                tracing::warn!("server queue: cannot keep the mark: {e}");
+                            }
+                        }
+                        Sent::Retry(why) => {
+                            if last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                                tracing::warn!(
+                                    backlog = shared.backlog(),
+                                    "cannot ship to the server (queued on disk, retrying): {why}"
+                                );
+                                last_warn = Some(Instant::now());
+                            }
+                            failed = true;
+                            break 'streams;
+                        }
+                    }
+                    if batch.stream == Stream::Events && r.stream() == Stream::Events {
+                        // Back to the findings after each batch of events.
+                        continue 'streams;
+                    }
+                }
+            }
+        }
+        if failed {
+            retry_at = Instant::now() + backoff;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            if drain_until.is_some() {
+                return;
+            }
+        }
+        if !sent_any {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
