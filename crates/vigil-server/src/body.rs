@@ -33,6 +33,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A raw body within the route's limit; a body too large is a 413 and any other failure
+/// to read it a 400, in the API's error form.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge
+                } else {
+                    ApiError::BadRequest
+                }
+            })
+    }
+}
+
 /// Checks a text field: 1 to `max` characters, no control characters (PostgreSQL's
 /// text refuses NUL; the others have no place in a name). Anything else is stored and
 /// returned as given.

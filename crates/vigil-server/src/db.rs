@@ -8,7 +8,10 @@ use crate::error::ServerError;
 use tokio_postgres::{Client, NoTls};
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. Append only.
-pub const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_ingest.sql"),
+];
 
 /// The newest schema version this binary knows.
 pub fn latest_version() -> i32 {

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// Too many failed attempts: try later.
     #[error("too many requests")]
     TooManyRequests,
+    /// Storage cannot take the request now (the lake or the database); try again.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A failure of the server's own (database, signing); the cause is logged here.
     #[error("internal error: {0}")]
     Internal(String),
@@ -53,6 +56,7 @@ impl ApiError {
             ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -69,6 +73,7 @@ impl ApiError {
             ApiError::Conflict => "conflict",
             ApiError::TooLarge => "payload_too_large",
             ApiError::TooManyRequests => "too_many_requests",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -76,8 +81,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!("internal error: {cause}");
+        match &self {
+            ApiError::Internal(cause) => tracing::error!("internal error: {cause}"),
+            ApiError::Unavailable(cause) => tracing::warn!("unavailable: {cause}"),
+            _ => {}
         }
         let body = format!("{{\"error\":\"{}\"}}", self.code());
         (

@@ -1,6 +1,7 @@
 //! Vigil's fleet server: agents enrol with a token and a CSR and get a client
-//! certificate from the server's CA; from then on they connect over mutual TLS (a
-//! heartbeat today; events, findings and response later). People sign in with a
+//! certificate from the server's CA; from then on they connect over mutual TLS: a
+//! heartbeat, and the batches of events and findings they ship ([`ingest`]: stored once
+//! each in the organisation's lake, findings also in PostgreSQL). People sign in with a
 //! password and TOTP (a session cookie with CSRF protection) or use API tokens; roles
 //! admin, analyst and viewer; organisations isolated from each other; every state change
 //! and every refusal in the audit log. State lives in PostgreSQL.
@@ -15,6 +16,7 @@ pub mod body;
 pub mod ca;
 pub mod db;
 pub mod error;
+pub mod ingest;
 pub mod routes;
 pub mod secret;
 pub mod server;

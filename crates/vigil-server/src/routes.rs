@@ -6,6 +6,7 @@ use crate::agents;
 use crate::api;
 use crate::auth::{self, Access, Role};
 use crate::error::ApiError;
+use crate::ingest;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
@@ -149,7 +150,24 @@ fn table() -> Vec<Entry> {
             api::audit_log,
         ),
         route(post.clone(), "/agent/v1/enroll", Public, agents::enroll),
-        route(post, "/agent/v1/heartbeat", Agent, agents::heartbeat),
+        route(
+            post.clone(),
+            "/agent/v1/heartbeat",
+            Agent,
+            agents::heartbeat,
+        ),
+        route(
+            post,
+            "/agent/v1/batches/{stream}/{first}",
+            Agent,
+            ingest::batch,
+        ),
+        route(
+            get.clone(),
+            "/api/v1/orgs/{org}/findings",
+            Org(Viewer),
+            ingest::list_findings,
+        ),
     ]
 }
 
@@ -204,10 +222,14 @@ pub fn app(state: AppState) -> Router {
     let limit = state.settings().max_body;
     let mut router = Router::new();
     for (spec, method_router) in table() {
-        let guarded = method_router.route_layer(axum::middleware::from_fn_with_state(
+        let mut guarded = method_router.route_layer(axum::middleware::from_fn_with_state(
             (state.clone(), spec.access),
             auth::guard,
         ));
+        if spec.path.starts_with("/agent/v1/batches/") {
+            // Agents' batches: larger than any other body (the guard runs first).
+            guarded = guarded.layer(DefaultBodyLimit::max(ingest::MAX_BODY));
+        }
         router = router.route(spec.path, guarded);
     }
     router

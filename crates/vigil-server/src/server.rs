@@ -119,6 +119,7 @@ impl Running {
             let _ = s.send(());
         }
         let _ = (&mut self.task).await;
+        self.state.lakes().close().await;
     }
 }
 
@@ -140,6 +141,10 @@ pub async fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| ServerError::Invalid(format!("{listen}: {e}")))?;
+    let mut settings = settings;
+    if settings.lake.is_none() {
+        settings.lake = Some(data.join("lake"));
+    }
     let state = AppState::new(client, ca, settings);
     let router = routes::app(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();

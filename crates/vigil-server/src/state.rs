@@ -21,8 +21,12 @@ pub struct Settings {
     pub login_window: Duration,
     /// How often agents are asked to send a heartbeat.
     pub heartbeat_secs: u64,
-    /// The largest request body accepted, in bytes.
+    /// The largest request body accepted, in bytes (agents' batches have their own
+    /// limit, `ingest::MAX_BODY`).
     pub max_body: usize,
+    /// Where the organisations' lakes are (`DATA/lake`); `None`: no events are stored
+    /// and agents' batches are answered 503.
+    pub lake: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -33,6 +37,7 @@ impl Default for Settings {
             login_window: Duration::from_secs(15 * 60),
             heartbeat_secs: 30,
             max_body: 64 * 1024,
+            lake: None,
         }
     }
 }
@@ -143,15 +148,19 @@ pub struct Inner {
     pub limiter: Mutex<Limiter>,
     /// Revocations, to every open agent connection.
     pub revocations: broadcast::Sender<Revocation>,
+    /// The organisations' lakes.
+    pub lakes: crate::ingest::Lakes,
 }
 
 impl AppState {
     /// The state of a server on `db` (migrated) with `ca`.
     pub fn new(db: Client, ca: Ca, settings: Settings) -> AppState {
         let (revocations, _) = broadcast::channel(1024);
+        let lakes = crate::ingest::Lakes::new(settings.lake.clone());
         AppState(Arc::new(Inner {
             db,
             ca,
+            lakes,
             settings,
             limiter: Mutex::new(Limiter::default()),
             revocations,
@@ -171,6 +180,11 @@ impl AppState {
     /// The settings.
     pub fn settings(&self) -> &Settings {
         &self.0.settings
+    }
+
+    /// The organisations' lakes.
+    pub fn lakes(&self) -> &crate::ingest::Lakes {
+        &self.0.lakes
     }
 
     /// The failed-login limiter.

@@ -60,6 +60,10 @@ async fn fixture(settings: Settings) -> Fx {
         .await
         .expect("migrate");
     let ca = vigil_server::ca::Ca::load(data.path()).expect("CA");
+    let settings = Settings {
+        lake: Some(data.path().join("lake")),
+        ..settings
+    };
     let state = AppState::new(client, ca, settings);
     Fx {
         router: app(state.clone()),
@@ -579,6 +583,8 @@ fn concrete(path: &str, org: &str, ids: &BTreeMap<&str, String>) -> String {
         .replace("{user}", &ids["user"])
         .replace("{token}", token)
         .replace("{agent}", &ids["agent"])
+        .replace("{stream}", "events")
+        .replace("{first}", "1")
 }
 
 /// Every route of the Router, tried by beta's admin on alpha's objects: an organisation
@@ -604,6 +610,10 @@ async fn every_route_refuses_other_organisations() {
         ),
         (
             ("POST", "/agent/v1/heartbeat"),
+            "the agent's certificate decides the organisation",
+        ),
+        (
+            ("POST", "/agent/v1/batches/{stream}/{first}"),
             "the agent's certificate decides the organisation",
         ),
     ]);

@@ -1,0 +1,493 @@
+//! Agents' batches through the Router (no socket), on a real PostgreSQL server and a real
+//! lake on disk: stored once, replays and overlaps recognised, bad batches refused with
+//! nothing stored, findings kept for triage per organisation, and a batch left pending
+//! by a crash between the lake and the database settled at the next start.
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use tower::ServiceExt;
+use vigil_server::ca::Ca;
+use vigil_server::state::{AgentIdentity, ConnInfo};
+use vigil_server::testing::{fresh_database, TempDir};
+use vigil_server::{app, AppState, Settings};
+
+struct World {
+    db: String,
+    data: TempDir,
+    orgs: [i64; 2],
+    agents: [AgentIdentity; 2],
+}
+
+async fn world() -> World {
+    let db = fresh_database().await.expect("a PostgreSQL database");
+    let data = TempDir::new("ingest");
+    let report = vigil_server::server::init(&vigil_server::server::InitOptions {
+        data: data.path().to_path_buf(),
+        db: db.clone(),
+        org: "alpha".into(),
+        admin: "alice".into(),
+        names: vec!["127.0.0.1".into()],
+    })
+    .await
+    .expect("init");
+    let client = vigil_server::db::connect(&db).await.expect("connect");
+    let beta: i64 = client
+        .query_one(
+            "INSERT INTO organisations (name) VALUES ('beta') RETURNING id",
+            &[],
+        )
+        .await
+        .expect("beta")
+        .get(0);
+    let mut agents = Vec::new();
+    for (i, org) in [report.org, beta].into_iter().enumerate() {
+        let group: i64 = client
+            .query_one(
+                "INSERT INTO host_groups (org_id, name) VALUES ($1, 'servers') RETURNING id",
+                &[&org],
+            )
+            .await
+            .expect("group")
+            .get(0);
+        let id = format!("agent-{i}");
+        client
+            .execute(
+                "INSERT INTO agents (id, org_id, group_id, cert_serial, cert_sha256, hostname)
+                 VALUES ($1, $2, $3, $1, $4, $5)",
+                &[&id, &org, &group, &vec![i as u8; 32], &format!("host-{i}")],
+            )
+            .await
+            .expect("agent");
+        agents.push(AgentIdentity { id, org, group });
+    }
+    let agents: [AgentIdentity; 2] = agents.try_into().expect("two");
+    World {
+        db,
+        data,
+        orgs: [report.org, beta],
+        agents,
+    }
+}
+
+async fn router(w: &World) -> (Router, AppState) {
+    let mut client = vigil_server::db::connect(&w.db).await.expect("connect");
+    vigil_server::db::migrate(&mut client)
+        .await
+        .expect("migrate");
+    let ca = Ca::load(w.data.path()).expect("CA");
+    let settings = Settings {
+        lake: Some(lake_root(w.data.path())),
+        ..Settings::default()
+    };
+    let state = AppState::new(client, ca, settings);
+    (app(state.clone()), state)
+}
+
+fn lake_root(data: &Path) -> PathBuf {
+    data.join("lake")
+}
+
+fn event(n: u64) -> String {
+    json!({ "class_uid": 1007, "activity_id": 1, "time": 1_765_000_000_000i64 + n as i64,
+            "metadata": { "uid": format!("e{n}") }, "n": n })
+    .to_string()
+}
+
+fn finding(n: u64) -> String {
+    json!({ "class_uid": 2004, "activity_id": 1, "time": 1_765_000_000_000i64 + n as i64,
+            "severity_id": 4, "metadata": { "uid": format!("f{n}"), "correlation_uid": "story-1" },
+            "finding_info": { "title": format!("finding {n}"), "uid": "r" } })
+    .to_string()
+}
+
+fn lines(items: &[String]) -> Vec<u8> {
+    let mut b = items.join("\n").into_bytes();
+    b.push(b'\n');
+    b
+}
+
+async fn send(
+    r: &Router,
+    agent: Option<&AgentIdentity>,
+    path: &str,
+    body: Vec<u8>,
+    zstd: bool,
+) -> (StatusCode, Value) {
+    let body = if zstd {
+        zstd::bulk::compress(&body, 3).expect("zstd")
+    } else {
+        body
+    };
+    let mut req = Request::builder().method(Method::POST).uri(path);
+    if zstd {
+        req = req.header(header::CONTENT_ENCODING, "zstd");
+    }
+    let mut req = req.body(Body::from(body)).expect("request");
+    req.extensions_mut().insert(ConnInfo {
+        peer: Some("127.0.0.1:40000".parse().expect("addr")),
+        agent: agent.cloned(),
+    });
+    let resp = r.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// The `metadata.uid` of every event in an organisation's lake (its log and its
+/// Parquet files alike), in the lake's order.
+fn lake_uids(data: &Path, org: i64) -> Vec<String> {
+    let root = lake_root(data).join(format!("org={org}"));
+    let snap = vigil_store::snapshot(&root, None, None);
+    assert!(snap.problems.is_empty(), "{:?}", snap.problems);
+    let mut batches: Vec<_> = snap.log.into_values().flatten().collect();
+    for f in snap.files.into_values().flatten() {
+        batches.extend(vigil_store::read_parquet(&f.path).expect("parquet"));
+    }
+    let mut rows = Vec::new();
+    for b in &batches {
+        for i in 0..b.num_rows() {
+            let v = vigil_store::row_to_json(b, i);
+            let seq = vigil_store::row_seq(b, i).expect("seq");
+            rows.push((
+                seq,
+                v["metadata"]["uid"].as_str().unwrap_or("?").to_string(),
+            ));
+        }
+    }
+    rows.sort();
+    rows.into_iter().map(|(_, u)| u).collect()
+}
+
+fn uids(items: &[String]) -> Vec<String> {
+    items
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("json");
+            v["metadata"]["uid"].as_str().expect("uid").to_string()
+        })
+        .collect()
+}
+
+async fn acked(state: &AppState, agent: &str, stream: &str) -> i64 {
+    state
+        .db()
+        .query_opt(
+            "SELECT acked FROM ship_streams WHERE agent_id = $1 AND stream = $2",
+            &[&agent, &stream],
+        )
+        .await
+        .expect("query")
+        .map_or(0, |r| r.get(0))
+}
+
+#[tokio::test]
+async fn batches_are_stored_once_whatever_is_replayed() {
+    let w = world().await;
+    let (r, state) = router(&w).await;
+    let a = &w.agents[0];
+    let all: Vec<String> = (1..=10).map(event).collect();
+    let (s, v) = send(
+        &r,
+        Some(a),
+        "/agent/v1/batches/events/1",
+        lines(&all[..4]),
+        true,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({ "acked": 4, "stored": 4 }));
+    // The same batch again (its answer was lost): acknowledged, not stored again.
+    let (s, v) = send(
+        &r,
+        Some(a),
+        "/agent/v1/batches/events/1",
+        lines(&all[..4]),
+        true,
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::OK, json!({ "acked": 4, "stored": 0 })));
+    // A batch overlapping what is stored: only the new records.
+    let (s, v) = send(
+        &r,
+        Some(a),
+        "/agent/v1/batches/events/3",
+        lines(&all[2..7]),
+        false,
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::OK, json!({ "acked": 7, "stored": 3 })));
+    // A gap (records the agent dropped): taken, counted.
+    let (s, v) = send(
+        &r,
+        Some(a),
+        "/agent/v1/batches/events/10",
+        lines(&all[9..]),
+        true,
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (StatusCode::OK, json!({ "acked": 10, "stored": 1 }))
+    );
+    let stored = lake_uids(w.data.path(), w.orgs[0]);
+    let want: Vec<String> = all[..7].iter().chain(&all[9..]).cloned().collect();
+    assert_eq!(stored, uids(&want));
+    let row = state
+        .db()
+        .query_one(
+            "SELECT records, duplicates, gaps FROM ship_streams WHERE agent_id = $1",
+            &[&a.id],
+        )
+        .await
+        .expect("row");
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
+        (8, 4, 2)
+    );
+    // Nothing went to the other organisation's lake.
+    assert!(lake_uids(w.data.path(), w.orgs[1]).is_empty());
+}
+
+#[tokio::test]
+async fn bad_batches_are_refused_and_nothing_is_stored() {
+    let w = world().await;
+    let (r, state) = router(&w).await;
+    let a = &w.agents[0];
+    let good = lines(&[event(1)]);
+    let cases: Vec<(&str, Vec<u8>, bool, StatusCode)> = vec![
+        (
+            "/agent/v1/batches/events/1",
+            b"not json\n".to_vec(),
+            true,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/agent/v1/batches/events/1",
+            b"[1,2,3]\n".to_vec(),
+            true,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/agent/v1/batches/events/1",
+            lines(&[event(1), "{\"no_class\":1}".into()]),
+            true,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/agent/v1/batches/events/1",
+            Vec::new(),
+            true,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/agent/v1/batches/other/1",
+            good.clone(),
+            true,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/agent/v1/batches/events/0",
+            good.clone(),
+            true,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/agent/v1/batches/events/-5",
+            good.clone(),
+            true,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/agent/v1/batches/events/x",
+            good.clone(),
+            true,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/agent/v1/batches/events/1",
+            vec![b'x'; 9 << 20],
+            false,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (path, body, zstd, want) in cases {
+        let (s, v) = send(&r, Some(a), path, body, zstd).await;
+        assert_eq!(s, want, "{path}: {v}");
+        assert!(v["error"].is_string(), "{v}");
+    }
+    // Not zstd, though it says so.
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri("/agent/v1/batches/events/1")
+        .header(header::CONTENT_ENCODING, "zstd")
+        .body(Body::from(good.clone()))
+        .expect("request");
+    req.extensions_mut().insert(ConnInfo {
+        peer: None,
+        agent: Some(a.clone()),
+    });
+    assert_eq!(
+        r.clone().oneshot(req).await.expect("ok").status(),
+        StatusCode::BAD_REQUEST
+    );
+    // Without a client certificate.
+    let (s, _) = send(&r, None, "/agent/v1/batches/events/1", good, true).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(lake_uids(w.data.path(), w.orgs[0]).is_empty());
+    assert_eq!(acked(&state, &a.id, "events").await, 0);
+}
+
+#[tokio::test]
+async fn findings_are_kept_once_per_organisation_for_triage() {
+    let w = world().await;
+    let (r, state) = router(&w).await;
+    let batch = lines(&[finding(1), finding(2)]);
+    for a in &w.agents {
+        let (s, v) = send(
+            &r,
+            Some(a),
+            "/agent/v1/batches/findings/1",
+            batch.clone(),
+            true,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    // A replay by the first agent under new sequences (its queue lost its mark): the
+    // lake takes the records again, the findings table does not.
+    let (s, _) = send(
+        &r,
+        Some(&w.agents[0]),
+        "/agent/v1/batches/findings/3",
+        batch,
+        true,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    for (i, org) in w.orgs.iter().enumerate() {
+        let rows = state
+            .db()
+            .query(
+                "SELECT uid, agent_id, title, story, severity_id FROM findings
+                 WHERE org_id = $1 ORDER BY uid",
+                &[org],
+            )
+            .await
+            .expect("rows");
+        let got: Vec<(String, String, String, Option<String>, i32)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect();
+        let agent = w.agents[i].id.clone();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "f1".into(),
+                    agent.clone(),
+                    "finding 1".into(),
+                    Some("story-1".into()),
+                    4
+                ),
+                (
+                    "f2".into(),
+                    agent,
+                    "finding 2".into(),
+                    Some("story-1".into()),
+                    4
+                ),
+            ]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_batch_left_pending_by_a_crash_is_settled_from_the_lake() {
+    let w = world().await;
+    let a = &w.agents[0];
+    let all: Vec<String> = (1..=6).map(event).collect();
+    {
+        let (r, state) = router(&w).await;
+        let (s, _) = send(
+            &r,
+            Some(a),
+            "/agent/v1/batches/events/1",
+            lines(&all[..3]),
+            true,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _) = send(
+            &r,
+            Some(a),
+            "/agent/v1/batches/events/4",
+            lines(&all[3..]),
+            true,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        // As if the server had died after the lake's fsync of the second batch and
+        // before the database recorded it: the second batch is pending, acked at 3.
+        state
+            .db()
+            .execute(
+                "UPDATE ship_streams SET acked = 3, records = 3, pending_first = 4,
+                        pending_count = 3, pending_lake_seq = 4
+                 WHERE agent_id = $1",
+                &[&a.id],
+            )
+            .await
+            .expect("update");
+        state.lakes().close().await;
+    }
+    // The server again: the agent, never answered, sends the second batch again.
+    let (r, state) = router(&w).await;
+    let (s, v) = send(
+        &r,
+        Some(a),
+        "/agent/v1/batches/events/4",
+        lines(&all[3..]),
+        true,
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::OK, json!({ "acked": 6, "stored": 0 })));
+    assert_eq!(lake_uids(w.data.path(), w.orgs[0]), uids(&all));
+    assert_eq!(acked(&state, &a.id, "events").await, 6);
+    // And a pending batch the lake never got: stored when sent again.
+    state
+        .db()
+        .execute(
+            "UPDATE ship_streams SET pending_first = 7, pending_count = 2,
+                    pending_lake_seq = 7 WHERE agent_id = $1",
+            &[&a.id],
+        )
+        .await
+        .expect("update");
+    state.lakes().close().await;
+    let (r, _) = router(&w).await;
+    let more: Vec<String> = (7..=8).map(event).collect();
+    let (s, v) = send(
+        &r,
+        Some(a),
+        "/agent/v1/batches/events/7",
+        lines(&more),
+        true,
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::OK, json!({ "acked": 8, "stored": 2 })));
+    let mut want = all.clone();
+    want.extend(more);
+    assert_eq!(lake_uids(w.data.path(), w.orgs[0]), uids(&want));
+}
