@@ -91,6 +91,85 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `vigil server run` on `data` and `db` at 127.0.0.1:`port`, once it accepts
+/// connections (heartbeats asked every second).
+fn run_server(data: &Path, db: &str, port: u16) -> Server {
+    let server = Server(
+        vigil()
+            .args(["server", "run", "--data"])
+            .arg(data)
+            .args([
+                "--db",
+                db,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--heartbeat-secs",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("vigil server run"),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+/// Signs `api` in as alice with her password and a TOTP code (the session's cookie and
+/// CSRF token kept in `api`), and changes the one-time password when `change`; returns
+/// her organisation.
+fn sign_in(api: &mut Api, password: &str, key: &[u8], change: bool) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let code = totp::code(key, totp::step_of(now));
+    let r = https::request(
+        &api.config,
+        &api.base,
+        "POST",
+        "/api/v1/login",
+        &[],
+        json!({ "user": "alice", "password": password, "totp": code })
+            .to_string()
+            .as_bytes(),
+        Duration::from_secs(10),
+    )
+    .expect("login");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    let cookie = r
+        .header("set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("kv")
+        .to_string();
+    let login: Value = serde_json::from_slice(&r.body).expect("json");
+    api.headers = vec![
+        ("Cookie".into(), cookie),
+        (
+            "X-CSRF-Token".into(),
+            login["csrf_token"].as_str().expect("csrf").into(),
+        ),
+    ];
+    if change {
+        let (s, _) = api.call(
+            "POST",
+            "/api/v1/me/password",
+            Some(json!({ "current": password, "new": "correct horse battery staple" })),
+        );
+        assert_eq!(s, 200);
+    }
+    login["org"].as_i64().expect("org")
+}
+
 fn line_after<'a>(text: &'a str, prefix: &str) -> &'a str {
     text.lines()
         .find_map(|l| l.strip_prefix(prefix))
@@ -211,22 +290,7 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
     // run.
     let port = free_port();
     let url = format!("https://127.0.0.1:{port}");
-    let _server = Server(
-        vigil()
-            .args(["server", "run", "--data"])
-            .arg(&data)
-            .args([
-                "--db",
-                &db,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--heartbeat-secs",
-                "1",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("vigil server run"),
-    );
+    let _server = run_server(&data, &db, port);
     let base = BaseUrl::parse(&url).expect("url");
     let ca = data.join("ca.pem");
     let mut api = Api {
@@ -234,57 +298,9 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
         base: base.clone(),
         headers: vec![],
     };
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 
-    // Sign in with password and TOTP, change the one-time password, get an API token.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let code = totp::code(&key, totp::step_of(now));
-    let r = https::request(
-        &api.config,
-        &base,
-        "POST",
-        "/api/v1/login",
-        &[],
-        json!({ "user": "alice", "password": password, "totp": code })
-            .to_string()
-            .as_bytes(),
-        Duration::from_secs(10),
-    )
-    .expect("login");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("x-frame-options"), Some("DENY"));
-    let cookie = r
-        .header("set-cookie")
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("kv")
-        .to_string();
-    let login: Value = serde_json::from_slice(&r.body).expect("json");
-    let org = login["org"].as_i64().expect("org");
-    api.headers = vec![
-        ("Cookie".into(), cookie),
-        (
-            "X-CSRF-Token".into(),
-            login["csrf_token"].as_str().expect("csrf").into(),
-        ),
-    ];
-    let (s, _) = api.call(
-        "POST",
-        "/api/v1/me/password",
-        Some(json!({ "current": password, "new": "correct horse battery staple" })),
-    );
-    assert_eq!(s, 200);
+    // Sign in with password and TOTP, change the one-time password.
+    let org = sign_in(&mut api, &password, &key, true);
     let (s, v) = api.call(
         "POST",
         &format!("/api/v1/orgs/{org}/host-groups"),
@@ -552,4 +568,288 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
         has("agent.connect", "denied: revoked"),
         "the revoked certificate's attempt is in the log"
     );
+}
+
+/// Every event in a lake (its log and Parquet files), as JSON, sorted.
+fn lake_events(root: &Path) -> Vec<String> {
+    let snap = vigil_store::snapshot(root, None, None);
+    assert!(snap.problems.is_empty(), "{:?}", snap.problems);
+    let mut batches: Vec<_> = snap.log.into_values().flatten().collect();
+    for f in snap.files.into_values().flatten() {
+        batches.extend(vigil_store::read_parquet(&f.path).expect("parquet"));
+    }
+    let mut out = Vec::new();
+    for b in &batches {
+        for i in 0..b.num_rows() {
+            out.push(vigil_store::row_to_json(b, i).to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every line of the agent's events output, as the lake gives it back, sorted.
+fn written_events(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| v.to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+fn signal(child: &Child, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+}
+
+/// Runs `n` short processes (activity for the sensor).
+fn activity(n: usize) {
+    for _ in 0..n {
+        let st = Command::new("/bin/true").status().expect("true");
+        assert!(st.success());
+    }
+}
+
+/// One process whose command line names `marker`: the marker rule fires once.
+fn trigger(marker: &str) {
+    let st = Command::new("/bin/true")
+        .arg(marker)
+        .status()
+        .expect("true");
+    assert!(st.success());
+}
+
+/// The organisation's Detection Findings whose title names `marker` (both triggers set
+/// off the same rule).
+fn findings_of(api: &Api, org: i64, marker: &str) -> Vec<Value> {
+    let (s, v) = api.call("GET", &format!("/api/v1/orgs/{org}/findings"), None);
+    if s != 200 {
+        return Vec::new();
+    }
+    v["findings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| {
+            f["class_uid"] == 2004 && f["title"].as_str().is_some_and(|t| t.contains(marker))
+        })
+        .collect()
+}
+
+fn wait_until(secs: u64, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ok()
+}
+
+/// The real agent, with its eBPF sensor, enrolled and shipping to the real server: the
+/// server is killed (SIGKILL) mid-stream and started again while the agent goes on;
+/// afterwards the server's lake holds every event the agent wrote exactly once (compared
+/// as a multiset with the agent's own events output), and the findings made while the
+/// server was up and while it was down are each in the organisation's findings once.
+#[test]
+fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let db = vigil_server::server::block_on(fresh_database())
+        .expect("runtime")
+        .expect("a PostgreSQL database");
+    let dir = TempDir::new("ship-e2e");
+    let data = dir.path().join("data");
+    let out = vigil()
+        .args(["server", "init", "--data"])
+        .arg(&data)
+        .args([
+            "--db",
+            &db,
+            "--org",
+            "alpha",
+            "--admin",
+            "alice",
+            "--name",
+            "127.0.0.1",
+        ])
+        .output()
+        .expect("vigil server init");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}");
+    let password = line_after(&stdout, "one-time password:").to_string();
+    let key = totp::key_of_uri(line_after(&stdout, "totp:")).expect("a TOTP key");
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let mut server = Some(run_server(&data, &db, port));
+    let ca = data.join("ca.pem");
+    let mut api = Api {
+        config: console_config(&ca),
+        base: BaseUrl::parse(&url).expect("url"),
+        headers: vec![],
+    };
+    let org = sign_in(&mut api, &password, &key, true);
+    let (_, v) = api.call(
+        "POST",
+        &format!("/api/v1/orgs/{org}/host-groups"),
+        Some(json!({ "name": "servers" })),
+    );
+    let group = v["id"].as_i64().expect("group");
+    let (_, v) = api.call(
+        "POST",
+        &format!("/api/v1/orgs/{org}/enrolment-tokens"),
+        Some(json!({ "group_id": group, "expires_in_secs": 600, "uses": 1 })),
+    );
+    let token = v["token"].as_str().expect("token").to_string();
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).expect("agent dir");
+    let out = enroll(&agent_dir, &url, &token, &ca);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The agent, with one rule that a marker in a shell's command line sets off.
+    let marker = format!("vigil-ship-{}", std::process::id());
+    let rules = agent_dir.join("marker.yml");
+    std::fs::write(
+        &rules,
+        format!(
+            "title: Marker {marker} run\nid: 0f5e2c1a-0000-4000-8000-0000000000aa\n\
+             status: test\nlevel: high\nlogsource: {{product: linux, category: process_creation}}\n\
+             detection:\n    selection:\n        CommandLine|contains: '{marker}'\n    \
+             condition: selection\n"
+        ),
+    )
+    .expect("rule");
+    let events = agent_dir.join("events.jsonl");
+    let log = agent_dir.join("agent.log");
+    let agent = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["agent", "--config"])
+        .arg(agent_dir.join("agent.toml"))
+        .arg("--output")
+        .arg(&events)
+        .args(["--no-builtin-rules", "--rules"])
+        .arg(&rules)
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("vigil agent");
+    let mut agent = Server(agent);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(30, || log_text().contains("shipping to the server")
+            && log_text().contains("agent running")),
+        "{}",
+        log_text()
+    );
+
+    // Server up: activity and a finding, seen through the API.
+    activity(100);
+    let up = format!("{marker}-up");
+    let t = Instant::now();
+    trigger(&up);
+    assert!(
+        wait_until(20, || findings_of(&api, org, &marker).len() == 1),
+        "the finding made while the server is up reaches it: {:?} {}\n{}",
+        api.call("GET", &format!("/api/v1/orgs/{org}/findings"), None),
+        std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"class_uid\":2004"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        log_text()
+    );
+    eprintln!(
+        "finding visible through the API {:?} after its trigger",
+        t.elapsed()
+    );
+
+    // The server killed mid-stream; the agent goes on, queueing on disk.
+    activity(50);
+    drop(server.take());
+    activity(100);
+    let down = format!("{marker}-down");
+    trigger(&down);
+    activity(100);
+    std::thread::sleep(Duration::from_millis(500));
+    let _server = run_server(&data, &db, port);
+    let api = {
+        let mut a = Api {
+            config: console_config(&ca),
+            base: BaseUrl::parse(&url).expect("url"),
+            headers: vec![],
+        };
+        // A new step: the code of the first sign-in may not be used twice.
+        let step = |t: u64| totp::step_of(t);
+        let now = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("clock")
+                .as_secs()
+        };
+        let first = step(now());
+        while step(now()) == first {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        sign_in(&mut a, "correct horse battery staple", &key, false);
+        a
+    };
+    activity(50);
+    assert!(
+        wait_until(30, || findings_of(&api, org, &marker).len() == 2),
+        "the finding made while the server was down arrives: {}",
+        log_text()
+    );
+    let lake = data.join("lake").join(format!("org={org}"));
+    // Everything written so far arrives; then the agent stops and its last events follow.
+    assert!(
+        wait_until(60, || {
+            let (w, l) = (written_events(&events).len(), lake_events(&lake).len());
+            eprintln!("written {w}, in the lake {l}");
+            l >= w
+        }),
+        "the backlog reaches the server: {}",
+        log_text()
+    );
+    signal(&agent.0, "-INT");
+    let status = agent.0.wait().expect("agent exit");
+    assert!(status.success(), "{}", log_text());
+    let written = written_events(&events);
+    assert!(
+        wait_until(30, || lake_events(&lake).len() >= written.len()),
+        "{}",
+        log_text()
+    );
+    let stored = lake_events(&lake);
+    assert!(written.len() > 500, "{} events", written.len());
+    if stored != written {
+        let missing: Vec<_> = written
+            .iter()
+            .filter(|e| !stored.contains(e))
+            .take(3)
+            .collect();
+        let extra: Vec<_> = stored
+            .iter()
+            .filter(|e| !written.contains(e))
+            .take(3)
+            .collect();
+        panic!(
+            "the lake ({}) is not the agent's events ({}): missing {missing:#?} extra {extra:#?}",
+            stored.len(),
+            written.len()
+        );
+    }
+    // One finding per trigger, each once: the rule's title names the marker.
+    assert_eq!(findings_of(&api, org, &marker).len(), 2);
 }
