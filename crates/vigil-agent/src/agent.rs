@@ -151,8 +151,12 @@ pub fn run_with_metrics(
             path: dir.clone(),
             source: std::io::Error::other(what),
         };
-        let (shared, writers, readers, problems) =
-            spool::open(&cfg, now_ms()).map_err(|p| output_err(p.to_string()))?;
+        let spool::Opened {
+            shared,
+            writers,
+            readers,
+            problems,
+        } = spool::open(&cfg, now_ms()).map_err(|p| output_err(p.to_string()))?;
         for p in &problems {
             tracing::warn!("server queue recovery: {p}");
         }

@@ -563,6 +563,8 @@ mod tests {
             &mut |e| errors.push(e.to_string()),
         );
         let _ = std::fs::remove_file(&path);
+        // The last test out removes the directory (it is not empty while others run).
+        let _ = std::fs::remove_dir(&dir);
         (got, errors)
     }
 

@@ -13,11 +13,8 @@ use vigil_query::{Engine, Language, QueryError, Sources, Stopped};
 /// 2026-12-06T22:00:00Z.
 const T0: i64 = 1_796_594_400_000;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vigil-query-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("scratch dir");
-    d
+fn scratch(name: &str) -> vigil_testdata::TempDir {
+    vigil_testdata::TempDir::new("query-test", name)
 }
 
 /// The example story as JSON lines, every event in story `story-1`.

@@ -602,3 +602,39 @@ pub async fn audit_log(
         .collect();
     Ok(Json(json!({ "entries": entries })))
 }
+
+/// `GET /api/v1/orgs/{org}/findings`: the organisation's latest findings (100 at
+/// most), newest first, with the host that made each.
+pub async fn list_findings(
+    State(state): State<AppState>,
+    Extension(c): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    let rows = state
+        .db()
+        .query(
+            "SELECT f.uid, f.agent_id, a.hostname, f.class_uid,
+                    (extract(epoch FROM f.time) * 1000)::int8, f.severity_id, f.title,
+                    f.story, f.status
+             FROM findings f JOIN agents a ON a.id = f.agent_id AND a.org_id = f.org_id
+             WHERE f.org_id = $1 ORDER BY f.time DESC, f.uid LIMIT 100",
+            &[&c.org],
+        )
+        .await?;
+    let findings: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "uid": r.get::<_, String>(0),
+                "agent_id": r.get::<_, String>(1),
+                "hostname": r.get::<_, String>(2),
+                "class_uid": r.get::<_, i32>(3),
+                "time": r.get::<_, i64>(4),
+                "severity_id": r.get::<_, i32>(5),
+                "title": r.get::<_, String>(6),
+                "story": r.get::<_, Option<String>>(7),
+                "status": r.get::<_, String>(8),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "findings": findings })))
+}

@@ -16,21 +16,22 @@
 //!   the lake holds count as stored, the others are not, so a retry stores each record
 //!   once.
 //! * **Findings** (Detection and Incident Findings) are also kept in PostgreSQL, once
-//!   per `metadata.uid` in the organisation, for the incident queue.
+//!   per `metadata.uid` in the organisation (without one: per agent, stream and
+//!   sequence), for the incident queue; an incident's later updates (same uid, a later
+//!   time) replace its event, never its triage status.
 //! * **Bad input** (a stream that does not exist, a body that is not zstd, JSON lines that
 //!   are not event objects, too many records) is a 400 or 413, and nothing of the batch
 //!   is stored.
 
 use crate::body::RawBody;
 use crate::error::ApiError;
+use crate::lake::resolve;
 use crate::state::{AgentIdentity, AppState};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_postgres::Client;
 
@@ -42,127 +43,6 @@ pub const MAX_LINES_BYTES: usize = 32 << 20;
 pub const MAX_RECORDS: usize = 100_000;
 /// The longest line (one event).
 pub const MAX_LINE: usize = 1 << 20;
-
-/// One organisation's lake and whether a write of it may have been left unresolved.
-struct OrgLake {
-    store: Arc<vigil_store::Store>,
-    /// A batch's write failed part-way: the pending records are resolved before the
-    /// next write.
-    unresolved: bool,
-}
-
-/// The organisations' lakes, opened on first use.
-#[derive(Default)]
-pub struct Lakes {
-    dir: Option<PathBuf>,
-    open: tokio::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<OrgLake>>>>,
-}
-
-impl std::fmt::Debug for Lakes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lakes").field("dir", &self.dir).finish()
-    }
-}
-
-impl Lakes {
-    /// The lakes under `dir` (`None`: this server stores no events; batches get a 503).
-    pub fn new(dir: Option<PathBuf>) -> Lakes {
-        Lakes {
-            dir,
-            open: tokio::sync::Mutex::default(),
-        }
-    }
-
-    /// The directory of an organisation's lake.
-    pub fn org_dir(&self, org: i64) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("org={org}")))
-    }
-
-    /// Closes every open lake (their logs fsynced).
-    pub async fn close(&self) {
-        let lakes: Vec<_> = self.open.lock().await.drain().map(|(_, l)| l).collect();
-        for l in lakes {
-            let l = l.lock().await;
-            let store = Arc::clone(&l.store);
-            let _ = tokio::task::spawn_blocking(move || store.sync()).await;
-        }
-    }
-
-    async fn get(
-        &self,
-        db: &Client,
-        org: i64,
-    ) -> Result<Arc<tokio::sync::Mutex<OrgLake>>, ApiError> {
-        let mut open = self.open.lock().await;
-        if let Some(l) = open.get(&org) {
-            return Ok(Arc::clone(l));
-        }
-        let dir = self
-            .org_dir(org)
-            .ok_or_else(|| ApiError::Unavailable("this server keeps no lake".into()))?;
-        let cfg = vigil_store::StoreConfig::new(dir.clone());
-        let (store, problems) = tokio::task::spawn_blocking(move || {
-            vigil_store::Store::open(cfg, vigil_event::time::now_ms())
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("lake open: {e}")))?
-        .map_err(|p| ApiError::Unavailable(format!("lake of organisation {org}: {p}")))?;
-        for p in problems {
-            tracing::warn!(org, "lake recovery: {p}");
-        }
-        let store = Arc::new(store);
-        resolve(db, org, &store).await?;
-        tracing::info!(org, dir = %dir.display(), durable = store.durable(), "lake open");
-        let lake = Arc::new(tokio::sync::Mutex::new(OrgLake {
-            store,
-            unresolved: false,
-        }));
-        open.insert(org, Arc::clone(&lake));
-        Ok(lake)
-    }
-}
-
-/// Settles the batches of `org` left pending (a crash or a failed write between the lake
-/// and the database): what the lake holds durably counts as stored.
-async fn resolve(db: &Client, org: i64, store: &Arc<vigil_store::Store>) -> Result<(), ApiError> {
-    let s = Arc::clone(store);
-    let durable = tokio::task::spawn_blocking(move || s.sync())
-        .await
-        .map_err(|e| ApiError::Internal(format!("lake sync: {e}")))?;
-    let durable = i64::try_from(durable).unwrap_or(i64::MAX);
-    let rows = db
-        .query(
-            "SELECT agent_id, stream, pending_first, pending_count, pending_lake_seq
-             FROM ship_streams WHERE org_id = $1 AND pending_lake_seq IS NOT NULL",
-            &[&org],
-        )
-        .await?;
-    for r in rows {
-        let (agent, stream): (String, String) = (r.get(0), r.get(1));
-        let (first, count, at): (i64, i64, i64) = (r.get(2), r.get(3), r.get(4));
-        // How many of the batch's records the lake holds.
-        let held = (durable - at + 1).clamp(0, count);
-        db.execute(
-            "UPDATE ship_streams
-             SET acked = GREATEST(acked, $3), records = records + $4,
-                 pending_first = NULL, pending_count = NULL, pending_lake_seq = NULL,
-                 updated_at = now()
-             WHERE agent_id = $1 AND stream = $2",
-            &[&agent, &stream, &(first + held - 1), &held],
-        )
-        .await?;
-        tracing::info!(
-            org,
-            agent,
-            stream,
-            first,
-            count,
-            held,
-            "a batch left pending was settled against the lake"
-        );
-    }
-    Ok(())
-}
 
 /// A finding's row.
 struct FindingRow {
@@ -217,7 +97,15 @@ fn check_lines(
                     .take(512)
                     .collect::<String>()
             };
+            // A finding's rule title; an incident's sentence, or its first finding's.
             let title = str_at(&v, &["finding_info", "title"])
+                .or_else(|| str_at(&v, &["desc"]))
+                .or_else(|| {
+                    v.get("finding_info_list")
+                        .and_then(|l| l.get(0))
+                        .and_then(|f| f.get("title"))
+                        .and_then(Value::as_str)
+                })
                 .or_else(|| str_at(&v, &["message"]))
                 .unwrap_or("(untitled)");
             findings.push(FindingRow {
@@ -295,7 +183,10 @@ async fn insert_findings(
          SELECT $1, u, $2, c, to_timestamp(t::double precision / 1000), s, ti, st, e
          FROM unnest($3::text[], $4::int4[], $5::int8[], $6::int4[], $7::text[],
                      $8::text[], $9::text[]) AS x(u, c, t, s, ti, st, e)
-         ON CONFLICT (org_id, uid) DO NOTHING",
+         ON CONFLICT (org_id, uid) DO UPDATE
+         SET event = EXCLUDED.event, time = EXCLUDED.time, title = EXCLUDED.title,
+             severity_id = EXCLUDED.severity_id, story = EXCLUDED.story
+         WHERE findings.time <= EXCLUDED.time AND findings.event <> EXCLUDED.event",
         &[
             &org, &agent, &uids, &classes, &times, &sev, &titles, &stories, &events,
         ],
@@ -410,42 +301,6 @@ pub async fn batch(
         return Err(ApiError::Unavailable(format!("database: {e}")));
     }
     Ok(Json(json!({ "acked": last, "stored": n })))
-}
-
-/// `GET /api/v1/orgs/{org}/findings`: the organisation's latest findings (100 at
-/// most), newest first, with the host that made each.
-pub async fn list_findings(
-    State(state): State<AppState>,
-    Extension(c): Extension<crate::auth::Caller>,
-) -> Result<Json<Value>, ApiError> {
-    let rows = state
-        .db()
-        .query(
-            "SELECT f.uid, f.agent_id, a.hostname, f.class_uid,
-                    (extract(epoch FROM f.time) * 1000)::int8, f.severity_id, f.title,
-                    f.story, f.status
-             FROM findings f JOIN agents a ON a.id = f.agent_id AND a.org_id = f.org_id
-             WHERE f.org_id = $1 ORDER BY f.time DESC, f.uid LIMIT 100",
-            &[&c.org],
-        )
-        .await?;
-    let findings: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "uid": r.get::<_, String>(0),
-                "agent_id": r.get::<_, String>(1),
-                "hostname": r.get::<_, String>(2),
-                "class_uid": r.get::<_, i32>(3),
-                "time": r.get::<_, i64>(4),
-                "severity_id": r.get::<_, i32>(5),
-                "title": r.get::<_, String>(6),
-                "story": r.get::<_, Option<String>>(7),
-                "status": r.get::<_, String>(8),
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "findings": findings })))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod ca;
 pub mod db;
 pub mod error;
 pub mod ingest;
+pub mod lake;
 pub mod routes;
 pub mod secret;
 pub mod server;

@@ -166,7 +166,7 @@ fn table() -> Vec<Entry> {
             get.clone(),
             "/api/v1/orgs/{org}/findings",
             Org(Viewer),
-            ingest::list_findings,
+            api::list_findings,
         ),
     ]
 }

@@ -149,14 +149,14 @@ pub struct Inner {
     /// Revocations, to every open agent connection.
     pub revocations: broadcast::Sender<Revocation>,
     /// The organisations' lakes.
-    pub lakes: crate::ingest::Lakes,
+    pub lakes: crate::lake::Lakes,
 }
 
 impl AppState {
     /// The state of a server on `db` (migrated) with `ca`.
     pub fn new(db: Client, ca: Ca, settings: Settings) -> AppState {
         let (revocations, _) = broadcast::channel(1024);
-        let lakes = crate::ingest::Lakes::new(settings.lake.clone());
+        let lakes = crate::lake::Lakes::new(settings.lake.clone());
         AppState(Arc::new(Inner {
             db,
             ca,
@@ -183,7 +183,7 @@ impl AppState {
     }
 
     /// The organisations' lakes.
-    pub fn lakes(&self) -> &crate::ingest::Lakes {
+    pub fn lakes(&self) -> &crate::lake::Lakes {
         &self.0.lakes
     }
 

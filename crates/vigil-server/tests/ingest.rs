@@ -376,12 +376,48 @@ async fn findings_are_kept_once_per_organisation_for_triage() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
+    // An incident, then its update (same uid, later): one row, the newer event.
+    let incident = |t: i64, sev: i32| {
+        json!({ "class_uid": 2005, "activity_id": 1, "time": t, "severity_id": sev,
+                "metadata": { "uid": "incident@story-1#1" }, "desc": "two findings",
+                "finding_info_list": [{ "title": "finding 1", "uid": "r" }] })
+        .to_string()
+    };
+    for (seq, (t, sev)) in [(5, (10, 3)), (6, (20, 5))] {
+        let path = format!("/agent/v1/batches/findings/{seq}");
+        let (s, _) = send(
+            &r,
+            Some(&w.agents[0]),
+            &path,
+            lines(&[incident(t, sev)]),
+            true,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let row = state
+        .db()
+        .query_one(
+            "SELECT title, severity_id, count(*) OVER () FROM findings
+             WHERE org_id = $1 AND class_uid = 2005",
+            &[&w.orgs[0]],
+        )
+        .await
+        .expect("incident");
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, i32>(1),
+            row.get::<_, i64>(2)
+        ),
+        ("two findings".to_string(), 5, 1)
+    );
     for (i, org) in w.orgs.iter().enumerate() {
         let rows = state
             .db()
             .query(
                 "SELECT uid, agent_id, title, story, severity_id FROM findings
-                 WHERE org_id = $1 ORDER BY uid",
+                 WHERE org_id = $1 AND class_uid = 2004 ORDER BY uid",
                 &[org],
             )
             .await

@@ -99,3 +99,45 @@ pub fn root_or_skip() -> bool {
     }
     root
 }
+
+/// A fresh, empty directory for one test (`<tmp>/vigil-<prefix>-<pid>-<n>-<name>`),
+/// removed when dropped, so that test runs leave nothing behind (kept with
+/// `VIGIL_KEEP_TMP=1`, to look at after a failure). Derefs to its path.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Makes the directory (removing what an earlier run of the same process id left).
+    pub fn new(prefix: &str, name: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d =
+            std::env::temp_dir().join(format!("vigil-{prefix}-{}-{n}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        if let Err(e) = std::fs::create_dir_all(&d) {
+            panic!("cannot make the test directory {}: {e}", d.display());
+        }
+        TempDir(d)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("VIGIL_KEEP_TMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

@@ -34,14 +34,9 @@ impl Agent {
     }
 }
 
-/// A fresh directory for one test.
-fn tmp(name: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let d = std::env::temp_dir().join(format!("vigil-detect-{}-{n}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+/// A fresh directory for one test, removed after it.
+fn tmp(name: &str) -> support::Tmp {
+    support::tmp("detect", name)
 }
 
 /// One agent at a time: each sees every event of the host, and tests running side by

@@ -44,7 +44,11 @@ struct History {
 fn history() -> &'static History {
     static H: OnceLock<History> = OnceLock::new();
     H.get_or_init(|| {
-        let dir = support::tmp("query", "history");
+        // Made once per run and kept in the target directory (a static is never
+        // dropped): the next run starts it afresh.
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("query-history");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("history dir");
         let store = dir.join("store");
         let lines = dir.join("events.jsonl");
         let out = vigil(&[

@@ -212,21 +212,21 @@ fn remove(s: &Segment, shared: &SpoolShared) -> bool {
     }
 }
 
-/// Opens the queue: both streams' logs (a torn tail is cut and reported in the returned
-/// problems), acknowledged segments deleted. Returns the shared state, a writer and a
-/// reader per stream (in [`Stream::ALL`]'s order).
-pub fn open(
-    cfg: &SpoolConfig,
-    now_ms: i64,
-) -> Result<
-    (
-        Arc<SpoolShared>,
-        [SpoolWriter; 2],
-        [SpoolReader; 2],
-        Vec<Problem>,
-    ),
-    Problem,
-> {
+/// An opened queue.
+pub struct Opened {
+    /// What the writers, the shipper and the statistics share.
+    pub shared: Arc<SpoolShared>,
+    /// A writer per stream, in [`Stream::ALL`]'s order.
+    pub writers: [SpoolWriter; 2],
+    /// A reader per stream, in the same order.
+    pub readers: [SpoolReader; 2],
+    /// Torn tails cut and damaged segments found at open.
+    pub problems: Vec<Problem>,
+}
+
+/// Opens the queue: both streams' logs (a torn tail is cut and reported), acknowledged
+/// segments deleted.
+pub fn open(cfg: &SpoolConfig, now_ms: i64) -> Result<Opened, Problem> {
     let shared = Arc::new(SpoolShared::default());
     let mut problems = Vec::new();
     let mut open_one = |s: Stream| -> Result<(SpoolWriter, SpoolReader), Problem> {
@@ -268,7 +268,12 @@ pub fn open(
     };
     let (wf, rf) = open_one(Stream::Findings)?;
     let (we, re) = open_one(Stream::Events)?;
-    Ok((shared, [wf, we], [rf, re], problems))
+    Ok(Opened {
+        shared,
+        writers: [wf, we],
+        readers: [rf, re],
+        problems,
+    })
 }
 
 /// Appends one stream's records (owned by that stream's sink thread).
@@ -683,7 +688,12 @@ mod tests {
     #[test]
     fn records_go_out_in_order_once_durable_and_stay_until_acknowledged() {
         let d = Dir::new("order");
-        let (shared, [_, mut w], [_, mut r], p) = open(&cfg(&d, 1 << 30, 4096), 0).expect("open");
+        let Opened {
+            shared,
+            writers: [_, mut w],
+            readers: [_, mut r],
+            problems: p,
+        } = open(&cfg(&d, 1 << 30, 4096), 0).expect("open");
         assert!(p.is_empty(), "{p:?}");
         w.append(&lines(0, 10), 10, 0).expect("append");
         // Not fsynced yet: nothing to send.
@@ -712,8 +722,11 @@ mod tests {
     fn unacknowledged_records_survive_a_restart_and_sequences_never_repeat() {
         let d = Dir::new("restart");
         {
-            let (_, [mut wf, mut we], [mut rf, _], _) =
-                open(&cfg(&d, 1 << 30, 2048), 0).expect("open");
+            let Opened {
+                writers: [mut wf, mut we],
+                readers: [mut rf, _],
+                ..
+            } = open(&cfg(&d, 1 << 30, 2048), 0).expect("open");
             we.append(&lines(0, 50), 50, 0).expect("append");
             wf.append(&lines(1000, 3), 3, 0).expect("append");
             we.close().expect("close");
@@ -721,8 +734,12 @@ mod tests {
             // The findings are sent; the events are not.
             assert_eq!(drain(&mut rf, 1 << 20).len(), 3);
         }
-        let (shared, [mut wf, mut we], [mut rf, mut re], p) =
-            open(&cfg(&d, 1 << 30, 2048), 0).expect("reopen");
+        let Opened {
+            shared,
+            writers: [mut wf, mut we],
+            readers: [mut rf, mut re],
+            problems: p,
+        } = open(&cfg(&d, 1 << 30, 2048), 0).expect("reopen");
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(shared.stats(Stream::Events).acked, 0);
         assert_eq!(shared.stats(Stream::Findings).acked, 3);
@@ -743,8 +760,12 @@ mod tests {
     fn a_full_queue_drops_events_first_and_findings_last_and_counts_them() {
         let d = Dir::new("full");
         // Room for about 40 records of ~40 bytes; segments of ~10 records.
-        let (shared, [mut wf, mut we], [mut rf, mut re], _) =
-            open(&cfg(&d, 2400, 600), 0).expect("open");
+        let Opened {
+            shared,
+            writers: [mut wf, mut we],
+            readers: [mut rf, mut re],
+            ..
+        } = open(&cfg(&d, 2400, 600), 0).expect("open");
         let mut queued = 0;
         for i in 0..100 {
             if we.append(&lines(i, 1), 1, 0).expect("append") {
@@ -786,7 +807,10 @@ mod tests {
     fn a_damaged_segment_is_skipped_and_its_records_counted() {
         let d = Dir::new("damage");
         {
-            let (_, [_, mut we], _, _) = open(&cfg(&d, 1 << 30, 300), 0).expect("open");
+            let Opened {
+                writers: [_, mut we],
+                ..
+            } = open(&cfg(&d, 1 << 30, 300), 0).expect("open");
             for i in 0..30 {
                 we.append(&lines(i, 1), 1, 0).expect("append");
             }
@@ -798,7 +822,11 @@ mod tests {
         let mut bytes = std::fs::read(&segs[1].path).expect("read");
         bytes[MAGIC.len() + RECORD_HEADER + 2] ^= 0xff;
         std::fs::write(&segs[1].path, &bytes).expect("write");
-        let (shared, _, [_, mut re], _) = open(&cfg(&d, 1 << 30, 300), 0).expect("reopen");
+        let Opened {
+            shared,
+            readers: [_, mut re],
+            ..
+        } = open(&cfg(&d, 1 << 30, 300), 0).expect("reopen");
         let sent = drain(&mut re, 1 << 20);
         let lost = segs[2].first - segs[1].first;
         assert_eq!(sent.len() as u64 + lost, 30);

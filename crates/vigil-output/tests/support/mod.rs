@@ -333,12 +333,9 @@ pub fn tls_server(dir: &Path) -> (PathBuf, Arc<rustls::ServerConfig>) {
     (dir.join("ca.pem"), Arc::new(cfg))
 }
 
-/// A fresh temporary directory.
-pub fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vigil-output-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh temporary directory, removed when dropped.
+pub fn tmp(name: &str) -> vigil_testdata::TempDir {
+    vigil_testdata::TempDir::new("output", name)
 }
 
 /// Waits until `f` holds, for `secs` at most.

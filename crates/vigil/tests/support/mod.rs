@@ -33,16 +33,16 @@ impl Drop for Agent {
     }
 }
 
-/// A fresh, empty directory for one test: `<tmp>/vigil-<prefix>-<pid>-<n>-<name>`.
+/// A fresh, empty directory for one test, removed after it:
+/// `<tmp>/vigil-<prefix>-<pid>-<n>-<name>`.
 #[allow(dead_code)]
-pub fn tmp(prefix: &str, name: &str) -> std::path::PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let d = std::env::temp_dir().join(format!("vigil-{prefix}-{}-{n}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+pub fn tmp(prefix: &str, name: &str) -> Tmp {
+    vigil_testdata::TempDir::new(prefix, name)
 }
+
+/// See [`tmp`].
+#[allow(dead_code)]
+pub type Tmp = vigil_testdata::TempDir;
 
 /// Waits up to `secs` for a line of `path` for which `want` holds.
 #[allow(dead_code)]
