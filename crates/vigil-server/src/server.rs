@@ -101,6 +101,87 @@ pub async fn init(opts: &InitOptions) -> Result<InitReport, ServerError> {
     })
 }
 
+/// What `token` needs: an enrolment token made by the operator on the server's host
+/// (provisioning without the console).
+#[derive(Debug, Clone)]
+pub struct TokenOptions {
+    /// The database URL.
+    pub db: String,
+    /// The organisation's name.
+    pub org: String,
+    /// The host group's name (made when the organisation has none of that name).
+    pub group: String,
+    /// How many enrolments the token allows.
+    pub uses: i32,
+    /// Seconds until it expires.
+    pub expires_secs: u64,
+}
+
+/// Makes an enrolment token for `opts.org`'s host group `opts.group` (made if missing),
+/// recorded as made by the organisation's first admin through `vigil server token`, and
+/// audited. Returns the token (shown once; only its hash is kept).
+pub async fn enrolment_token(opts: &TokenOptions) -> Result<String, ServerError> {
+    crate::body::text(&opts.group, 128)
+        .map_err(|_| ServerError::Invalid(format!("host group name {:?}", opts.group)))?;
+    if !(1..=100_000).contains(&opts.uses) || !(1..=30 * 86_400).contains(&opts.expires_secs) {
+        return Err(ServerError::Invalid(
+            "uses must be 1 to 100000 and the expiry 1 s to 30 days".into(),
+        ));
+    }
+    let mut client = db::connect(&opts.db).await?;
+    db::migrate(&mut client).await?;
+    let row = client
+        .query_opt(
+            "SELECT o.id, (SELECT u.id FROM users u WHERE u.org_id = o.id AND u.role = 'admin'
+                           AND NOT u.disabled ORDER BY u.id LIMIT 1)
+             FROM organisations o WHERE o.name = $1",
+            &[&opts.org],
+        )
+        .await
+        .map_err(ServerError::db("cannot find the organisation"))?
+        .ok_or_else(|| ServerError::Invalid(format!("no organisation {:?}", opts.org)))?;
+    let org: i64 = row.get(0);
+    let admin: Option<i64> = row.get(1);
+    let admin =
+        admin.ok_or_else(|| ServerError::Invalid(format!("{:?} has no admin", opts.org)))?;
+    let group: i64 = client
+        .query_one(
+            "WITH made AS (
+                 INSERT INTO host_groups (org_id, name) VALUES ($1, $2)
+                 ON CONFLICT (org_id, name) DO NOTHING RETURNING id)
+             SELECT id FROM made UNION ALL
+             SELECT id FROM host_groups WHERE org_id = $1 AND name = $2 LIMIT 1",
+            &[&org, &opts.group],
+        )
+        .await
+        .map_err(ServerError::db("cannot make the host group"))?
+        .get(0);
+    let token = crate::secret::token("vet_");
+    let expires = std::time::SystemTime::now() + std::time::Duration::from_secs(opts.expires_secs);
+    let id: i64 = client
+        .query_one(
+            "INSERT INTO enrolment_tokens (org_id, group_id, token_hash, expires_at, uses_left, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            &[&org, &group, &crate::secret::digest(&token), &expires, &opts.uses, &admin],
+        )
+        .await
+        .map_err(ServerError::db("cannot make the token"))?
+        .get(0);
+    db::audit(
+        &client,
+        &db::Audit {
+            org: Some(org),
+            actor: "vigil server token",
+            action: "enrolment_token.create",
+            target: &format!("{id} (group {group}, {} uses)", opts.uses),
+            source: "local",
+            result: "ok",
+        },
+    )
+    .await;
+    Ok(token)
+}
+
 /// A server running on the current runtime.
 #[derive(Debug)]
 pub struct Running {

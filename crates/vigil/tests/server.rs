@@ -698,18 +698,20 @@ fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
         headers: vec![],
     };
     let org = sign_in(&mut api, &password, &key, true);
-    let (_, v) = api.call(
-        "POST",
-        &format!("/api/v1/orgs/{org}/host-groups"),
-        Some(json!({ "name": "servers" })),
+    // The token from the server's host, as a provisioning script makes it.
+    let out = vigil()
+        .args([
+            "server", "token", "--db", &db, "--org", "alpha", "--group", "web", "--uses", "1",
+        ])
+        .output()
+        .expect("vigil server token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let group = v["id"].as_i64().expect("group");
-    let (_, v) = api.call(
-        "POST",
-        &format!("/api/v1/orgs/{org}/enrolment-tokens"),
-        Some(json!({ "group_id": group, "expires_in_secs": 600, "uses": 1 })),
-    );
-    let token = v["token"].as_str().expect("token").to_string();
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(token.starts_with("vet_"), "{token}");
     let agent_dir = dir.path().join("agent");
     std::fs::create_dir_all(&agent_dir).expect("agent dir");
     let out = enroll(&agent_dir, &url, &token, &ca);

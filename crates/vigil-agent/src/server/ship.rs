@@ -105,8 +105,8 @@ impl Sink for ShipSink {
 }
 
 /// What sending one batch came to.
-#[derive(Debug)]
-enum Sent {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
     /// Stored by the server.
     Acked,
     /// Refused for good (malformed: 400, 413): it will never be taken.
@@ -115,23 +115,35 @@ enum Sent {
     Retry(String),
 }
 
-/// The shipper's connection to the server, kept open between batches.
-struct Conn {
+/// A connection to the server for batches, kept open between them (the shipper's; the
+/// load generator's simulated agents use it too).
+pub struct Conn {
     link: Link,
     stream: Option<StreamOwned<ClientConnection, TcpStream>>,
 }
 
 impl Conn {
+    /// A connection over `link`, opened at the first batch.
+    pub fn new(link: Link) -> Conn {
+        Conn { link, stream: None }
+    }
+
     fn send(&mut self, batch: &Batch) -> Sent {
         let body = match zstd::bulk::compress(&batch.lines, 3) {
             Ok(b) => b,
             Err(e) => return Sent::Retry(format!("cannot compress a batch: {e}")),
         };
-        let path = format!("/agent/v1/batches/{}/{}", batch.stream.name(), batch.first);
+        self.post(batch.stream, batch.first, batch.last(), &body)
+    }
+
+    /// Sends records `first..=last` of `stream`, `body` their JSON lines compressed
+    /// with zstd.
+    pub fn post(&mut self, stream: Stream, first: u64, last: u64, body: &[u8]) -> Sent {
+        let path = format!("/agent/v1/batches/{}/{first}", stream.name());
         let headers = [("Content-Encoding", "zstd")];
         // One retry on a fresh connection: the kept one may have been closed by the
         // server in the meantime.
-        let mut last = String::new();
+        let mut failure = String::new();
         for _ in 0..2 {
             if self.stream.is_none() {
                 match https::connect(self.link.client_config(), self.link.base(), TIMEOUT) {
@@ -143,7 +155,7 @@ impl Conn {
                 continue;
             };
             let res =
-                https::write_request(s, self.link.base(), "POST", &path, &headers, &body, true)
+                https::write_request(s, self.link.base(), "POST", &path, &headers, body, true)
                     .and_then(|()| https::read_response(s));
             match res {
                 Ok(r) => {
@@ -155,7 +167,7 @@ impl Conn {
                             .ok()
                             .and_then(|v| v.get("acked").and_then(serde_json::Value::as_u64))
                         {
-                            Some(a) if a >= batch.last() => Sent::Acked,
+                            Some(a) if a >= last => Sent::Acked,
                             _ => {
                                 self.stream = None;
                                 Sent::Retry(
@@ -172,11 +184,11 @@ impl Conn {
                 }
                 Err(e) => {
                     self.stream = None;
-                    last = format!("{}: {e}", self.link.info.url);
+                    failure = format!("{}: {e}", self.link.info.url);
                 }
             }
         }
-        Sent::Retry(last)
+        Sent::Retry(failure)
     }
 }
 
@@ -224,7 +236,7 @@ impl Drop for Shipper {
 }
 
 fn run(link: Link, mut readers: [SpoolReader; 2], shared: &SpoolShared, stop: &AtomicBool) {
-    let mut conn = Conn { link, stream: None };
+    let mut conn = Conn::new(link);
     let mut backoff = Duration::from_millis(100);
     let mut retry_at = Instant::now();
     let mut drain_until: Option<Instant> = None;

@@ -14,6 +14,10 @@ pub enum BenchCommand {
     /// DNS lookups, in the sensor's event shapes) into a store through the store's own
     /// writer, as the agent writes it; with --jsonl, the same events as JSON lines too.
     GenStore(GenStoreArgs),
+    /// Simulated agents (enrolled with a token, one mutual TLS connection each) shipping
+    /// realistic events to a server as fast as it takes them or at --rate: what it
+    /// acknowledged per second and how fast it answered.
+    Ship(crate::cmd::bench_ship::ShipArgs),
 }
 
 /// `vigil bench gen-store` arguments.
@@ -46,6 +50,7 @@ pub struct GenStoreArgs {
 pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::GenStore(a) => gen_store(&a),
+        BenchCommand::Ship(a) => crate::cmd::bench_ship::ship(&a),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod bench;
 pub mod bench_gen;
+pub mod bench_ship;
 pub mod content;
 pub mod demo;
 pub mod docs;

@@ -18,6 +18,29 @@ pub enum ServerCommand {
     /// Serve the API (HTTPS with the server's certificate) and the agents' routes
     /// (mutual TLS: client certificates from the server's CA) until SIGINT or SIGTERM.
     Run(RunArgs),
+    /// Make an enrolment token for an organisation's host group (made if missing), from
+    /// the server's host, without the console: for provisioning scripts. The token is
+    /// printed once; the database keeps only its hash; the audit log records it.
+    Token(TokenArgs),
+}
+
+/// `vigil server token` arguments.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    db: Db,
+    /// The organisation's name.
+    #[arg(long, default_value = "default")]
+    org: String,
+    /// The host group's name.
+    #[arg(long, default_value = "servers")]
+    group: String,
+    /// Enrolments the token allows.
+    #[arg(long, default_value_t = 1)]
+    uses: i32,
+    /// Seconds until the token expires.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    expires_secs: u64,
 }
 
 /// Where the server keeps its files and state.
@@ -26,6 +49,13 @@ pub struct Common {
     /// The data directory (CA and server certificate and keys).
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
+    #[command(flatten)]
+    db: Db,
+}
+
+/// The server's database.
+#[derive(Debug, Args)]
+pub struct Db {
     /// The PostgreSQL database: a URL (postgresql://user@host/db) or key=value pairs
     /// (host=/run/postgresql dbname=vigil). Environment: VIGIL_SERVER_DB.
     #[arg(
@@ -75,7 +105,22 @@ pub fn run(cmd: ServerCommand) -> Result<ExitCode> {
     match cmd {
         ServerCommand::Init(a) => init(a),
         ServerCommand::Run(a) => serve(a),
+        ServerCommand::Token(a) => token(a),
     }
+}
+
+fn token(a: TokenArgs) -> Result<ExitCode> {
+    let opts = vigil_server::server::TokenOptions {
+        db: a.db.db,
+        org: a.org,
+        group: a.group,
+        uses: a.uses,
+        expires_secs: a.expires_secs,
+    };
+    let token = vigil_server::server::block_on(vigil_server::server::enrolment_token(&opts))?
+        .context("vigil server token")?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init(a: InitArgs) -> Result<ExitCode> {
@@ -91,7 +136,7 @@ fn init(a: InitArgs) -> Result<ExitCode> {
     }
     let opts = vigil_server::server::InitOptions {
         data: a.common.data.clone(),
-        db: a.common.db,
+        db: a.common.db.db,
         org: a.org,
         admin: a.admin,
         names,
@@ -113,7 +158,7 @@ fn serve(a: RunArgs) -> Result<ExitCode> {
         heartbeat_secs: a.heartbeat_secs.clamp(1, 3600),
         ..vigil_server::Settings::default()
     };
-    vigil_server::server::run(&a.common.data, &a.common.db, a.listen, settings)
+    vigil_server::server::run(&a.common.data, &a.common.db.db, a.listen, settings)
         .with_context(|| format!("vigil server run --listen {}", a.listen))?;
     Ok(ExitCode::SUCCESS)
 }
