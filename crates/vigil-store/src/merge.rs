@@ -2,7 +2,8 @@
 //! hour, so an agent compacting every few minutes leaves many small files in each
 //! partition, which every query engine reads slowly. Once an hour is closed (its end is
 //! older than a grace period), its files are merged into one, or a few of a bounded
-//! size.
+//! size. Files arriving later for a merged hour are merged among themselves first, and
+//! into the larger file only once they add up to its size (size-tiered).
 //!
 //! # Exactly once, across crashes: the naming rule
 //!
@@ -134,6 +135,16 @@ pub fn merge_hour(
         run.push(f);
     }
     runs.push(run);
+    for run in &mut runs {
+        // A file larger than all the files after it in the run together (an earlier
+        // merge's output, with events arriving late for its hour: a server's lake fed
+        // from agents' backlogs) is not rewritten to take them in; they are merged among
+        // themselves until they add up to it. Each event is then rewritten a logarithmic
+        // number of times, not once per late file.
+        while run.len() >= 2 && run[0].bytes > run[1..].iter().map(|f| f.bytes).sum::<u64>() {
+            run.remove(0);
+        }
+    }
     for run in runs.into_iter().filter(|r| r.len() >= 2) {
         match merge_run(&dir, class, &run) {
             Ok(m) => pass.merged.push(m),

@@ -411,8 +411,14 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// A lake of `segments` compacted segments of 30 events each, in 3 partitions (a class
 /// and hour each) of 2024, closed long ago: a file per segment in each. Returns the partitions' file counts.
 fn lake_of_small_files(root: &Path, segments: u64) -> BTreeMap<PathBuf, usize> {
-    let mut floor = 0;
-    for s in 0..segments {
+    add_small_files(root, 0, segments)
+}
+
+/// Adds segments `from..from + segments` (30 events each) to the lake of
+/// [`lake_of_small_files`]: a file per segment in each of its partitions.
+fn add_small_files(root: &Path, from: u64, segments: u64) -> BTreeMap<PathBuf, usize> {
+    let mut floor = from * 30;
+    for s in from..from + segments {
         let (mut w, _) = wal::Writer::open(root, floor, T0).expect("open");
         let from = s * 30;
         w.append_lines(&lines(from..from + 30, |i| T0 + (i as i64 % 3) * HOUR))
@@ -513,6 +519,38 @@ fn a_crash_between_the_merged_files_rename_and_the_inputs_deletion_reads_nothing
     let (got, problems) = stored(&root);
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(got, want);
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
+/// The bug: a merged hour that kept receiving files (a server's lake fed from agents'
+/// backlogs) was rewritten whole at every merge pass, each event once per late file.
+#[test]
+fn a_merged_file_is_not_rewritten_for_each_late_file_of_its_hour() {
+    let root = tempdir("mergetier");
+    lake_of_small_files(&root, 4);
+    let pass = merge::merge_closed(&root, merge::MergeLimits::default(), now_ms());
+    assert_eq!(pass.merged.len(), 3);
+    let merged: Vec<PathBuf> = walk(&layout::lake_dir(&root));
+    // One late file per partition: the merged file, larger, is left as it is.
+    add_small_files(&root, 4, 1);
+    let pass = merge::merge_closed(&root, merge::MergeLimits::default(), now_ms());
+    assert!(pass.problems.is_empty(), "{:?}", pass.problems);
+    assert!(pass.merged.is_empty(), "{:?}", pass.merged);
+    assert!(merged.iter().all(|p| p.exists()), "not rewritten");
+    assert!(per_partition(&root).values().all(|&n| n == 2));
+    // Late files that add up to the merged file's size are merged into it.
+    add_small_files(&root, 5, 6);
+    let pass = merge::merge_closed(&root, merge::MergeLimits::default(), now_ms());
+    assert_eq!(pass.merged.len(), 3, "{:?}", pass.merged);
+    assert!(
+        pass.merged.iter().all(|m| m.inputs == 8),
+        "{:?}",
+        pass.merged
+    );
+    assert!(per_partition(&root).values().all(|&n| n == 1));
+    let (got, problems) = stored(&root);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(got.len(), 11 * 30, "every event once");
     std::fs::remove_dir_all(&root).expect("clean");
 }
 
