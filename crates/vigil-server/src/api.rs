@@ -638,3 +638,41 @@ pub async fn list_findings(
         .collect();
     Ok(Json(json!({ "findings": findings })))
 }
+
+/// `POST /api/v1/orgs/{org}/findings/{uid}/status`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingStatus {
+    /// `new`, `in_progress`, `resolved` or `false_positive`.
+    pub status: String,
+}
+
+/// Sets a finding's or incident's triage status (analysts and admins), audited.
+pub async fn set_finding_status(
+    State(state): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path((_, uid)): Path<(String, String)>,
+    JsonBody(body): JsonBody<FindingStatus>,
+) -> Reply {
+    let target = format!(
+        "{} -> {}",
+        uid.chars().take(128).collect::<String>(),
+        body.status
+    );
+    let known = ["new", "in_progress", "resolved", "false_positive"];
+    if !known.contains(&body.status.as_str()) || body::text(&uid, 512).is_err() {
+        return Err(invalid(&state, &c, "finding.status", &target).await);
+    }
+    let row = state
+        .db()
+        .query_opt(
+            "UPDATE findings SET status = $1 WHERE org_id = $2 AND uid = $3 RETURNING uid",
+            &[&body.status, &c.org, &uid],
+        )
+        .await?;
+    if row.is_none() {
+        return Err(not_found(&state, &c, "finding.status", &target).await);
+    }
+    c.audit(&state, "finding.status", &target, "ok").await;
+    Ok(Json(json!({ "uid": uid, "status": body.status })))
+}

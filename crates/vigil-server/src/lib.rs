@@ -4,7 +4,8 @@
 //! each in the organisation's lake, findings also in PostgreSQL). People sign in with a
 //! password and TOTP (a session cookie with CSRF protection) or use API tokens; roles
 //! admin, analyst and viewer; organisations isolated from each other; every state change
-//! and every refusal in the audit log. State lives in PostgreSQL.
+//! and every refusal in the audit log. State lives in PostgreSQL. The web console
+//! ([`console`]) is served from the binary.
 //!
 //! [`routes::app`] is the Router (tests call it without a socket); [`server::start`]
 //! serves it over TLS; [`server::init`] sets a server up.
@@ -14,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod ca;
+pub mod console;
 pub mod db;
 pub mod error;
 pub mod ingest;

@@ -5,6 +5,7 @@
 use crate::agents;
 use crate::api;
 use crate::auth::{self, Access, Role};
+use crate::console;
 use crate::error::ApiError;
 use crate::ingest;
 use crate::state::AppState;
@@ -47,7 +48,7 @@ type Entry = (RouteSpec, MethodRouter<AppState>);
 
 fn table() -> Vec<Entry> {
     use Access::{Agent, Org, Public, User};
-    use Role::{Admin, Viewer};
+    use Role::{Admin, Analyst, Viewer};
     let (get, post) = (Method::GET, Method::POST);
     vec![
         route(post.clone(), "/api/v1/login", Public, auth::login),
@@ -157,7 +158,7 @@ fn table() -> Vec<Entry> {
             agents::heartbeat,
         ),
         route(
-            post,
+            post.clone(),
             "/agent/v1/batches/{stream}/{first}",
             Agent,
             ingest::batch,
@@ -168,6 +169,16 @@ fn table() -> Vec<Entry> {
             Org(Viewer),
             api::list_findings,
         ),
+        route(
+            post,
+            "/api/v1/orgs/{org}/findings/{uid}/status",
+            Org(Analyst),
+            api::set_finding_status,
+        ),
+        route(get.clone(), "/", Public, console::index),
+        route(get.clone(), "/console/app.js", Public, console::app_js),
+        route(get.clone(), "/console/app.css", Public, console::app_css),
+        route(get, "/console/icon.svg", Public, console::icon),
     ]
 }
 

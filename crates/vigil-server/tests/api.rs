@@ -564,6 +564,7 @@ fn body_for(method: &Method, path: &str, ids: &BTreeMap<&str, String>) -> Option
             json!({ "group_id": group, "expires_in_secs": 60, "uses": 1 })
         }
         p if p.ends_with("/api-tokens") => json!({ "name": "x" }),
+        p if p.ends_with("/status") => json!({ "status": "resolved" }),
         "/api/v1/me/password" => json!({ "current": "x", "new": "yyyyyyyyyyyyyyyy" }),
         "/api/v1/login" => json!({ "user": "alice", "password": "x", "totp": "000000" }),
         "/agent/v1/enroll" => json!({ "token": "vet_forged", "csr": "x", "hostname": "h" }),
@@ -584,6 +585,7 @@ fn concrete(path: &str, org: &str, ids: &BTreeMap<&str, String>) -> String {
         .replace("{token}", token)
         .replace("{agent}", &ids["agent"])
         .replace("{stream}", "events")
+        .replace("{uid}", "f1")
         .replace("{first}", "1")
 }
 
@@ -616,6 +618,13 @@ async fn every_route_refuses_other_organisations() {
             ("POST", "/agent/v1/batches/{stream}/{first}"),
             "the agent's certificate decides the organisation",
         ),
+        (("GET", "/"), "public: the console's page"),
+        (("GET", "/console/app.js"), "public: the console's script"),
+        (
+            ("GET", "/console/app.css"),
+            "public: the console's style sheet",
+        ),
+        (("GET", "/console/icon.svg"), "public: the console's icon"),
     ]);
     let before: i64 = fx
         .state

@@ -14,6 +14,8 @@ use vigil_agent::server::Link;
 use vigil_server::testing::{fresh_database, TempDir};
 use vigil_server::totp;
 
+mod webdriver;
+
 fn vigil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
 }
@@ -654,20 +656,27 @@ fn wait_until(secs: u64, mut ok: impl FnMut() -> bool) -> bool {
     ok()
 }
 
-/// The real agent, with its eBPF sensor, enrolled and shipping to the real server: the
-/// server is killed (SIGKILL) mid-stream and started again while the agent goes on;
-/// afterwards the server's lake holds every event the agent wrote exactly once (compared
-/// as a multiset with the agent's own events output), and the findings made while the
-/// server was up and while it was down are each in the organisation's findings once.
-#[test]
-fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
-    if !vigil_testdata::root_or_skip() {
-        return;
-    }
+/// A server set up for a test: `init` (organisation alpha, admin alice), `run` on a free
+/// port, alice signed in with her password changed, and an enrolled agent's directory.
+struct Fleet {
+    dir: TempDir,
+    db: String,
+    data: std::path::PathBuf,
+    port: u16,
+    url: String,
+    ca: std::path::PathBuf,
+    api: Api,
+    org: i64,
+    key: Vec<u8>,
+    server: Option<Server>,
+    agent_dir: std::path::PathBuf,
+}
+
+fn fleet(name: &str) -> Fleet {
     let db = vigil_server::server::block_on(fresh_database())
         .expect("runtime")
         .expect("a PostgreSQL database");
-    let dir = TempDir::new("ship-e2e");
+    let dir = TempDir::new(name);
     let data = dir.path().join("data");
     let out = vigil()
         .args(["server", "init", "--data"])
@@ -690,7 +699,7 @@ fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
     let key = totp::key_of_uri(line_after(&stdout, "totp:")).expect("a TOTP key");
     let port = free_port();
     let url = format!("https://127.0.0.1:{port}");
-    let mut server = Some(run_server(&data, &db, port));
+    let server = Some(run_server(&data, &db, port));
     let ca = data.join("ca.pem");
     let mut api = Api {
         config: console_config(&ca),
@@ -720,7 +729,36 @@ fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Fleet {
+        dir,
+        db,
+        data,
+        port,
+        url,
+        ca,
+        api,
+        org,
+        key,
+        server,
+        agent_dir,
+    }
+}
 
+/// The real agent, with its eBPF sensor, enrolled and shipping to the real server: the
+/// server is killed (SIGKILL) mid-stream and started again while the agent goes on;
+/// afterwards the server's lake holds every event the agent wrote exactly once (compared
+/// as a multiset with the agent's own events output), and the findings made while the
+/// server was up and while it was down are each in the organisation's findings once.
+#[test]
+fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let mut f = fleet("ship-e2e");
+    let mut server = f.server.take();
+    let (db, data, port, url) = (f.db.clone(), f.data.clone(), f.port, f.url.clone());
+    let (ca, org, key, agent_dir) = (f.ca.clone(), f.org, f.key.clone(), f.agent_dir.clone());
+    let api = &f.api;
     // The agent, with one rule that a marker in a shell's command line sets off.
     let marker = format!("vigil-ship-{}", std::process::id());
     let rules = agent_dir.join("marker.yml");
@@ -761,7 +799,7 @@ fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
     let t = Instant::now();
     trigger(&up);
     assert!(
-        wait_until(20, || findings_of(&api, org, &marker).len() == 1),
+        wait_until(20, || findings_of(api, org, &marker).len() == 1),
         "the finding made while the server is up reaches it: {:?} {}\n{}",
         api.call("GET", &format!("/api/v1/orgs/{org}/findings"), None),
         std::fs::read_to_string(&events)
@@ -854,4 +892,162 @@ fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
     }
     // One finding per trigger, each once: the rule's title names the marker.
     assert_eq!(findings_of(&api, org, &marker).len(), 2);
+}
+
+/// Waits for the next TOTP step: each step's code is taken once per user.
+fn next_totp_step() -> u64 {
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+    };
+    let first = totp::step_of(now());
+    while totp::step_of(now()) == first {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    totp::step_of(now())
+}
+
+/// The console in Debian's headless chromium over WebDriver, against the real server
+/// binary: a finding and an incident shipped by an enrolled agent's link, sign-in with
+/// password and TOTP in the page, the queue showing both, a triage status set from the
+/// page and seen through the API and the audit log; no console error (the CSP holds);
+/// a screenshot kept in `target/test-artefacts/console-queue.png`.
+#[test]
+fn the_console_signs_in_with_totp_shows_the_queue_and_triages() {
+    let Some(b) = webdriver::browser_or_skip() else {
+        return;
+    };
+    let Fleet {
+        url,
+        api,
+        org,
+        key,
+        agent_dir,
+        server: _server,
+        dir: _dir,
+        ..
+    } = fleet("console-e2e");
+    // A finding and its incident, as the agent ships them; the title carries markup,
+    // which the page must show as text.
+    let link = Link::load(&agent_dir.join("state"))
+        .expect("link")
+        .expect("enrolled");
+    let now = vigil_event::time::now_ms();
+    let lines = format!(
+        "{}\n{}\n",
+        json!({"class_uid": 2004, "activity_id": 1, "time": now, "severity_id": 5,
+               "metadata": {"uid": "f-console-1", "correlation_uid": "story-42"},
+               "finding_info": {"title": "Reverse shell <b>bash</b>", "uid": "r1"}}),
+        json!({"class_uid": 2005, "activity_id": 1, "time": now, "severity_id": 5,
+               "metadata": {"uid": "incident@story-42#1", "correlation_uid": "story-42"},
+               "desc": "Reverse shell then persistence", "finding_info_list": []})
+    );
+    let body = zstd::bulk::compress(lines.as_bytes(), 3).expect("zstd");
+    let mut conn = vigil_agent::server::ship::Conn::new(link);
+    assert_eq!(
+        conn.post(vigil_agent::server::spool::Stream::Findings, 1, 2, &body),
+        vigil_agent::server::ship::Sent::Acked
+    );
+
+    // Sign in through the page.
+    b.open(&format!("{url}/"));
+    let visible = |css: &str| {
+        b.run(&format!(
+            "const e = document.querySelector({css:?}); \
+             return !!e && getComputedStyle(e).display !== 'none';"
+        )) == json!(true)
+    };
+    assert!(wait_until(10, || visible("#login")), "the sign-in form");
+    let step = next_totp_step();
+    b.type_into("#user", "alice");
+    b.type_into("#password", "correct horse battery staple");
+    b.type_into("#totp", &totp::code(&key, step));
+    b.click("#signin");
+    assert!(
+        wait_until(10, || visible("#queue") && !visible("#login")),
+        "signed in: {:?}",
+        b.run("return document.getElementById('login-error').textContent")
+    );
+    let rows = || {
+        b.run(
+            "return [...document.querySelectorAll('#rows tr')].map(r => \
+             [...r.children].map(c => c.textContent))",
+        )
+    };
+    assert!(
+        wait_until(10, || rows().as_array().is_some_and(|r| r.len() == 2)),
+        "{}",
+        rows()
+    );
+    let text = rows().to_string();
+    assert!(
+        text.contains("Reverse shell <b>bash</b>"),
+        "markup shown as text: {text}"
+    );
+    assert!(text.contains("Reverse shell then persistence"), "{text}");
+    assert!(
+        text.contains("incident") && text.contains("Critical"),
+        "{text}"
+    );
+    assert_eq!(
+        b.run("return document.querySelectorAll('#rows b').length"),
+        json!(0),
+        "no markup from the data"
+    );
+    let png = b.screenshot();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    let artefacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artefacts");
+    std::fs::create_dir_all(&artefacts).expect("artefacts");
+    std::fs::write(artefacts.join("console-queue.png"), &png).expect("screenshot");
+
+    // Triage from the page: the finding's status to "in progress".
+    b.run(
+        "const s = document.querySelector('tr[data-uid=\"f-console-1\"] select.status'); \
+         s.value = 'in_progress'; s.dispatchEvent(new Event('change')); return true;",
+    );
+    let status_of = |uid: &str| {
+        let (_, v) = api.call("GET", &format!("/api/v1/orgs/{org}/findings"), None);
+        v["findings"]
+            .as_array()
+            .and_then(|f| f.iter().find(|x| x["uid"] == uid).cloned())
+            .map(|x| x["status"].clone())
+    };
+    // The page's sign-in ended the API client's session? No: a sign-in adds a session.
+    assert!(
+        wait_until(10, || status_of("f-console-1")
+            == Some(json!("in_progress"))),
+        "{:?}",
+        status_of("f-console-1")
+    );
+    assert_eq!(status_of("incident@story-42#1"), Some(json!("new")));
+    let (_, v) = api.call("GET", &format!("/api/v1/orgs/{org}/audit?limit=100"), None);
+    assert!(
+        v["entries"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|x| x["action"] == "finding.status" && x["result"] == "ok")),
+        "{v}"
+    );
+    // Keyboard: j moves to the incident, 3 resolves it.
+    b.run("document.activeElement.blur(); return true;");
+    b.run(
+        "for (const k of ['j', '3']) document.dispatchEvent(new KeyboardEvent('keydown', {key: k})); \
+         return true;",
+    );
+    assert!(
+        wait_until(10, || status_of("incident@story-42#1")
+            == Some(json!("resolved"))),
+        "{:?}",
+        status_of("incident@story-42#1")
+    );
+    let severe: Vec<Value> = b
+        .console()
+        .into_iter()
+        .filter(|m| m["level"] == "SEVERE")
+        .collect();
+    assert!(
+        severe.is_empty(),
+        "console errors (a CSP violation?): {severe:?}"
+    );
 }
