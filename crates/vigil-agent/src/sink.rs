@@ -458,6 +458,8 @@ const BATCH: usize = 256 * 1024;
 pub struct Threaded {
     name: String,
     select: Select,
+    /// The inner sink's: whether a flush writes what it holds.
+    writes_on_flush: bool,
     on_error: OnError,
     tx: Option<SyncSender<Msg>>,
     /// Batches the thread has written, back for reuse.
@@ -482,6 +484,7 @@ impl Threaded {
         let theirs = Arc::clone(&shared);
         let name = sink.name().to_string();
         let select = sink.select();
+        let writes_on_flush = sink.writes_on_flush();
         let thread = std::thread::Builder::new()
             .name(format!("vigil-sink-{name}"))
             .spawn(move || {
@@ -527,6 +530,7 @@ impl Threaded {
         Ok(Threaded {
             name,
             select,
+            writes_on_flush,
             on_error,
             tx: Some(tx),
             spare,
@@ -607,6 +611,12 @@ impl Sink for Threaded {
 
     fn select(&self) -> Select {
         self.select
+    }
+
+    /// As the sink it runs: the queue for the server, which fsyncs on its own thread's
+    /// clock, is not where the time from an exec to its finding is measured.
+    fn writes_on_flush(&self) -> bool {
+        self.writes_on_flush
     }
 
     fn write(&mut self, lines: &[u8], count: u64) -> Result<(), SinkError> {
