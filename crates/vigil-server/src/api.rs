@@ -146,7 +146,7 @@ pub async fn new_user(
     if body::text(&body.name, 128).is_err() {
         return Err(invalid(&state, &c, "user.create", "").await);
     }
-    match create_user(state.db(), c.org, &body.name, body.role).await {
+    match create_user(&state.db(), c.org, &body.name, body.role).await {
         Ok(cred) => {
             c.audit(&state, "user.create", &body.name, "ok").await;
             Ok(Json(json!({

@@ -32,6 +32,71 @@ pub async fn connect(url: &str) -> Result<Client, ServerError> {
     Ok(client)
 }
 
+/// The server's database connection, replaced by a new one when it is lost (a
+/// PostgreSQL restart, a network cut, a killed backend): requests while it is down fail
+/// (agents retry, people see an error), and the next ones after the reconnection work.
+#[derive(Debug)]
+pub struct Db {
+    client: std::sync::RwLock<std::sync::Arc<Client>>,
+}
+
+impl Db {
+    /// A connection that is not replaced when lost (tests that build a state by hand).
+    pub fn fixed(client: Client) -> std::sync::Arc<Db> {
+        std::sync::Arc::new(Db {
+            client: std::sync::RwLock::new(std::sync::Arc::new(client)),
+        })
+    }
+
+    /// Connects to `url`; when the connection is lost, reconnects (100 ms, doubling to
+    /// 5 s between tries) for as long as the `Db` lives.
+    pub async fn connect(url: &str) -> Result<std::sync::Arc<Db>, ServerError> {
+        let (client, mut conn) = tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(ServerError::db("cannot connect"))?;
+        let db = std::sync::Arc::new(Db {
+            client: std::sync::RwLock::new(std::sync::Arc::new(client)),
+        });
+        let weak = std::sync::Arc::downgrade(&db);
+        let url = url.to_string();
+        tokio::spawn(async move {
+            loop {
+                match conn.await {
+                    Err(e) => tracing::error!("database connection lost: {e}"),
+                    Ok(()) => tracing::warn!("database connection closed"),
+                }
+                let mut wait = std::time::Duration::from_millis(100);
+                loop {
+                    if weak.strong_count() == 0 {
+                        return;
+                    }
+                    match tokio_postgres::connect(&url, NoTls).await {
+                        Ok((client, next)) => {
+                            let Some(db) = weak.upgrade() else { return };
+                            *db.client.write().unwrap_or_else(|p| p.into_inner()) =
+                                std::sync::Arc::new(client);
+                            tracing::info!("database connection restored");
+                            conn = next;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!("database: cannot reconnect yet: {e}");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                        }
+                    }
+                }
+            }
+        });
+        Ok(db)
+    }
+
+    /// The current connection.
+    pub fn client(&self) -> std::sync::Arc<Client> {
+        std::sync::Arc::clone(&self.client.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// Applies the migrations the database lacks, all in one transaction (another server
 /// starting at the same time waits on the lock); refuses a database whose schema is
 /// newer than this binary. Returns the version now in place.

@@ -101,6 +101,10 @@ impl From<tokio_postgres::Error> for ApiError {
         if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
             return ApiError::Conflict;
         }
+        if e.is_closed() {
+            // Lost, and being replaced (`db::Db`): the client may try again.
+            return ApiError::Unavailable(format!("database: {e}"));
+        }
         ApiError::Internal(format!("database: {e}"))
     }
 }

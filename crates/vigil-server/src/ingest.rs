@@ -226,10 +226,10 @@ pub async fn batch(
     let last = first + count as u64 - 1;
     let (first_i, last_i) = (first as i64, last as i64);
     let db = state.db();
-    let lake = state.lakes().get(db, org).await?;
+    let lake = state.lakes().get(&db, org).await?;
     let mut lake = lake.lock().await;
     if lake.unresolved {
-        resolve(db, org, &lake.store).await?;
+        resolve(&db, org, &lake.store).await?;
         lake.unresolved = false;
     }
     let acked: i64 = db
@@ -262,7 +262,7 @@ pub async fn batch(
         rest.push(b'\n');
         n += 1;
     }
-    insert_findings(db, org, &agent.id, &findings).await?;
+    insert_findings(&db, org, &agent.id, &findings).await?;
     let store = Arc::clone(&lake.store);
     let at = i64::try_from(store.durable() + 1).unwrap_or(i64::MAX);
     let from = first_i + skip as i64;

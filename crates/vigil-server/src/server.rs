@@ -214,6 +214,8 @@ pub async fn start(
 ) -> Result<Running, ServerError> {
     let mut client = db::connect(db_url).await?;
     db::migrate(&mut client).await?;
+    drop(client);
+    let db = db::Db::connect(db_url).await?;
     let ca = Ca::load(data)?;
     let config = tls::server_config(data)?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -226,7 +228,7 @@ pub async fn start(
     if settings.lake.is_none() {
         settings.lake = Some(data.join("lake"));
     }
-    let state = AppState::new(client, ca, settings);
+    let state = AppState::with_db(db, ca, settings);
     let router = routes::app(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(tls::serve(

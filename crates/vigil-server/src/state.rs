@@ -138,8 +138,8 @@ pub struct AppState(Arc<Inner>);
 /// The contents of [`AppState`].
 #[derive(Debug)]
 pub struct Inner {
-    /// The database.
-    pub db: Client,
+    /// The database (reconnected when lost).
+    pub db: Arc<crate::db::Db>,
     /// The CA.
     pub ca: Ca,
     /// Settings.
@@ -153,8 +153,14 @@ pub struct Inner {
 }
 
 impl AppState {
-    /// The state of a server on `db` (migrated) with `ca`.
+    /// The state of a server on `db` (migrated) with `ca`; a connection lost is not
+    /// replaced (see [`AppState::with_db`]).
     pub fn new(db: Client, ca: Ca, settings: Settings) -> AppState {
+        AppState::with_db(crate::db::Db::fixed(db), ca, settings)
+    }
+
+    /// The state of a server on `db` (migrated, reconnected when lost) with `ca`.
+    pub fn with_db(db: Arc<crate::db::Db>, ca: Ca, settings: Settings) -> AppState {
         let (revocations, _) = broadcast::channel(1024);
         let lakes = crate::lake::Lakes::new(settings.lake.clone());
         AppState(Arc::new(Inner {
@@ -167,9 +173,9 @@ impl AppState {
         }))
     }
 
-    /// The database.
-    pub fn db(&self) -> &Client {
-        &self.0.db
+    /// The database's current connection.
+    pub fn db(&self) -> Arc<Client> {
+        self.0.db.client()
     }
 
     /// The CA.
@@ -206,6 +212,6 @@ impl AppState {
 
     /// Writes an audit entry.
     pub async fn audit(&self, a: Audit<'_>) {
-        db::audit(self.db(), &a).await;
+        db::audit(&self.db(), &a).await;
     }
 }

@@ -474,7 +474,7 @@ async fn world() -> World {
         .await
         .expect("org")
         .get(0);
-    let bob = vigil_server::api::create_user(fx.state.db(), beta, "bob", Role::Admin)
+    let bob = vigil_server::api::create_user(&fx.state.db(), beta, "bob", Role::Admin)
         .await
         .expect("bob");
     let bob_s = ready_session(&fx, "bob", &bob.password).await;

@@ -527,3 +527,59 @@ async fn a_batch_left_pending_by_a_crash_is_settled_from_the_lake() {
     want.extend(more);
     assert_eq!(lake_uids(w.data.path(), w.orgs[0]), uids(&want));
 }
+
+/// The database connection lost mid-stream (every backend of the database ended, as a
+/// PostgreSQL restart does): batches get 503 until the connection is replaced, the
+/// agent's retries are then taken, and every record is stored once.
+#[tokio::test]
+async fn a_lost_database_connection_is_replaced_and_nothing_is_stored_twice() {
+    let w = world().await;
+    let db = vigil_server::db::Db::connect(&w.db).await.expect("connect");
+    let settings = Settings {
+        lake: Some(lake_root(w.data.path())),
+        ..Settings::default()
+    };
+    let state = AppState::with_db(db, Ca::load(w.data.path()).expect("CA"), settings);
+    let r = app(state.clone());
+    let a = &w.agents[0];
+    let all: Vec<String> = (1..=9).map(event).collect();
+    let (s, _) = send(
+        &r,
+        Some(a),
+        "/agent/v1/batches/events/1",
+        lines(&all[..3]),
+        true,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let admin = vigil_server::db::connect(&w.db).await.expect("connect");
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("terminate");
+    // The agent sends each batch until it is acknowledged, as the shipper does.
+    let mut refused = 0;
+    for (first, chunk) in [(4, &all[3..6]), (7, &all[6..9])] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let path = format!("/agent/v1/batches/events/{first}");
+            let (s, v) = send(&r, Some(a), &path, lines(chunk), true).await;
+            if s == StatusCode::OK {
+                break;
+            }
+            assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+            refused += 1;
+            assert!(std::time::Instant::now() < deadline, "never reconnected");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    // Without the reconnection every batch after the loss would be refused until the
+    // deadline; how many were refused before it depends on timing.
+    eprintln!("{refused} batches refused while the connection was replaced");
+    assert_eq!(lake_uids(w.data.path(), w.orgs[0]), uids(&all));
+    assert_eq!(acked(&state, &a.id, "events").await, 9);
+}
