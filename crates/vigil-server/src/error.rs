@@ -101,8 +101,13 @@ impl From<tokio_postgres::Error> for ApiError {
         if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
             return ApiError::Conflict;
         }
-        if e.is_closed() {
-            // Lost, and being replaced (`db::Db`): the client may try again.
+        // Lost, or ended by the server (class 08: connection exception; class 57:
+        // operator intervention, as a restart): being replaced (`db::Db`), so the
+        // client may try again.
+        let ended = e
+            .code()
+            .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57"));
+        if e.is_closed() || ended {
             return ApiError::Unavailable(format!("database: {e}"));
         }
         ApiError::Internal(format!("database: {e}"))

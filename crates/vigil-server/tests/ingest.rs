@@ -77,12 +77,16 @@ async fn router(w: &World) -> (Router, AppState) {
     vigil_server::db::migrate(&mut client)
         .await
         .expect("migrate");
+    router_on(w, vigil_server::db::Db::fixed(client))
+}
+
+fn router_on(w: &World, db: std::sync::Arc<vigil_server::db::Db>) -> (Router, AppState) {
     let ca = Ca::load(w.data.path()).expect("CA");
     let settings = Settings {
         lake: Some(lake_root(w.data.path())),
         ..Settings::default()
     };
-    let state = AppState::new(client, ca, settings);
+    let state = AppState::with_db(db, ca, settings);
     (app(state.clone()), state)
 }
 
@@ -535,12 +539,7 @@ async fn a_batch_left_pending_by_a_crash_is_settled_from_the_lake() {
 async fn a_lost_database_connection_is_replaced_and_nothing_is_stored_twice() {
     let w = world().await;
     let db = vigil_server::db::Db::connect(&w.db).await.expect("connect");
-    let settings = Settings {
-        lake: Some(lake_root(w.data.path())),
-        ..Settings::default()
-    };
-    let state = AppState::with_db(db, Ca::load(w.data.path()).expect("CA"), settings);
-    let r = app(state.clone());
+    let (r, state) = router_on(&w, db);
     let a = &w.agents[0];
     let all: Vec<String> = (1..=9).map(event).collect();
     let (s, _) = send(
