@@ -115,9 +115,13 @@ pub struct TokenOptions {
     pub uses: i32,
     /// Seconds until it expires.
     pub expires_secs: u64,
+    /// Instead of an enrolment token, an API token of this user (with the user's role),
+    /// for scripts that call the API.
+    pub api_user: Option<String>,
 }
 
-/// Makes an enrolment token for `opts.org`'s host group `opts.group` (made if missing),
+/// Makes an enrolment token for `opts.org`'s host group `opts.group` (made if missing)
+/// (or, with `api_user`, an API token of that user),
 /// recorded as made by the organisation's first admin through `vigil server token`, and
 /// audited. Returns the token (shown once; only its hash is kept).
 pub async fn enrolment_token(opts: &TokenOptions) -> Result<String, ServerError> {
@@ -144,6 +148,43 @@ pub async fn enrolment_token(opts: &TokenOptions) -> Result<String, ServerError>
     let admin: Option<i64> = row.get(1);
     let admin =
         admin.ok_or_else(|| ServerError::Invalid(format!("{:?} has no admin", opts.org)))?;
+    if let Some(user) = &opts.api_user {
+        let row = client
+            .query_opt(
+                "SELECT id, must_change_password FROM users
+                 WHERE org_id = $1 AND name = $2 AND NOT disabled",
+                &[&org, user],
+            )
+            .await
+            .map_err(ServerError::db("cannot find the user"))?
+            .ok_or_else(|| ServerError::Invalid(format!("no user {user:?} in {:?}", opts.org)))?;
+        let user_id: i64 = row.get(0);
+        if row.get::<_, bool>(1) {
+            return Err(ServerError::Invalid(format!(
+                "{user:?} must sign in and change the one-time password first"
+            )));
+        }
+        let token = crate::secret::token("vat_");
+        let expires =
+            std::time::SystemTime::now() + std::time::Duration::from_secs(opts.expires_secs);
+        let id: i64 = client
+            .query_one(
+                "INSERT INTO api_tokens (org_id, user_id, name, token_hash, expires_at)
+                 VALUES ($1, $2, 'vigil server token', $3, $4) RETURNING id",
+                &[&org, &user_id, &crate::secret::digest(&token), &expires],
+            )
+            .await
+            .map_err(ServerError::db("cannot make the token"))?
+            .get(0);
+        token_audit(
+            &client,
+            org,
+            "api_token.create",
+            &format!("{id} (user {user})"),
+        )
+        .await;
+        return Ok(token);
+    }
     let group: i64 = client
         .query_one(
             "WITH made AS (
@@ -167,19 +208,22 @@ pub async fn enrolment_token(opts: &TokenOptions) -> Result<String, ServerError>
         .await
         .map_err(ServerError::db("cannot make the token"))?
         .get(0);
-    db::audit(
-        &client,
-        &db::Audit {
-            org: Some(org),
-            actor: "vigil server token",
-            action: "enrolment_token.create",
-            target: &format!("{id} (group {group}, {} uses)", opts.uses),
-            source: "local",
-            result: "ok",
-        },
-    )
-    .await;
+    let target = format!("{id} (group {group}, {} uses)", opts.uses);
+    token_audit(&client, org, "enrolment_token.create", &target).await;
     Ok(token)
+}
+
+/// The audit entry of a token made by `vigil server token`.
+async fn token_audit(client: &tokio_postgres::Client, org: i64, action: &str, target: &str) {
+    let entry = db::Audit {
+        org: Some(org),
+        actor: "vigil server token",
+        action,
+        target,
+        source: "local",
+        result: "ok",
+    };
+    db::audit(client, &entry).await;
 }
 
 /// A server running on the current runtime.

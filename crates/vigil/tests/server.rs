@@ -301,8 +301,50 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
         headers: vec![],
     };
 
+    // An API token from the server's host: refused while alice's one-time password
+    // stands, given once she has changed it, and taken by the API.
+    let api_token = || {
+        vigil()
+            .args([
+                "server",
+                "token",
+                "--db",
+                &db,
+                "--org",
+                "alpha",
+                "--api-user",
+                "alice",
+            ])
+            .output()
+            .expect("vigil server token")
+    };
+    let out = api_token();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("one-time password"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Sign in with password and TOTP, change the one-time password.
     let org = sign_in(&mut api, &password, &key, true);
+    let out = api_token();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bearer = format!("Bearer {}", String::from_utf8_lossy(&out.stdout).trim());
+    let r = https::request(
+        &api.config,
+        &api.base,
+        "GET",
+        &format!("/api/v1/orgs/{org}/agents"),
+        &[("Authorization", bearer.as_str())],
+        b"",
+        Duration::from_secs(10),
+    )
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let (s, v) = api.call(
         "POST",
         &format!("/api/v1/orgs/{org}/host-groups"),

@@ -137,6 +137,17 @@ fn roots(path: &Path) -> Result<RootCertStore, LinkError> {
     Ok(store)
 }
 
+/// TLS settings that trust the authorities in `ca_file` and present no certificate
+/// (enrolment; scripts calling the server's API).
+pub fn trusting(ca_file: &Path) -> Result<Arc<ClientConfig>, LinkError> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| LinkError::Tls(e.to_string()))?
+        .with_root_certificates(roots(ca_file)?)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Writes `contents` to `path` through a temporary file and a rename, with `mode`.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), LinkError> {
     let tmp = path.with_extension("tmp");
@@ -180,16 +191,11 @@ pub fn enroll(
         .serialize_request(&key)
         .and_then(|c| c.pem())
         .map_err(|e| LinkError::Tls(format!("cannot make the CSR: {e}")))?;
-    let roots = roots(ca_file.unwrap_or(Path::new(SYSTEM_BUNDLE)))?;
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| LinkError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = trusting(ca_file.unwrap_or(Path::new(SYSTEM_BUNDLE)))?;
     let body = serde_json::json!({ "token": token, "csr": csr, "hostname": hostname });
     let url = base.to_url();
     let resp = https::request(
-        &Arc::new(config),
+        &config,
         &base,
         "POST",
         "/agent/v1/enroll",

@@ -46,6 +46,42 @@ pub struct ShipArgs {
     /// Events per second to offer in all (0: as fast as the server takes them).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// An API token (`vigil server token --api-user`): the findings list of
+    /// organisation --org is asked for every 100 ms during the load, and its answer
+    /// times reported.
+    #[arg(long, requires = "org")]
+    api_token: Option<String>,
+    /// The organisation of --api-token.
+    #[arg(long)]
+    org: Option<i64>,
+}
+
+/// Asks for the findings list every 100 ms until `deadline`; the answer times (µs).
+fn poll_api(a: &ShipArgs, token: &str, org: i64, deadline: Instant) -> Result<Vec<u64>> {
+    use vigil_agent::server::https;
+    let config = vigil_agent::server::trusting(&a.ca)?;
+    let base = https::BaseUrl::parse(&a.url).map_err(anyhow::Error::msg)?;
+    let auth = format!("Bearer {token}");
+    let path = format!("/api/v1/orgs/{org}/findings");
+    let mut out = Vec::new();
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let r = https::request(
+            &config,
+            &base,
+            "GET",
+            &path,
+            &[("Authorization", auth.as_str())],
+            b"",
+            Duration::from_secs(10),
+        )?;
+        if r.status != 200 {
+            bail!("GET {path}: HTTP {}", r.status);
+        }
+        out.push(t.elapsed().as_micros() as u64);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(out)
 }
 
 /// Percentiles of microsecond samples.
@@ -152,12 +188,56 @@ pub fn ship(a: &ShipArgs) -> Result<ExitCode> {
     for (i, link) in all {
         shares[i % a.threads].push((Conn::new(link), 0));
     }
-    let results: Vec<(Vec<u64>, Vec<u64>, usize)> = std::thread::scope(|s| {
+    let api = std::thread::scope(|s| {
+        let poller = match (&a.api_token, a.org) {
+            (Some(t), Some(org)) => Some(s.spawn(move || poll_api(a, t, org, deadline))),
+            _ => None,
+        };
+        let results = run_load(
+            a,
+            shares,
+            &bodies,
+            &acked,
+            &failures,
+            deadline,
+            started,
+            per_thread_rate,
+        );
+        (results, poller.map(|p| p.join()))
+    });
+    let (results, api) = api;
+    let mut api_lat = match api {
+        Some(Ok(Ok(v))) => v,
+        Some(Ok(Err(e))) => return Err(e.context("the API poller")),
+        Some(Err(_)) => bail!("the API poller failed"),
+        None => Vec::new(),
+    };
+    report(a, results, &acked, &failures, started, &mut api_lat);
+    Ok(ExitCode::SUCCESS)
+}
+
+type Share = Vec<(Conn, u64)>;
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the run's shared counters and clocks"
+)]
+fn run_load(
+    a: &ShipArgs,
+    shares: Vec<Share>,
+    bodies: &Arc<Vec<Vec<u8>>>,
+    acked: &AtomicU64,
+    failures: &AtomicU64,
+    deadline: Instant,
+    started: Instant,
+    per_thread_rate: f64,
+) -> Vec<(Vec<u64>, Vec<u64>, usize)> {
+    std::thread::scope(|s| {
         let hs: Vec<_> = shares
             .into_iter()
             .enumerate()
             .map(|(t, mut conns)| {
-                let (bodies, acked, failures) = (Arc::clone(&bodies), &acked, &failures);
+                let bodies = Arc::clone(bodies);
                 s.spawn(move || {
                     let mut lat = Vec::new();
                     let mut finding_lat = Vec::new();
@@ -227,7 +307,17 @@ pub fn ship(a: &ShipArgs) -> Result<ExitCode> {
             })
             .collect();
         hs.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
+    })
+}
+
+fn report(
+    a: &ShipArgs,
+    results: Vec<(Vec<u64>, Vec<u64>, usize)>,
+    acked: &AtomicU64,
+    failures: &AtomicU64,
+    started: Instant,
+    api_lat: &mut [u64],
+) {
     let secs = started.elapsed().as_secs_f64();
     let (mut lat, mut flat) = (Vec::new(), Vec::new());
     let mut connected = 0;
@@ -249,5 +339,13 @@ pub fn ship(a: &ShipArgs) -> Result<ExitCode> {
         flat.len(),
         failures.load(Ordering::Relaxed)
     );
-    Ok(ExitCode::SUCCESS)
+    if !api_lat.is_empty() {
+        println!(
+            "API (GET findings, a new connection each): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests)",
+            pct(api_lat, 0.5) as f64 / 1000.0,
+            pct(api_lat, 0.99) as f64 / 1000.0,
+            pct(api_lat, 1.0) as f64 / 1000.0,
+            api_lat.len()
+        );
+    }
 }

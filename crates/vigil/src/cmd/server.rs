@@ -18,9 +18,10 @@ pub enum ServerCommand {
     /// Serve the API (HTTPS with the server's certificate) and the agents' routes
     /// (mutual TLS: client certificates from the server's CA) until SIGINT or SIGTERM.
     Run(RunArgs),
-    /// Make an enrolment token for an organisation's host group (made if missing), from
-    /// the server's host, without the console: for provisioning scripts. The token is
-    /// printed once; the database keeps only its hash; the audit log records it.
+    /// Make an enrolment token for an organisation's host group (made if missing), or
+    /// with --api-user an API token, from the server's host, without the console: for
+    /// provisioning scripts. The token is printed once; the database keeps only its
+    /// hash; the audit log records it.
     Token(TokenArgs),
 }
 
@@ -41,6 +42,10 @@ pub struct TokenArgs {
     /// Seconds until the token expires.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     expires_secs: u64,
+    /// Make an API token of this user instead (with the user's role), for scripts that
+    /// call the API.
+    #[arg(long, value_name = "USER")]
+    api_user: Option<String>,
 }
 
 /// Where the server keeps its files and state.
@@ -116,6 +121,7 @@ fn token(a: TokenArgs) -> Result<ExitCode> {
         group: a.group,
         uses: a.uses,
         expires_secs: a.expires_secs,
+        api_user: a.api_user,
     };
     let token = vigil_server::server::block_on(vigil_server::server::enrolment_token(&opts))?
         .context("vigil server token")?;
