@@ -263,6 +263,10 @@ pub async fn batch(
         n += 1;
     }
     insert_findings(&db, org, &agent.id, &findings).await?;
+    // From the pending record on until the batch is recorded as stored, any way out of
+    // this function leaves the lake to be settled before its next write: a pending
+    // record left behind must not be read against what later batches add to the lake.
+    lake.unresolved = true;
     let store = Arc::clone(&lake.store);
     let at = i64::try_from(store.durable() + 1).unwrap_or(i64::MAX);
     let from = first_i + skip as i64;
@@ -287,7 +291,6 @@ pub async fn batch(
     .await
     .map_err(|e| ApiError::Internal(format!("lake write: {e}")))?;
     if durable < want {
-        lake.unresolved = true;
         return Err(ApiError::Unavailable(format!(
             "the lake of organisation {org} did not take a batch (durable {durable} < {want})"
         )));
@@ -302,9 +305,9 @@ pub async fn batch(
         )
         .await;
     if let Err(e) = done {
-        lake.unresolved = true;
         return Err(ApiError::Unavailable(format!("database: {e}")));
     }
+    lake.unresolved = false;
     Ok(Json(json!({ "acked": last, "stored": n })))
 }
 

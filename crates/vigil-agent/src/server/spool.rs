@@ -188,7 +188,7 @@ fn write_mark(root: &Path, seq: u64) -> std::io::Result<()> {
 }
 
 /// Deletes the closed segments (those before `current`) whose records are all at or
-/// below `acked`; returns the bytes freed.
+/// below `acked` (their bytes taken off the queue's count).
 fn delete_acked(root: &Path, acked: u64, current: u64, shared: &SpoolShared) {
     let Ok(segs) = wal::segments(root) else {
         return;
@@ -322,7 +322,6 @@ impl SpoolWriter {
         }
         self.unsynced = true;
         if self.writer.bytes() >= self.segment_bytes {
-            let before = self.writer.bytes();
             self.writer
                 .roll(now_ms)
                 .map_err(|p| std::io::Error::other(p.to_string()))?;
@@ -330,7 +329,6 @@ impl SpoolWriter {
             self.shared
                 .bytes
                 .fetch_add(self.writer.bytes(), Ordering::Relaxed);
-            let _ = before;
             let i = self.stream.index();
             self.shared.durable[i].store(self.writer.durable(), Ordering::Relaxed);
             self.shared.current[i].store(self.writer.last_appended() + 1, Ordering::Relaxed);
