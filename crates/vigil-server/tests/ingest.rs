@@ -198,49 +198,26 @@ async fn batches_are_stored_once_whatever_is_replayed() {
     let (r, state) = router(&w).await;
     let a = &w.agents[0];
     let all: Vec<String> = (1..=10).map(event).collect();
-    let (s, v) = send(
-        &r,
-        Some(a),
-        "/agent/v1/batches/events/1",
-        lines(&all[..4]),
-        true,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v, json!({ "acked": 4, "stored": 4 }));
-    // The same batch again (its answer was lost): acknowledged, not stored again.
-    let (s, v) = send(
-        &r,
-        Some(a),
-        "/agent/v1/batches/events/1",
-        lines(&all[..4]),
-        true,
-    )
-    .await;
-    assert_eq!((s, v), (StatusCode::OK, json!({ "acked": 4, "stored": 0 })));
-    // A batch overlapping what is stored: only the new records.
-    let (s, v) = send(
-        &r,
-        Some(a),
-        "/agent/v1/batches/events/3",
-        lines(&all[2..7]),
-        false,
-    )
-    .await;
-    assert_eq!((s, v), (StatusCode::OK, json!({ "acked": 7, "stored": 3 })));
-    // A gap (records the agent dropped): taken, counted.
-    let (s, v) = send(
-        &r,
-        Some(a),
-        "/agent/v1/batches/events/10",
-        lines(&all[9..]),
-        true,
-    )
-    .await;
-    assert_eq!(
-        (s, v),
-        (StatusCode::OK, json!({ "acked": 10, "stored": 1 }))
-    );
+    // (first, records, compressed, acked, stored)
+    let steps: [(usize, std::ops::Range<usize>, bool, u64, u64); 4] = [
+        (1, 0..4, true, 4, 4),
+        // The same batch again (its answer was lost): acknowledged, not stored again.
+        (1, 0..4, true, 4, 0),
+        // A batch overlapping what is stored: only the new records.
+        (3, 2..7, false, 7, 3),
+        // A gap (records the agent dropped): taken, counted.
+        (10, 9..10, true, 10, 1),
+    ];
+    for (first, range, zstd, acked, stored) in steps {
+        let path = format!("/agent/v1/batches/events/{first}");
+        let (s, v) = send(&r, Some(a), &path, lines(&all[range]), zstd).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            v,
+            json!({ "acked": acked, "stored": stored }),
+            "batch at {first}"
+        );
+    }
     let stored = lake_uids(w.data.path(), w.orgs[0]);
     let want: Vec<String> = all[..7].iter().chain(&all[9..]).cloned().collect();
     assert_eq!(stored, uids(&want));

@@ -93,6 +93,33 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `vigil server init` on `data` and `db` (organisation alpha, admin alice, a
+/// certificate for 127.0.0.1); what it printed.
+fn init_server(data: &Path, db: &str) -> String {
+    let out = vigil()
+        .args(["server", "init", "--data"])
+        .arg(data)
+        .args([
+            "--db",
+            db,
+            "--org",
+            "alpha",
+            "--admin",
+            "alice",
+            "--name",
+            "127.0.0.1",
+        ])
+        .output()
+        .expect("vigil server init");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// `vigil server run` on `data` and `db` at 127.0.0.1:`port`, once it accepts
 /// connections (heartbeats asked every second).
 fn run_server(data: &Path, db: &str, port: u16) -> Server {
@@ -252,27 +279,7 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
     let data = dir.path().join("data");
 
     // init: the CA, its key 0600, the admin's one-time credentials.
-    let out = vigil()
-        .args(["server", "init", "--data"])
-        .arg(&data)
-        .args([
-            "--db",
-            &db,
-            "--org",
-            "alpha",
-            "--admin",
-            "alice",
-            "--name",
-            "127.0.0.1",
-        ])
-        .output()
-        .expect("vigil server init");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = init_server(&data, &db);
     let password = line_after(&stdout, "one-time password:").to_string();
     let key = totp::key_of_uri(line_after(&stdout, "totp:")).expect("a TOTP key");
     use std::os::unix::fs::PermissionsExt;
@@ -720,23 +727,7 @@ fn fleet(name: &str) -> Fleet {
         .expect("a PostgreSQL database");
     let dir = TempDir::new(name);
     let data = dir.path().join("data");
-    let out = vigil()
-        .args(["server", "init", "--data"])
-        .arg(&data)
-        .args([
-            "--db",
-            &db,
-            "--org",
-            "alpha",
-            "--admin",
-            "alice",
-            "--name",
-            "127.0.0.1",
-        ])
-        .output()
-        .expect("vigil server init");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{stdout}");
+    let stdout = init_server(&data, &db);
     let password = line_after(&stdout, "one-time password:").to_string();
     let key = totp::key_of_uri(line_after(&stdout, "totp:")).expect("a TOTP key");
     let port = free_port();
