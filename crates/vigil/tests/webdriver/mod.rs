@@ -30,6 +30,18 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
     ))
 }
 
+/// One read, again when a signal interrupted it (EINTR: a test process's other tests
+/// start and stop children, and a signal handler installed without `SA_RESTART`
+/// interrupts a blocking read; `read` does not retry by itself as `read_to_end` does).
+fn read_some(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
 /// A WebDriver session in a headless chromium; the session and the driver end on drop.
 pub struct Browser {
     driver: Child,
@@ -130,7 +142,7 @@ impl Browser {
             if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i;
             }
-            let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+            let n = read_some(&mut s, &mut buf).map_err(|e| e.to_string())?;
             if n == 0 {
                 return Err("connection closed before the HTTP headers ended".into());
             }
@@ -152,7 +164,7 @@ impl Browser {
             if done {
                 break;
             }
-            let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+            let n = read_some(&mut s, &mut buf).map_err(|e| e.to_string())?;
             if n == 0 {
                 break;
             }
