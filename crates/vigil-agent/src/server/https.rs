@@ -150,7 +150,14 @@ pub fn read_response(stream: &mut impl Read) -> std::io::Result<Response> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        if limited.read(&mut byte)? == 0 {
+        // A signal may interrupt the read (EINTR): read again.
+        let n = loop {
+            match limited.read(&mut byte) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
+        if n == 0 {
             return Err(bad("the connection closed before an answer"));
         }
         head.push(byte[0]);
