@@ -145,6 +145,14 @@ async fn send(
     )
 }
 
+/// Sends `items` as the events batch starting at `first`; it must be acknowledged.
+async fn events_ok(r: &Router, agent: &AgentIdentity, first: u64, items: &[String]) -> Value {
+    let path = format!("/agent/v1/batches/events/{first}");
+    let (s, v) = send(r, Some(agent), &path, lines(items), true).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v
+}
+
 /// The `metadata.uid` of every event in an organisation's lake (its log and its
 /// Parquet files alike), in the lake's order.
 fn lake_uids(data: &Path, org: i64) -> Vec<String> {
@@ -437,24 +445,8 @@ async fn a_batch_left_pending_by_a_crash_is_settled_from_the_lake() {
     let all: Vec<String> = (1..=6).map(event).collect();
     {
         let (r, state) = router(&w).await;
-        let (s, _) = send(
-            &r,
-            Some(a),
-            "/agent/v1/batches/events/1",
-            lines(&all[..3]),
-            true,
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK);
-        let (s, _) = send(
-            &r,
-            Some(a),
-            "/agent/v1/batches/events/4",
-            lines(&all[3..]),
-            true,
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK);
+        events_ok(&r, a, 1, &all[..3]).await;
+        events_ok(&r, a, 4, &all[3..]).await;
         // As if the server had died after the lake's fsync of the second batch and
         // before the database recorded it: the second batch is pending, acked at 3.
         state
@@ -519,15 +511,7 @@ async fn a_lost_database_connection_is_replaced_and_nothing_is_stored_twice() {
     let (r, state) = router_on(&w, db);
     let a = &w.agents[0];
     let all: Vec<String> = (1..=9).map(event).collect();
-    let (s, _) = send(
-        &r,
-        Some(a),
-        "/agent/v1/batches/events/1",
-        lines(&all[..3]),
-        true,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
+    events_ok(&r, a, 1, &all[..3]).await;
     let admin = vigil_server::db::connect(&w.db).await.expect("connect");
     admin
         .execute(
