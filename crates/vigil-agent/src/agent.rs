@@ -207,6 +207,19 @@ pub fn run_with_metrics(
         detect = detect.with_files(files);
     }
     let mut respond = RespondStage::new(responder);
+    // Enrolled: the actions a person asks for at the server, collected on a thread of
+    // its own and carried out here.
+    let collector_stop = Arc::new(AtomicBool::new(false));
+    if let Some(link) = &outputs.server {
+        let (tx, rx) = crate::server::actions::channel();
+        crate::server::actions::spawn(link.clone(), tx, Arc::clone(&collector_stop)).map_err(
+            |source| AgentError::Output {
+                path: config.respond.state_dir.join(crate::server::DIR),
+                source,
+            },
+        )?;
+        respond = respond.with_remote(rx);
+    }
     respond.set_content_policy(content.policy.as_deref());
     let stages: Vec<Box<dyn Stage + '_>> = vec![
         Box::new(StoryStage(Storyline::new(config.story.clone()))),
@@ -299,16 +312,20 @@ pub fn run_with_metrics(
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
             pipeline.tick(now_ms())?;
-        }
-        if !stats_every.is_zero() && last_stats.elapsed() >= stats_every {
-            last_stats = Instant::now();
-            let ev = stats_event(&pipeline, &version, device.clone());
+            // The heartbeat's counters, as of the last second (`crate::server`).
             if let Some(board) = &outputs.stats_board {
-                let map = stats_map(&pipeline, &version);
+                let mut map = stats_map(&pipeline, &version);
+                let s = sensor.stats();
+                map.insert("sensor_received".into(), json!(s.received));
+                map.insert("sensor_lost".into(), json!(s.lost()));
                 if let Ok(mut b) = board.lock() {
                     *b = map;
                 }
             }
+        }
+        if !stats_every.is_zero() && last_stats.elapsed() >= stats_every {
+            last_stats = Instant::now();
+            let ev = stats_event(&pipeline, &version, device.clone());
             pipeline.push(ev, now_ms())?;
             // Written within the flush interval even when the sensor is quiet.
             unflushed = true;
@@ -343,6 +360,9 @@ pub fn run_with_metrics(
         // A last pass: what the closed queue holds, for a few seconds at most.
         shipper.stop();
     }
+    // The collector is not waited for: it may be in a long poll; it ends with the
+    // process, and an action it holds unanswered is handed out again by the server.
+    collector_stop.store(true, Ordering::Relaxed);
     let s = sensor.stats();
     Ok(Summary {
         received: s.received,

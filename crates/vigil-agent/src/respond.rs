@@ -4,6 +4,8 @@
 
 use crate::content::Content;
 use crate::pipeline::Stage;
+use crate::server::actions::{ActionOutcome, RemoteCommand};
+use std::sync::mpsc::Receiver;
 use vigil_event::OcsfEvent;
 use vigil_respond::config::PolicyRule;
 use vigil_respond::Responder;
@@ -14,6 +16,8 @@ pub struct RespondStage {
     started: bool,
     /// The configuration's policy rules: what runs when content brings none.
     configured: Vec<PolicyRule>,
+    /// Actions a person asked for at the server (`crate::server::actions`).
+    remote: Option<Receiver<RemoteCommand>>,
 }
 
 impl RespondStage {
@@ -23,6 +27,40 @@ impl RespondStage {
             configured: responder.config().policy.clone(),
             responder,
             started: false,
+            remote: None,
+        }
+    }
+
+    /// Also carries out the actions that arrive on `remote` (from the server).
+    pub fn with_remote(mut self, remote: Receiver<RemoteCommand>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// Carries out the actions from the server waiting on the channel.
+    fn remote_actions(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        let Some(rx) = &self.remote else { return };
+        let commands: Vec<RemoteCommand> = rx.try_iter().collect();
+        for RemoteCommand { action, reply } in commands {
+            let cause = format!("server action {} ({})", action.id, action.kind);
+            let (ok, detail) = self.responder.remote(
+                &action.kind,
+                &action.target,
+                &vigil_respond::record::Cause::Manual(&cause),
+                now_ms,
+                emit,
+            );
+            let config = self.responder.config();
+            let isolated =
+                vigil_respond::isolate::Isolation::new(&config.isolate.nft, &config.state_dir)
+                    .asked();
+            // The collector may have given up waiting: nothing to do then.
+            let _ = reply.send(ActionOutcome {
+                id: action.id,
+                ok,
+                detail,
+                isolated: Some(isolated),
+            });
         }
     }
 
@@ -54,6 +92,9 @@ impl Stage for RespondStage {
     }
     fn tick(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
         self.responder.tick(now_ms, emit);
+    }
+    fn poll(&mut self, now_ms: i64, emit: &mut Vec<OcsfEvent>) {
+        self.remote_actions(now_ms, emit);
     }
     fn replace_content(&mut self, content: &mut Content, _now_ms: i64, _emit: &mut Vec<OcsfEvent>) {
         self.set_content_policy(content.policy.as_deref());

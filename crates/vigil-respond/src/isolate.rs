@@ -291,6 +291,11 @@ impl Isolation {
         })
     }
 
+    /// Whether isolation was asked for and not lifted (the state file: no `nft` run).
+    pub fn asked(&self) -> bool {
+        self.state.exists()
+    }
+
     /// Puts back an isolation the state file remembers but the kernel lost (a reboot);
     /// returns whether it did.
     pub fn restore_if_lost(&self) -> Result<Option<IsolationState>, IsolateError> {

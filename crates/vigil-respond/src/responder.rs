@@ -978,8 +978,9 @@ impl Responder {
             let iso = Isolation::new(&self.config.isolate.nft, &self.config.state_dir);
             match iso.on(&mgmt, &reason, now_ms) {
                 Ok(()) => Outcome::success(format!(
-                    "isolated the host: only loopback and {} management endpoints reachable",
-                    mgmt.len()
+                    "isolated the host: only loopback and {} management endpoint{} reachable",
+                    mgmt.len(),
+                    if mgmt.len() == 1 { "" } else { "s" }
                 )),
                 Err(e) => Outcome::failed(remediation_status::ERROR, e.to_string()),
             }
@@ -993,6 +994,99 @@ impl Responder {
             extra,
             now_ms,
         )));
+    }
+}
+
+impl Responder {
+    /// Lifts the host's isolation (asked by a person: a manual cause), and records it.
+    pub fn lift(&mut self, cause: &Cause<'_>, now_ms: i64, out: &mut Vec<OcsfEvent>) {
+        let iso = Isolation::new(&self.config.isolate.nft, &self.config.state_dir);
+        let outcome = match iso.off() {
+            Ok(true) => Outcome::success("lifted the isolation: the network is open again"),
+            Ok(false) => Outcome::success("the host was not isolated"),
+            Err(e) => Outcome::failed(remediation_status::ERROR, e.to_string()),
+        };
+        // Isolating again after a lift is a new action, not a repeat.
+        self.done.remove("isolate:host");
+        let mut c = self.common(
+            Action::Isolate,
+            Mode::Protect,
+            cause,
+            "isolate:off".into(),
+            outcome,
+            Map::new(),
+            now_ms,
+        );
+        c.restore = true;
+        out.push(record::network(c));
+    }
+
+    /// Carries out an action a person asked for from the server (`kind` `kill`,
+    /// `quarantine`, `isolate` or `lift`, with its target), in protect mode whatever
+    /// the policy's modes, and records it. Returns whether it was done, and what
+    /// happened.
+    pub fn remote(
+        &mut self,
+        kind: &str,
+        target: &str,
+        cause: &Cause<'_>,
+        now_ms: i64,
+        out: &mut Vec<OcsfEvent>,
+    ) -> (bool, String) {
+        let first = out.len();
+        // A person's request is carried out each time it is made: what the policy did
+        // before (or an earlier request) does not make it a repeat.
+        match kind {
+            "kill" => {
+                if let Ok(pid) = target.parse::<i32>() {
+                    if pid <= 0 {
+                        return (false, format!("{target}: not a process id"));
+                    }
+                    let process = record::process_of(pid, &self.boot_id);
+                    if let Some(uid) = &process.uid {
+                        self.done.remove(&format!("kill:{uid}"));
+                    }
+                    self.kill_process(process, Mode::Protect, cause, now_ms, out);
+                } else if parse_uid(target).is_some() {
+                    self.done.remove(&format!("kill:{target}"));
+                    self.kill_story(target, Mode::Protect, cause, now_ms, out);
+                } else {
+                    return (false, format!("{target}: neither a pid nor a story id"));
+                }
+            }
+            "quarantine" => {
+                let path = Path::new(target);
+                if !path.is_absolute() {
+                    return (false, format!("{target}: not an absolute path"));
+                }
+                self.done.retain(|k| {
+                    !(k.starts_with("quarantine:") && k.ends_with(&format!(":{target}")))
+                        && k != &format!("quarantine:{target}")
+                });
+                self.quarantine(path, Mode::Protect, cause, now_ms, out);
+            }
+            "isolate" => {
+                self.done.remove("isolate:host");
+                self.isolate(Mode::Protect, cause, now_ms, out);
+            }
+            "lift" => self.lift(cause, now_ms, out),
+            other => return (false, format!("`{other}` is no action this agent knows")),
+        }
+        let records = &out[first..];
+        if records.is_empty() {
+            return (false, "nothing was done (no record)".into());
+        }
+        let mut ok = true;
+        let mut details = Vec::new();
+        for r in records {
+            let json = r.to_json();
+            let status = json["status_id"].as_i64().unwrap_or(0) as i32;
+            ok &= status == remediation_status::SUCCESS;
+            if let Some(d) = json["status_detail"].as_str() {
+                details.push(d.to_string());
+            }
+        }
+        (ok, details.join("; "))
     }
 }
 

@@ -1,14 +1,21 @@
-// Vigil's console: the incident queue over the server's API (same origin, the session
-// cookie and the CSRF token). No inline script and no external resource: the server's
-// Content-Security-Policy is default-src 'self'.
+// Vigil's console over the server's API (same origin, the session cookie and the CSRF
+// token): the incident queue, an incident's process tree, hosts with their health,
+// remote response (each action confirmed here and audited by the server) and the audit
+// log. No inline script and no external resource: the server's Content-Security-Policy
+// is default-src 'self'. Text from the server is only ever set as textContent.
 "use strict";
 
 const STATUSES = ["new", "in_progress", "resolved", "false_positive"];
 const SEVERITY = ["Unknown", "Informational", "Low", "Medium", "High", "Critical", "Fatal"];
+const PAGES = ["login", "queue", "story", "hosts", "audit"];
 const $ = (id) => document.getElementById(id);
 let session = JSON.parse(sessionStorage.getItem("vigil") || "null");
 let findings = [];
 let selected = 0;
+let hosts = [];
+let current = null; // the story page's incident
+let hostShown = null; // the host whose actions the hosts page lists
+let pendingKey = ""; // the first key of a two-key shortcut (g i, g h, g a)
 
 async function api(method, path, body) {
   const headers = { "Accept": "application/json" };
@@ -18,13 +25,92 @@ async function api(method, path, body) {
                                 body: body === undefined ? undefined : JSON.stringify(body) });
   let data = null;
   try { data = await r.json(); } catch (_) { data = null; }
+  if (r.status === 401 && path !== "/api/v1/login" && path !== "/api/v1/me") {
+    session = null;
+    sessionStorage.removeItem("vigil");
+    show("login");
+  }
   return { status: r.status, data };
 }
 
+const org = (path) => `/api/v1/orgs/${session.org}${path}`;
+const utc = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "");
+const ago = (secs) => {
+  if (!secs) return "never";
+  const d = Math.max(0, Math.round(Date.now() / 1000 - secs));
+  return d < 90 ? `${d} s ago` : d < 5400 ? `${Math.round(d / 60)} min ago` : `${Math.round(d / 3600)} h ago`;
+};
+
 function show(which) {
-  $("login").hidden = which !== "login";
-  $("queue").hidden = which !== "queue";
-  $("logout").hidden = which !== "queue";
+  for (const p of PAGES) $(p).hidden = p !== which;
+  $("logout").hidden = which === "login";
+  $("nav").hidden = which === "login";
+  for (const p of ["queue", "hosts", "audit"]) {
+    $(`nav-${p}`).className = p === which || (p === "queue" && which === "story") ? "here" : "";
+  }
+}
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+}
+
+function cell(text, cls) {
+  const td = el("td");
+  if (cls) td.appendChild(el("span", text, cls));
+  else td.textContent = text === undefined || text === null ? "" : String(text);
+  return td;
+}
+
+function button(text, cls, onClick) {
+  const b = el("button", text, cls);
+  b.addEventListener("click", (ev) => { ev.stopPropagation(); onClick(); });
+  return b;
+}
+
+// ---- confirmation -------------------------------------------------------------
+
+let confirmAction = null;
+
+function confirmThen(text, action) {
+  $("confirm-text").textContent = text;
+  confirmAction = action;
+  $("confirm").hidden = false;
+  $("confirm-yes").focus();
+}
+
+function closeConfirm() {
+  $("confirm").hidden = true;
+  confirmAction = null;
+}
+
+$("confirm-yes").addEventListener("click", async () => {
+  const action = confirmAction;
+  closeConfirm();
+  if (action) await action();
+});
+$("confirm-no").addEventListener("click", closeConfirm);
+
+// ---- routing ------------------------------------------------------------------
+
+async function route() {
+  if (!session) { show("login"); return; }
+  const hash = location.hash || "#/queue";
+  if (hash.startsWith("#/story/")) {
+    show("story");
+    await loadStory(decodeURIComponent(hash.slice("#/story/".length)));
+  } else if (hash === "#/hosts") {
+    show("hosts");
+    await loadHosts();
+  } else if (hash === "#/audit") {
+    show("audit");
+    await loadAudit();
+  } else {
+    show("queue");
+    await refresh();
+  }
 }
 
 async function start() {
@@ -32,8 +118,7 @@ async function start() {
   const me = session ? await api("GET", "/api/v1/me") : { status: 401 };
   if (me.status === 200) {
     $("who").textContent = `${me.data.name} · organisation ${me.data.org} · ${me.data.role}`;
-    show("queue");
-    await refresh();
+    await route();
   } else {
     session = null;
     sessionStorage.removeItem("vigil");
@@ -58,44 +143,42 @@ async function login(ev) {
   await start();
 }
 
-function cell(text, cls) {
-  const td = document.createElement("td");
-  if (cls) {
-    const span = document.createElement("span");
-    span.className = cls;
-    span.textContent = text;
-    td.appendChild(span);
-  } else {
-    td.textContent = text;
-  }
-  return td;
+// ---- the incident queue -------------------------------------------------------
+
+function shownFindings() {
+  const q = $("filter").value.toLowerCase();
+  return findings.filter((f) =>
+    !q || [f.title, f.hostname, f.status, f.story || ""].some((s) => s.toLowerCase().includes(q)));
 }
 
 function render() {
-  const q = $("filter").value.toLowerCase();
   const rows = $("rows");
   rows.replaceChildren();
-  const shown = findings.filter((f) =>
-    !q || [f.title, f.hostname, f.status, f.story || ""].some((s) => s.toLowerCase().includes(q)));
+  const shown = shownFindings();
   selected = Math.min(selected, Math.max(shown.length - 1, 0));
   shown.forEach((f, i) => {
-    const tr = document.createElement("tr");
+    const tr = el("tr", null, i === selected ? "selected" : "");
     tr.dataset.uid = f.uid;
-    if (i === selected) tr.className = "selected";
-    tr.appendChild(cell(new Date(f.time).toISOString().replace("T", " ").slice(0, 19)));
+    tr.appendChild(cell(utc(f.time)));
     tr.appendChild(cell(SEVERITY[f.severity_id] || String(f.severity_id), `sev sev-${f.severity_id}`));
     tr.appendChild(cell(f.class_uid === 2005 ? "incident" : "finding"));
     tr.appendChild(cell(f.hostname));
-    tr.appendChild(cell(f.title));
-    tr.appendChild(cell(f.story || ""));
-    const td = document.createElement("td");
-    const sel = document.createElement("select");
-    sel.className = "status";
+    const title = el("td");
+    if (f.story) {
+      const a = el("a", f.title, "open");
+      a.href = `#/story/${encodeURIComponent(f.story)}`;
+      title.appendChild(a);
+    } else {
+      title.textContent = f.title;
+    }
+    tr.appendChild(title);
+    tr.appendChild(cell(f.story || "", "mono"));
+    const td = el("td");
+    const sel = el("select", null, "status");
     sel.setAttribute("aria-label", "Status");
     for (const s of STATUSES) {
-      const o = document.createElement("option");
+      const o = el("option", s.replace("_", " "));
       o.value = s;
-      o.textContent = s.replace("_", " ");
       sel.appendChild(o);
     }
     sel.value = f.status;
@@ -111,8 +194,7 @@ function render() {
 
 async function refresh() {
   if (!session) return;
-  const r = await api("GET", `/api/v1/orgs/${session.org}/findings`);
-  if (r.status === 401) { await start(); return; }
+  const r = await api("GET", org("/findings"));
   $("queue-error").textContent = r.status === 200 ? "" : `The server answered ${r.status}.`;
   if (r.status === 200) {
     findings = r.data.findings;
@@ -121,23 +203,220 @@ async function refresh() {
 }
 
 async function setStatus(f, status) {
-  const r = await api("POST",
-    `/api/v1/orgs/${session.org}/findings/${encodeURIComponent(f.uid)}/status`, { status });
+  const r = await api("POST", org(`/findings/${encodeURIComponent(f.uid)}/status`), { status });
   $("queue-error").textContent = r.status === 200 ? "" : `Status not changed: the server answered ${r.status}.`;
   await refresh();
 }
 
+// ---- remote response ----------------------------------------------------------
+
+const ACTION_TEXT = {
+  isolate: (h) => `Isolate ${h}? Only loopback and the Vigil server stay reachable until the isolation is lifted.`,
+  lift: (h) => `Lift the isolation of ${h}? Its network opens again.`,
+  kill: (h, t) => `Kill ${t} on ${h}, with every process of its branch?`,
+  quarantine: (h, t) => `Move ${t} on ${h} into the quarantine vault?`,
+};
+
+function respond(agent, hostname, kind, target, finding, after) {
+  confirmThen(ACTION_TEXT[kind](hostname, target), async () => {
+    const body = { kind };
+    if (target) body.target = target;
+    if (finding) body.finding = finding;
+    const r = await api("POST", org(`/agents/${encodeURIComponent(agent)}/actions`), body);
+    const msg = r.status === 200 ? "" : `The action was not queued: the server answered ${r.status}.`;
+    for (const id of ["story-error", "hosts-error"]) $(id).textContent = msg;
+    await after();
+  });
+}
+
+function actionRows(tbody, actions) {
+  tbody.replaceChildren();
+  for (const a of actions) {
+    const tr = el("tr");
+    tr.dataset.id = a.id;
+    tr.appendChild(cell(a.id));
+    tr.appendChild(cell(a.kind));
+    tr.appendChild(cell(a.target, "mono"));
+    tr.appendChild(cell(a.requested_by));
+    tr.appendChild(cell(a.state, `state state-${a.state}`));
+    tr.appendChild(cell(a.result));
+    tbody.appendChild(tr);
+  }
+  return actions.some((a) => a.state === "queued" || a.state === "sent");
+}
+
+async function loadActions(agent, tbody) {
+  const r = await api("GET", org(`/agents/${encodeURIComponent(agent)}/actions`));
+  return r.status === 200 ? actionRows(tbody, r.data.actions) : false;
+}
+
+// While an action waits for its agent, its page looks again every second.
+let watching = null;
+function watch(reload) {
+  if (watching) clearTimeout(watching);
+  watching = setTimeout(async () => { watching = null; await reload(); }, 1000);
+}
+
+// ---- an incident --------------------------------------------------------------
+
+function treeNode(n) {
+  const li = el("li", null, n.flagged ? "flagged" : "");
+  const line = el("div", null, "proc");
+  line.appendChild(el("span", n.name || "?", "name"));
+  if (n.pid !== null && n.pid !== undefined) line.appendChild(el("span", `pid ${n.pid}`, "pid"));
+  if (n.cmd_line) line.appendChild(el("span", n.cmd_line, "cmd mono"));
+  if (n.uid) {
+    line.appendChild(button("Kill branch", "small", () =>
+      respond(current.agent_id, current.hostname, "kill", n.uid, null, reloadStory)));
+  }
+  li.appendChild(line);
+  for (const f of n.findings || []) {
+    const p = el("div", null, "finding");
+    p.appendChild(el("span", f.severity, `sev sev-name-${f.severity}`));
+    p.appendChild(el("span", ` ${f.title}`));
+    if (f.count > 1) p.appendChild(el("span", ` ×${f.count}`, "count"));
+    li.appendChild(p);
+  }
+  if (n.children && n.children.length) {
+    const ul = el("ul");
+    for (const c of n.children) ul.appendChild(treeNode(c));
+    li.appendChild(ul);
+  }
+  return li;
+}
+
+async function loadStory(story) {
+  const r = await api("GET", org(`/stories/${encodeURIComponent(story)}`));
+  if (r.status !== 200) {
+    $("story-error").textContent = r.status === 404 ? "No such incident." : `The server answered ${r.status}.`;
+    $("tree").replaceChildren();
+    current = null;
+    return;
+  }
+  $("story-error").textContent = "";
+  current = r.data;
+  const inc = current.incident || {};
+  $("story-title").textContent = `Incident on ${current.hostname}`;
+  $("story-host").textContent = `${current.hostname}${current.isolated ? " (isolated)" : ""}`;
+  $("story-severity").textContent = inc.severity || "";
+  $("story-span").textContent = `${utc(inc.first_time)} to ${utc(inc.last_time)}`;
+  $("story-techniques").textContent = (inc.techniques || []).join(", ") || "none tagged";
+  $("story-id").textContent = current.story;
+  $("story-isolate").hidden = current.isolated;
+  $("story-lift").hidden = !current.isolated;
+  const tree = $("tree");
+  tree.replaceChildren();
+  for (const n of inc.tree || []) tree.appendChild(treeNode(n));
+  if (await loadActions(current.agent_id, $("story-actions"))) watch(reloadStory);
+}
+
+async function reloadStory() {
+  if (current && !$("story").hidden) await loadStory(current.story);
+}
+
+$("story-kill").addEventListener("click", () => current &&
+  respond(current.agent_id, current.hostname, "kill", current.story, null, reloadStory));
+$("story-isolate").addEventListener("click", () => current &&
+  respond(current.agent_id, current.hostname, "isolate", "", null, reloadStory));
+$("story-lift").addEventListener("click", () => current &&
+  respond(current.agent_id, current.hostname, "lift", "", null, reloadStory));
+
+// ---- hosts --------------------------------------------------------------------
+
+async function loadHosts() {
+  const r = await api("GET", org("/agents"));
+  if (r.status !== 200) { $("hosts-error").textContent = `The server answered ${r.status}.`; return; }
+  $("hosts-error").textContent = "";
+  hosts = r.data.agents;
+  const rows = $("host-rows");
+  rows.replaceChildren();
+  for (const h of hosts) {
+    const s = h.stats || {};
+    const tr = el("tr", null, h.revoked ? "revoked" : "");
+    tr.dataset.agent = h.id;
+    tr.appendChild(cell(h.hostname));
+    tr.appendChild(cell(h.group_id));
+    tr.appendChild(cell(ago(h.last_seen)));
+    tr.appendChild(cell(h.version));
+    tr.appendChild(cell(s.content_version || ""));
+    tr.appendChild(cell(s.sensor_received ?? ""));
+    tr.appendChild(cell(s.sensor_lost ?? "", s.sensor_lost > 0 ? "lost" : ""));
+    tr.appendChild(cell(h.revoked ? "revoked" : h.isolated ? "isolated" : "open",
+                        h.isolated ? "net net-isolated" : "net"));
+    const td = el("td");
+    if (!h.revoked) {
+      const kind = h.isolated ? "lift" : "isolate";
+      td.appendChild(button(h.isolated ? "Lift isolation" : "Isolate", `act-${kind}`, () =>
+        respond(h.id, h.hostname, kind, "", null, async () => { hostShown = h.id; await loadHosts(); })));
+    }
+    td.appendChild(button("Actions", "small", async () => { hostShown = h.id; await loadHosts(); }));
+    tr.appendChild(td);
+    rows.appendChild(tr);
+  }
+  $("hosts-count").textContent = `${hosts.length} hosts`;
+  const showing = hosts.find((h) => h.id === hostShown);
+  $("host-actions-title").hidden = !showing;
+  $("host-actions-table").hidden = !showing;
+  if (showing) {
+    $("host-actions-title").textContent = `Response on ${showing.hostname}`;
+    if (await loadActions(showing.id, $("host-actions"))) watch(loadHosts);
+  }
+}
+
+// ---- the audit log ------------------------------------------------------------
+
+async function loadAudit() {
+  const r = await api("GET", org("/audit?limit=200"));
+  if (r.status !== 200) {
+    $("audit-error").textContent = r.status === 403 ? "Only administrators read the audit log."
+      : `The server answered ${r.status}.`;
+    return;
+  }
+  $("audit-error").textContent = "";
+  const rows = $("audit-rows");
+  rows.replaceChildren();
+  for (const e of r.data.entries) {
+    const tr = el("tr", null, e.result === "ok" || e.result === "queued" ? "" : "refused");
+    tr.appendChild(cell(utc(e.at * 1000)));
+    tr.appendChild(cell(e.actor));
+    tr.appendChild(cell(e.action));
+    tr.appendChild(cell(e.target, "mono"));
+    tr.appendChild(cell(e.source));
+    tr.appendChild(cell(e.result));
+    rows.appendChild(tr);
+  }
+}
+
+// ---- keys ---------------------------------------------------------------------
+
 document.addEventListener("keydown", (ev) => {
-  if ($("queue").hidden || ev.target.tagName === "INPUT" || ev.target.tagName === "SELECT") {
+  if (!$("confirm").hidden) {
+    if (ev.key === "Escape") closeConfirm();
+    return;
+  }
+  if (ev.target.tagName === "INPUT" || ev.target.tagName === "SELECT") {
     if (ev.key === "Escape") ev.target.blur();
     return;
   }
-  const shown = render();
+  if (!session) return;
+  if (pendingKey === "g") {
+    pendingKey = "";
+    const to = { i: "#/queue", h: "#/hosts", a: "#/audit" }[ev.key];
+    if (to) location.hash = to;
+    return;
+  }
+  if (ev.key === "g") { pendingKey = "g"; return; }
+  if (ev.key === "r") { route(); return; }
+  if (!$("story").hidden && ev.key === "Escape") { location.hash = "#/queue"; return; }
+  if ($("queue").hidden) return;
+  const shown = shownFindings();
   if (ev.key === "j") selected = Math.min(selected + 1, shown.length - 1);
   else if (ev.key === "k") selected = Math.max(selected - 1, 0);
-  else if (ev.key === "r") { refresh(); return; }
   else if (ev.key === "/") { ev.preventDefault(); $("filter").focus(); return; }
-  else if ("1234".includes(ev.key) && shown[selected]) {
+  else if (ev.key === "Enter" && shown[selected] && shown[selected].story) {
+    location.hash = `#/story/${encodeURIComponent(shown[selected].story)}`;
+    return;
+  } else if ("1234".includes(ev.key) && shown[selected]) {
     setStatus(shown[selected], STATUSES[Number(ev.key) - 1]);
     return;
   } else return;
@@ -152,5 +431,6 @@ $("logout").addEventListener("click", async () => {
   sessionStorage.removeItem("vigil");
   show("login");
 });
+window.addEventListener("hashchange", route);
 setInterval(() => { if (!$("queue").hidden) refresh(); }, 5000);
 start();

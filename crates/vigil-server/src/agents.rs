@@ -121,6 +121,9 @@ pub struct Heartbeat {
     /// The sensor's statistics (counters), as the agent reports them.
     #[serde(default)]
     pub stats: serde_json::Map<String, Value>,
+    /// Whether the host is isolated now (agents before remote response leave it out).
+    #[serde(default)]
+    pub isolated: Option<bool>,
 }
 
 /// Records an agent's heartbeat: last seen, host name, version, statistics.
@@ -147,8 +150,27 @@ pub async fn heartbeat(
     if n == 0 {
         return Err(ApiError::Forbidden);
     }
+    if let Some(isolated) = body.isolated {
+        set_isolated(&state, &agent, isolated).await?;
+    }
     Ok(Json(json!({
         "ok": true,
         "heartbeat_secs": state.settings().heartbeat_secs,
     })))
+}
+
+/// Records whether an agent's host is isolated, as the agent said.
+pub async fn set_isolated(
+    state: &AppState,
+    agent: &AgentIdentity,
+    isolated: bool,
+) -> Result<(), ApiError> {
+    state
+        .db()
+        .execute(
+            "UPDATE agents SET isolated = $1 WHERE id = $2 AND org_id = $3",
+            &[&isolated, &agent.id, &agent.org],
+        )
+        .await?;
+    Ok(())
 }

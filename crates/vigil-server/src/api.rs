@@ -482,7 +482,7 @@ pub async fn list_agents(State(state): State<AppState>, Extension(c): Extension<
         .db()
         .query(
             "SELECT id, group_id, hostname, version, cert_serial, enrolled_at, last_seen,
-                    revoked, stats
+                    revoked, stats, isolated
              FROM agents WHERE org_id = $1 ORDER BY enrolled_at, id",
             &[&c.org],
         )
@@ -501,6 +501,7 @@ pub async fn list_agents(State(state): State<AppState>, Extension(c): Extension<
                 "last_seen": unix_opt(r.get(6)),
                 "revoked": r.get::<_, bool>(7),
                 "stats": serde_json::from_str::<Value>(&stats).unwrap_or(Value::Null),
+                "isolated": r.get::<_, bool>(9),
             })
         })
         .collect();
@@ -675,4 +676,49 @@ pub async fn set_finding_status(
     }
     c.audit(&state, "finding.status", &target, "ok").await;
     Ok(Json(json!({ "uid": uid, "status": body.status })))
+}
+
+/// `GET /api/v1/orgs/{org}/stories/{story}`: a story's incident as the console shows
+/// it: the process tree of its flagged branches (from the findings' lineage, built as
+/// `vigil incidents` builds it), its techniques and findings, and the agent it is on.
+pub async fn story(
+    State(state): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path((_, story)): Path<(String, String)>,
+) -> Reply {
+    let shown: String = story.chars().take(128).collect();
+    if body::text(&story, 512).is_err() {
+        return Err(not_found(&state, &c, "story.read", &shown).await);
+    }
+    let rows = state
+        .db()
+        .query(
+            "SELECT f.event, f.agent_id, a.hostname, a.isolated
+             FROM findings f JOIN agents a ON a.id = f.agent_id AND a.org_id = f.org_id
+             WHERE f.org_id = $1 AND f.story = $2 ORDER BY f.time LIMIT 2000",
+            &[&c.org, &story],
+        )
+        .await?;
+    let Some(first) = rows.first() else {
+        return Err(not_found(&state, &c, "story.read", &shown).await);
+    };
+    let mut incidents = vigil_detect::incidents::Incidents::new();
+    for r in &rows {
+        if let Ok(ev) = serde_json::from_str::<Value>(r.get::<_, &str>(0)) {
+            incidents.add(&ev);
+        }
+    }
+    let incident = incidents
+        .incidents()
+        .into_iter()
+        .find(|i| i.story() == story)
+        .map(|i| i.to_json())
+        .unwrap_or(Value::Null);
+    Ok(Json(json!({
+        "story": story,
+        "agent_id": first.get::<_, String>(1),
+        "hostname": first.get::<_, String>(2),
+        "isolated": first.get::<_, bool>(3),
+        "incident": incident,
+    })))
 }

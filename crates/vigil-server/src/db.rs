@@ -11,6 +11,7 @@ use tokio_postgres::{Client, NoTls};
 pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_ingest.sql"),
+    include_str!("../migrations/0003_response.sql"),
 ];
 
 /// The newest schema version this binary knows.

@@ -20,6 +20,7 @@ pub mod db;
 pub mod error;
 pub mod ingest;
 pub mod lake;
+pub mod response;
 pub mod routes;
 pub mod secret;
 pub mod server;

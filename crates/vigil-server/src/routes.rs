@@ -8,6 +8,7 @@ use crate::auth::{self, Access, Role};
 use crate::console;
 use crate::error::ApiError;
 use crate::ingest;
+use crate::response;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
@@ -146,6 +147,19 @@ fn table() -> Vec<Entry> {
         ),
         route(
             get.clone(),
+            "/api/v1/orgs/{org}/agents/{agent}/actions",
+            Org(Viewer),
+            response::list,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/agents/{agent}/actions",
+            Org(Analyst),
+            response::request,
+        ),
+        route(post.clone(), "/agent/v1/actions", Agent, response::collect),
+        route(
+            get.clone(),
             "/api/v1/orgs/{org}/audit",
             Org(Admin),
             api::audit_log,
@@ -174,6 +188,12 @@ fn table() -> Vec<Entry> {
             "/api/v1/orgs/{org}/findings/{uid}/status",
             Org(Analyst),
             api::set_finding_status,
+        ),
+        route(
+            get.clone(),
+            "/api/v1/orgs/{org}/stories/{story}",
+            Org(Viewer),
+            api::story,
         ),
         route(get.clone(), "/", Public, console::index),
         route(get.clone(), "/console/app.js", Public, console::app_js),

@@ -150,6 +150,8 @@ pub struct Inner {
     pub revocations: broadcast::Sender<Revocation>,
     /// The organisations' lakes.
     pub lakes: crate::lake::Lakes,
+    /// Per agent: wakes its waiting action collection when an action is queued.
+    pub wakers: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 impl AppState {
@@ -170,6 +172,7 @@ impl AppState {
             settings,
             limiter: Mutex::new(Limiter::default()),
             revocations,
+            wakers: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -208,6 +211,21 @@ impl AppState {
     /// A receiver of revocations.
     pub fn revocations(&self) -> broadcast::Receiver<Revocation> {
         self.0.revocations.subscribe()
+    }
+
+    /// What wakes `agent`'s waiting action collection (one per agent, kept while the
+    /// server runs: bounded by the number of agents).
+    pub fn agent_waker(&self, agent: &str) -> Arc<tokio::sync::Notify> {
+        let mut map = self.0.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(agent.to_string()).or_default().clone()
+    }
+
+    /// Wakes `agent`'s waiting action collection, if one waits in this process.
+    pub fn wake_agent(&self, agent: &str) {
+        let map = self.0.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get(agent) {
+            n.notify_waiters();
+        }
     }
 
     /// Writes an audit entry.

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tower::ServiceExt;
 use vigil_server::auth::{Access, Role, CSRF_HEADER};
 use vigil_server::server::{init, InitOptions};
-use vigil_server::state::ConnInfo;
+use vigil_server::state::{AgentIdentity, ConnInfo};
 use vigil_server::testing::{fresh_database, TempDir};
 use vigil_server::{app, routes, totp, AppState, Settings};
 
@@ -565,6 +565,8 @@ fn body_for(method: &Method, path: &str, ids: &BTreeMap<&str, String>) -> Option
         }
         p if p.ends_with("/api-tokens") => json!({ "name": "x" }),
         p if p.ends_with("/status") => json!({ "status": "resolved" }),
+        p if p.ends_with("/actions") && p.starts_with("/api/") => json!({ "kind": "isolate" }),
+        "/agent/v1/actions" => json!({ "wait_ms": 0 }),
         "/api/v1/me/password" => json!({ "current": "x", "new": "yyyyyyyyyyyyyyyy" }),
         "/api/v1/login" => json!({ "user": "alice", "password": "x", "totp": "000000" }),
         "/agent/v1/enroll" => json!({ "token": "vet_forged", "csr": "x", "hostname": "h" }),
@@ -587,6 +589,7 @@ fn concrete(path: &str, org: &str, ids: &BTreeMap<&str, String>) -> String {
         .replace("{stream}", "events")
         .replace("{uid}", "f1")
         .replace("{first}", "1")
+        .replace("{story}", "story-1")
 }
 
 /// Every route of the Router, tried by beta's admin on alpha's objects: an organisation
@@ -616,6 +619,10 @@ async fn every_route_refuses_other_organisations() {
         ),
         (
             ("POST", "/agent/v1/batches/{stream}/{first}"),
+            "the agent's certificate decides the organisation",
+        ),
+        (
+            ("POST", "/agent/v1/actions"),
             "the agent's certificate decides the organisation",
         ),
         (("GET", "/"), "public: the console's page"),
@@ -1374,4 +1381,226 @@ async fn init_refuses_a_second_run() {
         init(&opts).await,
         Err(vigil_server::ServerError::AlreadyInitialised(_))
     ));
+}
+
+/// A call from an agent (the identity its certificate gave, as the TLS layer sets it).
+async fn agent_call(router: &Router, agent: &AgentIdentity, path: &str, body: Value) -> Resp {
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    req.extensions_mut().insert(ConnInfo {
+        peer: Some("192.0.2.9:40000".parse().expect("peer")),
+        agent: Some(agent.clone()),
+    });
+    let resp = router.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    Resp {
+        status,
+        headers,
+        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+async fn action_state(fx: &Fx, id: i64) -> (String, String) {
+    let row = fx
+        .state
+        .db()
+        .query_one(
+            "SELECT state, result FROM response_actions WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("action");
+    (row.get(0), row.get(1))
+}
+
+/// Remote response end to end through the Router: an analyst's action is checked,
+/// queued and audited; the agent collects it once (a long poll woken by the request),
+/// answers it, and the host's isolation state follows; an unanswered action is handed
+/// out again; another organisation's agent cannot answer it; bad actions are refused.
+#[tokio::test]
+async fn remote_response_is_queued_collected_answered_and_audited() {
+    let w = world().await;
+    let fx = &w.fx;
+    let alpha = w.alpha;
+    let agent_id = w.ids["agent"].clone();
+    let group: i64 = w.ids["group"].parse().expect("group");
+    let agent = AgentIdentity {
+        id: agent_id.clone(),
+        org: alpha,
+        group,
+    };
+    let actions = format!("/api/v1/orgs/{alpha}/agents/{agent_id}/actions");
+    // Alice asks; the agent collects (and answers).
+    let ask = |body: Value| {
+        call(
+            fx,
+            Method::POST,
+            &actions,
+            Auth::Session(&w.alice),
+            Some(body),
+        )
+    };
+    let collect = |body: Value| agent_call(&fx.router, &agent, "/agent/v1/actions", body);
+    // Bad actions: refused, audited, nothing queued.
+    for bad in [
+        json!({ "kind": "reboot" }),
+        json!({ "kind": "isolate", "target": "10.0.0.1" }),
+        json!({ "kind": "kill", "target": "1; rm -rf /" }),
+        json!({ "kind": "kill" }),
+        json!({ "kind": "quarantine", "target": "relative/path" }),
+        json!({ "kind": "quarantine", "target": "/tmp/../etc/shadow" }),
+        json!({ "kind": "isolate", "finding": "" }),
+        json!({ "kind": "isolate", "extra": 1 }),
+    ] {
+        let n = audit_count(fx).await;
+        let r = ask(bad.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        if bad.get("extra").is_none() {
+            assert_eq!(audit_count(fx).await, n + 1, "{bad} audited");
+        }
+    }
+    let queued: i64 = fx
+        .state
+        .db()
+        .query_one("SELECT count(*) FROM response_actions", &[])
+        .await
+        .expect("n")
+        .get(0);
+    assert_eq!(queued, 0);
+    // Nothing waiting: an immediate collection is empty.
+    let r = collect(json!({ "wait_ms": 0 })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["actions"], json!([]));
+    // Isolate: queued, audited with who asked.
+    let r = ask(json!({ "kind": "isolate", "finding": "f-7" })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let isolate = r.json["id"].as_i64().expect("id");
+    let last = audit_rows(fx, alpha).await.pop().expect("entry");
+    assert_eq!(
+        last,
+        (
+            "response.isolate".into(),
+            format!("{agent_id} (action {isolate})"),
+            "queued".into()
+        )
+    );
+    // The agent collects it once.
+    let r = collect(json!({ "wait_ms": 0 })).await;
+    assert_eq!(
+        r.json["actions"],
+        json!([{ "id": isolate, "kind": "isolate", "target": "" }])
+    );
+    assert_eq!(action_state(fx, isolate).await.0, "sent");
+    let r = collect(json!({ "wait_ms": 0 })).await;
+    assert_eq!(r.json["actions"], json!([]), "not handed out twice at once");
+    // Another organisation's agent cannot answer it.
+    let stranger = AgentIdentity {
+        id: "agent-of-beta".into(),
+        org: w.beta,
+        group: 0,
+    };
+    let r = agent_call(
+        &fx.router,
+        &stranger,
+        "/agent/v1/actions",
+        json!({ "results": [{ "id": isolate, "ok": false, "detail": "forged" }] }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(action_state(fx, isolate).await.0, "sent");
+    // The agent's answer: done, and the host shown isolated.
+    let r = collect(json!({ "results": [{ "id": isolate, "ok": true, "detail": "isolated the host", "isolated": true }] })).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        action_state(fx, isolate).await,
+        ("done".into(), "isolated the host".into())
+    );
+    let r = call(
+        fx,
+        Method::GET,
+        &format!("/api/v1/orgs/{alpha}/agents"),
+        Auth::Bearer(&w.viewer_token),
+        None,
+    )
+    .await;
+    assert_eq!(r.json["agents"][0]["isolated"], json!(true));
+    let r = call(
+        fx,
+        Method::GET,
+        &actions,
+        Auth::Bearer(&w.viewer_token),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["actions"][0]["state"], "done");
+    assert_eq!(r.json["actions"][0]["finding"], "f-7");
+    assert_eq!(r.json["actions"][0]["requested_by"], "user:alice");
+    // A long poll waiting when the next action is asked for gets it.
+    let waiting = {
+        let router = fx.router.clone();
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            agent_call(
+                &router,
+                &agent,
+                "/agent/v1/actions",
+                json!({ "wait_ms": 20000 }),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = ask(json!({ "kind": "kill", "target": "4242" })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let kill = r.json["id"].as_i64().expect("id");
+    let r = waiting.await.expect("the long poll");
+    assert_eq!(
+        r.json["actions"],
+        json!([{ "id": kill, "kind": "kill", "target": "4242" }])
+    );
+    // Unanswered past the resend delay (an agent that died holding it): handed out
+    // again.
+    fx.state
+        .db()
+        .execute(
+            "UPDATE response_actions SET sent_at = now() - interval '2 minutes' WHERE id = $1",
+            &[&kill],
+        )
+        .await
+        .expect("age");
+    let r = collect(json!({ "wait_ms": 0 })).await;
+    assert_eq!(r.json["actions"][0]["id"], json!(kill));
+    // A failed answer is kept as failed, with the agent's sentence.
+    let r = collect(json!({ "results": [{ "id": kill, "ok": false, "detail": "process 4242 had already exited" }] })).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        action_state(fx, kill).await,
+        ("failed".into(), "process 4242 had already exited".into())
+    );
+    // Too many outcomes at once, or a NUL in one: refused.
+    let many: Vec<Value> = (0..65)
+        .map(|i| json!({ "id": i, "ok": true, "detail": "x" }))
+        .collect();
+    let r = collect(json!({ "results": many })).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = collect(json!({ "results": [{ "id": kill, "ok": true, "detail": "a\u{0}b" }] })).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // An agent of another organisation is not found.
+    let r = call(
+        fx,
+        Method::POST,
+        &format!("/api/v1/orgs/{alpha}/agents/agent-of-beta/actions"),
+        Auth::Session(&w.alice),
+        Some(json!({ "kind": "isolate" })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

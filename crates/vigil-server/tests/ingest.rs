@@ -22,7 +22,10 @@ struct World {
 }
 
 async fn world() -> World {
-    let db = fresh_database().await.expect("a PostgreSQL database");
+    world_on(fresh_database().await.expect("a PostgreSQL database")).await
+}
+
+async fn world_on(db: String) -> World {
     let data = TempDir::new("ingest");
     let report = vigil_server::server::init(&vigil_server::server::InitOptions {
         data: data.path().to_path_buf(),
@@ -151,6 +154,25 @@ async fn events_ok(r: &Router, agent: &AgentIdentity, first: u64, items: &[Strin
     let (s, v) = send(r, Some(agent), &path, lines(items), true).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     v
+}
+
+/// Sends an events batch until it is acknowledged, as the shipper does (a 503 while
+/// the database is away is sent again; anything else fails the test, as does a minute
+/// of refusals); how many times it was refused.
+async fn send_until_acked(r: &Router, agent: &AgentIdentity, first: u64, items: &[String]) -> u32 {
+    let path = format!("/agent/v1/batches/events/{first}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut refused = 0;
+    loop {
+        let (s, v) = send(r, Some(agent), &path, lines(items), true).await;
+        if s == StatusCode::OK {
+            return refused;
+        }
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        refused += 1;
+        assert!(std::time::Instant::now() < deadline, "never reconnected");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The `metadata.uid` of every event in an organisation's lake (its log and its
@@ -524,22 +546,96 @@ async fn a_lost_database_connection_is_replaced_and_nothing_is_stored_twice() {
     // The agent sends each batch until it is acknowledged, as the shipper does.
     let mut refused = 0;
     for (first, chunk) in [(4, &all[3..6]), (7, &all[6..9])] {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            let path = format!("/agent/v1/batches/events/{first}");
-            let (s, v) = send(&r, Some(a), &path, lines(chunk), true).await;
-            if s == StatusCode::OK {
-                break;
-            }
-            assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-            refused += 1;
-            assert!(std::time::Instant::now() < deadline, "never reconnected");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        refused += send_until_acked(&r, a, first, chunk).await;
     }
     // Without the reconnection every batch after the loss would be refused until the
     // deadline; how many were refused before it depends on timing.
     eprintln!("{refused} batches refused while the connection was replaced");
     assert_eq!(lake_uids(w.data.path(), w.orgs[0]), uids(&all));
     assert_eq!(acked(&state, &a.id, "events").await, 9);
+}
+
+/// PostgreSQL itself restarted, twice, while an agent sends batches without pause (a
+/// cluster of this test's own, `scripts/postgres restart`: a fast shutdown and a new
+/// server process): batches meanwhile are refused with 503 and sent again, as the
+/// shipper does, and afterwards every record is in the lake exactly once, in order.
+#[tokio::test]
+async fn a_postgresql_restart_mid_stream_loses_and_doubles_nothing() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres");
+    let out = std::process::Command::new(&script)
+        .args(["start", "--owner-pid", &std::process::id().to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("scripts/postgres");
+    assert!(out.status.success());
+    let base = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dir = base
+        .strip_prefix("host=")
+        .and_then(|r| r.split(' ').next())
+        .expect("the cluster's directory")
+        .to_string();
+    let admin = vigil_server::db::connect(&base).await.expect("connect");
+    admin
+        .batch_execute("CREATE DATABASE vigil_restart")
+        .await
+        .expect("database");
+    drop(admin);
+    let w = world_on(base.replace("dbname=postgres", "dbname=vigil_restart")).await;
+    let db = vigil_server::db::Db::connect(&w.db).await.expect("connect");
+    let (r, state) = router_on(&w, db);
+    let started = |state: AppState| async move {
+        match state
+            .db()
+            .query_one("SELECT pg_postmaster_start_time()::text", &[])
+            .await
+        {
+            Ok(row) => Some(row.get::<_, String>(0)),
+            Err(_) => None,
+        }
+    };
+    let first_start = started(state.clone()).await.expect("the server's start");
+    // The agent: 3 events a batch, each batch sent until it is acknowledged.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let (r, a, stop) = (r.clone(), w.agents[0].clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut sent, mut refused, mut seq) = (Vec::new(), 0u32, 1u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || sent.len() < 30 {
+                let batch: Vec<String> = (seq..seq + 3).map(event).collect();
+                refused += send_until_acked(&r, &a, seq, &batch).await;
+                sent.extend(batch);
+                seq += 3;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            (sent, refused)
+        })
+    };
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let (script, dir) = (script.clone(), dir.clone());
+        let st = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(script)
+                .args(["restart", &dir])
+                .status()
+                .expect("restart")
+        })
+        .await
+        .expect("join");
+        assert!(st.success(), "scripts/postgres restart");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, refused) = sender.await.expect("the sender");
+    eprintln!(
+        "{} records in {} batches, {refused} refusals across two restarts",
+        sent.len(),
+        sent.len() / 3
+    );
+    let now_start = started(state.clone()).await.expect("the server's start");
+    assert_ne!(first_start, now_start, "PostgreSQL was restarted");
+    assert_eq!(lake_uids(w.data.path(), w.orgs[0]), uids(&sent));
+    assert_eq!(
+        acked(&state, &w.agents[0].id, "events").await,
+        sent.len() as i64
+    );
 }

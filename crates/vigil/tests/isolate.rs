@@ -6,123 +6,29 @@
 //! everything passes again. Needs root, `ip` and `nft`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 mod support;
-
-/// The two namespaces, removed (with everything in them) when dropped.
-struct Namespaces {
-    host: String,
-    peer: String,
-    servers: Vec<Child>,
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for s in &mut self.servers {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        for ns in [&self.host, &self.peer] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A command run inside namespace `ns`.
-fn in_ns(ns: &str, program: &str) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, program]);
-    c
-}
+use support::netns::{in_ns, pair, reaches, tools_or_skip, Namespaces};
 
 const MGMT: &str = "10.231.7.2";
 const OTHER: &str = "10.231.7.3";
 const PORT: u16 = 8443;
 
 /// A TCP server answering `ok` on every connection.
-fn server(ns: &str, addr: &str, port: u16) -> Child {
-    let code = format!(
-        "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind(('{addr}', {port})); s.listen(16)\nwhile True:\n    c,_=s.accept(); c.sendall(b'ok'); c.close()\n"
-    );
-    in_ns(ns, "python3")
-        .args(["-c", &code])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("python3 server")
-}
-
-/// Whether a TCP connection from `ns` to `addr:port` gets its `ok` within a second.
-fn reaches(ns: &str, addr: &str, port: u16) -> bool {
-    let code = format!(
-        "import socket,sys\ntry:\n    s=socket.create_connection(('{addr}', {port}), timeout=1)\n    sys.exit(0 if s.recv(2)==b'ok' else 1)\nexcept Exception:\n    sys.exit(1)\n"
-    );
-    in_ns(ns, "python3")
-        .args(["-c", &code])
-        .status()
-        .expect("python3 client")
-        .success()
+fn server(ns: &str, addr: &str, port: u16) -> std::process::Child {
+    support::netns::answering(ns, addr, port)
 }
 
 fn setup() -> Option<Namespaces> {
-    for tool in ["ip", "nft", "python3"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            vigil_testdata::skip(&format!(
-                "{tool} is not installed (scripts/setup installs it)"
-            ));
-            return None;
-        }
+    if !tools_or_skip() {
+        return None;
     }
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n =
-        (std::process::id() % 10_000) * 10 + N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let ns = Namespaces {
-        host: format!("vigil-iso-h{n}"),
-        peer: format!("vigil-iso-p{n}"),
-        servers: Vec::new(),
-    };
-    ip(&["netns", "add", &ns.host]);
-    ip(&["netns", "add", &ns.peer]);
-    // The pair is made inside the namespaces: the host's own network is never touched.
-    let (a, b) = (format!("vh{n}"), format!("vp{n}"));
-    ip(&[
-        "link", "add", &a, "netns", &ns.host, "type", "veth", "peer", "name", &b, "netns", &ns.peer,
-    ]);
-    ip(&["-n", &ns.host, "addr", "add", "10.231.7.1/24", "dev", &a]);
-    ip(&[
-        "-n",
-        &ns.peer,
-        "addr",
-        "add",
-        &format!("{MGMT}/24"),
-        "dev",
-        &b,
-    ]);
-    ip(&[
-        "-n",
-        &ns.peer,
-        "addr",
-        "add",
-        &format!("{OTHER}/24"),
-        "dev",
-        &b,
-    ]);
-    for (space, dev) in [(&ns.host, &a), (&ns.peer, &b)] {
-        ip(&["-n", space, "link", "set", dev, "up"]);
-        ip(&["-n", space, "link", "set", "lo", "up"]);
-    }
-    Some(ns)
+    Some(pair(
+        "iso",
+        "10.231.7.1/24",
+        &[&format!("{MGMT}/24"), &format!("{OTHER}/24")],
+    ))
 }
 
 fn config(dir: &Path) -> PathBuf {

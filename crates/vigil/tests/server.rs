@@ -14,6 +14,7 @@ use vigil_agent::server::Link;
 use vigil_server::testing::{fresh_database, TempDir};
 use vigil_server::totp;
 
+mod support;
 mod webdriver;
 
 fn vigil() -> Command {
@@ -415,7 +416,7 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
     // A heartbeat with statistics updates the agent.
     let mut stats = serde_json::Map::new();
     stats.insert("events_written".into(), json!(42));
-    link.heartbeat("web-1", &stats)
+    link.heartbeat("web-1", &stats, false)
         .expect("heartbeat over mutual TLS");
     let (_, v) = api.call("GET", &format!("/api/v1/orgs/{org}/agents"), None);
     assert_eq!(v["agents"][0]["hostname"], "web-1");
@@ -513,7 +514,8 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
             String::from_utf8_lossy(&body[..body.len().min(60)])
         );
     }
-    link.heartbeat("web-1", &stats).expect("still enrolled");
+    link.heartbeat("web-1", &stats, false)
+        .expect("still enrolled");
 
     // Revocation closes a connection held open within 1 s, and refuses new ones.
     let mut held = https::connect(
@@ -553,7 +555,7 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
         "closed after {closed:?}"
     );
     assert!(
-        link.heartbeat("web-1", &stats).is_err(),
+        link.heartbeat("web-1", &stats, false).is_err(),
         "a revoked certificate is refused"
     );
 
@@ -597,7 +599,7 @@ fn enrol_heartbeat_and_revoke_with_the_real_binaries() {
         closed.is_some_and(|d| d < Duration::from_secs(1)),
         "closed after {closed:?}"
     );
-    assert!(link2.heartbeat("db-1", &stats).is_err());
+    assert!(link2.heartbeat("db-1", &stats, false).is_err());
     // The token was revoked with the organisation: no third enrolment.
     let out = enroll(TempDir::new("agent-3").path(), &url, &token, &ca);
     assert!(!out.status.success());
@@ -777,29 +779,19 @@ fn fleet(name: &str) -> Fleet {
     }
 }
 
-/// The real agent, with its eBPF sensor, enrolled and shipping to the real server: the
-/// server is killed (SIGKILL) mid-stream and started again while the agent goes on;
-/// afterwards the server's lake holds every event the agent wrote exactly once (compared
-/// as a multiset with the agent's own events output), and the findings made while the
-/// server was up and while it was down are each in the organisation's findings once.
-#[test]
-fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
-    if !vigil_testdata::root_or_skip() {
-        return;
-    }
-    let mut f = fleet("ship-e2e");
-    let mut server = f.server.take();
-    let (db, data, port, url) = (f.db.clone(), f.data.clone(), f.port, f.url.clone());
-    let (ca, org, key, agent_dir) = (f.ca.clone(), f.org, f.key.clone(), f.agent_dir.clone());
-    let api = &f.api;
-    // The agent, with one rule that a marker in a shell's command line sets off.
-    let marker = format!("vigil-ship-{}", std::process::id());
+/// The real agent of `agent_dir` (enrolled by `fleet`), with one rule that `marker` in a
+/// command line sets off (tagged T1059.004); its events output and its log.
+fn marker_agent(
+    agent_dir: &Path,
+    marker: &str,
+) -> (Server, std::path::PathBuf, std::path::PathBuf) {
     let rules = agent_dir.join("marker.yml");
     std::fs::write(
         &rules,
         format!(
             "title: Marker {marker} run\nid: 0f5e2c1a-0000-4000-8000-0000000000aa\n\
-             status: test\nlevel: high\nlogsource: {{product: linux, category: process_creation}}\n\
+             status: test\nlevel: high\ntags:\n    - attack.execution\n    - attack.t1059.004\n\
+             logsource: {{product: linux, category: process_creation}}\n\
              detection:\n    selection:\n        CommandLine|contains: '{marker}'\n    \
              condition: selection\n"
         ),
@@ -817,7 +809,28 @@ fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("vigil agent");
-    let mut agent = Server(agent);
+    (Server(agent), events, log)
+}
+
+/// The real agent, with its eBPF sensor, enrolled and shipping to the real server: the
+/// server is killed (SIGKILL) mid-stream and started again while the agent goes on;
+/// afterwards the server's lake holds every event the agent wrote exactly once (compared
+/// as a multiset with the agent's own events output), and the findings made while the
+/// server was up and while it was down are each in the organisation's findings once.
+#[test]
+fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let mut f = fleet("ship-e2e");
+    let mut server = f.server.take();
+    let (db, data, port, url) = (f.db.clone(), f.data.clone(), f.port, f.url.clone());
+    let (ca, org, key, agent_dir) = (f.ca.clone(), f.org, f.key.clone(), f.agent_dir.clone());
+    let api = &f.api;
+    // The agent, with one rule that a marker in a command line sets off.
+    let marker = format!("vigil-ship-{}", std::process::id());
+    let (agent, events, log) = marker_agent(&agent_dir, &marker);
+    let mut agent = agent;
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         wait_until(30, || log_text().contains("shipping to the server")
@@ -942,6 +955,18 @@ fn next_totp_step() -> u64 {
     totp::step_of(now())
 }
 
+/// Signs alice in through the console's page at `url`, with the code of the next TOTP
+/// step (each step's code is taken once).
+fn page_sign_in(b: &webdriver::Browser, url: &str, key: &[u8]) {
+    b.open(&format!("{url}/"));
+    assert!(wait_until(10, || b.visible("#login")), "the sign-in form");
+    let step = next_totp_step();
+    b.type_into("#user", "alice");
+    b.type_into("#password", "correct horse battery staple");
+    b.type_into("#totp", &totp::code(key, step));
+    b.click("#signin");
+}
+
 /// The console in Debian's headless chromium over WebDriver, against the real server
 /// binary: a finding and an incident shipped by an enrolled agent's link, sign-in with
 /// password and TOTP in the page, the queue showing both, a triage status set from the
@@ -984,20 +1009,8 @@ fn the_console_signs_in_with_totp_shows_the_queue_and_triages() {
         vigil_agent::server::ship::Sent::Acked
     );
 
-    // Sign in through the page.
-    b.open(&format!("{url}/"));
-    let visible = |css: &str| {
-        b.run(&format!(
-            "const e = document.querySelector({css:?}); \
-             return !!e && getComputedStyle(e).display !== 'none';"
-        )) == json!(true)
-    };
-    assert!(wait_until(10, || visible("#login")), "the sign-in form");
-    let step = next_totp_step();
-    b.type_into("#user", "alice");
-    b.type_into("#password", "correct horse battery staple");
-    b.type_into("#totp", &totp::code(&key, step));
-    b.click("#signin");
+    page_sign_in(&b, &url, &key);
+    let visible = |css: &str| b.visible(css);
     assert!(
         wait_until(10, || visible("#queue") && !visible("#login")),
         "signed in: {:?}",
@@ -1083,4 +1096,281 @@ fn the_console_signs_in_with_totp_shows_the_queue_and_triages() {
         severe.is_empty(),
         "console errors (a CSP violation?): {severe:?}"
     );
+}
+
+/// Two network namespaces this test makes (`support::netns`): the calling thread is
+/// moved into `host` (so the server, the agent, chromedriver and chromium it starts
+/// live there, on that namespace's own loopback), and `peer` holds an address answering
+/// `ok` on a TCP port: what an isolated host must no longer reach. The host's own
+/// network is never touched. On drop the thread goes back and both namespaces go.
+struct Netns {
+    original: std::fs::File,
+    _spaces: support::netns::Namespaces,
+}
+
+const PEER_ADDR: &str = "10.232.9.3";
+const PEER_PORT: u16 = 8443;
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Before the namespaces go (the fields are dropped after this).
+        let _ = nix::sched::setns(&self.original, nix::sched::CloneFlags::CLONE_NEWNET);
+    }
+}
+
+/// The namespaces, or `None` (a skip that says why) without `ip`, `nft` or `python3`.
+fn enter_netns() -> Option<Netns> {
+    if !support::netns::tools_or_skip() {
+        return None;
+    }
+    let mut spaces = support::netns::pair("con", "10.232.9.1/24", &[&format!("{PEER_ADDR}/24")]);
+    spaces.servers.push(support::netns::answering(
+        &spaces.peer,
+        PEER_ADDR,
+        PEER_PORT,
+    ));
+    let original = std::fs::File::open("/proc/thread-self/ns/net").expect("this thread's netns");
+    let target = std::fs::File::open(format!("/run/netns/{}", spaces.host)).expect("the new netns");
+    nix::sched::setns(&target, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+    Some(Netns {
+        original,
+        _spaces: spaces,
+    })
+}
+
+/// Whether this thread's namespace reaches the peer's address (its `ok` within 1 s).
+fn reaches_peer() -> bool {
+    let addr = std::net::SocketAddr::from(([10, 232, 9, 3], PEER_PORT));
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 2];
+    s.read_exact(&mut buf).is_ok() && &buf == b"ok"
+}
+
+/// Remote response from the console, for real: the server, an enrolled agent with its
+/// eBPF sensor, and headless chromium all run in a network namespace the test makes.
+/// A process sets off a rule; its incident reaches the queue; the analyst (signed in
+/// with TOTP in the page) triages it, opens the incident (the process tree with the
+/// flagged branch), kills the flagged branch, isolates the host from the incident page
+/// (the peer address then unreachable, the server still reached), lifts the isolation
+/// from the hosts page (the peer reachable again), each confirmed in the page and
+/// carried out by the agent; the audit log page lists the actions, the agent's
+/// Remediation Activity records reach the organisation's lake, and the page logs no
+/// error. Screenshots: `target/test-artefacts/console-incident.png`,
+/// `console-hosts.png`.
+#[test]
+fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let Some(_ns) = enter_netns() else { return };
+    assert!(
+        wait_until(10, reaches_peer),
+        "the peer answers before any isolation"
+    );
+    let Some(b) = webdriver::browser_or_skip() else {
+        return;
+    };
+    let f = fleet("console-response");
+    let (api, org, key, agent_dir) = (&f.api, f.org, f.key.clone(), f.agent_dir.clone());
+    let marker = format!("vigil-console-{}", std::process::id());
+    let (agent, _, log) = marker_agent(&agent_dir, &marker);
+    let _agent = agent;
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(30, || log_text().contains("agent running")),
+        "{}",
+        log_text()
+    );
+    // The intruder: a shell whose command line names the marker, with a child.
+    let mut shell = Command::new("sh")
+        .args(["-c", &format!("sleep 300; : {marker}")])
+        .spawn()
+        .expect("sh");
+    assert!(
+        wait_until(20, || findings_of(api, org, &marker).len() == 1),
+        "the finding reaches the server\n{}",
+        log_text()
+    );
+    let finding = findings_of(api, org, &marker).remove(0);
+    let uid = finding["uid"].as_str().expect("uid").to_string();
+
+    page_sign_in(&b, &f.url, &key);
+    let visible = |css: &str| b.visible(css);
+    let click_now = |css: &str| b.click_now(css);
+    let text_of = |css: &str| b.text_of(css);
+    let row = format!("tr[data-uid={uid:?}]");
+    assert!(
+        wait_until(10, || visible(&row)),
+        "the agent's finding in the queue: {:?}",
+        text_of("#rows")
+    );
+    // Triage: in progress.
+    b.run(&format!(
+        "const s = document.querySelector('{row} select.status'); \
+         s.value = 'in_progress'; s.dispatchEvent(new Event('change')); return true;"
+    ));
+    let status = || {
+        let (_, v) = api.call("GET", &format!("/api/v1/orgs/{org}/findings"), None);
+        v["findings"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["uid"] == uid.as_str()).cloned())
+            .map(|x| x["status"].clone())
+    };
+    assert!(
+        wait_until(10, || status() == Some(json!("in_progress"))),
+        "{:?}",
+        status()
+    );
+
+    // The incident: the flagged shell in its process tree, the technique named.
+    assert!(click_now(&format!("{row} a.open")), "the incident's link");
+    assert!(
+        wait_until(10, || visible("#story")
+            && b.run(
+                "return document.querySelectorAll('#tree li.flagged').length"
+            )
+            .as_u64()
+            .is_some_and(|n| n >= 1)),
+        "the incident page: {:?} {:?}",
+        text_of("#story-error"),
+        text_of("#tree")
+    );
+    let flagged = b.run(
+        "return [...document.querySelectorAll('#tree li.flagged > .proc .name')].map(e => e.textContent)",
+    );
+    assert!(
+        flagged.as_array().is_some_and(|a| a
+            .iter()
+            .any(|n| n.as_str().is_some_and(|n| n.ends_with("sh")))),
+        "{flagged}"
+    );
+    let techniques = text_of("#story-techniques").to_string();
+    assert!(techniques.contains("T1059.004"), "{techniques}");
+
+    // Kill the flagged branch: confirmed in the page, done by the agent.
+    let action_done = |table: &str, kind: &str| {
+        b.run(&format!(
+            "return [...document.querySelectorAll('#{table} tr')].some(r => \
+             r.children[1].textContent === '{kind}' && r.children[4].textContent === 'done')"
+        )) == json!(true)
+    };
+    b.run(
+        "const li = [...document.querySelectorAll('#tree li.flagged')]\
+           .find(l => l.querySelector(':scope > .proc .name').textContent.endsWith('sh')); \
+         li.querySelector(':scope > .proc button').click(); return true;",
+    );
+    assert!(wait_until(5, || visible("#confirm")), "a confirmation");
+    assert!(text_of("#confirm-text").to_string().contains("Kill"));
+    b.click("#confirm-yes");
+    assert!(
+        wait_until(20, || action_done("story-actions", "kill")),
+        "the kill carried out: {:?}\n{}",
+        text_of("#story-actions"),
+        log_text()
+    );
+    assert!(
+        wait_until(10, || shell.try_wait().ok().flatten().is_some()),
+        "the shell was killed"
+    );
+
+    // Isolate from the incident page.
+    b.click("#story-isolate");
+    assert!(wait_until(5, || visible("#confirm")), "a confirmation");
+    b.click("#confirm-yes");
+    assert!(
+        wait_until(20, || action_done("story-actions", "isolate")),
+        "isolation carried out: {:?}\n{}",
+        text_of("#story-actions"),
+        log_text()
+    );
+    assert!(!reaches_peer(), "isolated: the peer is cut off");
+    assert!(
+        wait_until(10, || visible("#story-lift")),
+        "the page shows the host isolated"
+    );
+    let artefacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artefacts");
+    std::fs::create_dir_all(&artefacts).expect("artefacts");
+    std::fs::write(artefacts.join("console-incident.png"), b.screenshot()).expect("png");
+
+    // Lift from the hosts page: the server was reached all along.
+    b.run("location.hash = '#/hosts'; return true;");
+    assert!(
+        wait_until(10, || visible("#hosts") && visible("button.act-lift")),
+        "the hosts page shows the isolated host: {:?}",
+        text_of("#host-rows")
+    );
+    // Its health, from the agent's first heartbeat: the sensor's count of events seen.
+    let seen = || {
+        b.run("return document.querySelector('#host-rows tr').children[5].textContent")
+            .as_str()
+            .and_then(|t| t.parse::<u64>().ok())
+    };
+    assert!(
+        seen().is_some_and(|n| n > 0),
+        "events seen on the hosts page: {:?}",
+        text_of("#host-rows")
+    );
+    assert!(click_now("button.act-lift"), "the lift button");
+    assert!(wait_until(5, || visible("#confirm")), "a confirmation");
+    b.click("#confirm-yes");
+    assert!(
+        wait_until(20, || action_done("host-actions", "lift")),
+        "the lift carried out: {:?}",
+        text_of("#host-actions")
+    );
+    assert!(reaches_peer(), "lifted: the peer answers again");
+    assert!(
+        wait_until(10, || visible("button.act-isolate")),
+        "the hosts page shows the host open"
+    );
+    std::fs::write(artefacts.join("console-hosts.png"), b.screenshot()).expect("png");
+
+    // The audit log page.
+    b.run("location.hash = '#/audit'; return true;");
+    let audit = || text_of("#audit-rows").to_string();
+    assert!(
+        wait_until(10, || [
+            "response.kill",
+            "response.isolate",
+            "response.lift"
+        ]
+        .iter()
+        .all(|a| audit().contains(a))),
+        "{}",
+        audit()
+    );
+    // The agent's records of what it did, in the organisation's lake.
+    let lake = f.data.join("lake").join(format!("org={org}"));
+    let remediations = || {
+        // Read while the server writes: a snapshot with problems counts as none yet.
+        let snap = vigil_store::snapshot(&lake, None, None);
+        if !snap.problems.is_empty() {
+            return 0;
+        }
+        let mut batches: Vec<_> = snap.log.into_values().flatten().collect();
+        for f in snap.files.into_values().flatten() {
+            batches.extend(vigil_store::read_parquet(&f.path).unwrap_or_default());
+        }
+        batches
+            .iter()
+            .flat_map(|b| (0..b.num_rows()).map(move |i| vigil_store::row_to_json(b, i)))
+            .filter(|e| matches!(e["class_uid"].as_i64(), Some(7002 | 7003)))
+            .count()
+    };
+    assert!(
+        wait_until(30, || remediations() >= 3),
+        "kill, isolate and lift records in the lake: {}",
+        remediations()
+    );
+    let severe: Vec<Value> = b
+        .console()
+        .into_iter()
+        .filter(|m| m["level"] == "SEVERE")
+        .collect();
+    assert!(severe.is_empty(), "console errors: {severe:?}");
+    let _ = shell.kill();
+    let _ = shell.wait();
 }

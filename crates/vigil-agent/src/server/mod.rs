@@ -5,6 +5,7 @@
 //! Blocking code on std threads: the agent has no async runtime. TLS is rustls on ring,
 //! as the network outputs.
 
+pub mod actions;
 pub mod https;
 pub mod ship;
 pub mod spool;
@@ -290,21 +291,21 @@ impl Link {
         &self.base
     }
 
-    /// Sends one heartbeat: host name, version, the sensor's statistics.
-    pub fn heartbeat(&self, hostname: &str, stats: &Map<String, Value>) -> Result<(), LinkError> {
-        let body = serde_json::json!({
-            "hostname": hostname,
-            "version": env!("CARGO_PKG_VERSION"),
-            "stats": stats,
-        });
+    /// Posts `body` as JSON to `path` and reads the JSON answer, within `timeout`.
+    pub fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, LinkError> {
         let resp = https::request(
             &self.config,
             &self.base,
             "POST",
-            "/agent/v1/heartbeat",
+            path,
             &[],
             body.to_string().as_bytes(),
-            TIMEOUT,
+            timeout,
         )
         .map_err(|source| LinkError::Network {
             url: self.info.url.clone(),
@@ -316,7 +317,43 @@ impl Link {
                 status: resp.status,
             });
         }
-        Ok(())
+        serde_json::from_slice(&resp.body).map_err(|e| LinkError::Protocol {
+            url: self.info.url.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sends one heartbeat: host name, version, the sensor's statistics, and whether
+    /// the host is isolated.
+    pub fn heartbeat(
+        &self,
+        hostname: &str,
+        stats: &Map<String, Value>,
+        isolated: bool,
+    ) -> Result<(), LinkError> {
+        let body = serde_json::json!({
+            "hostname": hostname,
+            "version": env!("CARGO_PKG_VERSION"),
+            "stats": stats,
+            "isolated": isolated,
+        });
+        self.post_json("/agent/v1/heartbeat", &body, TIMEOUT)
+            .map(drop)
+    }
+
+    /// The server's address as an isolation management endpoint (`ADDR:PORT`), so an
+    /// isolated host still reaches its server (and hears that the isolation is
+    /// lifted); `None` when the host name does not resolve now.
+    pub fn management_endpoint(&self) -> Option<String> {
+        use std::net::ToSocketAddrs;
+        let addr = (self.base.host.as_str(), self.base.port)
+            .to_socket_addrs()
+            .ok()?
+            .next()?;
+        Some(match addr {
+            std::net::SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+            std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        })
     }
 }
 
@@ -330,17 +367,24 @@ pub fn spawn_heartbeat(
     link: Link,
     hostname: String,
     board: StatsBoard,
+    isolation: vigil_respond::isolate::Isolation,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("vigil-heartbeat".into())
         .spawn(move || {
             let every = Duration::from_secs(link.info.heartbeat_secs.max(1));
-            let mut next = Instant::now();
+            // The first beat as soon as the pipeline has counters (a second after it
+            // starts), so the server sees a running agent's health without waiting a
+            // whole interval; at the latest after one interval.
+            let mut next = Instant::now() + every;
+            let mut first = true;
             while !stop.load(Ordering::Relaxed) {
-                if Instant::now() >= next {
+                let ready = first && board.lock().map(|m| !m.is_empty()).unwrap_or(false);
+                if ready || Instant::now() >= next {
+                    first = false;
                     let stats = board.lock().map(|m| m.clone()).unwrap_or_default();
-                    match link.heartbeat(&hostname, &stats) {
+                    match link.heartbeat(&hostname, &stats, isolation.asked()) {
                         Ok(()) => tracing::debug!("heartbeat sent"),
                         Err(e) => tracing::warn!("heartbeat: {e}"),
                     }

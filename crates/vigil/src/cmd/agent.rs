@@ -108,7 +108,9 @@ fn enroll(
         .with_context(|| format!("enrolment with {url} failed"))?;
     let link = vigil_agent::server::Link::load(state)?
         .context("the credentials just written cannot be read back")?;
-    link.heartbeat(&hostname(), &serde_json::Map::new())
+    let isolated =
+        vigil_respond::isolate::Isolation::new(&config.respond.isolate.nft, state).asked();
+    link.heartbeat(&hostname(), &serde_json::Map::new(), isolated)
         .context("enrolled, but the first heartbeat over mutual TLS failed")?;
     println!(
         "enrolled: agent {} (organisation {}, host group {}) with {}; credentials in {}",
@@ -232,6 +234,12 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         .as_ref()
         .map(|_| vigil_agent::server::StatsBoard::default());
     let server = link.clone();
+    // An isolated host still reaches its server: that is how it hears of the lift.
+    if let Some(endpoint) = link.as_ref().and_then(|l| l.management_endpoint()) {
+        if !config.respond.isolate.management.contains(&endpoint) {
+            config.respond.isolate.management.push(endpoint);
+        }
+    }
     let heartbeat = match (link, &stats_board) {
         (Some(link), Some(board)) => {
             tracing::info!(server = %link.info.url, agent = %link.info.agent_id, "heartbeat to the server");
@@ -240,6 +248,10 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
                     link,
                     hostname(),
                     Arc::clone(board),
+                    vigil_respond::isolate::Isolation::new(
+                        &config.respond.isolate.nft,
+                        &config.respond.state_dir,
+                    ),
                     Arc::clone(&stop),
                 )
                 .context("cannot start the heartbeat thread")?,

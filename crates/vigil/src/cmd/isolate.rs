@@ -76,8 +76,9 @@ pub fn run(cmd: IsolateCommand) -> Result<ExitCode> {
             let iso = Isolation::new(&rc.isolate.nft, &rc.state_dir);
             let outcome = match iso.on(&mgmt, &line, vigil_event::time::now_ms()) {
                 Ok(()) => Outcome::success(format!(
-                    "isolated the host: only loopback and {} management endpoints reachable",
-                    mgmt.len()
+                    "isolated the host: only loopback and {} management endpoint{} reachable",
+                    mgmt.len(),
+                    if mgmt.len() == 1 { "" } else { "s" }
                 )),
                 Err(e) => Outcome::failed(remediation_status::ERROR, e.to_string()),
             };

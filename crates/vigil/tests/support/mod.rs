@@ -1,5 +1,7 @@
 //! What the tests that run `vigil agent` as a process share.
 
+pub mod netns;
+
 use std::path::Path;
 use std::process::Child;
 

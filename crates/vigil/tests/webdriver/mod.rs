@@ -206,6 +206,32 @@ impl Browser {
         )
     }
 
+    /// Whether the element `css` selects is there and displayed.
+    #[allow(dead_code)]
+    pub fn visible(&self, css: &str) -> bool {
+        self.run(&format!(
+            "const e = document.querySelector({css:?}); \
+             return !!e && getComputedStyle(e).display !== 'none';"
+        )) == json!(true)
+    }
+
+    /// Finds and clicks the element `css` selects in one script (so a click never lands
+    /// on an element the page has just drawn again); whether there was one.
+    #[allow(dead_code)]
+    pub fn click_now(&self, css: &str) -> bool {
+        self.run(&format!(
+            "const e = document.querySelector({css:?}); if (e) e.click(); return !!e;"
+        )) == json!(true)
+    }
+
+    /// The text of the element `css` selects (`null` when there is none).
+    #[allow(dead_code)]
+    pub fn text_of(&self, css: &str) -> Value {
+        self.run(&format!(
+            "const e = document.querySelector({css:?}); return e ? e.textContent : null;"
+        ))
+    }
+
     /// The element `css` selects.
     fn element(&self, css: &str) -> String {
         let el = self.command(
