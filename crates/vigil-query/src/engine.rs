@@ -13,7 +13,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::DataFusionError;
-use datafusion::execution::context::SessionContext;
+use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::prelude::SessionConfig;
 use futures::StreamExt;
 use std::path::{Path, PathBuf};
@@ -251,9 +251,15 @@ impl Engine {
         deadline: Option<Instant>,
     ) -> Result<(Vec<RecordBatch>, Stopped), Failure> {
         self.rt.block_on(async {
+            // Read only: no DDL (an external table over any path), no DML or COPY (files
+            // written), no SET: a query reads the sources it was given and nothing else.
+            let read_only = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
             let df = self
                 .ctx
-                .sql(sql)
+                .sql_with_options(sql, read_only)
                 .await
                 .map_err(|e| Failure::Plan(self.explain_error(text, sql, language, e)))?;
             let df = match limit {

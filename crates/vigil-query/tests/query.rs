@@ -353,3 +353,31 @@ fn timeout_stops_a_long_query_and_says_so() {
     assert_eq!(o.stopped, Stopped::Timeout(Duration::from_millis(300)));
     assert!(o.elapsed < Duration::from_secs(30), "{:?}", o.elapsed);
 }
+
+/// A query only reads: DDL (an external table over another directory: another
+/// organisation's lake, on a server), DML, `COPY ... TO` (a file written) and `SET` are
+/// refused with an error, and nothing is written.
+#[test]
+fn statements_that_define_write_or_set_are_refused() {
+    let dir = scratch("read-only");
+    let p = story_jsonl(dir.as_path());
+    let mut e = engine_over(&[&p]);
+    let out = dir.as_path().join("copied.parquet");
+    let elsewhere = dir.as_path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    for q in [
+        format!(
+            "CREATE EXTERNAL TABLE other STORED AS PARQUET LOCATION '{}'",
+            elsewhere.display()
+        ),
+        format!("COPY (SELECT 1) TO '{}' STORED AS PARQUET", out.display()),
+        "INSERT INTO process_activity SELECT * FROM process_activity".to_string(),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+        "DROP TABLE process_activity".to_string(),
+    ] {
+        let r = e.run(&q, Language::Sql, None, None);
+        assert!(r.is_err(), "{q} must be refused");
+    }
+    assert!(!out.exists(), "nothing written");
+    assert!(!query(&mut e, "SELECT count(*) FROM process_activity").is_empty());
+}
