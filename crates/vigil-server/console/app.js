@@ -7,7 +7,7 @@
 
 const STATUSES = ["new", "in_progress", "resolved", "false_positive"];
 const SEVERITY = ["Unknown", "Informational", "Low", "Medium", "High", "Critical", "Fatal"];
-const PAGES = ["login", "queue", "story", "hosts", "audit"];
+const PAGES = ["login", "queue", "story", "search", "hosts", "audit"];
 const $ = (id) => document.getElementById(id);
 let session = JSON.parse(sessionStorage.getItem("vigil") || "null");
 let findings = [];
@@ -45,7 +45,7 @@ function show(which) {
   for (const p of PAGES) $(p).hidden = p !== which;
   $("logout").hidden = which === "login";
   $("nav").hidden = which === "login";
-  for (const p of ["queue", "hosts", "audit"]) {
+  for (const p of ["queue", "search", "hosts", "audit"]) {
     $(`nav-${p}`).className = p === which || (p === "queue" && which === "story") ? "here" : "";
   }
 }
@@ -101,6 +101,9 @@ async function route() {
   if (hash.startsWith("#/story/")) {
     show("story");
     await loadStory(decodeURIComponent(hash.slice("#/story/".length)));
+  } else if (hash === "#/search") {
+    show("search");
+    $("query").focus();
   } else if (hash === "#/hosts") {
     show("hosts");
     await loadHosts();
@@ -363,6 +366,48 @@ async function loadHosts() {
   }
 }
 
+// ---- event search --------------------------------------------------------------
+
+function valueText(v) {
+  if (v === null || v === undefined) return "";
+  return typeof v === "object" ? JSON.stringify(v) : String(v);
+}
+
+async function runSearch(ev) {
+  if (ev) ev.preventDefault();
+  const query = $("query").value.trim();
+  if (!query) return;
+  $("search-error").textContent = "";
+  $("search-status").textContent = "Running…";
+  const started = performance.now();
+  const r = await api("POST", org("/search"), { query, limit: 500 });
+  const ms = Math.round(performance.now() - started);
+  const head = $("result-head");
+  const rows = $("result-rows");
+  head.replaceChildren();
+  rows.replaceChildren();
+  if (r.status !== 200) {
+    $("search-status").textContent = "";
+    $("search-error").textContent = r.status === 400 && r.data && r.data.message
+      ? r.data.message : `The server answered ${r.status}.`;
+    return;
+  }
+  for (const c of r.data.columns) head.appendChild(el("th", c));
+  for (const row of r.data.rows) {
+    const tr = el("tr");
+    for (const v of row) tr.appendChild(cell(valueText(v)));
+    rows.appendChild(tr);
+  }
+  const n = r.data.rows.length;
+  $("search-status").textContent = `${n} row${n === 1 ? "" : "s"} in ${ms} ms` +
+    (r.data.truncated ? " (more rows match: narrow the query or add take N)" : "");
+}
+
+$("search-form").addEventListener("submit", runSearch);
+$("query").addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) runSearch(ev);
+});
+
 // ---- the audit log ------------------------------------------------------------
 
 async function loadAudit() {
@@ -394,14 +439,14 @@ document.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape") closeConfirm();
     return;
   }
-  if (ev.target.tagName === "INPUT" || ev.target.tagName === "SELECT") {
+  if (["INPUT", "SELECT", "TEXTAREA"].includes(ev.target.tagName)) {
     if (ev.key === "Escape") ev.target.blur();
     return;
   }
   if (!session) return;
   if (pendingKey === "g") {
     pendingKey = "";
-    const to = { i: "#/queue", h: "#/hosts", a: "#/audit" }[ev.key];
+    const to = { i: "#/queue", s: "#/search", h: "#/hosts", a: "#/audit" }[ev.key];
     if (to) location.hash = to;
     return;
   }

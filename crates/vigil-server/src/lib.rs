@@ -22,6 +22,7 @@ pub mod ingest;
 pub mod lake;
 pub mod response;
 pub mod routes;
+pub mod search;
 pub mod secret;
 pub mod server;
 pub mod state;

@@ -9,6 +9,7 @@ use crate::console;
 use crate::error::ApiError;
 use crate::ingest;
 use crate::response;
+use crate::search;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
@@ -184,7 +185,7 @@ fn table() -> Vec<Entry> {
             api::list_findings,
         ),
         route(
-            post,
+            post.clone(),
             "/api/v1/orgs/{org}/findings/{uid}/status",
             Org(Analyst),
             api::set_finding_status,
@@ -194,6 +195,12 @@ fn table() -> Vec<Entry> {
             "/api/v1/orgs/{org}/stories/{story}",
             Org(Viewer),
             api::story,
+        ),
+        route(
+            post,
+            "/api/v1/orgs/{org}/search",
+            Org(Viewer),
+            search::search,
         ),
         route(get.clone(), "/", Public, console::index),
         route(get.clone(), "/console/app.js", Public, console::app_js),

@@ -27,6 +27,9 @@ pub struct Settings {
     /// Where the organisations' lakes are (`DATA/lake`); `None`: no events are stored
     /// and agents' batches are answered 503.
     pub lake: Option<std::path::PathBuf>,
+    /// The engine behind event search (`crate::search`); `None`: searches are answered
+    /// 503.
+    pub search: Option<std::sync::Arc<dyn crate::search::Search>>,
 }
 
 impl Default for Settings {
@@ -38,6 +41,7 @@ impl Default for Settings {
             heartbeat_secs: 30,
             max_body: 64 * 1024,
             lake: None,
+            search: None,
         }
     }
 }

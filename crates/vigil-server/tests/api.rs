@@ -567,6 +567,7 @@ fn body_for(method: &Method, path: &str, ids: &BTreeMap<&str, String>) -> Option
         p if p.ends_with("/status") => json!({ "status": "resolved" }),
         p if p.ends_with("/actions") && p.starts_with("/api/") => json!({ "kind": "isolate" }),
         "/agent/v1/actions" => json!({ "wait_ms": 0 }),
+        p if p.ends_with("/search") => json!({ "query": "process_activity | take 1" }),
         "/api/v1/me/password" => json!({ "current": "x", "new": "yyyyyyyyyyyyyyyy" }),
         "/api/v1/login" => json!({ "user": "alice", "password": "x", "totp": "000000" }),
         "/agent/v1/enroll" => json!({ "token": "vet_forged", "csr": "x", "hostname": "h" }),

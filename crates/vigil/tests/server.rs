@@ -1328,6 +1328,55 @@ fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
     );
     std::fs::write(artefacts.join("console-hosts.png"), b.screenshot()).expect("png");
 
+    // Event search over the organisation's lake: the shell's process events.
+    b.run("location.hash = '#/search'; return true;");
+    assert!(wait_until(10, || visible("#search")), "the search page");
+    b.type_into(
+        "#query",
+        &format!(
+            "process_activity | where process.cmd_line contains \"{marker}\" \
+             | project process.pid, process.cmd_line | take 20"
+        ),
+    );
+    let found = || {
+        b.run("return [...document.querySelectorAll('#result-rows tr')].map(r => r.textContent)")
+    };
+    assert!(
+        wait_until(30, || {
+            click_now("#run");
+            std::thread::sleep(Duration::from_millis(500));
+            found().as_array().is_some_and(|r| {
+                r.iter()
+                    .any(|t| t.as_str().is_some_and(|t| t.contains(&marker)))
+            })
+        }),
+        "the shell's events found: {:?} {:?}",
+        found(),
+        text_of("#search-error")
+    );
+    assert_eq!(
+        b.run("return [...document.querySelectorAll('#result-head th')].map(h => h.textContent)"),
+        json!(["process.pid", "process.cmd_line"])
+    );
+    std::fs::write(artefacts.join("console-search.png"), b.screenshot()).expect("png");
+    // A bad query is told why, with no path of the server's; DDL is refused.
+    let search = format!("/api/v1/orgs/{org}/search");
+    let (s, v) = api.call(
+        "POST",
+        &search,
+        Some(json!({ "query": "process_activity | wher x" })),
+    );
+    assert_eq!(s, 400, "{v}");
+    let message = v["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("wher"), "{v}");
+    assert!(!message.contains(&f.data.display().to_string()), "{v}");
+    let (s, v) = api.call(
+        "POST",
+        &search,
+        Some(json!({ "query": "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/tmp'" })),
+    );
+    assert_eq!(s, 400, "{v}");
+
     // The audit log page.
     b.run("location.hash = '#/audit'; return true;");
     let audit = || text_of("#audit-rows").to_string();
@@ -1335,7 +1384,8 @@ fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
         wait_until(10, || [
             "response.kill",
             "response.isolate",
-            "response.lift"
+            "response.lift",
+            "search"
         ]
         .iter()
         .all(|a| audit().contains(a))),

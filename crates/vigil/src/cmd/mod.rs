@@ -21,3 +21,4 @@ pub mod rollback;
 pub mod rules;
 pub mod scan;
 pub mod server;
+pub mod server_search;

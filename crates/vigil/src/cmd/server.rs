@@ -162,6 +162,7 @@ fn serve(a: RunArgs) -> Result<ExitCode> {
     let settings = vigil_server::Settings {
         session_ttl: std::time::Duration::from_secs(a.session_secs.max(60)),
         heartbeat_secs: a.heartbeat_secs.clamp(1, 3600),
+        search: Some(std::sync::Arc::new(crate::cmd::server_search::LakeSearch)),
         ..vigil_server::Settings::default()
     };
     vigil_server::server::run(&a.common.data, &a.common.db.db, a.listen, settings)
