@@ -9,7 +9,6 @@ use crate::console;
 use crate::error::ApiError;
 use crate::ingest;
 use crate::response;
-use crate::search;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
@@ -196,12 +195,7 @@ fn table() -> Vec<Entry> {
             Org(Viewer),
             api::story,
         ),
-        route(
-            post,
-            "/api/v1/orgs/{org}/search",
-            Org(Viewer),
-            search::search,
-        ),
+        route(post, "/api/v1/orgs/{org}/search", Org(Viewer), api::search),
         route(get.clone(), "/", Public, console::index),
         route(get.clone(), "/console/app.js", Public, console::app_js),
         route(get.clone(), "/console/app.css", Public, console::app_css),
