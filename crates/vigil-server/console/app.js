@@ -16,6 +16,8 @@ let hosts = [];
 let current = null; // the story page's incident
 let hostShown = null; // the host whose actions the hosts page lists
 let pendingKey = ""; // the first key of a two-key shortcut (g i, g h, g a)
+let myName = ""; // the signed-in user
+const picked = new Set(); // the queue's selected findings (uids)
 
 async function api(method, path, body) {
   const headers = { "Accept": "application/json" };
@@ -120,6 +122,7 @@ async function start() {
   // Without a session of this tab there is nothing to ask the server.
   const me = session ? await api("GET", "/api/v1/me") : { status: 401 };
   if (me.status === 200) {
+    myName = me.data.name;
     $("who").textContent = `${me.data.name} · organisation ${me.data.org} · ${me.data.role}`;
     await route();
   } else {
@@ -162,6 +165,15 @@ function render() {
   shown.forEach((f, i) => {
     const tr = el("tr", null, i === selected ? "selected" : "");
     tr.dataset.uid = f.uid;
+    const pick = el("td");
+    const box = el("input", null, "pick");
+    box.type = "checkbox";
+    box.checked = picked.has(f.uid);
+    box.setAttribute("aria-label", "Select");
+    box.addEventListener("click", (ev) => ev.stopPropagation());
+    box.addEventListener("change", () => { togglePick(f.uid, box.checked); });
+    pick.appendChild(box);
+    tr.appendChild(pick);
     tr.appendChild(cell(utc(f.time)));
     tr.appendChild(cell(SEVERITY[f.severity_id] || String(f.severity_id), `sev sev-${f.severity_id}`));
     tr.appendChild(cell(f.class_uid === 2005 ? "incident" : "finding"));
@@ -175,7 +187,9 @@ function render() {
       title.textContent = f.title;
     }
     tr.appendChild(title);
-    tr.appendChild(cell(f.story || "", "mono"));
+    tr.appendChild(cell((f.techniques || []).join(", ")));
+    tr.appendChild(cell(f.assignee || ""));
+    tr.appendChild(cell(f.notes ? String(f.notes) : ""));
     const td = el("td");
     const sel = el("select", null, "status");
     sel.setAttribute("aria-label", "Status");
@@ -192,8 +206,47 @@ function render() {
     rows.appendChild(tr);
   });
   $("count").textContent = `${shown.length} of ${findings.length}`;
+  // Selected findings no longer listed are forgotten.
+  for (const uid of [...picked]) if (!findings.some((f) => f.uid === uid)) picked.delete(uid);
+  $("bulk").hidden = picked.size === 0;
+  $("bulk-count").textContent = `${picked.size} selected`;
+  $("select-all").checked = shown.length > 0 && shown.every((f) => picked.has(f.uid));
   return shown;
 }
+
+function togglePick(uid, on) {
+  if (on) picked.add(uid); else picked.delete(uid);
+  render();
+}
+
+async function bulkStatus(status) {
+  const uids = [...picked];
+  const r = await api("POST", org("/findings/status"), { uids, status });
+  $("queue-error").textContent = r.status === 200 ? "" : `Status not changed: the server answered ${r.status}.`;
+  await refresh();
+}
+
+async function assignTo(uids, assignee) {
+  for (const uid of uids) {
+    const r = await api("POST", org(`/findings/${encodeURIComponent(uid)}/assign`), { assignee });
+    if (r.status !== 200) {
+      $("queue-error").textContent = `Not assigned: the server answered ${r.status}.`;
+      break;
+    }
+  }
+  await refresh();
+}
+
+$("bulk-apply").addEventListener("click", () => bulkStatus($("bulk-status").value));
+$("bulk-mine").addEventListener("click", () => assignTo([...picked], myName));
+$("bulk-unassign").addEventListener("click", () => assignTo([...picked], null));
+$("bulk-clear").addEventListener("click", () => { picked.clear(); render(); });
+$("select-all").addEventListener("change", () => {
+  for (const f of shownFindings()) {
+    if ($("select-all").checked) picked.add(f.uid); else picked.delete(f.uid);
+  }
+  render();
+});
 
 async function refresh() {
   if (!session) return;
@@ -310,8 +363,36 @@ async function loadStory(story) {
   const tree = $("tree");
   tree.replaceChildren();
   for (const n of inc.tree || []) tree.appendChild(treeNode(n));
+  await loadNotes(current.story);
   if (await loadActions(current.agent_id, $("story-actions"))) watch(reloadStory);
 }
+
+async function loadNotes(story) {
+  const r = await api("GET", org(`/stories/${encodeURIComponent(story)}/notes`));
+  const ul = $("notes");
+  ul.replaceChildren();
+  if (r.status !== 200) return;
+  for (const n of r.data.notes) {
+    const li = el("li");
+    li.appendChild(el("span", `${n.author} · ${utc(n.at)}`, "meta"));
+    li.appendChild(el("div", n.text, "text"));
+    ul.appendChild(li);
+  }
+}
+
+$("note-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const text = $("note-text").value;
+  if (!current || !text.trim()) return;
+  const r = await api("POST", org(`/stories/${encodeURIComponent(current.story)}/notes`), { text });
+  if (r.status === 200) {
+    $("note-text").value = "";
+    $("story-error").textContent = "";
+    await loadNotes(current.story);
+  } else {
+    $("story-error").textContent = `The note was not kept: the server answered ${r.status}.`;
+  }
+});
 
 async function reloadStory() {
   if (current && !$("story").hidden) await loadStory(current.story);
@@ -460,6 +541,12 @@ document.addEventListener("keydown", (ev) => {
   else if (ev.key === "/") { ev.preventDefault(); $("filter").focus(); return; }
   else if (ev.key === "Enter" && shown[selected] && shown[selected].story) {
     location.hash = `#/story/${encodeURIComponent(shown[selected].story)}`;
+    return;
+  } else if (ev.key === "x" && shown[selected]) {
+    togglePick(shown[selected].uid, !picked.has(shown[selected].uid));
+    return;
+  } else if (ev.key === "a" && shown[selected]) {
+    assignTo(picked.size ? [...picked] : [shown[selected].uid], myName);
     return;
   } else if ("1234".includes(ev.key) && shown[selected]) {
     setStatus(shown[selected], STATUSES[Number(ev.key) - 1]);

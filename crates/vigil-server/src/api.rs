@@ -607,8 +607,28 @@ pub async fn audit_log(
     Ok(Json(json!({ "entries": entries })))
 }
 
+/// The ATT&CK technique uids a finding or incident names (`finding_info.attacks`,
+/// `attacks`), each once, in order.
+fn techniques(event: &str) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<Value>(event) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for list in [&v["finding_info"]["attacks"], &v["attacks"]] {
+        for a in list.as_array().into_iter().flatten() {
+            if let Some(t) = a["technique"]["uid"].as_str() {
+                if !out.iter().any(|o| o == t) {
+                    out.push(t.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `GET /api/v1/orgs/{org}/findings`: the organisation's latest findings (100 at
-/// most), newest first, with the host that made each.
+/// most), newest first, with the host that made each, their assignee, techniques and
+/// the number of notes on their incident.
 pub async fn list_findings(
     State(state): State<AppState>,
     Extension(c): Extension<Caller>,
@@ -618,7 +638,9 @@ pub async fn list_findings(
         .query(
             "SELECT f.uid, f.agent_id, a.hostname, f.class_uid,
                     (extract(epoch FROM f.time) * 1000)::int8, f.severity_id, f.title,
-                    f.story, f.status
+                    f.story, f.status, f.assignee, f.event,
+                    (SELECT count(*) FROM story_notes n
+                     WHERE n.org_id = f.org_id AND n.story = f.story)
              FROM findings f JOIN agents a ON a.id = f.agent_id AND a.org_id = f.org_id
              WHERE f.org_id = $1 ORDER BY f.time DESC, f.uid LIMIT 100",
             &[&c.org],
@@ -637,6 +659,9 @@ pub async fn list_findings(
                 "title": r.get::<_, String>(6),
                 "story": r.get::<_, Option<String>>(7),
                 "status": r.get::<_, String>(8),
+                "assignee": r.get::<_, Option<String>>(9),
+                "techniques": techniques(r.get::<_, &str>(10)),
+                "notes": r.get::<_, i64>(11),
             })
         })
         .collect();

@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_ingest.sql"),
     include_str!("../migrations/0003_response.sql"),
+    include_str!("../migrations/0004_triage.sql"),
 ];
 
 /// The newest schema version this binary knows.

@@ -30,6 +30,7 @@ pub mod state;
 pub mod testing;
 pub mod tls;
 pub mod totp;
+pub mod triage;
 
 pub use error::{ApiError, ServerError};
 pub use routes::{app, routes, RouteSpec};

@@ -9,7 +9,6 @@
 //! [`RESEND_AFTER`] is handed out again (an agent that died with it in hand), and the
 //! agent answers an id it has already carried out from its memory, not by acting again.
 
-use crate::agents;
 use crate::auth::Caller;
 use crate::body::{self, JsonBody};
 use crate::error::ApiError;
@@ -231,25 +230,28 @@ pub async fn collect(
         return Err(ApiError::BadRequest);
     }
     for r in &body.results {
-        let row = state
+        // One statement: the outcome and the host's isolation state are seen together
+        // (a page showing the action done shows the host as it left it).
+        state
             .db()
-            .query_opt(
-                "UPDATE response_actions SET state = $1, result = $2, finished_at = now()
-                 WHERE id = $3 AND agent_id = $4 AND org_id = $5
-                   AND state IN ('queued', 'sent')
-                 RETURNING kind",
+            .execute(
+                "WITH done AS (
+                   UPDATE response_actions SET state = $1, result = $2, finished_at = now()
+                   WHERE id = $3 AND agent_id = $4 AND org_id = $5
+                     AND state IN ('queued', 'sent')
+                   RETURNING id)
+                 UPDATE agents SET isolated = COALESCE($6, isolated)
+                 WHERE id = $4 AND org_id = $5 AND EXISTS (SELECT 1 FROM done)",
                 &[
                     &if r.ok { "done" } else { "failed" },
                     &r.detail,
                     &r.id,
                     &agent.id,
                     &agent.org,
+                    &r.isolated,
                 ],
             )
             .await?;
-        if let (Some(_), Some(isolated)) = (row, r.isolated) {
-            agents::set_isolated(&state, &agent, isolated).await?;
-        }
     }
     let deadline = Instant::now() + Duration::from_millis(body.wait_ms).min(MAX_WAIT);
     let wake = state.agent_waker(&agent.id);

@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::ingest;
 use crate::response;
 use crate::state::AppState;
+use crate::triage;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::{header, HeaderValue, Method};
@@ -190,10 +191,34 @@ fn table() -> Vec<Entry> {
             api::set_finding_status,
         ),
         route(
+            post.clone(),
+            "/api/v1/orgs/{org}/findings/status",
+            Org(Analyst),
+            triage::bulk_status,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/findings/{uid}/assign",
+            Org(Analyst),
+            triage::assign,
+        ),
+        route(
             get.clone(),
             "/api/v1/orgs/{org}/stories/{story}",
             Org(Viewer),
             api::story,
+        ),
+        route(
+            get.clone(),
+            "/api/v1/orgs/{org}/stories/{story}/notes",
+            Org(Viewer),
+            triage::notes,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/stories/{story}/notes",
+            Org(Analyst),
+            triage::add_note,
         ),
         route(post, "/api/v1/orgs/{org}/search", Org(Viewer), api::search),
         route(get.clone(), "/", Public, console::index),

@@ -564,7 +564,10 @@ fn body_for(method: &Method, path: &str, ids: &BTreeMap<&str, String>) -> Option
             json!({ "group_id": group, "expires_in_secs": 60, "uses": 1 })
         }
         p if p.ends_with("/api-tokens") => json!({ "name": "x" }),
+        p if p.ends_with("/findings/status") => json!({ "uids": ["f1"], "status": "resolved" }),
         p if p.ends_with("/status") => json!({ "status": "resolved" }),
+        p if p.ends_with("/assign") => json!({ "assignee": "alice" }),
+        p if p.ends_with("/notes") => json!({ "text": "looked at it" }),
         p if p.ends_with("/actions") && p.starts_with("/api/") => json!({ "kind": "isolate" }),
         "/agent/v1/actions" => json!({ "wait_ms": 0 }),
         p if p.ends_with("/search") => json!({ "query": "process_activity | take 1" }),
@@ -1604,4 +1607,159 @@ async fn remote_response_is_queued_collected_answered_and_audited() {
     )
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// Triage beyond one status, through the Router: a status set on many findings at
+/// once, assignment to a user of the organisation only, notes on an incident; the
+/// queue shows assignee, techniques and notes; another organisation changes nothing
+/// of alpha's, and bad values are refused.
+#[tokio::test]
+async fn bulk_triage_assignment_and_notes_stay_within_the_organisation() {
+    let w = world().await;
+    let fx = &w.fx;
+    let alpha = w.alpha;
+    let agent = w.ids["agent"].clone();
+    for (uid, attacks) in [
+        ("f1", json!([{ "technique": { "uid": "T1059.004" } }])),
+        (
+            "f2",
+            json!([{ "technique": { "uid": "T1105" } }, { "technique": { "uid": "T1059.004" } }]),
+        ),
+    ] {
+        let event =
+            json!({ "class_uid": 2004, "finding_info": { "title": uid, "attacks": attacks } });
+        fx.state
+            .db()
+            .execute(
+                "INSERT INTO findings (org_id, uid, agent_id, class_uid, time, severity_id, title,
+                                       story, event)
+                 VALUES ($1, $2, $3, 2004, now(), 4, $2, 'story-1', $4)",
+                &[&alpha, &uid, &agent, &event.to_string()],
+            )
+            .await
+            .expect("finding");
+    }
+    let alice = &w.alice;
+    let post = |path: String, body: Value| async move {
+        call(fx, Method::POST, &path, Auth::Session(alice), Some(body)).await
+    };
+    let org = format!("/api/v1/orgs/{alpha}");
+    // Bulk status: the two of alpha's change; an unknown uid changes nothing.
+    let r = post(
+        format!("{org}/findings/status"),
+        json!({ "uids": ["f1", "f2", "nope"], "status": "in_progress" }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["updated"], 2);
+    for bad in [
+        json!({ "uids": [], "status": "resolved" }),
+        json!({ "uids": ["f1"], "status": "closed" }),
+        json!({ "uids": vec!["f1"; 501], "status": "resolved" }),
+        json!({ "uids": ["a\u{0}b"], "status": "resolved" }),
+    ] {
+        let r = post(format!("{org}/findings/status"), bad.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    // Beta's admin names alpha's findings in beta's organisation: not found, unchanged.
+    let r = call(
+        fx,
+        Method::POST,
+        &format!("/api/v1/orgs/{}/findings/status", w.beta),
+        Auth::Bearer(&w.bob_token),
+        Some(json!({ "uids": ["f1", "f2"], "status": "false_positive" })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Assignment: to alpha's users only.
+    let r = post(
+        format!("{org}/findings/f1/assign"),
+        json!({ "assignee": "vera" }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    for who in ["bob", "nobody-here", "'; DROP TABLE users; --"] {
+        let r = post(
+            format!("{org}/findings/f2/assign"),
+            json!({ "assignee": who }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{who}");
+    }
+    let r = post(
+        format!("{org}/findings/f9/assign"),
+        json!({ "assignee": "vera" }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Notes on the incident, stored verbatim, read by a viewer.
+    let text = "Checked with the owner: <b>not</b> expected.\nEscalated.";
+    let r = post(
+        format!("{org}/stories/story-1/notes"),
+        json!({ "text": text }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    for bad in ["", "   ", "a\u{0}b", &"x".repeat(4001)] {
+        let r = post(
+            format!("{org}/stories/story-1/notes"),
+            json!({ "text": bad }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    let r = post(
+        format!("{org}/stories/story-9/notes"),
+        json!({ "text": "x" }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = call(
+        fx,
+        Method::GET,
+        &format!("{org}/stories/story-1/notes"),
+        Auth::Bearer(&w.viewer_token),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["notes"][0]["text"], text);
+    assert_eq!(r.json["notes"][0]["author"], "alice");
+    // The queue: status, assignee, techniques, notes.
+    let r = call(
+        fx,
+        Method::GET,
+        &format!("{org}/findings"),
+        Auth::Bearer(&w.viewer_token),
+        None,
+    )
+    .await;
+    let findings = r.json["findings"].as_array().expect("findings").clone();
+    let f = |uid: &str| {
+        findings
+            .iter()
+            .find(|f| f["uid"] == uid)
+            .cloned()
+            .expect("row")
+    };
+    assert_eq!(f("f1")["status"], "in_progress");
+    assert_eq!(f("f1")["assignee"], "vera");
+    assert_eq!(f("f2")["assignee"], Value::Null);
+    assert_eq!(f("f2")["techniques"], json!(["T1105", "T1059.004"]));
+    assert_eq!(f("f1")["notes"], 1);
+    // Unassigned again.
+    let r = post(
+        format!("{org}/findings/f1/assign"),
+        json!({ "assignee": null }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let actions: Vec<String> = audit_rows(fx, alpha)
+        .await
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    for a in ["finding.status.bulk", "finding.assign", "story.note"] {
+        assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
+    }
 }

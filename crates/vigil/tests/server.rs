@@ -1087,6 +1087,40 @@ fn the_console_signs_in_with_totp_shows_the_queue_and_triages() {
         "{:?}",
         status_of("incident@story-42#1")
     );
+    // Bulk: both selected, marked false positives at once, assigned to alice.
+    assert!(b.click_now("#select-all"), "the select-all box");
+    assert!(
+        wait_until(5, || b.visible("#bulk")),
+        "the bulk bar with two selected"
+    );
+    assert_eq!(b.text_of("#bulk-count"), json!("2 selected"));
+    b.run(
+        "const s = document.getElementById('bulk-status'); s.value = 'false_positive'; \
+         return true;",
+    );
+    assert!(b.click_now("#bulk-apply"));
+    assert!(
+        wait_until(10, || status_of("f-console-1")
+            == Some(json!("false_positive"))
+            && status_of("incident@story-42#1")
+                == Some(json!("false_positive"))),
+        "{:?} {:?}",
+        status_of("f-console-1"),
+        status_of("incident@story-42#1")
+    );
+    assert!(b.click_now("#bulk-mine"));
+    let assignees = || {
+        let (_, v) = api.call("GET", &format!("/api/v1/orgs/{org}/findings"), None);
+        v["findings"]
+            .as_array()
+            .map(|a| a.iter().map(|f| f["assignee"].clone()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(10, || assignees() == vec![json!("alice"), json!("alice")]),
+        "{:?}",
+        assignees()
+    );
     let severe: Vec<Value> = b
         .console()
         .into_iter()
@@ -1249,6 +1283,23 @@ fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
     );
     let techniques = text_of("#story-techniques").to_string();
     assert!(techniques.contains("T1059.004"), "{techniques}");
+    // A note for the team, kept as text.
+    b.type_into(
+        "#note-text",
+        "Shell from the test <i>harness</i>: contain it.",
+    );
+    b.click("#note-add");
+    assert!(
+        wait_until(10, || text_of("#notes")
+            .to_string()
+            .contains("Shell from the test <i>harness</i>: contain it.")),
+        "the note on the incident page: {:?}",
+        text_of("#notes")
+    );
+    assert_eq!(
+        b.run("return document.querySelectorAll('#notes i').length"),
+        json!(0)
+    );
 
     // Kill the flagged branch: confirmed in the page, done by the agent.
     let action_done = |table: &str, kind: &str| {
