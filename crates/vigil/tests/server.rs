@@ -653,6 +653,19 @@ fn written_events(path: &Path) -> Vec<String> {
     out
 }
 
+/// Stops the agent as an operator does (SIGINT), checks that it exits cleanly, and
+/// returns every event it wrote, as `written_events` gives them.
+fn stop_agent(agent: &mut Server, events: &Path, log: &Path) -> Vec<String> {
+    signal(&agent.0, "-INT");
+    let status = agent.0.wait().expect("agent exit");
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    written_events(events)
+}
+
 fn signal(child: &Child, sig: &str) {
     let st = Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -908,10 +921,7 @@ fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
         "the backlog reaches the server: {}",
         log_text()
     );
-    signal(&agent.0, "-INT");
-    let status = agent.0.wait().expect("agent exit");
-    assert!(status.success(), "{}", log_text());
-    let written = written_events(&events);
+    let written = stop_agent(&mut agent, &events, &log);
     assert!(
         wait_until(30, || lake_events(&lake).len() >= written.len()),
         "{}",
@@ -1474,4 +1484,119 @@ fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
     assert!(severe.is_empty(), "console errors: {severe:?}");
     let _ = shell.kill();
     let _ = shell.wait();
+}
+
+/// The agent's queue full while its server is down (`[server] queue_mib = 1`): events
+/// beyond the queue's room are dropped and counted, the finding made meanwhile is kept
+/// (it evicts old events before it is ever dropped); when the server is back, the
+/// backlog is delivered, and afterwards the lake holds each event the agent wrote at
+/// most once, every event it wrote but for exactly as many as it counted dropped, and
+/// the finding once.
+#[test]
+fn a_full_agent_queue_drops_only_what_it_counts_and_keeps_the_finding() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let mut f = fleet("ship-full");
+    let (db, data, port) = (f.db.clone(), f.data.clone(), f.port);
+    let (org, agent_dir) = (f.org, f.agent_dir.clone());
+    drop(f.server.take());
+    let config = agent_dir.join("agent.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("[server]\nqueue_mib = 1\n[output]\nstats_interval_secs = 1\n");
+    std::fs::write(&config, text).expect("config");
+    let marker = format!("vigil-full-{}", std::process::id());
+    let (mut agent, events, log) = marker_agent(&agent_dir, &marker);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(30, || log_text().contains("agent running")),
+        "{}",
+        log_text()
+    );
+    // Far more than a MiB of events while the server is away, then the finding.
+    let dropped_so_far = || {
+        support::lines(&events)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .find(|e| e["class_uid"] == 1008 && e["unmapped"]["ship_events_dropped"].is_u64())
+            .and_then(|e| e["unmapped"]["ship_events_dropped"].as_u64())
+            .unwrap_or(0)
+    };
+    let mut rounds = 0;
+    while dropped_so_far() == 0 {
+        activity(500);
+        std::thread::sleep(Duration::from_millis(1100));
+        rounds += 1;
+        assert!(rounds < 30, "the queue never filled: {}", log_text());
+    }
+    trigger(&marker);
+    activity(100);
+    std::thread::sleep(Duration::from_millis(1500));
+    // The server back: the backlog goes out; then the agent stops.
+    let _server = run_server(&data, &db, port);
+    let lake = data.join("lake").join(format!("org={org}"));
+    let api = {
+        let mut a = Api {
+            config: console_config(&f.ca),
+            base: BaseUrl::parse(&f.url).expect("url"),
+            headers: vec![],
+        };
+        next_totp_step();
+        sign_in(&mut a, "correct horse battery staple", &f.key, false);
+        a
+    };
+    assert!(
+        wait_until(60, || findings_of(&api, org, &marker).len() == 1),
+        "the finding kept through the full queue arrives: {}",
+        log_text()
+    );
+    // The backlog delivered (what was written less what was counted dropped so far)...
+    assert!(
+        wait_until(60, || lake_events(&lake).len() as u64 + dropped_so_far()
+            >= written_events(&events).len() as u64),
+        "the backlog reaches the server: {}",
+        log_text()
+    );
+    // ... then the agent stops; its last events go out before it exits.
+    let written = stop_agent(&mut agent, &events, &log);
+    let last_stats = support::lines(&events)
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .find(|e| e["class_uid"] == 1008 && e["unmapped"]["ship_events_dropped"].is_u64())
+        .expect("the agent's last statistics");
+    let dropped = last_stats["unmapped"]["ship_events_dropped"]
+        .as_u64()
+        .expect("counted")
+        + last_stats["unmapped"]["ship_findings_dropped"]
+            .as_u64()
+            .unwrap_or(0);
+    assert!(dropped > 0);
+    assert_eq!(last_stats["unmapped"]["ship_findings_dropped"], 0);
+    // Every batch the agent sent was acknowledged, so stored, before it exited.
+    let stored = lake_events(&lake);
+    eprintln!(
+        "{} written, {} stored, {dropped} counted dropped",
+        written.len(),
+        stored.len()
+    );
+    // Each stored event is one the agent wrote, none twice.
+    let mut pool = written.clone();
+    for e in &stored {
+        let Ok(i) = pool.binary_search(e) else {
+            panic!("stored but not written, or stored twice: {e}");
+        };
+        pool.remove(i);
+    }
+    // What is missing is what was counted dropped (the last Statistics event and the
+    // Stop event after it are written after the count, and shipped).
+    assert_eq!(
+        pool.len() as u64,
+        dropped,
+        "{} written, {} stored, {dropped} counted dropped",
+        written.len(),
+        stored.len()
+    );
+    assert_eq!(findings_of(&api, org, &marker).len(), 1);
 }
