@@ -792,6 +792,11 @@ pub async fn search(
     let Some(dir) = state.lakes().org_dir(c.org) else {
         return Err(ApiError::Unavailable("no lake configured".into()));
     };
+    // A bounded number at once (each takes a core while it runs): more is "try later".
+    let Ok(permit) = state.searches().try_acquire_owned() else {
+        c.audit(&state, "search", &shown, "denied: busy").await;
+        return Err(ApiError::TooManyRequests);
+    };
     let query = body.query.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     // A thread of its own: the engine runs its own runtime, which may not start inside
@@ -805,6 +810,7 @@ pub async fn search(
                 // Nothing shipped yet: no rows, not an error.
                 Ok(search::Found::default())
             };
+            drop(permit);
             let _ = tx.send(found);
         })
         .map_err(|e| ApiError::Internal(format!("search thread: {e}")))?;

@@ -15,6 +15,9 @@ pub const MAX_ROWS: usize = 1000;
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 /// The longest query text.
 pub const MAX_QUERY: usize = 4096;
+/// How many searches run at once in one server process (each uses a core while it
+/// runs); more are answered 429.
+pub const CONCURRENT: usize = 2;
 
 /// A search's rows.
 #[derive(Debug, Clone, Default, PartialEq)]

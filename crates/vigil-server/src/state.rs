@@ -156,6 +156,8 @@ pub struct Inner {
     pub lakes: crate::lake::Lakes,
     /// Per agent: wakes its waiting action collection when an action is queued.
     pub wakers: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// Event searches running now, at most `crate::search::CONCURRENT`.
+    pub searches: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -177,6 +179,7 @@ impl AppState {
             limiter: Mutex::new(Limiter::default()),
             revocations,
             wakers: Mutex::new(HashMap::new()),
+            searches: Arc::new(tokio::sync::Semaphore::new(crate::search::CONCURRENT)),
         }))
     }
 
@@ -230,6 +233,11 @@ impl AppState {
         if let Some(n) = map.get(agent) {
             n.notify_waiters();
         }
+    }
+
+    /// The permits of event searches running at once.
+    pub fn searches(&self) -> Arc<tokio::sync::Semaphore> {
+        Arc::clone(&self.0.searches)
     }
 
     /// Writes an audit entry.
