@@ -26,6 +26,12 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long the last pass, at the agent's stop, may send for.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long events (not findings) may wait on disk for more to join their batch: a
+/// request every few milliseconds would cost the agent more than the events themselves
+/// (measured: 2.5 points of a core at 100 exec/s with no wait). Findings go at once.
+const LINGER: Duration = Duration::from_millis(1000);
+/// Events that go at once whatever `LINGER` says.
+const LINGER_RECORDS: u64 = 2000;
 
 /// One stream of the queue as a sink of the pipeline.
 pub struct ShipSink {
@@ -241,6 +247,8 @@ fn run(link: Link, mut readers: [SpoolReader; 2], shared: &SpoolShared, stop: &A
     let mut retry_at = Instant::now();
     let mut drain_until: Option<Instant> = None;
     let mut last_warn: Option<Instant> = None;
+    // Since when events have been waiting (`LINGER`).
+    let mut events_waiting: Option<Instant> = None;
     loop {
         if stop.load(Ordering::Relaxed) && drain_until.is_none() {
             drain_until = Some(Instant::now() + DRAIN);
@@ -255,6 +263,18 @@ fn run(link: Link, mut readers: [SpoolReader; 2], shared: &SpoolShared, stop: &A
         if Instant::now() >= retry_at {
             // Findings first: a batch of events goes only when no finding waits.
             'streams: for r in &mut readers {
+                if r.stream() == Stream::Events && drain_until.is_none() {
+                    let st = shared.stats(Stream::Events);
+                    let pending = st.durable.saturating_sub(st.acked);
+                    if pending == 0 {
+                        events_waiting = None;
+                        continue;
+                    }
+                    let since = *events_waiting.get_or_insert_with(Instant::now);
+                    if pending < LINGER_RECORDS && since.elapsed() < LINGER {
+                        continue;
+                    }
+                }
                 loop {
                     let batch = match r.next_batch(BATCH_BYTES) {
                         Ok(Some(b)) => b,
@@ -270,6 +290,13 @@ fn run(link: Link, mut readers: [SpoolReader; 2], shared: &SpoolShared, stop: &A
                             r.count_sent(&batch);
                             if let Err(e) = r.ack(&batch) {
                                 tracing::warn!("server queue: cannot keep the mark: {e}");
+                            }
+                            if batch.stream == Stream::Events {
+                                // A backlog goes on at once; new events wait again.
+                                let st = shared.stats(Stream::Events);
+                                events_waiting = (st.durable > st.acked)
+                                    .then(|| Instant::now().checked_sub(LINGER))
+                                    .flatten();
                             }
                             sent_any = true;
                             backoff = Duration::from_millis(100);
