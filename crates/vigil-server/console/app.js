@@ -301,10 +301,13 @@ function actionRows(tbody, actions) {
   return actions.some((a) => a.state === "queued" || a.state === "sent");
 }
 
-async function loadActions(agent, tbody) {
+async function fetchActions(agent) {
   const r = await api("GET", org(`/agents/${encodeURIComponent(agent)}/actions`));
-  return r.status === 200 ? actionRows(tbody, r.data.actions) : false;
+  return r.status === 200 ? r.data.actions : [];
 }
+
+// Loads overlap (a click's reload and the watch's): only the latest one draws.
+let loadSeq = 0;
 
 // While an action waits for its agent, its page looks again every second.
 let watching = null;
@@ -322,8 +325,13 @@ function treeNode(n) {
   if (n.pid !== null && n.pid !== undefined) line.appendChild(el("span", `pid ${n.pid}`, "pid"));
   if (n.cmd_line) line.appendChild(el("span", n.cmd_line, "cmd mono"));
   if (n.uid) {
-    line.appendChild(button("Kill branch", "small", () =>
+    line.appendChild(button("Kill branch", "small kill", () =>
       respond(current.agent_id, current.hostname, "kill", n.uid, null, reloadStory)));
+  }
+  // A flagged process's executable, when the tree knows its path: into the vault.
+  if (n.flagged && n.name && n.name.startsWith("/")) {
+    line.appendChild(button("Quarantine file", "small quarantine", () =>
+      respond(current.agent_id, current.hostname, "quarantine", n.name, null, reloadStory)));
   }
   li.appendChild(line);
   for (const f of n.findings || []) {
@@ -342,7 +350,13 @@ function treeNode(n) {
 }
 
 async function loadStory(story) {
+  const seq = ++loadSeq;
+  // The host's actions before the incident: an action seen done is then matched by the
+  // host's state read after it (the server records both at once).
+  const known = current && current.story === story ? current.agent_id : null;
+  const actions = known ? await fetchActions(known) : null;
   const r = await api("GET", org(`/stories/${encodeURIComponent(story)}`));
+  if (seq !== loadSeq) return;
   if (r.status !== 200) {
     $("story-error").textContent = r.status === 404 ? "No such incident." : `The server answered ${r.status}.`;
     $("tree").replaceChildren();
@@ -363,8 +377,10 @@ async function loadStory(story) {
   const tree = $("tree");
   tree.replaceChildren();
   for (const n of inc.tree || []) tree.appendChild(treeNode(n));
+  const listed = actions || await fetchActions(current.agent_id);
+  if (seq !== loadSeq) return;
+  if (actionRows($("story-actions"), listed)) watch(reloadStory);
   await loadNotes(current.story);
-  if (await loadActions(current.agent_id, $("story-actions"))) watch(reloadStory);
 }
 
 async function loadNotes(story) {
@@ -408,7 +424,11 @@ $("story-lift").addEventListener("click", () => current &&
 // ---- hosts --------------------------------------------------------------------
 
 async function loadHosts() {
+  const seq = ++loadSeq;
+  // The shown host's actions before the hosts, as for an incident.
+  const actions = hostShown ? await fetchActions(hostShown) : [];
   const r = await api("GET", org("/agents"));
+  if (seq !== loadSeq) return;
   if (r.status !== 200) { $("hosts-error").textContent = `The server answered ${r.status}.`; return; }
   $("hosts-error").textContent = "";
   hosts = r.data.agents;
@@ -443,7 +463,7 @@ async function loadHosts() {
   $("host-actions-table").hidden = !showing;
   if (showing) {
     $("host-actions-title").textContent = `Response on ${showing.hostname}`;
-    if (await loadActions(showing.id, $("host-actions"))) watch(loadHosts);
+    if (actionRows($("host-actions"), actions)) watch(loadHosts);
   }
 }
 

@@ -1220,6 +1220,15 @@ fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
     let f = fleet("console-response");
     let (api, org, key, agent_dir) = (&f.api, f.org, f.key.clone(), f.agent_dir.clone());
     let marker = format!("vigil-console-{}", std::process::id());
+    // The quarantine vault in the test's directory.
+    let config = agent_dir.join("agent.toml");
+    let vault = agent_dir.join("vault");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "[respond.quarantine]\nvault_dir = {:?}\n",
+        vault.display().to_string()
+    ));
+    std::fs::write(&config, text).expect("config");
     let (agent, _, log) = marker_agent(&agent_dir, &marker);
     let _agent = agent;
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -1228,8 +1237,12 @@ fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
         "{}",
         log_text()
     );
-    // The intruder: a shell whose command line names the marker, with a child.
-    let mut shell = Command::new("sh")
+    // The intruder: a dropped copy of a shell whose command line names the marker,
+    // with a child.
+    let dropper = agent_dir.join("dropper");
+    std::fs::copy("/bin/sh", &dropper).expect("the dropper");
+    let dropped = dropper.display().to_string();
+    let mut shell = Command::new(&dropper)
         .args(["-c", &format!("sleep 300; : {marker}")])
         .spawn()
         .expect("sh");
@@ -1286,9 +1299,9 @@ fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
         "return [...document.querySelectorAll('#tree li.flagged > .proc .name')].map(e => e.textContent)",
     );
     assert!(
-        flagged.as_array().is_some_and(|a| a
-            .iter()
-            .any(|n| n.as_str().is_some_and(|n| n.ends_with("sh")))),
+        flagged
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n.as_str() == Some(dropped.as_str()))),
         "{flagged}"
     );
     let techniques = text_of("#story-techniques").to_string();
@@ -1318,11 +1331,14 @@ fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
              r.children[1].textContent === '{kind}' && r.children[4].textContent === 'done')"
         )) == json!(true)
     };
-    b.run(
-        "const li = [...document.querySelectorAll('#tree li.flagged')]\
-           .find(l => l.querySelector(':scope > .proc .name').textContent.endsWith('sh')); \
-         li.querySelector(':scope > .proc button').click(); return true;",
-    );
+    let on_dropper = |button: &str| {
+        b.run(&format!(
+            "const li = [...document.querySelectorAll('#tree li.flagged')]\
+               .find(l => l.querySelector(':scope > .proc .name').textContent === {dropped:?}); \
+             li.querySelector(':scope > .proc button.{button}').click(); return true;"
+        ))
+    };
+    on_dropper("kill");
     assert!(wait_until(5, || visible("#confirm")), "a confirmation");
     assert!(text_of("#confirm-text").to_string().contains("Kill"));
     b.click("#confirm-yes");
@@ -1335,6 +1351,24 @@ fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
     assert!(
         wait_until(10, || shell.try_wait().ok().flatten().is_some()),
         "the shell was killed"
+    );
+    // Quarantine its executable: the dropped file leaves the disk for the vault.
+    on_dropper("quarantine");
+    assert!(wait_until(5, || visible("#confirm")), "a confirmation");
+    assert!(text_of("#confirm-text")
+        .to_string()
+        .contains("quarantine vault"));
+    b.click("#confirm-yes");
+    assert!(
+        wait_until(20, || action_done("story-actions", "quarantine")),
+        "the quarantine carried out: {:?}\n{}",
+        text_of("#story-actions"),
+        log_text()
+    );
+    assert!(!dropper.exists(), "the dropped file is gone");
+    assert!(
+        std::fs::read_dir(&vault).map(|d| d.count()).unwrap_or(0) > 0,
+        "and kept in the vault"
     );
 
     // Isolate from the incident page.
@@ -1444,6 +1478,7 @@ fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
     assert!(
         wait_until(10, || [
             "response.kill",
+            "response.quarantine",
             "response.isolate",
             "response.lift",
             "search"
