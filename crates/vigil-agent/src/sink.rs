@@ -7,7 +7,9 @@ use crate::latency::Histogram;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{
+    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
+};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use vigil_event::OcsfEvent;
@@ -85,10 +87,15 @@ pub trait Sink {
     fn writes_on_flush(&self) -> bool {
         true
     }
+    /// Nothing came for a while (a tenth of a second, on a [`Threaded`] sink's thread):
+    /// finish what was put off (a deferred fsync).
+    fn idle(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// Counts the time from each kernel time to now in the histogram (µs).
-fn record_latency(exec_ns: &[u64], latency: &Mutex<Histogram>) {
+pub(crate) fn record_latency(exec_ns: &[u64], latency: &Mutex<Histogram>) {
     if exec_ns.is_empty() {
         return;
     }
@@ -449,6 +456,8 @@ struct Shared {
 
 /// Bytes of lines gathered before they go to the sink's thread.
 const BATCH: usize = 256 * 1024;
+/// How long a sink's thread waits for work before it calls [`Sink::idle`].
+const IDLE: Duration = Duration::from_millis(100);
 
 /// A sink run on a thread of its own, behind a bounded queue of batches of lines, so a
 /// slow output (a disk in writeback, a full disk) does not hold up the pipeline. When
@@ -488,7 +497,19 @@ impl Threaded {
         let thread = std::thread::Builder::new()
             .name(format!("vigil-sink-{name}"))
             .spawn(move || {
-                for msg in rx {
+                loop {
+                    let msg = match rx.recv_timeout(IDLE) {
+                        Ok(m) => m,
+                        Err(RecvTimeoutError::Timeout) => {
+                            if let Err(e) = sink.idle() {
+                                let mut slot =
+                                    theirs.error.lock().unwrap_or_else(PoisonError::into_inner);
+                                slot.get_or_insert(e);
+                            }
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    };
                     let r = match msg {
                         Msg::Lines(mut buf, n) => {
                             let r = sink.write(&buf, n);

@@ -911,12 +911,14 @@ fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
         log_text()
     );
     let lake = data.join("lake").join(format!("org={org}"));
-    // Everything written so far arrives; then the agent stops and its last events follow.
+    // Everything written by now arrives (the agent goes on writing meanwhile, a second
+    // or so ahead of its shipping); then the agent stops and its last events follow.
+    let by_now = written_events(&events).len();
     assert!(
         wait_until(60, || {
-            let (w, l) = (written_events(&events).len(), lake_events(&lake).len());
-            eprintln!("written {w}, in the lake {l}");
-            l >= w
+            let l = lake_events(&lake).len();
+            eprintln!("written {by_now} by then, in the lake {l}");
+            l >= by_now
         }),
         "the backlog reaches the server: {}",
         log_text()
@@ -1586,10 +1588,12 @@ fn a_full_agent_queue_drops_only_what_it_counts_and_keeps_the_finding() {
         "the finding kept through the full queue arrives: {}",
         log_text()
     );
-    // The backlog delivered (what was written less what was counted dropped so far)...
+    // The backlog delivered (what was written by now, less what was counted dropped;
+    // the agent goes on writing meanwhile, a second or so ahead of its shipping)...
+    let by_now = written_events(&events).len() as u64;
     assert!(
         wait_until(60, || lake_events(&lake).len() as u64 + dropped_so_far()
-            >= written_events(&events).len() as u64),
+            >= by_now),
         "the backlog reaches the server: {}",
         log_text()
     );

@@ -33,10 +33,19 @@ const LINGER: Duration = Duration::from_millis(1000);
 /// Events that go at once whatever `LINGER` says.
 const LINGER_RECORDS: u64 = 2000;
 
+/// How long appended events may wait for their fsync (a group commit): one per pipeline
+/// flush (every 25 ms) cost the agent more than shipping the events. Findings are
+/// fsynced at once.
+const EVENTS_SYNC: Duration = Duration::from_millis(200);
+
 /// One stream of the queue as a sink of the pipeline.
 pub struct ShipSink {
     writer: SpoolWriter,
     name: &'static str,
+    /// The last fsync.
+    synced_at: Instant,
+    /// Records appended since it.
+    unsynced: bool,
 }
 
 impl ShipSink {
@@ -46,7 +55,26 @@ impl ShipSink {
             Stream::Findings => "ship_findings",
             Stream::Events => "ship_events",
         };
-        ShipSink { writer, name }
+        ShipSink {
+            writer,
+            name,
+            synced_at: Instant::now(),
+            unsynced: false,
+        }
+    }
+
+    /// Fsyncs what was appended: always when `now`, else when the stream's group commit
+    /// is due (findings: always).
+    fn sync(&mut self, now: bool) -> Result<(), SinkError> {
+        let due = now
+            || self.writer.stream() == Stream::Findings
+            || self.synced_at.elapsed() >= EVENTS_SYNC;
+        if self.unsynced && due {
+            self.writer.sync().map_err(|e| write_err(self.name, e))?;
+            self.synced_at = Instant::now();
+            self.unsynced = false;
+        }
+        Ok(())
     }
 }
 
@@ -69,17 +97,34 @@ impl Sink for ShipSink {
         }
     }
 
-    /// Appends and fsyncs: the sink's thread gets the pipeline's lines at each of its
-    /// flushes (every 25 ms at most, a finding at once), so this is the group commit.
+    /// Appends, and fsyncs as the group commit says: findings at once (the sink's
+    /// thread gets them at each pipeline flush), events every `EVENTS_SYNC` (what waits
+    /// is synced when the thread is idle, within a tenth of a second after).
     fn write(&mut self, lines: &[u8], count: u64) -> Result<(), SinkError> {
         self.writer
             .append(lines, count, vigil_event::time::now_ms())
-            .and_then(|_| self.writer.sync())
-            .map_err(|e| write_err(self.name, e))
+            .map_err(|e| write_err(self.name, e))?;
+        self.unsynced = true;
+        self.sync(false)
     }
 
+    fn flush_timed(
+        &mut self,
+        exec_ns: Vec<u64>,
+        latency: &std::sync::Arc<std::sync::Mutex<crate::latency::Histogram>>,
+    ) -> Result<(), SinkError> {
+        self.sync(false)?;
+        crate::sink::record_latency(&exec_ns, latency);
+        Ok(())
+    }
+
+    fn idle(&mut self) -> Result<(), SinkError> {
+        self.sync(true)
+    }
+
+    /// Everything appended, fsynced (the pipeline's sync and its end).
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.writer.sync().map_err(|e| write_err(self.name, e))
+        self.sync(true)
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
