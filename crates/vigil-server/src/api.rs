@@ -773,12 +773,7 @@ pub async fn search(
 ) -> Result<Response, ApiError> {
     let shown: String = body.query.chars().take(200).collect();
     let limit = body.limit.unwrap_or(200);
-    let bad = body.query.trim().is_empty()
-        || body.query.chars().count() > search::MAX_QUERY
-        || body
-            .query
-            .chars()
-            .any(|ch| ch.is_control() && ch != '\n' && ch != '\t')
+    let bad = body::lines(&body.query, search::MAX_QUERY).is_err()
         || !(1..=search::MAX_ROWS).contains(&limit);
     if bad {
         c.audit(&state, "search", &shown, "invalid").await;

@@ -66,6 +66,16 @@ pub fn text(s: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Checks a text of lines (a note, a query): not blank, at most `max` characters, no
+/// control characters but line breaks and tabs.
+pub fn lines(s: &str, max: usize) -> Result<(), ApiError> {
+    let bad_char = |ch: char| ch.is_control() && ch != '\n' && ch != '\t';
+    if s.trim().is_empty() || s.chars().count() > max || s.chars().any(bad_char) {
+        return Err(ApiError::BadRequest);
+    }
+    Ok(())
+}
+
 /// A path id: a positive integer, or not found.
 pub fn id(s: &str) -> Result<i64, ApiError> {
     match s.parse::<i64>() {
@@ -86,6 +96,15 @@ mod tests {
         assert!(text("a\nb", 64).is_err());
         assert!(text(&"é".repeat(64), 64).is_ok());
         assert!(text(&"é".repeat(65), 64).is_err());
+    }
+
+    #[test]
+    fn lines_allow_breaks_and_tabs_but_no_other_control() {
+        assert!(lines("a\n\tb", 64).is_ok());
+        assert!(lines("  \n ", 64).is_err());
+        assert!(lines("a\0b", 64).is_err());
+        assert!(lines("a\rb", 64).is_err());
+        assert!(lines(&"x".repeat(65), 64).is_err());
     }
 
     #[test]

@@ -59,8 +59,7 @@ pub fn valid_target(kind: &str, target: &str) -> bool {
         }
         "quarantine" => {
             target.starts_with('/')
-                && target.len() <= 4096
-                && !target.chars().any(char::is_control)
+                && body::text(target, 4096).is_ok()
                 && !target.split('/').any(|c| c == "..")
         }
         _ => false,

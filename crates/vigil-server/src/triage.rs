@@ -3,7 +3,7 @@
 //! Each change is audited; every query carries the caller's organisation.
 
 use crate::auth::Caller;
-use crate::body::JsonBody;
+use crate::body::{self, JsonBody};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -26,7 +26,7 @@ fn shown(s: &str) -> String {
 
 /// Whether `s` is a finding uid or story id as the agents send them: printable, short.
 fn id_like(s: &str) -> bool {
-    !s.is_empty() && s.chars().count() <= 512 && !s.chars().any(char::is_control)
+    body::text(s, 512).is_ok()
 }
 
 /// `POST /api/v1/orgs/{org}/findings/status`.
@@ -202,12 +202,7 @@ pub async fn add_note(
     JsonBody(body): JsonBody<NewNote>,
 ) -> Reply {
     let target = shown(&story);
-    let bad_text = body.text.trim().is_empty()
-        || body.text.chars().count() > MAX_NOTE
-        || body
-            .text
-            .chars()
-            .any(|ch| ch.is_control() && ch != '\n' && ch != '\t');
+    let bad_text = body::lines(&body.text, MAX_NOTE).is_err();
     if !id_like(&story) || !story_known(&state, &c, &story).await? {
         c.audit(&state, "story.note", &target, "not_found").await;
         return Err(ApiError::NotFound);
