@@ -250,6 +250,11 @@ impl Guard {
         if self.own.contains(&p.pid) {
             return Some(Spared::Agent);
         }
+        // Read only when there is a list to hold it against (a kill reads no more of
+        // each process than it needs).
+        if self.protected.executables.is_empty() {
+            return None;
+        }
         if let Some(exe) = exe(p.pid) {
             if self.protected.executables.iter().any(|e| e == &exe) {
                 return Some(Spared::Protected(exe));

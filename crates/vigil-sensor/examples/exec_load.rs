@@ -1,8 +1,9 @@
 //! Load generator for the sensor benchmark: executes `/bin/true` at a fixed rate (or as
 //! fast as possible with rate 0) for a number of seconds, reaping children as they exit.
 //!
-//! `cargo run --release -p vigil-sensor --example exec_load -- RATE SECONDS`
-//! prints `execs=N seconds=S rate=R`.
+//! `cargo run --release -p vigil-sensor --example exec_load -- RATE SECONDS [THREADS]`
+//! prints `execs=N seconds=S rate=R`. The threads (default 4) run the same schedule, so
+//! execs come in bursts of THREADS; with 1 they come evenly spaced.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,7 +49,11 @@ fn main() {
     let rate: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100);
     let secs: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
     // Several spawning threads, so one slow fork does not hold the schedule back.
-    let threads: u64 = 4;
+    let threads: u64 = args
+        .get(3)
+        .and_then(|a| a.parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(4);
     let start = Instant::now();
     let end = start + Duration::from_secs(secs);
     let per_thread = rate.div_ceil(threads);
