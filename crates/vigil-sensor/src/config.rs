@@ -60,7 +60,10 @@ pub struct SensorConfig {
     /// unless it was awake within this time, and while execs come the agent looks again
     /// after this time, so a finding on an exec is due within about this long. Longer
     /// costs less CPU on a host running thousands of programs a second; 0 lets execs
-    /// wait with the other records for a batch (up to 25 ms).
+    /// wait with the other records for a batch (up to 25 ms). Default 500: at 1,600
+    /// execs a second in bursts, the median exec to finding 0.73-0.77 ms against
+    /// 0.96-1.09 ms at 1000, for no CPU difference this machine could measure
+    /// (BENCHMARKS.md).
     pub exec_wakeup_us: u32,
     /// Files whose read-only opens are reported (File System Activity `Open`); every
     /// other read-only open is dropped in the kernel. At most 16 patterns, each an
@@ -85,7 +88,7 @@ impl Default for SensorConfig {
             loss_check_ms: 1000,
             stats_interval_secs: 60,
             coalesce_fork_ms: 100,
-            exec_wakeup_us: 1000,
+            exec_wakeup_us: 500,
             watched_reads: crate::watch::DEFAULT_WATCHED_READS
                 .iter()
                 .map(|p| p.to_string())
