@@ -61,9 +61,9 @@ pub struct SensorConfig {
     /// after this time, so a finding on an exec is due within about this long. Longer
     /// costs less CPU on a host running thousands of programs a second; 0 lets execs
     /// wait with the other records for a batch (up to 25 ms). Default 500: at 1,600
-    /// execs a second in bursts, the median exec to finding 0.73-0.77 ms against
-    /// 0.96-1.09 ms at 1000, for no CPU difference this machine could measure
-    /// (BENCHMARKS.md).
+    /// execs a second the median exec to finding is 0.73-0.77 ms (in bursts) and
+    /// 0.22-0.43 ms (evenly spaced) against 0.83-1.09 ms at 1000, for up to 1.7 points
+    /// of a core more (BENCHMARKS.md, "Live detection").
     pub exec_wakeup_us: u32,
     /// Files whose read-only opens are reported (File System Activity `Open`); every
     /// other read-only open is dropped in the kernel. At most 16 patterns, each an
