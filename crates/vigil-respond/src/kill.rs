@@ -18,12 +18,12 @@
 //! them on a busy host). Without pidfds (kernels before 5.3) signals go by pid and ends
 //! are read from /proc.
 //!
-//! The killing thread runs in the real-time class for the length of a kill
-//! ([`Urgent`]): each signal wakes its process, and in the normal class the woken
-//! processes preempted the killer after nearly every signal (at any nice value: the
-//! scheduler's deadlines favour a task just woken), so a branch of 40 took milliseconds
-//! to signal. Real-time, the killer signals the branch in one go while the processes
-//! stop and end on the other CPUs.
+//! The killing thread runs in the real-time class while it freezes and signals the
+//! branch (`Urgent`; back in its own class to wait for the ends): each signal wakes its
+//! process, and in the normal class the woken processes preempted the killer after
+//! nearly every signal (at any nice value: the scheduler's deadlines favour a task just
+//! woken), so a branch of 40 took milliseconds to signal. Real-time, the killer signals
+//! the branch in one go while the processes stop and end on the other CPUs.
 
 use crate::config::FreezeMethod;
 use crate::procs::{children_of, Guard, ProcInfo, Spared, Target};
