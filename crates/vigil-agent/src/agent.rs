@@ -330,13 +330,17 @@ pub fn run_with_metrics(
             // Written within the flush interval even when the sensor is quiet.
             unflushed = true;
         }
-        // Findings are flushed at once; other events at most every 25 ms (a write per
-        // exec wake-up would cost more than the matching).
+        // Findings are flushed at once, to the sinks that hold them only; other events
+        // at most every 25 ms (a write per exec wake-up would cost more than the
+        // matching, and waking every output's thread for each finding delayed the
+        // findings' own).
         unflushed |= n > 0;
-        if pipeline.has_unflushed_findings() || (unflushed && last_flush.elapsed() >= FLUSH) {
+        if unflushed && last_flush.elapsed() >= FLUSH {
             last_flush = Instant::now();
             unflushed = false;
             pipeline.flush()?;
+        } else if pipeline.has_unflushed_findings() {
+            pipeline.flush_findings()?;
         }
     }
     sensor.finish(&mut |ev| {

@@ -207,6 +207,8 @@ pub struct Pipeline<'a> {
     unflushed: Vec<u64>,
     /// Whether a finding or incident was written since the last flush.
     findings_unflushed: bool,
+    /// Per sink, whether it took a finding or incident since its last flush.
+    holds_finding: Vec<bool>,
     /// Events that went through, by class: `(class_uid, class_name, count)`.
     classes: Vec<(i32, &'static str, u64)>,
     /// New findings (activity Create) by `severity_id`: index 0..=6, 7 for any other.
@@ -238,6 +240,7 @@ impl<'a> Pipeline<'a> {
     /// A pipeline of these stages, in order, writing to these sinks.
     pub fn new(stages: Vec<Box<dyn Stage + 'a>>, sinks: Vec<Box<dyn Sink + 'a>>) -> Self {
         let emitted = stages.iter().map(|_| Vec::new()).collect();
+        let sinks_len = sinks.len();
         let timed_sink = sinks
             .iter()
             .position(|s| s.select() == Select::Findings && s.writes_on_flush())
@@ -252,6 +255,7 @@ impl<'a> Pipeline<'a> {
             timed_sink,
             unflushed: Vec::new(),
             findings_unflushed: false,
+            holds_finding: vec![false; sinks_len],
             classes: Vec::new(),
             findings_by_level: [0; 8],
             incidents_by_level: [0; 8],
@@ -430,12 +434,34 @@ impl<'a> Pipeline<'a> {
             .map_err(|e| SinkError::Serialize(e.to_string()))?;
         self.line.push(b'\n');
         self.written += 1;
-        self.findings_unflushed |= matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_));
-        for s in &mut self.sinks {
+        let finding = matches!(event, OcsfEvent::Finding(_) | OcsfEvent::Incident(_));
+        self.findings_unflushed |= finding;
+        for (s, holds) in self.sinks.iter_mut().zip(&mut self.holds_finding) {
             if s.accepts(event) {
                 s.write(&self.line, 1)?;
+                *holds |= finding;
             }
         }
+        Ok(())
+    }
+
+    /// Flushes only the sinks that took a finding or an incident since their last flush
+    /// (the findings file, or the one file of everything): a finding is written at once,
+    /// while the other sinks keep to the run loop's interval and their threads are not
+    /// woken for it.
+    pub fn flush_findings(&mut self) -> Result<(), SinkError> {
+        for i in 0..self.sinks.len() {
+            if !std::mem::take(&mut self.holds_finding[i]) {
+                continue;
+            }
+            if i == self.timed_sink {
+                let timed = std::mem::take(&mut self.unflushed);
+                self.sinks[i].flush_timed(timed, &self.exec_to_finding)?;
+            } else {
+                self.sinks[i].flush()?;
+            }
+        }
+        self.findings_unflushed = false;
         Ok(())
     }
 
@@ -451,6 +477,7 @@ impl<'a> Pipeline<'a> {
             }
         }
         self.findings_unflushed = false;
+        self.holds_finding.fill(false);
         Ok(())
     }
 
@@ -500,5 +527,87 @@ impl<'a> Pipeline<'a> {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AgentConfig;
+    use crate::sink::{Select, SinkError};
+    use vigil_detect::detector::Detector;
+
+    /// What a test sink was given: its lines and how many flushes.
+    #[derive(Default)]
+    struct Kept {
+        lines: usize,
+        flushes: usize,
+    }
+
+    struct KeptSink(Select, Arc<Mutex<Kept>>);
+
+    impl Sink for KeptSink {
+        fn name(&self) -> &str {
+            "kept"
+        }
+        fn select(&self) -> Select {
+            self.0
+        }
+        fn write(&mut self, _lines: &[u8], count: u64) -> Result<(), SinkError> {
+            self.1.lock().expect("lock").lines += count as usize;
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SinkError> {
+            self.1.lock().expect("lock").flushes += 1;
+            Ok(())
+        }
+    }
+
+    /// A finding is flushed to the sink that holds it and wakes no other: the events
+    /// output keeps to its own interval.
+    #[test]
+    fn a_finding_flushes_only_the_sinks_that_hold_it() {
+        let config = AgentConfig::default();
+        let (engine, _) = crate::rules::load(&config.rules, &vigil_sigma::Config::default());
+        let stages: Vec<Box<dyn Stage>> = vec![
+            Box::new(StoryStage(vigil_detect::story::Storyline::new(
+                config.story.clone(),
+            ))),
+            Box::new(DetectStage::new(Detector::new(
+                Arc::new(engine),
+                config.detect.clone(),
+                "agent",
+            ))),
+        ];
+        let events = Arc::new(Mutex::new(Kept::default()));
+        let findings = Arc::new(Mutex::new(Kept::default()));
+        let sinks: Vec<Box<dyn Sink>> = vec![
+            Box::new(KeptSink(Select::NotFindings, events.clone())),
+            Box::new(KeptSink(Select::Findings, findings.clone())),
+        ];
+        let mut p = Pipeline::new(stages, sinks);
+        let mut flushed_findings = 0;
+        for e in vigil_event::example::attack_story(1_700_000_000_000) {
+            p.push(e, 1_700_000_000_000).expect("push");
+            if p.has_unflushed_findings() {
+                p.flush_findings().expect("flush findings");
+                flushed_findings += 1;
+                assert!(!p.has_unflushed_findings());
+            }
+        }
+        let (ev, fi) = (events.lock().expect("lock"), findings.lock().expect("lock"));
+        assert!(flushed_findings > 0, "the example intrusion makes findings");
+        assert!(fi.lines > 0 && ev.lines > 0);
+        assert_eq!(
+            fi.flushes, flushed_findings,
+            "each finding's flush reached its sink"
+        );
+        assert_eq!(
+            ev.flushes, 0,
+            "the events sink was not flushed for findings"
+        );
+        drop((ev, fi));
+        p.flush().expect("flush");
+        assert_eq!(events.lock().expect("lock").flushes, 1);
     }
 }
