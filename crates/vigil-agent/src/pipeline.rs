@@ -450,8 +450,20 @@ impl<'a> Pipeline<'a> {
     /// while the other sinks keep to the run loop's interval and their threads are not
     /// woken for it.
     pub fn flush_findings(&mut self) -> Result<(), SinkError> {
+        self.flush_sinks(false)
+    }
+
+    /// Flushes every sink (at the run loop's interval, so readers do not wait for a
+    /// buffer to fill, and before a sync or the end).
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.flush_sinks(true)
+    }
+
+    /// Flushes every sink (`all`), or those holding a finding; the timed sink, when
+    /// flushed, counts the latency of the findings' execs.
+    fn flush_sinks(&mut self, all: bool) -> Result<(), SinkError> {
         for i in 0..self.sinks.len() {
-            if !std::mem::take(&mut self.holds_finding[i]) {
+            if !std::mem::take(&mut self.holds_finding[i]) && !all {
                 continue;
             }
             if i == self.timed_sink {
@@ -462,22 +474,6 @@ impl<'a> Pipeline<'a> {
             }
         }
         self.findings_unflushed = false;
-        Ok(())
-    }
-
-    /// Flushes every sink (after each batch from the source, so readers and the
-    /// latency of findings do not wait for a buffer to fill).
-    pub fn flush(&mut self) -> Result<(), SinkError> {
-        let timed = std::mem::take(&mut self.unflushed);
-        let mut timed = Some(timed);
-        for (i, s) in self.sinks.iter_mut().enumerate() {
-            match timed.take_if(|_| i == self.timed_sink) {
-                Some(t) => s.flush_timed(t, &self.exec_to_finding)?,
-                None => s.flush()?,
-            }
-        }
-        self.findings_unflushed = false;
-        self.holds_finding.fill(false);
         Ok(())
     }
 

@@ -59,18 +59,20 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 /// text refuses NUL; the others have no place in a name). Anything else is stored and
 /// returned as given.
 pub fn text(s: &str, max: usize) -> Result<(), ApiError> {
-    let n = s.chars().count();
-    if n == 0 || n > max || s.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest);
-    }
-    Ok(())
+    checked(!s.is_empty(), s, max, char::is_control)
 }
 
 /// Checks a text of lines (a note, a query): not blank, at most `max` characters, no
 /// control characters but line breaks and tabs.
 pub fn lines(s: &str, max: usize) -> Result<(), ApiError> {
-    let bad_char = |ch: char| ch.is_control() && ch != '\n' && ch != '\t';
-    if s.trim().is_empty() || s.chars().count() > max || s.chars().any(bad_char) {
+    checked(!s.trim().is_empty(), s, max, |ch| {
+        ch.is_control() && ch != '\n' && ch != '\t'
+    })
+}
+
+/// `s` when `present`, at most `max` characters and none `bad`.
+fn checked(present: bool, s: &str, max: usize, bad: impl Fn(char) -> bool) -> Result<(), ApiError> {
+    if !present || s.chars().count() > max || s.chars().any(bad) {
         return Err(ApiError::BadRequest);
     }
     Ok(())

@@ -1340,33 +1340,31 @@ fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
              li.querySelector(':scope > .proc button.{button}').click(); return true;"
         ))
     };
+    // Each action asked on the incident page: confirmed in the page (the question
+    // naming what it does, where given), then carried out by the agent.
+    let confirm_and_wait = |says: Option<&str>, kind: &str| {
+        assert!(wait_until(5, || visible("#confirm")), "a confirmation");
+        if let Some(says) = says {
+            let question = text_of("#confirm-text").to_string();
+            assert!(question.contains(says), "{question}");
+        }
+        b.click("#confirm-yes");
+        assert!(
+            wait_until(20, || action_done("story-actions", kind)),
+            "the {kind} carried out: {:?}\n{}",
+            text_of("#story-actions"),
+            log_text()
+        );
+    };
     on_dropper("kill");
-    assert!(wait_until(5, || visible("#confirm")), "a confirmation");
-    assert!(text_of("#confirm-text").to_string().contains("Kill"));
-    b.click("#confirm-yes");
-    assert!(
-        wait_until(20, || action_done("story-actions", "kill")),
-        "the kill carried out: {:?}\n{}",
-        text_of("#story-actions"),
-        log_text()
-    );
+    confirm_and_wait(Some("Kill"), "kill");
     assert!(
         wait_until(10, || shell.try_wait().ok().flatten().is_some()),
         "the shell was killed"
     );
     // Quarantine its executable: the dropped file leaves the disk for the vault.
     on_dropper("quarantine");
-    assert!(wait_until(5, || visible("#confirm")), "a confirmation");
-    assert!(text_of("#confirm-text")
-        .to_string()
-        .contains("quarantine vault"));
-    b.click("#confirm-yes");
-    assert!(
-        wait_until(20, || action_done("story-actions", "quarantine")),
-        "the quarantine carried out: {:?}\n{}",
-        text_of("#story-actions"),
-        log_text()
-    );
+    confirm_and_wait(Some("quarantine vault"), "quarantine");
     assert!(!dropper.exists(), "the dropped file is gone");
     assert!(
         std::fs::read_dir(&vault).map(|d| d.count()).unwrap_or(0) > 0,
@@ -1375,14 +1373,7 @@ fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
 
     // Isolate from the incident page.
     b.click("#story-isolate");
-    assert!(wait_until(5, || visible("#confirm")), "a confirmation");
-    b.click("#confirm-yes");
-    assert!(
-        wait_until(20, || action_done("story-actions", "isolate")),
-        "isolation carried out: {:?}\n{}",
-        text_of("#story-actions"),
-        log_text()
-    );
+    confirm_and_wait(None, "isolate");
     assert!(!reaches_peer(), "isolated: the peer is cut off");
     assert!(
         wait_until(10, || visible("#story-lift")),
