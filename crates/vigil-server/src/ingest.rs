@@ -19,6 +19,10 @@
 //!   per `metadata.uid` in the organisation (without one: per agent, stream and
 //!   sequence), for the incident queue; an incident's later updates (same uid, a later
 //!   time) replace its event, never its triage status.
+//! * **Through NATS** (`vigil server run --nats URL`, [`crate::bus`]): the front door
+//!   checks a batch as above, publishes it to JetStream and answers `{"acked": LAST}`
+//!   once the stream holds it; the server process that owns the organisation's lake
+//!   takes it from there and stores it exactly as above.
 //! * **Bad input** (a stream that does not exist, a body that is not zstd, JSON lines that
 //!   are not event objects, too many records) is a 400 or 413, and nothing of the batch
 //!   is stored.
@@ -215,14 +219,89 @@ pub async fn batch(
         Ok(n) if n > 0 && !first.starts_with('+') && n < i64::MAX as u64 / 2 => n,
         _ => return Err(ApiError::NotFound),
     };
+    let zstd = headers
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes() == b"zstd");
     let lines = body_lines(&headers, &body)?;
-    let (agent_id, org) = (agent.id.clone(), agent.org);
-    let (count, findings, lines) = tokio::task::spawn_blocking(move || {
-        check_lines(&lines, &agent_id, &stream, first).map(|(n, f)| (n, f, (lines, stream)))
+    let agent_id = agent.id.clone();
+    let (count, findings, lines, stream) = tokio::task::spawn_blocking(move || {
+        check_lines(&lines, &agent_id, &stream, first).map(|(n, f)| (n, f, lines, stream))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("batch check: {e}")))??;
-    let (lines, stream) = lines;
+    let last = first + count as u64 - 1;
+    if let Some(bus) = state.bus() {
+        // Through JetStream: acknowledged once the stream holds it; an ingest worker
+        // stores it (`crate::bus`).
+        let payload = if zstd {
+            body.to_vec()
+        } else {
+            zstd::bulk::compress(&lines, 1)
+                .map_err(|e| ApiError::Internal(format!("batch compression: {e}")))?
+        };
+        let batch = crate::bus::Queued {
+            org: agent.org,
+            agent: agent.id.clone(),
+            stream,
+            first,
+            last,
+        };
+        bus.publish(&batch, payload).await?;
+        return Ok(Json(json!({ "acked": last, "queued": count })));
+    }
+    let stored = store(
+        &state, agent.org, &agent.id, &stream, first, count, &findings, &lines,
+    )
+    .await?;
+    Ok(Json(json!({ "acked": last, "stored": stored })))
+}
+
+/// A batch taken from NATS (`crate::bus`): its lines decompressed and checked as at the
+/// front door, then stored as [`batch`] stores it. Returns the records stored (0 for a
+/// batch stored already).
+pub(crate) async fn store_queued(
+    state: &AppState,
+    q: &crate::bus::Queued,
+    payload: Vec<u8>,
+) -> Result<u64, ApiError> {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "content-encoding",
+        axum::http::HeaderValue::from_static("zstd"),
+    );
+    let (agent, stream, first) = (q.agent.clone(), q.stream.clone(), q.first);
+    let (count, findings, lines) = tokio::task::spawn_blocking(move || {
+        let lines = body_lines(&h, &payload)?;
+        check_lines(&lines, &agent, &stream, first).map(|(n, f)| (n, f, lines))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("batch check: {e}")))??;
+    if first + count as u64 - 1 != q.last {
+        return Err(ApiError::BadRequest);
+    }
+    store(
+        state, q.org, &q.agent, &q.stream, first, count, &findings, &lines,
+    )
+    .await
+}
+
+/// Stores the checked batch `lines` (`count` records from `first` of `agent`'s `stream`)
+/// in `org`'s lake and its findings in the database, exactly once (see the module docs).
+/// Returns the records stored now.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one batch's parts, named at the two callers"
+)]
+async fn store(
+    state: &AppState,
+    org: i64,
+    agent: &str,
+    stream: &str,
+    first: u64,
+    count: usize,
+    findings: &[FindingRow],
+    lines: &[u8],
+) -> Result<u64, ApiError> {
     let last = first + count as u64 - 1;
     let (first_i, last_i) = (first as i64, last as i64);
     let db = state.db();
@@ -235,7 +314,7 @@ pub async fn batch(
     let acked: i64 = db
         .query_opt(
             "SELECT acked FROM ship_streams WHERE agent_id = $1 AND stream = $2",
-            &[&agent.id, &stream],
+            &[&agent, &stream],
         )
         .await?
         .map_or(0, |r| r.get(0));
@@ -243,10 +322,10 @@ pub async fn batch(
         db.execute(
             "UPDATE ship_streams SET duplicates = duplicates + $3
              WHERE agent_id = $1 AND stream = $2",
-            &[&agent.id, &stream, &(count as i64)],
+            &[&agent, &stream, &(count as i64)],
         )
         .await?;
-        return Ok(Json(json!({ "acked": last, "stored": 0 })));
+        return Ok(0);
     }
     // Records up to `acked` are stored already: the rest goes on.
     let skip = usize::try_from((acked + 1 - first_i).max(0)).unwrap_or(0);
@@ -262,7 +341,7 @@ pub async fn batch(
         rest.push(b'\n');
         n += 1;
     }
-    insert_findings(&db, org, &agent.id, &findings).await?;
+    insert_findings(&db, org, agent, findings).await?;
     // From the pending record on until the batch is recorded as stored, any way out of
     // this function leaves the lake to be settled before its next write: a pending
     // record left behind must not be read against what later batches add to the lake.
@@ -277,7 +356,7 @@ pub async fn batch(
          ON CONFLICT (agent_id, stream) DO UPDATE
          SET gaps = ship_streams.gaps + $4, pending_first = $5, pending_count = $6,
              pending_lake_seq = $7, updated_at = now()",
-        &[&agent.id, &stream, &org, &gap, &from, &(n as i64), &at],
+        &[&agent, &stream, &org, &gap, &from, &(n as i64), &at],
     )
     .await?;
     let want = store.durable() + n;
@@ -301,14 +380,14 @@ pub async fn batch(
              SET acked = $3, records = records + $4, pending_first = NULL,
                  pending_count = NULL, pending_lake_seq = NULL, updated_at = now()
              WHERE agent_id = $1 AND stream = $2",
-            &[&agent.id, &stream, &last_i, &(n as i64)],
+            &[&agent, &stream, &last_i, &(n as i64)],
         )
         .await;
     if let Err(e) = done {
         return Err(ApiError::Unavailable(format!("database: {e}")));
     }
     lake.unresolved = false;
-    Ok(Json(json!({ "acked": last, "stored": n })))
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -3,6 +3,12 @@
 //! query --store` reads it as it reads a host's store), opened on first use, with the
 //! batches a crash left pending settled against the lake's durable sequence at open
 //! (`ingest` writes them).
+//!
+//! One writer per lake, across processes: a lake is opened only under an exclusive lock
+//! (flock) on `LAKE_DIR/org=<id>.lock`, held while it is open and released by the kernel
+//! when its process ends, however it ends. Another server process on the same
+//! directory (`--nats`: the lake's owner stores what every front door queues) is told
+//! the lake is busy and never touches its log.
 
 use crate::error::ApiError;
 use std::collections::HashMap;
@@ -13,6 +19,8 @@ use tokio_postgres::Client;
 /// One organisation's lake and whether a write of it may have been left unresolved.
 pub(crate) struct OrgLake {
     pub(crate) store: Arc<vigil_store::Store>,
+    /// The lake's lock, held while it is open.
+    _lock: std::fs::File,
     /// A batch's write failed part-way: the pending records are resolved before the
     /// next write.
     pub(crate) unresolved: bool,
@@ -55,25 +63,70 @@ impl Lakes {
         }
     }
 
+    /// The lake of `org`, opened (and locked) on first use; 503 when another process
+    /// holds it.
     pub(crate) async fn get(
         &self,
         db: &Client,
         org: i64,
     ) -> Result<Arc<tokio::sync::Mutex<OrgLake>>, ApiError> {
+        self.try_get(db, org).await?.ok_or_else(|| {
+            ApiError::Unavailable(format!(
+                "the lake of organisation {org} is written by another server process"
+            ))
+        })
+    }
+
+    /// Whether this process holds `org`'s lake open.
+    pub async fn holds(&self, org: i64) -> bool {
+        self.open.lock().await.contains_key(&org)
+    }
+
+    /// The lake of `org`, opened (and locked) on first use; `None` when another process
+    /// holds its lock.
+    pub(crate) async fn try_get(
+        &self,
+        db: &Client,
+        org: i64,
+    ) -> Result<Option<Arc<tokio::sync::Mutex<OrgLake>>>, ApiError> {
         let mut open = self.open.lock().await;
         if let Some(l) = open.get(&org) {
-            return Ok(Arc::clone(l));
+            return Ok(Some(Arc::clone(l)));
         }
-        let dir = self
-            .org_dir(org)
+        let root = self
+            .dir
+            .clone()
             .ok_or_else(|| ApiError::Unavailable("this server keeps no lake".into()))?;
+        let dir = root.join(format!("org={org}"));
         let cfg = vigil_store::StoreConfig::new(dir.clone());
-        let (store, problems) = tokio::task::spawn_blocking(move || {
-            vigil_store::Store::open(cfg, vigil_event::time::now_ms())
+        let opened = tokio::task::spawn_blocking(move || {
+            // The lock first: the store's recovery cuts a log's tail, which only its one
+            // writer may do.
+            std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+            let path = root.join(format!("org={org}.lock"));
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(format!("{}: {e}", path.display()))
+                }
+            }
+            let (store, problems) = vigil_store::Store::open(cfg, vigil_event::time::now_ms())
+                .map_err(|p| p.to_string())?;
+            Ok(Some((store, problems, lock)))
         })
         .await
         .map_err(|e| ApiError::Internal(format!("lake open: {e}")))?
-        .map_err(|p| ApiError::Unavailable(format!("lake of organisation {org}: {p}")))?;
+        .map_err(|p: String| ApiError::Unavailable(format!("lake of organisation {org}: {p}")))?;
+        let Some((store, problems, lock)) = opened else {
+            return Ok(None);
+        };
         for p in problems {
             tracing::warn!(org, "lake recovery: {p}");
         }
@@ -82,10 +135,11 @@ impl Lakes {
         tracing::info!(org, dir = %dir.display(), durable = store.durable(), "lake open");
         let lake = Arc::new(tokio::sync::Mutex::new(OrgLake {
             store,
+            _lock: lock,
             unresolved: false,
         }));
         open.insert(org, Arc::clone(&lake));
-        Ok(lake)
+        Ok(Some(lake))
     }
 }
 

@@ -5,7 +5,9 @@
 //! password and TOTP (a session cookie with CSRF protection) or use API tokens; roles
 //! admin, analyst and viewer; organisations isolated from each other; every state change
 //! and every refusal in the audit log. State lives in PostgreSQL. The web console
-//! ([`console`]) is served from the binary.
+//! ([`console`]) is served from the binary. With NATS ([`bus`]), several server
+//! processes share the work: any takes batches, the one holding an organisation's lake
+//! stores them.
 //!
 //! [`routes::app`] is the Router (tests call it without a socket); [`server::start`]
 //! serves it over TLS; [`server::init`] sets a server up.
@@ -14,6 +16,7 @@ pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod bus;
 pub mod ca;
 pub mod console;
 pub mod db;

@@ -235,6 +235,8 @@ pub struct Running {
     pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    /// The NATS tasks (control, ingest), when the server runs with NATS.
+    bus_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -244,6 +246,12 @@ impl Running {
             let _ = s.send(());
         }
         let _ = (&mut self.task).await;
+        // A batch being stored when its worker is stopped is left unacknowledged: NATS
+        // delivers it again, and the lake's bookkeeping stores it once.
+        for t in self.bus_tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
         self.state.lakes().close().await;
     }
 }
@@ -272,7 +280,15 @@ pub async fn start(
     if settings.lake.is_none() {
         settings.lake = Some(data.join("lake"));
     }
+    let nats = settings.nats.clone();
     let state = AppState::with_db(db, ca, settings);
+    let mut bus_tasks = Vec::new();
+    if let Some(url) = nats {
+        let bus = crate::bus::Bus::connect(&url).await?;
+        bus_tasks = crate::bus::start(&state, &bus).await?;
+        state.set_bus(bus);
+        tracing::info!(%url, "NATS: batches go through JetStream; this process stores the lakes it holds");
+    }
     let router = routes::app(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(tls::serve(
@@ -289,6 +305,7 @@ pub async fn start(
         state,
         stop: Some(stop),
         task,
+        bus_tasks,
     })
 }
 

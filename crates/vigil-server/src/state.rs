@@ -30,6 +30,10 @@ pub struct Settings {
     /// The engine behind event search (`crate::search`); `None`: searches are answered
     /// 503.
     pub search: Option<std::sync::Arc<dyn crate::search::Search>>,
+    /// NATS (`nats://HOST:PORT`): agents' batches go through JetStream to the process
+    /// that holds their organisation's lake, and revocations and wake-ups reach every
+    /// process (`crate::bus`); `None`: this process stores what it receives itself.
+    pub nats: Option<String>,
 }
 
 impl Default for Settings {
@@ -42,6 +46,7 @@ impl Default for Settings {
             max_body: 64 * 1024,
             lake: None,
             search: None,
+            nats: None,
         }
     }
 }
@@ -158,6 +163,8 @@ pub struct Inner {
     pub wakers: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     /// Event searches running now, at most `crate::search::CONCURRENT`.
     pub searches: Arc<tokio::sync::Semaphore>,
+    /// NATS, when the server runs with it (set once at start).
+    pub bus: std::sync::OnceLock<crate::bus::Bus>,
 }
 
 impl AppState {
@@ -180,6 +187,7 @@ impl AppState {
             revocations,
             wakers: Mutex::new(HashMap::new()),
             searches: Arc::new(tokio::sync::Semaphore::new(crate::search::CONCURRENT)),
+            bus: std::sync::OnceLock::new(),
         }))
     }
 
@@ -208,9 +216,28 @@ impl AppState {
         self.0.limiter.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Closes the open connections a revocation covers (the database says revoked
-    /// already: new connections are refused at the handshake).
+    /// NATS, when the server runs with it.
+    pub fn bus(&self) -> Option<&crate::bus::Bus> {
+        self.0.bus.get()
+    }
+
+    /// Sets the server's NATS connection (once; later calls are ignored).
+    pub fn set_bus(&self, bus: crate::bus::Bus) {
+        let _ = self.0.bus.set(bus);
+    }
+
+    /// Closes the open connections a revocation covers, in this process and, through
+    /// NATS, in every other (the database says revoked already: new connections are
+    /// refused at the handshake).
     pub fn revoke(&self, r: Revocation) {
+        if let Some(bus) = self.bus() {
+            bus.revoke(&r);
+        }
+        self.revoke_here(r);
+    }
+
+    /// Closes the open connections of this process a revocation covers.
+    pub fn revoke_here(&self, r: Revocation) {
         // No receiver (no agent connected) is not an error.
         let _ = self.0.revocations.send(r);
     }
@@ -227,8 +254,17 @@ impl AppState {
         map.entry(agent.to_string()).or_default().clone()
     }
 
-    /// Wakes `agent`'s waiting action collection, if one waits in this process.
+    /// Wakes `agent`'s waiting action collection, in this process and, through NATS, in
+    /// every other.
     pub fn wake_agent(&self, agent: &str) {
+        if let Some(bus) = self.bus() {
+            bus.wake(agent);
+        }
+        self.wake_here(agent);
+    }
+
+    /// Wakes `agent`'s waiting action collection, if one waits in this process.
+    pub fn wake_here(&self, agent: &str) {
         let map = self.0.wakers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = map.get(agent) {
             n.notify_waiters();

@@ -1,5 +1,6 @@
 //! Test support: a throwaway PostgreSQL server (`scripts/postgres`, one per test
-//! process, stopped when the process exits) and a fresh database per test.
+//! process, stopped when the process exits) and a fresh database per test; throwaway
+//! NATS servers (`scripts/nats`).
 //! For tests only; nothing here runs in a server.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -52,6 +53,61 @@ pub async fn fresh_database() -> Result<String, String> {
         .await
         .map_err(|e| format!("CREATE DATABASE: {e}"))?;
     Ok(base.replace("dbname=postgres", &format!("dbname={name}")))
+}
+
+/// A throwaway NATS server with JetStream (`scripts/nats`), one per call (each test its
+/// own stream and consumers), stopped when dropped or when the test process exits.
+#[derive(Debug)]
+pub struct Nats {
+    /// Its URL (`nats://127.0.0.1:PORT`).
+    pub url: String,
+    dir: String,
+}
+
+impl Nats {
+    fn script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nats")
+    }
+
+    /// Starts one.
+    pub fn start() -> Result<Nats, String> {
+        let out = std::process::Command::new(Self::script())
+            .args(["start", "--owner-pid", &std::process::id().to_string()])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| format!("scripts/nats: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("scripts/nats start failed: {}", out.status));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (url, dir) = text
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| format!("scripts/nats printed {text:?}"))?;
+        Ok(Nats {
+            url: url.to_string(),
+            dir: dir.to_string(),
+        })
+    }
+
+    /// Kills it (SIGKILL) and starts it again on the same port and store.
+    pub fn restart(&self) -> Result<(), String> {
+        let st = std::process::Command::new(Self::script())
+            .args(["restart", &self.dir])
+            .status()
+            .map_err(|e| format!("scripts/nats: {e}"))?;
+        st.success()
+            .then_some(())
+            .ok_or_else(|| format!("scripts/nats restart failed: {st}"))
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(Self::script())
+            .args(["stop", &self.dir])
+            .status();
+    }
 }
 
 /// A temporary directory removed on drop.

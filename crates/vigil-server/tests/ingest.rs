@@ -639,3 +639,184 @@ async fn a_postgresql_restart_mid_stream_loses_and_doubles_nothing() {
         sent.len() as i64
     );
 }
+
+/// A Router and its state on `w`'s database and lake, with NATS at `nats` (as `vigil
+/// server run --nats` wires it: the control subscriber and the ingest workers running);
+/// the tasks, to stop it as a killed process stops.
+async fn process_on_nats(
+    w: &World,
+    nats: &str,
+) -> (Router, AppState, Vec<tokio::task::JoinHandle<()>>) {
+    let (r, state) = router(w).await;
+    let bus = vigil_server::bus::Bus::connect(nats).await.expect("NATS");
+    let tasks = vigil_server::bus::start(&state, &bus)
+        .await
+        .expect("bus tasks");
+    state.set_bus(bus);
+    (r, state, tasks)
+}
+
+async fn until(secs: u64, mut ok: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if ok().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ok().await
+}
+
+/// Sends `all`'s records in batches of 100, the `batches`th ones, until each is
+/// acknowledged.
+async fn hundreds(r: &Router, a: &AgentIdentity, all: &[String], batches: std::ops::Range<u64>) {
+    for i in batches {
+        let at = i as usize * 100;
+        send_until_acked(r, a, i * 100 + 1, &all[at..at + 100]).await;
+    }
+}
+
+/// Two server processes on one database, one data directory and one NATS: batches taken
+/// by one front door are stored by the process holding the lake; when that process
+/// ends (its lake's lock released), the other takes the lake within seconds and stores
+/// the rest; NATS killed and restarted mid-stream refuses batches with 503 meanwhile
+/// (the agent keeps them) and loses none. Afterwards the lake holds every record once,
+/// in the agent's order, and the finding is in PostgreSQL once.
+#[tokio::test]
+async fn two_processes_and_jetstream_store_every_batch_once_through_a_process_end_and_a_nats_restart(
+) {
+    let nats = vigil_server::testing::Nats::start().expect("NATS");
+    let w = world().await;
+    let a = &w.agents[0];
+    let org = w.orgs[0];
+    // B first: it holds the lake.
+    let (_rb, sb, tb) = process_on_nats(&w, &nats.url).await;
+    assert!(
+        until(10, async || sb.lakes().holds(org).await).await,
+        "B takes the lake"
+    );
+    let (ra, sa, _ta) = process_on_nats(&w, &nats.url).await;
+    let all: Vec<String> = (1..=3000).map(event).collect();
+    // 10 batches of 100 through A's front door: queued, stored by B.
+    for i in 0..10 {
+        let v = events_ok(
+            &ra,
+            a,
+            i * 100 + 1,
+            &all[i as usize * 100..(i as usize + 1) * 100],
+        )
+        .await;
+        assert_eq!(v, json!({ "acked": (i + 1) * 100, "queued": 100 }));
+    }
+    assert!(
+        until(20, async || lake_uids(w.data.path(), org).len() == 1000).await,
+        "B stores what A queued: {}",
+        lake_uids(w.data.path(), org).len()
+    );
+    assert!(!sa.lakes().holds(org).await, "A never opened the lake");
+    // A replay of a stored batch (its answer lost): acknowledged, not stored again.
+    events_ok(&ra, a, 101, &all[100..200]).await;
+    // B ends mid-stream: its tasks stopped where they were, its lakes dropped (their
+    // locks released) as at a process's death.
+    hundreds(&ra, a, &all, 10..15).await;
+    for t in tb {
+        t.abort();
+    }
+    drop(_rb);
+    drop(sb);
+    hundreds(&ra, a, &all, 15..20).await;
+    assert!(
+        until(30, async || sa.lakes().holds(org).await).await,
+        "A takes the lake"
+    );
+    // NATS killed and started again: the front door refuses (503) until it is back.
+    nats.restart().expect("NATS restart");
+    hundreds(&ra, a, &all, 20..30).await;
+    let (s, v) = send(
+        &ra,
+        Some(a),
+        "/agent/v1/batches/findings/1",
+        lines(&[finding(1)]),
+        true,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        until(60, async || lake_uids(w.data.path(), org).len() >= 3001).await,
+        "everything is stored: {}",
+        lake_uids(w.data.path(), org).len()
+    );
+    // Nothing more arrives late.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let mut want = uids(&all);
+    want.push("f1".into());
+    let mut got = lake_uids(w.data.path(), org);
+    // The findings stream is its own: its record is somewhere in the lake's order.
+    let at = got
+        .iter()
+        .position(|u| u == "f1")
+        .expect("the finding is in the lake");
+    let f = got.remove(at);
+    got.push(f);
+    assert_eq!(got.len(), want.len(), "every record once");
+    assert_eq!(got, want, "in the agent's order");
+    assert_eq!(acked(&sa, &a.id, "events").await, 3000);
+    let n: i64 = sa
+        .db()
+        .query_one("SELECT count(*) FROM findings WHERE uid = 'f1'", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+/// A revocation and a wake-up made through one process reach the other through NATS
+/// within a second.
+#[tokio::test]
+async fn revocations_and_wake_ups_reach_every_process() {
+    let nats = vigil_server::testing::Nats::start().expect("NATS");
+    let w = world().await;
+    let (_ra, sa, _ta) = process_on_nats(&w, &nats.url).await;
+    let (_rb, sb, _tb) = process_on_nats(&w, &nats.url).await;
+    let mut revocations = sb.revocations();
+    let waker = sb.agent_waker("agent-0");
+    let woken = waker.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    // The subscriptions are live once a message makes the round trip.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let t = std::time::Instant::now();
+    sa.revoke(vigil_server::state::Revocation::Org(w.orgs[1]));
+    let r = tokio::time::timeout(std::time::Duration::from_secs(1), revocations.recv())
+        .await
+        .expect("the revocation reaches B within a second")
+        .expect("received");
+    assert!(matches!(r, vigil_server::state::Revocation::Org(o) if o == w.orgs[1]));
+    eprintln!("revocation across processes in {:?}", t.elapsed());
+    sa.wake_agent("agent-0");
+    tokio::time::timeout(std::time::Duration::from_secs(1), woken)
+        .await
+        .expect("the wake-up reaches B within a second");
+}
+
+/// Two processes without NATS on one data directory: the lake is written by one only;
+/// the other answers 503 (the agent keeps its batch) instead of touching its log.
+#[tokio::test]
+async fn a_second_process_never_writes_a_lake_another_holds() {
+    let w = world().await;
+    let (ra, _sa) = router(&w).await;
+    let (rb, _sb) = router(&w).await;
+    let a = &w.agents[0];
+    events_ok(&ra, a, 1, &[event(1)]).await;
+    let (s, _) = send(
+        &rb,
+        Some(a),
+        "/agent/v1/batches/events/2",
+        lines(&[event(2)]),
+        true,
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    events_ok(&ra, a, 2, &[event(2)]).await;
+    assert_eq!(lake_uids(w.data.path(), w.orgs[0]), vec!["e1", "e2"]);
+}

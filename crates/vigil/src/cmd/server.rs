@@ -103,6 +103,12 @@ pub struct RunArgs {
     /// Seconds between agents' heartbeats.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     heartbeat_secs: u64,
+    /// NATS with JetStream (`nats://HOST:PORT`): server processes on the same database
+    /// and data directory share the work through it (any takes agents' batches, the one
+    /// holding an organisation's lake stores them), and revocations and wake-ups reach
+    /// them all. Without it, this process stores what it receives itself.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
 }
 
 /// Runs `vigil server`.
@@ -163,6 +169,7 @@ fn serve(a: RunArgs) -> Result<ExitCode> {
         session_ttl: std::time::Duration::from_secs(a.session_secs.max(60)),
         heartbeat_secs: a.heartbeat_secs.clamp(1, 3600),
         search: Some(std::sync::Arc::new(crate::cmd::server_search::LakeSearch)),
+        nats: a.nats,
         ..vigil_server::Settings::default()
     };
     vigil_server::server::run(&a.common.data, &a.common.db.db, a.listen, settings)
