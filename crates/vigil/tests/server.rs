@@ -124,6 +124,11 @@ fn init_server(data: &Path, db: &str) -> String {
 /// `vigil server run` on `data` and `db` at 127.0.0.1:`port`, once it accepts
 /// connections (heartbeats asked every second).
 fn run_server(data: &Path, db: &str, port: u16) -> Server {
+    run_server_with(data, db, port, &[])
+}
+
+/// `run_server` with more arguments.
+fn run_server_with(data: &Path, db: &str, port: u16, more: &[&str]) -> Server {
     let server = Server(
         vigil()
             .args(["server", "run", "--data"])
@@ -136,6 +141,7 @@ fn run_server(data: &Path, db: &str, port: u16) -> Server {
                 "--heartbeat-secs",
                 "1",
             ])
+            .args(more)
             .stdout(Stdio::null())
             .spawn()
             .expect("vigil server run"),
@@ -950,6 +956,106 @@ fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
     }
     // One finding per trigger, each once: the rule's title names the marker.
     assert_eq!(findings_of(&api, org, &marker).len(), 2);
+}
+
+/// Whether some process holds the lock of `org`'s lake (`vigil_server::lake`).
+fn lake_held(data: &Path, org: i64) -> bool {
+    let path = data.join("lake").join(format!("org={org}.lock"));
+    let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) else {
+        return false;
+    };
+    matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// Two `vigil server run --nats` processes on one database, one data directory and one
+/// NATS (`scripts/nats`), the real agent shipping through one of them (A) while the
+/// other (B) holds the organisation's lake and stores what A queues: B is killed
+/// (SIGKILL) mid-stream, and NATS killed and restarted. A takes the lake; afterwards it
+/// holds every event the agent wrote exactly once (compared as a multiset with the
+/// agent's own events output), and each finding is in the organisation's findings once.
+#[test]
+fn two_servers_and_nats_lose_and_double_nothing_when_one_is_killed_mid_stream() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let nats = vigil_server::testing::Nats::start().expect("NATS");
+    let mut f = fleet("nats-e2e");
+    drop(f.server.take());
+    let (db, data, org) = (f.db.clone(), f.data.clone(), f.org);
+    let with_nats = ["--nats", nats.url.as_str()];
+    // B first, so that it is B that holds the lake.
+    let mut b = Some(run_server_with(&data, &db, free_port(), &with_nats));
+    assert!(wait_until(20, || lake_held(&data, org)), "B takes the lake");
+    let _a = run_server_with(&data, &db, f.port, &with_nats);
+    let api = &f.api;
+    let marker = format!("vigil-nats-{}", std::process::id());
+    let (mut agent, events, log) = marker_agent(&f.agent_dir, &marker);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(30, || log_text().contains("shipping to the server")
+            && log_text().contains("agent running")),
+        "{}",
+        log_text()
+    );
+    activity(100);
+    let t = Instant::now();
+    trigger(&format!("{marker}-before"));
+    assert!(
+        wait_until(20, || findings_of(api, org, &marker).len() == 1),
+        "the finding reaches the console through A, NATS and B: {}",
+        log_text()
+    );
+    eprintln!(
+        "finding visible through A, NATS and B {:?} after its trigger",
+        t.elapsed()
+    );
+    let lake = data.join("lake").join(format!("org={org}"));
+    activity(50);
+    assert!(
+        wait_until(20, || lake_events(&lake).len() >= 100),
+        "B stores what A queues"
+    );
+    activity(50);
+    // B killed mid-stream: its lock released with it, A takes the lake.
+    drop(b.take());
+    activity(100);
+    trigger(&format!("{marker}-after"));
+    activity(100);
+    // NATS killed and started again: A answers 503 meanwhile, the agent keeps its queue.
+    nats.restart().expect("NATS restart");
+    activity(50);
+    assert!(
+        wait_until(60, || findings_of(api, org, &marker).len() == 2),
+        "the finding made after B's death arrives: {}",
+        log_text()
+    );
+    let by_now = written_events(&events).len();
+    assert!(
+        wait_until(60, || lake_events(&lake).len() >= by_now),
+        "the backlog reaches the lake: {}",
+        log_text()
+    );
+    let written = stop_agent(&mut agent, &events, &log);
+    assert!(
+        wait_until(30, || lake_events(&lake).len() >= written.len()),
+        "{}",
+        log_text()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let stored = lake_events(&lake);
+    assert!(written.len() > 500, "{} events", written.len());
+    assert_eq!(
+        stored.len(),
+        written.len(),
+        "every event once (lake {} / agent {})",
+        stored.len(),
+        written.len()
+    );
+    assert!(
+        stored == written,
+        "the lake holds exactly the agent's events"
+    );
+    assert_eq!(findings_of(api, org, &marker).len(), 2);
 }
 
 /// Waits for the next TOTP step: each step's code is taken once per user.
