@@ -135,7 +135,8 @@ pub async fn heartbeat(
     if body::text(&body.hostname, 255).is_err() || body::text(&body.version, 64).is_err() {
         return Err(ApiError::BadRequest);
     }
-    let stats = Value::Object(body.stats).to_string();
+    let stats_map = body.stats;
+    let stats = Value::Object(stats_map.clone()).to_string();
     if stats.len() > 16384 || stats.contains("\\u0000") {
         return Err(ApiError::BadRequest);
     }
@@ -153,10 +154,24 @@ pub async fn heartbeat(
     if let Some(isolated) = body.isolated {
         set_isolated(&state, &agent, isolated).await?;
     }
-    Ok(Json(json!({
+    // Content rollout: what this agent should run. A failure here never fails the
+    // heartbeat (the next one asks again).
+    let content =
+        match crate::content::on_heartbeat(&state, &agent, &body.hostname, &stats_map).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(agent = %agent.id, "content rollout: {e:?}");
+                None
+            }
+        };
+    let mut answer = json!({
         "ok": true,
         "heartbeat_secs": state.settings().heartbeat_secs,
-    })))
+    });
+    if let Some(c) = content {
+        answer["content"] = c;
+    }
+    Ok(Json(answer))
 }
 
 /// Records whether an agent's host is isolated, as the agent said.

@@ -10,8 +10,8 @@
 //!   stream's duplicate window is held once), and answers the agent only when the
 //!   stream has acknowledged it. When NATS cannot be reached, or the stream is full
 //!   (discard new), the agent is answered 503 and keeps the batch in its queue.
-//! * **Ingest workers.** Every process looks each second for organisations whose lake
-//!   no process holds (`crate::lake`'s lock) and takes them. For each lake it owns it
+//! * **Ingest workers.** Every process looks each second for organisations (with
+//!   agents) whose lake no process holds (`crate::lake`'s lock) and takes them. For each lake it owns it
 //!   reads the durable pull consumer `ingest-<org>` (filtered on the organisation's
 //!   subject, one message in flight, so an agent's batches are stored in the order it
 //!   sent them), stores each batch through `ingest` (exactly once, whatever is
@@ -238,7 +238,9 @@ async fn claim_lakes(state: AppState, bus: Bus) {
     loop {
         workers.0.retain(|_, w| !w.is_finished());
         let db = state.db();
-        let orgs: Vec<i64> = match db.query("SELECT id FROM organisations", &[]).await {
+        // Organisations with agents: a lake is a store with threads of its own, not
+        // opened for an organisation that has nothing to ship.
+        let orgs: Vec<i64> = match db.query("SELECT DISTINCT org_id FROM agents", &[]).await {
             Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
             Err(e) => {
                 tracing::debug!("ingest: cannot list organisations: {e}");
@@ -334,8 +336,8 @@ async fn work(state: AppState, bus: Bus, org: i64) {
                 }
             };
             let Some(q) = Queued::from_headers(org, m.headers.as_ref()) else {
-                // Not a front door's message: kept in the stream (not acknowledged, never
-                // delivered again) for someone to look at, and said loudly.
+                // Not a front door's message (nothing of this server publishes one):
+                // never delivered again, and said loudly.
                 tracing::error!(org, subject = %m.subject, "ingest: a message without a batch's headers is set aside");
                 let _ = m.ack_with(jetstream::AckKind::Term).await;
                 continue;

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_ingest.sql"),
     include_str!("../migrations/0003_response.sql"),
     include_str!("../migrations/0004_triage.sql"),
+    include_str!("../migrations/0005_content.sql"),
 ];
 
 /// The newest schema version this binary knows.

@@ -19,6 +19,7 @@ pub mod body;
 pub mod bus;
 pub mod ca;
 pub mod console;
+pub mod content;
 pub mod db;
 pub mod error;
 pub mod ingest;

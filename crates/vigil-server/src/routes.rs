@@ -6,6 +6,7 @@ use crate::agents;
 use crate::api;
 use crate::auth::{self, Access, Role};
 use crate::console;
+use crate::content;
 use crate::error::ApiError;
 use crate::ingest;
 use crate::response;
@@ -220,7 +221,48 @@ fn table() -> Vec<Entry> {
             Org(Analyst),
             triage::add_note,
         ),
-        route(post, "/api/v1/orgs/{org}/search", Org(Viewer), api::search),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/search",
+            Org(Viewer),
+            api::search,
+        ),
+        route(
+            get.clone(),
+            "/api/v1/orgs/{org}/content",
+            Org(Viewer),
+            content::list,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/content",
+            Org(Admin),
+            content::upload,
+        ),
+        route(
+            get.clone(),
+            "/api/v1/orgs/{org}/rollouts",
+            Org(Viewer),
+            content::rollouts,
+        ),
+        route(
+            post.clone(),
+            "/api/v1/orgs/{org}/rollouts",
+            Org(Admin),
+            content::start,
+        ),
+        route(
+            post,
+            "/api/v1/orgs/{org}/rollouts/{rollout}/halt",
+            Org(Admin),
+            content::halt_request,
+        ),
+        route(
+            get.clone(),
+            "/agent/v1/content/{version}",
+            Agent,
+            content::fetch,
+        ),
         route(get.clone(), "/", Public, console::index),
         route(get.clone(), "/console/app.js", Public, console::app_js),
         route(get.clone(), "/console/app.css", Public, console::app_css),
@@ -286,6 +328,10 @@ pub fn app(state: AppState) -> Router {
         if spec.path.starts_with("/agent/v1/batches/") {
             // Agents' batches: larger than any other body (the guard runs first).
             guarded = guarded.layer(DefaultBodyLimit::max(ingest::MAX_BODY));
+        }
+        if spec.path == "/api/v1/orgs/{org}/content" {
+            // Content bundles: their files as JSON text, escapes included.
+            guarded = guarded.layer(DefaultBodyLimit::max(content::MAX_BUNDLE * 2));
         }
         router = router.route(spec.path, guarded);
     }

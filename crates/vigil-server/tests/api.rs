@@ -571,6 +571,8 @@ fn body_for(method: &Method, path: &str, ids: &BTreeMap<&str, String>) -> Option
         p if p.ends_with("/actions") && p.starts_with("/api/") => json!({ "kind": "isolate" }),
         "/agent/v1/actions" => json!({ "wait_ms": 0 }),
         p if p.ends_with("/search") => json!({ "query": "process_activity | take 1" }),
+        p if p.ends_with("/content") => json!({ "files": { "bundle.toml": "version = \"x\"" } }),
+        p if p.ends_with("/rollouts") => json!({ "version": "v1", "canary_group": "servers" }),
         "/api/v1/me/password" => json!({ "current": "x", "new": "yyyyyyyyyyyyyyyy" }),
         "/api/v1/login" => json!({ "user": "alice", "password": "x", "totp": "000000" }),
         "/agent/v1/enroll" => json!({ "token": "vet_forged", "csr": "x", "hostname": "h" }),
@@ -594,6 +596,8 @@ fn concrete(path: &str, org: &str, ids: &BTreeMap<&str, String>) -> String {
         .replace("{uid}", "f1")
         .replace("{first}", "1")
         .replace("{story}", "story-1")
+        .replace("{rollout}", "1")
+        .replace("{version}", "v1")
 }
 
 /// Every route of the Router, tried by beta's admin on alpha's objects: an organisation
@@ -627,6 +631,10 @@ async fn every_route_refuses_other_organisations() {
         ),
         (
             ("POST", "/agent/v1/actions"),
+            "the agent's certificate decides the organisation",
+        ),
+        (
+            ("GET", "/agent/v1/content/{version}"),
             "the agent's certificate decides the organisation",
         ),
         (("GET", "/"), "public: the console's page"),
@@ -1054,7 +1062,8 @@ async fn malformed_and_oversized_bodies_are_refused_with_4xx() {
                 r.json["error"].is_string(),
                 "{what} to {path}: a JSON error body"
             );
-            if *what == "oversized" && spec.access != Access::Agent {
+            // (Content bundles have a limit of their own, tried in the rollout test.)
+            if *what == "oversized" && spec.access != Access::Agent && !path.ends_with("/content") {
                 assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
             }
             tried += 1;
@@ -1762,4 +1771,302 @@ async fn bulk_triage_assignment_and_notes_stay_within_the_organisation() {
     for a in ["finding.status.bulk", "finding.assign", "story.note"] {
         assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
     }
+}
+
+/// A call from an agent with any method and no body.
+async fn agent_get(router: &Router, agent: &AgentIdentity, path: &str) -> Resp {
+    let mut req = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .body(Body::empty())
+        .expect("request");
+    req.extensions_mut().insert(ConnInfo {
+        peer: Some("192.0.2.9:40000".parse().expect("peer")),
+        agent: Some(agent.clone()),
+    });
+    let resp = router.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
+        .await
+        .expect("body");
+    Resp {
+        status,
+        headers,
+        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+/// A content bundle's files (the agent's format): one Sigma rule, the manifest with its
+/// SHA-256.
+fn bundle(version: &str, rule: &str) -> Value {
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(rule.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let manifest = format!("version = \"{version}\"\n\n[files]\n\"sigma/r.yml\" = \"{hash}\"\n");
+    json!({ "files": { "bundle.toml": manifest, "sigma/r.yml": rule } })
+}
+
+/// A heartbeat with `stats` (a running agent's: started at `started`, `cpu` ms of CPU
+/// at `sent`), running `content`; the answer's `content`.
+async fn beat(fx: &Fx, agent: &AgentIdentity, content: &str, extra: Value) -> Value {
+    let mut stats = json!({
+        "content_version": content,
+        "agent_started_ms": 1_000,
+        "sent_ms": 100_000,
+        "cpu_ms": 1_000,
+        "sensor_lost": 0,
+        "sensor_received": 10_000,
+    });
+    if let (Some(s), Value::Object(e)) = (stats.as_object_mut(), extra) {
+        s.extend(e);
+    }
+    let r = agent_call(
+        &fx.router,
+        agent,
+        "/agent/v1/heartbeat",
+        json!({ "hostname": format!("host-{}", &agent.id[..6]), "version": "1", "stats": stats }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    r.json["content"].clone()
+}
+
+async fn rollout_state(fx: &Fx, org: i64, session: &Session) -> Value {
+    let r = call(
+        fx,
+        Method::GET,
+        &format!("/api/v1/orgs/{org}/rollouts"),
+        Auth::Session(session),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    r.json["rollouts"][0].clone()
+}
+
+/// A staged content rollout through the API and agents' heartbeats: bundles checked at
+/// upload; the canary group's agent offered the bundle first, the other agent only once
+/// the canary has run it for the canary time, then complete; a canary refusing the next
+/// bundle halts that rollout (the other agent never offered it), and a canary that
+/// restarts while running the one after halts it and is told to leave it. Each step is
+/// audited; another organisation's agent cannot fetch the bundle.
+#[tokio::test]
+async fn a_rollout_reaches_the_canaries_first_and_halts_on_their_health() {
+    let w = world().await;
+    let fx = &w.fx;
+    let org = w.alpha;
+    let db = fx.state.db();
+    let canary = AgentIdentity {
+        id: w.ids["agent"].clone(),
+        org,
+        group: w.ids["group"].parse().expect("group"),
+    };
+    // A second agent of alpha, in another group, and one of beta.
+    let mut others = Vec::new();
+    for (id, o, name) in [
+        ("agent-db", org, "databases"),
+        ("agent-beta", w.beta, "beta-servers"),
+    ] {
+        let g: i64 = db
+            .query_one(
+                "INSERT INTO host_groups (org_id, name) VALUES ($1, $2) RETURNING id",
+                &[&o, &name],
+            )
+            .await
+            .expect("group")
+            .get(0);
+        db.execute(
+            "INSERT INTO agents (id, org_id, group_id, cert_serial, cert_sha256, hostname)
+             VALUES ($1, $2, $3, $1, sha256(convert_to($1, 'UTF8')), $1)",
+            &[&id, &o, &g],
+        )
+        .await
+        .expect("agent");
+        others.push(AgentIdentity {
+            id: id.into(),
+            org: o,
+            group: g,
+        });
+    }
+    let (rest, stranger) = (&others[0], &others[1]);
+    let (content_path, rollouts_path) = (
+        format!("/api/v1/orgs/{org}/content"),
+        format!("/api/v1/orgs/{org}/rollouts"),
+    );
+    let upload = |b: Value| {
+        call(
+            fx,
+            Method::POST,
+            &content_path,
+            Auth::Session(&w.alice),
+            Some(b),
+        )
+    };
+    let start = |v: &str, secs: i32| {
+        call(
+            fx,
+            Method::POST,
+            &rollouts_path,
+            Auth::Session(&w.alice),
+            Some(json!({ "version": v, "canary_group": "servers", "canary_secs": secs })),
+        )
+    };
+    // Upload: good, the same version again, a file changed after sealing, a path out of
+    // the bundle, a viewer.
+    let rule = "title: r\nlogsource: {product: linux}\ndetection: {s: {a: b}, condition: s}\n";
+    assert_eq!(upload(bundle("v1", rule)).await.status, StatusCode::OK);
+    assert_eq!(
+        upload(bundle("v1", rule)).await.status,
+        StatusCode::CONFLICT
+    );
+    let mut tampered = bundle("v9", rule);
+    tampered["files"]["sigma/r.yml"] = json!("title: other\n");
+    assert_eq!(upload(tampered).await.status, StatusCode::BAD_REQUEST);
+    let mut escape = bundle("v9", rule);
+    escape["files"]["../../etc/cron.d/x"] = json!("x");
+    assert_eq!(upload(escape).await.status, StatusCode::BAD_REQUEST);
+    let r = call(
+        fx,
+        Method::POST,
+        &format!("/api/v1/orgs/{org}/content"),
+        Auth::Bearer(&w.viewer_token),
+        Some(bundle("v9", rule)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let huge = bundle("v9", &"x".repeat(33 << 20));
+    assert_eq!(upload(huge).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    for v in ["v2", "v3"] {
+        assert_eq!(upload(bundle(v, rule)).await.status, StatusCode::OK);
+    }
+    // No canary seen yet: refused.
+    assert_eq!(start("v1", 1).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(beat(fx, &canary, "base", json!({})).await, Value::Null);
+    assert_eq!(beat(fx, rest, "base", json!({})).await, Value::Null);
+    let r = start("v1", 1).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["agents"], 2);
+    assert_eq!(start("v2", 1).await.status, StatusCode::CONFLICT);
+    // The canary is offered v1; the rest waits.
+    assert_eq!(
+        beat(fx, &canary, "base", json!({})).await,
+        json!({ "version": "v1" })
+    );
+    assert_eq!(beat(fx, rest, "base", json!({})).await, Value::Null);
+    let got = agent_get(&fx.router, &canary, "/agent/v1/content/v1").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.json["files"], bundle("v1", rule)["files"]);
+    assert_eq!(
+        agent_get(&fx.router, stranger, "/agent/v1/content/v1")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        agent_get(&fx.router, &canary, "/agent/v1/content/..")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // It runs it; after the canary time, healthy, the rest is offered it.
+    assert_eq!(beat(fx, &canary, "v1", json!({})).await, Value::Null);
+    assert_eq!(rollout_state(fx, org, &w.alice).await["state"], "canary");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    beat(
+        fx,
+        &canary,
+        "v1",
+        json!({ "sent_ms": 101_000, "cpu_ms": 1_010 }),
+    )
+    .await;
+    assert_eq!(rollout_state(fx, org, &w.alice).await["state"], "rollout");
+    assert_eq!(
+        beat(fx, rest, "base", json!({})).await,
+        json!({ "version": "v1" })
+    );
+    beat(fx, rest, "v1", json!({})).await;
+    let state = rollout_state(fx, org, &w.alice).await;
+    assert_eq!(state["state"], "complete", "{state}");
+
+    // v2: the canary refuses it; halted, and the rest never offered it.
+    assert_eq!(start("v2", 1).await.status, StatusCode::OK);
+    assert_eq!(
+        beat(fx, &canary, "v1", json!({})).await,
+        json!({ "version": "v2" })
+    );
+    beat(
+        fx,
+        &canary,
+        "v1",
+        json!({ "content_refused": "v2: sigma/r.yml: the trial took 9 s" }),
+    )
+    .await;
+    let state = rollout_state(fx, org, &w.alice).await;
+    assert_eq!(state["state"], "halted");
+    assert!(
+        state["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("refused the bundle"),
+        "{state}"
+    );
+    assert_eq!(beat(fx, rest, "v1", json!({})).await, Value::Null);
+
+    // v3: the canary runs it, then restarts: halted, and told to leave v3.
+    assert_eq!(start("v3", 60).await.status, StatusCode::OK);
+    assert_eq!(
+        beat(fx, &canary, "v1", json!({})).await,
+        json!({ "version": "v3" })
+    );
+    assert_eq!(beat(fx, &canary, "v3", json!({})).await, Value::Null);
+    let again = beat(
+        fx,
+        &canary,
+        "v3",
+        json!({ "agent_started_ms": 150_000, "sent_ms": 151_000 }),
+    )
+    .await;
+    let state = rollout_state(fx, org, &w.alice).await;
+    assert_eq!(state["state"], "halted");
+    assert!(
+        state["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("restarted"),
+        "{state}"
+    );
+    assert_eq!(again, json!({ "leave": "v3" }));
+    assert_eq!(beat(fx, &canary, "v1", json!({})).await, Value::Null);
+    let state = rollout_state(fx, org, &w.alice).await;
+    let states: Vec<(&str, &str)> = state["agents"]
+        .as_array()
+        .expect("agents")
+        .iter()
+        .map(|a| {
+            (
+                a["state"].as_str().unwrap_or(""),
+                a["before"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(states, vec![("back", "v1"), ("waiting", "v1")]);
+    // Audited: uploads (and the refusals), three rollouts, two halts.
+    let actions: Vec<String> = db
+        .query(
+            "SELECT action || ' ' || result FROM audit_log WHERE org_id = $1 AND action LIKE 'content.%' ORDER BY id",
+            &[&org],
+        )
+        .await
+        .expect("audit")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let count = |p: &str| actions.iter().filter(|a| a.starts_with(p)).count();
+    assert_eq!(count("content.upload ok"), 3, "{actions:?}");
+    assert_eq!(count("content.upload invalid"), 2, "{actions:?}");
+    assert_eq!(count("content.rollout ok"), 3, "{actions:?}");
+    assert_eq!(count("content.rollout.halt"), 2, "{actions:?}");
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The largest answer read (bytes).
-const MAX_RESPONSE: u64 = 4 * 1024 * 1024;
+const MAX_RESPONSE: u64 = 48 * 1024 * 1024;
 
 /// An `https://host[:port]` base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod https;
+pub mod rollout;
 pub mod ship;
 pub mod spool;
 
@@ -323,14 +324,33 @@ impl Link {
         })
     }
 
+    /// Gets `path` and reads the JSON answer, within `timeout`.
+    pub fn get_json(&self, path: &str, timeout: Duration) -> Result<Value, LinkError> {
+        let resp = https::request(&self.config, &self.base, "GET", path, &[], b"", timeout)
+            .map_err(|source| LinkError::Network {
+                url: self.info.url.clone(),
+                source,
+            })?;
+        if resp.status != 200 {
+            return Err(LinkError::Refused {
+                url: self.info.url.clone(),
+                status: resp.status,
+            });
+        }
+        serde_json::from_slice(&resp.body).map_err(|e| LinkError::Protocol {
+            url: self.info.url.clone(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Sends one heartbeat: host name, version, the sensor's statistics, and whether
-    /// the host is isolated.
+    /// the host is isolated. Returns the server's answer.
     pub fn heartbeat(
         &self,
         hostname: &str,
         stats: &Map<String, Value>,
         isolated: bool,
-    ) -> Result<(), LinkError> {
+    ) -> Result<Value, LinkError> {
         let body = serde_json::json!({
             "hostname": hostname,
             "version": env!("CARGO_PKG_VERSION"),
@@ -338,7 +358,6 @@ impl Link {
             "isolated": isolated,
         });
         self.post_json("/agent/v1/heartbeat", &body, TIMEOUT)
-            .map(drop)
     }
 
     /// The server's address as an isolation management endpoint (`ADDR:PORT`), so an
@@ -363,11 +382,16 @@ pub type StatsBoard = Arc<Mutex<Map<String, Value>>>;
 
 /// Sends a heartbeat every `link.info.heartbeat_secs` until `stop` is set, on a thread
 /// of its own; a failure is logged and retried at the next beat.
+///
+/// Each beat also carries the agent's start time, the time it is sent and the process's
+/// CPU time (what a content rollout's health is judged by), and the answer's `content`
+/// goes to `rollouts` (a staged rollout's bundle to run, or to leave).
 pub fn spawn_heartbeat(
     link: Link,
     hostname: String,
     board: StatsBoard,
     isolation: vigil_respond::isolate::Isolation,
+    rollouts: Option<rollout::Rollouts>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -379,13 +403,27 @@ pub fn spawn_heartbeat(
             // whole interval; at the latest after one interval.
             let mut next = Instant::now() + every;
             let mut first = true;
+            let started_ms = vigil_event::time::now_ms();
             while !stop.load(Ordering::Relaxed) {
                 let ready = first && board.lock().map(|m| !m.is_empty()).unwrap_or(false);
                 if ready || Instant::now() >= next {
                     first = false;
-                    let stats = board.lock().map(|m| m.clone()).unwrap_or_default();
+                    let mut stats = board.lock().map(|m| m.clone()).unwrap_or_default();
+                    stats.insert("agent_started_ms".into(), Value::from(started_ms));
+                    stats.insert("sent_ms".into(), Value::from(vigil_event::time::now_ms()));
+                    if let Some(cpu) = rollout::cpu_ms() {
+                        stats.insert("cpu_ms".into(), Value::from(cpu));
+                    }
+                    if let Some(r) = &rollouts {
+                        r.report(&mut stats);
+                    }
                     match link.heartbeat(&hostname, &stats, isolation.asked()) {
-                        Ok(()) => tracing::debug!("heartbeat sent"),
+                        Ok(answer) => {
+                            tracing::debug!("heartbeat sent");
+                            if let (Some(r), Some(c)) = (&rollouts, answer.get("content")) {
+                                r.act(&link, c);
+                            }
+                        }
                         Err(e) => tracing::warn!("heartbeat: {e}"),
                     }
                     next = Instant::now() + every;

@@ -252,6 +252,10 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
                         &config.respond.isolate.nft,
                         &config.respond.state_dir,
                     ),
+                    Some(vigil_agent::server::rollout::Rollouts::new(
+                        config.content.dir.clone(),
+                        vigil_agent::content::Settings::of(&config),
+                    )),
                     Arc::clone(&stop),
                 )
                 .context("cannot start the heartbeat thread")?,
