@@ -1058,6 +1058,189 @@ fn two_servers_and_nats_lose_and_double_nothing_when_one_is_killed_mid_stream() 
     assert_eq!(findings_of(api, org, &marker).len(), 2);
 }
 
+/// A content bundle in `root/bundle-VERSION` whose one Sigma rule fires on `marker` (or,
+/// `broken`, a rule whose condition names no selection: the manifest is sound, the
+/// agent's check refuses it), sealed with `vigil content seal`; its files as the
+/// server's upload takes them.
+fn rollout_bundle(
+    root: &Path,
+    version: &str,
+    marker: &str,
+    broken: bool,
+) -> (std::path::PathBuf, Value) {
+    let dir = root.join(format!("bundle-{version}"));
+    std::fs::create_dir_all(dir.join("sigma")).expect("dir");
+    let condition = if broken { "nothing_here" } else { "selection" };
+    let rule = format!(
+        "title: Rollout {version} {marker}\nid: 0f5e2c1a-0000-4000-8000-0000000001{:02}\n\
+         status: test\nlevel: high\nlogsource: {{product: linux, category: process_creation}}\n\
+         detection:\n    selection:\n        CommandLine|contains: '{marker}-{version}'\n    \
+         condition: {condition}\n",
+        version.len() + usize::from(broken)
+    );
+    std::fs::write(dir.join("sigma/rule.yml"), rule).expect("rule");
+    let out = vigil()
+        .args(["content", "seal"])
+        .arg(&dir)
+        .arg(version)
+        .output()
+        .expect("vigil content seal");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files = serde_json::Map::new();
+    for name in ["bundle.toml", "sigma/rule.yml"] {
+        let text = std::fs::read_to_string(dir.join(name)).expect("bundle file");
+        files.insert(name.into(), Value::String(text));
+    }
+    (dir, json!({ "files": files }))
+}
+
+/// The organisation's latest rollout.
+fn latest_rollout(api: &Api, org: i64) -> Value {
+    let (s, v) = api.call("GET", &format!("/api/v1/orgs/{org}/rollouts"), None);
+    assert_eq!(s, 200, "{v}");
+    v["rollouts"][0].clone()
+}
+
+/// A staged content rollout to the real agent, enrolled in the canary group: a good
+/// bundle is fetched, checked, applied and swapped in (its rule fires) and the rollout
+/// completes; a bundle the agent's check refuses halts its rollout and the agent keeps
+/// running what it ran; a bundle running when the agent is killed and started again
+/// halts its rollout, and the agent is told to leave it and goes back to the bundle
+/// before.
+#[test]
+fn a_content_rollout_reaches_the_real_agent_and_halts_on_its_health() {
+    if !vigil_testdata::root_or_skip() {
+        return;
+    }
+    let f = fleet("rollout-e2e");
+    let (org, api, agent_dir) = (f.org, &f.api, f.agent_dir.clone());
+    let marker = format!("vigil-rollout-{}", std::process::id());
+    let store = agent_dir.join("content");
+    let config = agent_dir.join("agent.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "[content]\ndir = {:?}\ncheck_secs = 1\n",
+        store.display().to_string()
+    ));
+    std::fs::write(&config, text).expect("config");
+    // v1 applied by hand, as a host is set up; v2 good, v3 refused by the agent, v4 good.
+    let (b1, _) = rollout_bundle(&agent_dir, "v1", &marker, false);
+    let out = vigil()
+        .args(["content", "apply", "--config"])
+        .arg(&config)
+        .arg(&b1)
+        .output()
+        .expect("vigil content apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (v, broken) in [("v2", false), ("v3", true), ("v4", false)] {
+        let (_, files) = rollout_bundle(&agent_dir, v, &marker, broken);
+        let (s, r) = api.call("POST", &format!("/api/v1/orgs/{org}/content"), Some(files));
+        assert_eq!(s, 200, "upload {v}: {r}");
+    }
+    let (agent, events, log) = marker_agent(&agent_dir, &marker);
+    let mut agent = Some(agent);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let start = |v: &str, secs: u32| {
+        let body = json!({ "version": v, "canary_group": "web", "canary_secs": secs });
+        let (s, r) = api.call("POST", &format!("/api/v1/orgs/{org}/rollouts"), Some(body));
+        (s, r)
+    };
+    // A canary must have been seen: the agent's first heartbeat.
+    assert!(
+        wait_until(30, || start("v2", 1).0 == 200),
+        "the rollout of v2 starts once the agent is seen: {}",
+        log_text()
+    );
+    assert!(
+        wait_until(60, || latest_rollout(api, org)["state"] == "complete"),
+        "v2 reaches the agent and the rollout completes: {}\n{}",
+        latest_rollout(api, org),
+        log_text()
+    );
+    let fired = |v: &str| {
+        std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.contains("\"class_uid\":2004") && l.contains(&format!("Rollout {v} {marker}"))
+            })
+    };
+    assert!(
+        wait_until(20, || {
+            trigger(&format!("{marker}-v2"));
+            fired("v2")
+        }),
+        "v2's rule runs in the agent: {}",
+        log_text()
+    );
+    // v3: the agent's check refuses it; the rollout halts by itself.
+    assert_eq!(start("v3", 1).0, 200);
+    assert!(
+        wait_until(60, || latest_rollout(api, org)["state"] == "halted"),
+        "a refused bundle halts its rollout: {}\n{}",
+        latest_rollout(api, org),
+        log_text()
+    );
+    let r = latest_rollout(api, org);
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("refused the bundle"),
+        "{r}"
+    );
+    assert!(
+        wait_until(20, || {
+            trigger(&format!("{marker}-v2"));
+            fired("v2")
+        }),
+        "v2 still runs"
+    );
+    // v4 runs (the canary time long enough to still be under way); then the agent is
+    // killed and started again: halted, and v4 left for v2.
+    assert_eq!(start("v4", 600).0, 200);
+    assert!(
+        wait_until(60, || latest_rollout(api, org)["agents"][0]["state"]
+            == "running"),
+        "v4 runs: {}\n{}",
+        latest_rollout(api, org),
+        log_text()
+    );
+    drop(agent.take());
+    let (again, events2, log2) = marker_agent(&agent_dir, &marker);
+    let mut again = again;
+    let log2_text = || std::fs::read_to_string(&log2).unwrap_or_default();
+    assert!(
+        wait_until(60, || latest_rollout(api, org)["agents"][0]["state"]
+            == "back"),
+        "the restarted agent is told to leave v4 and goes back: {}\n{}",
+        latest_rollout(api, org),
+        log2_text()
+    );
+    let r = latest_rollout(api, org);
+    assert_eq!(r["state"], "halted", "{r}");
+    let reason = r["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("restarted") || reason.contains("silent"),
+        "{r}"
+    );
+    assert_eq!(r["agents"][0]["before"], "v2", "{r}");
+    assert!(
+        log2_text().contains("back to the previous content"),
+        "{}",
+        log2_text()
+    );
+    let _ = stop_agent(&mut again, &events2, &log2);
+}
+
 /// Waits for the next TOTP step: each step's code is taken once per user.
 fn next_totp_step() -> u64 {
     let now = || {
