@@ -1398,10 +1398,22 @@ async fn init_refuses_a_second_run() {
 
 /// A call from an agent (the identity its certificate gave, as the TLS layer sets it).
 async fn agent_call(router: &Router, agent: &AgentIdentity, path: &str, body: Value) -> Resp {
+    agent_request(router, agent, Method::POST, path, Some(body)).await
+}
+
+/// A request from an agent with any method.
+async fn agent_request(
+    router: &Router,
+    agent: &AgentIdentity,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Resp {
+    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
     let mut req = Request::builder()
-        .method(Method::POST)
+        .method(method)
         .uri(path)
-        .body(Body::from(body.to_string()))
+        .body(body)
         .expect("request");
     req.extensions_mut().insert(ConnInfo {
         peer: Some("192.0.2.9:40000".parse().expect("peer")),
@@ -1410,7 +1422,7 @@ async fn agent_call(router: &Router, agent: &AgentIdentity, path: &str, body: Va
     let resp = router.clone().oneshot(req).await.expect("infallible");
     let status = resp.status();
     let headers = resp.headers().clone();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
         .await
         .expect("body");
     Resp {
@@ -1773,28 +1785,9 @@ async fn bulk_triage_assignment_and_notes_stay_within_the_organisation() {
     }
 }
 
-/// A call from an agent with any method and no body.
+/// A GET from an agent.
 async fn agent_get(router: &Router, agent: &AgentIdentity, path: &str) -> Resp {
-    let mut req = Request::builder()
-        .method(Method::GET)
-        .uri(path)
-        .body(Body::empty())
-        .expect("request");
-    req.extensions_mut().insert(ConnInfo {
-        peer: Some("192.0.2.9:40000".parse().expect("peer")),
-        agent: Some(agent.clone()),
-    });
-    let resp = router.clone().oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
-        .await
-        .expect("body");
-    Resp {
-        status,
-        headers,
-        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
+    agent_request(router, agent, Method::GET, path, None).await
 }
 
 /// A content bundle's files (the agent's format): one Sigma rule, the manifest with its

@@ -94,6 +94,13 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Appends `text` to the agent configuration `config`.
+fn add_config(config: &Path, text: &str) {
+    let mut all = std::fs::read_to_string(config).expect("config");
+    all.push_str(text);
+    std::fs::write(config, all).expect("config");
+}
+
 /// `vigil server init` on `data` and `db` (organisation alpha, admin alice, a
 /// certificate for 127.0.0.1); what it printed.
 fn init_server(data: &Path, db: &str) -> String {
@@ -1121,12 +1128,13 @@ fn a_content_rollout_reaches_the_real_agent_and_halts_on_its_health() {
     let marker = format!("vigil-rollout-{}", std::process::id());
     let store = agent_dir.join("content");
     let config = agent_dir.join("agent.toml");
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&format!(
-        "[content]\ndir = {:?}\ncheck_secs = 1\n",
-        store.display().to_string()
-    ));
-    std::fs::write(&config, text).expect("config");
+    add_config(
+        &config,
+        &format!(
+            "[content]\ndir = {:?}\ncheck_secs = 1\n",
+            store.display().to_string()
+        ),
+    );
     // v1 applied by hand, as a host is set up; v2 good, v3 refused by the agent, v4 good.
     let (b1, _) = rollout_bundle(&agent_dir, "v1", &marker, false);
     let out = vigil()
@@ -1514,12 +1522,13 @@ fn the_console_kills_isolates_and_lifts_through_a_real_agent() {
     // The quarantine vault in the test's directory.
     let config = agent_dir.join("agent.toml");
     let vault = agent_dir.join("vault");
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&format!(
-        "[respond.quarantine]\nvault_dir = {:?}\n",
-        vault.display().to_string()
-    ));
-    std::fs::write(&config, text).expect("config");
+    add_config(
+        &config,
+        &format!(
+            "[respond.quarantine]\nvault_dir = {:?}\n",
+            vault.display().to_string()
+        ),
+    );
     let (agent, _, log) = marker_agent(&agent_dir, &marker);
     let _agent = agent;
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();

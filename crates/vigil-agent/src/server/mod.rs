@@ -299,34 +299,23 @@ impl Link {
         body: &Value,
         timeout: Duration,
     ) -> Result<Value, LinkError> {
-        let resp = https::request(
-            &self.config,
-            &self.base,
-            "POST",
-            path,
-            &[],
-            body.to_string().as_bytes(),
-            timeout,
-        )
-        .map_err(|source| LinkError::Network {
-            url: self.info.url.clone(),
-            source,
-        })?;
-        if resp.status != 200 {
-            return Err(LinkError::Refused {
-                url: self.info.url.clone(),
-                status: resp.status,
-            });
-        }
-        serde_json::from_slice(&resp.body).map_err(|e| LinkError::Protocol {
-            url: self.info.url.clone(),
-            reason: e.to_string(),
-        })
+        self.json("POST", path, body.to_string().as_bytes(), timeout)
     }
 
     /// Gets `path` and reads the JSON answer, within `timeout`.
     pub fn get_json(&self, path: &str, timeout: Duration) -> Result<Value, LinkError> {
-        let resp = https::request(&self.config, &self.base, "GET", path, &[], b"", timeout)
+        self.json("GET", path, b"", timeout)
+    }
+
+    /// One request and its JSON answer (a status other than 200 is a refusal).
+    fn json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Value, LinkError> {
+        let resp = https::request(&self.config, &self.base, method, path, &[], body, timeout)
             .map_err(|source| LinkError::Network {
                 url: self.info.url.clone(),
                 source,
