@@ -1148,11 +1148,47 @@ fn a_content_rollout_reaches_the_real_agent_and_halts_on_its_health() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for (v, broken) in [("v2", false), ("v3", true), ("v4", false)] {
+    for (v, broken) in [("v2", false), ("v3", true)] {
         let (_, files) = rollout_bundle(&agent_dir, v, &marker, broken);
         let (s, r) = api.call("POST", &format!("/api/v1/orgs/{org}/content"), Some(files));
         assert_eq!(s, 200, "upload {v}: {r}");
     }
+    // v4 through the command line, as an admin's script does: `vigil content push`,
+    // with an API token made on the server's host.
+    let (b4, _) = rollout_bundle(&agent_dir, "v4", &marker, false);
+    let out = vigil()
+        .args([
+            "server",
+            "token",
+            "--db",
+            &f.db,
+            "--org",
+            "alpha",
+            "--api-user",
+            "alice",
+        ])
+        .output()
+        .expect("vigil server token");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(token.starts_with("vat_"), "{out:?}");
+    let ca = f.ca.to_str().expect("utf-8").to_string();
+    let admin = |args: &[&str]| {
+        let out = vigil()
+            .arg("content")
+            .args(args)
+            .args(["--server", &f.url, "--ca", &ca])
+            .env("VIGIL_API_TOKEN", &token)
+            .output()
+            .expect("vigil content");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let said = admin(&["push", b4.to_str().expect("utf-8")]);
+    assert!(said.contains("bundle v4 uploaded"), "{said}");
     let (agent, events, log) = marker_agent(&agent_dir, &marker);
     let mut agent = Some(agent);
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -1214,7 +1250,18 @@ fn a_content_rollout_reaches_the_real_agent_and_halts_on_its_health() {
     );
     // v4 runs (the canary time long enough to still be under way); then the agent is
     // killed and started again: halted, and v4 left for v2.
-    assert_eq!(start("v4", 600).0, 200);
+    let said = admin(&[
+        "rollout",
+        "v4",
+        "--canary-group",
+        "web",
+        "--canary-secs",
+        "600",
+    ]);
+    assert!(
+        said.contains("of bundle v4: canary group web first"),
+        "{said}"
+    );
     assert!(
         wait_until(60, || latest_rollout(api, org)["agents"][0]["state"]
             == "running"),
@@ -1246,6 +1293,15 @@ fn a_content_rollout_reaches_the_real_agent_and_halts_on_its_health() {
         "{}",
         log2_text()
     );
+    let said = admin(&["rollouts"]);
+    assert!(
+        said.lines()
+            .next()
+            .unwrap_or("")
+            .contains("bundle v4 canary group web (600 s): halted"),
+        "{said}"
+    );
+    assert!(said.contains("(canary): back (ran v2)"), "{said}");
     let _ = stop_agent(&mut again, &events2, &log2);
 }
 
