@@ -291,8 +291,9 @@ pub async fn collect(
         if now >= deadline {
             return Ok(Json(json!({ "actions": [] })));
         }
-        // Woken by an action queued in this process; another server process's queued
-        // action is seen at the next look, at most a second later.
+        // Woken by an action queued in this process, or in another through NATS
+        // (`crate::bus`); without NATS another process's is seen at the next look, at
+        // most a second later.
         let nap = (deadline - now).min(Duration::from_secs(1));
         let _ = tokio::time::timeout(nap, notified).await;
     }
