@@ -4,17 +4,20 @@
 //! process.
 //!
 //! * **The ingest stream** `VIGIL_INGEST` (file storage, work-queue retention: a
-//!   message is deleted once stored) takes subjects `vigil.ingest.<org>`. A front door
+//!   message is deleted once stored) takes subjects `vigil.ingest.<org>.<stream>`
+//!   (`events`, `findings`). A front door
 //!   publishes a checked batch with its agent, stream and sequences in headers and its
 //!   `Nats-Msg-Id` (`agent/stream/first/last`, so a batch sent again within the
 //!   stream's duplicate window is held once), and answers the agent only when the
 //!   stream has acknowledged it. When NATS cannot be reached, or the stream is full
 //!   (discard new), the agent is answered 503 and keeps the batch in its queue.
 //! * **Ingest workers.** Every process looks each second for organisations (with
-//!   agents) whose lake no process holds (`crate::lake`'s lock) and takes them. For each lake it owns it
-//!   reads the durable pull consumer `ingest-<org>` (filtered on the organisation's
-//!   subject, one message in flight, so an agent's batches are stored in the order it
-//!   sent them), stores each batch through `ingest` (exactly once, whatever is
+//!   agents) whose lake no process holds (`crate::lake`'s lock) and takes them. For
+//!   each lake it owns it reads two durable pull consumers, `ingest-<org>-findings`
+//!   and `ingest-<org>-events` (each filtered on its subject, one message in flight, so
+//!   an agent's batches of a stream are stored in the order it sent them; findings
+//!   never wait behind a backlog of events, only behind the one events batch being
+//!   written), stores each batch through `ingest` (exactly once, whatever is
 //!   redelivered) and acknowledges it after. A process killed mid-batch releases its
 //!   locks with its life; another process takes the lake, its recovery settles what
 //!   the dead one left, and the unacknowledged batch is delivered again after
@@ -38,6 +41,8 @@ pub const CONTROL: &str = "vigil.control";
 /// How long a batch delivered to a worker may stay unacknowledged before it is delivered
 /// again (to whichever process holds the lake by then).
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
+/// The streams of agents' records, each with its subject and consumer per organisation.
+const STREAMS: [&str; 2] = ["findings", "events"];
 /// How often a process looks for lakes no process holds.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
 
@@ -163,7 +168,7 @@ impl Bus {
         let ack = self
             .js
             .publish_with_headers(
-                format!("vigil.ingest.{}", q.org),
+                format!("vigil.ingest.{}.{}", q.org, q.stream),
                 q.headers(),
                 payload.into(),
             )
@@ -248,7 +253,7 @@ async fn claim_lakes(state: AppState, bus: Bus) {
             }
         };
         for org in orgs {
-            if workers.0.contains_key(&org) {
+            if STREAMS.iter().all(|s| workers.0.contains_key(&(org, *s))) {
                 continue;
             }
             let held = state.lakes().holds(org).await;
@@ -257,9 +262,14 @@ async fn claim_lakes(state: AppState, bus: Bus) {
                     if !held {
                         tracing::info!(org, "ingest: this process holds the lake");
                     }
-                    let (st, b) = (state.clone(), bus.clone());
-                    let w = tokio::spawn(async move { work(st, b, org).await });
-                    workers.0.insert(org, w);
+                    for stream in STREAMS {
+                        if workers.0.contains_key(&(org, stream)) {
+                            continue;
+                        }
+                        let (st, b) = (state.clone(), bus.clone());
+                        let w = tokio::spawn(async move { work(st, b, org, stream).await });
+                        workers.0.insert((org, stream), w);
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(org, "ingest: {e:?}"),
@@ -272,7 +282,7 @@ async fn claim_lakes(state: AppState, bus: Bus) {
 /// The workers of the lakes a process holds, stopped with the claim loop that started
 /// them (a JoinHandle dropped leaves its task running).
 #[derive(Default)]
-struct Workers(HashMap<i64, tokio::task::JoinHandle<()>>);
+struct Workers(HashMap<(i64, &'static str), tokio::task::JoinHandle<()>>);
 
 impl Drop for Workers {
     fn drop(&mut self) {
@@ -282,18 +292,18 @@ impl Drop for Workers {
     }
 }
 
-/// Stores `org`'s queued batches, one at a time, until an error of NATS ends it (the
+/// Stores `org`'s queued batches of `stream`, one at a time, until an error of NATS ends it (the
 /// claim loop starts it again).
-async fn work(state: AppState, bus: Bus, org: i64) {
-    let name = format!("ingest-{org}");
+async fn work(state: AppState, bus: Bus, org: i64, stream: &'static str) {
+    let name = format!("ingest-{org}-{stream}");
     let consumer = async {
-        let stream = bus.js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
-        stream
+        let js_stream = bus.js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
+        js_stream
             .get_or_create_consumer::<consumer::pull::Config>(
                 &name,
                 consumer::pull::Config {
                     durable_name: Some(name.clone()),
-                    filter_subject: format!("vigil.ingest.{org}"),
+                    filter_subject: format!("vigil.ingest.{org}.{stream}"),
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: ACK_WAIT,
                     // One batch in flight: an agent's batches stored in its order.
@@ -335,7 +345,8 @@ async fn work(state: AppState, bus: Bus, org: i64) {
                     break;
                 }
             };
-            let Some(q) = Queued::from_headers(org, m.headers.as_ref()) else {
+            let q = Queued::from_headers(org, m.headers.as_ref()).filter(|q| q.stream == stream);
+            let Some(q) = q else {
                 // Not a front door's message (nothing of this server publishes one):
                 // never delivered again, and said loudly.
                 tracing::error!(org, subject = %m.subject, "ingest: a message without a batch's headers is set aside");
