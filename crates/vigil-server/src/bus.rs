@@ -1,4 +1,5 @@
-//! NATS between server processes (`vigil server run --nats URL`): JetStream carries
+//! NATS between server processes (`vigil server run --nats URL`), the connection and
+//! its messages (what each process does with them: the `relay` module): JetStream carries
 //! agents' batches from any process's front door to the process that owns the
 //! organisation's lake, and a plain subject carries revocations and wake-ups to every
 //! process.
@@ -12,7 +13,7 @@
 //!   stream has acknowledged it. When NATS cannot be reached, or the stream is full
 //!   (discard new), the agent is answered 503 and keeps the batch in its queue.
 //! * **Ingest workers.** Every process looks each second for organisations (with
-//!   agents) whose lake no process holds (`crate::lake`'s lock) and takes them. For
+//!   agents) whose lake no process holds (the lake's lock) and takes them. For
 //!   each lake it owns it reads two durable pull consumers, `ingest-<org>-findings`
 //!   and `ingest-<org>-events` (each filtered on its subject, one message in flight, so
 //!   an agent's batches of a stream are stored in the order it sent them; findings
@@ -28,10 +29,7 @@
 //!   any process reaches its agent at once.
 
 use crate::error::{ApiError, ServerError};
-use crate::state::{AppState, Revocation};
 use async_nats::jetstream::{self, consumer, stream};
-use futures_util::StreamExt;
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// The JetStream stream of agents' batches.
@@ -42,9 +40,7 @@ pub const CONTROL: &str = "vigil.control";
 /// again (to whichever process holds the lake by then).
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
 /// The streams of agents' records, each with its subject and consumer per organisation.
-const STREAMS: [&str; 2] = ["findings", "events"];
-/// How often a process looks for lakes no process holds.
-const CLAIM_EVERY: Duration = Duration::from_secs(1);
+pub const STREAMS: [&str; 2] = ["findings", "events"];
 
 /// A batch on its way through JetStream: whose it is and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +82,7 @@ impl Queued {
 
     /// The batch a message of `org`'s subject describes; `None` for headers that are
     /// missing or wrong (no front door of this server publishes such a message).
-    fn from_headers(org: i64, h: Option<&async_nats::HeaderMap>) -> Option<Queued> {
+    pub(crate) fn from_headers(org: i64, h: Option<&async_nats::HeaderMap>) -> Option<Queued> {
         let h = h?;
         let get = |k: &str| h.get(k).map(|v| v.as_str().to_string());
         let stream = get(H_STREAM)?;
@@ -107,7 +103,7 @@ impl Queued {
 /// A control message.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
-enum Control {
+pub enum Control {
     /// Close these agents' connections.
     RevokeAgents(Vec<String>),
     /// Close every connection of this organisation's agents.
@@ -183,7 +179,7 @@ impl Bus {
     }
 
     /// Sends a control message to every process (this one included).
-    fn control(&self, c: &Control) {
+    pub fn control(&self, c: &Control) {
         let Ok(body) = serde_json::to_vec(c) else {
             return;
         };
@@ -195,109 +191,28 @@ impl Bus {
         });
     }
 
-    /// Tells every process to close the connections `r` covers.
-    pub fn revoke(&self, r: &Revocation) {
-        self.control(&match r {
-            Revocation::Agents(ids) => Control::RevokeAgents(ids.clone()),
-            Revocation::Org(org) => Control::RevokeOrg(*org),
-        });
+    /// The control messages every process sends.
+    pub async fn control_messages(&self) -> Result<async_nats::Subscriber, ServerError> {
+        self.client
+            .subscribe(CONTROL)
+            .await
+            .map_err(|e| ServerError::Invalid(format!("NATS: cannot subscribe to {CONTROL}: {e}")))
     }
 
-    /// Tells every process to wake `agent`'s waiting action collection.
-    pub fn wake(&self, agent: &str) {
-        self.control(&Control::Wake(agent.to_string()));
-    }
-}
-
-/// Starts this process's part: the control subscriber and the ingest workers. Returns
-/// their tasks (aborted when the server stops).
-pub async fn start(
-    state: &AppState,
-    bus: &Bus,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, ServerError> {
-    let mut sub =
-        bus.client.subscribe(CONTROL).await.map_err(|e| {
-            ServerError::Invalid(format!("NATS: cannot subscribe to {CONTROL}: {e}"))
-        })?;
-    let st = state.clone();
-    let control = tokio::spawn(async move {
-        while let Some(m) = sub.next().await {
-            match serde_json::from_slice::<Control>(&m.payload) {
-                Ok(Control::RevokeAgents(ids)) => st.revoke_here(Revocation::Agents(ids)),
-                Ok(Control::RevokeOrg(org)) => st.revoke_here(Revocation::Org(org)),
-                Ok(Control::Wake(agent)) => st.wake_here(&agent),
-                Err(e) => tracing::warn!("NATS: a control message not understood: {e}"),
-            }
-        }
-    });
-    let st = state.clone();
-    let b = bus.clone();
-    let claim = tokio::spawn(async move { claim_lakes(st, b).await });
-    Ok(vec![control, claim])
-}
-
-/// Each [`CLAIM_EVERY`]: takes the lakes of organisations no process holds and starts
-/// their workers; restarts a worker that ended.
-async fn claim_lakes(state: AppState, bus: Bus) {
-    let mut workers = Workers::default();
-    loop {
-        workers.0.retain(|_, w| !w.is_finished());
-        let db = state.db();
-        // Organisations with agents: a lake is a store with threads of its own, not
-        // opened for an organisation that has nothing to ship.
-        let orgs: Vec<i64> = match db.query("SELECT DISTINCT org_id FROM agents", &[]).await {
-            Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
-            Err(e) => {
-                tracing::debug!("ingest: cannot list organisations: {e}");
-                Vec::new()
-            }
-        };
-        for org in orgs {
-            if STREAMS.iter().all(|s| workers.0.contains_key(&(org, *s))) {
-                continue;
-            }
-            let held = state.lakes().holds(org).await;
-            match state.lakes().try_get(&db, org).await {
-                Ok(Some(_)) => {
-                    if !held {
-                        tracing::info!(org, "ingest: this process holds the lake");
-                    }
-                    for stream in STREAMS {
-                        if workers.0.contains_key(&(org, stream)) {
-                            continue;
-                        }
-                        let (st, b) = (state.clone(), bus.clone());
-                        let w = tokio::spawn(async move { work(st, b, org, stream).await });
-                        workers.0.insert((org, stream), w);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(org, "ingest: {e:?}"),
-            }
-        }
-        tokio::time::sleep(CLAIM_EVERY).await;
-    }
-}
-
-/// The workers of the lakes a process holds, stopped with the claim loop that started
-/// them (a JoinHandle dropped leaves its task running).
-#[derive(Default)]
-struct Workers(HashMap<(i64, &'static str), tokio::task::JoinHandle<()>>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for w in self.0.values() {
-            w.abort();
-        }
-    }
-}
-
-/// Stores `org`'s queued batches of `stream`, one at a time, until an error of NATS ends it (the
-/// claim loop starts it again).
-async fn work(state: AppState, bus: Bus, org: i64, stream: &'static str) {
-    let name = format!("ingest-{org}-{stream}");
-    let consumer = async {
-        let js_stream = bus.js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
+    /// The durable consumer of `org`'s batches of `stream` (made when missing): one
+    /// message in flight, so that an agent's batches are stored in the order it sent
+    /// them.
+    pub async fn consumer(
+        &self,
+        org: i64,
+        stream: &str,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, String> {
+        let name = format!("ingest-{org}-{stream}");
+        let js_stream = self
+            .js
+            .get_stream(STREAM)
+            .await
+            .map_err(|e| e.to_string())?;
         js_stream
             .get_or_create_consumer::<consumer::pull::Config>(
                 &name,
@@ -306,74 +221,12 @@ async fn work(state: AppState, bus: Bus, org: i64, stream: &'static str) {
                     filter_subject: format!("vigil.ingest.{org}.{stream}"),
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: ACK_WAIT,
-                    // One batch in flight: an agent's batches stored in its order.
                     max_ack_pending: 1,
                     ..Default::default()
                 },
             )
             .await
             .map_err(|e| e.to_string())
-    }
-    .await;
-    let consumer = match consumer {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(org, "ingest: no consumer: {e}");
-            return;
-        }
-    };
-    loop {
-        let batch = consumer
-            .fetch()
-            .max_messages(16)
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await;
-        let mut batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(org, "ingest: NATS: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                return;
-            }
-        };
-        while let Some(m) = batch.next().await {
-            let m = match m {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(org, "ingest: NATS: {e}");
-                    break;
-                }
-            };
-            let q = Queued::from_headers(org, m.headers.as_ref()).filter(|q| q.stream == stream);
-            let Some(q) = q else {
-                // Not a front door's message (nothing of this server publishes one):
-                // never delivered again, and said loudly.
-                tracing::error!(org, subject = %m.subject, "ingest: a message without a batch's headers is set aside");
-                let _ = m.ack_with(jetstream::AckKind::Term).await;
-                continue;
-            };
-            match crate::ingest::store_queued(&state, &q, m.payload.to_vec()).await {
-                Ok(n) => {
-                    tracing::debug!(org, agent = %q.agent, stream = %q.stream, first = q.first, stored = n, "ingest: stored");
-                    if let Err(e) = m.double_ack().await {
-                        // Delivered again after ACK_WAIT and recognised as stored.
-                        tracing::warn!(org, "ingest: acknowledgement not confirmed: {e}");
-                    }
-                }
-                Err(ApiError::BadRequest | ApiError::TooLarge) => {
-                    tracing::error!(org, agent = %q.agent, first = q.first, "ingest: a queued batch that cannot be stored (malformed) is set aside");
-                    let _ = m.ack_with(jetstream::AckKind::Term).await;
-                }
-                Err(e) => {
-                    tracing::warn!(org, agent = %q.agent, first = q.first, "ingest: not stored yet: {e:?}");
-                    let _ = m
-                        .ack_with(jetstream::AckKind::Nak(Some(Duration::from_millis(500))))
-                        .await;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
     }
 }
 

@@ -24,6 +24,7 @@ pub mod db;
 pub mod error;
 pub mod ingest;
 pub mod lake;
+pub mod relay;
 pub mod response;
 pub mod routes;
 pub mod search;

@@ -285,7 +285,7 @@ pub async fn start(
     let mut bus_tasks = Vec::new();
     if let Some(url) = nats {
         let bus = crate::bus::Bus::connect(&url).await?;
-        bus_tasks = crate::bus::start(&state, &bus).await?;
+        bus_tasks = crate::relay::start(&state, &bus).await?;
         state.set_bus(bus);
         tracing::info!(%url, "NATS: batches go through JetStream; this process stores the lakes it holds");
     }

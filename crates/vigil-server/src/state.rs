@@ -231,7 +231,10 @@ impl AppState {
     /// refused at the handshake).
     pub fn revoke(&self, r: Revocation) {
         if let Some(bus) = self.bus() {
-            bus.revoke(&r);
+            bus.control(&match &r {
+                Revocation::Agents(ids) => crate::bus::Control::RevokeAgents(ids.clone()),
+                Revocation::Org(org) => crate::bus::Control::RevokeOrg(*org),
+            });
         }
         self.revoke_here(r);
     }
@@ -258,7 +261,7 @@ impl AppState {
     /// every other.
     pub fn wake_agent(&self, agent: &str) {
         if let Some(bus) = self.bus() {
-            bus.wake(agent);
+            bus.control(&crate::bus::Control::Wake(agent.to_string()));
         }
         self.wake_here(agent);
     }

@@ -649,7 +649,7 @@ async fn process_on_nats(
 ) -> (Router, AppState, Vec<tokio::task::JoinHandle<()>>) {
     let (r, state) = router(w).await;
     let bus = vigil_server::bus::Bus::connect(nats).await.expect("NATS");
-    let tasks = vigil_server::bus::start(&state, &bus)
+    let tasks = vigil_server::relay::start(&state, &bus)
         .await
         .expect("bus tasks");
     state.set_bus(bus);
