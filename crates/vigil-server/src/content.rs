@@ -521,7 +521,8 @@ struct Rollout {
     canary_secs: i32,
 }
 
-/// Halts `r` for `reason` (if it is still under way); audited.
+/// Halts `r` for `reason` (if it is still under way: a complete rollout is not halted,
+/// nor judged); audited.
 async fn halt(state: &AppState, org: i64, r: &Rollout, reason: &str) -> Result<(), ApiError> {
     let n = state
         .db()
@@ -576,14 +577,26 @@ pub async fn on_heartbeat(
         state: r.get(2),
         canary_secs: r.get(3),
     };
-    let Some(row) = db
-        .query_opt(
-            "SELECT canary, state, baseline, at_run FROM rollout_agents
-             WHERE rollout_id = $1 AND agent_id = $2",
-            &[&r.id, &agent.id],
+    let select = "SELECT canary, state, baseline, at_run FROM rollout_agents
+                  WHERE rollout_id = $1 AND agent_id = $2";
+    let mut row = db.query_opt(select, &[&r.id, &agent.id]).await?;
+    if row.is_none() && r.state != "halted" {
+        // An agent enrolled since the rollout began: one of the rest (never a canary),
+        // so that a new host runs what the fleet runs.
+        let stats_text = Value::Object(stats.clone()).to_string();
+        let before = stats
+            .get("content_version")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        db.execute(
+            "INSERT INTO rollout_agents (rollout_id, agent_id, canary, baseline, before)
+             VALUES ($1, $2, false, $3, $4) ON CONFLICT DO NOTHING",
+            &[&r.id, &agent.id, &stats_text, &before],
         )
-        .await?
-    else {
+        .await?;
+        row = db.query_opt(select, &[&r.id, &agent.id]).await?;
+    }
+    let Some(row) = row else {
         return Ok(None);
     };
     let canary: bool = row.get(0);
@@ -599,7 +612,7 @@ pub async fn on_heartbeat(
         });
     let now_text = Value::Object(stats.clone()).to_string();
     let who = if canary { "canary" } else { "agent" };
-    if r.state == "canary" || r.state == "rollout" {
+    if r.state != "halted" {
         if let Some(why) = refused.filter(|_| mine != "refused") {
             mine = "refused".into();
             db.execute(
@@ -627,7 +640,7 @@ pub async fn on_heartbeat(
                 &[&r.id, &agent.id, &now_text],
             )
             .await?;
-        } else if runs {
+        } else if runs && r.state != "complete" {
             let at_run = parse(&row.get::<_, Option<String>>(3).unwrap_or_default());
             if let Some(why) = unhealthy(&baseline, &at_run, stats) {
                 db.execute(
@@ -644,11 +657,13 @@ pub async fn on_heartbeat(
                 .await?;
             }
         }
-        advance(state, agent.org, &r).await?;
-        r.state = db
-            .query_one("SELECT state FROM rollouts WHERE id = $1", &[&r.id])
-            .await?
-            .get(0);
+        if r.state != "complete" {
+            advance(state, agent.org, &r).await?;
+            r.state = db
+                .query_one("SELECT state FROM rollouts WHERE id = $1", &[&r.id])
+                .await?
+                .get(0);
+        }
     }
     if r.state == "halted" {
         if !runs && (mine == "offered" || mine == "running") {
@@ -661,7 +676,7 @@ pub async fn on_heartbeat(
         }
         return Ok(runs.then(|| json!({ "leave": r.version })));
     }
-    let offer = (r.state == "canary" && canary) || r.state == "rollout";
+    let offer = (r.state == "canary" && canary) || r.state == "rollout" || r.state == "complete";
     if offer && mine == "waiting" {
         db.execute(
             "UPDATE rollout_agents SET state = 'offered' WHERE rollout_id = $1 AND agent_id = $2",

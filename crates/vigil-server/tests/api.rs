@@ -1983,6 +1983,25 @@ async fn a_rollout_reaches_the_canaries_first_and_halts_on_their_health() {
     beat(fx, rest, "v1", json!({})).await;
     let state = rollout_state(fx, org, &w.alice).await;
     assert_eq!(state["state"], "complete", "{state}");
+    // An agent enrolled after v1's rollout: it runs what the fleet runs.
+    db.execute(
+        "INSERT INTO agents (id, org_id, group_id, cert_serial, cert_sha256, hostname)
+         VALUES ('agent-new', $1, $2, 'agent-new', sha256('new'::bytea), 'new')",
+        &[&org, &rest.group],
+    )
+    .await
+    .expect("agent");
+    let late = AgentIdentity {
+        id: "agent-new".into(),
+        org,
+        group: rest.group,
+    };
+    assert_eq!(
+        beat(fx, &late, "base", json!({})).await,
+        json!({ "version": "v1" })
+    );
+    beat(fx, &late, "v1", json!({})).await;
+    assert_eq!(beat(fx, &late, "v1", json!({})).await, Value::Null);
 
     // v2: the canary refuses it; halted, and the rest never offered it.
     assert_eq!(start("v2", 1).await.status, StatusCode::OK);
@@ -2045,7 +2064,10 @@ async fn a_rollout_reaches_the_canaries_first_and_halts_on_their_health() {
             )
         })
         .collect();
-    assert_eq!(states, vec![("back", "v1"), ("waiting", "v1")]);
+    assert_eq!(
+        states,
+        vec![("back", "v1"), ("waiting", "v1"), ("waiting", "v1")]
+    );
     // Audited: uploads (and the refusals), three rollouts, two halts.
     let actions: Vec<String> = db
         .query(
