@@ -838,6 +838,22 @@ fn marker_agent(
     (Server(agent), events, log)
 }
 
+/// `marker_agent`, once its log says it runs and ships to the server.
+fn shipping_agent(
+    agent_dir: &Path,
+    marker: &str,
+) -> (Server, std::path::PathBuf, std::path::PathBuf) {
+    let (agent, events, log) = marker_agent(agent_dir, marker);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(30, || log_text().contains("shipping to the server")
+            && log_text().contains("agent running")),
+        "{}",
+        log_text()
+    );
+    (agent, events, log)
+}
+
 /// The real agent, with its eBPF sensor, enrolled and shipping to the real server: the
 /// server is killed (SIGKILL) mid-stream and started again while the agent goes on;
 /// afterwards the server's lake holds every event the agent wrote exactly once (compared
@@ -855,15 +871,8 @@ fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
     let api = &f.api;
     // The agent, with one rule that a marker in a command line sets off.
     let marker = format!("vigil-ship-{}", std::process::id());
-    let (agent, events, log) = marker_agent(&agent_dir, &marker);
-    let mut agent = agent;
+    let (mut agent, events, log) = shipping_agent(&agent_dir, &marker);
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        wait_until(30, || log_text().contains("shipping to the server")
-            && log_text().contains("agent running")),
-        "{}",
-        log_text()
-    );
 
     // Server up: activity and a finding, seen through the API.
     activity(100);
@@ -996,14 +1005,8 @@ fn two_servers_and_nats_lose_and_double_nothing_when_one_is_killed_mid_stream() 
     let _a = run_server_with(&data, &db, f.port, &with_nats);
     let api = &f.api;
     let marker = format!("vigil-nats-{}", std::process::id());
-    let (mut agent, events, log) = marker_agent(&f.agent_dir, &marker);
+    let (mut agent, events, log) = shipping_agent(&f.agent_dir, &marker);
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        wait_until(30, || log_text().contains("shipping to the server")
-            && log_text().contains("agent running")),
-        "{}",
-        log_text()
-    );
     activity(100);
     let t = Instant::now();
     trigger(&format!("{marker}-before"));
