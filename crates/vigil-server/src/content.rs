@@ -40,7 +40,7 @@ pub const MAX_BUNDLE: usize = 16 << 20;
 /// The most files in a bundle.
 pub const MAX_FILES: usize = 10_000;
 /// Heartbeats a canary may miss before the rollout halts (and within which an agent
-/// must have been seen to be a canary).
+/// must have been seen to be a canary); 10 s at the least.
 pub const LIVE_BEATS: u64 = 3;
 /// Sensor losses (events) since a canary ran the bundle below which losses are not
 /// held against it.
@@ -248,7 +248,9 @@ fn default_canary_secs() -> i32 {
 
 /// How long without a heartbeat makes an agent silent, in seconds.
 fn live_secs(state: &AppState) -> f64 {
-    (state.settings().heartbeat_secs * LIVE_BEATS).max(3) as f64
+    // At least 10 s: with heartbeats every second, a busy host's late beat is not an
+    // agent gone.
+    (state.settings().heartbeat_secs * LIVE_BEATS).max(10) as f64
 }
 
 /// Starts a rollout; audited as `content.rollout`.
