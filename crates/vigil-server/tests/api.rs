@@ -1840,6 +1840,14 @@ async fn rollout_state(fx: &Fx, org: i64, session: &Session) -> Value {
     r.json["rollouts"][0].clone()
 }
 
+/// The latest rollout, checked to be halted for a reason that says `why`.
+async fn halted(fx: &Fx, org: i64, session: &Session, why: &str) {
+    let state = rollout_state(fx, org, session).await;
+    assert_eq!(state["state"], "halted", "{state}");
+    let reason = state["reason"].as_str().expect("reason");
+    assert!(reason.contains(why), "{state}");
+}
+
 /// A staged content rollout through the API and agents' heartbeats: bundles checked at
 /// upload; the canary group's agent offered the bundle first, the other agent only once
 /// the canary has run it for the canary time, then complete; a canary refusing the next
@@ -2016,15 +2024,7 @@ async fn a_rollout_reaches_the_canaries_first_and_halts_on_their_health() {
         json!({ "content_refused": "v2: sigma/r.yml: the trial took 9 s" }),
     )
     .await;
-    let state = rollout_state(fx, org, &w.alice).await;
-    assert_eq!(state["state"], "halted");
-    assert!(
-        state["reason"]
-            .as_str()
-            .expect("reason")
-            .contains("refused the bundle"),
-        "{state}"
-    );
+    halted(fx, org, &w.alice, "refused the bundle").await;
     assert_eq!(beat(fx, rest, "v1", json!({})).await, Value::Null);
 
     // v3: the canary runs it, then restarts: halted, and told to leave v3.
@@ -2041,15 +2041,7 @@ async fn a_rollout_reaches_the_canaries_first_and_halts_on_their_health() {
         json!({ "agent_started_ms": 150_000, "sent_ms": 151_000 }),
     )
     .await;
-    let state = rollout_state(fx, org, &w.alice).await;
-    assert_eq!(state["state"], "halted");
-    assert!(
-        state["reason"]
-            .as_str()
-            .expect("reason")
-            .contains("restarted"),
-        "{state}"
-    );
+    halted(fx, org, &w.alice, "restarted").await;
     assert_eq!(again, json!({ "leave": "v3" }));
     assert_eq!(beat(fx, &canary, "v1", json!({})).await, Value::Null);
     let state = rollout_state(fx, org, &w.alice).await;

@@ -933,25 +933,36 @@ fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
         log_text()
     );
     let lake = data.join("lake").join(format!("org={org}"));
-    // Everything written by now arrives (the agent goes on writing meanwhile, a second
-    // or so ahead of its shipping); then the agent stops and its last events follow.
-    let by_now = written_events(&events).len();
+    the_lake_holds_every_event_once(&mut agent, &events, &log, &lake);
+    // One finding per trigger, each once: the rule's title names the marker.
+    assert_eq!(findings_of(&api, org, &marker).len(), 2);
+}
+
+/// Waits until the lake holds what the agent has written by now (it goes on writing
+/// meanwhile, a second or so ahead of its shipping), stops the agent, waits for its last
+/// events, and checks that the lake holds every event the agent wrote exactly once
+/// (compared as multisets; what is missing or extra named).
+fn the_lake_holds_every_event_once(agent: &mut Server, events: &Path, log: &Path, lake: &Path) {
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    let by_now = written_events(events).len();
     assert!(
         wait_until(60, || {
-            let l = lake_events(&lake).len();
+            let l = lake_events(lake).len();
             eprintln!("written {by_now} by then, in the lake {l}");
             l >= by_now
         }),
-        "the backlog reaches the server: {}",
+        "the backlog reaches the lake: {}",
         log_text()
     );
-    let written = stop_agent(&mut agent, &events, &log);
+    let written = stop_agent(agent, events, log);
     assert!(
-        wait_until(30, || lake_events(&lake).len() >= written.len()),
+        wait_until(30, || lake_events(lake).len() >= written.len()),
         "{}",
         log_text()
     );
-    let stored = lake_events(&lake);
+    // Nothing more arrives late.
+    std::thread::sleep(Duration::from_secs(1));
+    let stored = lake_events(lake);
     assert!(written.len() > 500, "{} events", written.len());
     if stored != written {
         let missing: Vec<_> = written
@@ -970,8 +981,6 @@ fn an_agent_ships_every_event_once_through_a_server_killed_mid_stream() {
             written.len()
         );
     }
-    // One finding per trigger, each once: the rule's title names the marker.
-    assert_eq!(findings_of(&api, org, &marker).len(), 2);
 }
 
 /// Whether some process holds the lock of `org`'s lake (`vigil_server::lake`).
@@ -1039,32 +1048,7 @@ fn two_servers_and_nats_lose_and_double_nothing_when_one_is_killed_mid_stream() 
         "the finding made after B's death arrives: {}",
         log_text()
     );
-    let by_now = written_events(&events).len();
-    assert!(
-        wait_until(60, || lake_events(&lake).len() >= by_now),
-        "the backlog reaches the lake: {}",
-        log_text()
-    );
-    let written = stop_agent(&mut agent, &events, &log);
-    assert!(
-        wait_until(30, || lake_events(&lake).len() >= written.len()),
-        "{}",
-        log_text()
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    let stored = lake_events(&lake);
-    assert!(written.len() > 500, "{} events", written.len());
-    assert_eq!(
-        stored.len(),
-        written.len(),
-        "every event once (lake {} / agent {})",
-        stored.len(),
-        written.len()
-    );
-    assert!(
-        stored == written,
-        "the lake holds exactly the agent's events"
-    );
+    the_lake_holds_every_event_once(&mut agent, &events, &log, &lake);
     assert_eq!(findings_of(api, org, &marker).len(), 2);
 }
 
