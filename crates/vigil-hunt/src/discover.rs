@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use vigil_event::Event;
 
 /// The format of an input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,15 +41,38 @@ pub struct InputFile {
     pub gzip: bool,
     /// Its size on disk, in bytes.
     pub size: u64,
-    /// How to read it when it is not a plain file to open (the store's Parquet files,
-    /// read back as JSON lines); `None` for a file on disk.
+    /// How to read it when it is not a plain file to open (the store's Parquet files and
+    /// log, whose rows are read straight from their columns); `None` for a file on disk.
     pub opener: Option<Opener>,
 }
 
-/// Opens an input that is not a plain file: the hunt reads what it returns as the
-/// file's bytes (in the file's [`Format`]).
+/// Records another reader has already parsed (the store's rows, read straight from their
+/// columns), each an [`Event`] for the rule engine; the JSON text of one is written only
+/// when a rule fires on it (the finding carries it).
+pub trait Rows: Send {
+    /// How many records.
+    fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The bytes of input they stand for (for the hunt's progress).
+    fn bytes(&self) -> u64;
+    /// Calls `f` with record `i` as an event. With `lineage`, its keyword search sees an
+    /// OCSF event's lineage context too (for a record that is not one of Vigil's OCSF
+    /// events, as a JSON record of that kind is searched).
+    fn with_event(&self, i: usize, lineage: bool, f: &mut dyn FnMut(&dyn Event));
+    /// Appends record `i` as one line of JSON text (no newline).
+    fn write_json(&self, i: usize, out: &mut Vec<u8>);
+}
+
+/// The batches of records of one input, in order; an error ends the input (reported).
+pub type RowsIter = Box<dyn Iterator<Item = io::Result<Box<dyn Rows>>> + Send>;
+
+/// Opens an input that is not a file the hunt reads itself: its records come already
+/// parsed ([`Rows`]).
 #[derive(Clone)]
-pub struct Opener(pub Arc<dyn Fn() -> io::Result<Box<dyn Read + Send>> + Send + Sync>);
+pub struct Opener(pub Arc<dyn Fn() -> io::Result<RowsIter> + Send + Sync>);
 
 impl std::fmt::Debug for Opener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

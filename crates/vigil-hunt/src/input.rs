@@ -6,7 +6,7 @@
 //! reader looks for line ends only in bytes it has not looked at yet, so a long line costs
 //! time in proportion to its length.
 
-use crate::discover::{read_full, Format, InputFile};
+use crate::discover::{read_full, Format, InputFile, Opener, Rows};
 use crate::error::{InputError, Location};
 use crate::split::{Mark, Splitter};
 use flate2::read::MultiGzDecoder;
@@ -96,6 +96,13 @@ pub(crate) enum Work {
         data: Vec<u8>,
         values: Vec<ValueAt>,
     },
+    /// Records already parsed ([`Rows`]); `first` is the 1-based number of the first
+    /// among the input's records.
+    Rows {
+        file: u32,
+        first: u64,
+        rows: Box<dyn Rows>,
+    },
 }
 
 impl Work {
@@ -105,13 +112,17 @@ impl Work {
             Work::Evtx { data, .. } | Work::Lines { data, .. } | Work::Values { data, .. } => {
                 data.len() as u64
             }
+            Work::Rows { rows, .. } => rows.bytes(),
         }
     }
 
     /// The input file it is from.
     pub(crate) fn file(&self) -> u32 {
         match self {
-            Work::Evtx { file, .. } | Work::Lines { file, .. } | Work::Values { file, .. } => *file,
+            Work::Evtx { file, .. }
+            | Work::Lines { file, .. }
+            | Work::Values { file, .. }
+            | Work::Rows { file, .. } => *file,
         }
     }
 
@@ -121,15 +132,13 @@ impl Work {
             Work::Evtx { offset, .. } => Location::Offset(*offset),
             Work::Lines { first_line, .. } => Location::Line(*first_line),
             Work::Values { values, .. } => Location::Offset(values.first().map_or(0, |v| v.offset)),
+            Work::Rows { first, .. } => Location::Line(*first),
         }
     }
 }
 
 /// Opens a file for reading, decompressing gzip on the fly.
 fn open(file: &InputFile) -> io::Result<Box<dyn Read + Send>> {
-    if let Some(opener) = &file.opener {
-        return (opener.0)();
-    }
     let mut f = File::open(&file.path)?;
     // Gzip by content too: a compressed file whose name does not say so.
     let mut magic = [0u8; 2];
@@ -172,6 +181,12 @@ pub(crate) fn read_file(
             fatal,
         })
     };
+    if let Some(opener) = &file.opener {
+        if let Err((loc, reason)) = read_rows(id, opener, send) {
+            report(loc, reason, true);
+        }
+        return;
+    }
     let mut r = match open(file) {
         Ok(r) => r,
         Err(e) => {
@@ -191,6 +206,28 @@ pub(crate) fn read_file(
 
 type ReadResult = Result<(), (Location, String)>;
 type Report<'a> = dyn FnMut(Location, String, bool) + 'a;
+
+/// Hands on the batches of records an [`Opener`] gives, each a unit of work.
+fn read_rows(id: u32, opener: &Opener, send: &mut dyn FnMut(Work) -> bool) -> ReadResult {
+    let batches = (opener.0)().map_err(|e| (Location::File, format!("cannot open: {e}")))?;
+    let mut first = 1;
+    for rows in batches {
+        let rows = rows.map_err(|e| (Location::Line(first), format!("cannot read: {e}")))?;
+        if rows.is_empty() {
+            continue;
+        }
+        let n = rows.len() as u64;
+        if !send(Work::Rows {
+            file: id,
+            first,
+            rows,
+        }) {
+            return Ok(());
+        }
+        first += n;
+    }
+    Ok(())
+}
 
 fn read_evtx(
     id: u32,
@@ -556,7 +593,7 @@ mod tests {
                             start = v.end as usize;
                         }
                     }
-                    Work::Evtx { .. } => unreachable!(),
+                    Work::Evtx { .. } | Work::Rows { .. } => unreachable!(),
                 }
                 true
             },

@@ -27,7 +27,9 @@
 //!   `.json` file, cut out by their brackets and strings without parsing them (`split`),
 //!   so a large array is never held whole and a bad value is reported alone. A line or
 //!   value longer than [`HuntConfig::max_record`] (16 MiB) is reported and skipped, and
-//!   the rest of the file read.
+//!   the rest of the file read. An input with an [`Opener`] (the store's rows, in the
+//!   retro-hunt) hands over batches of records already parsed ([`Rows`]), matched as
+//!   events without JSON text; a record's text is written only for its findings.
 //! * **Threads** ([`hunt()`]): with one matching thread the calling thread reads, matches
 //!   and writes, unit after unit, with no thread beside it (on one core, threads handing
 //!   units to each other only cost switches). With more, reader threads send units
@@ -88,7 +90,7 @@ mod timeline;
 
 pub use config::{parse_logsource, HuntConfig, Render, MAX_RECORD};
 pub use detection::{Correlated, Detection, EventRef};
-pub use discover::{discover, format_of_name, Format, InputFile, Opener};
+pub use discover::{discover, format_of_name, Format, InputFile, Opener, Rows, RowsIter};
 pub use error::{HuntError, InputError, Location};
 pub use html::{
     content_security_policy, technique_name, HtmlSink, ReportMeta, MAX_TABLE_ROWS, TABLE_BUDGET,

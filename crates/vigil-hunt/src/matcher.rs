@@ -12,7 +12,7 @@
 use crate::config::{HuntConfig, Render};
 use crate::correlate::CorrInput;
 use crate::detection::{Detection, EventMeta, EventRef};
-use crate::discover::InputFile;
+use crate::discover::{InputFile, Rows};
 use crate::error::{InputError, Location};
 use crate::input::{too_long, Pool, ValueAt, Work, EVTX_CHUNK};
 use crate::intel::HuntIntel;
@@ -365,6 +365,7 @@ impl<'e> Worker<'e> {
                 self.values(m, path, &data, &values);
                 pool.put(data);
             }
+            Work::Rows { first, rows, .. } => self.rows(m, path, first, &*rows),
         }));
         if let Err(p) = outcome {
             let what = p
@@ -433,6 +434,74 @@ impl<'e> Worker<'e> {
             let end = v.end as usize;
             self.record(m, path, &block, start..end, Place::Value(v.index, v.offset));
             start = end;
+        }
+    }
+
+    /// Matches records already parsed, numbered from `first`. Each is routed as its JSON
+    /// text would be; one that is not one of Vigil's OCSF events is matched again as a
+    /// whole (its keyword search seeing every string, as for such a JSON record).
+    fn rows(&mut self, m: &Matcher<'e>, path: &Arc<Path>, first: u64, rows: &dyn Rows) {
+        let mut text = Vec::new();
+        for i in 0..rows.len() {
+            let place = Place::Line(first + i as u64);
+            let mut kind = Kind::Ocsf;
+            rows.with_event(i, false, &mut |ev| {
+                kind = kind_of(ev);
+                if kind == Kind::Ocsf {
+                    self.row(m, path, (rows, i), ev, kind, place, &mut text);
+                }
+            });
+            if kind != Kind::Ocsf {
+                rows.with_event(i, true, &mut |ev| {
+                    self.row(m, path, (rows, i), ev, kind, place, &mut text)
+                });
+            }
+        }
+    }
+
+    /// Matches record `i` of `rows`, `ev`, of `kind`; its JSON text is written into `text`
+    /// only when a rule fires on it (or indicators need it as a `Value`).
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &mut self,
+        m: &Matcher<'e>,
+        path: &Arc<Path>,
+        (rows, i): (&dyn Rows, usize),
+        ev: &dyn Event,
+        kind: Kind,
+        place: Place,
+        text: &mut Vec<u8>,
+    ) {
+        self.counted();
+        let source = m.source(kind, &mut self.out.unrouted);
+        self.findings.clear();
+        m.engine
+            .match_event(&mut self.scratch, ev, source, &mut self.findings);
+        let mut written = false;
+        let value: Option<Value> = match (m.intel.is_some(), kind) {
+            (true, Kind::Ocsf) => {
+                text.clear();
+                rows.write_json(i, text);
+                written = true;
+                serde_json::from_slice(text).ok()
+            }
+            _ => None,
+        };
+        m.indicators(ev, value.as_ref(), kind, &mut self.findings);
+        if self.findings.is_empty() {
+            return;
+        }
+        if !written {
+            text.clear();
+            rows.write_json(i, text);
+        }
+        let Ok(json) = std::str::from_utf8(text) else {
+            self.findings.clear();
+            return self.error(place.error(path, None, "not UTF-8"));
+        };
+        let time = m.record_time(ev, kind);
+        if let Err(e) = self.keep(m, path, place.record(), json, ev, value.as_ref(), time) {
+            self.error(place.error(path, None, &e));
         }
     }
 

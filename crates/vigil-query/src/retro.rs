@@ -1,97 +1,102 @@
-//! Stored events read back as the JSON lines the agent wrote, for the retro-hunt: the
-//! hunt's own JSON reader and Sigma engine then see what they see in a live log.
-//!
-//! Each row goes through the store's own [`vigil_store::write_row_json`] (the text of
-//! [`vigil_store::row_to_json`]'s value, written straight from the columns): timestamps back to
-//! epoch milliseconds (the OCSF shape), absent fields left out as the agent leaves them
-//! out, free-form objects stored as JSON text parsed back, the store's sequence column
-//! dropped.
+//! Stored events for the retro-hunt: each batch of a Parquet file (or of the store's log)
+//! handed to the hunt as records already parsed ([`vigil_hunt::Rows`]), matched straight
+//! on their columns ([`vigil_store::RowBatch`]). A row's JSON text, the line the agent
+//! wrote ([`vigil_store::write_row_json`]: times as epoch milliseconds, absent fields
+//! left out, free-form objects parsed back, the store's sequence column dropped), is
+//! written only for the rows a rule fires on.
 
-use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
+use vigil_event::Event;
+use vigil_hunt::{Rows, RowsIter};
+use vigil_store::RowBatch;
 
 /// Rows per batch decoded at a time.
 const BATCH_ROWS: usize = 4096;
 
-/// A reader of JSON lines over record batches.
-pub struct JsonLines {
-    batches: Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>,
+/// One batch of stored rows, for the hunt.
+struct StoredRows {
+    rows: RowBatch,
+    /// The bytes of the input it stands for.
+    bytes: u64,
+}
+
+impl Rows for StoredRows {
+    fn len(&self) -> usize {
+        self.rows.num_rows()
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn with_event(&self, i: usize, lineage: bool, f: &mut dyn FnMut(&dyn Event)) {
+        f(&self.rows.event(i, lineage))
+    }
+
+    fn write_json(&self, i: usize, out: &mut Vec<u8>) {
+        vigil_store::write_row_json(self.rows.batch(), i, out)
+    }
+}
+
+fn stored(
+    batch: Result<RecordBatch, ArrowError>,
     range: Option<(i64, i64)>,
-    buf: Vec<u8>,
-    pos: usize,
+    bytes_per_row: f64,
+) -> io::Result<Box<dyn Rows>> {
+    let to_io = |e: ArrowError| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+    let mut batch = batch.map_err(to_io)?;
+    let read = batch.num_rows();
+    if let Some((from, to)) = range {
+        batch = within(&batch, from, to).map_err(to_io)?;
+    }
+    Ok(Box::new(StoredRows {
+        rows: RowBatch::new(batch),
+        bytes: (read as f64 * bytes_per_row) as u64,
+    }))
 }
 
-impl JsonLines {
-    /// JSON lines of the rows of a Parquet file; with `range`, only the rows whose
-    /// `time` is in it (epoch ms, inclusive).
-    pub fn parquet(path: &Path, range: Option<(i64, i64)>) -> io::Result<JsonLines> {
-        let file = std::fs::File::open(path)?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
-            .map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("unreadable Parquet: {e}"),
-                )
-            })?;
-        Ok(JsonLines {
-            batches: Box::new(reader),
-            range,
-            buf: Vec::new(),
-            pos: 0,
-        })
-    }
-
-    /// JSON lines of batches already in memory (the store's log).
-    pub fn batches(batches: Vec<RecordBatch>, range: Option<(i64, i64)>) -> JsonLines {
-        JsonLines {
-            batches: Box::new(batches.into_iter().map(Ok)),
-            range,
-            buf: Vec::new(),
-            pos: 0,
-        }
-    }
-
-    fn refill(&mut self) -> io::Result<bool> {
-        self.buf.clear();
-        self.pos = 0;
-        let Some(batch) = self.batches.next() else {
-            return Ok(false);
-        };
-        let to_io = |e: ArrowError| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
-        let mut batch = batch.map_err(to_io)?;
-        if let Some((from, to)) = self.range {
-            batch = within(&batch, from, to).map_err(to_io)?;
-        }
-        for row in 0..batch.num_rows() {
-            vigil_store::write_row_json(&batch, row, &mut self.buf);
-            self.buf.push(b'\n');
-        }
-        Ok(true)
-    }
+/// The rows of a Parquet file, batch by batch; with `range`, only the rows whose `time`
+/// is in it (epoch ms, inclusive).
+pub fn parquet(path: &Path, range: Option<(i64, i64)>) -> io::Result<RowsIter> {
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unreadable Parquet: {e}"),
+        )
+    })?;
+    let rows = builder.metadata().file_metadata().num_rows().max(1);
+    let per_row = size as f64 / rows as f64;
+    let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unreadable Parquet: {e}"),
+        )
+    })?;
+    Ok(Box::new(reader.map(move |b| stored(b, range, per_row))))
 }
 
-impl Read for JsonLines {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.buf.len() {
-            if !self.refill()? {
-                return Ok(0);
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
+/// The rows of batches already in memory (the store's log), whose size in memory is
+/// `bytes`.
+pub fn batches(batches: Vec<RecordBatch>, range: Option<(i64, i64)>, bytes: u64) -> RowsIter {
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let per_row = bytes as f64 / rows.max(1) as f64;
+    Box::new(
+        batches
+            .into_iter()
+            .map(move |b| stored(Ok(b), range, per_row)),
+    )
 }
 
 /// The rows of a batch (times as epoch ms) whose `time` is in `from..=to`.
 fn within(b: &RecordBatch, from: i64, to: i64) -> Result<RecordBatch, ArrowError> {
-    use datafusion::arrow::array::{BooleanArray, Int64Array};
+    use datafusion::arrow::array::{Array, BooleanArray, Int64Array};
     let Some(t) = b.column_by_name("time") else {
         return Ok(b.clone());
     };

@@ -42,7 +42,8 @@
 //! Parquet files of each class (within a time range, by partition) and the events still
 //! in the log as Arrow batches of the same schema, with events already compacted left
 //! out. Damaged log segments and unreadable Parquet files are reported ([`Problem`]:
-//! path, offset, what) and skipped.
+//! path, offset, what) and skipped. [`RowBatch`] reads a batch's rows as events for the
+//! rule engine, straight from the columns (the retro-hunt).
 //!
 //! # Writing
 //!
@@ -58,12 +59,14 @@ pub mod layout;
 pub mod merge;
 pub mod read;
 pub mod retention;
+pub mod row;
 pub mod schema;
 mod store;
 pub mod wal;
 
 pub use convert::{row_seq, row_to_json, write_row_json, Anomalies, BatchBuilder};
 pub use read::{read_parquet, snapshot, LakeFile, Snapshot};
+pub use row::{RowBatch, RowEvent};
 pub use schema::{schema_of, Class, CLASSES, SEQ_COLUMN};
 pub use store::{Store, StoreConfig, StoreStats};
 

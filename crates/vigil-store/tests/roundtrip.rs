@@ -184,3 +184,102 @@ fn the_direct_path_and_the_tree_path_build_the_same_columns_and_report_the_same(
         "{a:?}"
     );
 }
+
+/// Every key path of a JSON value (through arrays, as field lookups go), each also with
+/// a part that is not there.
+fn key_paths(v: &Json, prefix: &str, out: &mut Vec<String>) {
+    match v {
+        Json::Object(m) => {
+            for (k, child) in m {
+                let p = match prefix {
+                    "" => k.clone(),
+                    _ => format!("{prefix}.{k}"),
+                };
+                out.push(format!("{p}.nope"));
+                key_paths(child, &p, out);
+                out.push(p);
+            }
+        }
+        Json::Array(items) => items.iter().for_each(|i| key_paths(i, prefix, out)),
+        _ => {}
+    }
+}
+
+/// A stored row answers the rule engine exactly as its JSON does: every field lookup
+/// (present, absent, into lists, into JSON text columns) and the keyword strings, with
+/// and without the lineage context, for rows from the log's batches and from Parquet.
+#[test]
+fn a_stored_row_reads_as_an_event_exactly_as_its_json_does() {
+    use vigil_event::{Event, FieldPath, OcsfJson};
+    let mut events: Vec<Json> = CLASSES
+        .iter()
+        .flat_map(|c| (0..3).map(move |n| Json::Object(full_event(c, n))))
+        .collect();
+    events.extend(
+        vigil_event::example::attack_story(1_709_300_700_000)
+            .iter()
+            .map(|e| serde_json::to_value(e).expect("json")),
+    );
+    // Sparse rows: members taken out at every depth, empty objects, lists with holes
+    // and empty lists, text that is not JSON in a JSON column.
+    let class = Class::by_table("process_activity").expect("class");
+    let mut sparse = full_event(class, 4);
+    sparse.remove("actor");
+    sparse["process"]["parent_process"] = json!({});
+    sparse["process"]["file"]["hashes"] = json!([null, {"algorithm": "MD5"}]);
+    sparse["process"]["user"]["groups"] = json!([]);
+    sparse["unmapped"] = json!({"ancestry": ["x"], "k": "v"});
+    events.push(Json::Object(sparse));
+    let mut odd = full_event(class, 5);
+    odd["unmapped"] = json!("not json {");
+    events.push(Json::Object(odd));
+    let root = tempdir("row-event");
+    let lines: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    let seg = write_segment(&root, &lines);
+    let check = |batch: &arrow_array::RecordBatch, from: &str| {
+        let rows = vigil_store::RowBatch::new(batch.clone());
+        for r in 0..batch.num_rows() {
+            let json = row_to_json(batch, r);
+            let mut paths = vec!["nope".to_string(), "vigil_seq".to_string()];
+            key_paths(&json, "", &mut paths);
+            for p in &paths {
+                let path = FieldPath::new(p);
+                assert_eq!(
+                    rows.event(r, false).field(&path),
+                    OcsfJson(&json).field(&path),
+                    "{from}, row {r}: {p}"
+                );
+            }
+            for lineage in [false, true] {
+                let (mut got, mut want) = (Vec::new(), Vec::new());
+                rows.event(r, lineage)
+                    .for_each_str(&mut |s| got.push(s.to_string()));
+                match lineage {
+                    false => OcsfJson(&json).for_each_str(&mut |s| want.push(s.to_string())),
+                    true => json.for_each_str(&mut |s| want.push(s.to_string())),
+                }
+                // In the order of the columns; a `Value` without `preserve_order` sorts
+                // its keys, and the order does not change what a keyword finds.
+                got.sort();
+                want.sort();
+                assert_eq!(got, want, "{from}, row {r}, lineage {lineage}");
+            }
+        }
+        batch.num_rows()
+    };
+    let mut seen = 0;
+    for batches in snapshot(&root, None, None).log.values() {
+        seen += batches.iter().map(|b| check(b, "log")).sum::<usize>();
+    }
+    assert_eq!(seen, events.len());
+    let done = compact::compact_segment(&root, &seg, 0).expect("compact");
+    compact::finish_segment(&root, &seg, done.last_seq.expect("records")).expect("finish");
+    seen = 0;
+    for f in snapshot(&root, None, None).files.values().flatten() {
+        for b in read_parquet(&f.path).expect("readable") {
+            seen += check(&b, "parquet");
+        }
+    }
+    assert_eq!(seen, events.len());
+    std::fs::remove_dir_all(&root).expect("clean");
+}

@@ -245,17 +245,16 @@ fn hunt_range(args: &HuntArgs) -> Option<(i64, i64)> {
 }
 
 /// The store's Parquet files (within the range's hour partitions) and the events still in
-/// its log as inputs read back as JSON lines, rows outside the range left out.
+/// its log as inputs whose rows the hunt matches straight from their columns, rows
+/// outside the range left out.
 fn store_inputs(dir: &std::path::Path, range: Option<(i64, i64)>) -> Result<Vec<InputFile>> {
     let snap = crate::cmd::query_store::snapshot(dir, range)?;
     let mut out = Vec::new();
     for f in snap.files.values().flatten() {
         let p = f.path.clone();
-        let opener = vigil_hunt::Opener(std::sync::Arc::new(
-            move || -> std::io::Result<Box<dyn std::io::Read + Send>> {
-                Ok(Box::new(vigil_query::retro::JsonLines::parquet(&p, range)?))
-            },
-        ));
+        let opener = vigil_hunt::Opener(std::sync::Arc::new(move || {
+            vigil_query::retro::parquet(&p, range)
+        }));
         out.push(InputFile {
             path: f.path.clone().into(),
             format: vigil_hunt::Format::JsonLines,
@@ -272,14 +271,9 @@ fn store_inputs(dir: &std::path::Path, range: Option<(i64, i64)>) -> Result<Vec<
             .iter()
             .map(|b| b.get_array_memory_size() as u64)
             .sum();
-        let opener = vigil_hunt::Opener(std::sync::Arc::new(
-            move || -> std::io::Result<Box<dyn std::io::Read + Send>> {
-                Ok(Box::new(vigil_query::retro::JsonLines::batches(
-                    batches.clone(),
-                    range,
-                )))
-            },
-        ));
+        let opener = vigil_hunt::Opener(std::sync::Arc::new(move || {
+            Ok(vigil_query::retro::batches(batches.clone(), range, size))
+        }));
         // Named after the log and the table, so a finding's source says where it came from.
         out.push(InputFile {
             path: dir.join("wal").join(format!("{table}.log")).into(),
