@@ -21,7 +21,8 @@ use vigil_event::access::is_lineage;
 use vigil_event::{key_hash, Event, FieldPath, Fields, Value};
 
 /// What the walk needs to know of one field of the schema: its children by name (a
-/// struct's members, a list's item) and whether it holds JSON text.
+/// struct's members, a list's item), whether it holds JSON text, and whether this batch
+/// has any value in it.
 struct Node {
     /// The children's names and nodes, in schema order.
     kids: Vec<(Box<str>, Node)>,
@@ -30,26 +31,38 @@ struct Node {
     by_hash: HashMap<u64, usize>,
     /// For a JSON text column: its index in [`RowBatch::json`].
     json: Option<usize>,
+    /// Whether the column holds a value in some row of the batch. Most of a class's
+    /// columns hold none in an agent's events: keyword searches pass them by.
+    live: bool,
+    /// The children that are [`Node::live`], in order.
+    live_kids: Vec<usize>,
 }
 
 impl Node {
-    fn of(field: &Field, json_columns: &mut usize) -> Node {
+    /// The node of `field`, whose column in this batch is `a`.
+    fn of(field: &Field, a: &dyn Array, json_columns: &mut usize) -> Node {
         let mut node = Node {
             kids: Vec::new(),
             by_hash: HashMap::new(),
             json: None,
+            live: a.null_count() < a.len(),
+            live_kids: Vec::new(),
         };
         match field.data_type() {
             DataType::Struct(fields) => {
-                for f in fields {
-                    node.kids
-                        .push((f.name().as_str().into(), Node::of(f, json_columns)));
+                let s = a.as_struct();
+                for (f, c) in fields.iter().zip(s.columns()) {
+                    let kid = Node::of(f, c.as_ref(), json_columns);
+                    node.kids.push((f.name().as_str().into(), kid));
                 }
                 node.index();
             }
-            DataType::List(item) => node
-                .kids
-                .push((item.name().as_str().into(), Node::of(item, json_columns))),
+            DataType::List(item) => {
+                let values = a.as_list::<i32>().values();
+                let kid = Node::of(item, values.as_ref(), json_columns);
+                node.kids.push((item.name().as_str().into(), kid));
+                node.index();
+            }
             DataType::Utf8 if field.metadata().contains_key("vigil.json") => {
                 node.json = Some(*json_columns);
                 *json_columns += 1;
@@ -60,8 +73,11 @@ impl Node {
     }
 
     fn index(&mut self) {
-        for (i, (name, _)) in self.kids.iter().enumerate() {
+        for (i, (name, kid)) in self.kids.iter().enumerate() {
             self.by_hash.entry(key_hash(name.as_bytes())).or_insert(i);
+            if kid.live {
+                self.live_kids.push(i);
+            }
         }
     }
 
@@ -97,14 +113,16 @@ impl RowBatch {
             kids: Vec::new(),
             by_hash: HashMap::new(),
             json: None,
+            live: true,
+            live_kids: Vec::new(),
         };
         let mut columns = Vec::new();
         for (i, f) in schema.fields().iter().enumerate() {
             if f.name() == SEQ_COLUMN {
                 continue;
             }
-            root.kids
-                .push((f.name().as_str().into(), Node::of(f, &mut json_columns)));
+            let node = Node::of(f, batch.column(i).as_ref(), &mut json_columns);
+            root.kids.push((f.name().as_str().into(), node));
             columns.push(i);
         }
         root.index();
@@ -158,11 +176,11 @@ impl RowBatch {
                 }
                 let s = a.as_struct();
                 let k = node.member(path.part(i)?, path.part_hash(i))?;
-                let child = s.column(k).as_ref();
-                if child.is_null(row) {
+                let (child, kid) = (s.column(k).as_ref(), &node.kids[k].1);
+                if !kid.live || child.is_null(row) {
                     return None;
                 }
-                self.at(child, &node.kids[k].1, row, path, i + 1)
+                self.at(child, kid, row, path, i + 1)
             }
             DataType::List(_) => {
                 let l = a.as_list::<i32>();
@@ -206,7 +224,8 @@ impl RowBatch {
         match a.data_type() {
             DataType::Struct(_) => {
                 let s = a.as_struct();
-                for (k, (name, kid)) in node.kids.iter().enumerate() {
+                for &k in &node.live_kids {
+                    let (name, kid) = &node.kids[k];
                     let child = s.column(k).as_ref();
                     if (lineage || !is_lineage(name)) && !child.is_null(row) {
                         self.strs(child, kid, row, lineage, f);
@@ -216,7 +235,7 @@ impl RowBatch {
             DataType::List(_) => {
                 let l = a.as_list::<i32>();
                 let items = l.values().as_ref();
-                let Some((_, item)) = node.kids.first() else {
+                let Some((_, item)) = node.kids.first().filter(|(_, i)| i.live) else {
                     return;
                 };
                 let offsets = l.value_offsets();
@@ -237,6 +256,9 @@ impl RowBatch {
 
 /// Parses the JSON text cells under `a` into `out`, by JSON column.
 fn parse_json(a: &dyn Array, node: &Node, out: &mut [Vec<Option<serde_json::Value>>]) {
+    if !node.live {
+        return;
+    }
     match a.data_type() {
         DataType::Struct(_) => {
             for (c, (_, kid)) in a.as_struct().columns().iter().zip(&node.kids) {
@@ -322,17 +344,18 @@ impl Event for RowEvent<'_> {
     fn field(&self, path: &FieldPath) -> Option<Value<'_>> {
         let r = self.rows;
         let k = r.root.member(path.part(0)?, path.part_hash(0))?;
-        let col = r.batch.column(r.columns[k]).as_ref();
-        if col.is_null(self.row) {
+        let (col, node) = (r.batch.column(r.columns[k]).as_ref(), &r.root.kids[k].1);
+        if !node.live || col.is_null(self.row) {
             return None;
         }
-        r.at(col, &r.root.kids[k].1, self.row, path, 1)
+        r.at(col, node, self.row, path, 1)
     }
 
     fn for_each_str<'a>(&'a self, f: &mut dyn FnMut(&'a str)) {
         let r = self.rows;
-        for ((name, node), &c) in r.root.kids.iter().zip(&r.columns) {
-            let col = r.batch.column(c).as_ref();
+        for &k in &r.root.live_kids {
+            let (name, node) = &r.root.kids[k];
+            let col = r.batch.column(r.columns[k]).as_ref();
             if (self.lineage || !is_lineage(name)) && !col.is_null(self.row) {
                 r.strs(col, node, self.row, self.lineage, f);
             }

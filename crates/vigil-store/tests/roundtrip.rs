@@ -267,6 +267,25 @@ fn a_stored_row_reads_as_an_event_exactly_as_its_json_does() {
         }
         batch.num_rows()
     };
+    // Batches of the example story alone: most columns hold nothing in any row.
+    let mut by_class: std::collections::BTreeMap<i64, vigil_store::BatchBuilder> =
+        Default::default();
+    for e in vigil_event::example::attack_story(1_709_300_700_000) {
+        let line = serde_json::to_string(&e).expect("json");
+        let uid = serde_json::from_str::<Json>(&line).expect("json")["class_uid"]
+            .as_i64()
+            .expect("uid");
+        let class = Class::by_uid(uid).expect("class");
+        by_class
+            .entry(uid)
+            .or_insert_with(|| vigil_store::BatchBuilder::new(class))
+            .push_json(1, line.as_bytes())
+            .expect("stored");
+    }
+    assert!(by_class.len() > 2);
+    for b in by_class.values_mut() {
+        check(&b.finish(), "example story alone");
+    }
     let mut seen = 0;
     for batches in snapshot(&root, None, None).log.values() {
         seen += batches.iter().map(|b| check(b, "log")).sum::<usize>();
