@@ -388,7 +388,7 @@ fn load_checked(dir: &Path, settings: &Settings) -> Result<Content, Refused> {
     let mut yara_trial_ms = 0.0;
     let has_yara = manifest.files.keys().any(|f| f.starts_with("yara/"));
     if has_yara {
-        match RuleSet::load(&[yara_dir]) {
+        match crate::yara::load_apart(&[yara_dir]) {
             Ok((set, report)) => {
                 problems.extend(report.refused.iter().map(|r| relative(dir, &r.to_string())));
                 yara_files = report.loaded.len();
