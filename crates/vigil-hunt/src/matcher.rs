@@ -292,6 +292,12 @@ impl<'e> Matcher<'e> {
         }
     }
 
+    /// Whether [`Matcher::indicators`] reads an event of `kind` from a `Value`: an OCSF
+    /// event, matched through the model, when indicators are loaded.
+    fn indicators_want_value(&self, kind: Kind) -> bool {
+        self.intel.is_some() && kind == Kind::Ocsf
+    }
+
     /// A worker's fresh state.
     pub(crate) fn worker(&self) -> Worker<'e> {
         Worker {
@@ -488,22 +494,19 @@ impl<'e> Worker<'e> {
         self.findings.clear();
         m.engine
             .match_event(&mut self.scratch, ev, source, &mut self.findings);
-        let mut written = false;
-        let value: Option<Value> = match (m.intel.is_some(), kind) {
-            (true, Kind::Ocsf) => {
-                text.clear();
+        text.clear();
+        let value: Option<Value> = match m.indicators_want_value(kind) {
+            true => {
                 rows.write_json(i, text);
-                written = true;
                 serde_json::from_slice(text).ok()
             }
-            _ => None,
+            false => None,
         };
         m.indicators(ev, value.as_ref(), kind, &mut self.findings);
         if self.findings.is_empty() {
             return;
         }
-        if !written {
-            text.clear();
+        if text.is_empty() {
             rows.write_json(i, text);
         }
         let Ok(json) = std::str::from_utf8(text) else {
@@ -565,10 +568,9 @@ impl<'e> Worker<'e> {
         };
         m.engine
             .match_event(&mut self.scratch, ev, source, &mut self.findings);
-        // Indicators match an OCSF event through the model, read from a `Value`.
-        let value: Option<Value> = match (m.intel.is_some(), kind) {
-            (true, Kind::Ocsf) => serde_json::from_str(text).ok(),
-            _ => None,
+        let value: Option<Value> = match m.indicators_want_value(kind) {
+            true => serde_json::from_str(text).ok(),
+            false => None,
         };
         m.indicators(ev, value.as_ref(), kind, &mut self.findings);
         let kept = match self.findings.is_empty() {
