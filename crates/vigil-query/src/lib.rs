@@ -8,6 +8,8 @@
 //!   OCSF class), and registers one table per class.
 //! * [`Engine`] runs a query with a row limit and a timeout and names a file that fails
 //!   to read while the query runs, so the caller can run it again without it.
+//! * [`retro`] hands the store's rows to `vigil hunt --store` as records already parsed,
+//!   matched on their columns.
 //!
 //! OCSF field names are the columns; nested objects are structs, reached by dotted path
 //! (`actor.process.file.name`) in both languages.
