@@ -39,15 +39,20 @@ struct Node {
 }
 
 impl Node {
-    /// The node of `field`, whose column in this batch is `a`.
-    fn of(field: &Field, a: &dyn Array, json_columns: &mut usize) -> Node {
-        let mut node = Node {
+    /// A node with no children yet.
+    fn new(live: bool) -> Node {
+        Node {
             kids: Vec::new(),
             by_hash: HashMap::new(),
             json: None,
-            live: a.null_count() < a.len(),
+            live,
             live_kids: Vec::new(),
-        };
+        }
+    }
+
+    /// The node of `field`, whose column in this batch is `a`.
+    fn of(field: &Field, a: &dyn Array, json_columns: &mut usize) -> Node {
+        let mut node = Node::new(a.null_count() < a.len());
         match field.data_type() {
             DataType::Struct(fields) => {
                 let s = a.as_struct();
@@ -109,13 +114,7 @@ impl RowBatch {
     pub fn new(batch: RecordBatch) -> RowBatch {
         let schema = batch.schema();
         let mut json_columns = 0;
-        let mut root = Node {
-            kids: Vec::new(),
-            by_hash: HashMap::new(),
-            json: None,
-            live: true,
-            live_kids: Vec::new(),
-        };
+        let mut root = Node::new(true);
         let mut columns = Vec::new();
         for (i, f) in schema.fields().iter().enumerate() {
             if f.name() == SEQ_COLUMN {
@@ -191,7 +190,11 @@ impl RowBatch {
                 let found: Vec<Value<'a>> = (from..to)
                     .filter_map(|j| match items.is_null(j) {
                         true => end.then_some(Value::Null),
-                        false => self.at(items, item, j, path, i),
+                        // An item written as nothing (a float that is not finite) is a
+                        // `null` in the list's JSON.
+                        false => self
+                            .at(items, item, j, path, i)
+                            .or_else(|| end.then_some(Value::Null)),
                     })
                     .collect();
                 (end || !found.is_empty()).then_some(Value::List(found))
@@ -360,5 +363,50 @@ impl Event for RowEvent<'_> {
                 r.strs(col, node, self.row, self.lineage, f);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::builder::{Float64Builder, ListBuilder};
+    use arrow_schema::Schema;
+    use std::sync::Arc;
+
+    /// A float that is not finite is written as nothing: absent as a member, `null` as a
+    /// list item, as the row's JSON reads back.
+    #[test]
+    fn a_float_that_is_not_finite_reads_as_its_json_does() {
+        let mut list = ListBuilder::new(Float64Builder::new());
+        list.values().append_value(1.5);
+        list.values().append_value(f64::NAN);
+        list.values().append_null();
+        list.append(true);
+        let list = list.finish();
+        let scalar = arrow_array::Float64Array::from(vec![f64::INFINITY]);
+        let schema = Schema::new(vec![
+            Field::new("l", list.data_type().clone(), true),
+            Field::new("f", DataType::Float64, true),
+        ]);
+        let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(list), Arc::new(scalar)])
+            .expect("batch");
+        let json = crate::row_to_json(&batch, 0);
+        let rows = RowBatch::new(batch);
+        for p in ["l", "f"] {
+            let path = FieldPath::new(p);
+            assert_eq!(
+                rows.event(0, false).field(&path),
+                json.field(&path),
+                "{p} in {json}"
+            );
+        }
+        assert_eq!(
+            rows.event(0, false).field(&FieldPath::new("l")),
+            Some(Value::List(vec![
+                Value::Float(1.5),
+                Value::Null,
+                Value::Null
+            ]))
+        );
     }
 }
