@@ -3,15 +3,12 @@
 
 use crate::compile::{self, Tables};
 use crate::error::QueryError;
+use crate::lake::{IndexStats, IndexedLake};
 use crate::pipe;
 use crate::sources::{Skipped, Sources};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::MemTable;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::prelude::SessionConfig;
@@ -75,6 +72,11 @@ pub struct QueryOutcome {
     pub failed_files: Vec<Skipped>,
     /// How long it took.
     pub elapsed: Duration,
+    /// Parquet files scanned (a file scanned by two parts of a query counts twice).
+    pub files_scanned: u64,
+    /// Parquet files left out of scans because their id index proved they hold no row
+    /// the query asks for (a story or process lookup: [`crate::lake`]).
+    pub files_pruned: u64,
 }
 
 /// The query engine over a set of sources.
@@ -82,6 +84,7 @@ pub struct Engine {
     rt: tokio::runtime::Runtime,
     ctx: SessionContext,
     sources: Sources,
+    index_stats: Arc<IndexStats>,
 }
 
 impl Engine {
@@ -102,6 +105,7 @@ impl Engine {
             rt,
             ctx: new_context(threads),
             sources,
+            index_stats: Arc::default(),
         };
         engine.register()?;
         Ok(engine)
@@ -122,17 +126,12 @@ impl Engine {
                 if table.files.is_empty() {
                     None
                 } else {
-                    let urls = table
-                        .files
-                        .iter()
-                        .map(|p| ListingTableUrl::parse(absolute(p).to_string_lossy()))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                        .with_file_extension(".parquet");
-                    let config = ListingTableConfig::new_with_multi_paths(urls)
-                        .with_listing_options(options)
-                        .with_schema(Arc::clone(&schema));
-                    Some(Arc::new(ListingTable::try_new(config)?))
+                    let files = table.files.iter().map(|p| absolute(p)).collect();
+                    Some(Arc::new(IndexedLake::new(
+                        Arc::clone(&schema),
+                        files,
+                        Arc::clone(&self.index_stats),
+                    )))
                 };
             let log: Option<Arc<dyn datafusion::catalog::TableProvider>> =
                 if table.batches.is_empty() {
@@ -210,6 +209,7 @@ impl Engine {
         let start = Instant::now();
         let (sql, _range) = self.to_sql(text, language)?;
         let mut failed_files = Vec::new();
+        self.index_stats.take();
         loop {
             let deadline = timeout.map(|t| start + t);
             match self.execute(text, &sql, language, limit, deadline) {
@@ -218,12 +218,15 @@ impl Engine {
                         Stopped::Timeout(_) => Stopped::Timeout(timeout.unwrap_or_default()),
                         s => s,
                     };
+                    let (files_pruned, files_scanned) = self.index_stats.take();
                     return Ok(QueryOutcome {
                         batches,
                         sql,
                         stopped,
                         failed_files,
                         elapsed: start.elapsed(),
+                        files_scanned,
+                        files_pruned,
                     });
                 }
                 Err(Failure::Plan(e)) if !reads_files(&e) => return Err(e),
@@ -236,6 +239,7 @@ impl Engine {
                         self.sources.remove_file(&s.path, s.reason.clone());
                     }
                     failed_files.extend(bad);
+                    self.index_stats.take();
                     self.register()?;
                 }
             }

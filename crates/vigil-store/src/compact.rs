@@ -11,6 +11,7 @@
 //! not written twice. No sequence ends up in two files.
 
 use crate::convert::{BatchBuilder, Head};
+use crate::ids::IdIndexBuilder;
 use crate::layout::{self, Hour};
 use crate::schema::Class;
 use crate::wal::{self, sync_dir, Segment};
@@ -127,6 +128,8 @@ struct Group {
     class: &'static Class,
     builder: BatchBuilder,
     writer: Option<(PathBuf, ArrowWriter<File>)>,
+    /// The id index of the file being written ([`crate::ids`]).
+    ids: IdIndexBuilder,
     first: u64,
     last: u64,
     rows: u64,
@@ -149,6 +152,7 @@ impl Group {
             self.writer = Some((tmp, w));
         }
         if let Some((tmp, w)) = &mut self.writer {
+            self.ids.add(&batch);
             w.write(&batch).map_err(|e| parquet_problem(tmp, e))?;
         }
         Ok(())
@@ -242,6 +246,7 @@ fn attempt(
         let g = groups.entry((class.uid, hour)).or_insert_with(|| Group {
             class,
             builder: BatchBuilder::new(class),
+            ids: IdIndexBuilder::new(&class.schema()),
             writer: None,
             first: seq,
             last: seq,
@@ -318,6 +323,12 @@ fn attempt(
         let file = w.into_inner().map_err(|e| parquet_problem(&tmp, e))?;
         file.sync_all().map_err(|e| Problem::io(&tmp, e))?;
         drop(file);
+        // The index goes first: a Parquet file in place always has its index, unless
+        // writing the index failed (then queries read the file: the index only saves
+        // reading it).
+        if let Err(e) = g.ids.write_for(&fin) {
+            tracing::warn!(file = %fin.display(), error = %e, "store: the file's id index was not written; lookups will read the file");
+        }
         std::fs::rename(&tmp, &fin).map_err(|e| Problem::io(&fin, e))?;
         out.events += g.rows;
         out.files.push(fin);

@@ -4,6 +4,7 @@
 //! DIR/wal/<first-seq>.wal                 log segments (20-digit zero-padded first seq)
 //! DIR/wal/compacted                       the last seq compacted into the lake (text)
 //! DIR/lake/class=<table>/date=YYYY-MM-DD/hour=HH/<first-seq>-<last-seq>.parquet
+//! DIR/lake/class=<table>/date=YYYY-MM-DD/hour=HH/<first-seq>-<last-seq>.ids   its id index
 //! ```
 //!
 //! A file whose range lies within another's in the same partition is the input of a

@@ -8,6 +8,7 @@
 //!                                             checksummed JSON lines ([`wal`])
 //! DIR/wal/compacted                           the last sequence compacted into the lake
 //! DIR/lake/class=<table>/date=YYYY-MM-DD/hour=HH/<first-seq>-<last-seq>.parquet
+//! DIR/lake/class=<table>/date=YYYY-MM-DD/hour=HH/<first-seq>-<last-seq>.ids
 //! ```
 //!
 //! * `<table>` is the class's snake_case OCSF name (`process_activity`, `file_activity`,
@@ -29,6 +30,10 @@
 //!   `actor.process.uid` have Parquet Bloom filters (false positive rate 1%,
 //!   [`compact::BLOOM_COLUMNS`]): a lookup of one story or one process skips the row
 //!   groups that do not hold it.
+//! * Beside each Parquet file, `<first-seq>-<last-seq>.ids` is its id index ([`ids`]):
+//!   Bloom filters of the story and process ids in it, so a lookup opens only the files
+//!   that may hold the id without decoding every file's footer. A file without an index
+//!   (or with a damaged one) is read: the index never hides a row.
 //! * Every class has one Arrow schema ([`schema_of`]), derived from the event model
 //!   (`vigil_event::model::Shaped`): nested objects are nested struct columns, lists are
 //!   list columns, free-form maps (`unmapped`, a file's `xattributes`, evidence `data`)
@@ -55,6 +60,7 @@
 
 pub mod compact;
 pub mod convert;
+pub mod ids;
 pub mod layout;
 pub mod merge;
 pub mod read;

@@ -23,6 +23,7 @@
 //! no event is read twice or lost.
 
 use crate::compact::{file_properties, ROW_GROUP};
+use crate::ids::{self, IdIndexBuilder};
 use crate::layout::{self, Hour};
 use crate::read::{list_partition, superseded, LakeFile};
 use crate::schema::{Class, CLASSES};
@@ -102,7 +103,9 @@ pub fn merge_hour(
     // 1. Finish what a crash interrupted: temporary files, and inputs of a merged file.
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".merge-") {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".merge-") || name.ends_with(".ids.tmp") {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -111,7 +114,12 @@ pub fn merge_hour(
     if !gone.is_empty() {
         for &i in &gone {
             match std::fs::remove_file(&all[i].path) {
-                Ok(()) => pass.leftovers += 1,
+                Ok(()) => {
+                    pass.leftovers += 1;
+                    if let Err(e) = remove_index(&all[i].path) {
+                        pass.problems.push(Problem::io(&all[i].path, e));
+                    }
+                }
                 Err(e) => pass.problems.push(Problem::io(&all[i].path, e)),
             }
         }
@@ -160,7 +168,13 @@ fn merge_run(dir: &Path, class: &'static Class, run: &[&LakeFile]) -> Result<Mer
     let fin = dir.join(layout::parquet_name(first, last));
     let result = write_merged(&tmp, class, run);
     let rows = match result {
-        Ok(rows) => rows,
+        Ok((rows, ids)) => {
+            // The index before its file (see `crate::ids`).
+            if let Err(e) = ids.write_for(&fin) {
+                tracing::warn!(file = %fin.display(), error = %e, "store: the merged file's id index was not written; lookups will read the file");
+            }
+            rows
+        }
         Err(p) => {
             let _ = std::fs::remove_file(&tmp);
             return Err(p);
@@ -171,6 +185,7 @@ fn merge_run(dir: &Path, class: &'static Class, run: &[&LakeFile]) -> Result<Mer
     // From here the inputs are left out of every listing; deleting them is tidying.
     for f in run {
         std::fs::remove_file(&f.path).map_err(|e| Problem::io(&f.path, e))?;
+        remove_index(&f.path).map_err(|e| Problem::io(&ids::index_path(&f.path), e))?;
     }
     sync_dir(dir).map_err(|e| Problem::io(dir, e))?;
     Ok(Merged {
@@ -180,8 +195,21 @@ fn merge_run(dir: &Path, class: &'static Class, run: &[&LakeFile]) -> Result<Mer
     })
 }
 
-/// Writes every row of `run`, in order, to `tmp` (fsynced); returns the rows.
-fn write_merged(tmp: &Path, class: &'static Class, run: &[&LakeFile]) -> Result<u64, Problem> {
+/// Deletes the id index of a Parquet file, if it has one.
+fn remove_index(parquet: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(ids::index_path(parquet)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Writes every row of `run`, in order, to `tmp` (fsynced); returns the rows and the
+/// merged file's id index.
+fn write_merged(
+    tmp: &Path,
+    class: &'static Class,
+    run: &[&LakeFile],
+) -> Result<(u64, IdIndexBuilder), Problem> {
     let bad = |path: &Path, what: String| Problem {
         path: path.to_path_buf(),
         offset: None,
@@ -189,6 +217,7 @@ fn write_merged(tmp: &Path, class: &'static Class, run: &[&LakeFile]) -> Result<
     };
     let schema = class.schema();
     let mut writer: Option<ArrowWriter<File>> = None;
+    let mut ids = IdIndexBuilder::new(&schema);
     let mut rows = 0;
     for f in run {
         let file = File::open(&f.path).map_err(|e| Problem::io(&f.path, e))?;
@@ -219,6 +248,7 @@ fn write_merged(tmp: &Path, class: &'static Class, run: &[&LakeFile]) -> Result<
                 );
             }
             if let Some(w) = &mut writer {
+                ids.add(&batch);
                 w.write(&batch).map_err(|e| bad(tmp, e.to_string()))?;
             }
             rows += batch.num_rows() as u64;
@@ -227,5 +257,5 @@ fn write_merged(tmp: &Path, class: &'static Class, run: &[&LakeFile]) -> Result<
     let w = writer.ok_or_else(|| bad(tmp, "nothing to merge".into()))?;
     let file = w.into_inner().map_err(|e| bad(tmp, e.to_string()))?;
     file.sync_all().map_err(|e| Problem::io(tmp, e))?;
-    Ok(rows)
+    Ok((rows, ids))
 }

@@ -356,6 +356,98 @@ fn the_id_columns_have_bloom_filters_that_reject_an_absent_id() {
     std::fs::remove_dir_all(&root).expect("clean");
 }
 
+/// The files of `root`'s lake with the given extension.
+fn lake_files_with(root: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = walk(&layout::lake_dir(root))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn every_file_has_an_id_index_holding_its_ids_and_a_merge_keeps_file_and_index_paired() {
+    use vigil_store::ids::IdIndex;
+    let root = tempdir("idindex");
+    // Four segments of 50 events each, one hour: four files, one per segment.
+    let mut floor = 0;
+    for s in 0..4u64 {
+        let (mut w, _) = wal::Writer::open(&root, floor, T0).expect("open");
+        let mut text = Vec::new();
+        for i in s * 50..(s + 1) * 50 {
+            text.extend_from_slice(ids_event(i).to_string().as_bytes());
+            text.push(b'\n');
+        }
+        w.append_lines(&text).expect("append");
+        let seg = w.roll(T0).expect("roll");
+        drop(w);
+        let done = compact::compact_segment(&root, &seg, 0).expect("compact");
+        let last = done.last_seq.expect("last");
+        compact::finish_segment(&root, &seg, last).expect("finish");
+        floor = last;
+        for s in wal::segments(&root).expect("segments") {
+            std::fs::remove_file(s.path).expect("rm");
+        }
+    }
+    let files = lake_files_with(&root, "parquet");
+    assert_eq!(files.len(), 4);
+    assert_eq!(
+        lake_files_with(&root, "ids"),
+        files
+            .iter()
+            .map(|f| f.with_extension("ids"))
+            .collect::<Vec<_>>(),
+        "an index beside every file"
+    );
+    for (s, f) in files.iter().enumerate() {
+        let index = IdIndex::read_for(f).expect("a readable index");
+        let mine = (s as u64 * 50)..((s as u64 + 1) * 50);
+        for i in 0..200u64 {
+            let holds = mine.contains(&i);
+            // Every id of the file is in its index; the other files' ids are not (the
+            // filters' false positives are rare, and these values are fixed).
+            assert_eq!(
+                index.may_hold("process.uid", &format!("proc-{i}")),
+                Some(holds),
+                "{}: proc-{i}",
+                f.display()
+            );
+        }
+        for i in mine {
+            assert_eq!(
+                index.may_hold("metadata.correlation_uid", &format!("story-{}", i / 10)),
+                Some(true)
+            );
+            assert_eq!(
+                index.may_hold("actor.process.uid", &format!("parent-{}", i / 5)),
+                Some(true)
+            );
+        }
+        // Not indexed: one value per event.
+        assert_eq!(index.may_hold("metadata.uid", "ev-1"), None);
+    }
+    let pass = merge::merge_closed(&root, merge::MergeLimits::default(), now_ms());
+    assert!(pass.problems.is_empty(), "{:?}", pass.problems);
+    assert_eq!(pass.merged.len(), 1);
+    let merged = lake_files_with(&root, "parquet");
+    assert_eq!(merged.len(), 1);
+    // The inputs' indexes went with them; the merged file has its own, with every id.
+    assert_eq!(
+        lake_files_with(&root, "ids"),
+        vec![merged[0].with_extension("ids")]
+    );
+    let index = IdIndex::read_for(&merged[0]).expect("the merged file's index");
+    for i in 0..200u64 {
+        assert_eq!(
+            index.may_hold("process.uid", &format!("proc-{i}")),
+            Some(true)
+        );
+    }
+    assert_eq!(index.may_hold("process.uid", "proc-200"), Some(false));
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
 #[test]
 fn a_line_malformed_after_its_head_is_rejected_and_the_rest_stored() {
     let root = tempdir("malformed");
@@ -559,7 +651,7 @@ fn a_merge_makes_files_of_a_bounded_size() {
     let root = tempdir("mergesize");
     lake_of_small_files(&root, 6);
     let (want, _) = stored(&root);
-    let smallest = walk(&layout::lake_dir(&root))
+    let smallest = lake_files_with(&root, "parquet")
         .iter()
         .map(|p| std::fs::metadata(p).expect("meta").len())
         .min()

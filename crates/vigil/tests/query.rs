@@ -410,6 +410,150 @@ fn a_corrupt_parquet_file_is_named_and_left_out() {
     assert!(n < whole && n > 0, "{n} of {whole}");
 }
 
+/// Runs a query with JSON logs; its rows and the "query done" log's fields.
+fn query_with_stats(args: &[&str]) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let mut all = vec!["--log-format", "json"];
+    all.extend_from_slice(args);
+    let out = vigil(&all);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "vigil {all:?}: {err}");
+    let done = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|l| l["fields"].clone())
+        .find(|f| f["message"] == "query done")
+        .unwrap_or_else(|| panic!("no 'query done' log: {err}"));
+    (jsonl(&String::from_utf8_lossy(&out.stdout)), done)
+}
+
+fn stat(done: &serde_json::Value, key: &str) -> u64 {
+    done[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} in {done}"))
+}
+
+/// Story and process lookups read only the files whose id index may hold the id, and
+/// answer exactly as a scan of every file does: with the indexes gone, or damaged, every
+/// file is scanned and the rows are the same.
+#[test]
+fn lookups_skip_the_files_their_id_index_rules_out_and_answer_as_a_full_scan() {
+    let h = history();
+    let id = a_story();
+    let curl = h
+        .events
+        .iter()
+        .find(|e| e["class_uid"] == 1007 && e["process"]["file"]["name"] == "curl")
+        .map(|e| s(&e["process"]["uid"]).to_string())
+        .expect("a curl");
+    let other = h
+        .events
+        .iter()
+        .map(|e| s(&e["metadata"]["correlation_uid"]))
+        .find(|c| !c.is_empty() && *c != id)
+        .expect("another story")
+        .to_string();
+    let in_story =
+        |e: &serde_json::Value, ids: &[&str]| ids.contains(&s(&e["metadata"]["correlation_uid"]));
+    let want_story = h.events.iter().filter(|e| in_story(e, &[&id])).count();
+    let want_two = h
+        .events
+        .iter()
+        .filter(|e| in_story(e, &[&id, &other]))
+        .count();
+    let want_proc = h
+        .events
+        .iter()
+        .filter(|e| {
+            e["actor"]["process"]["uid"] == curl.as_str() || e["process"]["uid"] == curl.as_str()
+        })
+        .count();
+    let tables = [
+        "process_activity",
+        "file_activity",
+        "network_activity",
+        "dns_activity",
+    ];
+    let union = |cond: &str| {
+        tables
+            .iter()
+            .map(|t| format!("SELECT metadata.uid AS uid FROM {t} WHERE {cond}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ")
+    };
+    let q_story = union(&format!("metadata.correlation_uid = '{id}'"));
+    let q_two = union(&format!("metadata.correlation_uid IN ('{id}', '{other}')"));
+    let dir = support::tmp("query", "idindex");
+    let store = dir.join("store");
+    copy_dir(&h.store, &store);
+    let path = store.to_str().expect("path");
+    let parquet: Vec<PathBuf> = walk(&store.join("lake"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    let n_files = parquet.len() as u64;
+    assert!(
+        parquet.iter().all(|p| p.with_extension("ids").is_file()),
+        "every file of the store has its id index"
+    );
+    let run =
+        |sql: &str| query_with_stats(&["query", "--store", path, "-f", "jsonl", "--sql", sql]);
+    let sorted = |rows: Vec<serde_json::Value>| {
+        let mut v: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+        v.sort();
+        v
+    };
+
+    // With the indexes: the same rows, most files never opened.
+    let (story, done) = run(&q_story);
+    assert_eq!(story.len(), want_story);
+    let (scanned, pruned) = (
+        stat(&done, "files_scanned"),
+        stat(&done, "files_skipped_by_id_index"),
+    );
+    assert_eq!(scanned + pruned, n_files, "{done}");
+    assert!(
+        scanned * 10 < n_files,
+        "a story lives in a few hours: {done}"
+    );
+    let (two, done) = run(&q_two);
+    assert_eq!(two.len(), want_two);
+    assert!(stat(&done, "files_skipped_by_id_index") > 0, "{done}");
+    let (procs, done) =
+        query_with_stats(&["query", "process", &curl, "--store", path, "-f", "jsonl"]);
+    assert_eq!(procs.len(), want_proc);
+    assert!(stat(&done, "files_skipped_by_id_index") > 0, "{done}");
+    // A query the index cannot answer reads every file.
+    let (_, done) = run("SELECT count(*) AS n FROM process_activity WHERE process.uid LIKE 'x%'");
+    assert_eq!(stat(&done, "files_skipped_by_id_index"), 0, "{done}");
+
+    // Damaged indexes (torn, or garbage) are not believed: every file is read.
+    for (i, p) in parquet.iter().enumerate() {
+        let ids = p.with_extension("ids");
+        let bytes = std::fs::read(&ids).expect("index");
+        let damaged = if i % 2 == 0 {
+            bytes[..bytes.len() / 2].to_vec()
+        } else {
+            bytes.iter().map(|b| b ^ 0x5a).collect()
+        };
+        std::fs::write(&ids, damaged).expect("damage");
+    }
+    let (story2, done) = run(&q_story);
+    assert_eq!(sorted(story2), sorted(story.clone()));
+    assert_eq!(stat(&done, "files_skipped_by_id_index"), 0, "{done}");
+    // And no indexes at all (a store written before them): the same again.
+    for p in &parquet {
+        std::fs::remove_file(p.with_extension("ids")).expect("rm index");
+    }
+    let (story3, done) = run(&q_story);
+    assert_eq!(sorted(story3), sorted(story));
+    assert_eq!(stat(&done, "files_scanned"), n_files, "{done}");
+    let (two3, _) = run(&q_two);
+    assert_eq!(sorted(two3), sorted(two));
+    let (procs3, _) =
+        query_with_stats(&["query", "process", &curl, "--store", path, "-f", "jsonl"]);
+    assert_eq!(sorted(procs3), sorted(procs));
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read").flatten() {

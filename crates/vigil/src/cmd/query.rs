@@ -255,7 +255,13 @@ pub fn run_and_print(
     out.flush().context("writing the results")?;
     let rows: usize = outcome.batches.iter().map(|b| b.num_rows()).sum();
     match outcome.stopped {
-        Stopped::No => tracing::info!(rows, seconds = format!("{:.3}", outcome.elapsed.as_secs_f64()), "query done"),
+        Stopped::No => tracing::info!(
+            rows,
+            seconds = format!("{:.3}", outcome.elapsed.as_secs_f64()),
+            files_scanned = outcome.files_scanned,
+            files_skipped_by_id_index = outcome.files_pruned,
+            "query done"
+        ),
         Stopped::Limit(n) => eprintln!("note: only the first {n} rows are shown (--limit; --limit 0 for all)"),
         Stopped::Timeout(t) => eprintln!(
             "note: the query was stopped after {:.1}s (--timeout) with {rows} rows so far; narrow it (a time range: since 1h) or raise --timeout",
