@@ -10,7 +10,9 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::MemTable;
 use datafusion::error::DataFusionError;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 use futures::StreamExt;
 use std::path::{Path, PathBuf};
@@ -409,7 +411,18 @@ fn new_context(threads: usize) -> SessionContext {
     // columns); measured on 10 million events, planning cost more than the scan.
     opts.execution.collect_statistics = false;
     opts.sql_parser.enable_ident_normalization = false;
-    SessionContext::new_with_config(config)
+    // No footer cache: a query process reads each file's footer once, and caching the
+    // wide footers of hundreds of files costs their size computation, evictions past
+    // the cache's limit and freeing them all at exit (7-9% of the CPU time of a count
+    // over every file of 10 million events, 412 files).
+    let cache = CacheManagerConfig::default().with_metadata_cache_limit(0);
+    match RuntimeEnvBuilder::new()
+        .with_cache_manager(cache)
+        .build_arc()
+    {
+        Ok(rt) => SessionContext::new_with_config_rt(config, rt),
+        Err(_) => SessionContext::new_with_config(config),
+    }
 }
 
 fn absolute(p: &Path) -> PathBuf {
