@@ -163,6 +163,26 @@ impl IdIndexBuilder {
     }
 }
 
+/// Builds the id index of a Parquet file already written without one (a store written
+/// before indexes existed), reading only its indexed columns, and writes it beside it.
+/// `schema`: the file's class schema.
+pub fn index_existing(parquet: &Path, schema: &Schema) -> Result<(), String> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ProjectionMask;
+    let file = std::fs::File::open(parquet).map_err(|e| e.to_string())?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), INDEXED_COLUMNS.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut ids = IdIndexBuilder::new(schema);
+    for batch in reader {
+        ids.add(&batch.map_err(|e| e.to_string())?);
+    }
+    ids.write_for(parquet).map_err(|e| e.to_string())
+}
+
 fn field_type<'a>(schema: &'a Schema, path: &str) -> Option<&'a DataType> {
     let mut parts = path.split('.');
     let mut dt = schema.field_with_name(parts.next()?).ok()?.data_type();

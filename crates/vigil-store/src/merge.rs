@@ -71,6 +71,9 @@ pub struct MergePass {
     pub merged: Vec<Merged>,
     /// Inputs of merges finished before a crash, deleted now.
     pub leftovers: usize,
+    /// Files of closed hours without an id index (written before indexes existed, or
+    /// whose index could not be written) indexed now.
+    pub indexed: usize,
     /// What could not be merged (left as it was).
     pub problems: Vec<Problem>,
 }
@@ -153,10 +156,29 @@ pub fn merge_hour(
             run.remove(0);
         }
     }
+    let mut merged: Vec<&Path> = Vec::new();
     for run in runs.into_iter().filter(|r| r.len() >= 2) {
         match merge_run(&dir, class, &run) {
-            Ok(m) => pass.merged.push(m),
+            Ok(m) => {
+                merged.extend(run.iter().map(|f| f.path.as_path()));
+                pass.merged.push(m);
+            }
             Err(p) => pass.problems.push(p),
+        }
+    }
+    // 3. An id index for each file left without one (`crate::ids`): a store written
+    //    before indexes existed gets them, reading only the id columns of each file.
+    for f in all.iter().filter(|f| !merged.contains(&f.path.as_path())) {
+        if ids::index_path(&f.path).exists() {
+            continue;
+        }
+        match ids::index_existing(&f.path, &class.schema()) {
+            Ok(()) => pass.indexed += 1,
+            Err(what) => pass.problems.push(Problem {
+                path: f.path.clone(),
+                offset: None,
+                what: format!("its id index could not be made: {what}"),
+            }),
         }
     }
 }

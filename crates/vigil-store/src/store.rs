@@ -354,6 +354,12 @@ fn merge_pass(root: &Path, counters: &Counters, limits: MergeLimits) {
     for m in &pass.merged {
         tracing::info!(file = %m.path.display(), inputs = m.inputs, rows = m.rows, "store: merged a closed hour's files");
     }
+    if pass.indexed > 0 {
+        tracing::info!(
+            files = pass.indexed,
+            "store: id indexes made for files of closed hours that had none"
+        );
+    }
     counters
         .merged
         .fetch_add(pass.merged.len() as u64, Ordering::Relaxed);

@@ -449,6 +449,41 @@ fn every_file_has_an_id_index_holding_its_ids_and_a_merge_keeps_file_and_index_p
 }
 
 #[test]
+fn a_file_written_before_id_indexes_gets_one_at_the_next_merge_pass() {
+    use vigil_store::ids::IdIndex;
+    let root = tempdir("idbackfill");
+    let (mut w, _) = wal::Writer::open(&root, 0, T0).expect("open");
+    let mut text = Vec::new();
+    for i in 0..100 {
+        text.extend_from_slice(ids_event(i).to_string().as_bytes());
+        text.push(b'\n');
+    }
+    w.append_lines(&text).expect("append");
+    let seg = w.roll(T0).expect("roll");
+    let done = compact::compact_segment(&root, &seg, 0).expect("compact");
+    assert_eq!(done.files.len(), 1);
+    // As a store written before indexes: the file alone.
+    let index = done.files[0].with_extension("ids");
+    let written = std::fs::read(&index).expect("written with the file");
+    std::fs::remove_file(&index).expect("rm");
+    let pass = merge::merge_closed(&root, merge::MergeLimits::default(), now_ms());
+    assert!(pass.problems.is_empty(), "{:?}", pass.problems);
+    assert!(pass.merged.is_empty(), "one file: nothing to merge");
+    assert_eq!(pass.indexed, 1);
+    // The same index as compaction writes, from the id columns alone.
+    assert_eq!(std::fs::read(&index).expect("made"), written);
+    let made = IdIndex::read_for(&done.files[0]).expect("readable");
+    assert_eq!(made.may_hold("process.uid", "proc-99"), Some(true));
+    assert_eq!(made.may_hold("process.uid", "proc-100"), Some(false));
+    // Nothing left to do.
+    assert_eq!(
+        merge::merge_closed(&root, merge::MergeLimits::default(), now_ms()).indexed,
+        0
+    );
+    std::fs::remove_dir_all(&root).expect("clean");
+}
+
+#[test]
 fn a_line_malformed_after_its_head_is_rejected_and_the_rest_stored() {
     let root = tempdir("malformed");
     let mut text = lines(0..10, |_| T0);
