@@ -303,20 +303,33 @@ fn ids_event(i: u64) -> Json {
     })
 }
 
-#[test]
-fn the_id_columns_have_bloom_filters_that_reject_an_absent_id() {
-    use parquet::file::reader::FileReader;
-    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
-    let root = tempdir("bloom");
-    let (mut w, _) = wal::Writer::open(&root, 0, T0).expect("open");
+/// A log segment of [`ids_event`]s `range`, the log's sequence starting after `floor`,
+/// compacted into the lake.
+fn compact_ids_events(root: &Path, floor: u64, range: std::ops::Range<u64>) -> compact::Compacted {
+    let (mut w, _) = wal::Writer::open(root, floor, T0).expect("open");
     let mut text = Vec::new();
-    for i in 0..200 {
+    for i in range {
         text.extend_from_slice(ids_event(i).to_string().as_bytes());
         text.push(b'\n');
     }
     w.append_lines(&text).expect("append");
     let seg = w.roll(T0).expect("roll");
-    let done = compact::compact_segment(&root, &seg, 0).expect("compact");
+    drop(w);
+    let done = compact::compact_segment(root, &seg, 0).expect("compact");
+    compact::finish_segment(root, &seg, done.last_seq.expect("last")).expect("finish");
+    // The writer's fresh, empty segment.
+    for s in wal::segments(root).expect("segments") {
+        std::fs::remove_file(s.path).expect("rm");
+    }
+    done
+}
+
+#[test]
+fn the_id_columns_have_bloom_filters_that_reject_an_absent_id() {
+    use parquet::file::reader::FileReader;
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    let root = tempdir("bloom");
+    let done = compact_ids_events(&root, 0, 0..200);
     assert_eq!((done.events, done.files.len()), (200, 1));
     let opts = ReadOptionsBuilder::new()
         .with_reader_properties(
@@ -373,22 +386,9 @@ fn every_file_has_an_id_index_holding_its_ids_and_a_merge_keeps_file_and_index_p
     // Four segments of 50 events each, one hour: four files, one per segment.
     let mut floor = 0;
     for s in 0..4u64 {
-        let (mut w, _) = wal::Writer::open(&root, floor, T0).expect("open");
-        let mut text = Vec::new();
-        for i in s * 50..(s + 1) * 50 {
-            text.extend_from_slice(ids_event(i).to_string().as_bytes());
-            text.push(b'\n');
-        }
-        w.append_lines(&text).expect("append");
-        let seg = w.roll(T0).expect("roll");
-        drop(w);
-        let done = compact::compact_segment(&root, &seg, 0).expect("compact");
-        let last = done.last_seq.expect("last");
-        compact::finish_segment(&root, &seg, last).expect("finish");
-        floor = last;
-        for s in wal::segments(&root).expect("segments") {
-            std::fs::remove_file(s.path).expect("rm");
-        }
+        floor = compact_ids_events(&root, floor, s * 50..(s + 1) * 50)
+            .last_seq
+            .expect("last");
     }
     let files = lake_files_with(&root, "parquet");
     assert_eq!(files.len(), 4);
@@ -452,15 +452,7 @@ fn every_file_has_an_id_index_holding_its_ids_and_a_merge_keeps_file_and_index_p
 fn a_file_written_before_id_indexes_gets_one_at_the_next_merge_pass() {
     use vigil_store::ids::IdIndex;
     let root = tempdir("idbackfill");
-    let (mut w, _) = wal::Writer::open(&root, 0, T0).expect("open");
-    let mut text = Vec::new();
-    for i in 0..100 {
-        text.extend_from_slice(ids_event(i).to_string().as_bytes());
-        text.push(b'\n');
-    }
-    w.append_lines(&text).expect("append");
-    let seg = w.roll(T0).expect("roll");
-    let done = compact::compact_segment(&root, &seg, 0).expect("compact");
+    let done = compact_ids_events(&root, 0, 0..100);
     assert_eq!(done.files.len(), 1);
     // As a store written before indexes: the file alone.
     let index = done.files[0].with_extension("ids");
