@@ -32,6 +32,8 @@
 //! * An index is written and renamed into place before its Parquet file, and names the
 //!   same sequence range, whose rows are always the same; a leftover index of a file
 //!   never renamed is overwritten by the next attempt and never read alone.
+//! * A file without an index (a store written before indexes existed) gets one at the
+//!   next merge pass over its closed hour ([`index_existing`]: its id columns alone).
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch, StructArray};
