@@ -64,15 +64,17 @@ impl IndexedLake {
         }
     }
 
-    /// The files a scan with `filters` (a conjunction) must read.
+    /// The files a scan with `filters` (a conjunction) must read. The filters are read
+    /// once into what the indexes can answer; each file's index is then asked.
     fn files_for(&self, filters: &[Expr]) -> Vec<PathBuf> {
-        if !filters.iter().any(mentions_indexed) {
+        let asks: Vec<Ask> = filters.iter().filter_map(Ask::of).collect();
+        if asks.is_empty() {
             return self.files.clone();
         }
         self.files
             .iter()
             .filter(|f| match IdIndex::read_for(f) {
-                Some(index) => filters.iter().all(|e| may_hold(e, &index) != Some(false)),
+                Some(index) => asks.iter().all(|a| a.may_hold(&index) != Some(false)),
                 None => true,
             })
             .cloned()
@@ -81,7 +83,7 @@ impl IndexedLake {
 }
 
 /// A listing table over exactly `files`.
-pub fn listing_table(files: &[PathBuf], schema: SchemaRef) -> Result<ListingTable> {
+fn listing_table(files: &[PathBuf], schema: SchemaRef) -> Result<ListingTable> {
     let urls = files
         .iter()
         .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
@@ -186,50 +188,68 @@ fn indexed_equality(left: &Expr, right: &Expr) -> Option<(String, String)> {
         .then(|| (path, value.to_string()))
 }
 
-fn mentions_indexed(e: &Expr) -> bool {
-    match e {
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
-            Operator::Eq => indexed_equality(left, right).is_some(),
-            Operator::And | Operator::Or => mentions_indexed(left) || mentions_indexed(right),
-            _ => false,
-        },
-        Expr::InList(l) if !l.negated => {
-            column_path(&l.expr).is_some_and(|p| INDEXED_COLUMNS.contains(&p.as_str()))
-        }
-        _ => false,
-    }
+/// What a filter asks that an id index can answer: a row whose indexed id is a value,
+/// or all / any of several such asks.
+#[derive(Debug)]
+enum Ask {
+    Id { path: String, value: String },
+    All(Vec<Ask>),
+    Any(Vec<Ask>),
 }
 
-/// Whether a file with `index` may hold a row for which `e` is true: `Some(false)` only
-/// when the index proves no row can be; `None` when it cannot tell.
-fn may_hold(e: &Expr, index: &IdIndex) -> Option<bool> {
-    match e {
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
-            Operator::Eq => {
-                let (path, value) = indexed_equality(left, right)?;
-                index.may_hold(&path, &value)
-            }
-            Operator::And => match (may_hold(left, index), may_hold(right, index)) {
-                (Some(false), _) | (_, Some(false)) => Some(false),
-                _ => None,
-            },
-            Operator::Or => match (may_hold(left, index), may_hold(right, index)) {
-                (Some(false), Some(false)) => Some(false),
-                _ => None,
-            },
-            _ => None,
-        },
-        Expr::InList(l) if !l.negated => {
-            let path = column_path(&l.expr)?;
-            let mut all_absent = true;
-            for item in &l.list {
-                match string_literal(item).and_then(|v| index.may_hold(&path, v)) {
-                    Some(false) => {}
-                    _ => all_absent = false,
+impl Ask {
+    /// What `e` asks of the indexes; `None` when they cannot answer it (a row may match
+    /// `e` whatever they say).
+    fn of(e: &Expr) -> Option<Ask> {
+        match e {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+                Operator::Eq => {
+                    let (path, value) = indexed_equality(left, right)?;
+                    Some(Ask::Id { path, value })
                 }
+                // False when either side is: one side the indexes answer is enough.
+                Operator::And => match (Ask::of(left), Ask::of(right)) {
+                    (Some(a), Some(b)) => Some(Ask::All(vec![a, b])),
+                    (a, b) => a.or(b),
+                },
+                // False only when both sides are.
+                Operator::Or => Some(Ask::Any(vec![Ask::of(left)?, Ask::of(right)?])),
+                _ => None,
+            },
+            Expr::InList(l) if !l.negated => {
+                let path = column_path(&l.expr)?;
+                if !INDEXED_COLUMNS.contains(&path.as_str()) {
+                    return None;
+                }
+                let ids = l
+                    .list
+                    .iter()
+                    .map(|item| {
+                        Some(Ask::Id {
+                            path: path.clone(),
+                            value: string_literal(item)?.to_string(),
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Some(Ask::Any(ids))
             }
-            all_absent.then_some(false)
+            _ => None,
         }
-        _ => None,
+    }
+
+    /// Whether a file with `index` may hold a row that answers: `Some(false)` only when
+    /// the index proves no row can; `None` when it cannot tell.
+    fn may_hold(&self, index: &IdIndex) -> Option<bool> {
+        match self {
+            Ask::Id { path, value } => index.may_hold(path, value),
+            Ask::All(asks) => asks
+                .iter()
+                .any(|a| a.may_hold(index) == Some(false))
+                .then_some(false),
+            Ask::Any(asks) => asks
+                .iter()
+                .all(|a| a.may_hold(index) == Some(false))
+                .then_some(false),
+        }
     }
 }
