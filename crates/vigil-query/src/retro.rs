@@ -6,9 +6,8 @@
 //! written only for the rows a rule fires on.
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::io;
 use std::path::Path;
 use vigil_event::Event;
@@ -61,24 +60,29 @@ fn stored(
 }
 
 /// The rows of a Parquet file, batch by batch; with `range`, only the rows whose `time`
-/// is in it (epoch ms, inclusive).
-pub fn parquet(path: &Path, range: Option<(i64, i64)>) -> io::Result<RowsIter> {
-    let file = std::fs::File::open(path)?;
-    let size = file.metadata()?.len();
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+/// is in it (epoch ms, inclusive). `schema`: the store's schema of the file's table, whose
+/// field metadata (which text columns hold JSON) the rows are read with; the store's
+/// files do not repeat it (they carry the Parquet schema only). A file whose columns are
+/// not that schema's (written by another version) is read with its own.
+pub fn parquet(
+    path: &Path,
+    range: Option<(i64, i64)>,
+    schema: Option<SchemaRef>,
+) -> io::Result<RowsIter> {
+    let size = std::fs::metadata(path)?.len();
+    let unreadable = |e: String| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("unreadable Parquet: {e}"),
         )
-    })?;
+    };
+    let builder = vigil_store::read::open_with_schema(path, schema.as_ref()).map_err(unreadable)?;
     let rows = builder.metadata().file_metadata().num_rows().max(1);
     let per_row = size as f64 / rows as f64;
-    let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("unreadable Parquet: {e}"),
-        )
-    })?;
+    let reader = builder
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| unreadable(e.to_string()))?;
     Ok(Box::new(reader.map(move |b| stored(b, range, per_row))))
 }
 

@@ -18,7 +18,8 @@ use crate::wal::{self, sync_dir, Segment};
 use crate::{Anomalies, Problem};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
-use arrow_schema::DataType;
+use arrow_schema::{DataType, SchemaRef};
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
@@ -111,6 +112,21 @@ pub fn file_properties(class: &Class, first: &RecordBatch) -> WriterProperties {
     b.build()
 }
 
+/// A writer of a lake file: `props`, and no copy of the Arrow schema in the footer
+/// (`ARROW:schema`, a third of a footer of an OCSF class's hundreds of columns): every
+/// type of the classes' schemas reads back the same from the Parquet schema alone, and
+/// each reader of the lake would otherwise decode it again for every file it opens.
+pub fn new_writer(
+    file: File,
+    schema: SchemaRef,
+    props: WriterProperties,
+) -> Result<ArrowWriter<File>, parquet::errors::ParquetError> {
+    let options = ArrowWriterOptions::new()
+        .with_properties(props)
+        .with_skip_arrow_metadata(true);
+    ArrowWriter::try_new_with_options(file, schema, options)
+}
+
 /// Whether each leaf column of `a` holds no value, depth first.
 fn leaves_empty(a: &dyn Array, out: &mut Vec<bool>) {
     match a.data_type() {
@@ -147,7 +163,7 @@ impl Group {
             let tmp = dir.join(format!(".{tag:020}.tmp"));
             let file = File::create(&tmp).map_err(|e| Problem::io(&tmp, e))?;
             let props = file_properties(self.class, &batch);
-            let w = ArrowWriter::try_new(file, self.class.schema(), Some(props))
+            let w = new_writer(file, self.class.schema(), props)
                 .map_err(|e| parquet_problem(&tmp, e))?;
             self.writer = Some((tmp, w));
         }
@@ -369,4 +385,40 @@ pub fn finish_segment(root: &Path, seg: &Segment, last: u64) -> Result<(), Probl
     }
     std::fs::remove_file(&seg.path).map_err(|e| Problem::io(&seg.path, e))?;
     sync_dir(&dir).map_err(|e| Problem::io(&dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::CLASSES;
+    use arrow_schema::{Field, Fields, Schema};
+
+    /// A schema with every field's metadata left out, recursively.
+    fn bare(schema: &Schema) -> Schema {
+        fn field(f: &Field) -> Field {
+            let dt = match f.data_type() {
+                DataType::Struct(fs) => {
+                    DataType::Struct(fs.iter().map(|f| field(f)).collect::<Fields>())
+                }
+                DataType::List(item) => DataType::List(std::sync::Arc::new(field(item))),
+                other => other.clone(),
+            };
+            Field::new(f.name(), dt, f.is_nullable())
+        }
+        Schema::new(schema.fields().iter().map(|f| field(f)).collect::<Fields>())
+    }
+
+    #[test]
+    fn every_class_reads_back_from_the_parquet_schema_alone() {
+        // The lake's files carry no ARROW:schema (`new_writer`): each class's columns
+        // must come back as the same Arrow types from the Parquet schema.
+        for class in CLASSES {
+            let schema = class.schema();
+            let parquet = ArrowSchemaConverter::new()
+                .convert(&schema)
+                .expect("converts");
+            let back = parquet::arrow::parquet_to_arrow_schema(&parquet, None).expect("back");
+            assert_eq!(bare(&back), bare(&schema), "{}", class.table);
+        }
+    }
 }

@@ -22,14 +22,13 @@
 //! read; a crash after it leaves inputs that the listing already leaves out. Either way
 //! no event is read twice or lost.
 
-use crate::compact::{file_properties, ROW_GROUP};
+use crate::compact::{self, file_properties, ROW_GROUP};
 use crate::ids::{self, IdIndexBuilder};
 use crate::layout::{self, Hour};
 use crate::read::{list_partition, superseded, LakeFile};
 use crate::schema::{Class, CLASSES};
 use crate::wal::sync_dir;
 use crate::Problem;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -166,10 +165,11 @@ pub fn merge_hour(
             Err(p) => pass.problems.push(p),
         }
     }
-    // 3. An id index for each file left without one (`crate::ids`): a store written
-    //    before indexes existed gets them, reading only the id columns of each file.
+    // 3. An id index for each file left without a readable one (`crate::ids`): a store
+    //    written before indexes, or before their current format, gets them, reading only
+    //    the id columns of each file.
     for f in all.iter().filter(|f| !merged.contains(&f.path.as_path())) {
-        if ids::index_path(&f.path).exists() {
+        if ids::has_index(&f.path) {
             continue;
         }
         match ids::index_existing(&f.path, &class.schema()) {
@@ -242,9 +242,8 @@ fn write_merged(
     let mut ids = IdIndexBuilder::new(&schema);
     let mut rows = 0;
     for f in run {
-        let file = File::open(&f.path).map_err(|e| Problem::io(&f.path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| bad(&f.path, e.to_string()))?;
+        let builder =
+            crate::read::open_with_schema(&f.path, Some(&schema)).map_err(|e| bad(&f.path, e))?;
         if builder.schema().fields() != schema.fields() {
             return Err(bad(
                 &f.path,
@@ -265,7 +264,7 @@ fn write_merged(
                 let out = File::create(tmp).map_err(|e| Problem::io(tmp, e))?;
                 let props = file_properties(class, &batch);
                 writer = Some(
-                    ArrowWriter::try_new(out, schema.clone(), Some(props))
+                    compact::new_writer(out, schema.clone(), props)
                         .map_err(|e| bad(tmp, e.to_string()))?,
                 );
             }

@@ -159,20 +159,46 @@ pub fn superseded(files: &[LakeFile]) -> Vec<usize> {
 }
 
 /// Every batch of a Parquet file; a file that cannot be read is a [`Problem`] naming it
-/// and what is wrong.
+/// and what is wrong. A file of the lake (under a `class=<table>` directory) is read with
+/// its class's schema ([`open_with_schema`]).
 pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, Problem> {
     let bad = |what: String| Problem {
         path: path.to_path_buf(),
         offset: None,
         what,
     };
-    let file = File::open(path).map_err(|e| Problem::io(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|e| bad(e.to_string()))?;
+    let reader = open_with_schema(path, class_schema_of(path).as_ref())
+        .and_then(|b| b.build().map_err(|e| e.to_string()))
+        .map_err(bad)?;
     reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(e.to_string()))
+}
+
+/// A reader of the Parquet file at `path` whose batches have `schema` (a class's: with
+/// the field metadata that marks JSON text columns, which the lake's files do not carry,
+/// holding the Parquet schema only), or the file's own schema when it has other columns
+/// than `schema` (a file written by another version) or `schema` is `None`.
+pub fn open_with_schema(
+    path: &Path,
+    schema: Option<&arrow_schema::SchemaRef>,
+) -> Result<ParquetRecordBatchReaderBuilder<File>, String> {
+    use parquet::arrow::arrow_reader::ArrowReaderOptions;
+    let open = || File::open(path).map_err(|e| e.to_string());
+    if let Some(schema) = schema {
+        let options = ArrowReaderOptions::new().with_schema(schema.clone());
+        if let Ok(b) = ParquetRecordBatchReaderBuilder::try_new_with_options(open()?, options) {
+            return Ok(b);
+        }
+    }
+    ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| e.to_string())
+}
+
+/// The schema of the class whose partition directory (`class=<table>`) holds `path`.
+fn class_schema_of(path: &Path) -> Option<arrow_schema::SchemaRef> {
+    path.ancestors()
+        .filter_map(|d| d.file_name()?.to_str()?.strip_prefix("class="))
+        .find_map(crate::schema_of)
 }
 
 /// What a query sees of a store at one moment.

@@ -250,10 +250,15 @@ fn hunt_range(args: &HuntArgs) -> Option<(i64, i64)> {
 fn store_inputs(dir: &std::path::Path, range: Option<(i64, i64)>) -> Result<Vec<InputFile>> {
     let snap = crate::cmd::query_store::snapshot(dir, range)?;
     let mut out = Vec::new();
-    for f in snap.files.values().flatten() {
+    for (table, f) in snap
+        .files
+        .iter()
+        .flat_map(|(t, files)| files.iter().map(move |f| (t, f)))
+    {
         let p = f.path.clone();
+        let schema = vigil_store::schema_of(table);
         let opener = vigil_hunt::Opener(std::sync::Arc::new(move || {
-            vigil_query::retro::parquet(&p, range)
+            vigil_query::retro::parquet(&p, range, schema.clone())
         }));
         out.push(InputFile {
             path: f.path.clone().into(),
