@@ -299,7 +299,15 @@ fn run(link: Link, mut readers: [SpoolReader; 2], shared: &SpoolShared, stop: &A
             drain_until = Some(Instant::now() + DRAIN);
         }
         if let Some(d) = drain_until {
-            if Instant::now() >= d || (shared.writers_closed() && shared.backlog() == 0) {
+            if shared.writers_closed() && shared.backlog() == 0 {
+                return;
+            }
+            if Instant::now() >= d {
+                // Kept in the on-disk queue, sent at the next start: said, not dropped.
+                tracing::warn!(
+                    records = shared.backlog(),
+                    "server queue: stopping with records not acknowledged yet; they stay queued for the next start"
+                );
                 return;
             }
         }
