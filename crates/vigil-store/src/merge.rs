@@ -255,11 +255,8 @@ fn write_merged(
             .build()
             .map_err(|e| bad(&f.path, e.to_string()))?;
         for batch in reader {
+            // Read with the class's schema (`open_with_schema`, checked above).
             let batch = batch.map_err(|e| bad(&f.path, e.to_string()))?;
-            // The class's own schema (the file's may differ in metadata only).
-            let batch = batch
-                .with_schema(schema.clone())
-                .map_err(|e| bad(&f.path, e.to_string()))?;
             if writer.is_none() {
                 let out = File::create(tmp).map_err(|e| Problem::io(tmp, e))?;
                 let props = file_properties(class, &batch);
