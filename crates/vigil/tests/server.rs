@@ -1978,9 +1978,16 @@ fn a_full_agent_queue_drops_only_what_it_counts_and_keeps_the_finding() {
         })
         .sum();
     let missing = pool.len() as u64;
+    // The missing events written at or after the last count (a failure's message).
+    let kinds: Vec<String> = pool
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter(|e| e["time"].as_i64() >= last_stats["time"].as_i64())
+        .map(|e| format!("class {} at {}", e["class_uid"], e["time"]))
+        .collect();
     assert!(
         missing >= dropped && missing <= dropped + queued,
-        "{missing} missing, {dropped} counted dropped, {queued} left queued; {} written, {} stored",
+        "{missing} missing, {dropped} counted dropped, {queued} left queued; {} written, {} stored; missing since the last count: {kinds:?}",
         written.len(),
         stored.len()
     );
